@@ -1,0 +1,139 @@
+"""One frozen, hashable config object describes a run; its hash keys the on-disk result cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from influence_core.errors import InputError
+
+NOISE_KINDS = ("none", "flip_class", "singular_class", "uniform")
+MODEL_KINDS = ("logreg", "mlp", "cnn", "resnet18")
+OPTIMIZERS = ("sgd", "adam", "lbfgs")
+CURVATURES = ("exact", "diag", "kron", "last_layer", "identity")
+PARAM_SCOPES = ("all", "last_layer")
+METHODS = ("self_influence", "pairwise", "ip", "tracin")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset and which label corruption.
+
+    ``name`` is a synthetic toy (see ``data.synthetic``), a built-in real set ("digits", "mnist",
+    "chexpert", ...) or "csv" / "image_folder" with ``path``.
+    """
+
+    name: str = "moons"
+    n_train: int = 300
+    n_test: int = 200
+    path: Optional[str] = None
+    label_column: Optional[str] = None
+    id_column: Optional[str] = None
+    classes: Optional[tuple[int, ...]] = None  # keep only these classes (e.g. (4, 9))
+    image_size: Optional[int] = None
+    noise: str = "none"
+    noise_fraction: float = 0.0
+    noise_source: int = 1  # class whose labels are corrupted (flip_class / singular_class)
+    noise_target: int = 0  # class they are flipped to (flip_class)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "mlp"
+    hidden: int = 32
+    depth: int = 2  # hidden layers of the MLP
+    activation: str = "relu"  # relu | sigmoid | tanh
+    pretrained_weights: Optional[str] = None  # local file with ImageNet weights (ResNet18)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200
+    lr: float = 0.1
+    batch_size: int = 0  # 0 = full batch
+    optimizer: str = "adam"
+    weight_decay: float = 1e-3  # L2 penalty (λ/2)‖θ‖², part of the loss and so of the Hessian
+    n_checkpoints: int = 10  # checkpoints kept for TracIn / influence over epochs
+
+
+@dataclass(frozen=True)
+class CurvatureConfig:
+    kind: str = "exact"
+    damping: float = 0.01  # added to the Hessian diagonal: H + damping·I
+    params: str = "all"  # "all" or "last_layer"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    curvature: CurvatureConfig = field(default_factory=CurvatureConfig)
+    method: str = "self_influence"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Reject configs that make no sense, saying what to change."""
+        checks = [
+            (self.data.noise in NOISE_KINDS, f"noise must be one of {NOISE_KINDS}, got {self.data.noise!r}"),
+            (0.0 <= self.data.noise_fraction <= 1.0, f"noise fraction must be in [0, 1], got {self.data.noise_fraction}"),
+            (self.model.kind in MODEL_KINDS, f"model must be one of {MODEL_KINDS}, got {self.model.kind!r}"),
+            (self.model.depth >= 1 and self.model.hidden >= 1, "an MLP needs depth ≥ 1 and hidden ≥ 1"),
+            (self.model.activation in ("relu", "sigmoid", "tanh"), f"activation must be relu, sigmoid or tanh, got {self.model.activation!r}"),
+            (self.train.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.train.optimizer!r}"),
+            (self.train.epochs >= 1, f"epochs must be ≥ 1, got {self.train.epochs}"),
+            (self.train.lr > 0, f"learning rate must be > 0, got {self.train.lr}"),
+            (self.train.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.train.weight_decay}"),
+            (self.train.batch_size >= 0, f"batch size must be ≥ 0 (0 = full batch), got {self.train.batch_size}"),
+            (self.curvature.kind in CURVATURES, f"curvature must be one of {CURVATURES}, got {self.curvature.kind!r}"),
+            (self.curvature.damping >= 0, f"damping must be ≥ 0, got {self.curvature.damping}"),
+            (self.curvature.params in PARAM_SCOPES, f"parameter scope must be one of {PARAM_SCOPES}"),
+            (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=list)
+
+    def key(self) -> str:
+        """Stable content hash: equal configs give equal keys across processes and machines."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:20]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        data = dict(d.get("data", {}))
+        if data.get("classes") is not None:
+            data["classes"] = tuple(data["classes"])
+        return cls(
+            data=DataConfig(**data),
+            model=ModelConfig(**d.get("model", {})),
+            train=TrainConfig(**d.get("train", {})),
+            curvature=CurvatureConfig(**d.get("curvature", {})),
+            method=d.get("method", "self_influence"),
+            seed=int(d.get("seed", 0)),
+        )
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with top-level fields or nested ones (``data__noise="uniform"``) changed."""
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for name, value in changes.items():
+            if "__" in name:
+                part, sub = name.split("__", 1)
+                nested.setdefault(part, {})[sub] = value
+            else:
+                top[name] = value
+        for part, subs in nested.items():
+            top[part] = dataclasses.replace(top.get(part, getattr(self, part)), **subs)
+        return dataclasses.replace(self, **top)

@@ -1,0 +1,97 @@
+"""The one in-memory dataset shape every loader returns and every pipeline consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import numpy as np
+
+from influence_core.errors import InputError
+
+
+@dataclass
+class Dataset:
+    """A train/test split of features and integer labels.
+
+    ``x_*`` are float32 arrays: (n, d) for tabular data, (n, C, H, W) for images.
+    ``y_train`` holds the labels used for training (possibly corrupted); ``y_train_clean`` the
+    labels before corruption and ``flipped`` the ground-truth mask of corrupted rows (all False
+    when nothing was injected). ``ids_train`` / ``ids_test`` trace every row back to the original
+    source (CSV row id or file path), so a flagged sample can be exported.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    ids_train: np.ndarray
+    ids_test: np.ndarray
+    y_train_clean: Optional[np.ndarray] = None
+    flipped: Optional[np.ndarray] = None
+    feature_names: list[str] = field(default_factory=list)
+    groups_train: Optional[np.ndarray] = None  # optional sensitive attribute / subgroup per row
+    groups_test: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        self.x_train = np.ascontiguousarray(self.x_train, dtype=np.float32)
+        self.x_test = np.ascontiguousarray(self.x_test, dtype=np.float32)
+        self.y_train = np.asarray(self.y_train, dtype=np.int64)
+        self.y_test = np.asarray(self.y_test, dtype=np.int64)
+        if self.y_train_clean is None:
+            self.y_train_clean = self.y_train.copy()
+        if self.flipped is None:
+            self.flipped = self.y_train != self.y_train_clean
+        self.flipped = np.asarray(self.flipped, dtype=bool)
+        self.ids_train = np.asarray(self.ids_train)
+        self.ids_test = np.asarray(self.ids_test)
+        if len(self.x_train) != len(self.y_train) or len(self.ids_train) != len(self.y_train):
+            raise InputError(f"{self.name}: train features, labels and ids differ in length")
+        if len(self.x_test) != len(self.y_test) or len(self.ids_test) != len(self.y_test):
+            raise InputError(f"{self.name}: test features, labels and ids differ in length")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def is_image(self) -> bool:
+        return self.x_train.ndim == 4
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def with_train_labels(self, y_train: np.ndarray, flipped: np.ndarray) -> "Dataset":
+        """A copy with new training labels and ground-truth mask (the clean labels are kept)."""
+        return replace(self, y_train=np.asarray(y_train, dtype=np.int64).copy(), flipped=np.asarray(flipped, bool).copy())
+
+    def subset_train(self, keep: np.ndarray) -> "Dataset":
+        """A copy keeping only the training rows selected by a boolean mask or index array."""
+        keep = np.asarray(keep)
+        pick = lambda a: None if a is None else a[keep]  # noqa: E731
+        return replace(
+            self,
+            x_train=self.x_train[keep],
+            y_train=self.y_train[keep],
+            ids_train=self.ids_train[keep],
+            y_train_clean=pick(self.y_train_clean),
+            flipped=pick(self.flipped),
+            groups_train=pick(self.groups_train),
+        )
+
+
+def split_indices(n: int, test_fraction: float, seed: int, stratify: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/test index split (stratified by label when given and possible)."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_fraction < 1.0:
+        raise InputError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    idx = np.arange(n)
+    try:
+        tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=stratify)
+    except ValueError:  # a class too small to stratify: fall back to a plain shuffle split
+        tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed)
+    return np.sort(tr), np.sort(te)

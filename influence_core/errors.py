@@ -1,0 +1,12 @@
+"""User-facing errors: a message that says what to fix, never a traceback."""
+
+
+class InputError(ValueError):
+    """Bad user input (missing file, wrong column, undecodable image, nonsensical config).
+
+    The message is shown as is in the CLI and the app, so it must say what to fix.
+    """
+
+
+class CurvatureError(RuntimeError):
+    """The curvature matrix cannot be inverted as asked (e.g. singular without damping)."""
