@@ -1,0 +1,136 @@
+"""Training loops with saved checkpoints (and their learning rates, for TracIn).
+
+The objective is always ``mean cross-entropy + (weight_decay / 2) · ‖θ‖²`` over *all* trainable
+parameters, so the Hessian the curvature backends build is the Hessian of what was minimised.
+Logistic regression is fitted to convergence with full-batch L-BFGS (influence functions assume
+an optimum); neural networks with SGD or Adam in seeded mini-batches.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from influence_core.config import TrainConfig
+from influence_core.progress import ProgressFn, silent
+
+
+@dataclass
+class Checkpoint:
+    epoch: int
+    lr: float  # learning rate in force while reaching this checkpoint (TracIn's η_k)
+    state: dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor:
+    return 0.5 * weight_decay * sum((p**2).sum() for p in model.parameters() if p.requires_grad)
+
+
+def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> torch.Tensor:
+    """Mean cross-entropy plus the L2 penalty: the function training minimises."""
+    return nn.functional.cross_entropy(model(x), y) + l2_penalty(model, weight_decay)
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _checkpoint_epochs(epochs: int, n_checkpoints: int) -> set[int]:
+    n = max(1, min(n_checkpoints, epochs))
+    return {int(round(e)) for e in np.linspace(epochs / n, epochs, n)}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
+    """Mean loss and accuracy of a model on (x, y)."""
+    model.eval()
+    losses, correct = 0.0, 0
+    for start in range(0, len(x), batch_size):
+        out = model(x[start : start + batch_size])
+        losses += nn.functional.cross_entropy(out, y[start : start + batch_size], reduction="sum").item()
+        correct += (out.argmax(1) == y[start : start + batch_size]).sum().item()
+    n = max(len(x), 1)
+    return {"loss": losses / n, "accuracy": correct / n}
+
+
+def fit_lbfgs(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float, max_iter: int = 500, tol: float = 1e-10
+) -> nn.Module:
+    """Full-batch L-BFGS to (near) the optimum of a convex model; also used for fast warm-started retraining."""
+    opt = torch.optim.LBFGS(
+        model.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=tol, tolerance_change=tol * 1e-2,
+        history_size=50, line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = objective(model, x, y, weight_decay)
+        loss.backward()
+        return loss
+
+    model.train()
+    opt.step(closure)
+    return model
+
+
+def train_model(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    seed: int,
+    progress: ProgressFn = silent,
+) -> TrainResult:
+    """Train ``model`` in place on (x, y) and return it with checkpoints and a loss history."""
+    torch.manual_seed(seed)
+    result = TrainResult(model=model)
+    if cfg.optimizer == "lbfgs":
+        # L-BFGS in "epochs" of a bounded number of iterations, so checkpoints exist along the way
+        keep = _checkpoint_epochs(cfg.epochs, cfg.n_checkpoints)
+        for epoch in range(1, cfg.epochs + 1):
+            fit_lbfgs(model, x, y, cfg.weight_decay, max_iter=20)
+            if epoch in keep:
+                result.checkpoints.append(Checkpoint(epoch, cfg.lr, _snapshot(model)))
+                result.history.append({"epoch": epoch, **evaluate(model, x, y)})
+            progress(epoch / cfg.epochs, f"training (L-BFGS) step {epoch}/{cfg.epochs}")
+        return result
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
+    n = len(x)
+    batch = cfg.batch_size if 0 < cfg.batch_size < n else n
+    generator = torch.Generator().manual_seed(seed)
+    keep = _checkpoint_epochs(cfg.epochs, cfg.n_checkpoints)
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=generator).to(x.device) if batch < n else None
+        for start in range(0, n, batch):
+            idx = order[start : start + batch] if order is not None else slice(None)
+            opt.zero_grad()
+            loss = objective(model, x[idx], y[idx], cfg.weight_decay)
+            loss.backward()
+            opt.step()
+        if epoch in keep:
+            result.checkpoints.append(Checkpoint(epoch, opt.param_groups[0]["lr"], _snapshot(model)))
+            result.history.append({"epoch": epoch, **evaluate(model, x, y)})
+        progress(epoch / cfg.epochs, f"training epoch {epoch}/{cfg.epochs}")
+    model.eval()
+    return result
+
+
+def model_at(model: nn.Module, checkpoint: Checkpoint) -> nn.Module:
+    """A copy of ``model`` with a checkpoint's weights loaded (the original is untouched)."""
+    clone = copy.deepcopy(model)
+    clone.load_state_dict(checkpoint.state)
+    return clone.eval()

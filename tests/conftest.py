@@ -1,0 +1,20 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own result cache, so no test sees another's entries."""
+    monkeypatch.setenv("INFLUENCE_LAB_CACHE", str(tmp_path / "cache"))
+    yield
+
+
+def shared_dir() -> Path:
+    """../shared beside the checkout (ACAS Xu networks, papers)."""
+    return Path(os.environ.get("INFLUENCE_LAB_SHARED", ROOT.parent / "shared"))
