@@ -15,7 +15,7 @@ MODEL_KINDS = ("logreg", "mlp", "cnn", "resnet18")
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 CURVATURES = ("exact", "diag", "kron", "last_layer", "identity")
 PARAM_SCOPES = ("all", "last_layer")
-METHODS = ("self_influence", "pairwise", "ip", "tracin")
+METHODS = ("influence", "ip", "tracin")  # Hessian-based (curvature above), Hessian-free inner product, TracIn
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class DataConfig:
     name: str = "moons"
     n_train: int = 300
     n_test: int = 200
+    test_fraction: float = 0.2  # held-out share for csv / image folders (0 = score every row, no test split)
     path: Optional[str] = None
     label_column: Optional[str] = None
     id_column: Optional[str] = None
@@ -57,6 +58,7 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 1e-3  # L2 penalty (λ/2)‖θ‖², part of the loss and so of the Hessian
     n_checkpoints: int = 10  # checkpoints kept for TracIn / influence over epochs
+    checkpoint_spacing: str = "linear"  # "linear" (TracIn) or "log" (dense early: to watch influence form)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     curvature: CurvatureConfig = field(default_factory=CurvatureConfig)
-    method: str = "self_influence"
+    method: str = "influence"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -82,6 +84,7 @@ class RunConfig:
         """Reject configs that make no sense, saying what to change."""
         checks = [
             (self.data.noise in NOISE_KINDS, f"noise must be one of {NOISE_KINDS}, got {self.data.noise!r}"),
+            (0.0 <= self.data.test_fraction < 1.0, f"test fraction must be in [0, 1), got {self.data.test_fraction}"),
             (0.0 <= self.data.noise_fraction <= 1.0, f"noise fraction must be in [0, 1], got {self.data.noise_fraction}"),
             (self.model.kind in MODEL_KINDS, f"model must be one of {MODEL_KINDS}, got {self.model.kind!r}"),
             (self.model.depth >= 1 and self.model.hidden >= 1, "an MLP needs depth ≥ 1 and hidden ≥ 1"),
@@ -90,6 +93,7 @@ class RunConfig:
             (self.train.epochs >= 1, f"epochs must be ≥ 1, got {self.train.epochs}"),
             (self.train.lr > 0, f"learning rate must be > 0, got {self.train.lr}"),
             (self.train.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.train.weight_decay}"),
+            (self.train.checkpoint_spacing in ("linear", "log"), "checkpoint spacing must be linear or log"),
             (self.train.batch_size >= 0, f"batch size must be ≥ 0 (0 = full batch), got {self.train.batch_size}"),
             (self.curvature.kind in CURVATURES, f"curvature must be one of {CURVATURES}, got {self.curvature.kind!r}"),
             (self.curvature.damping >= 0, f"damping must be ≥ 0, got {self.curvature.damping}"),
@@ -120,7 +124,7 @@ class RunConfig:
             model=ModelConfig(**d.get("model", {})),
             train=TrainConfig(**d.get("train", {})),
             curvature=CurvatureConfig(**d.get("curvature", {})),
-            method=d.get("method", "self_influence"),
+            method=d.get("method", "influence"),
             seed=int(d.get("seed", 0)),
         )
 

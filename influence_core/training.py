@@ -46,8 +46,11 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _checkpoint_epochs(epochs: int, n_checkpoints: int) -> set[int]:
+def checkpoint_epochs(epochs: int, n_checkpoints: int, spacing: str = "linear") -> set[int]:
+    """Epochs at which checkpoints are saved; the last epoch always is."""
     n = max(1, min(n_checkpoints, epochs))
+    if spacing == "log":
+        return {int(round(e)) for e in np.geomspace(1, epochs, n)} | {epochs}
     return {int(round(e)) for e in np.linspace(epochs / n, epochs, n)}
 
 
@@ -97,7 +100,7 @@ def train_model(
     result = TrainResult(model=model)
     if cfg.optimizer == "lbfgs":
         # L-BFGS in "epochs" of a bounded number of iterations, so checkpoints exist along the way
-        keep = _checkpoint_epochs(cfg.epochs, cfg.n_checkpoints)
+        keep = checkpoint_epochs(cfg.epochs, cfg.n_checkpoints, cfg.checkpoint_spacing)
         for epoch in range(1, cfg.epochs + 1):
             fit_lbfgs(model, x, y, cfg.weight_decay, max_iter=20)
             if epoch in keep:
@@ -111,7 +114,7 @@ def train_model(
     n = len(x)
     batch = cfg.batch_size if 0 < cfg.batch_size < n else n
     generator = torch.Generator().manual_seed(seed)
-    keep = _checkpoint_epochs(cfg.epochs, cfg.n_checkpoints)
+    keep = checkpoint_epochs(cfg.epochs, cfg.n_checkpoints, cfg.checkpoint_spacing)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         order = torch.randperm(n, generator=generator).to(x.device) if batch < n else None

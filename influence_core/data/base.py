@@ -87,9 +87,11 @@ def split_indices(n: int, test_fraction: float, seed: int, stratify: Optional[np
     """Seeded train/test index split (stratified by label when given and possible)."""
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < test_fraction < 1.0:
-        raise InputError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise InputError(f"test fraction must be in [0, 1), got {test_fraction}")
     idx = np.arange(n)
+    if test_fraction == 0.0:  # score every row: no held-out split
+        return idx, idx[:0]
     try:
         tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=stratify)
     except ValueError:  # a class too small to stratify: fall back to a plain shuffle split

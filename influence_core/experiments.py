@@ -1,0 +1,240 @@
+"""Named pipelines: a config in, results out, cached on disk by the config's hash.
+
+Pages and the CLI call these functions and render what comes back, so the same config gives the
+same numbers everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from influence_core import cache
+from influence_core.config import RunConfig
+from influence_core.curvature import IdentityCurvature, build_curvature
+from influence_core.data.base import Dataset
+from influence_core.device import default_device
+from influence_core.errors import InputError
+from influence_core.gradients import n_params
+from influence_core.influence import pairwise_influence, self_influence, tracin, tracin_self
+from influence_core.models import build_model, parameter_names
+from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.training import Checkpoint, TrainResult, evaluate, model_at, train_model
+
+# a pairwise matrix larger than this many entries is not computed by default (memory / time)
+MAX_PAIRWISE_ENTRIES = 50_000_000
+
+
+def load_data(config: RunConfig) -> Dataset:
+    """The dataset a config names, with its label corruption applied (deterministic in the seed)."""
+    from influence_core.data.registry import load_dataset
+
+    return load_dataset(config.data, config.seed)
+
+
+def tensors(dataset: Dataset, device: Optional[torch.device] = None) -> tuple[torch.Tensor, ...]:
+    """(x_train, y_train, x_test, y_test) on the device, with the labels used in training."""
+    device = device or default_device()
+    return (
+        torch.from_numpy(dataset.x_train).to(device),
+        torch.from_numpy(dataset.y_train).to(device),
+        torch.from_numpy(dataset.x_test).to(device),
+        torch.from_numpy(dataset.y_test).to(device),
+    )
+
+
+@dataclass
+class Trained:
+    config: RunConfig
+    dataset: Dataset
+    model: nn.Module
+    checkpoints: list[Checkpoint]
+    metrics: dict[str, Any]
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """Content hash of what training sees, for datasets edited after loading (relabel, remove)."""
+    h = hashlib.sha256()
+    for arr in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _training_payload(config: RunConfig, dataset: Optional[Dataset]) -> dict[str, Any]:
+    # training depends on data, model, training and seed; not on curvature or method
+    d = config.to_dict()
+    payload = {"data": d["data"], "model": d["model"], "train": d["train"], "seed": d["seed"]}
+    if dataset is not None:  # an edited dataset: key on its content, not only on the config
+        payload["dataset"] = dataset_fingerprint(dataset)
+    return payload
+
+
+def train(config: RunConfig, progress: ProgressFn = silent, use_cache: bool = True, dataset: Optional[Dataset] = None) -> Trained:
+    """Load the data and train the configured model (cached: weights and checkpoints)."""
+    payload = _training_payload(config, dataset)
+    dataset = dataset if dataset is not None else load_data(config)
+    if len(np.unique(dataset.y_train)) < 2:
+        raise InputError("the training labels contain one class only: influence needs at least two classes")
+    device = default_device()
+    model = build_model(config.model, dataset.input_shape, dataset.n_classes, config.seed).to(device)
+    x, y, xt, yt = tensors(dataset, device)
+
+    def compute() -> cache.CacheEntry:
+        start = time.perf_counter()
+        result: TrainResult = train_model(model, x, y, config.train, config.seed, progress)
+        meta = {
+            "train_seconds": time.perf_counter() - start,
+            "history": result.history,
+            "checkpoint_epochs": [c.epoch for c in result.checkpoints],
+            "checkpoint_lrs": [c.lr for c in result.checkpoints],
+        }
+        tensors_out = {"final": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+        tensors_out.update({f"ckpt{i}": c.state for i, c in enumerate(result.checkpoints)})
+        return cache.CacheEntry({}, meta, tensors_out)
+
+    entry, was_cached = cache.cached("train", payload, compute, use_cache)
+    model.load_state_dict(entry.tensors["final"])
+    model.eval()
+    checkpoints = [
+        Checkpoint(epoch, lr, entry.tensors[f"ckpt{i}"])
+        for i, (epoch, lr) in enumerate(zip(entry.meta["checkpoint_epochs"], entry.meta["checkpoint_lrs"]))
+    ]
+    metrics = {
+        "train": evaluate(model, x, y),
+        "test": evaluate(model, xt, yt),
+        "train_seconds": entry.meta["train_seconds"],
+        "history": entry.meta["history"],
+        "from_cache": was_cached,
+        "n_params": n_params(model),
+        "device": str(device),
+    }
+    progress(1.0, "trained")
+    return Trained(config, dataset, model, checkpoints, metrics)
+
+
+@dataclass
+class InfluenceResult:
+    """Scores of one run. ``self_scores`` (n_train,): higher = more suspicious.
+    ``pairwise`` (n_test, n_train): positive = harmful, negative = helpful (None when too large)."""
+
+    config: RunConfig
+    dataset: Dataset
+    model: nn.Module
+    checkpoints: list[Checkpoint]
+    self_scores: np.ndarray
+    pairwise: Optional[np.ndarray]
+    test_probs: np.ndarray
+    train_probs: np.ndarray
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def misclassified_test(self) -> np.ndarray:
+        return np.flatnonzero(self.test_probs.argmax(1) != self.dataset.y_test)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    device = next(model.parameters()).device
+    model.eval()
+    out = [torch.softmax(model(torch.from_numpy(x[i : i + batch_size]).to(device)), 1).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def influence_params(config: RunConfig, model: nn.Module) -> list[str]:
+    scope = "last_layer" if config.curvature.kind == "last_layer" else config.curvature.params
+    return parameter_names(model, scope)
+
+
+def _scores(config: RunConfig, trained: Trained, want_pairwise: bool, progress: ProgressFn) -> dict[str, np.ndarray]:
+    model, ds = trained.model, trained.dataset
+    x, y, xt, yt = tensors(ds, next(model.parameters()).device)
+    names = influence_params(config, model)
+    out: dict[str, np.ndarray] = {}
+    if config.method == "tracin":
+        out["self"] = tracin_self(model, trained.checkpoints, x, y, names, progress=scaled(progress, 0.0, 0.5))
+        if want_pairwise:
+            out["pairwise"] = tracin(model, trained.checkpoints, xt, yt, x, y, names, progress=scaled(progress, 0.5, 1.0))
+        return out
+    if config.method == "ip":
+        curvature = IdentityCurvature(names)
+    else:
+        curvature = build_curvature(
+            config.curvature.kind, model, x, y, names, config.train.weight_decay, config.curvature.damping,
+            progress=scaled(progress, 0.0, 0.3),
+        )
+    out["self"] = self_influence(model, curvature, x, y, progress=scaled(progress, 0.3, 0.6))
+    if want_pairwise:
+        out["pairwise"] = pairwise_influence(model, curvature, xt, yt, x, y, progress=scaled(progress, 0.6, 1.0))
+    return out
+
+
+def compute_influence(
+    config: RunConfig,
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+    pairwise: Optional[bool] = None,
+    dataset: Optional[Dataset] = None,
+) -> InfluenceResult:
+    """Train (or load) the model and compute self-influence and, if affordable, the pairwise matrix."""
+    trained = train(config, scaled(progress, 0.0, 0.5), use_cache, dataset)
+    ds = trained.dataset
+    if pairwise is None:
+        pairwise = len(ds.y_test) * len(ds.y_train) <= MAX_PAIRWISE_ENTRIES
+
+    def compute() -> cache.CacheEntry:
+        start = time.perf_counter()
+        arrays = _scores(config, trained, pairwise, scaled(progress, 0.5, 1.0))
+        return cache.CacheEntry(arrays, {"influence_seconds": time.perf_counter() - start}, {})
+
+    payload = {"config": config.to_dict(), "pairwise": bool(pairwise)}
+    if dataset is not None:
+        payload["dataset"] = dataset_fingerprint(dataset)
+    entry, was_cached = cache.cached("influence", payload, compute, use_cache)
+    metrics = dict(trained.metrics)
+    metrics.update(influence_seconds=entry.meta["influence_seconds"], influence_from_cache=was_cached)
+    progress(1.0, "done")
+    return InfluenceResult(
+        config=config,
+        dataset=ds,
+        model=trained.model,
+        checkpoints=trained.checkpoints,
+        self_scores=entry.arrays["self"],
+        pairwise=entry.arrays.get("pairwise"),
+        test_probs=predict_proba(trained.model, ds.x_test),
+        train_probs=predict_proba(trained.model, ds.x_train),
+        metrics=metrics,
+    )
+
+
+def influence_over_epochs(config: RunConfig, progress: ProgressFn = silent, use_cache: bool = True) -> tuple[list[int], np.ndarray]:
+    """Self-influence of every training point at every saved checkpoint: (epochs, (n_ckpt, n_train)).
+
+    Shows influence concentrating on a wrong label as training goes on (ACAS Xu paper, Fig. 4).
+    """
+    trained = train(config, scaled(progress, 0.0, 0.3), use_cache)
+
+    def compute() -> cache.CacheEntry:
+        rows = []
+        for k, ckpt in enumerate(trained.checkpoints):
+            at_k = model_at(trained.model, ckpt)
+            step = scaled(progress, 0.3 + 0.7 * k / len(trained.checkpoints), 0.3 + 0.7 * (k + 1) / len(trained.checkpoints))
+            rows.append(_scores(config, Trained(config, trained.dataset, at_k, trained.checkpoints[: k + 1], {}), False, step)["self"])
+        return cache.CacheEntry({"self": np.stack(rows)}, {"epochs": [c.epoch for c in trained.checkpoints]}, {})
+
+    entry, _ = cache.cached("epochs", {"config": config.to_dict()}, compute, use_cache)
+    return entry.meta["epochs"], entry.arrays["self"]
+
+
+def decision_grid(model: nn.Module, x: np.ndarray, resolution: int = 120, margin: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class probabilities of a 2D model over a grid covering x: (xs, ys, probs (res, res, k))."""
+    lo, hi = x.min(0) - margin, x.max(0) + margin
+    xs, ys = np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
+    xx, yy = np.meshgrid(xs, ys)
+    probs = predict_proba(model, np.c_[xx.ravel(), yy.ravel()].astype(np.float32))
+    return xs, ys, probs.reshape(resolution, resolution, -1)

@@ -1,0 +1,144 @@
+"""2D explorer: decision regions of a toy model with training points sized by influence."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.data.synthetic import DESCRIPTIONS
+from influence_core.experiments import compute_influence, decision_grid, influence_over_epochs
+from influence_core.figures import decision_region_figure, epochs_figure, sign_note
+from influence_core.metrics import detection_summary
+from pages._ui import memoised, progress_status, run_or_explain
+
+st.title("2D explorer")
+st.caption(
+    "Train a small model on a toy dataset, then see which training points it leans on. "
+    "Point size = influence; click a point (or pick its id) to see its influence on, or from, the others."
+)
+
+CURVATURE_HELP = {
+    "last_layer": "full Hessian over the last layer (laplace-torch)",
+    "exact": "exact Hessian over all weights",
+    "kron": "KFAC (laplace-torch)",
+    "diag": "diagonal GGN (laplace-torch)",
+}
+METHOD_HELP = {"influence": "Hessian-based influence", "ip": "Hessian-free inner product (IP)", "tracin": "TracIn over checkpoints"}
+
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns(4)
+    dataset = c1.selectbox("Dataset", list(DESCRIPTIONS), index=list(DESCRIPTIONS).index("single_flip"), format_func=DESCRIPTIONS.get)
+    n_train = c1.slider("Training points", 50, 1000, 200, step=50)
+    noise = c2.selectbox("Label noise", ["none", "uniform", "flip_class"], format_func={
+        "none": "none", "uniform": "uniform (any class → other)", "flip_class": "class 1 → class 0"}.get)
+    fraction = c2.slider("Noise fraction", 0.0, 0.4, 0.1, step=0.01, disabled=noise == "none")
+    model_kind = c3.selectbox("Model", ["mlp", "logreg"], format_func={"mlp": "MLP", "logreg": "L2 logistic regression"}.get)
+    with c3.expander("Model details"):
+        depth = st.slider("Hidden layers", 1, 4, 2, disabled=model_kind != "mlp")
+        hidden = st.select_slider("Width", [4, 8, 16, 32, 64], 16, disabled=model_kind != "mlp")
+        activation = st.selectbox("Activation", ["relu", "tanh", "sigmoid"], disabled=model_kind != "mlp")
+        weight_decay = st.select_slider("L2 weight decay", [1e-4, 1e-3, 1e-2, 1e-1], 1e-4)
+    method = c4.selectbox("Method", list(METHOD_HELP), format_func=METHOD_HELP.get)
+    curvature = c4.selectbox("Curvature", list(CURVATURE_HELP), format_func=CURVATURE_HELP.get, disabled=method != "influence")
+    with c4.expander("Damping and seed"):
+        damping = st.select_slider("Damping", [0.0, 1e-3, 1e-2, 1e-1, 1.0], 1e-2)
+        seed = st.number_input("Seed", 0, 10_000, 0)
+
+config = RunConfig(
+    data=DataConfig(name=dataset, n_train=n_train, n_test=200, noise=noise, noise_fraction=fraction if noise != "none" else 0.0),
+    model=ModelConfig(kind=model_kind, hidden=hidden, depth=depth, activation=activation),
+    train=(TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, checkpoint_spacing="log") if model_kind == "logreg"
+           else TrainConfig(optimizer="adam", lr=0.01, epochs=1000, weight_decay=weight_decay, checkpoint_spacing="log")),
+    curvature=CurvatureConfig(kind=curvature, damping=damping),
+    method=method,
+    seed=int(seed),
+)
+
+
+def _compute():
+    with progress_status("Training and computing influence") as report:
+        return compute_influence(config, progress=report)
+
+
+result = memoised("explorer:" + config.key(), lambda: run_or_explain(_compute))
+if result is None:
+    st.stop()
+
+ds, m = result.dataset, result.metrics
+summary = detection_summary(result.self_scores, ds.flipped) if ds.flipped.any() else {}
+k1, k2, k3, k4, k5 = st.columns(5)
+k1.metric("Train accuracy", f"{m['train']['accuracy']:.1%}")
+k2.metric("Test accuracy", f"{m['test']['accuracy']:.1%}")
+k3.metric("Flipped labels", int(ds.flipped.sum()))
+k4.metric("AUROC (self-influence → flipped)", f"{summary['auroc']:.3f}" if summary.get("auroc") is not None else "—")
+k5.metric("Compute", "cached" if m["influence_from_cache"] else f"{m['train_seconds'] + m['influence_seconds']:.1f} s")
+
+view = st.radio(
+    "Size points by", ["self", "test", "train"], horizontal=True, key="explorer_view",
+    format_func={"self": "self-influence (how hard each point pulls the model)",
+                 "test": "influence on one test point", "train": "influence of one training point"}.get,
+)
+selected = st.session_state.get("explorer_selected", {"train": 0, "test": 0})
+if view != "self" and result.pairwise is None:
+    st.warning("The pairwise matrix was too large to compute for this dataset size.")
+    view = "self"
+
+xs, ys, probs = decision_grid(result.model, np.r_[ds.x_train, ds.x_test])
+test_values, highlight, signed = None, None, False
+train_values, label = result.self_scores, "self-influence"
+if view == "test":
+    idx = int(st.number_input("Test point id", 0, len(ds.y_test) - 1, selected["test"], key="explorer_test_id"))
+    train_values, label, signed, highlight = result.pairwise[idx], f"influence on test #{idx}", True, ("test", idx)
+elif view == "train":
+    idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, selected["train"], key="explorer_train_id"))
+    test_values, highlight = result.pairwise[:, idx], ("train", idx)
+
+figure = decision_region_figure(
+    xs, ys, probs, ds.x_train, ds.y_train, train_values, ds.flipped, label, signed,
+    ds.x_test, ds.y_test, test_values, highlight, ds.class_names,
+)
+event = st.plotly_chart(figure, on_select="rerun", selection_mode=("points",), key="explorer_plot", width="stretch")
+points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else getattr(getattr(event, "selection", None), "points", [])
+if points:
+    point = points[0]
+    which = {1: "train", 2: "test"}.get(point.get("curve_number"))
+    if which is not None:
+        new = {**selected, which: int(point["point_index"])}
+        if new != selected or view != which:
+            st.session_state["explorer_selected"] = new
+            st.session_state["explorer_view"] = which
+            st.session_state[f"explorer_{which}_id"] = new[which]
+            st.rerun()
+st.caption(sign_note() + ". Self-influence ∇Lᵀ H⁻¹ ∇L is ≥ 0: large = the model bends to fit that point.")
+
+if view == "train":
+    idx = highlight[1]
+    change = -result.pairwise[:, idx].mean() / len(ds.y_train)
+    st.write(f"Removing training point #{idx} would change the mean test loss by about **{change:+.2e}** "
+             f"({'harmful' if change < 0 else 'helpful'} on average).")
+
+left, right = st.columns([3, 2])
+with left:
+    table = pd.DataFrame({
+        "id": ds.ids_train, "label used": ds.y_train, "clean label": ds.y_train_clean, "flipped": ds.flipped,
+        label: train_values,
+    }).sort_values(label, ascending=False, key=np.abs if signed else None)
+    st.subheader("Most influential training points")
+    st.dataframe(table.head(15), hide_index=True, width="stretch")
+    st.download_button("Export all scores (CSV)", table.to_csv(index=False), f"influence_{config.key()}.csv", "text/csv")
+with right:
+    st.subheader("Influence over training")
+    epochs_result = memoised("epochs:" + config.key(), lambda: run_or_explain(influence_over_epochs, config))
+    if epochs_result is not None:
+        epochs, per_epoch = epochs_result
+        if ds.flipped.any():
+            share = per_epoch[:, ds.flipped].sum(1) / np.maximum(per_epoch.sum(1), 1e-30)
+            st.plotly_chart(epochs_figure(epochs, share, "flipped points' share of self-influence"), width="stretch")
+        epoch = st.select_slider("Epoch", options=list(epochs), value=epochs[-1], key="explorer_epoch")
+        k = list(epochs).index(epoch)
+        top = np.argsort(-per_epoch[k])[:5]
+        st.dataframe(pd.DataFrame({"id": top, "flipped": ds.flipped[top], "self-influence": per_epoch[k][top]}), hide_index=True)
+        st.plotly_chart(decision_region_figure(
+            xs, ys, probs, ds.x_train, ds.y_train, per_epoch[k], ds.flipped, f"self-influence at epoch {epoch}",
+            class_names=ds.class_names,
+        ).update_layout(height=380, showlegend=False), width="stretch", key="explorer_epoch_plot")

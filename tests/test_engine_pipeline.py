@@ -1,0 +1,145 @@
+"""Config, cache, synthetic data, noise, training and the named pipelines."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from influence_core import cache
+from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.curvature import IdentityCurvature
+from influence_core.data import noise
+from influence_core.data.synthetic import GENERATORS, make_synthetic
+from influence_core.errors import InputError
+from influence_core.experiments import compute_influence, influence_over_epochs, train
+from influence_core.influence import pairwise_influence, self_influence, tracin, tracin_self
+from influence_core.training import model_at
+
+SMALL = RunConfig(
+    data=DataConfig(name="moons", n_train=80, n_test=30),
+    model=ModelConfig(kind="mlp", hidden=8, depth=1),
+    train=TrainConfig(optimizer="adam", lr=0.05, epochs=60, n_checkpoints=4),
+    curvature=CurvatureConfig(kind="last_layer", damping=0.01),
+)
+
+
+def test_config_is_frozen_hashable_and_round_trips():
+    a, b = RunConfig(), RunConfig()
+    assert a == b and hash(a) == hash(b) and a.key() == b.key()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.seed = 3  # type: ignore[misc]
+    c = a.replace(seed=1, data__noise="uniform", data__noise_fraction=0.1)
+    assert c.key() != a.key() and c.data.noise == "uniform" and a.data.noise == "none"
+    assert RunConfig.from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize("bad", [
+    dict(curvature__kind="magic"), dict(data__noise_fraction=1.5), dict(train__epochs=0), dict(model__kind="gpt"),
+    dict(curvature__damping=-1.0), dict(method="vibes"),
+])
+def test_nonsense_configs_are_rejected_with_a_message(bad):
+    with pytest.raises(InputError) as err:
+        RunConfig().replace(**bad)
+    assert "must" in str(err.value) or "needs" in str(err.value)
+
+
+@pytest.mark.parametrize("name", list(GENERATORS))
+def test_synthetic_datasets_are_seeded_and_well_formed(name):
+    a, b = make_synthetic(name, 120, 40, seed=3), make_synthetic(name, 120, 40, seed=3)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert a.x_train.shape == (120, 2) and a.x_test.shape == (40, 2)
+    assert set(np.unique(a.y_train)) == {0, 1}
+    assert a.flipped.sum() == (1 if name == "single_flip" else 0)
+    assert not np.array_equal(make_synthetic(name, 120, 40, seed=4).x_train, a.x_train)
+
+
+def test_single_flip_toy_flips_exactly_one_label_against_the_rule():
+    ds = make_synthetic("single_flip", 200, 50, seed=0)
+    rule = (ds.x_train[:, 0] > 0).astype(int)
+    assert np.flatnonzero(ds.y_train != rule).tolist() == np.flatnonzero(ds.flipped).tolist()
+    assert ds.flipped.sum() == 1
+
+
+def test_label_noise_returns_ground_truth_mask_and_never_mutates():
+    y = np.repeat(np.arange(3), 100)
+    original = y.copy()
+    noisy, mask = noise.flip_class(y, source=1, target=0, fraction=0.2, seed=0)
+    assert mask.sum() == 20 and np.all(y[mask] == 1) and np.all(noisy[mask] == 0)
+    assert np.array_equal(noisy[~mask], y[~mask]) and np.array_equal(y, original)
+    uni, umask = noise.uniform_noise(y, 0.1, 3, seed=1)
+    assert umask.sum() == 30 and np.all(uni[umask] != y[umask])
+    single, smask = noise.singular_class(y, 2, 0.1, 3, seed=2)
+    assert smask.sum() == 10 and np.all(y[smask] == 2) and np.all(single[smask] != 2)
+    again, _ = noise.uniform_noise(y, 0.1, 3, seed=1)
+    assert np.array_equal(again, uni)
+    with pytest.raises(InputError):
+        noise.flip_class(y, 5, 0, 0.1, 0)
+
+
+def test_second_call_loads_from_cache_and_other_configs_miss():
+    first = compute_influence(SMALL)
+    assert not first.metrics["from_cache"] and not first.metrics["influence_from_cache"]
+    second = compute_influence(SMALL)
+    assert second.metrics["from_cache"] and second.metrics["influence_from_cache"]
+    np.testing.assert_array_equal(first.self_scores, second.self_scores)
+    # a different curvature reuses the trained model but never the scores
+    other = compute_influence(SMALL.replace(curvature__kind="identity", method="ip"))
+    assert other.metrics["from_cache"] and not other.metrics["influence_from_cache"]
+    assert not np.allclose(other.self_scores, first.self_scores)
+    # a cache entry whose stored config differs from the request is never returned
+    payload = {"config": SMALL.to_dict(), "pairwise": True}
+    key, _ = cache.entry_key("influence", payload)
+    (cache.cache_root() / "influence" / key / "config.json").write_text('{"tampered": true}')
+    assert cache.load("influence", payload) is None
+    assert not compute_influence(SMALL).metrics["influence_from_cache"]
+
+
+def test_training_is_reproducible_from_the_seed():
+    a = train(SMALL, use_cache=False)
+    b = train(SMALL, use_cache=False)
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(va, vb)
+    c = train(SMALL.replace(seed=1), use_cache=False)
+    assert not torch.equal(a.model.head.weight, c.model.head.weight)
+    assert [ck.epoch for ck in a.checkpoints] == [15, 30, 45, 60]
+
+
+def test_tracin_is_the_learning_rate_weighted_sum_over_checkpoints():
+    trained = train(SMALL)
+    ds = trained.dataset
+    x, y = torch.tensor(ds.x_train), torch.tensor(ds.y_train)
+    xt, yt = torch.tensor(ds.x_test), torch.tensor(ds.y_test)
+    names = [n for n, _ in trained.model.named_parameters()]
+    expected = sum(
+        c.lr * pairwise_influence(model_at(trained.model, c), IdentityCurvature(names), xt, yt, x, y) for c in trained.checkpoints
+    )
+    np.testing.assert_allclose(tracin(trained.model, trained.checkpoints, xt, yt, x, y, names), expected, rtol=1e-5, atol=1e-7)
+    self_expected = sum(c.lr * self_influence(model_at(trained.model, c), IdentityCurvature(names), x, y) for c in trained.checkpoints)
+    np.testing.assert_allclose(tracin_self(trained.model, trained.checkpoints, x, y, names), self_expected, rtol=1e-5)
+
+
+def test_influence_concentrates_on_the_flipped_point_as_training_goes_on():
+    config = RunConfig(
+        data=DataConfig(name="single_flip", n_train=150, n_test=50),
+        model=ModelConfig(kind="mlp", hidden=16, depth=1),
+        train=TrainConfig(optimizer="adam", lr=0.01, epochs=1000, n_checkpoints=5, weight_decay=1e-4, checkpoint_spacing="log"),
+        curvature=CurvatureConfig(kind="last_layer", damping=0.01),
+    )
+    epochs, per_epoch = influence_over_epochs(config)
+    # early on every point pulls about equally; once the boundary is learnt the wrong label dominates
+    flipped = int(np.flatnonzero(make_synthetic("single_flip", 150, 50, 0).flipped)[0])
+    share = per_epoch[:, flipped] / per_epoch.sum(1)
+    assert len(epochs) == 5 and per_epoch.shape == (5, 150)
+    assert np.argmax(per_epoch[-1]) == flipped
+    assert share[0] < 0.1 and share[-1] > 0.3, share
+
+
+def test_pipeline_rejects_a_single_class():
+    from influence_core.data.base import Dataset
+
+    ds = make_synthetic("blobs", 40, 10, 0)
+    one = Dataset(name="one", x_train=ds.x_train, y_train=np.zeros(40, int), x_test=ds.x_test, y_test=ds.y_test,
+                  class_names=["0", "1"], ids_train=np.arange(40), ids_test=np.arange(10))
+    with pytest.raises(InputError, match="one class"):
+        train(SMALL, dataset=one)
