@@ -5,16 +5,27 @@ from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import influence_core and pages._ui
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # so pages can import influence_core and pages._ui
 
 from pages._ui import shared_sidebar  # noqa: E402
 
 st.set_page_config(page_title="Influence Lab", page_icon="🔎", layout="wide")
 
-PAGES = [
-    st.Page("pages/explorer.py", title="2D explorer", icon="🗺️", default=True),
+# (file, title, icon); the first is the landing page on the embedded default dataset
+VIEWS = [
+    ("pages/explorer.py", "2D explorer", "🗺️"),
+    ("pages/label_bias.py", "Label bias", "🏷️"),
+    ("pages/glitch_signals.py", "Glitch signals", "🧪"),
+    ("pages/what_if.py", "What-if", "🔁"),
+    ("pages/region_cuts.py", "Region cuts", "✈️"),
 ]
 
-navigation = st.navigation(PAGES)
+pages = [
+    st.Page(file, title=title, icon=icon, default=(i == 0))
+    for i, (file, title, icon) in enumerate(VIEWS)
+    if (ROOT / file).exists()
+]
+navigation = st.navigation(pages)
 shared_sidebar()
 navigation.run()

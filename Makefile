@@ -1,0 +1,27 @@
+# Two commands for a fresh machine (Python 3.11, no GPU needed):
+#   make run    set everything up and start the dashboard on the embedded default dataset
+#   make test   set everything up and run the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8501
+
+.PHONY: setup run test clean-cache
+
+$(STAMP): requirements.txt requirements-nodeps.txt
+	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+test: setup
+	$(PY) -m pytest -q
+
+clean-cache:
+	rm -rf .cache/results

@@ -1,0 +1,58 @@
+"""The dashboard under Streamlit's AppTest: renders without exceptions, widgets change the output."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+@pytest.fixture
+def explorer() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_explorer_renders_plot_and_metrics(explorer):
+    assert not explorer.error, [e.value for e in explorer.error]
+    assert explorer.get("plotly_chart"), "no plot rendered"
+    metrics = _metrics(explorer)
+    assert metrics["Flipped labels"] == "1"
+    assert float(metrics["Test accuracy"].rstrip("%")) > 90
+    # the single flipped point is the most self-influential one: detection is perfect or nearly
+    assert float(metrics["AUROC (self-influence → flipped)"]) > 0.95
+
+
+def test_explorer_widgets_change_the_output(explorer):
+    explorer.selectbox(key="explorer_dataset").set_value("moons")
+    explorer.selectbox(key="explorer_noise").set_value("uniform").run()
+    explorer.slider(key="explorer_fraction").set_value(0.2)
+    explorer.run()
+    assert not explorer.exception, explorer.exception
+    flipped = int(_metrics(explorer)["Flipped labels"])
+    assert flipped == round(0.2 * 200)
+    # switch to "influence on one test point" and pick another test point
+    explorer.radio(key="explorer_view").set_value("test").run()
+    assert not explorer.exception
+    explorer.number_input(key="explorer_test_id").set_value(5).run()
+    assert not explorer.exception
+    tables = explorer.dataframe
+    assert any("influence on test #5" in t.value.columns for t in tables)
+
+
+def test_bad_settings_show_a_message_not_a_traceback(explorer):
+    # an exact Hessian without damping on an MLP is often indefinite: the page must say what to fix
+    explorer.selectbox(key="explorer_curvature").set_value("exact")
+    explorer.select_slider(key="explorer_damping").set_value(0.0)
+    explorer.run()
+    assert not explorer.exception, explorer.exception
+    messages = [e.value for e in explorer.error]
+    assert all("damping" in m for m in messages), messages
+    assert messages or explorer.get("plotly_chart")
