@@ -1,32 +1,98 @@
 """Per-sample gradients of the training loss, vectorised (no Python loop over samples).
 
-Backends:
+Backends (``backend=``):
 - ``vmap``: torch.func (functional_call + vmap + grad); works for any model.
-- ``auto``: ``vmap`` for now (a faster per-layer path for Linear/Conv2d models may be chosen here).
+- ``layers``: one batched forward + backward (as BackPACK / Opacus do). Forward hooks keep each
+  selected layer's input activation ``a`` and its output; one backward of the *summed* loss gives
+  each sample's own output gradient ``g`` (samples do not interact in eval mode), and the
+  per-sample gradients follow in closed form: Linear ``∂W = g aᵀ`` (summed over extra dims),
+  ``∂b = g``; Conv2d ``∂W = g · unfold(a)ᵀ`` (im2col, or the same sum as a grouped weight-gradient
+  convolution: ``CONV_WEIGHT_GRAD_BY_DEVICE``), ``∂b = Σ_positions g``. When only the last
+  layer (the ``head``, whose output is the logits) is selected, no backward is run at all: the
+  head input comes from a no-grad forward and ``g = softmax(logits) − onehot(y)``.
+  Only parameters of ``nn.Linear`` and ``nn.Conv2d`` (groups=1, zero padding) are supported;
+  see :func:`layers_unsupported_reason`.
+- ``auto``: ``layers`` when it supports the model and the selected parameters, else ``vmap``
+  (per device, see ``AUTO_BACKEND_BY_DEVICE``; ``benchmarks/engine_speed.py`` measures both).
 
-Gradients are of the per-sample cross-entropy only: the L2 penalty belongs to the total
-objective (and so to the Hessian), not to one sample's loss.
-Rows are flattened in the order of ``param_names``.
+Both backends give the same numbers (up to float rounding) in the same layout, so they are
+interchangeable. Gradients are of the per-sample cross-entropy only: the L2 penalty belongs to the
+total objective (and so to the Hessian), not to one sample's loss.
+Rows are samples; columns are the flattened parameters in the order of ``param_names``.
+
+``per_sample_grad_sq_norms`` gives Σ_j w_j g_ij² per sample (e.g. self-influence under a diagonal
+curvature, w = 1/diag H) without forming the gradient rows of Linear layers.
 """
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.nn import functional as F
 
 from influence_core.progress import ProgressFn, silent
+
+BACKENDS = ("auto", "vmap", "layers")
+
+# What ``auto`` picks per device type when the ``layers`` backend supports the model. ``layers``
+# is several times faster than ``vmap`` on CPU (benchmarks/README.md); on CUDA it does the same
+# work as large batched matmuls, so it is the default there too until a GPU run says otherwise.
+AUTO_BACKEND_BY_DEVICE = {"cpu": "layers", "cuda": "layers"}
+
+# How the layers backend forms per-sample Conv2d weight gradients, per device type: "grouped"
+# (the weight-gradient convolution with the batch folded into groups) is ~1.7x faster than
+# "unfold" (im2col + batched matmul, as Opacus) on CPU; CUDA: see benchmarks/engine_speed.py.
+CONV_WEIGHT_GRAD_BY_DEVICE = {"cpu": "grouped", "cuda": "grouped"}
+
+_LAYER_TYPES = (nn.Linear, nn.Conv2d)
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _selected_names(model: nn.Module, param_names: Optional[Sequence[str]]) -> list[str]:
+    params = dict(model.named_parameters())
+    names = list(param_names) if param_names is not None else list(params)
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ValueError(f"unknown parameter name(s) {missing}; the model has {list(params)[:8]}...")
+    if len(set(names)) != len(names):
+        raise ValueError(f"parameter names repeat: {names}")
+    return names
 
 
 def _split_params(model: nn.Module, param_names: Optional[Sequence[str]]):
     params = dict(model.named_parameters())
-    names = list(param_names) if param_names is not None else list(params)
+    names = _selected_names(model, param_names)
     chosen = {n: params[n].detach() for n in names}
     frozen = {n: p.detach() for n, p in params.items() if n not in chosen}
     buffers = dict(model.named_buffers())
     return names, chosen, frozen, buffers
+
+
+def n_params(model: nn.Module, param_names: Optional[Sequence[str]] = None) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if param_names is None or n in param_names)
+
+
+def param_columns(model: nn.Module, param_names: Optional[Sequence[str]] = None) -> dict[str, slice]:
+    """Which columns of a per-sample gradient row belong to each parameter (``param_names`` order)."""
+    params = dict(model.named_parameters())
+    out: dict[str, slice] = {}
+    start = 0
+    for name in _selected_names(model, param_names):
+        out[name] = slice(start, start + params[name].numel())
+        start += params[name].numel()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# vmap backend
 
 
 def _vmap_chunk(model: nn.Module, names, chosen, frozen, buffers, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -38,6 +104,351 @@ def _vmap_chunk(model: nn.Module, names, chosen, frozen, buffers, x: torch.Tenso
     return torch.cat([grads[n].reshape(len(x), -1) for n in names], dim=1)
 
 
+# --------------------------------------------------------------------------------------------
+# layers backend
+
+
+class _LayersUnsupported(Exception):
+    """The model does something the closed forms cannot see (found while running a chunk)."""
+
+
+def _owners(model: nn.Module, names: Sequence[str]) -> dict[str, list[tuple[nn.Module, str]]]:
+    """For each selected parameter, every (module, attribute) holding it directly (tied weights: several)."""
+    params = dict(model.named_parameters())
+    by_id = {id(params[n]): n for n in names}
+    owners: dict[str, list[tuple[nn.Module, str]]] = {n: [] for n in names}
+    for module in model.modules():
+        for attr, p in module._parameters.items():
+            if p is not None and id(p) in by_id:
+                owners[by_id[id(p)]].append((module, attr))
+    return owners
+
+
+def layers_unsupported_reason(model: nn.Module, param_names: Optional[Sequence[str]] = None) -> Optional[str]:
+    """Why the ``layers`` backend cannot compute these per-sample gradients, or None if it can.
+
+    It needs every selected parameter to be the ``weight``/``bias`` of a plain ``nn.Linear`` or
+    ``nn.Conv2d`` (groups=1, zero padding), and samples not to interact in eval mode (no
+    BatchNorm without running statistics). Other layers may be present as long as their own
+    parameters are not selected (e.g. ResNet18's BatchNorms with only ``head.*`` selected).
+    """
+    names = _selected_names(model, param_names)
+    for name, holders in _owners(model, names).items():
+        if not holders:
+            return f"parameter {name!r} is not held by any module"
+        for module, attr in holders:
+            kind = type(module)
+            if kind not in _LAYER_TYPES or attr not in ("weight", "bias"):
+                return (
+                    f"parameter {name!r} belongs to a {kind.__name__}; the layers backend has closed forms "
+                    "only for nn.Linear and nn.Conv2d"
+                )
+            if kind is nn.Conv2d:
+                if module.groups != 1:
+                    return f"parameter {name!r} belongs to a grouped Conv2d (groups={module.groups})"
+                if module.padding_mode != "zeros":
+                    return f"parameter {name!r} belongs to a Conv2d with padding_mode={module.padding_mode!r}"
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is None:
+            return f"{type(module).__name__} without running statistics mixes samples even in eval mode"
+    return None
+
+
+def supports_layers_backend(model: nn.Module, param_names: Optional[Sequence[str]] = None) -> bool:
+    return layers_unsupported_reason(model, param_names) is None
+
+
+def resolve_backend(model: nn.Module, param_names: Optional[Sequence[str]] = None, backend: str = "auto") -> str:
+    """The backend that will actually run: ``vmap`` or ``layers``.
+
+    ``auto`` takes ``AUTO_BACKEND_BY_DEVICE`` for the model's device when ``layers`` supports the
+    model, else ``vmap``; an explicit ``layers`` on an unsupported model raises ValueError.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown gradient backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "vmap":
+        return "vmap"
+    reason = layers_unsupported_reason(model, param_names)
+    if backend == "layers":
+        if reason is not None:
+            raise ValueError(f"the 'layers' gradient backend cannot handle this model: {reason}. Use backend='vmap' or 'auto'.")
+        return "layers"
+    if reason is not None:
+        return "vmap"
+    device = next(model.parameters()).device
+    return AUTO_BACKEND_BY_DEVICE.get(device.type, "vmap")
+
+
+@dataclass
+class _Call:
+    module: nn.Module
+    a: torch.Tensor  # input activation (detached; shares the version counter)
+    out: torch.Tensor  # output, in the autograd graph when grads are on
+    a_version: int
+    out_version: int
+
+
+class _Capture:
+    """Forward hooks on the given modules recording (input, output) of every call in this thread."""
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        self.modules = list(dict.fromkeys(modules))
+        self.calls: list[_Call] = []
+        self._handles: list = []
+        self._thread = threading.get_ident()
+
+    def _hook(self, module: nn.Module, inputs, output) -> None:
+        if threading.get_ident() != self._thread:
+            return  # another thread using the same model: not ours
+        a = inputs[0].detach()
+        self.calls.append(_Call(module, a, output, a._version, output._version))
+
+    def __enter__(self) -> "_Capture":
+        self._handles = [m.register_forward_hook(self._hook) for m in self.modules]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def check(self, batch: int) -> None:
+        called = {id(c.module) for c in self.calls}
+        for m in self.modules:
+            if id(m) not in called:
+                raise _LayersUnsupported(f"the {type(m).__name__} holding a selected parameter was not called through its forward")
+        for c in self.calls:
+            if c.a._version != c.a_version or c.out._version != c.out_version:
+                raise _LayersUnsupported(f"the input or output of a {type(c.module).__name__} is modified in place")
+            if c.a.dim() < 2 or c.a.shape[0] != batch or c.out.shape[0] != batch:
+                raise _LayersUnsupported(f"a {type(c.module).__name__} does not see the batch as its first dimension")
+
+
+def _explicit_padding(module: nn.Conv2d, a: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The Conv2d input padded by hand where the module's padding is a string, and the padding left."""
+    padding = module.padding
+    if not isinstance(padding, str):
+        return a, tuple(padding)
+    if padding == "valid":
+        return a, (0, 0)
+    # "same": ATen pads d·(k−1) in total, the odd element on the right/bottom
+    total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size)]
+    left = [t // 2 for t in total]
+    return F.pad(a, [left[1], total[1] - left[1], left[0], total[0] - left[0]]), (0, 0)
+
+
+def _conv_weight_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, method: str) -> torch.Tensor:
+    """Per-sample Conv2d weight gradients, shape (B, C_out, C_in·kh·kw).
+
+    ``unfold``: im2col patches P (B, C_in·kh·kw, L) and one batched matmul g·Pᵀ (Opacus).
+    ``grouped``: the weight-gradient convolution with the batch folded into groups (as
+    torch.func does), which saves the im2col copy; faster on CPU.
+    """
+    batch, c_out = g.shape[0], module.out_channels
+    a, padding = _explicit_padding(module, a)
+    if method == "grouped":
+        c_in = module.in_channels
+        weight = g.new_empty(1).expand(batch * c_out, c_in, *module.kernel_size)
+        gw = torch.ops.aten.convolution_backward(
+            g.reshape(1, batch * c_out, *g.shape[2:]),
+            a.reshape(1, batch * c_in, *a.shape[2:]),
+            weight,
+            None,
+            list(module.stride),
+            list(padding),
+            list(module.dilation),
+            False,
+            [0, 0],
+            batch,
+            (False, True, False),
+        )[1]
+        return gw.reshape(batch, c_out, -1)
+    patches = F.unfold(a, module.kernel_size, dilation=module.dilation, padding=padding, stride=module.stride)
+    g2 = g.reshape(batch, c_out, -1)
+    if patches.shape[2] != g2.shape[2]:
+        raise _LayersUnsupported("Conv2d output positions do not match its unfolded input")
+    return torch.bmm(g2, patches.transpose(1, 2))
+
+
+def _conv_method(device: torch.device) -> str:
+    return CONV_WEIGHT_GRAD_BY_DEVICE.get(device.type, "unfold")
+
+
+def _write(dest: torch.Tensor, value: torch.Tensor, first: bool) -> None:
+    if first:
+        dest.copy_(value)
+    else:
+        dest.add_(value)
+
+
+def _linear_2d(module: nn.Module, a: torch.Tensor) -> bool:
+    return type(module) is nn.Linear and a.dim() == 2
+
+
+def _layer_grads_into(out: torch.Tensor, cols: dict[str, slice], params_of: dict[int, dict[str, str]], calls, grads_out) -> None:
+    """Closed-form per-sample weight/bias gradients of every recorded call, written into ``out``.
+
+    Several calls of one module (or tied weights) add up, as autograd would.
+    """
+    batch = out.shape[0]
+    written: set[str] = set()
+    for call, g in zip(calls, grads_out):
+        module, a = call.module, call.a
+        which = params_of[id(module)]  # attribute ("weight"/"bias") -> selected name
+        w_name, b_name = which.get("weight"), which.get("bias")
+        if type(module) is nn.Linear:
+            a2 = a.reshape(batch, -1, module.in_features)
+            g2 = g.reshape(batch, -1, module.out_features)
+            if w_name is not None:
+                dest = out[:, cols[w_name]].view(batch, module.out_features, module.in_features)
+                if a2.shape[1] == 1:  # the usual (B, features) input: an outer product per sample
+                    if w_name in written:
+                        dest.addcmul_(g2.transpose(1, 2), a2)
+                    else:
+                        torch.mul(g2.transpose(1, 2), a2, out=dest)
+                else:  # extra dims (B, ..., features): summed over them per sample
+                    _write(dest, torch.bmm(g2.transpose(1, 2), a2), w_name not in written)
+            if b_name is not None:
+                _write(out[:, cols[b_name]], g2.sum(1), b_name not in written)
+        else:  # nn.Conv2d, groups=1
+            if w_name is not None:
+                dest = out[:, cols[w_name]].view(batch, module.out_channels, -1)
+                _write(dest, _conv_weight_grads(module, a, g, _conv_method(out.device)), w_name not in written)
+            if b_name is not None:
+                _write(out[:, cols[b_name]], g.reshape(batch, module.out_channels, -1).sum(2), b_name not in written)
+        written.update(n for n in (w_name, b_name) if n is not None)
+    for name, cs in cols.items():  # a parameter none of whose calls reached the loss
+        if name not in written:
+            out[:, cs].zero_()
+
+
+def _logit_grad(logits: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+    """d CE(logits_i, y_i) / d logits_i in closed form, or None when the targets are unusual."""
+    if logits.dim() != 2:
+        return None
+    n_classes = logits.shape[1]
+    p = torch.softmax(logits, dim=1)
+    if y.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8) and y.dim() == 1:
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+            return None  # ignore_index or bad labels: let autograd / cross_entropy decide
+        p[torch.arange(len(y), device=y.device), y.long()] -= 1
+        return p
+    if y.is_floating_point() and y.shape == logits.shape:  # class probabilities
+        return p * y.sum(1, keepdim=True) - y
+    return None
+
+
+class _LayersEngine:
+    """Runs the ``layers`` backend chunk by chunk for one model and one parameter selection."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        self.model = model
+        self.names = names
+        self.cols = param_columns(model, names)
+        self.total = sum(s.stop - s.start for s in self.cols.values())
+        owners = _owners(model, names)
+        self.params_of: dict[int, dict[str, str]] = {}
+        modules: list[nn.Module] = []
+        for name, holders in owners.items():
+            for module, attr in holders:
+                self.params_of.setdefault(id(module), {})[attr] = name
+                modules.append(module)
+        self.modules = list(dict.fromkeys(modules))
+        self.tied = any(len(h) > 1 for h in owners.values())
+        # Only the last Linear (its output = the logits) selected: no backward needed at all.
+        self.head_only = len(self.modules) == 1 and type(self.modules[0]) is nn.Linear
+        self.selected = set(names)
+        self.named = dict(model.named_parameters())
+        p = self.named[names[0]]
+        self.dtype, self.device = p.dtype, p.device
+
+    # --- forward (+ backward): every call's input activation and per-sample output gradient
+
+    def _calls(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[_Call], list[torch.Tensor]]:
+        if self.head_only:
+            found = self._head_calls(x, y)
+            if found is not None:
+                return found
+            self.head_only = False  # the head output is not the logits (or odd targets): go general
+        return self._general_calls(x, y)
+
+    def _head_calls(self, x: torch.Tensor, y: torch.Tensor):
+        with torch.no_grad(), _Capture(self.modules) as cap:
+            logits = self.model(x)
+        cap.check(len(x))
+        if len(cap.calls) != 1 or cap.calls[0].out is not logits:
+            return None
+        g = _logit_grad(logits, y)
+        if g is None:
+            return None
+        return cap.calls, [g]
+
+    def _general_calls(self, x: torch.Tensor, y: torch.Tensor):
+        # Selected parameters as fresh leaves that require grad, all others detached: the graph
+        # starts at the first selected layer and no parameter gradient is ever formed.
+        params = {n: (p.detach().requires_grad_(True) if n in self.selected else p.detach()) for n, p in self.named.items()}
+        with torch.enable_grad(), _Capture(self.modules) as cap:
+            logits = functional_call(self.model, params, (x,))
+            loss = F.cross_entropy(logits, y, reduction="sum")  # sum: each output grad is its own sample's
+        cap.check(len(x))
+        needs = [c for c in cap.calls if c.out.requires_grad]
+        grads = torch.autograd.grad(loss, [c.out for c in needs], allow_unused=True) if needs else []
+        kept = [(c, g) for c, g in zip(needs, grads) if g is not None]
+        return [c for c, _ in kept], [g for _, g in kept]
+
+    # --- outputs
+
+    def chunk(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls, grads = self._calls(x, y)
+        out = torch.empty(len(x), self.total, dtype=self.dtype, device=self.device)
+        _layer_grads_into(out, self.cols, self.params_of, calls, grads)
+        return out
+
+    def sq_norms(self, x: torch.Tensor, y: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
+        """Σ_j w_j g_ij² per sample; Linear layers on (B, features) never form their gradient rows."""
+        calls, grads = self._calls(x, y)
+        batch = len(x)
+        if self.tied or len({id(c.module) for c in calls}) != len(calls):
+            # a module called more than once (or tied weights): contributions add before squaring
+            rows = torch.empty(batch, self.total, dtype=self.dtype, device=self.device)
+            _layer_grads_into(rows, self.cols, self.params_of, calls, grads)
+            return _weighted_sq(rows, weights)
+        total = torch.zeros(batch, dtype=self.dtype, device=self.device)
+        for call, g in zip(calls, grads):
+            module, which = call.module, self.params_of[id(call.module)]
+            if _linear_2d(module, call.a):
+                g2, a2 = g.square(), call.a.square()
+                if "weight" in which:  # Σ_oi w_oi g_o² a_i² = Σ_i ((g²) W)_i a_i²
+                    if weights is None:
+                        total += g2.sum(1) * a2.sum(1)
+                    else:
+                        w = weights[self.cols[which["weight"]]].view(module.out_features, module.in_features)
+                        total += ((g2 @ w) * a2).sum(1)
+                if "bias" in which:
+                    total += g2.sum(1) if weights is None else g2 @ weights[self.cols[which["bias"]]]
+                continue
+            # anything else: this module's gradient rows, materialised one module at a time
+            names = [n for n in self.names if n in which.values()]
+            sub_cols, start = {}, 0
+            for n in names:
+                size = self.cols[n].stop - self.cols[n].start
+                sub_cols[n], start = slice(start, start + size), start + size
+            rows = torch.empty(batch, start, dtype=self.dtype, device=self.device)
+            _layer_grads_into(rows, sub_cols, {id(module): which}, [call], [g])
+            total += _weighted_sq(rows, None if weights is None else torch.cat([weights[self.cols[n]] for n in names]))
+        return total
+
+
+def _weighted_sq(rows: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
+    """Σ_j w_j rows_ij² (rows are overwritten)."""
+    rows.square_()
+    return rows.sum(1) if weights is None else rows @ weights
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
 def iter_per_sample_grads(
     model: nn.Module,
     x: torch.Tensor,
@@ -47,16 +458,12 @@ def iter_per_sample_grads(
     backend: str = "auto",
     progress: ProgressFn = silent,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(start_row, grads)`` chunks of shape (chunk, n_params), so memory stays bounded."""
-    if backend not in ("auto", "vmap"):
-        raise ValueError(f"unknown gradient backend {backend!r}")
-    model.eval()
-    names, chosen, frozen, buffers = _split_params(model, param_names)
-    n = len(x)
-    for start in range(0, n, chunk_size):
-        xb, yb = x[start : start + chunk_size], y[start : start + chunk_size]
-        yield start, _vmap_chunk(model, names, chosen, frozen, buffers, xb, yb)
-        progress(min(start + chunk_size, n) / max(n, 1), "per-sample gradients")
+    """Yield ``(start_row, grads)`` chunks of shape (chunk, n_params), so memory stays bounded.
+
+    Row i is ∇_θ CE(model(x_i), y_i) over the parameters in ``param_names`` (all when None),
+    flattened and concatenated in that order. The model is put in eval mode.
+    """
+    yield from _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, False, None)
 
 
 def per_sample_grads(
@@ -70,10 +477,62 @@ def per_sample_grads(
     """All per-sample gradients as one (n, n_params) tensor."""
     chunks = [g for _, g in iter_per_sample_grads(model, x, y, param_names, chunk_size, backend)]
     if not chunks:
-        n_params = sum(p.numel() for n, p in model.named_parameters() if param_names is None or n in param_names)
-        return torch.zeros(0, n_params)
+        p = next(model.parameters())
+        return torch.zeros(0, n_params(model, param_names), dtype=p.dtype, device=p.device)
     return torch.cat(chunks)
 
 
-def n_params(model: nn.Module, param_names: Optional[Sequence[str]] = None) -> int:
-    return sum(p.numel() for n, p in model.named_parameters() if param_names is None or n in param_names)
+def per_sample_grad_sq_norms(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    param_names: Optional[Sequence[str]] = None,
+    weights: Optional[torch.Tensor] = None,
+    chunk_size: int = 1024,
+    backend: str = "auto",
+    progress: ProgressFn = silent,
+) -> torch.Tensor:
+    """``s_i = Σ_j w_j g_ij²`` for every sample (w = 1 when ``weights`` is None), shape (n,).
+
+    ``weights`` has one entry per gradient column (``param_names`` order); with w = 1/diag(H) this
+    is the self-influence under a diagonal curvature. With the ``layers`` backend a Linear layer's
+    per-sample gradient rows are never formed: Σ_oi w_oi g_o² a_i² = ((g²) W) · a².
+    """
+    p = next(model.parameters())
+    if weights is not None:
+        expected = n_params(model, param_names)
+        if weights.shape != (expected,):
+            raise ValueError(f"weights must have one entry per gradient column ({expected}), got shape {tuple(weights.shape)}")
+        weights = weights.to(device=p.device, dtype=p.dtype)
+    parts = [s for _, s in _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, True, weights)]
+    if not parts:
+        return torch.zeros(0, dtype=p.dtype, device=p.device)
+    return torch.cat(parts)
+
+
+def _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, norms: bool, sq_weights):
+    """``(start, chunk)``: gradient rows, or with ``norms`` their ``sq_weights``-weighted squared norms."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    message = "gradient norms" if norms else "per-sample gradients"
+    model.eval()
+    chosen_backend = resolve_backend(model, param_names, backend)
+    names, chosen, frozen, buffers = _split_params(model, param_names)
+    engine = _LayersEngine(model, names) if chosen_backend == "layers" else None
+    n = len(x)
+    for start in range(0, n, chunk_size):
+        xb, yb = x[start : start + chunk_size], y[start : start + chunk_size]
+        result = None
+        if engine is not None:
+            try:
+                result = engine.sq_norms(xb, yb, sq_weights) if norms else engine.chunk(xb, yb)
+            except _LayersUnsupported as err:
+                if backend == "layers":
+                    raise ValueError(f"the 'layers' gradient backend cannot handle this model: {err}. Use backend='vmap' or 'auto'.") from err
+                engine = None  # auto: this model needs the general vmap path from here on
+        if result is None:
+            result = _vmap_chunk(model, names, chosen, frozen, buffers, xb, yb)
+            if norms:
+                result = _weighted_sq(result, sq_weights)
+        yield start, result
+        progress(min(start + chunk_size, n) / max(n, 1), message)
