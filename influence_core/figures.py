@@ -53,9 +53,10 @@ def decision_region_figure(
     )
     fig.add_trace(go.Scatter(
         x=x_train[:, 0], y=x_train[:, 1], mode="markers", name="train (size = |" + value_label + "|)",
-        marker=dict(size=marker_sizes(train_values), color=train_colour, opacity=0.85,
+        marker=dict(size=np.where(flipped, np.maximum(marker_sizes(train_values), 12), marker_sizes(train_values)),
+                    color=train_colour, opacity=0.85,
                     line=dict(width=np.where(flipped, 2.5, 0.5), color=np.where(flipped, "black", "white")),
-                    symbol=np.where(flipped, "x", "circle")),
+                    symbol=np.where(flipped, "circle-x", "circle")),
         customdata=np.c_[np.arange(len(x_train)), y_train, flipped.astype(int), train_values],
         hovertemplate="train #%{customdata[0]}<br>label %{customdata[1]} (flipped: %{customdata[2]})<br>"
         + value_label + " %{customdata[3]:.3g}<extra></extra>",

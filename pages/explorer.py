@@ -27,28 +27,28 @@ METHOD_HELP = {"influence": "Hessian-based influence", "ip": "Hessian-free inner
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Dataset", list(DESCRIPTIONS), index=list(DESCRIPTIONS).index("single_flip"), format_func=DESCRIPTIONS.get)
-    n_train = c1.slider("Training points", 50, 1000, 200, step=50)
+    dataset = c1.selectbox("Dataset", list(DESCRIPTIONS), index=list(DESCRIPTIONS).index("single_flip"), format_func=DESCRIPTIONS.get, key="explorer_dataset")
+    n_train = c1.slider("Training points", 50, 1000, 200, step=50, key="explorer_n_train")
     noise = c2.selectbox("Label noise", ["none", "uniform", "flip_class"], format_func={
-        "none": "none", "uniform": "uniform (any class → other)", "flip_class": "class 1 → class 0"}.get)
-    fraction = c2.slider("Noise fraction", 0.0, 0.4, 0.1, step=0.01, disabled=noise == "none")
-    model_kind = c3.selectbox("Model", ["mlp", "logreg"], format_func={"mlp": "MLP", "logreg": "L2 logistic regression"}.get)
+        "none": "none", "uniform": "uniform (any class → other)", "flip_class": "class 1 → class 0"}.get, key="explorer_noise")
+    fraction = c2.slider("Noise fraction", 0.0, 0.4, 0.1, step=0.01, disabled=noise == "none", key="explorer_fraction")
+    model_kind = c3.selectbox("Model", ["mlp", "logreg"], format_func={"mlp": "MLP", "logreg": "L2 logistic regression"}.get, key="explorer_model")
     with c3.expander("Model details"):
-        depth = st.slider("Hidden layers", 1, 4, 2, disabled=model_kind != "mlp")
+        depth = st.slider("Hidden layers", 1, 4, 1, disabled=model_kind != "mlp")
         hidden = st.select_slider("Width", [4, 8, 16, 32, 64], 16, disabled=model_kind != "mlp")
         activation = st.selectbox("Activation", ["relu", "tanh", "sigmoid"], disabled=model_kind != "mlp")
         weight_decay = st.select_slider("L2 weight decay", [1e-4, 1e-3, 1e-2, 1e-1], 1e-4)
-    method = c4.selectbox("Method", list(METHOD_HELP), format_func=METHOD_HELP.get)
-    curvature = c4.selectbox("Curvature", list(CURVATURE_HELP), format_func=CURVATURE_HELP.get, disabled=method != "influence")
+    method = c4.selectbox("Method", list(METHOD_HELP), format_func=METHOD_HELP.get, key="explorer_method")
+    curvature = c4.selectbox("Curvature", list(CURVATURE_HELP), format_func=CURVATURE_HELP.get, disabled=method != "influence", key="explorer_curvature")
     with c4.expander("Damping and seed"):
-        damping = st.select_slider("Damping", [0.0, 1e-3, 1e-2, 1e-1, 1.0], 1e-2)
+        damping = st.select_slider("Damping", [0.0, 1e-3, 1e-2, 1e-1, 1.0], 1e-2, key="explorer_damping")
         seed = st.number_input("Seed", 0, 10_000, 0)
 
 config = RunConfig(
     data=DataConfig(name=dataset, n_train=n_train, n_test=200, noise=noise, noise_fraction=fraction if noise != "none" else 0.0),
     model=ModelConfig(kind=model_kind, hidden=hidden, depth=depth, activation=activation),
     train=(TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, checkpoint_spacing="log") if model_kind == "logreg"
-           else TrainConfig(optimizer="adam", lr=0.01, epochs=1000, weight_decay=weight_decay, checkpoint_spacing="log")),
+           else TrainConfig(optimizer="adam", lr=0.02, epochs=400, weight_decay=weight_decay, checkpoint_spacing="log")),
     curvature=CurvatureConfig(kind=curvature, damping=damping),
     method=method,
     seed=int(seed),
