@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from influence_core.curvature import Curvature
-from influence_core.gradients import iter_per_sample_grads, per_sample_grads
+from influence_core.gradients import iter_per_sample_grads, per_sample_grad_sq_norms, per_sample_grads
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.training import Checkpoint, model_at
 
@@ -50,6 +50,12 @@ def self_influence(
     progress: ProgressFn = silent,
 ) -> np.ndarray:
     """∇L(z)ᵀ H⁻¹ ∇L(z) for every sample (higher = more suspicious)."""
+    from influence_core.curvature import DiagonalCurvature, IdentityCurvature
+
+    if isinstance(curvature, (DiagonalCurvature, IdentityCurvature)):
+        # Σ_j g_j² / d_j without forming per-sample gradient rows where the layer allows it
+        weights = 1.0 / curvature.diagonal if isinstance(curvature, DiagonalCurvature) else None
+        return per_sample_grad_sq_norms(model, x, y, curvature.param_names, weights, chunk_size, backend, progress).cpu().numpy()
     out = torch.empty(len(x), device=x.device)
     for start, grads in iter_per_sample_grads(model, x, y, curvature.param_names, chunk_size, backend, progress):
         out[start : start + len(grads)] = (grads * curvature.inverse_hvp(grads)).sum(1)

@@ -149,3 +149,18 @@ def test_indefinite_hessian_gives_a_message_that_says_what_to_fix():
     else:  # a positive-definite draw is possible in principle; make sure it really was
         h = exact_hessian(model, x, y, parameter_names(model, "all"), 0.0)
         assert torch.linalg.eigvalsh(h).min() > 0
+
+
+def test_fused_diagonal_self_influence_equals_explicit_gradient_rows():
+    from influence_core.gradients import per_sample_grads
+
+    ds = make_synthetic("moons", 90, 10, 1)
+    x, y = torch.tensor(ds.x_train), torch.tensor(ds.y_train)
+    model = build_model(ModelConfig(kind="mlp", hidden=8, depth=2), (2,), 2, 0)
+    train_model(model, x, y, TrainConfig(optimizer="adam", lr=0.05, epochs=50), seed=0)
+    names = parameter_names(model, "all")
+    grads = per_sample_grads(model, x, y, names)
+    diag = build_curvature("diag", model, x, y, names, 1e-3, damping=0.01)
+    np.testing.assert_allclose(self_influence(model, diag, x, y), ((grads**2) / diag.diagonal).sum(1).numpy(), rtol=1e-4)
+    ident = build_curvature("identity", model, x, y, names, 1e-3, damping=0.0)
+    np.testing.assert_allclose(self_influence(model, ident, x, y), (grads**2).sum(1).numpy(), rtol=1e-4)
