@@ -22,7 +22,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -67,7 +67,12 @@ def device_name(device: torch.device) -> str:
     return f"CPU {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()} (torch {torch.__version__})"
 
 
-def set_tf32(enabled: bool) -> str:
+def set_tf32(enabled: Optional[bool]) -> str:
+    """None keeps PyTorch's defaults (what the app runs with): cuDNN convs TF32, matmuls fp32."""
+    if enabled is None:
+        conv = torch.backends.cudnn.allow_tf32
+        matmul = torch.backends.cuda.matmul.allow_tf32
+        return f"PyTorch defaults, as the app runs (cuDNN conv TF32 {'on' if conv else 'off'}, matmul TF32 {'on' if matmul else 'off'})"
     mode = "tf32" if enabled else "ieee"
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         torch.backends.cuda.matmul.fp32_precision = mode
@@ -163,7 +168,8 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk-size", type=int, default=None, help="per-sample-gradient chunk (default 64 on CPU, 8192 on CUDA)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per method, best kept (default 3; 1 for the matrix)")
     parser.add_argument("--naive-samples", type=int, default=None, help="samples the naive loop is timed on (default 200 CPU, 1000 CUDA)")
-    parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA (faster, ~1e-3 relative error)")
+    parser.add_argument("--precision", choices=["default", "fp32", "tf32"], default="default",
+                        help="CUDA: PyTorch defaults (cuDNN conv TF32, matmul fp32; what the app uses), strict fp32, or TF32 everywhere")
     parser.add_argument("--skip-matrix", action="store_true", help="only the self-influence part")
     args = parser.parse_args(argv)
 
@@ -175,7 +181,7 @@ def main(argv=None) -> int:
     matrix_chunk = args.chunk_size or (8192 if cuda else 256)
     repeats = args.repeats or (1 if args.quick else 3)
     n_naive = min(n_train, args.naive_samples or ((100 if cuda else 50) if args.quick else (1000 if cuda else 200)))
-    precision = set_tf32(args.tf32) if cuda else "fp32 (CPU)"
+    precision = set_tf32({"default": None, "fp32": False, "tf32": True}[args.precision]) if cuda else "fp32 (CPU)"
 
     print(f"device: {device_name(device)}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}   precision: {precision}   float32")

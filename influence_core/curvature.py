@@ -140,8 +140,13 @@ def exact_hessian(
 
 def _fit_laplace(model, x, y, subset: str, structure: str, prior_precision: float, batch_size: int):
     from laplace import Laplace
+    from laplace.curvature import BackPackGGN
 
     kwargs = {"last_layer_name": "head"} if subset == "last_layer" else {}
+    if structure == "full":
+        # laplace-torch 0.3's default (curvlinops) full GGN multiplies by a CPU identity and fails on
+        # CUDA; the BackPACK backend builds the same GGN from Jacobians on the model's device
+        kwargs["backend"] = BackPackGGN
     la = Laplace(model, "classification", subset_of_weights=subset, hessian_structure=structure,
                  prior_precision=prior_precision, **kwargs)
     la.fit(DataLoader(TensorDataset(x, y), batch_size=batch_size), progress_bar=False)

@@ -12,7 +12,7 @@ from influence_core.curvature import IdentityCurvature
 from influence_core.data import noise
 from influence_core.data.synthetic import GENERATORS, make_synthetic
 from influence_core.errors import InputError
-from influence_core.experiments import compute_influence, influence_over_epochs, train
+from influence_core.experiments import compute_influence, influence_over_epochs, tensors, train
 from influence_core.influence import pairwise_influence, self_influence, tracin, tracin_self
 from influence_core.training import model_at
 
@@ -107,9 +107,7 @@ def test_training_is_reproducible_from_the_seed():
 
 def test_tracin_is_the_learning_rate_weighted_sum_over_checkpoints():
     trained = train(SMALL)
-    ds = trained.dataset
-    x, y = torch.tensor(ds.x_train), torch.tensor(ds.y_train)
-    xt, yt = torch.tensor(ds.x_test), torch.tensor(ds.y_test)
+    x, y, xt, yt = tensors(trained.dataset, next(trained.model.parameters()).device)
     names = [n for n, _ in trained.model.named_parameters()]
     expected = sum(
         c.lr * pairwise_influence(model_at(trained.model, c), IdentityCurvature(names), xt, yt, x, y) for c in trained.checkpoints
