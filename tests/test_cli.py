@@ -1,0 +1,98 @@
+"""`python -m influence_core scores`: outputs, agreement with the app's pipeline, clear errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from influence_core.cli import build_config, _parser, main
+from influence_core.experiments import compute_influence
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def noisy_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 3))
+    label = np.where(x[:, 0] + 0.5 * x[:, 1] > 0, "yes", "no")
+    flipped = rng.choice(160, 8, replace=False)
+    label[flipped] = np.where(label[flipped] == "yes", "no", "yes")
+    df = pd.DataFrame({"sample": [f"s{i:03d}" for i in range(160)], "a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "target": label})
+    path = tmp_path / "table.csv"
+    df.to_csv(path, index=False)
+    return path, {f"s{i:03d}" for i in flipped}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "influence_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_scores_csv_has_every_row_and_ranks_flipped_labels_first(noisy_csv, tmp_path):
+    path, flipped = noisy_csv
+    out = tmp_path / "scores.csv"
+    proc = _run("scores", "--data", str(path), "--label-column", "target", "--id-column", "sample",
+                "--model", "logreg", "--method", "self-influence", "--curvature", "exact", "--seed", "0", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out)
+    assert {"id", "label", "suspicion"} <= set(table.columns) and len(table) == 160
+    assert set(table["id"]) == {f"s{i:03d}" for i in range(160)}
+    top = set(table.nlargest(12, "suspicion")["id"])
+    assert len(top & flipped) >= 6, (top, flipped)
+
+
+@pytest.mark.parametrize("method,curvature", [("self-influence", "diag"), ("self-influence", "kron"),
+                                              ("self-influence", "last_layer"), ("ip", "exact"), ("tracin", "exact")])
+def test_every_method_writes_scores(noisy_csv, tmp_path, method, curvature):
+    path, _ = noisy_csv
+    out = tmp_path / f"{method}-{curvature}.csv"
+    code = main(["scores", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--model", "mlp", "--method", method,
+                 "--curvature", curvature, "--epochs", "20", "--out", str(out), "--quiet"])
+    assert code == 0
+    table = pd.read_csv(out)
+    assert len(table) == 160 and np.isfinite(table["suspicion"]).all() and (table["suspicion"] >= 0).all()
+
+
+def test_cli_numbers_equal_the_pipeline_the_app_calls(noisy_csv, tmp_path):
+    path, _ = noisy_csv
+    argv = ["scores", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--model", "logreg", "--seed", "3",
+            "--out", str(tmp_path / "o.csv"), "--quiet", "--no-cache"]
+    assert main(argv) == 0
+    config = build_config(_parser().parse_args(argv))
+    direct = compute_influence(config, use_cache=False)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["suspicion"], direct.self_scores, rtol=1e-5)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--data", "/no/such/file.csv", "--label-column", "y"], "does not exist"),
+    (["--label-column", "nope"], "target"),  # names the columns it found
+    (["--label-column", "target", "--id-column", "sample", "--test-fraction", "1.5"], "test fraction"),
+])
+def test_bad_input_exits_nonzero_with_one_line(noisy_csv, tmp_path, capsys, args, needle):
+    path, _ = noisy_csv
+    full = ["scores", "--out", str(tmp_path / "x.csv"), "--quiet"] + (args if "--data" in args else ["--data", str(path), *args])
+    assert main(full) == 2
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+
+
+def test_bad_input_through_python_dash_m_has_no_traceback(tmp_path):
+    proc = _run("scores", "--data", str(tmp_path / "missing.csv"), "--label-column", "y", "--out", str(tmp_path / "o.csv"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_bad_csv_contents_are_explained(tmp_path, capsys):
+    cases = {
+        "text feature": pd.DataFrame({"a": ["x", "y", "z", "w"] * 5, "target": [0, 1] * 10}),
+        "NaN": pd.DataFrame({"a": [1.0, np.nan] * 10, "target": [0, 1] * 10}),
+        "one class": pd.DataFrame({"a": np.arange(20.0), "target": [1] * 20}),
+    }
+    for name, df in cases.items():
+        path = tmp_path / f"{name}.csv"
+        df.to_csv(path, index=False)
+        code = main(["scores", "--data", str(path), "--label-column", "target", "--out", str(tmp_path / "o.csv"), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1, (name, err)
