@@ -10,15 +10,15 @@ sys.path.insert(0, str(ROOT))  # so pages can import influence_core and pages._u
 
 from pages._ui import shared_sidebar  # noqa: E402
 
-st.set_page_config(page_title="Influence Lab", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="Influence Lab", page_icon=":material/search:", layout="wide")
 
 # (file, title, icon); the first is the landing page on the embedded default dataset
 VIEWS = [
-    ("pages/explorer.py", "2D explorer", "🗺️"),
-    ("pages/label_bias.py", "Label bias", "🏷️"),
-    ("pages/glitch_signals.py", "Glitch signals", "🧪"),
-    ("pages/what_if.py", "What-if", "🔁"),
-    ("pages/region_cuts.py", "Region cuts", "✈️"),
+    ("pages/explorer.py", "2D explorer", ":material/scatter_plot:"),
+    ("pages/label_bias.py", "Label bias", ":material/label:"),
+    ("pages/glitch_signals.py", "Glitch signals", ":material/bug_report:"),
+    ("pages/what_if.py", "What-if", ":material/swap_horiz:"),
+    ("pages/region_cuts.py", "Region cuts", ":material/flight:"),
 ]
 
 pages = [

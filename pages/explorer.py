@@ -73,12 +73,30 @@ k3.metric("Flipped labels", int(ds.flipped.sum()))
 k4.metric("AUROC (self-influence → flipped)", f"{summary['auroc']:.3f}" if summary.get("auroc") is not None else "—")
 k5.metric("Compute", "cached" if m["influence_from_cache"] else f"{m['train_seconds'] + m['influence_seconds']:.1f} s")
 
+POINT_TRACES = {1: "train", 2: "test"}  # trace order of figures.decision_region_figure
+
+
+def _on_point_click() -> None:
+    """Clicking a train/test point switches the view to that point (runs before widgets exist)."""
+    selection = st.session_state.get("explorer_plot")
+    points = (selection or {}).get("selection", {}).get("points", [])
+    which = POINT_TRACES.get(points[0].get("curve_number")) if points else None
+    if which is None:
+        return
+    idx = int(points[0]["point_index"])
+    st.session_state["explorer_view"] = which
+    st.session_state[f"explorer_{which}_id"] = idx
+
+
 view = st.radio(
     "Size points by", ["self", "test", "train"], horizontal=True, key="explorer_view",
     format_func={"self": "self-influence (how hard each point pulls the model)",
                  "test": "influence on one test point", "train": "influence of one training point"}.get,
 )
-selected = st.session_state.get("explorer_selected", {"train": 0, "test": 0})
+for which, n in (("train", len(ds.y_train)), ("test", len(ds.y_test))):
+    # widget state is kept only while the widget is on screen; keep ids valid when the dataset size changes
+    if not 0 <= st.session_state.get(f"explorer_{which}_id", -1) < n:
+        st.session_state[f"explorer_{which}_id"] = 0
 if view != "self" and result.pairwise is None:
     st.warning("The pairwise matrix was too large to compute for this dataset size.")
     view = "self"
@@ -87,35 +105,27 @@ xs, ys, probs = decision_grid(result.model, np.r_[ds.x_train, ds.x_test])
 test_values, highlight, signed = None, None, False
 train_values, label = result.self_scores, "self-influence"
 if view == "test":
-    idx = int(st.number_input("Test point id", 0, len(ds.y_test) - 1, selected["test"], key="explorer_test_id"))
+    idx = int(st.number_input("Test point id", 0, len(ds.y_test) - 1, key="explorer_test_id"))
     train_values, label, signed, highlight = result.pairwise[idx], f"influence on test #{idx}", True, ("test", idx)
 elif view == "train":
-    idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, selected["train"], key="explorer_train_id"))
+    idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, key="explorer_train_id"))
     test_values, highlight = result.pairwise[:, idx], ("train", idx)
 
 figure = decision_region_figure(
     xs, ys, probs, ds.x_train, ds.y_train, train_values, ds.flipped, label, signed,
     ds.x_test, ds.y_test, test_values, highlight, ds.class_names,
 )
-event = st.plotly_chart(figure, on_select="rerun", selection_mode=("points",), key="explorer_plot", width="stretch")
-points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else getattr(getattr(event, "selection", None), "points", [])
-if points:
-    point = points[0]
-    which = {1: "train", 2: "test"}.get(point.get("curve_number"))
-    if which is not None:
-        new = {**selected, which: int(point["point_index"])}
-        if new != selected or view != which:
-            st.session_state["explorer_selected"] = new
-            st.session_state["explorer_view"] = which
-            st.session_state[f"explorer_{which}_id"] = new[which]
-            st.rerun()
+st.plotly_chart(figure, on_select=_on_point_click, selection_mode=("points",), key="explorer_plot", width="stretch")
 st.caption(sign_note() + ". Self-influence ∇Lᵀ H⁻¹ ∇L is ≥ 0: large = the model bends to fit that point.")
 
 if view == "train":
     idx = highlight[1]
     change = -result.pairwise[:, idx].mean() / len(ds.y_train)
-    st.write(f"Removing training point #{idx} would change the mean test loss by about **{change:+.2e}** "
-             f"({'harmful' if change < 0 else 'helpful'} on average).")
+    if abs(change) < 1e-12:  # a point fitted with ~zero loss gradient moves nothing
+        st.write(f"Removing training point #{idx} would leave the mean test loss unchanged (its loss gradient is ~0).")
+    else:
+        st.write(f"Removing training point #{idx} would change the mean test loss by about **{change:+.2e}** "
+                 f"({'harmful' if change < 0 else 'helpful'} on average).")
 
 left, right = st.columns([3, 2])
 with left:

@@ -70,4 +70,20 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
         assert page.get_by_text("2D explorer").first.is_visible()
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+
+        # clicking a training point switches the view to that point's influence on the test points;
+        # wait until the page has finished drawing (the epoch plots below move the layout)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=120_000)
+        page.wait_for_timeout(1000)
+        train_points = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").nth(0).locator(".point")
+        train_points.nth(10).scroll_into_view_if_needed()
+        box = train_points.nth(10).bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        try:
+            page.get_by_text("Removing training point #10").wait_for(timeout=60_000)
+        finally:
+            page.screenshot(path=str(tmp_path / "explorer_after_click.png"), full_page=True)
+        checked = page.locator("[data-testid='stRadio'] input:checked").evaluate_all("els => els.map(e => e.value)")
+        assert checked == ["2"], checked  # third option: influence of one training point
+        assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
