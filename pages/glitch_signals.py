@@ -1,0 +1,134 @@
+"""Glitch signals: inject mislabels / anomalies, rank training data by influence signals, repair."""
+
+import pandas as pd
+import streamlit as st
+
+from influence_core.data.glitches import GLITCH_KINDS
+from influence_core.signals import (
+    SIGNALS,
+    GlitchConfig,
+    default_signal,
+    detect_glitches,
+    flagged_frame,
+    retrain_with_repairs,
+    signal_run_config,
+    suggested_repairs,
+    thumbnail,
+)
+from pages._ui import memoised, progress_status, run_or_explain
+
+st.title("Glitch signals")
+st.caption(
+    "Inject mislabeled samples or anomalies, train with plain SGD, and rank the training data by "
+    "influence signals (TracIn over checkpoints, last layer, train → clean validation set). "
+    "CNCI targets mislabels and suggests a repair label, PCID targets anomalies, CFRank mixtures. "
+    "Every score below: higher = more suspicious (CNCI keeps the paper's scale, ≤ 0, near 0 = mislabeled)."
+)
+
+DATASETS = {
+    "digits": "sklearn digits (8×8, 1,797 images)",
+    "mnist": "MNIST (28×28)",
+    "fashion_mnist": "Fashion-MNIST (28×28)",
+}
+MODELS = {"mlp": "MLP (one hidden layer of 128)", "logreg": "logistic regression", "cnn": "small CNN"}
+
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns(4)
+    dataset = c1.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="glitch_dataset")
+    n_train = c1.select_slider("Training rows (MNIST sets)", [1000, 2000, 4000, 6000], 2000,
+                               disabled=dataset == "digits", key="glitch_n_train")
+    kind = c2.selectbox("Glitch", list(GLITCH_KINDS), format_func=GLITCH_KINDS.get, key="glitch_kind")
+    ratio = c2.slider("Glitch ratio", 0.02, 0.3, 0.1, step=0.01, key="glitch_ratio")
+    model = c3.selectbox("Model", list(MODELS), format_func=MODELS.get, key="glitch_model")
+    epochs = c3.slider("Epochs (SGD, no momentum)", 5, 60, 15, step=5, key="glitch_epochs")
+    with c4:
+        seed = st.number_input("Seed", 0, 10_000, 0, key="glitch_seed")
+        val_fraction = st.slider("Validation share of the test split", 0.1, 0.9, 0.5, step=0.1, key="glitch_val")
+        folds = st.selectbox("cleanlab folds", [0, 2, 3, 5], index=1, key="glitch_folds",
+                             format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold")
+        include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias")
+
+is_mnist = dataset != "digits"
+run = signal_run_config(dataset, model, n_train=n_train if is_mnist else 0, n_test=2000 if is_mnist else 0,
+                        seed=int(seed), epochs=int(epochs))
+glitch = GlitchConfig(kind=kind, ratio=float(ratio), val_fraction=float(val_fraction),
+                      include_bias=include_bias, cleanlab_folds=int(folds))
+run_key = f"glitch:{run.key()}:{glitch}"
+
+
+def _compute():
+    with progress_status("Injecting glitches, training, computing signals and baselines") as report:
+        return detect_glitches(run, glitch, progress=report)
+
+
+report = memoised(run_key, lambda: run_or_explain(_compute))
+if report is None:
+    st.stop()
+
+m = report.metrics
+k1, k2, k3, k4, k5 = st.columns(5)
+k1.metric("Test accuracy", f"{m['test']['accuracy']:.1%}")
+k2.metric("Mislabeled rows", m["n_mislabeled"])
+k3.metric("Anomalies", m["n_anomalous"])
+k4.metric("Train / validation rows", f"{m['n_train']} / {m['n_val']}")
+k5.metric("Signals / training time",
+          "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s / {m['train_seconds']:.1f} s")
+
+st.subheader("Signals and baselines")
+st.caption(f"F1 with the threshold at the true glitch ratio ({report.ratio:.1%} of the training rows); "
+           "repair accuracy: share of the mislabeled rows whose suggested label is the true class "
+           "(detected = among those flagged at that threshold).")
+table = pd.DataFrame(report.table)
+st.dataframe(table.style.format(precision=3, na_rep="—"), hide_index=True, width="stretch", key="glitch_table")
+
+st.subheader("Flagged training samples")
+choices = list(SIGNALS) + [b for b, present in (("cleanlab", "cleanlab" in report.baselines),
+                                                ("IsolationForest", "isolation_forest" in report.baselines)) if present]
+f1, f2 = st.columns([2, 1])
+signal = f1.selectbox("Rank by", choices, index=choices.index(default_signal(kind)), key="glitch_signal",
+                      format_func=lambda s: f"{s}: {SIGNALS.get(s, 'baseline')}")
+top = f2.slider("Show the top", 5, 100, 20, step=5, key="glitch_top")
+frame = run_or_explain(flagged_frame, report, signal)
+if frame is None:
+    st.stop()
+shown = ["rank", "id", "label", "suggested label", "detected type", signal, "CNCI", "PCID", "true type", "true label"]
+shown = list(dict.fromkeys(c for c in shown if c in frame.columns))
+st.dataframe(frame[shown].head(top), hide_index=True, width="stretch", key="glitch_flagged")
+st.download_button("Export all rows with every signal (CSV)", frame.to_csv(index=False),
+                   f"glitch_signals_{run.key()}.csv", "text/csv", key="glitch_export")
+
+if report.dataset.is_image:
+    n_images = min(top, 12)
+    cols = st.columns(6)
+    for i, row in enumerate(frame.head(n_images).to_dict("records")):
+        cols[i % 6].image(thumbnail(report.dataset.x_train[int(row["row"])]), width=84,
+                          caption=f"#{row['rank']} {row['label']} → {row['suggested label']} · {row['detected type']} (truth: {row['true type']})")
+
+st.subheader("Repair and retrain")
+st.caption("Accept the suggested repairs of the top rows by the chosen signal: relabel the rows typed "
+           "'mislabeled' to CNCI's suggested label; with PCID / CFRank, remove the rows typed 'anomaly'. "
+           "Then retrain the same configuration and compare test accuracy.")
+r1, r2 = st.columns([1, 2])
+n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(report.ratio * len(frame)))),
+                           key="glitch_n_repair")
+if signal in SIGNALS:
+    relabel, remove = suggested_repairs(report, signal, int(n_repair))
+    r2.write(f"{len(relabel)} rows relabelled, {len(remove)} removed.")
+    if r1.button("Accept repairs and retrain", key="glitch_repair"):
+        def _retrain():
+            with progress_status("Retraining on the repaired data") as progress:
+                return retrain_with_repairs(report, relabel, remove, progress=progress)
+
+        outcome = run_or_explain(_retrain)
+        if outcome is not None:
+            st.session_state[f"repair:{run_key}"] = outcome
+    outcome = st.session_state.get(f"repair:{run_key}")
+    if outcome is not None:
+        o1, o2, o3, o4 = st.columns(4)
+        o1.metric("Test accuracy before", f"{outcome.test_accuracy_before:.1%}")
+        o2.metric("Test accuracy after repair", f"{outcome.test_accuracy_after:.1%}",
+                  f"{outcome.test_accuracy_after - outcome.test_accuracy_before:+.1%}")
+        o3.metric("Relabelled to the true class", f"{outcome.n_relabelled_correctly} / {outcome.n_relabelled}")
+        o4.metric("Removed rows that were glitches", f"{outcome.n_removed_glitches} / {outcome.n_removed}")
+else:
+    r2.info("Repairs follow the influence signals; pick one of them in 'Rank by'.")
