@@ -1,0 +1,432 @@
+"""Hessian-free influence: IP, IP Ensemble, TracIn, with utility, fairness and robustness impacts.
+
+"Revisit, extend and enhance Hessian-free influence functions": replace H⁻¹ by the identity.
+For an impact function f(θ) measured on a validation set (its loss, its demographic-parity gap,
+or its loss under a white-box attack), the score of training point z_i is
+
+    IF_i = −∇f(θ̂)ᵀ H⁻¹ ∇ℓ(z_i; θ̂)        IP_i = −∇f(θ̂)ᵀ ∇ℓ(z_i; θ̂)
+
+in the house sign convention: **positive = harmful** (removing z_i would lower f, i.e. the
+validation loss, the fairness gap or the adversarial loss), negative = helpful. To first order
+removing z_i changes f by −IF_i / N. IP Ensemble averages IP over models made by dropout on the
+parameters (no retraining); TracIn sums η_k-weighted IP over the saved checkpoints.
+Trim-and-retrain removes the most harmful share of the training set and retrains several seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from influence_core.config import RunConfig
+from influence_core.curvature import Curvature, IdentityCurvature, build_curvature
+from influence_core.data.base import Dataset, split_indices
+from influence_core.errors import CurvatureError, InputError
+from influence_core.gradients import iter_per_sample_grads
+from influence_core.progress import ProgressFn, scaled, silent, track
+from influence_core.training import Checkpoint, model_at
+
+IMPACTS = ("utility", "fairness", "robustness")
+METHODS = ("if", "ip", "ip_ensemble", "tracin")
+METHOD_NAMES = {"if": "IF (Hessian)", "ip": "IP", "ip_ensemble": "IP Ensemble", "tracin": "TracIn", "loo": "leave-one-out"}
+
+
+# ------------------------------------------------------------------------------ impact functions
+
+
+def _named_params(model: nn.Module, names: Sequence[str]) -> list[torch.Tensor]:
+    params = dict(model.named_parameters())
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise InputError(f"the model has no parameters named {missing}")
+    return [params[n] for n in names]
+
+
+def adversarial_inputs(model: nn.Module, x: torch.Tensor, gamma: float = 1.5) -> torch.Tensor:
+    """White-box attack on a linear binary model: x' = x − γ (wᵀx + b) / ‖w‖² · w.
+
+    w, b are the decision function's coefficients (m(x) = wᵀx + b = z₁ − z₀ for the 2-class
+    softmax). γ = 1 moves x onto the boundary, γ > 1 across it.
+    """
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear) or sum(1 for _ in model.parameters()) != 2 or head.out_features != 2:
+        raise InputError("the robustness impact uses the white-box attack for linear models: choose logistic regression on a binary task")
+    with torch.no_grad():
+        w = (head.weight[1] - head.weight[0]).to(x.dtype)
+        b = (head.bias[1] - head.bias[0]).to(x.dtype)
+        flat = x.flatten(1)
+        m = flat @ w + b
+        return (flat - gamma * (m / (w @ w).clamp_min(1e-12))[:, None] * w[None, :]).reshape(x.shape)
+
+
+def demographic_parity(probs_positive: np.ndarray, groups: np.ndarray) -> float:
+    """DP gap |E[p(1|x) | s = 1] − E[p(1|x) | s = 0]| (0 = parity)."""
+    groups = np.asarray(groups)
+    if len(np.unique(groups)) != 2:
+        raise InputError("demographic parity needs a binary sensitive attribute with both groups present")
+    a, b = np.unique(groups)
+    return float(abs(probs_positive[groups == b].mean() - probs_positive[groups == a].mean()))
+
+
+def impact_value(model: nn.Module, impact: str, x_val: torch.Tensor, y_val: torch.Tensor,
+                 groups_val: Optional[torch.Tensor] = None, gamma: float = 1.5) -> torch.Tensor:
+    """f(θ): mean validation loss (utility), DP gap (fairness) or mean loss on attacked inputs (robustness)."""
+    if impact == "utility":
+        return nn.functional.cross_entropy(model(x_val), y_val)
+    if impact == "robustness":
+        return nn.functional.cross_entropy(model(adversarial_inputs(model, x_val, gamma)), y_val)
+    if impact == "fairness":
+        if groups_val is None:
+            raise InputError("the fairness impact needs a binary sensitive attribute (groups) on the validation set")
+        values = torch.unique(groups_val)
+        if len(values) != 2:
+            raise InputError("the fairness impact needs a binary sensitive attribute with both groups in the validation set")
+        p = torch.softmax(model(x_val), 1)[:, 1]
+        gap = p[groups_val == values[1]].mean() - p[groups_val == values[0]].mean()
+        return gap.abs()
+    raise InputError(f"impact must be one of {IMPACTS}, got {impact!r}")
+
+
+def impact_gradient(model: nn.Module, impact: str, x_val: torch.Tensor, y_val: torch.Tensor, param_names: Sequence[str],
+                    groups_val: Optional[torch.Tensor] = None, gamma: float = 1.5) -> torch.Tensor:
+    """∇_θ f(θ) flattened in ``param_names`` order (the order of the engine's per-sample gradient rows)."""
+    params = _named_params(model, param_names)
+    model.eval()
+    with torch.enable_grad():
+        value = impact_value(model, impact, x_val, y_val, groups_val, gamma)
+        grads = torch.autograd.grad(value, params, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+
+
+def scores_for_gradient(model: nn.Module, gradient: torch.Tensor, x_train: torch.Tensor, y_train: torch.Tensor,
+                        curvature: Curvature, chunk_size: int = 2048, progress: ProgressFn = silent) -> np.ndarray:
+    """−∇fᵀ H⁻¹ ∇ℓ(z_i) for every training point (positive = harmful); identity curvature gives IP."""
+    pre = curvature.inverse_hvp(gradient[None, :])[0]
+    out = torch.empty(len(x_train), dtype=pre.dtype, device=pre.device)
+    for start, grads in iter_per_sample_grads(model, x_train, y_train, curvature.param_names, chunk_size, progress=progress):
+        out[start : start + len(grads)] = -(grads.to(pre.dtype) @ pre)
+    return out.detach().cpu().numpy().astype(np.float64)
+
+
+# ------------------------------------------------------------------------------ the four methods
+
+
+def _all_params(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def ip_scores(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+              impact: str = "utility", groups_val: Optional[torch.Tensor] = None, param_names: Optional[Sequence[str]] = None,
+              gamma: float = 1.5, progress: ProgressFn = silent) -> np.ndarray:
+    """IP_i = −∇f(θ̂)ᵀ ∇ℓ(z_i; θ̂) at the final model (positive = harmful)."""
+    names = list(param_names or _all_params(model))
+    g = impact_gradient(model, impact, x_val, y_val, names, groups_val, gamma)
+    return scores_for_gradient(model, g, x_train, y_train, IdentityCurvature(names), progress=progress)
+
+
+def dropout_model(model: nn.Module, rate: float, generator: torch.Generator) -> nn.Module:
+    """A copy of ``model`` with each parameter entry zeroed with probability ``rate`` (survivors scaled by 1/(1 − rate))."""
+    if not 0.0 <= rate < 1.0:
+        raise InputError(f"the dropout rate must be in [0, 1), got {rate}")
+    clone = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for p in clone.parameters():
+            keep = (torch.rand(p.shape, generator=generator) >= rate).to(device=p.device, dtype=p.dtype)
+            p.mul_(keep / (1.0 - rate))
+    return clone
+
+
+def ip_ensemble_scores(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+                       impact: str = "utility", groups_val: Optional[torch.Tensor] = None, ensemble_size: int = 20,
+                       dropout_rate: float = 0.05, seed: int = 0, param_names: Optional[Sequence[str]] = None,
+                       gamma: float = 1.5, progress: ProgressFn = silent) -> np.ndarray:
+    """IP Ensemble: the mean of IP over ``ensemble_size`` dropout-perturbed copies of the model (seeded)."""
+    if ensemble_size < 1:
+        raise InputError(f"the ensemble size must be ≥ 1, got {ensemble_size}")
+    generator = torch.Generator().manual_seed(seed)
+    total = np.zeros(len(x_train))
+    for m in range(ensemble_size):
+        member = dropout_model(model, dropout_rate, generator)
+        total += ip_scores(member, x_train, y_train, x_val, y_val, impact, groups_val, param_names, gamma,
+                           scaled(progress, m / ensemble_size, (m + 1) / ensemble_size))
+    return total / ensemble_size
+
+
+def tracin_scores(model: nn.Module, checkpoints: Sequence[Checkpoint], x_train: torch.Tensor, y_train: torch.Tensor,
+                  x_val: torch.Tensor, y_val: torch.Tensor, impact: str = "utility", groups_val: Optional[torch.Tensor] = None,
+                  param_names: Optional[Sequence[str]] = None, gamma: float = 1.5, progress: ProgressFn = silent) -> np.ndarray:
+    """TracIn with impact f: −Σ_k η_k ∇f(θ_k)ᵀ ∇ℓ(z_i; θ_k). For utility this is the mean over validation
+    rows of the engine's ``influence.tracin`` matrix (reused there)."""
+    if not checkpoints:
+        raise InputError("TracIn needs saved checkpoints: train with n_checkpoints ≥ 1")
+    names = list(param_names or _all_params(model))
+    if impact == "utility":
+        from influence_core.influence import tracin
+
+        return tracin(model, checkpoints, x_val, y_val, x_train, y_train, names, progress=progress).mean(0)
+    total = np.zeros(len(x_train))
+    for k, ckpt in enumerate(checkpoints):
+        at_k = model_at(model, ckpt)
+        total += ckpt.lr * ip_scores(at_k, x_train, y_train, x_val, y_val, impact, groups_val, names, gamma,
+                                     scaled(progress, k / len(checkpoints), (k + 1) / len(checkpoints)))
+    return total
+
+
+def if_scores(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+              weight_decay: float, impact: str = "utility", groups_val: Optional[torch.Tensor] = None, damping: float = 0.0,
+              curvature_kind: str = "exact", gamma: float = 1.5, progress: ProgressFn = silent) -> np.ndarray:
+    """Hessian-based IF_i = −∇fᵀ H⁻¹ ∇ℓ(z_i) with the engine's curvature (exact by default; falls back to the last layer)."""
+    names = _all_params(model)
+    try:
+        curvature = build_curvature(curvature_kind, model, x_train, y_train, names, weight_decay, damping, progress=scaled(progress, 0, 0.5))
+        g = impact_gradient(model, impact, x_val, y_val, names, groups_val, gamma)
+        return scores_for_gradient(model, g.to(torch.float64) if g.dtype != torch.float64 else g, x_train, y_train, curvature,
+                                   progress=scaled(progress, 0.5, 1.0))
+    except CurvatureError:
+        if curvature_kind == "last_layer":
+            raise
+        curvature = build_curvature("last_layer", model, x_train, y_train, names, weight_decay, max(damping, 1e-3))
+        g = impact_gradient(model, impact, x_val, y_val, curvature.param_names, groups_val, gamma)
+        return scores_for_gradient(model, g, x_train, y_train, curvature, progress=scaled(progress, 0.5, 1.0))
+
+
+# ------------------------------------------------------------------------------ pipeline
+
+
+@dataclass
+class HessianFreeResult:
+    """Scores per training point for each method (positive = harmful for the chosen impact)."""
+
+    config: RunConfig
+    dataset: Dataset  # the training set scored; ``x_test`` here is the validation set the impact is measured on
+    model: nn.Module
+    impact: str
+    scores: dict[str, np.ndarray]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def correlation(self, a: str = "if", b: str = "ip") -> dict[str, float]:
+        """Pearson and Spearman correlation between two methods' scores."""
+        from scipy.stats import pearsonr, spearmanr
+
+        return {"pearson": float(pearsonr(self.scores[a], self.scores[b])[0]),
+                "spearman": float(spearmanr(self.scores[a], self.scores[b])[0])}
+
+
+def _val_tensors(model: nn.Module, ds: Dataset) -> tuple[torch.Tensor, ...]:
+    p = next(model.parameters())
+    xv = torch.from_numpy(ds.x_test).to(device=p.device, dtype=p.dtype)
+    yv = torch.from_numpy(ds.y_test).to(p.device)
+    gv = torch.from_numpy(np.asarray(ds.groups_test)).to(p.device) if ds.groups_test is not None else None
+    x = torch.from_numpy(ds.x_train).to(device=p.device, dtype=p.dtype)
+    y = torch.from_numpy(ds.y_train).to(p.device)
+    return x, y, xv, yv, gv
+
+
+def hessian_free_scores(config: RunConfig, dataset: Optional[Dataset] = None, impact: str = "utility",
+                        methods: Sequence[str] = METHODS, ensemble_size: int = 20, dropout_rate: float = 0.05,
+                        gamma: float = 1.5, progress: ProgressFn = silent, use_cache: bool = True) -> HessianFreeResult:
+    """Train (engine cache) and score every training point by the chosen methods; the dataset's test split is the validation set.
+
+    Logistic regression is polished to its optimum in float64 (influence assumes one).
+    """
+    from influence_core.experiments import load_data, train
+    from influence_core.training import evaluate, fit_lbfgs
+
+    if impact not in IMPACTS:
+        raise InputError(f"impact must be one of {IMPACTS}, got {impact!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"unknown methods {unknown}; choose from {METHODS}")
+    ds = dataset if dataset is not None else load_data(config)
+    if len(ds.y_test) == 0:
+        raise InputError("the validation (test) split is empty: set a test fraction above 0")
+    trained = train(config, scaled(progress, 0.0, 0.3), use_cache, ds)
+    model = trained.model
+    if config.model.kind == "logreg":
+        model = copy.deepcopy(model).double()
+        x, y, _, _, _ = _val_tensors(model, ds)
+        fit_lbfgs(model, x, y, config.train.weight_decay, max_iter=2000, tol=1e-12)
+        model.eval()
+    x, y, xv, yv, gv = _val_tensors(model, ds)
+    scores: dict[str, np.ndarray] = {}
+    n = len(methods)
+    for j, method in enumerate(methods):
+        step = scaled(progress, 0.3 + 0.7 * j / n, 0.3 + 0.7 * (j + 1) / n)
+        step(0.0, f"scoring: {METHOD_NAMES[method]}")
+        if method == "ip":
+            scores[method] = ip_scores(model, x, y, xv, yv, impact, gv, gamma=gamma, progress=step)
+        elif method == "ip_ensemble":
+            scores[method] = ip_ensemble_scores(model, x, y, xv, yv, impact, gv, ensemble_size, dropout_rate, config.seed,
+                                                gamma=gamma, progress=step)
+        elif method == "tracin":
+            scores[method] = tracin_scores(model, trained.checkpoints, x, y, xv, yv, impact, gv, gamma=gamma, progress=step)
+        else:
+            damping = 0.0 if (config.model.kind == "logreg" and config.train.weight_decay > 0) else config.curvature.damping
+            scores[method] = if_scores(model, x, y, xv, yv, config.train.weight_decay, impact, gv, damping, gamma=gamma, progress=step)
+    metrics = {"train": evaluate(model, x, y), "validation": evaluate(model, xv, yv)}
+    progress(1.0, "scores ready")
+    return HessianFreeResult(config, ds, model, impact, scores, metrics)
+
+
+def leave_one_out_scores(result: HessianFreeResult, indices: Sequence[int], progress: ProgressFn = silent) -> np.ndarray:
+    """Actual effect of removing each training row in ``indices``: N·(f(θ̂) − f(θ̂₋ᵢ)) (positive = harmful, IF's scale).
+
+    Logistic regression only (retrained warm-started with L-BFGS to the same convex optimum).
+    """
+    from influence_core.training import fit_lbfgs
+
+    if result.config.model.kind != "logreg":
+        raise InputError("leave-one-out retraining is offered for logistic regression (one convex optimum)")
+    model = result.model
+    x, y, xv, yv, gv = _val_tensors(model, result.dataset)
+    n = len(y)
+    with torch.no_grad():
+        base = impact_value(model, result.impact, xv, yv, gv).item()
+    out = []
+    for i in track(list(indices), len(indices), "leave-one-out retraining", progress):
+        keep = torch.ones(n, dtype=torch.bool, device=x.device)
+        keep[int(i)] = False
+        m = copy.deepcopy(model)
+        fit_lbfgs(m, x[keep], y[keep], result.config.train.weight_decay, max_iter=500, tol=1e-12)
+        with torch.no_grad():
+            out.append(n * (base - impact_value(m.eval(), result.impact, xv, yv, gv).item()))
+    return np.asarray(out)
+
+
+# ------------------------------------------------------------------------------ synthetic checks (paper §4)
+
+
+def synthetic_flip_dataset(name: str = "blobs", seed: int = 0) -> Dataset:
+    """The paper's toy sets: blobs 150 train / 100 test with 10 flipped; moons 200 train / 100 test with 20 flipped (half per class)."""
+    from influence_core.data.synthetic import make_synthetic
+
+    if name not in ("blobs", "moons"):
+        raise InputError(f"the synthetic check uses 'blobs' or 'moons', got {name!r}")
+    n_train, n_flip = (150, 10) if name == "blobs" else (200, 20)
+    ds = make_synthetic(name, n_train, 100, seed)
+    rng = np.random.default_rng(seed + 1)
+    chosen = np.concatenate([rng.choice(np.flatnonzero(ds.y_train == c), n_flip // 2, replace=False) for c in (0, 1)])
+    y = ds.y_train.copy()
+    y[chosen] = 1 - y[chosen]
+    return ds.with_train_labels(y, y != ds.y_train_clean)
+
+
+def synthetic_config(name: str = "blobs", seed: int = 0) -> RunConfig:
+    """Logistic regression (L-BFGS) for blobs, a 2-hidden-layer ReLU MLP (Adam, full batch) for moons."""
+    from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, TrainConfig
+
+    if name == "blobs":
+        return RunConfig(data=DataConfig(name="blobs", n_train=150, n_test=100), model=ModelConfig(kind="logreg"),
+                         train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-2, n_checkpoints=5), seed=seed)
+    return RunConfig(data=DataConfig(name="moons", n_train=200, n_test=100), model=ModelConfig(kind="mlp", hidden=32, depth=2),
+                     train=TrainConfig(optimizer="adam", lr=0.01, epochs=500, weight_decay=1e-3, n_checkpoints=5),
+                     curvature=CurvatureConfig(kind="exact", damping=0.01), seed=seed)
+
+
+@dataclass
+class SyntheticCheck:
+    name: str
+    result: HessianFreeResult
+    pearson: float
+    spearman: float
+    auroc: dict[str, float]  # per method: AUROC of the scores for the flipped points
+
+
+def synthetic_check(name: str = "blobs", seed: int = 0, methods: Sequence[str] = METHODS, progress: ProgressFn = silent,
+                    use_cache: bool = True) -> SyntheticCheck:
+    """IF vs IP on the paper's toy sets: correlation, and how well each isolates the flipped points."""
+    from influence_core.metrics import auroc
+
+    ds = synthetic_flip_dataset(name, seed)
+    result = hessian_free_scores(synthetic_config(name, seed), ds, "utility", methods, progress=progress, use_cache=use_cache)
+    corr = result.correlation("if", "ip") if {"if", "ip"} <= set(methods) else {"pearson": float("nan"), "spearman": float("nan")}
+    aucs = {m: float(auroc(s, ds.flipped) or float("nan")) for m, s in result.scores.items()}
+    return SyntheticCheck(name, result, corr["pearson"], corr["spearman"], aucs)
+
+
+# ------------------------------------------------------------------------------ trim and retrain
+
+
+def validation_split(dataset: Dataset, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Split the test set in half: (scoring copy whose test split is the validation half, the held-out test half)."""
+    from dataclasses import replace
+
+    val, test = split_indices(len(dataset.y_test), 0.5, seed, stratify=dataset.y_test)
+    pick = lambda a, i: None if a is None else np.asarray(a)[i]  # noqa: E731
+    as_val = replace(dataset, x_test=dataset.x_test[val], y_test=dataset.y_test[val], ids_test=dataset.ids_test[val],
+                     groups_test=pick(dataset.groups_test, val))
+    as_test = replace(dataset, x_test=dataset.x_test[test], y_test=dataset.y_test[test], ids_test=dataset.ids_test[test],
+                      groups_test=pick(dataset.groups_test, test))
+    return as_val, as_test
+
+
+@dataclass
+class TrimResult:
+    """Held-out test accuracy and DP gap after trimming, per method, over seeds (``none`` = untrimmed)."""
+
+    fraction: float
+    seeds: list[int]
+    accuracy: dict[str, list[float]]
+    fairness: dict[str, list[float]]  # DP gap on the held-out test half (nan without groups)
+    removed: dict[str, np.ndarray]  # training rows removed per method (first seed's split)
+    flipped_share_removed: dict[str, float]  # mean share of the removed rows that carry a flipped label
+
+    def table(self) -> "Any":
+        """A pandas table: method, mean ± std accuracy, mean DP gap, flipped share among the removed."""
+        import pandas as pd
+
+        rows = []
+        for m in self.accuracy:
+            acc, fair = np.asarray(self.accuracy[m]), np.asarray(self.fairness[m])
+            rows.append({"method": METHOD_NAMES.get(m, "untrimmed" if m == "none" else m), "key": m,
+                         "accuracy_mean": acc.mean(), "accuracy_std": acc.std(), "dp_gap_mean": np.nanmean(fair) if np.isfinite(fair).any() else np.nan,
+                         "flipped_share_removed": self.flipped_share_removed.get(m, np.nan)})
+        return pd.DataFrame(rows)
+
+
+def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str] = ("ip", "ip_ensemble", "tracin", "if"),
+                     impact: str = "utility", fraction: float = 0.05, seeds: Sequence[int] = (0, 1, 2),
+                     ensemble_size: int = 20, dropout_rate: float = 0.05, progress: ProgressFn = silent,
+                     use_cache: bool = True) -> TrimResult:
+    """Per seed: split the test set into a validation half (scored on) and a held-out half, train with that seed,
+    remove the ``fraction`` most harmful training rows per method, retrain with the same seed and measure accuracy
+    and DP gap on the held-out half; the untrimmed model is the baseline. The input dataset is not modified."""
+    from influence_core.experiments import predict_proba, train
+
+    if not 0 < fraction < 0.5:
+        raise InputError(f"the trim fraction must be in (0, 0.5), got {fraction}")
+    if not seeds:
+        raise InputError("give at least one seed")
+    variants = ["none", *methods]
+    accuracy: dict[str, list[float]] = {m: [] for m in variants}
+    fairness: dict[str, list[float]] = {m: [] for m in variants}
+    flipped: dict[str, list[float]] = {m: [] for m in methods}
+    removed: dict[str, np.ndarray] = {}
+    n_remove = max(1, int(round(fraction * len(dataset.y_train))))
+    for j, seed in enumerate(seeds):
+        step = scaled(progress, j / len(seeds), (j + 1) / len(seeds))
+        cfg = config.replace(seed=int(seed))
+        as_val, as_test = validation_split(dataset, int(seed))
+        scored = hessian_free_scores(cfg, as_val, impact, methods, ensemble_size, dropout_rate, progress=scaled(step, 0, 0.4),
+                                     use_cache=use_cache)
+        drop = {m: np.argsort(-scored.scores[m], kind="stable")[:n_remove] for m in methods}
+        if j == 0:
+            removed = drop
+        for k, m in enumerate(variants):
+            scaled(step, 0.4, 1.0)(k / len(variants), f"retraining ({METHOD_NAMES.get(m, 'untrimmed')}, seed {seed})")
+            keep = np.ones(len(dataset.y_train), dtype=bool)
+            if m != "none":
+                keep[drop[m]] = False
+                flipped[m].append(float(dataset.flipped[drop[m]].mean()))
+            model = train(cfg, dataset=as_test.subset_train(keep), use_cache=use_cache).model
+            probs = predict_proba(model, as_test.x_test)
+            accuracy[m].append(float((probs.argmax(1) == as_test.y_test).mean()))
+            has_groups = as_test.groups_test is not None and len(np.unique(as_test.groups_test)) == 2 and probs.shape[1] == 2
+            fairness[m].append(demographic_parity(probs[:, 1], as_test.groups_test) if has_groups else float("nan"))
+    progress(1.0, "trim and retrain done")
+    return TrimResult(fraction, [int(s) for s in seeds], accuracy, fairness, removed, {m: float(np.mean(v)) for m, v in flipped.items()})

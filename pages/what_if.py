@@ -1,0 +1,196 @@
+"""What-if: the smallest set of training labels whose relabeling flips one test prediction, and Hessian-free influence."""
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from influence_core import flipset as fs
+from influence_core import hessian_free as hf
+from influence_core.figures import CLASS_COLOURS, sign_note
+from pages._ui import memoised, progress_status, run_or_explain
+
+st.title("What-if")
+st.caption(
+    "Which training labels would have to change for the model to decide a test point the other way? "
+    "Algorithm 1 of *Relabel minimal training subset to flip a prediction* (influence of relabeling, exact Hessian "
+    "for L2 logistic regression), checked by retraining; and the Hessian-free inner product (IP) next to IF and leave-one-out."
+)
+
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns(4)
+    name = c1.selectbox("Dataset", list(fs.WHAT_IF_DATASETS), format_func=fs.WHAT_IF_DATASETS.get, key="whatif_dataset")
+    classes, csv_path, label_column = (3, 8), None, None
+    if name in ("digits", "mnist"):
+        a, b = c1.columns(2)
+        classes = (int(a.number_input("Class A", 0, 9, 3, key="whatif_class_a")), int(b.number_input("Class B", 0, 9, 8, key="whatif_class_b")))
+    elif name == "csv":
+        csv_path = c1.text_input("CSV path", key="whatif_csv_path") or None
+        label_column = c1.text_input("Label column", key="whatif_label_column") or None
+    noise = c2.slider("Extra label noise (uniform)", 0.0, 0.3, 0.0, step=0.05, key="whatif_noise")
+    model_kind = c2.selectbox("Model", ["logreg", "mlp"], index=1 if name == "moons" else 0, key="whatif_model",
+                              format_func={"logreg": "L2 logistic regression (exact Hessian)", "mlp": "MLP 2×32 (last-layer curvature)"}.get)
+    weight_decay = c3.select_slider("L2 weight decay λ", [1e-3, 1e-2, 1e-1, 1.0], 1e-2, key="whatif_wd")
+    tau = c3.slider("Threshold τ on p(class 1)", 0.05, 0.95, 0.5, step=0.05, key="whatif_tau")
+    output = c4.radio("Algorithm 1 sums", ["probability", "margin"], horizontal=True, key="whatif_output",
+                      format_func={"probability": "Δ probability (paper)", "margin": "Δ logit margin"}.get)
+    seed = int(c4.number_input("Seed", 0, 10_000, 0, key="whatif_seed"))
+
+config = fs.what_if_config(model_kind, weight_decay, seed)
+run_key = f"whatif:{name}:{classes}:{csv_path}:{label_column}:{noise}:{tau}:{output}:{config.key()}"
+
+
+def _compute():
+    with progress_status("Training and finding flip sets") as report:
+        dataset = fs.what_if_dataset(name, classes, noise, seed, csv_path, label_column)
+        return fs.compute_flip_sets(config, dataset, tau, progress=report, output=output)
+
+
+result = memoised(run_key, lambda: run_or_explain(_compute))
+if result is None:
+    st.stop()
+ds, search = result.dataset, result.relabel
+n_test = len(ds.y_test)
+if not 0 <= st.session_state.get("whatif_test_id", -1) < n_test:
+    st.session_state["whatif_test_id"] = int(np.argmin(np.where(search.found, search.k, 10**9)))
+
+m1, m2, m3, m4, m5 = st.columns(5)
+m1.metric("Test accuracy", f"{result.metrics['test']['accuracy']:.1%}")
+m2.metric("Flip set found", f"{search.found.mean():.0%}")
+m3.metric("Median k (found)", f"{np.median(search.k[search.found]):.0f}" if search.found.any() else "—")
+m4.metric("Flipped labels in training", int(ds.flipped.sum()))
+m5.metric("Removal variant found", f"{result.remove.found.mean():.0%}")
+
+
+def _on_click() -> None:
+    points = (st.session_state.get("whatif_plot") or {}).get("selection", {}).get("points", [])
+    if points and points[0].get("curve_number") == 1:
+        st.session_state["whatif_test_id"] = int(points[0]["point_index"])
+
+
+left, right = st.columns([3, 2])
+with right:
+    st.subheader("Test points")
+    table = pd.DataFrame({"test #": np.arange(n_test), "true": ds.y_test, "p(class 1)": result.test_probs.round(3),
+                          "predicted": result.predicted, "k (relabel)": np.where(search.found, search.k, -1),
+                          "k (remove)": np.where(result.remove.found, result.remove.k, -1)})
+    picked = st.dataframe(table, hide_index=True, height=260, on_select="rerun", selection_mode="single-row", key="whatif_table")
+    rows = (picked or {}).get("selection", {}).get("rows", []) if isinstance(picked, dict) else getattr(getattr(picked, "selection", None), "rows", [])
+    if rows and rows[0] != st.session_state.get("whatif_last_row"):
+        st.session_state["whatif_last_row"] = rows[0]
+        st.session_state["whatif_test_id"] = int(rows[0])
+    t = int(st.number_input("Test point (click one in the plot or the table)", 0, n_test - 1, key="whatif_test_id"))
+    mode = st.radio("Set", ["relabel", "remove"], horizontal=True, key="whatif_mode",
+                    format_func={"relabel": "relabel (Algorithm 1)", "remove": "remove (Yang et al. 2023)"}.get)
+    chosen = result.flip_set(t, mode)
+    found = bool(result.search(mode).found[t])
+    st.write(f"Test #{t}: true **{ds.class_names[ds.y_test[t]]}**, p(class 1) = **{result.test_probs[t]:.3f}** → predicted "
+             f"**{ds.class_names[result.predicted[t]]}**.")
+    if found:
+        st.write(f"{'Relabeling' if mode == 'relabel' else 'Removing'} **{len(chosen)}** of {len(ds.y_train)} training points "
+                 f"is predicted to flip it ({result.search(mode).predicted_after[t]:.3f} after, in {result.output} units; τ = {tau}).")
+    else:
+        st.info("No flip set: even every training point together is not predicted to cross the threshold.")
+    if found and st.button("Verify by retraining", key="whatif_verify"):
+        v = run_or_explain(fs.verify_flip_sets, result, [t], mode)
+        if v is not None:
+            p_new = 1 / (1 + np.exp(-v.retrained_margin[0]))
+            (st.success if v.flipped[0] else st.warning)(
+                f"Retrained with the set {'relabelled' if mode == 'relabel' else 'removed'} (same seed, labels edited on a copy): "
+                f"p(class 1) = {p_new:.3f} → {'flipped' if v.flipped[0] else 'not flipped'}.")
+    if found and mode == "relabel" and st.button("Grow the set until retraining flips it", key="whatif_refine"):
+        ref = run_or_explain(fs.refine_flip_set, result, t)
+        if ref is not None:
+            st.write(f"Iterative refinement: {ref.one_shot_k} → {len(ref.indices)} points in {ref.rounds} retraining(s); "
+                     f"{'flipped' if ref.flipped else 'still not flipped'}.")
+
+with left:
+    x2, xt2, how = fs.project_2d(ds)
+    in_set = np.zeros(len(ds.y_train), dtype=bool)
+    in_set[chosen] = True
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x2[:, 0], y=x2[:, 1], mode="markers", name="train (× = flipped label)",
+                             marker=dict(color=[CLASS_COLOURS[c % 10] for c in ds.y_train], size=7, opacity=0.55,
+                                         symbol=np.where(ds.flipped, "x", "circle")), hoverinfo="text",
+                             text=[f"train #{i} label {c}" for i, c in enumerate(ds.y_train)]))
+    fig.add_trace(go.Scatter(x=xt2[:, 0], y=xt2[:, 1], mode="markers", name="test (click to pick)",
+                             marker=dict(color=[CLASS_COLOURS[c % 10] for c in result.predicted], size=9, symbol="diamond",
+                                         line=dict(width=1, color="white")), hoverinfo="text",
+                             text=[f"test #{i} p={p:.2f} k={k}" for i, (p, k) in enumerate(zip(result.test_probs, search.k))]))
+    fig.add_trace(go.Scatter(x=x2[in_set, 0], y=x2[in_set, 1], mode="markers", name=f"flip set ({mode}, {len(chosen)})",
+                             marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="black")), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=[xt2[t, 0]], y=[xt2[t, 1]], mode="markers", name=f"test #{t}",
+                             marker=dict(size=22, symbol="star", color="gold", line=dict(width=1.5, color="black")), hoverinfo="skip"))
+    fig.update_layout(height=520, xaxis_title=f"{how} 1", yaxis_title=f"{how} 2", legend=dict(orientation="h", y=-0.12),
+                      margin=dict(l=10, r=10, t=30, b=10), title="Colour = class (test: predicted); ringed = the flip set")
+    st.plotly_chart(fig, on_select=_on_click, selection_mode=("points",), key="whatif_plot", width="stretch")
+
+tab_k, tab_cmp, tab_trim = st.tabs(["Distribution of k", "IF vs IP vs leave-one-out", "Trim and retrain"])
+with tab_k:
+    a, b = st.columns(2)
+    ks = pd.DataFrame({"k": search.k[search.found], "|p − τ|": result.confidence_distance()[search.found]})
+    a.plotly_chart(px.histogram(ks, x="k", nbins=40, title=f"k = |S_t| over {search.found.sum()} test points with a set"),
+                   width="stretch", key="whatif_hist")
+    b.plotly_chart(px.scatter(ks, x="|p − τ|", y="k", title="k vs distance of p from the threshold"), width="stretch", key="whatif_kp")
+
+with tab_cmp:
+    impact = st.radio("Impact", list(hf.IMPACTS), horizontal=True, key="whatif_impact",
+                      format_func={"utility": "utility (test loss)", "fairness": "fairness (DP gap)", "robustness": "robustness (attacked test loss)"}.get)
+    st.caption("The test set serves as validation set here. " + sign_note() + ".")
+    if st.button("Compute IF, IP, IP Ensemble and TracIn", key="whatif_scores_go"):
+        st.session_state["whatif_scores_on"] = True
+    if st.session_state.get("whatif_scores_on"):
+        scored_ds = ds
+        if impact == "fairness" and ds.groups_train is None:
+            scored_ds = fs.inject_group_bias(ds, seed=seed).dataset
+            st.info("No sensitive attribute in this dataset: a synthetic one was added, with 90% of group 1's training positives relabelled negative.")
+
+        def _scores():
+            with progress_status("Scoring training points") as report:
+                return hf.hessian_free_scores(config, scored_ds, impact, progress=report)
+        scored = memoised(run_key + ":hf:" + impact, lambda: run_or_explain(_scores))
+        if scored is not None:
+            corr = scored.correlation("if", "ip")
+            frame = pd.DataFrame({k: v for k, v in scored.scores.items()}).assign(flipped=scored.dataset.flipped)
+            st.plotly_chart(px.scatter(frame, x="if", y="ip", color="flipped", labels={"if": "IF (Hessian)", "ip": "IP"},
+                                       title=f"IF vs IP: Pearson {corr['pearson']:.3f}, Spearman {corr['spearman']:.3f}"),
+                            width="stretch", key="whatif_ifip")
+            if scored.dataset.flipped.any():
+                from influence_core.metrics import auroc
+
+                st.dataframe(pd.DataFrame({"method": [hf.METHOD_NAMES[m] for m in scored.scores],
+                                           "AUROC for flipped labels": [auroc(s, scored.dataset.flipped) for s in scored.scores.values()]}),
+                             hide_index=True, key="whatif_auroc")
+            if model_kind == "logreg" and st.button("Leave-one-out for the 20 strongest", key="whatif_loo"):
+                top = np.argsort(-np.abs(scored.scores["if"]))[:20]
+                loo = run_or_explain(hf.leave_one_out_scores, scored, top)
+                if loo is not None:
+                    frame = pd.DataFrame({"train #": top, "LOO": loo, "IF": scored.scores["if"][top], "IP": scored.scores["ip"][top]})
+                    st.plotly_chart(px.scatter(frame.melt(["train #", "LOO"], var_name="method", value_name="score"), x="LOO", y="score",
+                                               color="method", title="Predicted vs actual (retrained) effect of removal"),
+                                    width="stretch", key="whatif_loo_plot")
+
+with tab_trim:
+    st.caption("Remove the 5% most harmful training points by each method and retrain; held-out half of the test set.")
+    trim_impact = st.radio("Rank by", ["utility", "fairness"], horizontal=True, key="whatif_trim_impact")
+    n_seeds = st.slider("Seeds", 1, 5, 2, key="whatif_trim_seeds")
+    if st.button("Trim and retrain", key="whatif_trim_go"):
+        st.session_state["whatif_trim_on"] = True
+    if st.session_state.get("whatif_trim_on"):
+        data = ds
+        if trim_impact == "fairness" and ds.groups_train is None:
+            data = fs.inject_group_bias(ds, seed=seed).dataset
+            st.info("No sensitive attribute in this dataset: a synthetic one was added, with 90% of group 1's training positives relabelled negative.")
+        def _trim():
+            with progress_status("Trimming and retraining") as report:
+                return hf.trim_and_retrain(config, data, impact=trim_impact, seeds=tuple(range(n_seeds)), progress=report)
+        trimmed = memoised(run_key + f":trim:{trim_impact}:{n_seeds}", lambda: run_or_explain(_trim))
+        if trimmed is not None:
+            frame = trimmed.table()
+            st.dataframe(frame.drop(columns=["key"]), hide_index=True, key="whatif_trim_table")
+            y = "dp_gap_mean" if frame["dp_gap_mean"].notna().any() else "flipped_share_removed"
+            st.plotly_chart(px.scatter(frame, x="accuracy_mean", y=y, text="method", error_x="accuracy_std",
+                                       title="Utility vs fairness after trimming (untrimmed = baseline)"
+                                       if y == "dp_gap_mean" else "Accuracy after trimming vs share of flipped labels removed"),
+                            width="stretch", key="whatif_trim_plot")

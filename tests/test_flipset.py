@@ -1,0 +1,182 @@
+"""Flip sets (Algorithm 1): known answers, agreement with retraining, labels never mutated."""
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from influence_core import flipset as fs
+from influence_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.data.base import Dataset
+from influence_core.errors import InputError
+from influence_core.experiments import load_data
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These problems are tiny: one intra-op thread is fastest and does not fight other jobs on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _logreg(weight_decay: float = 1e-2) -> RunConfig:
+    return RunConfig(data=DataConfig(name="csv"), model=ModelConfig(kind="logreg"),
+                     train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=3), seed=0)
+
+
+def test_algorithm1_on_hand_made_effects():
+    # predicted class 1 at m = 1: the points pushing down are 1 (0.5), 3 (0.4), 0 (0.2) → crossing after 3
+    s = fs.find_flip_sets(np.array([[-0.2, -0.5, 0.3, -0.4]]), np.array([1.0]), 0.0)
+    assert s.found[0] and s.k[0] == 3
+    assert list(s.order[0, :3]) == [1, 3, 0]
+    assert s.predicted_after[0] == pytest.approx(1.0 - 1.1)
+    # the same effects cannot overturn m = 5; a negative prediction needs the positive effects
+    s = fs.find_flip_sets(np.array([[-0.2, -0.5, 0.3, -0.4], [0.1, 0.6, -0.1, 0.2]]), np.array([5.0, -0.7]), 0.0)
+    assert not s.found[0] and s.k[0] == 0
+    assert s.found[1] and s.k[1] == 2 and set(s.order[1, :2]) == {1, 3}
+    # a probability threshold other than 0.5 (paper: τ = 0.25 on hate speech)
+    s = fs.find_flip_sets(np.array([[-0.1, -0.1, -0.1]]), np.array([0.4]), 0.25)
+    assert s.k[0] == 2
+    assert fs.find_flip_sets(np.array([[-0.1, -0.1, -0.1]]), np.array([0.4]), 0.25, max_k=1).k[0] == 0
+
+
+def _one_d_problem() -> Dataset:
+    x = np.array([-2.0, -1.6, -1.2, -0.9, -0.5, -0.2, 0.1, 0.4, 0.8, 1.1, 1.5, 2.0])[:, None]
+    y = (x[:, 0] > 0).astype(np.int64)
+    xt = np.array([[0.25], [-1.0], [1.8]])
+    return Dataset("one_d", x, y, xt, (xt[:, 0] > 0).astype(np.int64), ["neg", "pos"], np.arange(12), np.arange(3))
+
+
+def _smallest_flip_by_enumeration(r: fs.FlipSetResult, t: int) -> int:
+    """Retrain on every subset (smallest first) until one relabeling flips test point t."""
+    for k in range(1, len(r.dataset.y_train) + 1):
+        for subset in combinations(range(len(r.dataset.y_train)), k):
+            m = fs.retrained_margins(r, np.array(subset), "relabel", r.dataset.x_test[t][None])[0]
+            if (m > 0) != (r.margins[t] > 0):
+                return k
+    raise AssertionError("no subset flips the prediction")
+
+
+def test_one_dimensional_flip_set_matches_enumeration():
+    """12 training points on a line: enumerate every subset for the true smallest relabel set."""
+    ds = _one_d_problem()
+    y_before = ds.y_train.copy()
+    r = fs.compute_flip_sets(_logreg(0.1), ds, use_cache=False)
+    assert r.predicted.tolist() == [1, 0, 1]
+    smallest = [_smallest_flip_by_enumeration(r, t) for t in range(3)]
+    assert smallest == [1, 2, 3]
+    # the two less confident points: Algorithm 1 finds a set of exactly the minimal size, and retraining flips them
+    for t in (0, 1):
+        assert r.relabel.found[t] and r.relabel.k[t] == smallest[t]
+        m = fs.retrained_margins(r, r.flip_set(t), "relabel", ds.x_test[t][None])[0]
+        assert (m > 0) != (r.margins[t] > 0)
+    # p = 0.97: the first-order probability change of all 12 relabelings cannot reach 0.5, so "not found"
+    assert not r.relabel.found[2] and len(r.flip_set(2)) == 0
+    # summing margins instead is optimistic: it proposes 2 points where 3 are needed, and retraining refutes it
+    rm = fs.compute_flip_sets(_logreg(0.1), ds, use_cache=False, output="margin")
+    assert rm.relabel.k[2] < smallest[2]
+    m = fs.retrained_margins(rm, rm.flip_set(2), "relabel", ds.x_test[2][None])[0]
+    assert (m > 0) == (rm.margins[2] > 0)
+    assert np.array_equal(ds.y_train, y_before) and np.array_equal(r.dataset.y_train, y_before)
+
+
+def test_relabel_effect_sign_and_size_agree_with_retraining():
+    ds = fs.breast_cancer_dataset(seed=0)
+    r = fs.compute_flip_sets(_logreg(0.1), ds, use_cache=False, output="margin")
+    t = 0
+    eff = r.effects("relabel")[t]
+    rows = np.argsort(-np.abs(eff))[[0, 1, 2, 10, 40, 120, 300]]  # strong to weak
+    actual = np.array([fs.retrained_margins(r, np.array([i]), "relabel", ds.x_test[t][None])[0] - r.margins[t] for i in rows])
+    assert np.all(np.sign(actual) == np.sign(eff[rows]))
+    assert np.corrcoef(actual, eff[rows])[0, 1] > 0.9
+    # the removal effect is the relabel effect times 1 − p(y_i | x_i), so smaller in size and of the same sign
+    rm = r.effects("remove")[t]
+    assert np.all(np.abs(rm) <= np.abs(eff) + 1e-12) and np.all(np.sign(rm[rows]) == np.sign(eff[rows]))
+
+
+def test_verification_on_digits_confirms_most_flips_and_never_mutates_labels():
+    ds = load_data(RunConfig(data=DataConfig(name="digits", classes=(3, 8))))
+    y_before, y_clean_before = ds.y_train.copy(), ds.y_train_clean.copy()
+    r = fs.compute_flip_sets(_logreg(), ds, use_cache=False)
+    assert r.relabel.found.mean() >= 0.6
+    pick = np.flatnonzero(r.relabel.found)[:8]
+    v = fs.verify_flip_sets(r, pick, use_cache=False)
+    assert len(v.flipped) == len(pick) and v.success_rate >= 0.75
+    v_rm = fs.verify_flip_sets(r, np.flatnonzero(r.remove.found)[:4], "remove", use_cache=False)
+    assert len(v_rm.flipped) == min(4, int(r.remove.found.sum()))
+    for arr, before in ((ds.y_train, y_before), (r.dataset.y_train, y_before), (ds.y_train_clean, y_clean_before)):
+        assert np.array_equal(arr, before)
+    # summaries
+    summary = fs.k_summary(r)
+    assert summary["found_share"] == pytest.approx(r.relabel.found.mean()) and summary["mean_k"] >= 1
+
+
+def test_edited_labels_is_a_copy_and_refinement_reaches_a_flip():
+    y = np.array([0, 1, 1, 0])
+    out = fs.edited_labels(y, np.array([0, 2]))
+    assert out.tolist() == [1, 1, 0, 0] and y.tolist() == [0, 1, 1, 0]
+    ds = fs.breast_cancer_dataset(seed=0)
+    y_before = ds.y_train.copy()
+    r = fs.compute_flip_sets(_logreg(), ds, use_cache=False)
+    v = fs.verify_flip_sets(r, np.flatnonzero(r.relabel.found)[:12], use_cache=False)
+    fails = v.test_indices[~v.flipped]
+    if len(fails):
+        refined = fs.refine_flip_set(r, int(fails[0]))
+        assert refined.flipped and len(refined.indices) >= refined.one_shot_k
+        m = fs.retrained_margins(r, refined.indices, "relabel", ds.x_test[int(fails[0])][None])[0]
+        assert (m > r.threshold) != (r.margins[int(fails[0])] > r.threshold)
+    assert np.array_equal(ds.y_train, y_before) and np.array_equal(r.dataset.y_train, y_before)
+
+
+def test_bias_injection_copies_and_bad_input_is_explained():
+    ds = fs.breast_cancer_dataset(seed=0)
+    y_before = ds.y_train.copy()
+    b = fs.inject_group_bias(ds, 0.4, 0.9, seed=0)
+    assert np.array_equal(ds.y_train, y_before)
+    group_pos = (b.dataset.groups_train == 1) & (ds.y_train == 1)
+    assert b.biased.sum() == round(0.9 * group_pos.sum()) and np.all(b.dataset.y_train[b.biased] == 0)
+    three = load_data(RunConfig(data=DataConfig(name="digits", classes=(1, 2, 3))))
+    with pytest.raises(InputError, match="binary"):
+        fs.compute_flip_sets(_logreg(), three, use_cache=False)
+    with pytest.raises(InputError, match="threshold"):
+        fs.compute_flip_sets(_logreg(), ds, probability_threshold=1.5, use_cache=False)
+
+
+def test_what_if_page_shows_a_flip_set_and_verifies_it():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/what_if.py").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Flipped labels in training"] == "10"  # blobs with its 10 flipped labels
+    assert float(metrics["Flip set found"].rstrip("%")) >= 60
+    assert at.get("plotly_chart")
+    at.number_input(key="whatif_test_id").set_value(3).run()
+    at.button(key="whatif_verify").click().run()
+    assert not at.exception, at.exception
+    texts = " ".join(m.value for m in at.success) + " ".join(m.value for m in at.warning)
+    assert "Retrained with the set relabelled" in texts
+    # the Hessian-free comparison: IF vs IP on blobs correlates strongly
+    at.button(key="whatif_scores_go").click().run()
+    assert not at.exception, at.exception
+    charts = [c for c in at.get("plotly_chart") if "Pearson" in c.proto.spec]
+    assert charts
+    pearson = float(charts[0].proto.spec.split("Pearson ")[1][:5])
+    assert pearson > 0.95
+    # trim and retrain: a table with the untrimmed baseline and every method
+    at.button(key="whatif_trim_go").click().run()
+    assert not at.exception, at.exception
+    trim = [d.value for d in at.dataframe if "accuracy_mean" in d.value.columns]
+    assert trim and trim[0]["method"].tolist()[0] == "untrimmed" and len(trim[0]) == 5
+    # a bad CSV setting gives a message, not a traceback
+    at.selectbox(key="whatif_dataset").set_value("csv").run()
+    assert not at.exception and at.error and "label column" in at.error[0].value

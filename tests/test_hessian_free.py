@@ -1,0 +1,135 @@
+"""Hessian-free influence: IP against hand-computed gradients and exact IF, impacts, ensembles, trimming."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from influence_core import flipset as fs
+from influence_core import hessian_free as hf
+from influence_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.errors import InputError
+from influence_core.models import MLP, LogisticRegression
+from influence_core.training import Checkpoint, _snapshot
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These problems are tiny: one intra-op thread is fastest and does not fight other jobs on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tiny_mlp_data(seed: int = 0):
+    torch.manual_seed(seed)
+    model = MLP(3, 2, hidden=5, depth=1).double().eval()
+    x, xv = torch.randn(7, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    return model, x, torch.randint(0, 2, (7,)), xv, torch.randint(0, 2, (4,))
+
+
+def _flat_grad(model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.parameters()))])
+
+
+def test_ip_is_minus_the_inner_product_of_hand_computed_gradients():
+    model, x, y, xv, yv = _tiny_mlp_data()
+    g_val = _flat_grad(model, nn.functional.cross_entropy(model(xv), yv))
+    expected = [-(g_val @ _flat_grad(model, nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]))).item() for i in range(7)]
+    np.testing.assert_allclose(hf.ip_scores(model, x, y, xv, yv), expected, rtol=1e-8, atol=1e-12)
+    # dropout rate 0 leaves the model as it is: the ensemble equals IP; a positive rate changes it, reproducibly
+    np.testing.assert_allclose(hf.ip_ensemble_scores(model, x, y, xv, yv, ensemble_size=3, dropout_rate=0.0), expected, rtol=1e-8)
+    a = hf.ip_ensemble_scores(model, x, y, xv, yv, ensemble_size=3, dropout_rate=0.3, seed=1)
+    assert not np.allclose(a, expected)
+    np.testing.assert_array_equal(a, hf.ip_ensemble_scores(model, x, y, xv, yv, ensemble_size=3, dropout_rate=0.3, seed=1))
+
+
+def test_tracin_reuses_the_engine_and_matches_the_generic_checkpoint_sum():
+    model, x, y, xv, yv = _tiny_mlp_data()
+    ckpts = []
+    for k, lr in enumerate((0.5, 0.2)):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        ckpts.append(Checkpoint(k + 1, lr, _snapshot(model)))
+    utility = hf.tracin_scores(model, ckpts, x, y, xv, yv, "utility")  # influence.tracin, mean over validation rows
+    by_hand = sum(c.lr * hf.ip_scores(_at(model, c), x, y, xv, yv) for c in ckpts)
+    np.testing.assert_allclose(utility, by_hand, rtol=1e-5, atol=1e-9)
+    with pytest.raises(InputError, match="checkpoints"):
+        hf.tracin_scores(model, [], x, y, xv, yv)
+
+
+def _at(model: nn.Module, ckpt: Checkpoint) -> nn.Module:
+    clone = copy.deepcopy(model)
+    clone.load_state_dict(ckpt.state)
+    return clone.eval()
+
+
+def test_fairness_gradient_matches_finite_differences_and_attack_crosses_the_boundary():
+    torch.manual_seed(0)
+    model = LogisticRegression(3, 2).double().eval()
+    xv = torch.randn(30, 3, dtype=torch.float64)
+    yv = torch.randint(0, 2, (30,))
+    groups = torch.arange(30) % 2
+    names = [n for n, _ in model.named_parameters()]
+    g = hf.impact_gradient(model, "fairness", xv, yv, names, groups)
+    direction = torch.randn_like(g)
+    eps = 1e-6
+    values = []
+    for sign in (1, -1):
+        m = copy.deepcopy(model)
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(torch.nn.utils.parameters_to_vector(m.parameters()) + sign * eps * direction, m.parameters())
+        values.append(hf.impact_value(m, "fairness", xv, yv, groups).item())
+    assert (values[0] - values[1]) / (2 * eps) == pytest.approx((g @ direction).item(), rel=1e-5)
+    # the white-box attack: γ = 1 lands on the boundary, γ = 2 mirrors the margin
+    logits = lambda inp: model(inp)[:, 1] - model(inp)[:, 0]  # noqa: E731
+    with torch.no_grad():
+        np.testing.assert_allclose(logits(hf.adversarial_inputs(model, xv, 1.0)).numpy(), 0.0, atol=1e-10)
+        np.testing.assert_allclose(logits(hf.adversarial_inputs(model, xv, 2.0)).numpy(), -logits(xv).numpy(), atol=1e-10)
+    with pytest.raises(InputError, match="linear"):
+        hf.adversarial_inputs(MLP(3, 2), xv.float())
+    with pytest.raises(InputError, match="sensitive attribute"):
+        hf.impact_gradient(model, "fairness", xv, yv, names, None)
+
+
+def test_blobs_ip_tracks_exact_if_and_both_track_leave_one_out():
+    check = hf.synthetic_check("blobs", 0, methods=("if", "ip"), use_cache=False)
+    assert check.pearson >= 0.95
+    assert check.auroc["if"] > 0.95 and check.auroc["ip"] > 0.95
+    result = check.result
+    rows = np.argsort(-np.abs(result.scores["if"]))[[0, 1, 2, 5, 20, 60, 140]]
+    loo = hf.leave_one_out_scores(result, rows)
+    assert np.corrcoef(loo, result.scores["if"][rows])[0, 1] > 0.95
+    assert np.all(np.sign(loo[:3]) == np.sign(result.scores["if"][rows[:3]]))
+    # fairness and robustness impacts run end to end on a biased copy, IF and IP agree in sign on the strongest
+    biased = fs.inject_group_bias(hf.synthetic_flip_dataset("blobs", 0), 0.4, 0.9, seed=0).dataset
+    for impact in ("fairness", "robustness"):
+        r = hf.hessian_free_scores(hf.synthetic_config("blobs"), biased, impact, ("if", "ip"), use_cache=False)
+        assert r.correlation()["pearson"] > 0.3, impact
+
+
+def test_moons_mlp_ip_ranks_flipped_points_first():
+    check = hf.synthetic_check("moons", 0, methods=("ip", "ip_ensemble", "tracin"), use_cache=False)
+    assert check.result.dataset.flipped.sum() == 20 and len(check.result.dataset.y_train) == 200
+    assert check.auroc["ip"] > 0.75 and check.auroc["ip_ensemble"] > 0.75 and check.auroc["tracin"] > 0.7
+
+
+def test_trim_and_retrain_removes_flipped_points_and_leaves_the_input_alone():
+    ds = fs.add_label_noise(fs.breast_cancer_dataset(test_fraction=0.4, seed=0), 0.2, 0)
+    y_before = ds.y_train.copy()
+    cfg = RunConfig(data=DataConfig(name="csv"), model=ModelConfig(kind="logreg"), train=TrainConfig(optimizer="lbfgs", epochs=10, weight_decay=1e-2))
+    tr = hf.trim_and_retrain(cfg, ds, methods=("ip",), seeds=(0, 1), use_cache=False)
+    assert np.array_equal(ds.y_train, y_before)
+    assert len(tr.removed["ip"]) == round(0.05 * len(ds.y_train))
+    assert tr.flipped_share_removed["ip"] > 0.8  # the base rate is 0.2
+    table = tr.table()
+    assert list(table["key"]) == ["none", "ip"] and len(tr.accuracy["ip"]) == 2
+    assert np.all(np.isnan(table["dp_gap_mean"]))  # no sensitive attribute here
+    with pytest.raises(InputError, match="fraction"):
+        hf.trim_and_retrain(cfg, ds, fraction=0.7)
