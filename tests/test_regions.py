@@ -1,0 +1,202 @@
+"""Region exploration (ACAS-Xu-style): reader output, oracle labels, Cook's distance, cuts, the page."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from conftest import shared_dir
+from influence_core.curvature import build_curvature
+from influence_core.data.acas import read_nnet
+from influence_core.errors import InputError
+from influence_core.experiments import tensors
+from influence_core.influence import self_influence
+from influence_core.models import parameter_names
+from influence_core.regions import (
+    RegionConfig,
+    boundary_distance_ratio,
+    cut_figure,
+    disagreement_summary,
+    make_cut,
+    rank_cut_centres,
+    run_region_study,
+    top_cuts,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TINY = ROOT / "tests" / "fixtures" / "tiny.nnet"
+ACASXU = shared_dir() / "acasxu"
+
+
+def tiny_outputs(x: np.ndarray) -> np.ndarray:
+    """tiny.nnet by hand: clip to ±10, (x - (2, -1)) / (4, 2), ReLU layer, linear layer, ×10 + 1."""
+    z = (np.clip(x, -10, 10) - np.array([2.0, -1.0])) / np.array([4.0, 2.0])
+    h = np.maximum(z @ np.array([[1.0, -1.0], [0.5, 2.0]]).T + np.array([0.0, -1.0]), 0)
+    return (h @ np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]).T + np.array([0.5, 0.0, -2.0])) * 10 + 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """These models are tiny: one intra-op thread avoids spin-waiting on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    import os
+
+    os.environ["INFLUENCE_LAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    config = RegionConfig(family="nnet", path=str(TINY), n_points=1500, hidden=32, depth=2, epochs=60,
+                          batch_size=256, lr=2e-2, seed=3)
+    return run_region_study(config, use_cache=False)
+
+
+def test_reader_known_output_at_fixed_input() -> None:
+    net = read_nnet(TINY)
+    out = net(torch.tensor([[1.0, 2.0]])).numpy()[0]
+    # worked by hand: normalised (-0.25, 1.5) → hidden (0, 1.875) → (0.5, 1.875, -0.125) → ×10 + 1
+    np.testing.assert_allclose(out, [6.0, 19.75, -0.25], atol=1e-4)
+    np.testing.assert_allclose(out, tiny_outputs(np.array([[1.0, 2.0]]))[0], atol=1e-4)
+
+
+def test_oracle_labels_and_surrogate(tiny_study) -> None:
+    info, ds = tiny_study.info, tiny_study.dataset
+    np.testing.assert_array_equal(info.labels, tiny_outputs(info.x_raw).argmin(1))
+    np.testing.assert_array_equal(ds.y_train, info.labels[ds.ids_train])
+    assert len(ds.y_test) == pytest.approx(0.2 * 1500, abs=2)
+    assert tiny_study.agreement >= 0.95, tiny_study.agreement
+    summary = disagreement_summary(tiny_study)
+    assert summary["confusion"].sum() == len(ds.y_test)
+    assert summary["n_disagree"] == int(round((1 - tiny_study.agreement) * len(ds.y_test)))
+
+
+def test_cook_distance_matches_exact_last_layer(tiny_study) -> None:
+    model, ds = tiny_study.model, tiny_study.dataset
+    x, y, _, _ = tensors(ds, next(model.parameters()).device)
+    cfg = tiny_study.config
+    exact = build_curvature("exact", model, x, y, parameter_names(model, "last_layer"), cfg.weight_decay, cfg.damping)
+    expected = self_influence(model, exact, x, y)
+    assert (tiny_study.cook >= 0).all()
+    np.testing.assert_allclose(tiny_study.cook, expected, rtol=1e-3, atol=1e-6 * expected.max())
+    assert (np.diff(tiny_study.cook[tiny_study.ranking]) <= 0).all()
+
+
+def test_cut_generation(tiny_study) -> None:
+    study = tiny_study
+    top = int(study.ranking[0])
+    cut = make_cut(study, study.x_train_raw[top], axes=(0, 1), resolution=25, tolerance=0.05, seed_position=top)
+    assert cut.xx.shape == cut.model_labels.shape == (25, 25)
+    grid = np.c_[cut.xx.ravel(), cut.yy.ravel()]
+    np.testing.assert_array_equal(cut.oracle_labels.ravel(), tiny_outputs(grid).argmin(1))
+    assert cut.disagreement_fraction < 0.1
+    # a 2-input network: the slice fixes nothing, so every training point is in it
+    assert len(cut.point_positions) == len(study.dataset.y_train)
+    assert cut.total_influence == pytest.approx(study.cook.sum())
+    fig = cut_figure(study, cut)
+    assert len(fig.data) >= 4 and fig.data[1].customdata.shape[0] == len(cut.point_positions)
+
+
+def test_top_influence_near_boundary(tiny_study) -> None:
+    ratio = boundary_distance_ratio(tiny_study, top_fraction=0.1)
+    assert ratio["ratio"] < 0.7, ratio
+    with pytest.raises(InputError):
+        boundary_distance_ratio(tiny_study, top_fraction=1.5)
+
+
+def test_missing_acasxu_folder_names_files(tmp_path) -> None:
+    with pytest.raises(InputError, match="ACASXU_run2a_"):
+        run_region_study(RegionConfig(family="acasxu", path=str(tmp_path / "nowhere"), tau=1))
+    with pytest.raises(InputError, match="tau"):
+        RegionConfig(family="hcas", tau=7).validate()
+
+
+@pytest.mark.skipif(not ACASXU.is_dir(), reason="shared ACAS Xu networks not present")
+def test_acasxu_cuts_fix_three_inputs_and_rank_by_influence() -> None:
+    study = run_region_study(RegionConfig(family="acasxu", path=str(ACASXU), tau=1, n_points=3000, hidden=32,
+                                          depth=3, epochs=20, seed=1), use_cache=False)
+    centres = rank_cut_centres(study, n_cuts=3, tolerance=0.1)
+    totals = [t for _, t in centres]
+    assert totals == sorted(totals, reverse=True) and len(centres) == 3
+    cuts = top_cuts(study, n_cuts=2, resolution=20, tolerance=0.1)
+    for cut in cuts:
+        pts = study.x_train_raw[cut.point_positions]
+        for i in (3, 4):  # v_own, v_int within 10 % of their range of the centre
+            assert np.all(np.abs(pts[:, i] - cut.center_raw[i]) <= 0.1 * np.ptp(study.info.box[i]) + 1e-6)
+        assert cut.total_influence == pytest.approx(study.cook[cut.point_positions].sum())
+        assert cut.seed_position in set(cut.point_positions.tolist())
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page("pages/region_cuts.py")
+    at.session_state["rc_points"] = 2000
+    at.session_state["rc_epochs"] = 20
+    at.session_state["rc_depth"] = 3
+    at.session_state["rc_hidden"] = 32
+    at.session_state["rc_n_cuts"] = 2
+    at.session_state["rc_resolution"] = 40
+    return at
+
+
+def test_page_renders_hcas_cuts_and_reacts() -> None:
+    at = _page()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value == "Region cuts"
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Surrogate agreement (held-out)"].rstrip("%")) > 80
+    assert len(at.get("plotly_chart")) == 1 + 2  # focused cut + two gallery cuts
+    psi = at.slider[[s.label for s in at.slider].index("psi (rad)")]
+    before = [c.value for c in at.caption if "rendered in" in c.value][0]
+    psi.set_value(1.0).run()
+    assert not at.exception, at.exception
+    after = [c.value for c in at.caption if "rendered in" in c.value][0]
+    assert "psi = 1" in after and after != before
+    at.slider(key="rc_n_cuts").set_value(3).run()
+    assert len(at.get("plotly_chart")) == 1 + 3
+
+
+def test_page_acasxu_missing_folder_message(tmp_path) -> None:
+    at = _page()
+    at.run()
+    at.selectbox(key="rc_family").set_value("acasxu").run()
+    at.text_input(key="rc_folder").set_value(str(tmp_path / "empty")).run()
+    assert not at.exception, at.exception
+    assert any("ACASXU_run2a_" in e.value for e in at.error), [e.value for e in at.error]
+    if ACASXU.is_dir():  # the real networks: three fixed inputs get a slider each
+        at.text_input(key="rc_folder").set_value(str(ACASXU)).run()
+        assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+        labels = [s.label for s in at.slider]
+        assert {"psi (rad)", "v_own (ft/s)", "v_int (ft/s)"} <= set(labels), labels
+        assert len(at.get("plotly_chart")) == 1 + 2
+
+
+def test_mislabel_roc_study_on_digits() -> None:
+    from influence_core.mislabel_roc import NoiseRegime, StudyArm, flip_labels, load_study_data, roc_figure, run_mislabel_roc
+
+    data = load_study_data("digits", seed=0)
+    noisy = flip_labels(data, 7, seed=1)
+    assert noisy.flipped.sum() == 7 and (noisy.y_train[noisy.flipped] != data.y_train[noisy.flipped]).all()
+    assert (noisy.y_train[~noisy.flipped] == data.y_train[~noisy.flipped]).all()
+    arms = [StudyArm("MLP", model="mlp", hidden=64, epochs=20, lr=5e-3, batch_size=128),
+            StudyArm("MLP + L1L2 head", model="mlp", hidden=64, epochs=20, lr=5e-3, batch_size=128, head_l1=1e-3, head_l2=1e-2)]
+    regime = NoiseRegime("≈0.5 %", 0.005, min_flipped=5)
+    study = run_mislabel_roc(data, arms, [regime], n_runs=2, use_cache=False)
+    assert len(study.runs) == 4 and all(r.flipped.sum() == regime.n_flipped(len(data.y_train)) for r in study.runs)
+    rows = {r["arm"]: r for r in study.summary()}
+    # Cook's distance ranks the flipped labels far above chance (random AUROC = 0.5)
+    assert rows["MLP"]["auroc_mean"] > 0.85, rows
+    assert rows["MLP + L1L2 head"]["auroc_mean"] > 0.85, rows
+    mean = study.mean_roc("MLP", regime.name)
+    assert mean[0] >= 0 and mean[-1] == pytest.approx(1.0) and (np.diff(mean) >= -1e-12).all()
+    fig = roc_figure(study)
+    assert len(fig.data) == 4 + 2 + 1  # faint runs, mean per arm, random baseline
+    with pytest.raises(InputError):
+        NoiseRegime("none", 0.0, 0).n_flipped(100)
