@@ -375,6 +375,8 @@ class TrimResult:
     fairness: dict[str, list[float]]  # DP gap on the held-out test half (nan without groups)
     removed: dict[str, np.ndarray]  # training rows removed per method (first seed's split)
     flipped_share_removed: dict[str, float]  # mean share of the removed rows that carry a flipped label
+    balance: str = "none"  # how the removed rows were picked (see trim_selection)
+    balance_used: dict[str, list[str]] = field(default_factory=dict)  # per method and seed: "none" or "class" (differs under "auto")
 
     def table(self) -> "Any":
         """A pandas table: method, mean ± std accuracy, mean DP gap, flipped share among the removed."""
@@ -385,21 +387,57 @@ class TrimResult:
             acc, fair = np.asarray(self.accuracy[m]), np.asarray(self.fairness[m])
             rows.append({"method": METHOD_NAMES.get(m, "untrimmed" if m == "none" else m), "key": m,
                          "accuracy_mean": acc.mean(), "accuracy_std": acc.std(), "dp_gap_mean": np.nanmean(fair) if np.isfinite(fair).any() else np.nan,
-                         "flipped_share_removed": self.flipped_share_removed.get(m, np.nan)})
+                         "flipped_share_removed": self.flipped_share_removed.get(m, np.nan),
+                         "per_class_seeds": sum(b == "class" for b in self.balance_used.get(m, []))})
         return pd.DataFrame(rows)
+
+
+TRIM_BALANCE = ("none", "class", "auto")
+
+
+def trim_selection(scores: np.ndarray, labels: np.ndarray, n_remove: int, balance: str = "none") -> np.ndarray:
+    """Training rows to remove: the ``n_remove`` highest scores (most harmful), globally (``"none"``) or per training
+    label (``"class"``: each label gives up its share of ``n_remove``, largest remainders first, so the label
+    proportions of the kept set stay as they were).
+
+    Why per label: IP replaces H⁻¹ by I, so its validation gradient is dominated by the stiffest directions of the
+    loss (with unstandardised inputs, the shared intensity / intercept direction that sets the decision threshold).
+    Its top share can then come almost entirely from one label; removing only those flips leaves the label noise
+    one-sided and moves the threshold past the optimum. Per-label trimming keeps the ranking within each label.
+    """
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    if balance == "none":
+        return np.argsort(-scores, kind="stable")[:n_remove]
+    if balance != "class":
+        raise InputError(f"balance must be 'none' or 'class' here, got {balance!r}")
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = n_remove * counts / counts.sum()
+    quota = np.floor(exact).astype(int)
+    quota[np.argsort(-(exact - quota), kind="stable")[: n_remove - quota.sum()]] += 1
+    picks = []
+    for c, q in zip(classes, quota):
+        rows = np.flatnonzero(labels == c)
+        picks.append(rows[np.argsort(-scores[rows], kind="stable")[:q]])
+    return np.sort(np.concatenate(picks))
 
 
 def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str] = ("ip", "ip_ensemble", "tracin", "if"),
                      impact: str = "utility", fraction: float = 0.05, seeds: Sequence[int] = (0, 1, 2),
                      ensemble_size: int = 20, dropout_rate: float = 0.05, progress: ProgressFn = silent,
-                     use_cache: bool = True) -> TrimResult:
+                     use_cache: bool = True, balance: str = "none") -> TrimResult:
     """Per seed: split the test set into a validation half (scored on) and a held-out half, train with that seed,
     remove the ``fraction`` most harmful training rows per method, retrain with the same seed and measure accuracy
-    and DP gap on the held-out half; the untrimmed model is the baseline. The input dataset is not modified."""
+    and DP gap on the held-out half; the untrimmed model is the baseline. The input dataset is not modified.
+
+    ``balance`` picks the rows to remove (see :func:`trim_selection`): ``"none"`` the global top share (the paper's
+    protocol), ``"class"`` the top share within each training label, ``"auto"`` whichever of the two gives the lower
+    loss on the *validation* half after retraining (the held-out half is never used to choose)."""
     from influence_core.experiments import predict_proba, train
 
     if not 0 < fraction < 0.5:
         raise InputError(f"the trim fraction must be in (0, 0.5), got {fraction}")
+    if balance not in TRIM_BALANCE:
+        raise InputError(f"balance must be one of {TRIM_BALANCE}, got {balance!r}")
     if not seeds:
         raise InputError("give at least one seed")
     variants = ["none", *methods]
@@ -407,6 +445,7 @@ def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str]
     fairness: dict[str, list[float]] = {m: [] for m in variants}
     flipped: dict[str, list[float]] = {m: [] for m in methods}
     removed: dict[str, np.ndarray] = {}
+    chosen: dict[str, list[str]] = {m: [] for m in methods}
     n_remove = max(1, int(round(fraction * len(dataset.y_train))))
     for j, seed in enumerate(seeds):
         step = scaled(progress, j / len(seeds), (j + 1) / len(seeds))
@@ -414,7 +453,26 @@ def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str]
         as_val, as_test = validation_split(dataset, int(seed))
         scored = hessian_free_scores(cfg, as_val, impact, methods, ensemble_size, dropout_rate, progress=scaled(step, 0, 0.4),
                                      use_cache=use_cache)
-        drop = {m: np.argsort(-scored.scores[m], kind="stable")[:n_remove] for m in methods}
+        drop = {m: trim_selection(scored.scores[m], dataset.y_train, n_remove, "class" if balance == "class" else "none")
+                for m in methods}
+        for m in methods:
+            chosen[m].append("class" if balance == "class" else "none")
+        if balance == "auto":
+            for m in methods:
+                by_class = trim_selection(scored.scores[m], dataset.y_train, n_remove, "class")
+                if set(by_class.tolist()) == set(drop[m].tolist()):
+                    continue
+                values = []
+                for candidate in (drop[m], by_class):
+                    keep = np.ones(len(dataset.y_train), dtype=bool)
+                    keep[candidate] = False
+                    fitted = train(cfg, dataset=as_val.subset_train(keep), use_cache=use_cache).model
+                    _, _, xv, yv, gv = _val_tensors(fitted, as_val)
+                    with torch.no_grad():
+                        values.append(impact_value(fitted.eval(), impact, xv, yv, gv).item())
+                if values[1] < values[0]:
+                    drop[m] = by_class
+                    chosen[m][-1] = "class"
         if j == 0:
             removed = drop
         for k, m in enumerate(variants):
@@ -429,4 +487,5 @@ def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str]
             has_groups = as_test.groups_test is not None and len(np.unique(as_test.groups_test)) == 2 and probs.shape[1] == 2
             fairness[m].append(demographic_parity(probs[:, 1], as_test.groups_test) if has_groups else float("nan"))
     progress(1.0, "trim and retrain done")
-    return TrimResult(fraction, [int(s) for s in seeds], accuracy, fairness, removed, {m: float(np.mean(v)) for m, v in flipped.items()})
+    return TrimResult(fraction, [int(s) for s in seeds], accuracy, fairness, removed, {m: float(np.mean(v)) for m, v in flipped.items()},
+                      balance, chosen)

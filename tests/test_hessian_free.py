@@ -133,3 +133,14 @@ def test_trim_and_retrain_removes_flipped_points_and_leaves_the_input_alone():
     assert np.all(np.isnan(table["dp_gap_mean"]))  # no sensitive attribute here
     with pytest.raises(InputError, match="fraction"):
         hf.trim_and_retrain(cfg, ds, fraction=0.7)
+
+
+def test_trim_selection_per_label_keeps_the_label_shares():
+    labels = np.array([0] * 60 + [1] * 40)
+    scores = np.where(labels == 0, 10.0, 0.0) + np.arange(100) * 1e-3  # every label-0 row outranks every label-1 row
+    assert set(labels[hf.trim_selection(scores, labels, 10, "none")]) == {0}
+    picked = hf.trim_selection(scores, labels, 10, "class")
+    assert np.bincount(labels[picked]).tolist() == [6, 4]
+    assert set(picked[labels[picked] == 1]) == {96, 97, 98, 99}  # the top scores within label 1
+    with pytest.raises(InputError, match="balance"):
+        hf.trim_selection(scores, labels, 10, "auto")
