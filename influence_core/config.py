@@ -12,6 +12,7 @@ from influence_core.errors import InputError
 
 NOISE_KINDS = ("none", "flip_class", "singular_class", "uniform")
 MODEL_KINDS = ("logreg", "mlp", "cnn", "resnet18")
+LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 CURVATURES = ("exact", "diag", "kron", "last_layer", "identity")
 PARAM_SCOPES = ("all", "last_layer")
@@ -59,6 +60,7 @@ class TrainConfig:
     weight_decay: float = 1e-3  # L2 penalty (λ/2)‖θ‖², part of the loss and so of the Hessian
     n_checkpoints: int = 10  # checkpoints kept for TracIn / influence over epochs
     checkpoint_spacing: str = "linear"  # "linear" (TracIn) or "log" (dense early: to watch influence form)
+    lr_schedule: str = "constant"  # "constant" or "cosine" (annealed to 0 over the epochs; SGD/Adam only)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class RunConfig:
             (self.model.depth >= 1 and self.model.hidden >= 1, "an MLP needs depth ≥ 1 and hidden ≥ 1"),
             (self.model.activation in ("relu", "sigmoid", "tanh"), f"activation must be relu, sigmoid or tanh, got {self.model.activation!r}"),
             (self.train.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.train.optimizer!r}"),
+            (self.train.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.train.lr_schedule!r}"),
             (self.train.epochs >= 1, f"epochs must be ≥ 1, got {self.train.epochs}"),
             (self.train.lr > 0, f"learning rate must be > 0, got {self.train.lr}"),
             (self.train.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.train.weight_decay}"),

@@ -73,6 +73,7 @@ class RegionConfig:
     epochs: int = 100
     batch_size: int = 1024
     lr: float = 5e-3
+    lr_schedule: str = "cosine"  # annealing lets the surrogate settle on the oracle's thin advisory regions
     weight_decay: float = 1e-5
     damping: float = 1e-3
     seed: int = 0
@@ -107,7 +108,7 @@ class RegionConfig:
             data=DataConfig(name="oracle_table"),
             model=ModelConfig(kind="mlp", hidden=self.hidden, depth=self.depth, activation="relu"),
             train=TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.effective_batch_size, optimizer="adam",
-                              weight_decay=self.weight_decay, n_checkpoints=2),
+                              weight_decay=self.weight_decay, n_checkpoints=2, lr_schedule=self.lr_schedule),
             curvature=CurvatureConfig(kind="last_layer", damping=self.damping, params="last_layer"),
             method="influence",
             seed=self.seed,

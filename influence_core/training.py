@@ -115,7 +115,9 @@ def train_model(
     batch = cfg.batch_size if 0 < cfg.batch_size < n else n
     generator = torch.Generator().manual_seed(seed)
     keep = checkpoint_epochs(cfg.epochs, cfg.n_checkpoints, cfg.checkpoint_spacing)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.lr_schedule == "cosine" else None
     for epoch in range(1, cfg.epochs + 1):
+        epoch_lr = opt.param_groups[0]["lr"]  # the rate this epoch's steps used (TracIn weights by it)
         model.train()
         order = torch.randperm(n, generator=generator).to(x.device) if batch < n else None
         for start in range(0, n, batch):
@@ -125,8 +127,10 @@ def train_model(
             loss.backward()
             opt.step()
         if epoch in keep:
-            result.checkpoints.append(Checkpoint(epoch, opt.param_groups[0]["lr"], _snapshot(model)))
+            result.checkpoints.append(Checkpoint(epoch, epoch_lr, _snapshot(model)))
             result.history.append({"epoch": epoch, **evaluate(model, x, y)})
+        if schedule is not None:
+            schedule.step()
         progress(epoch / cfg.epochs, f"training epoch {epoch}/{cfg.epochs}")
     model.eval()
     return result

@@ -105,6 +105,20 @@ def test_training_is_reproducible_from_the_seed():
     assert [ck.epoch for ck in a.checkpoints] == [15, 30, 45, 60]
 
 
+def test_cosine_schedule_records_the_rate_each_checkpoint_trained_with():
+    cosine = SMALL.replace(train__lr_schedule="cosine")
+    trained = train(cosine, use_cache=False)
+    rates = [c.lr for c in trained.checkpoints]
+    epochs = cosine.train.epochs
+    # epoch e (1-based) trains at lr·(1 + cos(π(e−1)/E))/2
+    expected = [cosine.train.lr * (1 + np.cos(np.pi * (c.epoch - 1) / epochs)) / 2 for c in trained.checkpoints]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+    assert rates == sorted(rates, reverse=True) and rates[-1] < rates[0]
+    constant = train(SMALL, use_cache=False)
+    assert all(c.lr == SMALL.train.lr for c in constant.checkpoints)
+    assert not torch.equal(trained.model.head.weight, constant.model.head.weight)
+
+
 def test_tracin_is_the_learning_rate_weighted_sum_over_checkpoints():
     trained = train(SMALL)
     x, y, xt, yt = tensors(trained.dataset, next(trained.model.parameters()).device)
