@@ -1,0 +1,681 @@
+"""Labeling bias on real images: the pipeline of "Detecting labeling bias using influence functions".
+
+1. Train the model on clean labels and on labels with a class-dependent flip (e.g. MNIST 4/9 with
+   20% of the 9s relabelled 4); report how much the flip hurts (held-out loss, accuracy).
+2. Fit the curvature (laplace-torch diagonal GGN over all weights for the small CNN; full GGN of
+   the last layer for ResNet18; the other backends of ``curvature.py`` on request).
+3. Score every training sample with influence functions. Every score is a vector over the
+   training set, positive = harmful (``influence_core.SIGN_CONVENTION``):
+
+   ``paper``            mean influence on the misclassified held-out samples (the paper's group score)
+                        = -ḡ_misᵀ H⁻¹ ∇L(z_i), ḡ_mis the mean loss gradient of the misclassified ones
+   ``heldout``          influence on the mean loss of the whole held-out set
+   ``affected_class``   influence on the mean held-out loss of the class with the highest held-out
+                        error rate (the subgroup the bias hurts; chosen from the data, not the truth)
+   ``predicted_class``  influence on the mean held-out loss of the class the model predicts for z_i
+                        (a sample labelled 4 that looks like a 9 raises the loss of held-out 9s)
+   ``other_classes``    influence on the mean held-out loss of the held-out samples whose label differs
+                        from z_i's training label (the harm a label does outside its own class; a
+                        flipped 9 labelled 4 raises the loss of the held-out 9s, a clean 4 barely does)
+   ``self``             self-influence ∇L(z_i)ᵀ H⁻¹ ∇L(z_i) (≥ 0)
+   ``train_loss``       the training loss of z_i (not an influence: a reference)
+
+   The page and the benchmark lead with ``heldout`` (``DEFAULT_SCORE``): on digits it ties with
+   the paper's score, on MNIST49 it ranks the flipped samples better (the model fits few held-out
+   samples wrongly, so the paper's average rests on a few dozen gradients).
+
+   Group means are linear in the test gradients, so each group score costs one query vector, and
+   all scores come out of one streaming pass over the per-sample training gradients.
+4. Detection against the ground-truth flip mask: threshold sweeps, ROC/PR, AUROC, TPR at a fixed
+   FPR, the top harmful/helpful training samples of any held-out point, and cleanlab's
+   ``find_label_issues`` on out-of-fold probabilities as the baseline.
+5. What-if: relabel or remove the flagged samples and retrain with the same seed.
+
+Plotly figure builders for the page live at the end of this module.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch import nn
+
+from influence_core import cache, experiments
+from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.curvature import Curvature, DiagonalCurvature, build_curvature
+from influence_core.data.base import Dataset
+from influence_core.errors import InputError
+from influence_core.gradients import iter_per_sample_grads, n_params, per_sample_grads
+from influence_core.metrics import detection_at_threshold, detection_summary, threshold_sweep, tpr_at_fpr
+from influence_core.progress import ProgressFn, scaled, silent
+
+# bump when the meaning of the cached label-bias scores changes
+LABEL_BIAS_VERSION = "1"
+
+SCORE_DESCRIPTIONS: dict[str, str] = {
+    "paper": "mean influence on misclassified held-out samples (paper)",
+    "heldout": "influence on the whole held-out loss",
+    "affected_class": "influence on the held-out loss of the most-hurt class",
+    "predicted_class": "influence on the held-out loss of the sample's predicted class",
+    "other_classes": "influence on the held-out loss of the classes other than the sample's label",
+    "self": "self-influence ∇Lᵀ H⁻¹ ∇L",
+    "train_loss": "training loss (not influence; reference)",
+}
+REFERENCE_SCORE = "paper"
+DEFAULT_SCORE = "heldout"
+
+# a full (held-out × train) matrix is kept only below this many entries; otherwise the rows of the
+# misclassified held-out samples are kept and other rows are computed on demand
+MAX_TEST_ROWS_ENTRIES = 5_000_000
+
+PRESETS = ("digits", "mnist", "chexpert")
+
+
+# ------------------------------------------------------------------------------------- configs
+
+
+def preset_config(
+    dataset: str = "digits",
+    noise_fraction: float = 0.2,
+    curvature: Optional[str] = None,
+    n_train: int = 0,
+    n_test: int = 0,
+    seed: int = 0,
+    path: Optional[str] = None,
+    pretrained_weights: Optional[str] = None,
+    model: Optional[str] = None,
+    epochs: Optional[int] = None,
+    damping: float = 0.01,
+    image_size: Optional[int] = None,
+) -> RunConfig:
+    """The paper's set-ups as configs: ``digits`` / ``mnist`` (4 vs 9, 20% of the 9s flipped to 4,
+    3-conv CNN, diagonal GGN over all weights) and ``chexpert`` (Pleural Effusion, 20% of the
+    positives flipped to negative, ResNet18, full last-layer GGN). 0 for n_train/n_test = all rows;
+    ``image_size`` resizes (CheXpert default 64; digits 8 and MNIST 28 unless set).
+    """
+    if dataset not in PRESETS:
+        raise InputError(f"label-bias preset must be one of {PRESETS}, got {dataset!r}")
+    if dataset == "chexpert":
+        data = DataConfig(name="chexpert", path=path, n_train=n_train, n_test=n_test, image_size=image_size or 64,
+                          noise="flip_class", noise_fraction=noise_fraction, noise_source=1, noise_target=0)
+        model_cfg = ModelConfig(kind=model or "resnet18", pretrained_weights=pretrained_weights)
+        train = TrainConfig(epochs=epochs or 6, lr=1e-3, batch_size=64, optimizer="adam", weight_decay=1e-4, n_checkpoints=1)
+        curv = CurvatureConfig(kind=curvature or "last_layer", damping=damping)
+    else:
+        # classes (4, 9) map 4 → 0 and 9 → 1: noise_source=1 flips 9s, noise_target=0 makes them 4s
+        data = DataConfig(name=dataset, classes=(4, 9), n_train=n_train, n_test=n_test, path=path, image_size=image_size,
+                          noise="flip_class", noise_fraction=noise_fraction, noise_source=1, noise_target=0)
+        model_cfg = ModelConfig(kind=model or "cnn")
+        if dataset == "digits":  # 252 training images of 8×8: full-batch-ish Adam, many cheap epochs
+            train = TrainConfig(epochs=epochs or 150, lr=1e-2, batch_size=64, optimizer="adam", weight_decay=1e-3, n_checkpoints=1)
+        else:  # MNIST49, ~11.8k images of 28×28: a few epochs of Adam in batches of 256
+            # a subset gets as many optimiser steps as the full set (8 epochs of 11,791), up to 40 epochs
+            default_epochs = min(40, max(8, round(8 * 11_791 / n_train))) if n_train else 8
+            train = TrainConfig(epochs=epochs or default_epochs, lr=3e-3, batch_size=256, optimizer="adam", weight_decay=1e-4, n_checkpoints=1)
+        curv = CurvatureConfig(kind=curvature or "diag", damping=damping)
+    return RunConfig(data=data, model=model_cfg, train=train, curvature=curv, method="influence", seed=seed)
+
+
+def clean_config(config: RunConfig) -> RunConfig:
+    """The same run without the injected label noise (the baseline model of step 1)."""
+    return config.replace(data__noise="none", data__noise_fraction=0.0)
+
+
+# ------------------------------------------------------------------------------------ curvature
+
+
+def _as_sequential(model: nn.Module) -> Optional[nn.Sequential]:
+    """A deep-copied ``nn.Sequential`` computing the same function with parameters in the same order
+    (BackPACK extends only sequences of known layers), or None when the model is not a plain chain."""
+    from influence_core.models import MLP, LogisticRegression, SmallCNN
+
+    if isinstance(model, SmallCNN):
+        seq = nn.Sequential(*copy.deepcopy(list(model.body)), copy.deepcopy(model.head))
+    elif isinstance(model, MLP):
+        seq = nn.Sequential(nn.Flatten(), *copy.deepcopy(list(model.body)), copy.deepcopy(model.head))
+    elif isinstance(model, LogisticRegression):
+        seq = nn.Sequential(nn.Flatten(), copy.deepcopy(model.head))
+    else:
+        return None
+    original = [p.shape for p in model.parameters()]
+    return seq if [p.shape for p in seq.parameters()] == original else None
+
+
+def diagonal_ggn_curvature(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    param_names: Sequence[str],
+    weight_decay: float,
+    damping: float,
+    batch_size: int = 512,
+    progress: ProgressFn = silent,
+) -> Curvature:
+    """Diagonal GGN of mean CE + (λ/2)‖θ‖² over all weights, from laplace-torch with its BackPACK backend.
+
+    laplace-torch's default (curvlinops) diagonal materialises per-sample Jacobians over all
+    weights (≈ 9 GB and 45 s for 512 MNIST images on CPU); BackPACK's DiagGGNExact gives the same
+    numbers in one backward per batch. Models that are not a plain chain fall back to
+    ``build_curvature("diag")``.
+    """
+    from laplace import Laplace
+    from laplace.curvature import BackPackGGN
+    from torch.utils.data import DataLoader, TensorDataset
+
+    names = list(param_names)
+    all_names = [n for n, p in model.named_parameters() if p.requires_grad]
+    seq = _as_sequential(model) if names == all_names else None
+    if seq is None:
+        return build_curvature("diag", model, x, y, names, weight_decay, damping, progress=progress)
+    n = len(x)
+    prior = n * (weight_decay + damping)
+    if prior <= 0:
+        raise InputError("the diagonal curvature needs weight decay or damping > 0 to be invertible: set the damping above 0")
+    seq.eval()
+    la = Laplace(seq, "classification", subset_of_weights="all", hessian_structure="diag",
+                 prior_precision=prior, backend=BackPackGGN)
+    loader_batches = list(range(0, n, batch_size))
+    for k, start in enumerate(loader_batches):
+        part = DataLoader(TensorDataset(x[start : start + batch_size], y[start : start + batch_size]), batch_size=batch_size)
+        la.fit(part, override=(k == 0), progress_bar=False)
+        progress((k + 1) / len(loader_batches), "diagonal GGN (laplace-torch, BackPACK)")
+    # laplace divides nothing: with override=False it keeps summing the GGN; the prior is added once
+    # in posterior_precision. n_data is the total seen, so the result is Σ_i GGN_i + prior.
+    return DiagonalCurvature(la.posterior_precision.detach() / n, names)
+
+
+def fit_curvature(config: RunConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: ProgressFn = silent) -> Curvature:
+    """The curvature the config asks for, at the model's weights, over the training data."""
+    kind, damping, wd = config.curvature.kind, config.curvature.damping, config.train.weight_decay
+    names = experiments.influence_params(config, model)
+    if kind == "diag" and config.curvature.params == "all":
+        if _as_sequential(model) is None and n_params(model) > 200_000:
+            raise InputError(
+                f"a diagonal curvature over all {n_params(model):,} weights of this model is not supported; "
+                "use the last_layer curvature (or set the parameter scope to last_layer)"
+            )
+        return diagonal_ggn_curvature(model, x, y, names, wd, damping, progress=progress)
+    if kind == "exact" and n_params(model, names) > 5_000:
+        raise InputError(
+            f"the exact Hessian over {n_params(model, names):,} parameters is too slow here; use diag, kron or last_layer"
+        )
+    return build_curvature(kind, model, x, y, names, wd, damping, progress=progress)
+
+
+# ------------------------------------------------------------------------------------- scoring
+
+
+def _mean_loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: Sequence[str], batch_size: int = 2048) -> torch.Tensor:
+    """∇θ of the mean cross-entropy over (x, y), flattened over ``names`` (zeros when empty)."""
+    params = dict(model.named_parameters())
+    chosen = [params[n] for n in names]
+    total = torch.zeros(sum(p.numel() for p in chosen), device=chosen[0].device, dtype=chosen[0].dtype)
+    if len(x) == 0:
+        return total
+    model.eval()
+    for start in range(0, len(x), batch_size):
+        loss = nn.functional.cross_entropy(model(x[start : start + batch_size]), y[start : start + batch_size], reduction="sum")
+        grads = torch.autograd.grad(loss, chosen)
+        total += torch.cat([g.reshape(-1) for g in grads])
+    return total / len(x)
+
+
+def affected_class(test_probs: np.ndarray, y_test: np.ndarray, n_classes: int) -> int:
+    """The held-out class the model gets wrong most often (ties: the higher mean loss); needs no ground truth."""
+    pred = test_probs.argmax(1)
+    loss = -np.log(np.clip(test_probs[np.arange(len(y_test)), y_test], 1e-12, None))
+    keys = []
+    for c in range(n_classes):
+        rows = y_test == c
+        keys.append((float(np.mean(pred[rows] != c)) if rows.any() else -1.0, float(loss[rows].mean()) if rows.any() else -1.0))
+    return int(max(range(n_classes), key=lambda c: keys[c]))
+
+
+def other_classes_score(per_class: np.ndarray, test_counts: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Influence of each training sample on the mean held-out loss over the classes other than its label.
+
+    ``per_class[c, i]`` is the influence of sample i on the mean held-out loss of class c; the mean
+    over several classes is their count-weighted average (influence is linear in the query).
+    """
+    weights = np.broadcast_to(test_counts.astype(np.float64)[:, None], per_class.shape).copy()
+    weights[labels, np.arange(per_class.shape[1])] = 0.0
+    total = weights.sum(0)
+    return np.where(total > 0, (weights * per_class).sum(0) / np.maximum(total, 1e-12), 0.0)
+
+
+def _score_pass(
+    model: nn.Module,
+    curvature: Curvature,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    preconditioned_queries: torch.Tensor,
+    chunk_size: int,
+    progress: ProgressFn,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One streaming pass over per-sample training gradients g_i:
+    (-Q g_i for every query row of Q = H⁻¹ G_query, gᵢᵀ H⁻¹ gᵢ)."""
+    names = curvature.param_names
+    n = len(x)
+    infl = torch.empty(len(preconditioned_queries), n, dtype=preconditioned_queries.dtype, device=preconditioned_queries.device)
+    self_scores = torch.empty(n, dtype=preconditioned_queries.dtype, device=preconditioned_queries.device)
+    for start, g in iter_per_sample_grads(model, x, y, names, chunk_size, progress=progress):
+        infl[:, start : start + len(g)] = -preconditioned_queries @ g.T
+        self_scores[start : start + len(g)] = (g * curvature.inverse_hvp(g)).sum(1)
+    return infl.cpu().numpy(), self_scores.cpu().numpy()
+
+
+@dataclass
+class LabelBiasResult:
+    """Everything the page and the benchmark show for one label-bias run.
+
+    ``scores[name]`` (n_train,): positive = harmful (``self`` and ``train_loss``: higher = more
+    suspicious). ``test_rows`` maps a held-out index to its (n_train,) influence row.
+    """
+
+    config: RunConfig
+    dataset: Dataset
+    model: nn.Module
+    scores: dict[str, np.ndarray]
+    test_probs: np.ndarray
+    train_probs: np.ndarray
+    misclassified: np.ndarray  # held-out indices, most confidently wrong first
+    test_rows: dict[int, np.ndarray]
+    affected_class: int
+    metrics: dict[str, Any] = field(default_factory=dict)  # noisy / clean held-out loss+accuracy, timings
+    _curvature: Optional[Curvature] = None
+
+    @property
+    def flipped(self) -> np.ndarray:
+        return self.dataset.flipped
+
+    def test_order(self) -> np.ndarray:
+        """Held-out indices for a picker: misclassified first (most confidently wrong first), then the rest."""
+        rest = np.setdiff1d(np.arange(len(self.dataset.y_test)), self.misclassified)
+        return np.r_[self.misclassified, rest].astype(int)
+
+    def influence_on_test(self, test_index: int, progress: ProgressFn = silent) -> np.ndarray:
+        """Influence of every training sample on held-out sample ``test_index`` (positive = harmful)."""
+        if not 0 <= int(test_index) < len(self.dataset.y_test):
+            raise InputError(f"held-out index {test_index} is out of range 0..{len(self.dataset.y_test) - 1}")
+        test_index = int(test_index)
+        if test_index not in self.test_rows:
+            x, y, xt, yt = experiments.tensors(self.dataset, next(self.model.parameters()).device)
+            if self._curvature is None:
+                self._curvature = fit_curvature(self.config, self.model, x, y, scaled(progress, 0.0, 0.5))
+            g = per_sample_grads(self.model, xt[test_index : test_index + 1], yt[test_index : test_index + 1], self._curvature.param_names)
+            q = self._curvature.inverse_hvp(g)
+            row, _ = _score_pass(self.model, self._curvature, x, y, q, 1024, scaled(progress, 0.5, 1.0))
+            self.test_rows[test_index] = row[0]
+        return self.test_rows[test_index]
+
+
+def _detection_metrics(scores: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, dict[str, Optional[float]]]:
+    return {name: detection_summary(s, mask) for name, s in scores.items()} if mask.any() and not mask.all() else {}
+
+
+def run_label_bias(
+    config: RunConfig,
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+    dataset: Optional[Dataset] = None,
+    train_clean: bool = True,
+    chunk_size: int = 1024,
+) -> LabelBiasResult:
+    """Steps 1–3 of the pipeline: train noisy (and clean) models, fit curvature, score all training samples.
+
+    ``dataset`` replaces the config's data (an edited copy: relabelled / removed rows); its
+    content keys the cache. Cached on disk by config (and dataset) hash.
+    """
+    start_all = time.perf_counter()
+    trained = experiments.train(config, scaled(progress, 0.0, 0.35), use_cache, dataset)
+    ds, model = trained.dataset, trained.model
+    if len(ds.y_test) == 0:
+        raise InputError("the label-bias pipeline needs a held-out set: set a test fraction above 0 or n_test > 0")
+    metrics: dict[str, Any] = {"noisy": {"test": trained.metrics["test"], "train": trained.metrics["train"]},
+                               "train_seconds": trained.metrics["train_seconds"], "device": trained.metrics["device"],
+                               "n_params": trained.metrics["n_params"], "from_cache": trained.metrics["from_cache"]}
+    if train_clean and ds.flipped.any():
+        if dataset is None:
+            clean = experiments.train(clean_config(config), scaled(progress, 0.35, 0.6), use_cache)
+        else:
+            clean_ds = ds.with_train_labels(ds.y_train_clean, np.zeros(len(ds.y_train), bool))
+            clean = experiments.train(config, scaled(progress, 0.35, 0.6), use_cache, clean_ds)
+        metrics["clean"] = {"test": clean.metrics["test"], "train": clean.metrics["train"]}
+        metrics["clean_train_seconds"] = clean.metrics["train_seconds"]
+    progress(0.6, "scoring training samples")
+    device = next(model.parameters()).device
+    test_probs = experiments.predict_proba(model, ds.x_test)
+    train_probs = experiments.predict_proba(model, ds.x_train)
+    pred_test = test_probs.argmax(1)
+    wrong = np.flatnonzero(pred_test != ds.y_test)
+    confidence_wrong = test_probs[wrong, pred_test[wrong]]
+    misclassified = wrong[np.argsort(-confidence_wrong, kind="stable")]
+    target = affected_class(test_probs, ds.y_test, ds.n_classes)
+    keep_all_rows = len(ds.y_test) * len(ds.y_train) <= MAX_TEST_ROWS_ENTRIES
+    row_ids = np.arange(len(ds.y_test)) if keep_all_rows else misclassified
+    holder: dict[str, Curvature] = {}
+
+    def compute() -> cache.CacheEntry:
+        t0 = time.perf_counter()
+        x, y, xt, yt = experiments.tensors(ds, device)
+        curvature = fit_curvature(config, model, x, y, scaled(progress, 0.6, 0.75))
+        holder["curvature"] = curvature
+        t_curv = time.perf_counter() - t0
+        names = curvature.param_names
+        queries = [
+            _mean_loss_gradient(model, xt[wrong], yt[wrong], names),  # paper
+            _mean_loss_gradient(model, xt, yt, names),  # heldout
+        ] + [_mean_loss_gradient(model, xt[yt == c], yt[yt == c], names) for c in range(ds.n_classes)]
+        rows = per_sample_grads(model, xt[row_ids], yt[row_ids], names, chunk_size) if len(row_ids) else None
+        stacked = torch.stack(queries) if rows is None else torch.cat([torch.stack(queries), rows])
+        influence, self_scores = _score_pass(model, curvature, x, y, curvature.inverse_hvp(stacked), chunk_size, scaled(progress, 0.75, 1.0))
+        arrays = {"paper": influence[0], "heldout": influence[1], "per_class": influence[2 : 2 + ds.n_classes],
+                  "self": self_scores, "rows": influence[2 + ds.n_classes :], "row_ids": row_ids}
+        meta = {"curvature_seconds": t_curv, "scoring_seconds": time.perf_counter() - t0 - t_curv}
+        return cache.CacheEntry(arrays, meta, {})
+
+    payload = {"config": config.to_dict(), "version": LABEL_BIAS_VERSION, "chunk": "stream", "rows": "all" if keep_all_rows else "misclassified"}
+    if dataset is not None:
+        payload["dataset"] = experiments.dataset_fingerprint(dataset)
+    entry, was_cached = cache.cached("label_bias", payload, compute, use_cache)
+    a = entry.arrays
+    per_class = a["per_class"]
+    predicted = train_probs.argmax(1)
+    scores = {
+        "paper": a["paper"],
+        "heldout": a["heldout"],
+        "affected_class": per_class[target],
+        "predicted_class": per_class[predicted, np.arange(len(predicted))],
+        "other_classes": other_classes_score(per_class, np.bincount(ds.y_test, minlength=ds.n_classes), ds.y_train),
+        "self": a["self"],
+        "train_loss": -np.log(np.clip(train_probs[np.arange(len(ds.y_train)), ds.y_train], 1e-12, None)),
+    }
+    metrics.update(entry.meta)
+    metrics["scores_from_cache"] = was_cached
+    metrics["n_misclassified"] = int(len(misclassified))
+    metrics["detection"] = _detection_metrics(scores, ds.flipped)
+    metrics["total_seconds"] = time.perf_counter() - start_all
+    progress(1.0, "label-bias scores ready")
+    return LabelBiasResult(
+        config=config, dataset=ds, model=model, scores=scores, test_probs=test_probs, train_probs=train_probs,
+        misclassified=misclassified, test_rows={int(i): r for i, r in zip(a["row_ids"], a["rows"])},
+        affected_class=target, metrics=metrics, _curvature=holder.get("curvature"),
+    )
+
+
+# ------------------------------------------------------------------------------------ detection
+
+
+def robust_threshold(scores: np.ndarray, n_sigmas: float = 5.0) -> float:
+    """median + ``n_sigmas`` robust standard deviations (1.4826·MAD): flags outliers of one population."""
+    med = float(np.median(scores))
+    mad = 1.4826 * float(np.median(np.abs(scores - med)))
+    return med + n_sigmas * (mad if mad > 0 else float(np.std(scores)) or 1.0)
+
+
+def default_threshold(scores: np.ndarray, seed: int = 0, max_components: int = 3) -> float:
+    """A threshold that needs no ground truth.
+
+    Gaussian mixtures (scikit-learn) with 1..``max_components`` components over the scores, the
+    number chosen by BIC. With more than one, the flipped samples form the component with the
+    highest mean, and the threshold is where its posterior first reaches 1/2 going up from the next
+    component's mean; with one (or no crossing), ``robust_threshold``.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    s = np.asarray(scores, dtype=np.float64)
+    if len(s) < 10 or np.ptp(s) == 0:
+        return robust_threshold(s)
+    centre, scale = float(np.median(s)), float(np.std(s)) or 1.0
+    z = ((s - centre) / scale)[:, None]
+    fits = [GaussianMixture(k, random_state=seed, n_init=2).fit(z) for k in range(1, max_components + 1)]
+    best = min(fits, key=lambda g: g.bic(z))
+    if best.n_components == 1:
+        return robust_threshold(s)
+    order = np.argsort(best.means_.ravel())
+    top, below = order[-1], order[-2]
+    grid = np.linspace(best.means_[below, 0], best.means_[top, 0], 512)[:, None]
+    crossing = np.flatnonzero(best.predict_proba(grid)[:, top] >= 0.5)
+    if len(crossing) == 0:
+        return robust_threshold(s)
+    return centre + scale * float(grid[crossing[0], 0])
+
+
+def detection_table(result: LabelBiasResult, fpr: float = 0.005) -> pd.DataFrame:
+    """One row per score: AUROC, AP, TPR at ``fpr`` and at 1%, and the detection at its default threshold."""
+    mask = result.flipped
+    rows = []
+    for name, s in result.scores.items():
+        d = result.metrics.get("detection", {}).get(name) or detection_summary(s, mask)
+        at = detection_at_threshold(s, mask, default_threshold(s))
+        rows.append({
+            "score": name, "what": SCORE_DESCRIPTIONS.get(name, name), "AUROC": d["auroc"], "AP": d["average_precision"],
+            f"TPR @ {fpr:.1%} FPR": tpr_at_fpr(s, mask, fpr), "TPR @ 1% FPR": d["tpr_at_1%_fpr"],
+            "flipped detected (default thr.)": at["detected_share"], "clean flagged (default thr.)": at["clean_flagged_share"],
+        })
+    return pd.DataFrame(rows)
+
+
+def flagged_table(result: LabelBiasResult, score: str, threshold: float) -> pd.DataFrame:
+    """The training samples with ``score >= threshold``, most suspicious first, with ids for export."""
+    s = _score(result, score)
+    ds = result.dataset
+    idx = np.flatnonzero(s >= threshold)
+    idx = idx[np.argsort(-s[idx], kind="stable")]
+    names = np.asarray(ds.class_names)
+    suggested = suggested_labels(result)
+    return pd.DataFrame({
+        "row": idx, "id": ds.ids_train[idx], "label used": names[ds.y_train[idx]],
+        "suggested label": names[suggested[idx]], f"score ({score})": s[idx],
+        "p(label used)": result.train_probs[idx, ds.y_train[idx]], "truly flipped": ds.flipped[idx],
+    })
+
+
+def _score(result: LabelBiasResult, score: str) -> np.ndarray:
+    if score not in result.scores:
+        raise InputError(f"unknown score {score!r}; choose one of {list(result.scores)}")
+    return result.scores[score]
+
+
+def top_influencers(result: LabelBiasResult, test_index: int, k: int = 10, progress: ProgressFn = silent) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(most harmful, most helpful) ``k`` training samples for one held-out sample; flipped ones marked "F"."""
+    row = result.influence_on_test(test_index, progress)
+    order = np.argsort(-row, kind="stable")
+    names = np.asarray(result.dataset.class_names)
+
+    def table(idx: np.ndarray) -> pd.DataFrame:
+        ds = result.dataset
+        return pd.DataFrame({
+            "row": idx, "id": ds.ids_train[idx], "label used": names[ds.y_train[idx]],
+            "flipped": np.where(ds.flipped[idx], "F", ""), "influence": row[idx],
+        })
+
+    return table(order[:k]), table(order[::-1][:k])
+
+
+def image_of(x: np.ndarray) -> np.ndarray:
+    """A (H, W) or (H, W, 3) float image in [0, 1] from one (C, H, W) sample, for st.image."""
+    img = np.asarray(x, dtype=np.float32)
+    img = img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
+    lo, hi = float(img.min()), float(img.max())
+    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+
+
+def gallery(result: LabelBiasResult, table: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
+    """Images and captions ("label used", "F" if flipped, influence) of a ``top_influencers`` table."""
+    images = [image_of(result.dataset.x_train[int(r)]) for r in table["row"]]
+    captions = [f"{lab}{' F' if f else ''} · {v:+.3g}" for lab, f, v in zip(table["label used"], table["flipped"], table["influence"])]
+    return images, captions
+
+
+# ------------------------------------------------------------------------------------- baseline
+
+
+def out_of_fold_probabilities(
+    config: RunConfig, dataset: Dataset, n_folds: int = 5, progress: ProgressFn = silent, use_cache: bool = True
+) -> np.ndarray:
+    """Out-of-fold class probabilities of every training sample: the same model and training, K-fold (seeded, stratified)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if n_folds < 2:
+        raise InputError(f"out-of-fold probabilities need at least 2 folds, got {n_folds}")
+    y = dataset.y_train
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=config.seed)
+    probs = np.zeros((len(y), dataset.n_classes), dtype=np.float32)
+    for k, (fit_rows, held_rows) in enumerate(folds.split(np.zeros(len(y)), y)):
+        fold = dataset.subset_train(fit_rows)
+        trained = experiments.train(config, scaled(progress, k / n_folds, (k + 1) / n_folds), use_cache, fold)
+        probs[held_rows] = experiments.predict_proba(trained.model, dataset.x_train[held_rows])
+    return probs
+
+
+def cleanlab_baseline(
+    config: RunConfig, dataset: Dataset, n_folds: int = 5, progress: ProgressFn = silent, use_cache: bool = True
+) -> dict[str, Any]:
+    """cleanlab's ``find_label_issues`` (a fixed set) and ``get_label_quality_scores`` (a ranking) on
+    out-of-fold probabilities, against the ground-truth flip mask."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    start = time.perf_counter()
+    probs = out_of_fold_probabilities(config, dataset, n_folds, progress, use_cache)
+    issues = find_label_issues(dataset.y_train, probs)
+    suspicion = 1.0 - get_label_quality_scores(dataset.y_train, probs)
+    mask = dataset.flipped
+    flagged = detection_at_threshold(issues.astype(float), mask, 0.5)
+    return {
+        "issues": issues, "suspicion": suspicion, "pred_probs": probs,
+        "detected_share": flagged["detected_share"], "clean_flagged_share": flagged["clean_flagged_share"],
+        "n_flagged": flagged["flagged"], "summary": detection_summary(suspicion, mask) if mask.any() else {},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+# -------------------------------------------------------------------------------------- what-if
+
+
+def suggested_labels(result: LabelBiasResult) -> np.ndarray:
+    """The label a flagged sample would be changed to: the other class (binary), else the most probable other class."""
+    y = result.dataset.y_train
+    if result.dataset.n_classes == 2:
+        return 1 - y
+    probs = result.train_probs.copy()
+    probs[np.arange(len(y)), y] = -np.inf
+    return probs.argmax(1)
+
+
+def edited_dataset(result: LabelBiasResult, flagged: np.ndarray, action: str) -> Dataset:
+    """A copy of the training set with the flagged rows relabelled (``relabel``) or dropped (``remove``).
+
+    The ground-truth mask follows the edit: a relabelled row is flipped iff its new label differs
+    from the clean one.
+    """
+    ds = result.dataset
+    flagged = np.asarray(flagged)
+    if flagged.dtype != bool:
+        mask = np.zeros(len(ds.y_train), bool)
+        mask[flagged.astype(int)] = True
+        flagged = mask
+    if action == "relabel":
+        y = ds.y_train.copy()
+        y[flagged] = suggested_labels(result)[flagged]
+        return ds.with_train_labels(y, y != ds.y_train_clean)
+    if action == "remove":
+        if flagged.all():
+            raise InputError("every training sample is flagged: raise the threshold before removing them")
+        return ds.subset_train(~flagged)
+    raise InputError(f"action must be 'relabel' or 'remove', got {action!r}")
+
+
+def retrain_after_fix(
+    result: LabelBiasResult, flagged: np.ndarray, action: str, progress: ProgressFn = silent, use_cache: bool = True
+) -> dict[str, Any]:
+    """Relabel or remove the flagged samples, retrain with the same config and seed, compare held-out accuracy/loss."""
+    edited = edited_dataset(result, flagged, action)
+    if len(np.unique(edited.y_train)) < 2:
+        raise InputError("after this edit the training labels contain one class only: flag fewer samples")
+    retrained = experiments.train(result.config, progress, use_cache, edited)
+    n_flagged = int(np.sum(flagged)) if np.asarray(flagged).dtype == bool else len(flagged)
+    truly = int(result.flipped[flagged].sum())
+    return {
+        "action": action, "n_flagged": n_flagged, "flagged_truly_flipped": truly,
+        "before": result.metrics["noisy"]["test"], "after": retrained.metrics["test"],
+        "clean": result.metrics.get("clean", {}).get("test"), "flipped_left": int(edited.flipped.sum()),
+        "dataset": edited,
+    }
+
+
+# -------------------------------------------------------------------------------------- figures
+
+FLIPPED_COLOUR, CLEAN_COLOUR = "#d62728", "#1f77b4"
+
+
+def influence_bar_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optional[float] = None, title: str = "") -> go.Figure:
+    """One bar per training sample (index order, as the paper's Fig. 3a), red = flipped, blue = clean."""
+    idx = np.arange(len(scores))
+    fig = go.Figure()
+    for mask, name, colour in ((~flipped, "clean", CLEAN_COLOUR), (flipped, "flipped", FLIPPED_COLOUR)):
+        fig.add_trace(go.Bar(x=idx[mask], y=scores[mask], name=f"{name} ({int(mask.sum())})", marker_color=colour,
+                             marker_line_width=0, hovertemplate="row %{x}<br>score %{y:.3g}<extra>" + name + "</extra>"))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text=f"threshold {threshold:.3g}")
+    fig.update_layout(height=340, bargap=0, margin=dict(l=10, r=10, t=40, b=10), title=dict(text=title, font=dict(size=13)),
+                      xaxis_title="training sample", yaxis_title="score (positive = harmful)", legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+def threshold_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optional[float] = None) -> go.Figure:
+    """% of flipped and % of clean samples at or above each threshold (the paper's Fig. 3b)."""
+    sweep = threshold_sweep(scores, flipped, n=300)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=sweep["threshold"], y=100 * sweep["positives_above"], name="flipped detected (%)", line_color=FLIPPED_COLOUR))
+    fig.add_trace(go.Scatter(x=sweep["threshold"], y=100 * sweep["negatives_above"], name="clean flagged (%)", line_color=CLEAN_COLOUR))
+    if threshold is not None:
+        fig.add_vline(x=threshold, line_dash="dash", line_color="black")
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="threshold", yaxis_title="% at or above",
+                      legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+def detection_curves_figure(scores: dict[str, np.ndarray], flipped: np.ndarray, fpr_mark: float = 0.005) -> go.Figure:
+    """ROC (log FPR) and precision–recall curves of several scores against the flip mask."""
+    from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ROC", "precision–recall"))
+    palette = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f"]
+    if not flipped.any() or flipped.all():
+        return fig
+    for k, (name, s) in enumerate(scores.items()):
+        colour = palette[k % len(palette)]
+        fprs, tprs, _ = roc_curve(flipped, s)
+        prec, rec, _ = precision_recall_curve(flipped, s)
+        label = f"{name} (AUROC {roc_auc_score(flipped, s):.3f})"
+        fig.add_trace(go.Scatter(x=np.maximum(fprs, 1e-4), y=tprs, name=label, line_color=colour, legendgroup=name), 1, 1)
+        fig.add_trace(go.Scatter(x=rec, y=prec, name=name, line_color=colour, legendgroup=name, showlegend=False), 1, 2)
+    fig.add_vline(x=fpr_mark, line_dash="dot", line_color="grey", row=1, col=1)
+    fig.update_xaxes(type="log", title="false-positive rate (clean flagged)", row=1, col=1)
+    fig.update_yaxes(title="true-positive rate (flipped detected)", row=1, col=1)
+    fig.update_xaxes(title="recall", row=1, col=2)
+    fig.update_yaxes(title="precision", row=1, col=2)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def model_comparison_figure(metrics: dict[str, Any]) -> go.Figure:
+    """Held-out loss and accuracy of the clean and the noisy model side by side (step 1)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("held-out loss", "held-out accuracy"))
+    names = [n for n in ("clean", "noisy") if n in metrics]
+    colours = {"clean": CLEAN_COLOUR, "noisy": FLIPPED_COLOUR}
+    for col, key in ((1, "loss"), (2, "accuracy")):
+        fig.add_trace(go.Bar(x=names, y=[metrics[n]["test"][key] for n in names], marker_color=[colours[n] for n in names],
+                             text=[f"{metrics[n]['test'][key]:.3f}" for n in names], showlegend=False), 1, col)
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
+    return fig

