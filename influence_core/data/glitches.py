@@ -28,6 +28,8 @@ Appended anomalies get ids ``"<source>:<row>"`` (the original rows keep theirs, 
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -52,7 +54,7 @@ MISLABEL_KINDS = ("singular_class", "uniform", "class_dependent")
 ANOMALY_KINDS = ("far_clustered", "brightness", "stripe")
 
 BRIGHTNESS_SHIFT = 0.3  # MNIST-C brightness (largest severity), on pixels in [0, 1]
-FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
+FASHION_ROOT = os.environ.get("INFLUENCE_LAB_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
 
 
 @dataclass
