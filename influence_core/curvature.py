@@ -16,6 +16,7 @@ For the cross-entropy of a linear model the GGN equals the Hessian, so ``last_la
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import Optional, Sequence
 
@@ -153,6 +154,66 @@ def _fit_laplace(model, x, y, subset: str, structure: str, prior_precision: floa
     return la
 
 
+def _as_sequential(model: nn.Module) -> Optional[nn.Sequential]:
+    """A deep-copied ``nn.Sequential`` computing the same function with parameters in the same order
+    (BackPACK extends only sequences of known layers), or None when the model is not a plain chain."""
+    from influence_core.models import MLP, LogisticRegression, SmallCNN
+
+    if isinstance(model, SmallCNN):
+        seq = nn.Sequential(*copy.deepcopy(list(model.body)), copy.deepcopy(model.head))
+    elif isinstance(model, MLP):
+        seq = nn.Sequential(nn.Flatten(), *copy.deepcopy(list(model.body)), copy.deepcopy(model.head))
+    elif isinstance(model, LogisticRegression):
+        seq = nn.Sequential(nn.Flatten(), copy.deepcopy(model.head))
+    else:
+        return None
+    original = [p.shape for p in model.parameters()]
+    return seq if [p.shape for p in seq.parameters()] == original else None
+
+
+def diagonal_ggn_curvature(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    param_names: Sequence[str],
+    weight_decay: float,
+    damping: float,
+    batch_size: int = 512,
+    progress: ProgressFn = silent,
+) -> Curvature:
+    """Diagonal GGN of mean CE + (λ/2)‖θ‖² over all weights, from laplace-torch with its BackPACK backend.
+
+    laplace-torch's default (curvlinops) diagonal materialises per-sample Jacobians over all
+    weights (≈ 9 GB and 45 s for 512 MNIST images on CPU); BackPACK's DiagGGNExact gives the same
+    numbers in one backward per batch. Models that are not a plain chain fall back to
+    ``build_curvature("diag")``.
+    """
+    from laplace import Laplace
+    from laplace.curvature import BackPackGGN
+    from torch.utils.data import DataLoader, TensorDataset
+
+    names = list(param_names)
+    all_names = [n for n, p in model.named_parameters() if p.requires_grad]
+    seq = _as_sequential(model) if names == all_names else None
+    if seq is None:
+        return build_curvature("diag", model, x, y, names, weight_decay, damping, batch_size, progress)
+    n = len(x)
+    prior = n * (weight_decay + damping)
+    if prior <= 0:
+        raise CurvatureError("the diagonal curvature needs weight decay or damping > 0 to be invertible: set the damping above 0")
+    seq.eval()
+    la = Laplace(seq, "classification", subset_of_weights="all", hessian_structure="diag",
+                 prior_precision=prior, backend=BackPackGGN)
+    loader_batches = list(range(0, n, batch_size))
+    for k, start in enumerate(loader_batches):
+        part = DataLoader(TensorDataset(x[start : start + batch_size], y[start : start + batch_size]), batch_size=batch_size)
+        la.fit(part, override=(k == 0), progress_bar=False)
+        progress((k + 1) / len(loader_batches), "diagonal GGN (laplace-torch, BackPACK)")
+    # laplace divides nothing: with override=False it keeps summing the GGN; the prior is added once
+    # in posterior_precision. n_data is the total seen, so the result is Σ_i GGN_i + prior.
+    return DiagonalCurvature(la.posterior_precision.detach() / n, names)
+
+
 def build_curvature(
     kind: str,
     model: nn.Module,
@@ -186,6 +247,8 @@ def build_curvature(
             subset = "last_layer"
         elif param_names == all_names:
             subset = "all"
+            if kind == "diag" and len(head_names) < len(all_names) and _as_sequential(model) is not None:
+                return diagonal_ggn_curvature(model, x, y, param_names, weight_decay, damping, batch_size, progress)
         else:
             raise InputError("diag/kron curvature works over all parameters or the last layer only")
         structure = kind

@@ -36,7 +36,6 @@ Plotly figure builders for the page live at the end of this module.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -50,7 +49,7 @@ from torch import nn
 
 from influence_core import cache, experiments
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-from influence_core.curvature import Curvature, DiagonalCurvature, build_curvature
+from influence_core.curvature import Curvature, _as_sequential, build_curvature, diagonal_ggn_curvature  # noqa: F401 (re-exported)
 from influence_core.data.base import Dataset
 from influence_core.errors import InputError
 from influence_core.gradients import iter_per_sample_grads, n_params, per_sample_grads
@@ -130,66 +129,6 @@ def clean_config(config: RunConfig) -> RunConfig:
 
 
 # ------------------------------------------------------------------------------------ curvature
-
-
-def _as_sequential(model: nn.Module) -> Optional[nn.Sequential]:
-    """A deep-copied ``nn.Sequential`` computing the same function with parameters in the same order
-    (BackPACK extends only sequences of known layers), or None when the model is not a plain chain."""
-    from influence_core.models import MLP, LogisticRegression, SmallCNN
-
-    if isinstance(model, SmallCNN):
-        seq = nn.Sequential(*copy.deepcopy(list(model.body)), copy.deepcopy(model.head))
-    elif isinstance(model, MLP):
-        seq = nn.Sequential(nn.Flatten(), *copy.deepcopy(list(model.body)), copy.deepcopy(model.head))
-    elif isinstance(model, LogisticRegression):
-        seq = nn.Sequential(nn.Flatten(), copy.deepcopy(model.head))
-    else:
-        return None
-    original = [p.shape for p in model.parameters()]
-    return seq if [p.shape for p in seq.parameters()] == original else None
-
-
-def diagonal_ggn_curvature(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    param_names: Sequence[str],
-    weight_decay: float,
-    damping: float,
-    batch_size: int = 512,
-    progress: ProgressFn = silent,
-) -> Curvature:
-    """Diagonal GGN of mean CE + (λ/2)‖θ‖² over all weights, from laplace-torch with its BackPACK backend.
-
-    laplace-torch's default (curvlinops) diagonal materialises per-sample Jacobians over all
-    weights (≈ 9 GB and 45 s for 512 MNIST images on CPU); BackPACK's DiagGGNExact gives the same
-    numbers in one backward per batch. Models that are not a plain chain fall back to
-    ``build_curvature("diag")``.
-    """
-    from laplace import Laplace
-    from laplace.curvature import BackPackGGN
-    from torch.utils.data import DataLoader, TensorDataset
-
-    names = list(param_names)
-    all_names = [n for n, p in model.named_parameters() if p.requires_grad]
-    seq = _as_sequential(model) if names == all_names else None
-    if seq is None:
-        return build_curvature("diag", model, x, y, names, weight_decay, damping, progress=progress)
-    n = len(x)
-    prior = n * (weight_decay + damping)
-    if prior <= 0:
-        raise InputError("the diagonal curvature needs weight decay or damping > 0 to be invertible: set the damping above 0")
-    seq.eval()
-    la = Laplace(seq, "classification", subset_of_weights="all", hessian_structure="diag",
-                 prior_precision=prior, backend=BackPackGGN)
-    loader_batches = list(range(0, n, batch_size))
-    for k, start in enumerate(loader_batches):
-        part = DataLoader(TensorDataset(x[start : start + batch_size], y[start : start + batch_size]), batch_size=batch_size)
-        la.fit(part, override=(k == 0), progress_bar=False)
-        progress((k + 1) / len(loader_batches), "diagonal GGN (laplace-torch, BackPACK)")
-    # laplace divides nothing: with override=False it keeps summing the GGN; the prior is added once
-    # in posterior_precision. n_data is the total seen, so the result is Σ_i GGN_i + prior.
-    return DiagonalCurvature(la.posterior_precision.detach() / n, names)
 
 
 def fit_curvature(config: RunConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: ProgressFn = silent) -> Curvature:
