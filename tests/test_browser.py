@@ -24,6 +24,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _require_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (apt-get install chromium) for the browser test")
+        pytest.skip("Debian chromium is not installed here (apt-get install chromium); CI installs it")
+
+
 @pytest.fixture
 def served_app():
     port = _free_port()
@@ -52,10 +59,7 @@ def served_app():
 
 
 def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium (apt-get install chromium) for the browser test")
-        pytest.skip("Debian chromium is not installed here (apt-get install chromium); CI installs it")
+    _require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -85,5 +89,30 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
             page.screenshot(path=str(tmp_path / "explorer_after_click.png"), full_page=True)
         checked = page.locator("[data-testid='stRadio'] input:checked").evaluate_all("els => els.map(e => e.value)")
         assert checked == ["2"], checked  # third option: influence of one training point
+        assert page.locator("[data-testid='stException']").count() == 0
+        browser.close()
+
+
+def test_region_cuts_click_centres_a_new_cut(served_app):
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(served_app + "/region_cuts")
+        # the focus cut and the gallery's cuts are drawn once the surrogate is trained
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=240_000)
+        page.wait_for_timeout(1000)
+        caption = page.get_by_text("Centred on training point").first
+        before = caption.inner_text().split("(")[0]
+        points = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").nth(0).locator(".point")
+        assert points.count() > 3
+        points.nth(2).scroll_into_view_if_needed()
+        box = points.nth(2).bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function(
+            "before => { const el = [...document.querySelectorAll('p')].find(p => p.innerText.startsWith('Centred on training point'));"
+            " return el && !el.innerText.startsWith(before); }", arg=before, timeout=60_000)
         assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
