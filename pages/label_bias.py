@@ -42,7 +42,9 @@ with st.container(border=True):
         weights = c3.text_input("ImageNet weights file (optional)", "", key="label_bias_weights") or None
     default_curvature = "last_layer" if model == "resnet18" else "diag"
     curvature = c4.selectbox("Curvature", list(CURVATURES), index=list(CURVATURES).index(default_curvature),
-                             format_func=CURVATURES.get, key="label_bias_curvature")
+                             format_func=CURVATURES.get, key="label_bias_curvature",
+                             help="The paper uses the diagonal. On all of MNIST 4/9 the last-layer full GGN separates the flips "
+                                  "better: 98.7 % vs 82.6 % caught at 0.5 % of clean flagged (benchmarks/README.md).")
     with c4.expander("Damping and seed"):
         damping = st.select_slider("Damping", [1e-4, 1e-3, 1e-2, 1e-1], 1e-2, key="label_bias_damping")
         seed = int(st.number_input("Seed", 0, 10_000, 0, key="label_bias_seed"))
