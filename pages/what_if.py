@@ -9,6 +9,7 @@ import streamlit as st
 from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.figures import CLASS_COLOURS, sign_note
+from influence_core.metrics import auroc
 from pages._ui import memoised, progress_status, run_or_explain
 
 st.title("What-if")
@@ -127,6 +128,16 @@ with left:
     st.plotly_chart(fig, on_select=_on_click, selection_mode=("points",), key="whatif_plot", width="stretch")
 
 tab_k, tab_cmp, tab_trim = st.tabs(["Distribution of k", "IF vs IP vs leave-one-out", "Trim and retrain"])
+
+
+def _with_sensitive_attribute(dataset, impact: str):
+    """Fairness needs a binary group per sample: add a synthetic, biased one where the data has none."""
+    if impact != "fairness" or dataset.groups_train is not None:
+        return dataset
+    st.info("No sensitive attribute in this dataset: a synthetic one was added, with 90% of group 1's training positives relabelled negative.")
+    return fs.inject_group_bias(dataset, seed=seed).dataset
+
+
 with tab_k:
     a, b = st.columns(2)
     ks = pd.DataFrame({"k": search.k[search.found], "|p − τ|": result.confidence_distance()[search.found]})
@@ -141,10 +152,7 @@ with tab_cmp:
     if st.button("Compute IF, IP, IP Ensemble and TracIn", key="whatif_scores_go"):
         st.session_state["whatif_scores_on"] = True
     if st.session_state.get("whatif_scores_on"):
-        scored_ds = ds
-        if impact == "fairness" and ds.groups_train is None:
-            scored_ds = fs.inject_group_bias(ds, seed=seed).dataset
-            st.info("No sensitive attribute in this dataset: a synthetic one was added, with 90% of group 1's training positives relabelled negative.")
+        scored_ds = _with_sensitive_attribute(ds, impact)
 
         def _scores():
             with progress_status("Scoring training points") as report:
@@ -157,8 +165,6 @@ with tab_cmp:
                                        title=f"IF vs IP: Pearson {corr['pearson']:.3f}, Spearman {corr['spearman']:.3f}"),
                             width="stretch", key="whatif_ifip")
             if scored.dataset.flipped.any():
-                from influence_core.metrics import auroc
-
                 st.dataframe(pd.DataFrame({"method": [hf.METHOD_NAMES[m] for m in scored.scores],
                                            "AUROC for flipped labels": [auroc(s, scored.dataset.flipped) for s in scored.scores.values()]}),
                              hide_index=True, key="whatif_auroc")
@@ -178,10 +184,7 @@ with tab_trim:
     if st.button("Trim and retrain", key="whatif_trim_go"):
         st.session_state["whatif_trim_on"] = True
     if st.session_state.get("whatif_trim_on"):
-        data = ds
-        if trim_impact == "fairness" and ds.groups_train is None:
-            data = fs.inject_group_bias(ds, seed=seed).dataset
-            st.info("No sensitive attribute in this dataset: a synthetic one was added, with 90% of group 1's training positives relabelled negative.")
+        data = _with_sensitive_attribute(ds, trim_impact)
         def _trim():
             with progress_status("Trimming and retraining") as report:
                 return hf.trim_and_retrain(config, data, impact=trim_impact, seeds=tuple(range(n_seeds)), progress=report)

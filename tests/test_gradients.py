@@ -133,16 +133,19 @@ def test_conv_stride_padding_dilation_and_linear_extra_dims(conv_method, monkeyp
         torch.testing.assert_close(per_sample_grads(model, x, y, backend=backend, chunk_size=2), expected, rtol=1e-10, atol=1e-12)
 
 
+class Twice(nn.Module):
+    """One Linear layer called twice in the forward pass (its per-sample gradient sums both uses)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.body(torch.tanh(self.body(x)))))
+
+
 def test_shared_layer_called_twice_and_soft_targets():
-    class Twice(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Linear(4, 4)
-            self.head = nn.Linear(4, 3)
-
-        def forward(self, x):
-            return self.head(torch.tanh(self.body(torch.tanh(self.body(x)))))
-
     torch.manual_seed(5)
     model = Twice().double()
     x, y = _data((4,), 7)
@@ -262,15 +265,6 @@ def test_weighted_sq_norms_match_loop(kind, backend, subset):
 
 
 def test_weighted_sq_norms_shared_module_and_fallback():
-    class Twice(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Linear(4, 4)
-            self.head = nn.Linear(4, 3)
-
-        def forward(self, x):
-            return self.head(torch.tanh(self.body(torch.tanh(self.body(x)))))
-
     torch.manual_seed(10)
     model = Twice().double()
     x, y = _data((4,), 6)
