@@ -81,6 +81,22 @@ def section_flipsets(quick: bool, n_verify: int) -> None:
               f"k median {np.median(ks) if len(ks) else float('nan'):.0f}, mean {ks.mean() if len(ks) else float('nan'):.1f}, "
               f"k/N median {np.median(ks) / len(ds.y_train) if len(ks) else float('nan'):.1%}")
         print(f"    remove : found {r.remove.found.mean():.0%}, confirmed {v_rm.success_rate:.0%} of {len(v_rm.flipped)} checked")
+        singles = np.random.default_rng(1).choice(len(ds.y_train), 5, replace=False)
+        per_point = fs.effects_from_kernel(r.kernel, r.dataset.y_train)
+        slopes, corrs = [], []
+        for i in singles:  # one relabelled point: the first-order model should be near exact
+            actual = fs.retrained_margins(r, np.array([i]), "relabel") - r.margins
+            slopes.append(np.polyfit(per_point[:, i], actual, 1)[0])
+            corrs.append(np.corrcoef(per_point[:, i], actual)[0, 1])
+        print(f"    single relabels (5 training points, all test points): retrained vs predicted Δm Pearson "
+              f"{min(corrs):.3f}–{max(corrs):.3f}, slope {min(slopes):.2f}–{max(slopes):.2f}")
+        if len(v.test_indices):
+            # How additive the first-order model is: retrained Δm over the set's predicted Δm (margin units; 1 = exact).
+            predicted = np.array([per_point[t, r.flip_set(int(t))].sum() for t in v.test_indices])
+            actual = v.retrained_margin - r.margins[v.test_indices]
+            ratio = actual / predicted
+            print(f"    retrained Δm / predicted Δm of the checked sets: median {np.median(ratio):.2f} "
+                  f"(10–90 %: {np.quantile(ratio, 0.1):.2f}–{np.quantile(ratio, 0.9):.2f})")
         dist = r.confidence_distance()[found]
         if len(found) > 2:
             print(f"    k vs |p − τ|: Spearman {float(__import__('scipy.stats').stats.spearmanr(ks, dist)[0]):.2f}")
