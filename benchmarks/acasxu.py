@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from influence_core.device import default_device  # noqa: E402
 from influence_core.regions import (  # noqa: E402
+    ACASXU_LARGE,
     RegionConfig,
     boundary_distance_ratio,
     cut_figure,
@@ -94,8 +95,7 @@ def main() -> None:
     hcas = RegionConfig() if not args.quick else RegionConfig(n_points=4000, epochs=30)
     bench_family("HCAS (default page config)" if not args.quick else "HCAS (quick)", hcas)
     if Path(args.acasxu_folder).is_dir():
-        acas = (RegionConfig(family="acasxu", path=args.acasxu_folder, tau=1, n_points=300_000, hidden=256, depth=6,
-                             epochs=200, batch_size=2048, lr=1e-3)
+        acas = (RegionConfig(family="acasxu", path=args.acasxu_folder, tau=1, **ACASXU_LARGE)
                 if not args.quick else
                 RegionConfig(family="acasxu", path=args.acasxu_folder, tau=1, n_points=5000, hidden=64, depth=4, epochs=30))
         bench_family("ACAS Xu 1_1 (prev COC, τ = 0 s)", acas)

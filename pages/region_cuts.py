@@ -8,6 +8,7 @@ import streamlit as st
 
 from influence_core.data.acas import ACASXU_TAU_SECONDS, ADVISORIES, DEFAULT_ACASXU_FOLDER, HCAS_TAUS
 from influence_core.regions import (
+    ACASXU_LARGE,
     RegionConfig,
     boundary_distance_ratio,
     cut_figure,
@@ -40,16 +41,38 @@ with st.container(border=True):
         tau = c2.selectbox("τ (s)", HCAS_TAUS, key="rc_tau_hcas")
     else:
         tau = c2.selectbox("τ (s)", list(range(1, 10)), format_func=lambda i: f"{ACASXU_TAU_SECONDS[i - 1]:g}", key="rc_tau_acas")
-    n_points = c3.select_slider("Table points (sampling density)", [2000, 5000, 10000, 20000, 40000], 20000, key="rc_points")
+    n_points = c3.select_slider("Table points (sampling density)", [2000, 5000, 10000, 20000, 40000, 100_000, 300_000, 1_000_000],
+                                20000, key="rc_points", format_func=lambda n: f"{n:,}",
+                                help="ACAS Xu's five inputs need far more points than HCAS's three: see the note below")
     sampling = c3.radio("Sampling", ["uniform", "grid"], horizontal=True, key="rc_sampling")
-    hidden = c4.select_slider("Surrogate width", [16, 32, 64, 128], 64, key="rc_hidden")
+    hidden = c4.select_slider("Surrogate width", [16, 32, 64, 128, 256], 64, key="rc_hidden")
     depth = c4.slider("Surrogate hidden layers", 1, 6, 4, key="rc_depth")
     with c4.expander("Training"):
-        epochs = st.select_slider("Epochs", [10, 20, 50, 100, 200], 100, key="rc_epochs")
+        epochs = st.number_input("Epochs", 1, 1000, RegionConfig.epochs, key="rc_epochs")
+        batch_size = st.select_slider("Batch size", [256, 512, 1024, 2048, 4096], RegionConfig.batch_size, key="rc_batch")
+        lr = st.select_slider("Learning rate (Adam, cosine decay)", [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2], RegionConfig.lr, key="rc_lr")
         seed = st.number_input("Seed", 0, 10_000, 0, key="rc_seed")
 
+WIDGET_KEYS = {"n_points": "rc_points", "hidden": "rc_hidden", "depth": "rc_depth", "epochs": "rc_epochs",
+               "batch_size": "rc_batch", "lr": "rc_lr"}
+
+
+def _use_large_acasxu_settings() -> None:
+    st.session_state.update({WIDGET_KEYS[name]: value for name, value in ACASXU_LARGE.items()})
+
+
+if family == "acasxu":
+    i1, i2 = st.columns([4, 1])
+    large = ACASXU_LARGE
+    i1.info(f"ACAS Xu has five inputs: its surrogate reaches ≈95 % agreement only with a large table and network "
+            f"({large['n_points']:,} points, {large['depth']} × {large['hidden']}, {large['epochs']} epochs, batch "
+            f"{large['batch_size']:,}, rate {large['lr']:g}: about 20 minutes on a 2-core CPU). "
+            "Small settings train in seconds and already show where the influential regions are.")
+    i2.button("Use the large setting", on_click=_use_large_acasxu_settings, key="rc_large")
+
 config = RegionConfig(family=family, prev_adv=int(prev_adv), tau=int(tau), path=folder, n_points=int(n_points),
-                      sampling=sampling, hidden=int(hidden), depth=int(depth), epochs=int(epochs), seed=int(seed))
+                      sampling=sampling, hidden=int(hidden), depth=int(depth), epochs=int(epochs),
+                      batch_size=int(batch_size), lr=float(lr), seed=int(seed))
 
 
 def _study():

@@ -178,6 +178,24 @@ def test_page_acasxu_missing_folder_message(tmp_path) -> None:
         assert len(at.get("plotly_chart")) == 1 + 2
 
 
+def test_page_large_acasxu_setting_fills_the_widgets(tmp_path) -> None:
+    from influence_core.regions import ACASXU_LARGE
+
+    at = _page()
+    at.run()
+    at.selectbox(key="rc_family").set_value("acasxu").run()
+    at.text_input(key="rc_folder").set_value(str(tmp_path / "empty")).run()  # no networks: nothing trains
+    at.button(key="rc_large").click().run()
+    assert not at.exception, at.exception
+    assert at.select_slider(key="rc_points").value == ACASXU_LARGE["n_points"]
+    assert at.select_slider(key="rc_hidden").value == ACASXU_LARGE["hidden"]
+    assert at.slider(key="rc_depth").value == ACASXU_LARGE["depth"]
+    assert at.number_input(key="rc_epochs").value == ACASXU_LARGE["epochs"]
+    assert at.select_slider(key="rc_batch").value == ACASXU_LARGE["batch_size"]
+    assert at.select_slider(key="rc_lr").value == ACASXU_LARGE["lr"]
+    assert any("ACASXU_run2a_" in e.value for e in at.error)  # the missing-folder message is still shown
+
+
 def test_mislabel_roc_study_on_digits() -> None:
     from influence_core.mislabel_roc import NoiseRegime, StudyArm, flip_labels, load_study_data, roc_figure, run_mislabel_roc
 
