@@ -31,10 +31,18 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--out", default="mislabel_roc.html", help="where to write the ROC figure (HTML)")
+    parser.add_argument("--arm", action="append", default=None,
+                        help="run only this arm (repeatable; default all), e.g. --arm MLP --arm ResNet18")
     args = parser.parse_args()
     n_train = args.n_train or (1000 if args.quick else 4000)
     n_runs = args.runs or (2 if args.quick else 6)
     arms = default_arms(quick=args.quick)
+    if args.arm:
+        wanted = args.arm
+        unknown = sorted(set(wanted) - {a.name for a in arms})
+        if unknown:
+            parser.error(f"unknown arm(s) {unknown}; choose from {[a.name for a in arms]}")
+        arms = [a for a in arms if a.name in wanted]
     if args.quick:
         arms = [dataclasses.replace(a, epochs=max(5, a.epochs // 2), batch_size=32) for a in arms]
     print(f"device: {default_device()}  dataset: {args.dataset} ({n_train} train)  runs per arm: {n_runs}")
