@@ -4,7 +4,9 @@ Prints mean ± std AUROC, the share of flipped labels found in the top 5 % by Co
 test accuracy per (noise regime, arm), and writes the ROC figure (each run faint, mean bold,
 random baseline) as HTML.
 
-    python benchmarks/mislabel_roc.py            # MNIST 4 000 images, 5 arms incl. ResNet18, 6 runs (GPU: minutes)
+    python benchmarks/mislabel_roc.py            # MNIST 4 000 images, 5 arms incl. ResNet18, 6 runs
+                                                 # (2-core CPU: ~38 min without ResNet18, which takes ~7 min a run)
+    python benchmarks/mislabel_roc.py --arm ResNet18 --runs 1   # one arm
     python benchmarks/mislabel_roc.py --quick    # MNIST 1 000 images, 4 small arms, 2 runs, short training (CPU)
 """
 
