@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Optional, Sequence
 
 import numpy as np
@@ -154,8 +155,9 @@ class RegionStudy:
     def model(self):
         return self.result.model
 
-    @property
+    @cached_property
     def x_train_raw(self) -> np.ndarray:
+        """Raw inputs of the training rows, gathered once (a million-row gather takes ~0.2 s; cuts read it often)."""
         return self.info.x_raw[self.dataset.ids_train]
 
     def surrogate_advisories(self, x_raw: np.ndarray) -> np.ndarray:
@@ -253,7 +255,7 @@ class Cut:
 
 def slice_positions(study: RegionStudy, center_raw: Sequence[float], axes: Sequence[int], tolerance: float) -> np.ndarray:
     """Training positions whose fixed inputs lie within ``tolerance`` × box width of the centre."""
-    mask = points_in_slice(study.info, center_raw, axes, tolerance, ids=study.dataset.ids_train)
+    mask = points_in_slice(study.info, center_raw, axes, tolerance, rows_raw=study.x_train_raw)
     return np.flatnonzero(mask)
 
 
@@ -316,7 +318,7 @@ def rank_cut_centres(
     chosen: list[tuple[int, float]] = []
     for position, total in scored:
         duplicate = any(
-            points_in_slice(study.info, x_raw[c], axes, tolerance, ids=study.dataset.ids_train[[position]])[0]
+            points_in_slice(study.info, x_raw[c], axes, tolerance, rows_raw=x_raw[[position]])[0]
             for c, _ in chosen
         )
         if not duplicate:

@@ -593,28 +593,33 @@ def points_in_slice(
     axes: Sequence[int] = (0, 1),
     tolerance: float = 0.05,
     ids: Optional[np.ndarray] = None,
+    rows_raw: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Boolean mask over ``ids`` (default: the training ids) of rows near the cut plane.
 
     A row is kept when every input outside ``axes`` lies within ``tolerance × (box width)`` of
     ``center_raw`` (angles compared modulo 2π). Use ``dataset.ids_train`` as ``ids`` after the
-    training set was subset, so the mask lines up with ``x_train``.
+    training set was subset, so the mask lines up with ``x_train``. ``rows_raw`` gives those rows'
+    raw inputs directly when the caller already holds them (gathering a million rows costs ~0.2 s).
     """
     a, b = _check_axes(info, axes)
     c = _check_center(info, center_raw)
     if tolerance < 0:
         raise InputError(f"slice tolerance must be non-negative, got {tolerance}")
-    ids = info.ids_train if ids is None else np.asarray(ids)
-    x = info.x_raw[ids]
-    keep = np.ones(len(ids), dtype=bool)
-    for i in range(x.shape[1]):
+    if rows_raw is None:
+        ids = info.ids_train if ids is None else np.asarray(ids)
+        rows_raw = info.x_raw[ids]
+    candidates = np.arange(len(rows_raw))
+    for i in range(rows_raw.shape[1]):  # narrow the candidates input by input: each test reads fewer rows
         if i in (a, b):
             continue
-        diff = np.abs(x[:, i] - c[i])
+        diff = np.abs(rows_raw[candidates, i] - c[i]) if len(candidates) < len(rows_raw) else np.abs(rows_raw[:, i] - c[i])
         if info.periodic and info.periodic[i]:
             diff = np.minimum(diff, np.abs(2 * np.pi - diff))
         width = info.box[i, 1] - info.box[i, 0]
-        keep &= diff <= tolerance * width + 1e-12 * max(1.0, abs(c[i]))
+        candidates = candidates[diff <= tolerance * width + 1e-12 * max(1.0, abs(c[i]))]
+    keep = np.zeros(len(rows_raw), dtype=bool)
+    keep[candidates] = True
     return keep
 
 
