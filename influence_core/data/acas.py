@@ -613,7 +613,8 @@ def points_in_slice(
     for i in range(rows_raw.shape[1]):  # narrow the candidates input by input: each test reads fewer rows
         if i in (a, b):
             continue
-        diff = np.abs(rows_raw[candidates, i] - c[i]) if len(candidates) < len(rows_raw) else np.abs(rows_raw[:, i] - c[i])
+        column = rows_raw[:, i] if len(candidates) == len(rows_raw) else rows_raw[candidates, i]
+        diff = np.abs(column - c[i])
         if info.periodic and info.periodic[i]:
             diff = np.minimum(diff, np.abs(2 * np.pi - diff))
         width = info.box[i, 1] - info.box[i, 0]
