@@ -15,6 +15,18 @@ def _isolated_cache(tmp_path, monkeypatch):
     yield
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny models: one intra-op thread is fastest and does not spin against other jobs on a
+    shared 2-core machine. Restored after the module."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared_dir() -> Path:
     """../shared beside the checkout (ACAS Xu networks, papers)."""
     return Path(os.environ.get("INFLUENCE_LAB_SHARED", ROOT.parent / "shared"))

@@ -15,15 +15,7 @@ from influence_core.models import MLP, LogisticRegression
 from influence_core.training import Checkpoint, _snapshot
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: one intra-op thread is fastest and does not fight other jobs on a shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_mlp_data(seed: int = 0):

@@ -38,13 +38,7 @@ def tiny_outputs(x: np.ndarray) -> np.ndarray:
     return (h @ np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]).T + np.array([0.5, 0.0, -2.0])) * 10 + 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """These models are tiny: one intra-op thread avoids spin-waiting on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

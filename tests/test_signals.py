@@ -33,13 +33,7 @@ from influence_core.training import Checkpoint
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The models here are tiny: one intra-op thread avoids thread hand-offs on a shared CPU (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ------------------------------------------------------------------ hand-made influence matrix
 
