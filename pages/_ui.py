@@ -54,6 +54,21 @@ def memoised(key: str, compute: Callable[[], Any]) -> Any:
     return store[key]
 
 
+def page_header(title: str) -> None:
+    """The page's title, after making sure the page runs inside app.py's navigation.
+
+    When the first visit to a freshly started server is a deep link (``/what_if``), Streamlit runs the page
+    file alone in its legacy ``pages/`` mode: no shared sidebar, and a navigation listing ``app`` and ``ui``.
+    Leaving that mode and rerunning makes Streamlit run app.py, whose ``st.navigation`` then opens this page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    st.title(title)
+
+
 def shared_sidebar() -> None:
     with st.sidebar:
         st.caption(f"Device: **{default_device()}**")

@@ -9,9 +9,9 @@ from influence_core.data.synthetic import DESCRIPTIONS
 from influence_core.experiments import compute_influence, decision_grid, influence_over_epochs
 from influence_core.figures import decision_region_figure, epochs_figure, sign_note
 from influence_core.metrics import detection_summary
-from pages._ui import memoised, progress_status, run_or_explain
+from pages._ui import memoised, page_header, progress_status, run_or_explain
 
-st.title("2D explorer")
+page_header("2D explorer")
 st.caption(
     "Train a small model on a toy dataset, then see which training points it leans on. "
     "Point size = influence; click a point (or pick its id) to see its influence on, or from, the others."

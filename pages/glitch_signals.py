@@ -15,9 +15,9 @@ from influence_core.signals import (
     suggested_repairs,
     thumbnail,
 )
-from pages._ui import memoised, progress_status, run_or_explain
+from pages._ui import memoised, page_header, progress_status, run_or_explain
 
-st.title("Glitch signals")
+page_header("Glitch signals")
 st.caption(
     "Inject mislabeled samples or anomalies, train with plain SGD, and rank the training data by "
     "influence signals (TracIn over checkpoints, last layer, train → clean validation set). "

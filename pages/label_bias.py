@@ -7,9 +7,9 @@ import streamlit as st
 from influence_core import label_bias as lb
 from influence_core.figures import sign_note
 from influence_core.metrics import detection_at_threshold
-from pages._ui import memoised, progress_status, run_or_explain
+from pages._ui import memoised, page_header, progress_status, run_or_explain
 
-st.title("Label bias")
+page_header("Label bias")
 st.caption(
     "The pipeline of *Detecting labeling bias using influence functions*: flip a share of one class "
     "(digits / MNIST: 9 → 4; CheXpert: Pleural Effusion positive → negative), train on clean and on flipped "

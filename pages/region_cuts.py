@@ -19,9 +19,9 @@ from influence_core.regions import (
     rank_cut_centres,
     run_region_study,
 )
-from pages._ui import memoised, progress_status, run_or_explain
+from pages._ui import memoised, page_header, progress_status, run_or_explain
 
-st.title("Region cuts")
+page_header("Region cuts")
 st.caption(
     "A collision-avoidance network plays the lookup table: its advisories label a sampled table, a ReLU "
     "surrogate learns them, and Cook's distance (last-layer self-influence, ≥ 0) ranks the training points. "

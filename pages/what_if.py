@@ -10,9 +10,9 @@ from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.figures import CLASS_COLOURS, sign_note
 from influence_core.metrics import auroc
-from pages._ui import memoised, progress_status, run_or_explain
+from pages._ui import memoised, page_header, progress_status, run_or_explain
 
-st.title("What-if")
+page_header("What-if")
 st.caption(
     "Which training labels would have to change for the model to decide a test point the other way? "
     "Algorithm 1 of *Relabel minimal training subset to flip a prediction* (influence of relabeling, exact Hessian "

@@ -100,10 +100,15 @@ def test_region_cuts_click_centres_a_new_cut(served_app):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        # a deep link as the fresh server's first visit: Streamlit's legacy pages/ mode would run the page
+        # file alone (no shared sidebar, a navigation listing "app" and "ui") unless the page leaves it
         page.goto(served_app + "/region_cuts")
         # the focus cut and the gallery's cuts are drawn once the surrogate is trained
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=240_000)
         page.wait_for_timeout(1000)
+        nav = page.locator("[data-testid='stSidebarNav'] a").evaluate_all("els => els.map(e => e.innerText.split('\\n').pop().trim())")
+        assert nav == ["2D explorer", "Label bias", "Glitch signals", "What-if", "Region cuts"], nav
+        assert page.get_by_text("Device:").first.is_visible()
         caption = page.get_by_text("Centred on training point").first
         before = caption.inner_text().split("(")[0]
         points = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").nth(0).locator(".point")
