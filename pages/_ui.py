@@ -54,18 +54,50 @@ def memoised(key: str, compute: Callable[[], Any]) -> Any:
     return store[key]
 
 
+# (file, title, icon), relative to app.py; the first is the landing page on the embedded default dataset
+VIEWS = [
+    ("pages/explorer.py", "2D explorer", ":material/scatter_plot:"),
+    ("pages/label_bias.py", "Label bias", ":material/label:"),
+    ("pages/glitch_signals.py", "Glitch signals", ":material/bug_report:"),
+    ("pages/what_if.py", "What-if", ":material/swap_horiz:"),
+    ("pages/region_cuts.py", "Region cuts", ":material/flight:"),
+]
+_RUN_BY_APP = "_run_by_app_navigation"
+
+
+def app_frame() -> Any:
+    """Page config, ``st.navigation`` over the views and the shared sidebar."""
+    st.set_page_config(page_title="Influence Lab", page_icon=":material/search:", layout="wide")
+    navigation = st.navigation([st.Page(file, title=title, icon=icon, default=(i == 0)) for i, (file, title, icon) in enumerate(VIEWS)])
+    shared_sidebar()
+    return navigation
+
+
+def run_app() -> None:
+    """app.py: navigation and sidebar, then the chosen page, marked as run through app.py."""
+    navigation = app_frame()
+    st.session_state[_RUN_BY_APP] = True
+    navigation.run()
+
+
 def page_header(title: str) -> None:
-    """The page's title, after making sure the page runs inside app.py's navigation.
+    """The page's title, with app.py's navigation and sidebar in place.
 
     When the first visit to a freshly started server is a deep link (``/what_if``), Streamlit runs the page
     file alone in its legacy ``pages/`` mode: no shared sidebar, and a navigation listing ``app`` and ``ui``.
-    Leaving that mode and rerunning makes Streamlit run app.py, whose ``st.navigation`` then opens this page.
+    The page then sets up the app's frame itself (which also ends that mode for the server).
     """
-    from streamlit.runtime.pages_manager import PagesManager
+    if not st.session_state.pop(_RUN_BY_APP, False):
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+        ctx = get_script_run_ctx()
+        if ctx is None:
+            app_frame()
+        else:
+            # st.navigation switches the run to app.py's identity; keep this page's, or its widgets would
+            # get new ids (and lose their values) on the next, normal run
+            with ctx.run_with_active_hash(ctx.pages_manager.current_page_script_hash):
+                app_frame()
     st.title(title)
 
 
