@@ -93,18 +93,26 @@ with right:
                  f"is predicted to flip it ({result.search(mode).predicted_after[t]:.3f} after, in {result.output} units; τ = {tau}).")
     else:
         st.info("No flip set: even every training point together is not predicted to cross the threshold.")
+    # Retraining results stay on screen for this model, test point and set (until one of them changes).
+    checks = st.session_state.setdefault("whatif_checks", {}).setdefault((run_key, t, mode), {})
     if found and st.button("Verify by retraining", key="whatif_verify"):
         v = run_or_explain(fs.verify_flip_sets, result, [t], mode)
         if v is not None:
-            p_new = 1 / (1 + np.exp(-v.retrained_margin[0]))
-            (st.success if v.flipped[0] else st.warning)(
-                f"Retrained with the set {'relabelled' if mode == 'relabel' else 'removed'} (same seed, labels edited on a copy): "
-                f"p(class 1) = {p_new:.3f} → {'flipped' if v.flipped[0] else 'not flipped'}.")
+            checks["verify"] = (float(1 / (1 + np.exp(-v.retrained_margin[0]))), bool(v.flipped[0]))
+    if "verify" in checks:
+        p_new, flipped = checks["verify"]
+        (st.success if flipped else st.warning)(
+            f"Retrained with the set {'relabelled' if mode == 'relabel' else 'removed'} (same seed, labels edited on a copy): "
+            f"p(class 1) = {p_new:.3f} → {'flipped' if flipped else 'not flipped'}.")
     if found and mode == "relabel" and st.button("Grow the set until retraining flips it", key="whatif_refine"):
         ref = run_or_explain(fs.refine_flip_set, result, t)
         if ref is not None:
-            st.write(f"Iterative refinement: {ref.one_shot_k} → {len(ref.indices)} points in {ref.rounds} retraining(s); "
-                     f"{'flipped' if ref.flipped else 'still not flipped'}.")
+            checks["refine"] = ref
+    grown = checks.get("refine")
+    if grown is not None:
+        st.write(f"Iterative refinement: {grown.one_shot_k} → {len(grown.indices)} points in {grown.rounds} retraining(s); "
+                 f"{'flipped' if grown.flipped else 'still not flipped'}"
+                 f"{' (the added points are ringed in red)' if len(grown.indices) > grown.one_shot_k else ''}.")
 
 with left:
     x2, xt2, how = fs.project_2d(ds)
@@ -121,6 +129,10 @@ with left:
                              text=[f"test #{i} p={p:.2f} k={k}" for i, (p, k) in enumerate(zip(result.test_probs, search.k))]))
     fig.add_trace(go.Scatter(x=x2[in_set, 0], y=x2[in_set, 1], mode="markers", name=f"flip set ({mode}, {len(chosen)})",
                              marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="black")), hoverinfo="skip"))
+    if grown is not None:
+        added = np.setdiff1d(grown.indices, chosen)
+        fig.add_trace(go.Scatter(x=x2[added, 0], y=x2[added, 1], mode="markers", name=f"added by refinement ({len(added)})",
+                                 marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="crimson")), hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=[xt2[t, 0]], y=[xt2[t, 1]], mode="markers", name=f"test #{t}",
                              marker=dict(size=22, symbol="star", color="gold", line=dict(width=1.5, color="black")), hoverinfo="skip"))
     fig.update_layout(height=520, xaxis_title=f"{how} 1", yaxis_title=f"{how} 2", legend=dict(orientation="h", y=-0.12),
@@ -168,14 +180,18 @@ with tab_cmp:
                 st.dataframe(pd.DataFrame({"method": [hf.METHOD_NAMES[m] for m in scored.scores],
                                            "AUROC for flipped labels": [auroc(s, scored.dataset.flipped) for s in scored.scores.values()]}),
                              hide_index=True, key="whatif_auroc")
+            loo_key = run_key + ":loo:" + impact
             if model_kind == "logreg" and st.button("Leave-one-out for the 20 strongest", key="whatif_loo"):
                 top = np.argsort(-np.abs(scored.scores["if"]))[:20]
                 loo = run_or_explain(hf.leave_one_out_scores, scored, top)
                 if loo is not None:
-                    frame = pd.DataFrame({"train #": top, "LOO": loo, "IF": scored.scores["if"][top], "IP": scored.scores["ip"][top]})
-                    st.plotly_chart(px.scatter(frame.melt(["train #", "LOO"], var_name="method", value_name="score"), x="LOO", y="score",
-                                               color="method", title="Predicted vs actual (retrained) effect of removal"),
-                                    width="stretch", key="whatif_loo_plot")
+                    st.session_state[loo_key] = (top, loo)
+            if loo_key in st.session_state:
+                top, loo = st.session_state[loo_key]
+                frame = pd.DataFrame({"train #": top, "LOO": loo, "IF": scored.scores["if"][top], "IP": scored.scores["ip"][top]})
+                st.plotly_chart(px.scatter(frame.melt(["train #", "LOO"], var_name="method", value_name="score"), x="LOO", y="score",
+                                           color="method", title="Predicted vs actual (retrained) effect of removal"),
+                                width="stretch", key="whatif_loo_plot")
 
 with tab_trim:
     st.caption("Remove the 5% most harmful training points by each method and retrain; held-out half of the test set.")

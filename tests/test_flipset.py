@@ -157,18 +157,32 @@ def test_what_if_page_shows_a_flip_set_and_verifies_it():
     assert not at.exception, at.exception
     texts = " ".join(m.value for m in at.success) + " ".join(m.value for m in at.warning)
     assert "Retrained with the set relabelled" in texts
+    at.button(key="whatif_refine").click().run()
+    assert not at.exception, at.exception
+    assert any("Iterative refinement" in m.value for m in at.markdown)
     # the Hessian-free comparison: IF vs IP on blobs correlates strongly
     at.button(key="whatif_scores_go").click().run()
     assert not at.exception, at.exception
+    # the retraining results of this test point stay on screen through other actions
+    assert any("Retrained with the set relabelled" in m.value for m in [*at.success, *at.warning])
+    assert any("Iterative refinement" in m.value for m in at.markdown)
     charts = [c for c in at.get("plotly_chart") if "Pearson" in c.proto.spec]
     assert charts
     pearson = float(charts[0].proto.spec.split("Pearson ")[1][:5])
     assert pearson > 0.95
+    at.button(key="whatif_loo").click().run()
+    assert not at.exception, at.exception
+    loo_plot = lambda: [c for c in at.get("plotly_chart") if "Predicted vs actual" in c.proto.spec]  # noqa: E731
+    assert loo_plot()
     # trim and retrain: a table with the untrimmed baseline and every method
     at.button(key="whatif_trim_go").click().run()
     assert not at.exception, at.exception
+    assert loo_plot(), "the leave-one-out plot went away when another button was pressed"
     trim = [d.value for d in at.dataframe if "accuracy_mean" in d.value.columns]
     assert trim and trim[0]["method"].tolist()[0] == "untrimmed" and len(trim[0]) == 5
+    # ... and go when another test point is picked
+    at.number_input(key="whatif_test_id").set_value(4).run()
+    assert not any("Retrained with the set" in m.value for m in [*at.success, *at.warning])
     # a bad CSV setting gives a message, not a traceback
     at.selectbox(key="whatif_dataset").set_value("csv").run()
     assert not at.exception and at.error and "label column" in at.error[0].value
