@@ -475,6 +475,8 @@ def cut_figure(study: RegionStudy, cut: Cut, height: int = 380) -> go.Figure:
     a, b = cut.axes
     fig.update_xaxes(title_text=_label_with_unit(study.info, a))
     fig.update_yaxes(title_text=_label_with_unit(study.info, b), row=1, col=1)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
+    # the legend sits in a bottom margin of its own: placed in plot coordinates it covered the x-axis title
+    fig.update_layout(height=height + 60, margin=dict(l=10, r=10, t=30, b=90),
+                      legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom"),
                       clickmode="event+select")
     return fig
