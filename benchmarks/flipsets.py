@@ -187,6 +187,9 @@ def section_trim(quick: bool, balance: str = "none") -> None:
         print("    " + table.drop(columns=["key"]).to_string(index=False, float_format=lambda v: f"{v:.3f}").replace("\n", "\n    "))
         base = np.mean(tr.accuracy["none"])
         ens = np.mean(tr.accuracy["ip_ensemble"])
+        paired = np.asarray(tr.accuracy["ip_ensemble"]) - np.asarray(tr.accuracy["none"])
+        spread = paired.std(ddof=1) / np.sqrt(len(paired)) if len(paired) > 1 else float("nan")
+        print(f"    IP Ensemble − untrimmed, paired over {len(paired)} seeds: {paired.mean():+.4f} ± {spread:.4f} (standard error)")
         not_lower.append(ens >= base - 1e-9)
         if noisy:
             raised_noisy.append(ens > base)

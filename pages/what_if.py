@@ -96,7 +96,8 @@ with right:
     # Retraining results stay on screen for this model, test point and set (until one of them changes).
     checks = st.session_state.setdefault("whatif_checks", {}).setdefault((run_key, t, mode), {})
     if found and st.button("Verify by retraining", key="whatif_verify"):
-        v = run_or_explain(fs.verify_flip_sets, result, [t], mode)
+        with progress_status("Retraining with the set edited") as report:
+            v = run_or_explain(fs.verify_flip_sets, result, [t], mode, report)
         if v is not None:
             checks["verify"] = (float(1 / (1 + np.exp(-v.retrained_margin[0]))), bool(v.flipped[0]))
     if "verify" in checks:
@@ -105,7 +106,8 @@ with right:
             f"Retrained with the set {'relabelled' if mode == 'relabel' else 'removed'} (same seed, labels edited on a copy): "
             f"p(class 1) = {p_new:.3f} → {'flipped' if flipped else 'not flipped'}.")
     if found and mode == "relabel" and st.button("Grow the set until retraining flips it", key="whatif_refine"):
-        ref = run_or_explain(fs.refine_flip_set, result, t)
+        with progress_status("Growing the set: retrain, re-run Algorithm 1, add") as report:
+            ref = run_or_explain(fs.refine_flip_set, result, t, progress=report)
         if ref is not None:
             checks["refine"] = ref
     grown = checks.get("refine")
@@ -183,7 +185,8 @@ with tab_cmp:
             loo_key = run_key + ":loo:" + impact
             if model_kind == "logreg" and st.button("Leave-one-out for the 20 strongest", key="whatif_loo"):
                 top = np.argsort(-np.abs(scored.scores["if"]))[:20]
-                loo = run_or_explain(hf.leave_one_out_scores, scored, top)
+                with progress_status("Retraining without each of the 20") as report:
+                    loo = run_or_explain(hf.leave_one_out_scores, scored, top, report)
                 if loo is not None:
                     st.session_state[loo_key] = (top, loo)
             if loo_key in st.session_state:
