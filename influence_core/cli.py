@@ -113,7 +113,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         config = build_config(args)
         progress = silent if args.quiet else tqdm_progress("influence")
-        result = compute_influence(config, progress=progress, use_cache=not args.no_cache)
+        try:
+            result = compute_influence(config, progress=progress, use_cache=not args.no_cache)
+        finally:
+            getattr(progress, "close", lambda: None)()
         table = scores_table(result)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

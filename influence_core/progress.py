@@ -37,7 +37,7 @@ def tqdm_progress(description: str = "") -> ProgressFn:
     """A callback drawing a tqdm bar on stderr (for the CLI and benchmarks)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=1000, desc=description, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+    bar = tqdm(total=1000, desc=description, bar_format="{desc} {percentage:3.0f}%|{bar}|{postfix}")  # tqdm puts ", " before the postfix
 
     def report(fraction: float, message: str) -> None:
         bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
@@ -45,4 +45,5 @@ def tqdm_progress(description: str = "") -> ProgressFn:
         if fraction >= 1.0:
             bar.close()
 
+    report.close = bar.close  # type: ignore[attr-defined]  # so a caller can end the bar's line before an error message
     return report
