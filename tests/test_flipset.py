@@ -160,6 +160,15 @@ def test_what_if_page_shows_a_flip_set_and_verifies_it():
     at.button(key="whatif_refine").click().run()
     assert not at.exception, at.exception
     assert any("Iterative refinement" in m.value for m in at.markdown)
+    # the paper's "flip successful" share on a sample of this data's sets
+    at.number_input(key="whatif_n_check").set_value(20).run()
+    at.button(key="whatif_verify_all").click().run()
+    assert not at.exception, at.exception
+    confirmed = [m.value for m in at.metric if m.label == "Confirmed by retraining"]
+    assert confirmed and confirmed[0].endswith("of 20 sets")
+    same = fs.compute_flip_sets(fs.what_if_config("logreg", 1e-2, 0), fs.what_if_dataset("blobs", seed=0), 0.5)
+    sample = np.random.default_rng(0).permutation(np.flatnonzero(same.relabel.found))[:20]
+    assert confirmed[0] == f"{fs.verify_flip_sets(same, sample).success_rate:.0%} of 20 sets"
     # the Hessian-free comparison: IF vs IP on blobs correlates strongly
     at.button(key="whatif_scores_go").click().run()
     assert not at.exception, at.exception
