@@ -54,6 +54,16 @@ def memoised(key: str, compute: Callable[[], Any]) -> Any:
     return store[key]
 
 
+def kept_result(clicked: bool, store_key: str, compute: Callable[[], Any]) -> Optional[Any]:
+    """A button's result that stays on screen after the click: ``compute`` runs on the click (``None`` = failed
+    and already explained, e.g. by :func:`run_or_explain`); the last result stored under ``store_key`` is returned."""
+    if clicked:
+        value = compute()
+        if value is not None:
+            st.session_state[store_key] = value
+    return st.session_state.get(store_key)
+
+
 # (file, title, icon), relative to app.py; the first is the landing page on the embedded default dataset
 VIEWS = [
     ("pages/explorer.py", "2D explorer", ":material/scatter_plot:"),

@@ -15,7 +15,7 @@ from influence_core.signals import (
     suggested_repairs,
     thumbnail,
 )
-from pages._ui import memoised, page_header, progress_status, run_or_explain
+from pages._ui import kept_result, memoised, page_header, progress_status, run_or_explain
 
 page_header("Glitch signals")
 st.caption(
@@ -114,15 +114,12 @@ n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(r
 if signal in SIGNALS:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
     r2.write(f"{len(relabel)} rows relabelled, {len(remove)} removed.")
-    if r1.button("Accept repairs and retrain", key="glitch_repair"):
-        def _retrain():
-            with progress_status("Retraining on the repaired data") as progress:
-                return retrain_with_repairs(report, relabel, remove, progress=progress)
 
-        outcome = run_or_explain(_retrain)
-        if outcome is not None:
-            st.session_state[f"repair:{run_key}"] = outcome
-    outcome = st.session_state.get(f"repair:{run_key}")
+    def _retrain():
+        with progress_status("Retraining on the repaired data") as progress:
+            return retrain_with_repairs(report, relabel, remove, progress=progress)
+
+    outcome = kept_result(r1.button("Accept repairs and retrain", key="glitch_repair"), f"repair:{run_key}", lambda: run_or_explain(_retrain))
     if outcome is not None:
         o1, o2, o3, o4 = st.columns(4)
         o1.metric("Test accuracy before", f"{outcome.test_accuracy_before:.1%}")

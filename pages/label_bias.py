@@ -7,7 +7,7 @@ import streamlit as st
 from influence_core import label_bias as lb
 from influence_core.figures import sign_note
 from influence_core.metrics import detection_at_threshold
-from pages._ui import memoised, page_header, progress_status, run_or_explain
+from pages._ui import kept_result, memoised, page_header, progress_status, run_or_explain
 
 page_header("Label bias")
 st.caption(
@@ -143,12 +143,15 @@ st.subheader("What if: fix the flagged samples and retrain")
 a1, a2 = st.columns([1, 3])
 action = a1.radio("Action", ["relabel", "remove"], key="label_bias_action",
                   format_func={"relabel": "relabel to the other class", "remove": "remove from training"}.get)
-if a1.button(f"{action.capitalize()} {at['flagged']} flagged and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0):
+
+
+def _fix():
     with progress_status("Retraining on the edited training set") as report:
-        fix = run_or_explain(lb.retrain_after_fix, result, scores >= threshold, action, report)
-    if fix is not None:
-        st.session_state["label_bias_fix"] = (config.key(), score_name, threshold, fix)
-saved = st.session_state.get("label_bias_fix")
+        return config.key(), score_name, threshold, lb.retrain_after_fix(result, scores >= threshold, action, report)
+
+
+clicked = a1.button(f"{action.capitalize()} {at['flagged']} flagged and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0)
+saved = kept_result(clicked, "label_bias_fix", lambda: run_or_explain(_fix))
 if saved and saved[0] == config.key():
     fix = saved[3]
     rows = {"noisy labels (before)": fix["before"], f"after {fix['action']}": fix["after"]}

@@ -10,7 +10,7 @@ from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.figures import CLASS_COLOURS, sign_note
 from influence_core.metrics import auroc
-from pages._ui import memoised, page_header, progress_status, run_or_explain
+from pages._ui import kept_result, memoised, page_header, progress_status, run_or_explain
 
 page_header("What-if")
 st.caption(
@@ -93,24 +93,25 @@ with right:
                  f"is predicted to flip it ({result.search(mode).predicted_after[t]:.3f} after, in {result.output} units; τ = {tau}).")
     else:
         st.info("No flip set: even every training point together is not predicted to cross the threshold.")
-    # Retraining results stay on screen for this model, test point and set (until one of them changes).
-    checks = st.session_state.setdefault("whatif_checks", {}).setdefault((run_key, t, mode), {})
-    if found and st.button("Verify by retraining", key="whatif_verify"):
+
+    def _verify():
         with progress_status("Retraining with the set edited") as report:
-            v = run_or_explain(fs.verify_flip_sets, result, [t], mode, report)
-        if v is not None:
-            checks["verify"] = (float(1 / (1 + np.exp(-v.retrained_margin[0]))), bool(v.flipped[0]))
-    if "verify" in checks:
-        p_new, flipped = checks["verify"]
-        (st.success if flipped else st.warning)(
-            f"Retrained with the set {'relabelled' if mode == 'relabel' else 'removed'} (same seed, labels edited on a copy): "
-            f"p(class 1) = {p_new:.3f} → {'flipped' if flipped else 'not flipped'}.")
-    if found and mode == "relabel" and st.button("Grow the set until retraining flips it", key="whatif_refine"):
+            return fs.verify_flip_sets(result, [t], mode, report)
+
+    def _grow():
         with progress_status("Growing the set: retrain, re-run Algorithm 1, add") as report:
-            ref = run_or_explain(fs.refine_flip_set, result, t, progress=report)
-        if ref is not None:
-            checks["refine"] = ref
-    grown = checks.get("refine")
+            return fs.refine_flip_set(result, t, progress=report)
+
+    # retraining results stay on screen for this model, test point and set (until one of them changes)
+    verified = kept_result(found and st.button("Verify by retraining", key="whatif_verify"), f"{run_key}:verify:{t}:{mode}", lambda: run_or_explain(_verify))
+    if verified is not None:
+        p_new = 1 / (1 + np.exp(-verified.retrained_margin[0]))
+        (st.success if verified.flipped[0] else st.warning)(
+            f"Retrained with the set {'relabelled' if mode == 'relabel' else 'removed'} (same seed, labels edited on a copy): "
+            f"p(class 1) = {p_new:.3f} → {'flipped' if verified.flipped[0] else 'not flipped'}.")
+    grown = None
+    if mode == "relabel":
+        grown = kept_result(found and st.button("Grow the set until retraining flips it", key="whatif_refine"), f"{run_key}:grow:{t}", lambda: run_or_explain(_grow))
     if grown is not None:
         st.write(f"Iterative refinement: {grown.one_shot_k} → {len(grown.indices)} points in {grown.rounds} retraining(s); "
                  f"{'flipped' if grown.flipped else 'still not flipped'}"
@@ -158,14 +159,15 @@ with tab_k:
     v1, v2 = st.columns([1, 3])
     n_check = int(v1.number_input("Sets to verify", 1, max(1, len(found_rows)), min(100, max(1, len(found_rows))),
                                   key="whatif_n_check", disabled=not len(found_rows)))
-    all_key = run_key + ":verify_all"
-    if v1.button("Check a random sample", key="whatif_verify_all", help="Relabel each sampled set on a copy of the labels and retrain", disabled=not len(found_rows)):
+
+    def _check_sample():
         sample = np.random.default_rng(seed).permutation(found_rows)[:n_check]
         with progress_status(f"Retraining {len(sample)} times, one set relabelled each time") as report:
-            checked = run_or_explain(fs.verify_flip_sets, result, sample, "relabel", report)
-        if checked is not None:
-            st.session_state[all_key] = checked
-    checked = st.session_state.get(all_key)
+            return fs.verify_flip_sets(result, sample, "relabel", report)
+
+    clicked = v1.button("Check a random sample", key="whatif_verify_all", help="Relabel each sampled set on a copy of the labels and retrain",
+                        disabled=not len(found_rows))
+    checked = kept_result(clicked, run_key + ":verify_sample", lambda: run_or_explain(_check_sample))
     status = np.full(len(search.k), "not checked", dtype=object)
     if checked is not None:
         status[checked.test_indices] = np.where(checked.flipped, "flipped", "did not flip")
@@ -204,15 +206,15 @@ with tab_cmp:
                 st.dataframe(pd.DataFrame({"method": [hf.METHOD_NAMES[m] for m in scored.scores],
                                            "AUROC for flipped labels": [auroc(s, scored.dataset.flipped) for s in scored.scores.values()]}),
                              hide_index=True, key="whatif_auroc")
-            loo_key = run_key + ":loo:" + impact
-            if model_kind == "logreg" and st.button("Leave-one-out for the 20 strongest", key="whatif_loo"):
-                top = np.argsort(-np.abs(scored.scores["if"]))[:20]
+            top = np.argsort(-np.abs(scored.scores["if"]))[:20]
+
+            def _loo():
                 with progress_status("Retraining without each of the 20") as report:
-                    loo = run_or_explain(hf.leave_one_out_scores, scored, top, report)
-                if loo is not None:
-                    st.session_state[loo_key] = (top, loo)
-            if loo_key in st.session_state:
-                top, loo = st.session_state[loo_key]
+                    return hf.leave_one_out_scores(scored, top, report)
+
+            clicked = model_kind == "logreg" and st.button("Leave-one-out for the 20 strongest", key="whatif_loo")
+            loo = kept_result(clicked, run_key + ":loo:" + impact, lambda: run_or_explain(_loo))
+            if loo is not None:
                 frame = pd.DataFrame({"train #": top, "LOO": loo, "IF": scored.scores["if"][top], "IP": scored.scores["ip"][top]})
                 st.plotly_chart(px.scatter(frame.melt(["train #", "LOO"], var_name="method", value_name="score"), x="LOO", y="score",
                                            color="method", title="Predicted vs actual (retrained) effect of removal"),

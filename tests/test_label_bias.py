@@ -170,6 +170,19 @@ def test_page_renders_and_threshold_changes_the_detection(digits_result, shared_
     # at the lowest threshold every sample is flagged
     assert (after["Flipped detected"], after["Clean flagged"]) == ("100.0%", "100.0%") != before[:2]
     assert int(after["Flagged samples"]) == len(digits_result.flipped)
+    # removing every sample cannot retrain: a message says what to fix, nothing is kept
+    at.radio(key="label_bias_action").set_value("remove").run()
+    at.button(key="label_bias_retrain").click().run()
+    assert not at.exception and at.error and "raise the threshold" in at.error[0].value
+    # a threshold that flags only the top samples: relabel them, retrain, and the before/after table stays
+    slider.set_value(slider.max).run()
+    at.radio(key="label_bias_action").set_value("relabel").run()
+    at.button(key="label_bias_retrain").click().run()
+    assert not at.exception, at.exception
+    table = [d.value for d in at.dataframe if "held-out accuracy" in d.value.columns]
+    assert table and list(table[0].index)[:2] == ["noisy labels (before)", "after relabel"]
+    slider.set_value(slider.max - 1).run()
+    assert [d.value for d in at.dataframe if "held-out accuracy" in d.value.columns], "the retrain result went away"
 
 
 def test_chexpert_layout_runs_resnet18_last_layer(tmp_path):
