@@ -79,7 +79,12 @@ st.caption(f"F1 with the threshold at the true glitch ratio ({report.ratio:.1%} 
            "repair accuracy: share of the mislabeled rows whose suggested label is the true class "
            "(detected = among those flagged at that threshold).")
 table = pd.DataFrame(report.table)
-st.dataframe(table.style.format(precision=3, na_rep="—"), hide_index=True, width="stretch", key="glitch_table")
+# Streamlit draws missing numbers as "None" whatever the Styler says: write "—" where a measure does not apply
+# (fixed three decimals, so the text columns still sort in numeric order)
+not_applicable = [c for c in table.columns
+                  if table[c].isna().any() and (pd.api.types.is_numeric_dtype(table[c]) or table[c].isna().all())]
+table[not_applicable] = table[not_applicable].map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")
+st.dataframe(table.style.format(precision=3), hide_index=True, width="stretch", key="glitch_table")
 
 st.subheader("Flagged training samples")
 choices = list(SIGNALS) + [b for b, present in (("cleanlab", "cleanlab" in report.baselines),
