@@ -55,10 +55,11 @@ def memoised(key: str, compute: Callable[[], Any]) -> Any:
 
 
 def kept_result(clicked: bool, store_key: str, compute: Callable[[], Any]) -> Optional[Any]:
-    """A button's result that stays on screen after the click: ``compute`` runs on the click (``None`` = failed
-    and already explained, e.g. by :func:`run_or_explain`); the last result stored under ``store_key`` is returned."""
+    """A button's result that stays on screen after the click: ``compute`` runs on the click (through
+    :func:`run_or_explain`, so a failure is explained and nothing is kept); returns the last result kept
+    under ``store_key``."""
     if clicked:
-        value = compute()
+        value = run_or_explain(compute)
         if value is not None:
             st.session_state[store_key] = value
     return st.session_state.get(store_key)

@@ -124,7 +124,7 @@ if signal in SIGNALS:
         with progress_status("Retraining on the repaired data") as progress:
             return retrain_with_repairs(report, relabel, remove, progress=progress)
 
-    outcome = kept_result(r1.button("Accept repairs and retrain", key="glitch_repair"), f"repair:{run_key}", lambda: run_or_explain(_retrain))
+    outcome = kept_result(r1.button("Accept repairs and retrain", key="glitch_repair"), f"repair:{run_key}", _retrain)
     if outcome is not None:
         o1, o2, o3, o4 = st.columns(4)
         o1.metric("Test accuracy before", f"{outcome.test_accuracy_before:.1%}")

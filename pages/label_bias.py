@@ -147,13 +147,13 @@ action = a1.radio("Action", ["relabel", "remove"], key="label_bias_action",
 
 def _fix():
     with progress_status("Retraining on the edited training set") as report:
-        return config.key(), score_name, threshold, lb.retrain_after_fix(result, scores >= threshold, action, report)
+        return score_name, threshold, lb.retrain_after_fix(result, scores >= threshold, action, report)
 
 
 clicked = a1.button(f"{action.capitalize()} {at['flagged']} flagged and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0)
-saved = kept_result(clicked, "label_bias_fix", lambda: run_or_explain(_fix))
-if saved and saved[0] == config.key():
-    fix = saved[3]
+saved = kept_result(clicked, f"label_bias_fix:{config.key()}", _fix)
+if saved:
+    fix = saved[2]
     rows = {"noisy labels (before)": fix["before"], f"after {fix['action']}": fix["after"]}
     if fix["clean"]:
         rows["clean labels (reference)"] = fix["clean"]

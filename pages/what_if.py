@@ -103,7 +103,7 @@ with right:
             return fs.refine_flip_set(result, t, progress=report)
 
     # retraining results stay on screen for this model, test point and set (until one of them changes)
-    verified = kept_result(found and st.button("Verify by retraining", key="whatif_verify"), f"{run_key}:verify:{t}:{mode}", lambda: run_or_explain(_verify))
+    verified = kept_result(found and st.button("Verify by retraining", key="whatif_verify"), f"{run_key}:verify:{t}:{mode}", _verify)
     if verified is not None:
         p_new = 1 / (1 + np.exp(-verified.retrained_margin[0]))
         (st.success if verified.flipped[0] else st.warning)(
@@ -111,7 +111,7 @@ with right:
             f"p(class 1) = {p_new:.3f} → {'flipped' if verified.flipped[0] else 'not flipped'}.")
     grown = None
     if mode == "relabel":
-        grown = kept_result(found and st.button("Grow the set until retraining flips it", key="whatif_refine"), f"{run_key}:grow:{t}", lambda: run_or_explain(_grow))
+        grown = kept_result(found and st.button("Grow the set until retraining flips it", key="whatif_refine"), f"{run_key}:grow:{t}", _grow)
     if grown is not None:
         st.write(f"Iterative refinement: {grown.one_shot_k} → {len(grown.indices)} points in {grown.rounds} retraining(s); "
                  f"{'flipped' if grown.flipped else 'still not flipped'}"
@@ -167,7 +167,7 @@ with tab_k:
 
     clicked = v1.button("Check a random sample", key="whatif_verify_all", help="Relabel each sampled set on a copy of the labels and retrain",
                         disabled=not len(found_rows))
-    checked = kept_result(clicked, run_key + ":verify_sample", lambda: run_or_explain(_check_sample))
+    checked = kept_result(clicked, run_key + ":verify_sample", _check_sample)
     status = np.full(len(search.k), "not checked", dtype=object)
     if checked is not None:
         status[checked.test_indices] = np.where(checked.flipped, "flipped", "did not flip")
@@ -213,7 +213,7 @@ with tab_cmp:
                     return hf.leave_one_out_scores(scored, top, report)
 
             clicked = model_kind == "logreg" and st.button("Leave-one-out for the 20 strongest", key="whatif_loo")
-            loo = kept_result(clicked, run_key + ":loo:" + impact, lambda: run_or_explain(_loo))
+            loo = kept_result(clicked, run_key + ":loo:" + impact, _loo)
             if loo is not None:
                 frame = pd.DataFrame({"train #": top, "LOO": loo, "IF": scored.scores["if"][top], "IP": scored.scores["ip"][top]})
                 st.plotly_chart(px.scatter(frame.melt(["train #", "LOO"], var_name="method", value_name="score"), x="LOO", y="score",
