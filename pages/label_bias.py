@@ -153,11 +153,11 @@ def _fix():
 clicked = a1.button(f"{action.capitalize()} {at['flagged']} flagged and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0)
 saved = kept_result(clicked, f"label_bias_fix:{config.key()}", _fix)
 if saved:
-    fix = saved[2]
+    fixed_by, fixed_at, fix = saved
     rows = {"noisy labels (before)": fix["before"], f"after {fix['action']}": fix["after"]}
     if fix["clean"]:
         rows["clean labels (reference)"] = fix["clean"]
     a2.dataframe(pd.DataFrame(rows).T.rename(columns={"accuracy": "held-out accuracy", "loss": "held-out loss"}),
                  width="stretch", key="label_bias_fix_table")
-    a2.caption(f"{fix['n_flagged']} flagged at threshold {saved[2]:.3g} ({saved[1]}), {fix['flagged_truly_flipped']} of them "
+    a2.caption(f"{fix['n_flagged']} flagged at threshold {fixed_at:.3g} ({fixed_by}), {fix['flagged_truly_flipped']} of them "
                f"truly flipped; {fix['flipped_left']} flipped labels left in training.")
