@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from influence_core.config import CURVATURES, CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.config import CURVATURES, CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_training
 from influence_core.errors import CurvatureError, InputError
 
 CLI_METHODS = {  # CLI name → (RunConfig.method, curvature kind or None)
@@ -23,15 +23,6 @@ CLI_METHODS = {  # CLI name → (RunConfig.method, curvature kind or None)
     "ip": ("ip", None),
     "tracin": ("tracin", None),
 }
-
-
-def default_training(model: str) -> TrainConfig:
-    """The training the CLI and the app use by default for each model kind."""
-    if model == "logreg":
-        return TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-3)
-    if model == "mlp":
-        return TrainConfig(optimizer="adam", lr=0.01, epochs=200, batch_size=256, weight_decay=1e-3)
-    return TrainConfig(optimizer="adam", lr=0.005, epochs=20, batch_size=128, weight_decay=1e-4)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

@@ -144,3 +144,12 @@ class RunConfig:
         for part, subs in nested.items():
             top[part] = dataclasses.replace(top.get(part, getattr(self, part)), **subs)
         return dataclasses.replace(self, **top)
+
+
+def default_training(model: str) -> TrainConfig:
+    """The training the CLI and the app use by default for each model kind on the user's own data."""
+    if model == "logreg":
+        return TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-3)
+    if model == "mlp":
+        return TrainConfig(optimizer="adam", lr=0.01, epochs=200, batch_size=256, weight_decay=1e-3)
+    return TrainConfig(optimizer="adam", lr=0.005, epochs=20, batch_size=128, weight_decay=1e-4)

@@ -66,10 +66,24 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     return h.hexdigest()[:24]
 
 
+def config_payload(config: RunConfig) -> dict[str, Any]:
+    """The config as a cache key; for a user's csv / image folder also what the file holds now,
+    so that editing it (fixing labels) invalidates the cached results instead of bringing them back."""
+    from influence_core.data.registry import source_fingerprint
+
+    d = config.to_dict()
+    source = source_fingerprint(config.data)
+    if source is not None:
+        d["source"] = source
+    return d
+
+
 def _training_payload(config: RunConfig, dataset: Optional[Dataset]) -> dict[str, Any]:
     # training depends on data, model, training and seed; not on curvature or method
-    d = config.to_dict()
+    d = config_payload(config)
     payload = {"data": d["data"], "model": d["model"], "train": d["train"], "seed": d["seed"]}
+    if "source" in d:
+        payload["source"] = d["source"]
     if dataset is not None:  # an edited dataset: key on its content, not only on the config
         payload["dataset"] = dataset_fingerprint(dataset)
     return payload
@@ -192,7 +206,7 @@ def compute_influence(
         arrays = _scores(config, trained, pairwise, scaled(progress, 0.5, 1.0))
         return cache.CacheEntry(arrays, {"influence_seconds": time.perf_counter() - start}, {})
 
-    payload = {"config": config.to_dict(), "pairwise": bool(pairwise)}
+    payload = {"config": config_payload(config), "pairwise": bool(pairwise)}
     if dataset is not None:
         payload["dataset"] = dataset_fingerprint(dataset)
     entry, was_cached = cache.cached("influence", payload, compute, use_cache)
@@ -227,7 +241,7 @@ def influence_over_epochs(config: RunConfig, progress: ProgressFn = silent, use_
             rows.append(_scores(config, Trained(config, trained.dataset, at_k, trained.checkpoints[: k + 1], {}), False, step)["self"])
         return cache.CacheEntry({"self": np.stack(rows)}, {"epochs": [c.epoch for c in trained.checkpoints]}, {})
 
-    entry, _ = cache.cached("epochs", {"config": config.to_dict()}, compute, use_cache)
+    entry, _ = cache.cached("epochs", {"config": config_payload(config)}, compute, use_cache)
     return entry.meta["epochs"], entry.arrays["self"]
 
 

@@ -321,7 +321,7 @@ def run_label_bias(
         meta = {"curvature_seconds": t_curv, "scoring_seconds": time.perf_counter() - t0 - t_curv}
         return cache.CacheEntry(arrays, meta, {})
 
-    payload = {"config": config.to_dict(), "version": LABEL_BIAS_VERSION, "chunk": "stream", "rows": "all" if keep_all_rows else "misclassified"}
+    payload = {"config": experiments.config_payload(config), "version": LABEL_BIAS_VERSION, "chunk": "stream", "rows": "all" if keep_all_rows else "misclassified"}
     if dataset is not None:
         payload["dataset"] = experiments.dataset_fingerprint(dataset)
     entry, was_cached = cache.cached("label_bias", payload, compute, use_cache)

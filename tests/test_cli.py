@@ -66,6 +66,24 @@ def test_cli_numbers_equal_the_pipeline_the_app_calls(noisy_csv, tmp_path):
     np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["suspicion"], direct.self_scores, rtol=1e-5)
 
 
+def test_editing_the_csv_invalidates_the_cached_scores(noisy_csv, tmp_path):
+    """The workflow the tool is for: find a wrong label, fix it in the file, score again. The run's
+    config names only the path, so a cache keyed on the config alone would bring back the old scores."""
+    path, flipped = noisy_csv
+    argv = ["scores", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--model", "logreg", "--quiet"]
+    assert main(argv + ["--out", str(tmp_path / "before.csv")]) == 0
+    before = pd.read_csv(tmp_path / "before.csv").set_index("id")
+    fixed = pd.read_csv(path)
+    worst = before["suspicion"].idxmax()
+    row = fixed["sample"] == worst
+    fixed.loc[row, "target"] = np.where(fixed.loc[row, "target"] == "yes", "no", "yes")
+    fixed.to_csv(path, index=False)
+    assert main(argv + ["--out", str(tmp_path / "after.csv")]) == 0
+    after = pd.read_csv(tmp_path / "after.csv").set_index("id")
+    assert after.loc[worst, "label"] != before.loc[worst, "label"]
+    assert after.loc[worst, "suspicion"] < before.loc[worst, "suspicion"] / 2
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--data", "/no/such/file.csv", "--label-column", "y"], "does not exist"),
     (["--label-column", "nope"], "target"),  # names the columns it found

@@ -472,6 +472,33 @@ def test_registry_csv_classes_by_name_and_errors(iris_like: Path) -> None:
         assert name in DATASETS and DATASETS[name]
 
 
+def test_peeking_at_own_data_agrees_with_the_loader(iris_like: Path, tmp_path: Path) -> None:
+    from influence_core.data.registry import own_data_class_names, source_fingerprint
+    from influence_core.data.tabular import csv_columns, guess_label_column
+
+    assert csv_columns(iris_like) == ["sample", "a", "b", "species"]
+    assert guess_label_column(["id", "x", "Target", "z"]) == "Target" and guess_label_column(["p", "q"]) == "q"
+    cfg = DataConfig(name="csv", path=str(iris_like), label_column="species", id_column="sample")
+    assert own_data_class_names(cfg) == load_dataset(cfg, seed=0).class_names == ["setosa", "versicolor", "virginica"]
+    numeric = _write_csv(tmp_path, "f,y\n0.1,2.0\n0.2,10.0\n0.3,2.0\n0.4,10.0\n", "numeric.csv")
+    num_cfg = DataConfig(name="csv", path=str(numeric), label_column="y")
+    assert own_data_class_names(num_cfg) == load_dataset(num_cfg, seed=0).class_names == ["2", "10"]
+    folder = DataConfig(name="image_folder", path=str(XRAYS))
+    assert own_data_class_names(folder) == load_dataset(folder, seed=0).class_names
+    with pytest.raises(InputError, match="did you mean 'species'"):
+        own_data_class_names(DataConfig(name="csv", path=str(iris_like), label_column="specie"))
+    with pytest.raises(InputError, match="does not exist"):
+        csv_columns(tmp_path / "nope.csv")
+    # the fingerprint follows the content: an edited label changes it, rewriting the same text does not
+    before = source_fingerprint(cfg)
+    text = iris_like.read_text()
+    iris_like.write_text(text)
+    assert source_fingerprint(cfg) == before
+    iris_like.write_text(text.replace("virginica", "setosa", 1))
+    assert source_fingerprint(cfg) != before
+    assert source_fingerprint(DataConfig(name="digits")) is None
+
+
 def test_registry_image_folder_and_mnist() -> None:
     ds = load_dataset(DataConfig(name="image_folder", path=str(XRAYS), image_size=12, classes=("PNEUMONIA", "NORMAL"), n_train=0, n_test=0), seed=0)  # type: ignore[arg-type]
     assert ds.class_names == ["PNEUMONIA", "NORMAL"] and ds.input_shape == (1, 12, 12)

@@ -178,6 +178,54 @@ def _test_fraction(cfg: DataConfig) -> float:
     return float(getattr(cfg, "test_fraction", 0.2))
 
 
+def own_data_class_names(cfg: DataConfig) -> list[str]:
+    """Class names of a csv / image-folder source without loading its features or images
+    (the label column, or the subfolder names), in the order ``load_dataset`` maps them to 0..K-1."""
+    if cfg.name == "csv":
+        from influence_core.data.tabular import csv_class_names
+
+        if not cfg.path or not cfg.label_column:
+            raise InputError("a CSV dataset needs a file path and the name of its label column")
+        return csv_class_names(cfg.path, cfg.label_column)
+    if cfg.name == "image_folder":
+        from influence_core.data.image_folder import list_image_folder
+
+        if not cfg.path:
+            raise InputError("an image-folder dataset needs a path: a folder with one subfolder per class")
+        return list_image_folder(cfg.path)[0]
+    raise InputError(f"{cfg.name!r} is not a csv or image-folder dataset")
+
+
+def source_fingerprint(cfg: DataConfig) -> Optional[str]:
+    """What a user's csv / image folder holds now, as a short hash (None for built-in data).
+
+    Cached results are keyed by config, and the config names only a path: without this, fixing
+    labels in the file and running again would bring back the old model. A CSV is hashed by
+    content; an image folder by each file's relative path, size and modification time (decoding
+    every image to hash it would cost as much as loading it)."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    if cfg.name not in ("csv", "image_folder") or not cfg.path:
+        return None
+    root = Path(cfg.path).expanduser()
+    h = hashlib.sha256()
+    if root.is_file():
+        with open(root, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    elif root.is_dir():
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                st = os.stat(os.path.join(dirpath, name))
+                h.update(f"{os.path.relpath(os.path.join(dirpath, name), root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    else:
+        return "missing"  # the loader says what is wrong with the path
+    return h.hexdigest()[:24]
+
+
 def load_dataset(cfg: DataConfig, seed: int, progress: Optional[ProgressFn] = None) -> Dataset:
     """Load the dataset ``cfg`` describes, keep ``cfg.classes``, subsample, inject ``cfg.noise``.
 

@@ -36,6 +36,56 @@ def _label_names(values: np.ndarray) -> list[str]:
     return out
 
 
+def _read(path: str | os.PathLike, **read_csv_kwargs) -> tuple[Path, "pd.DataFrame"]:
+    """The file and its table, or an :class:`InputError` that says what is wrong with the path or the text."""
+    import pandas as pd
+
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise InputError(f"CSV file {file} does not exist; check the path")
+    if file.is_dir():
+        raise InputError(f"{file} is a folder; give the path of a .csv file")
+    try:
+        df = pd.read_csv(file, **read_csv_kwargs)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"CSV file {file} is empty; it needs a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot parse {file} as CSV ({first}); save it as comma-separated UTF-8 text with one header row") from None
+    df.columns = [str(c) for c in df.columns]
+    return file, df
+
+
+def _encode_labels(labels: "pd.Series") -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique label values, each row's index into them): strings are stripped, numbers kept."""
+    import pandas as pd
+
+    raw = labels.to_numpy() if pd.api.types.is_numeric_dtype(labels) else labels.astype(str).str.strip().to_numpy(dtype=object)
+    return np.unique(raw, return_inverse=True)
+
+
+LABEL_COLUMN_NAMES = ("label", "labels", "target", "class", "y", "diagnosis", "outcome")
+
+
+def csv_columns(path: str | os.PathLike) -> list[str]:
+    """The header of a CSV (reads no data rows): for pickers that let a person name the label column."""
+    return list(_read(path, nrows=0)[1].columns)
+
+
+def guess_label_column(columns: list[str]) -> str:
+    """A column named like a label (label, target, class, …), else the last column."""
+    lowered = {c.strip().lower(): c for c in columns}
+    return next((lowered[n] for n in LABEL_COLUMN_NAMES if n in lowered), columns[-1])
+
+
+def csv_class_names(path: str | os.PathLike, label_column: str) -> list[str]:
+    """The class names ``load_csv`` gives this label column, in the same order, reading that column only."""
+    file, df = _read(path, usecols=lambda c: str(c) == label_column)
+    if label_column not in df.columns:
+        raise InputError(f"label column {label_column!r} not in {file.name}; {_columns_hint(label_column, csv_columns(file))}")
+    return _label_names(_encode_labels(df[label_column].dropna())[0])
+
+
 def load_csv(
     path: str | os.PathLike,
     label_column: str,
@@ -52,20 +102,8 @@ def load_csv(
     """
     import pandas as pd
 
-    file = Path(path).expanduser()
-    if not file.exists():
-        raise InputError(f"CSV file {file} does not exist; check the path")
-    if file.is_dir():
-        raise InputError(f"{file} is a folder; give the path of a .csv file")
-    try:
-        df = pd.read_csv(file)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"CSV file {file} is empty; it needs a header row and data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot parse {file} as CSV ({first}); save it as comma-separated UTF-8 text with one header row") from None
-    columns = [str(c) for c in df.columns]
-    df.columns = columns
+    file, df = _read(path)
+    columns = list(df.columns)
     if label_column not in columns:
         raise InputError(f"label column {label_column!r} not in {file.name}; {_columns_hint(label_column, columns)}")
     if id_column is not None and id_column not in columns:
@@ -93,8 +131,7 @@ def load_csv(
     if labels.isna().any():
         rows = np.flatnonzero(labels.isna().to_numpy()).tolist()
         raise InputError(f"label column {label_column!r} is empty in {len(rows)} row(s) (rows {_short_list(rows)}); fill or drop them")
-    raw = labels.to_numpy() if pd.api.types.is_numeric_dtype(labels) else labels.astype(str).str.strip().to_numpy(dtype=object)
-    uniques, y = np.unique(raw, return_inverse=True)
+    uniques, y = _encode_labels(labels)
     if len(uniques) < 2:
         raise InputError(f"label column {label_column!r} has only one class ({_label_names(uniques)[0]}); a classifier needs at least two")
 
