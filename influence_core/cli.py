@@ -38,7 +38,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         data = DataConfig(name="csv", path=str(path), label_column=args.label_column, id_column=args.id_column,
                           test_fraction=args.test_fraction, n_train=0, n_test=0)
     method, _ = CLI_METHODS[args.method]
-    train = default_training(args.model)
+    from influence_core.data.registry import peek_own_data
+
+    train = default_training(args.model, peek_own_data(data).n_train(data))
     if args.epochs is not None:
         train = TrainConfig(**{**train.__dict__, "epochs": args.epochs})
     return RunConfig(

@@ -10,3 +10,8 @@ class InputError(ValueError):
 
 class CurvatureError(RuntimeError):
     """The curvature matrix cannot be inverted as asked (e.g. singular without damping)."""
+
+
+class DataWarning(UserWarning):
+    """Something in the user's data was left out or changed on the way in (e.g. undecodable images
+    skipped); the run goes on, and the app shows the message beside the result."""

@@ -37,7 +37,7 @@ Plotly figure builders for the page live at the end of this module.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -48,9 +48,10 @@ from plotly.subplots import make_subplots
 from torch import nn
 
 from influence_core import cache, experiments
-from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_training
 from influence_core.curvature import Curvature, _as_sequential, build_curvature, diagonal_ggn_curvature  # noqa: F401 (re-exported)
 from influence_core.data.base import Dataset
+from influence_core.data.registry import peek_own_data
 from influence_core.errors import InputError
 from influence_core.gradients import iter_per_sample_grads, n_params, per_sample_grads
 from influence_core.metrics import detection_at_threshold, detection_summary, threshold_sweep, tpr_at_fpr
@@ -75,7 +76,8 @@ DEFAULT_SCORE = "heldout"
 # misclassified held-out samples are kept and other rows are computed on demand
 MAX_TEST_ROWS_ENTRIES = 5_000_000
 
-PRESETS = ("digits", "mnist", "chexpert")
+PRESETS = ("digits", "mnist", "chexpert", "csv", "image_folder")
+OWN_DATA = ("csv", "image_folder")
 
 
 # ------------------------------------------------------------------------------------- configs
@@ -94,14 +96,33 @@ def preset_config(
     epochs: Optional[int] = None,
     damping: float = 0.01,
     image_size: Optional[int] = None,
+    label_column: Optional[str] = None,
+    id_column: Optional[str] = None,
+    flip: tuple[int, int] = (1, 0),
 ) -> RunConfig:
     """The paper's set-ups as configs: ``digits`` / ``mnist`` (4 vs 9, 20% of the 9s flipped to 4,
     3-conv CNN, diagonal GGN over all weights) and ``chexpert`` (Pleural Effusion, 20% of the
     positives flipped to negative, ResNet18, full last-layer GGN). 0 for n_train/n_test = all rows;
     ``image_size`` resizes (CheXpert default 64; digits 8 and MNIST 28 unless set).
+
+    ``csv`` / ``image_folder`` run the same pipeline on the user's data at ``path``: ``flip`` =
+    (source, target) class indices of the injected flip (``noise_fraction`` 0 = the labels as
+    they are, no ground truth), the CLI's default training for the model (logistic regression
+    with the exact Hessian for a CSV, the CNN with the diagonal GGN for images).
     """
     if dataset not in PRESETS:
         raise InputError(f"label-bias preset must be one of {PRESETS}, got {dataset!r}")
+    if dataset in OWN_DATA:
+        noise = dict(noise="flip_class", noise_fraction=noise_fraction, noise_source=int(flip[0]), noise_target=int(flip[1])) \
+            if noise_fraction > 0 else {}
+        data = DataConfig(name=dataset, path=path, label_column=label_column, id_column=id_column, n_train=n_train, n_test=n_test,
+                          image_size=image_size or (28 if dataset == "image_folder" else None), **noise)
+        kind = model or ("logreg" if dataset == "csv" else "cnn")
+        train = default_training(kind, peek_own_data(data).n_train(data))
+        if epochs:
+            train = replace(train, epochs=epochs)
+        curv = CurvatureConfig(kind=curvature or ("exact" if kind == "logreg" else "diag"), damping=damping)
+        return RunConfig(data=data, model=ModelConfig(kind=kind), train=train, curvature=curv, method="influence", seed=seed)
     if dataset == "chexpert":
         data = DataConfig(name="chexpert", path=path, n_train=n_train, n_test=n_test, image_size=image_size or 64,
                           noise="flip_class", noise_fraction=noise_fraction, noise_source=1, noise_target=0)
@@ -234,6 +255,12 @@ class LabelBiasResult:
     @property
     def flipped(self) -> np.ndarray:
         return self.dataset.flipped
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """Whether labels were flipped on purpose, so that detection can be scored (the user's
+        own labels taken as they are have no ground truth)."""
+        return bool(self.dataset.flipped.any())
 
     def test_order(self) -> np.ndarray:
         """Held-out indices for a picker: misclassified first (most confidently wrong first), then the rest."""
@@ -411,11 +438,14 @@ def flagged_table(result: LabelBiasResult, score: str, threshold: float) -> pd.D
     idx = idx[np.argsort(-s[idx], kind="stable")]
     names = np.asarray(ds.class_names)
     suggested = suggested_labels(result)
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "row": idx, "id": ds.ids_train[idx], "label used": names[ds.y_train[idx]],
         "suggested label": names[suggested[idx]], f"score ({score})": s[idx],
-        "p(label used)": result.train_probs[idx, ds.y_train[idx]], "truly flipped": ds.flipped[idx],
+        "p(label used)": result.train_probs[idx, ds.y_train[idx]],
     })
+    if result.has_ground_truth:
+        table["truly flipped"] = ds.flipped[idx]
+    return table
 
 
 def _score(result: LabelBiasResult, score: str) -> np.ndarray:
@@ -446,6 +476,24 @@ def image_of(x: np.ndarray) -> np.ndarray:
     img = img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
     lo, hi = float(img.min()), float(img.max())
     return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+
+
+def _feature_names(ds: Dataset) -> list[str]:
+    return ds.feature_names or [f"x{j}" for j in range(ds.x_train.shape[1])]
+
+
+def with_features(result: LabelBiasResult, table: pd.DataFrame) -> pd.DataFrame:
+    """A ``top_influencers`` table of tabular rows with their feature values (in training standard
+    deviations, as the model sees them): what a gallery shows for data without images."""
+    ds = result.dataset
+    features = pd.DataFrame(ds.x_train[table["row"].to_numpy(int)], columns=_feature_names(ds), index=table.index)
+    return pd.concat([table.drop(columns=["row"]), features], axis=1)
+
+
+def held_out_features(result: LabelBiasResult, test_index: int) -> pd.DataFrame:
+    """One held-out tabular row's feature values (training standard deviations), indexed by its id."""
+    ds = result.dataset
+    return pd.DataFrame(ds.x_test[[test_index]], columns=_feature_names(ds), index=[ds.ids_test[test_index]])
 
 
 def gallery(result: LabelBiasResult, table: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
@@ -581,6 +629,19 @@ def threshold_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optiona
         fig.add_vline(x=threshold, line_dash="dash", line_color="black")
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="threshold", yaxis_title="% at or above",
                       legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+def score_histogram_figure(scores: np.ndarray, threshold: Optional[float] = None) -> go.Figure:
+    """How the scores spread, with the threshold: for labels without ground truth, a long right
+    tail of a few samples is what the threshold should cut."""
+    fig = go.Figure(go.Histogram(x=scores, nbinsx=80, marker_color=CLEAN_COLOUR, marker_line_width=0,
+                                 hovertemplate="score %{x}<br>%{y} samples<extra></extra>"))
+    if threshold is not None:
+        above = int(np.sum(scores >= threshold))
+        fig.add_vline(x=threshold, line_dash="dash", line_color="black", annotation_text=f"{above} at or above")
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="score (positive = harmful)",
+                      yaxis_title="training samples", yaxis_type="log", bargap=0)
     return fig
 
 

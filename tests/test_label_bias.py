@@ -211,3 +211,107 @@ def test_chexpert_layout_runs_resnet18_last_layer(tmp_path):
     assert set(r.scores) >= {"paper", "heldout", lb.DEFAULT_SCORE} and all(np.isfinite(s).all() for s in r.scores.values())
     harmful, _ = lb.top_influencers(r, int(r.test_order()[0]), k=5)
     assert len(harmful) == 5 and set(harmful["id"]) <= set(ds.ids_train)
+
+
+# ------------------------------------------------------------------------------ the user's own data
+
+
+def _own_csv(tmp_path: Path) -> Path:
+    """sklearn's breast-cancer table as a user would have it: an id column, text labels, last-column target."""
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.insert(0, "patient", [f"p{i:03d}" for i in range(len(frame))])
+    frame["target"] = np.where(frame["target"] == 1, "benign", "malignant")
+    path = tmp_path / "patients.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _label_bias_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.switch_page("pages/label_bias.py")
+    at.run()
+    return at
+
+
+def test_default_training_gives_small_sets_enough_steps():
+    from influence_core.config import MIN_TRAIN_STEPS, default_training
+
+    assert default_training("logreg", 50) == default_training("logreg")  # L-BFGS: full batch to the optimum
+    small = default_training("cnn", 429)
+    assert small.epochs * -(-429 // small.batch_size) >= MIN_TRAIN_STEPS > default_training("cnn").epochs * 4
+    assert default_training("cnn", 60_000).epochs == default_training("cnn").epochs  # large sets keep the default
+    assert default_training("mlp", 10).epochs <= 300
+
+
+def test_own_csv_on_the_page_without_and_with_injected_flips(tmp_path):
+    """A user's CSV: the label and id columns are picked from its header; with the labels as they are the
+    page ranks and flags without claiming detection rates; with a flipped share it scores the detection."""
+    import pandas as pd
+
+    path = _own_csv(tmp_path)
+    raw = pd.read_csv(path).set_index("patient")
+    at = _label_bias_page()
+    at.selectbox(key="label_bias_dataset").set_value("csv").run()
+    assert not at.exception and at.info and "CSV file" in at.info[0].value
+    at.text_input(key="label_bias_csv_path").set_value(str(tmp_path / "missing.csv")).run()
+    assert not at.exception and at.error and "does not exist" in at.error[0].value
+    at.text_input(key="label_bias_csv_path").set_value(str(path)).run()
+    assert at.selectbox(key="label_bias_label_column").value == "target"
+    at.selectbox(key="label_bias_id_column").set_value("patient").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    n_train = len(raw) - round(0.2 * len(raw))
+    assert metrics["Training samples"] == f"{n_train:,}" and "Flipped detected" not in metrics
+    assert "Share of the training set" in metrics
+    # tabular galleries: the harmful and helpful training rows with their ids and feature values, sorted
+    galleries = [d.value for d in at.dataframe if "influence" in d.value.columns]
+    assert len(galleries) == 2
+    harmful, helpful = galleries
+    assert {"id", "label used", "mean radius", "worst symmetry"} <= set(harmful.columns) and "flipped" not in harmful.columns
+    assert harmful["influence"].is_monotonic_decreasing and helpful["influence"].is_monotonic_increasing
+    assert set(harmful["id"]) <= set(raw.index)
+    assert (raw.loc[harmful["id"], "target"].to_numpy() == harmful["label used"].to_numpy()).all()
+
+    at.slider(key="label_bias_own_fraction").set_value(0.2).run()
+    assert at.selectbox(key="label_bias_flip_source").value == 1  # malignant (classes sorted: benign, malignant)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    train_rows = lb.run_label_bias(lb.preset_config("csv", path=str(path), label_column="target", id_column="patient",
+                                                    noise_fraction=0.2, flip=(1, 0)), train_clean=False).dataset
+    malignant = int((train_rows.y_train_clean == 1).sum())
+    assert metrics["Flipped training labels"] == f"{round(0.2 * malignant)} / {n_train}"
+    assert float(metrics["Flipped detected"].rstrip("%")) > 0 and "Clean flagged" in metrics
+    at.selectbox(key="label_bias_flip_target").set_value(1).run()
+    assert not at.exception and at.error and "must differ" in at.error[0].value
+
+
+def test_own_image_folder_names_skipped_files_and_shows_galleries(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "shapes"
+    for name, level in (("dark", 60), ("light", 190)):
+        (root / name).mkdir(parents=True)
+        for i in range(30):
+            Image.fromarray(np.clip(rng.normal(level, 30, (12, 12)), 0, 255).astype(np.uint8)).save(root / name / f"{i}.png")
+    (root / "light" / "broken.png").write_bytes(b"not an image")
+    at = _label_bias_page()
+    at.selectbox(key="label_bias_dataset").set_value("image_folder").run()
+    at.select_slider(key="label_bias_image_size").set_value(16).run()
+    at.text_input(key="label_bias_folder").set_value(str(root)).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("light/broken.png" in w.value for w in at.warning), [w.value for w in at.warning]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Training samples"] == "48"  # 60 decodable images, 20 % held out
+    assert len(at.get("image")) == 3  # the held-out image and the two galleries
+    # the note stays with the result on the next run, not only on the run that loaded the folder
+    at.slider(key=f"label_bias_threshold_{lb.DEFAULT_SCORE}").set_value(at.slider(key=f"label_bias_threshold_{lb.DEFAULT_SCORE}").max).run()
+    assert any("light/broken.png" in w.value for w in at.warning)
+    at.text_input(key="label_bias_folder").set_value(str(root / "dark")).run()
+    assert not at.exception and at.error and "no class subfolders" in at.error[0].value

@@ -473,20 +473,22 @@ def test_registry_csv_classes_by_name_and_errors(iris_like: Path) -> None:
 
 
 def test_peeking_at_own_data_agrees_with_the_loader(iris_like: Path, tmp_path: Path) -> None:
-    from influence_core.data.registry import own_data_class_names, source_fingerprint
+    from influence_core.data.registry import peek_own_data, source_fingerprint
     from influence_core.data.tabular import csv_columns, guess_label_column
 
     assert csv_columns(iris_like) == ["sample", "a", "b", "species"]
     assert guess_label_column(["id", "x", "Target", "z"]) == "Target" and guess_label_column(["p", "q"]) == "q"
     cfg = DataConfig(name="csv", path=str(iris_like), label_column="species", id_column="sample")
-    assert own_data_class_names(cfg) == load_dataset(cfg, seed=0).class_names == ["setosa", "versicolor", "virginica"]
+    peek = peek_own_data(cfg)
+    assert peek.class_names == load_dataset(cfg, seed=0).class_names == ["setosa", "versicolor", "virginica"]
+    assert peek.n_rows == 60 and peek.n_train(cfg) == len(load_dataset(cfg, seed=0).y_train) == 48
     numeric = _write_csv(tmp_path, "f,y\n0.1,2.0\n0.2,10.0\n0.3,2.0\n0.4,10.0\n", "numeric.csv")
     num_cfg = DataConfig(name="csv", path=str(numeric), label_column="y")
-    assert own_data_class_names(num_cfg) == load_dataset(num_cfg, seed=0).class_names == ["2", "10"]
+    assert peek_own_data(num_cfg).class_names == load_dataset(num_cfg, seed=0).class_names == ["2", "10"]
     folder = DataConfig(name="image_folder", path=str(XRAYS))
-    assert own_data_class_names(folder) == load_dataset(folder, seed=0).class_names
+    assert peek_own_data(folder).class_names == load_dataset(folder, seed=0).class_names
     with pytest.raises(InputError, match="did you mean 'species'"):
-        own_data_class_names(DataConfig(name="csv", path=str(iris_like), label_column="specie"))
+        peek_own_data(DataConfig(name="csv", path=str(iris_like), label_column="specie"))
     with pytest.raises(InputError, match="does not exist"):
         csv_columns(tmp_path / "nope.csv")
     # the fingerprint follows the content: an edited label changes it, rewriting the same text does not

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from influence_core.data.base import Dataset, split_indices
-from influence_core.errors import InputError
+from influence_core.errors import DataWarning, InputError
 from influence_core.progress import ProgressFn
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
@@ -27,7 +27,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 EXPECTED_LAYOUT = "expected layout: one subfolder per class with the images inside, e.g. <folder>/cat/img001.png, <folder>/cat/img002.jpg, <folder>/dog/img101.png"
 
 
-class SkippedImagesWarning(UserWarning):
+class SkippedImagesWarning(DataWarning):
     """Some image files could not be decoded and were left out (the message names them)."""
 
 

@@ -8,6 +8,7 @@ Also home of the small selection helpers the loaders share (class filter, strati
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -178,21 +179,33 @@ def _test_fraction(cfg: DataConfig) -> float:
     return float(getattr(cfg, "test_fraction", 0.2))
 
 
-def own_data_class_names(cfg: DataConfig) -> list[str]:
-    """Class names of a csv / image-folder source without loading its features or images
-    (the label column, or the subfolder names), in the order ``load_dataset`` maps them to 0..K-1."""
+@dataclass(frozen=True)
+class OwnDataPeek:
+    class_names: list[str]  # in the order load_dataset maps them to 0..K-1
+    n_rows: int  # rows / image files before the train/test split (undecodable images included)
+
+    def n_train(self, cfg: DataConfig) -> int:
+        """About how many rows the training split of ``cfg`` will hold."""
+        n = self.n_rows - int(round(_test_fraction(cfg) * self.n_rows))
+        return min(n, cfg.n_train) if cfg.n_train and cfg.n_train > 0 else n
+
+
+def peek_own_data(cfg: DataConfig) -> OwnDataPeek:
+    """Class names and size of a csv / image-folder source without loading its features or images
+    (the label column, or the folder listing)."""
     if cfg.name == "csv":
-        from influence_core.data.tabular import csv_class_names
+        from influence_core.data.tabular import csv_classes
 
         if not cfg.path or not cfg.label_column:
             raise InputError("a CSV dataset needs a file path and the name of its label column")
-        return csv_class_names(cfg.path, cfg.label_column)
+        return OwnDataPeek(*csv_classes(cfg.path, cfg.label_column))
     if cfg.name == "image_folder":
         from influence_core.data.image_folder import list_image_folder
 
         if not cfg.path:
             raise InputError("an image-folder dataset needs a path: a folder with one subfolder per class")
-        return list_image_folder(cfg.path)[0]
+        names, files = list_image_folder(cfg.path)
+        return OwnDataPeek(names, len(files))
     raise InputError(f"{cfg.name!r} is not a csv or image-folder dataset")
 
 

@@ -78,12 +78,13 @@ def guess_label_column(columns: list[str]) -> str:
     return next((lowered[n] for n in LABEL_COLUMN_NAMES if n in lowered), columns[-1])
 
 
-def csv_class_names(path: str | os.PathLike, label_column: str) -> list[str]:
-    """The class names ``load_csv`` gives this label column, in the same order, reading that column only."""
+def csv_classes(path: str | os.PathLike, label_column: str) -> tuple[list[str], int]:
+    """(the class names ``load_csv`` gives this label column, in its order; the number of data rows),
+    reading that column only."""
     file, df = _read(path, usecols=lambda c: str(c) == label_column)
     if label_column not in df.columns:
         raise InputError(f"label column {label_column!r} not in {file.name}; {_columns_hint(label_column, csv_columns(file))}")
-    return _label_names(_encode_labels(df[label_column].dropna())[0])
+    return _label_names(_encode_labels(df[label_column].dropna())[0]), len(df)
 
 
 def load_csv(
