@@ -651,7 +651,7 @@ WHAT_IF_DATASETS = {
 
 
 def what_if_dataset(name: str, classes: tuple[int, int] = (3, 8), extra_noise: float = 0.0, seed: int = 0,
-                    csv_path: Optional[str] = None, label_column: Optional[str] = None) -> Dataset:
+                    csv_path: Optional[str] = None, label_column: Optional[str] = None, id_column: Optional[str] = None) -> Dataset:
     """The datasets the What-if page offers, with optional extra uniform label noise (seeded)."""
     from influence_core.config import DataConfig
     from influence_core.data.registry import load_dataset
@@ -668,7 +668,7 @@ def what_if_dataset(name: str, classes: tuple[int, int] = (3, 8), extra_noise: f
     elif name == "csv":
         if not csv_path or not label_column:
             raise InputError("a CSV dataset needs a file path and the name of its label column")
-        ds = load_dataset(DataConfig(name="csv", path=csv_path, label_column=label_column), seed)
+        ds = load_dataset(DataConfig(name="csv", path=csv_path, label_column=label_column, id_column=id_column), seed)
     else:
         raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(WHAT_IF_DATASETS)}")
     _check_binary(ds)

@@ -10,7 +10,7 @@ from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.figures import CLASS_COLOURS, sign_note
 from influence_core.metrics import auroc
-from pages._ui import kept_result, memoised, page_header, progress_status, run_or_explain
+from pages._ui import csv_inputs, kept_result, memoised, page_header, progress_status, run_or_explain
 
 page_header("What-if")
 st.caption(
@@ -22,13 +22,12 @@ st.caption(
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     name = c1.selectbox("Dataset", list(fs.WHAT_IF_DATASETS), format_func=fs.WHAT_IF_DATASETS.get, key="whatif_dataset")
-    classes, csv_path, label_column = (3, 8), None, None
+    classes, csv_path, label_column, id_column = (3, 8), None, None, None
     if name in ("digits", "mnist"):
         a, b = c1.columns(2)
         classes = (int(a.number_input("Class A", 0, 9, 3, key="whatif_class_a")), int(b.number_input("Class B", 0, 9, 8, key="whatif_class_b")))
     elif name == "csv":
-        csv_path = c1.text_input("CSV path", key="whatif_csv_path") or None
-        label_column = c1.text_input("Label column", key="whatif_label_column") or None
+        csv_path, label_column, id_column = csv_inputs(c1, "whatif")
     noise = c2.slider("Extra label noise (uniform)", 0.0, 0.3, 0.0, step=0.05, key="whatif_noise")
     model_kind = c2.selectbox("Model", ["logreg", "mlp"], index=1 if name == "moons" else 0, key="whatif_model",
                               format_func={"logreg": "L2 logistic regression (exact Hessian)", "mlp": "MLP 2×32 (last-layer curvature)"}.get)
@@ -38,13 +37,17 @@ with st.container(border=True):
                       format_func={"probability": "Δ probability (paper)", "margin": "Δ logit margin"}.get)
     seed = int(c4.number_input("Seed", 0, 10_000, 0, key="whatif_seed"))
 
+if name == "csv" and not label_column:
+    if not csv_path:
+        st.info("Name your CSV above: numeric feature columns and a label column with two classes.")
+    st.stop()
 config = fs.what_if_config(model_kind, weight_decay, seed)
-run_key = f"whatif:{name}:{classes}:{csv_path}:{label_column}:{noise}:{tau}:{output}:{config.key()}"
+run_key = f"whatif:{name}:{classes}:{csv_path}:{label_column}:{id_column}:{noise}:{tau}:{output}:{config.key()}"
 
 
 def _compute():
     with progress_status("Training and finding flip sets") as report:
-        dataset = fs.what_if_dataset(name, classes, noise, seed, csv_path, label_column)
+        dataset = fs.what_if_dataset(name, classes, noise, seed, csv_path, label_column, id_column)
         return fs.compute_flip_sets(config, dataset, tau, progress=report, output=output)
 
 

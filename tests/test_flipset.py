@@ -138,7 +138,7 @@ def test_bias_injection_copies_and_bad_input_is_explained():
         fs.compute_flip_sets(_logreg(), ds, probability_threshold=1.5, use_cache=False)
 
 
-def test_what_if_page_shows_a_flip_set_and_verifies_it():
+def test_what_if_page_shows_a_flip_set_and_verifies_it(tmp_path):
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
@@ -192,6 +192,13 @@ def test_what_if_page_shows_a_flip_set_and_verifies_it():
     # ... and go when another test point is picked
     at.number_input(key="whatif_test_id").set_value(4).run()
     assert not any("Retrained with the set" in m.value for m in [*at.success, *at.warning])
-    # a bad CSV setting gives a message, not a traceback
+    # the user's CSV: asked for, then a wrong path and a three-class table each get a message, not a traceback
     at.selectbox(key="whatif_dataset").set_value("csv").run()
-    assert not at.exception and at.error and "label column" in at.error[0].value
+    assert not at.exception and not at.error and at.info and "Name your CSV" in at.info[0].value
+    at.text_input(key="whatif_csv_path").set_value(str(tmp_path / "missing.csv")).run()
+    assert not at.exception and at.error and "does not exist" in at.error[0].value
+    three = tmp_path / "three.csv"
+    three.write_text("a,b,kind\n" + "".join(f"{i},{i % 5},{'xyz'[i % 3]}\n" for i in range(30)))
+    at.text_input(key="whatif_csv_path").set_value(str(three)).run()
+    assert at.selectbox(key="whatif_label_column").value == "kind"
+    assert not at.exception and at.error and "binary task" in at.error[0].value and "3 classes" in at.error[0].value
