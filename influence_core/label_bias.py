@@ -641,7 +641,7 @@ def score_histogram_figure(scores: np.ndarray, threshold: Optional[float] = None
         above = int(np.sum(scores >= threshold))
         fig.add_vline(x=threshold, line_dash="dash", line_color="black", annotation_text=f"{above} at or above")
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="score (positive = harmful)",
-                      yaxis_title="training samples", yaxis_type="log", bargap=0)
+                      yaxis=dict(title="training samples", type="log", dtick=1), bargap=0)
     return fig
 
 

@@ -87,7 +87,7 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
     """Path of the user's CSV, then its label and id columns picked from its header:
     (path, label column, id column or None); (None, None, None) until a path is typed, and no
     columns while the path is wrong (its message is shown)."""
-    from influence_core.data.tabular import csv_columns, guess_label_column
+    from influence_core.data.tabular import csv_columns, guess_id_column, guess_label_column
 
     path = container.text_input("CSV file", key=f"{key_prefix}_csv_path", placeholder="/path/to/table.csv",
                                 help="Numeric feature columns and one label column (text or numbers); one header row.").strip()
@@ -99,7 +99,9 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
         return path, None, None
     label = container.selectbox("Label column", columns, index=columns.index(guess_label_column(columns)), key=f"{key_prefix}_label_column")
     ids = [NO_ID_COLUMN] + [c for c in columns if c != label]
-    id_column = container.selectbox("Id column", ids, key=f"{key_prefix}_id_column",
+    with container:
+        guessed = run_or_explain(guess_id_column, path, columns, label)
+    id_column = container.selectbox("Id column", ids, index=ids.index(guessed) if guessed in ids else 0, key=f"{key_prefix}_id_column",
                                     help="Names each row in tables and exports; every other column is a feature.")
     return path, label, None if id_column == NO_ID_COLUMN else id_column
 

@@ -32,7 +32,7 @@ with st.container(border=True):
     dataset = c1.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="label_bias_dataset")
     own = dataset in lb.OWN_DATA
     path = label_column = id_column = image_size = None
-    class_names = None
+    class_names = peek = None
     if dataset == "chexpert":
         path = c1.text_input("CheXpert folder", "data/CheXpert-v1.0-small", key="label_bias_path") or None
     elif dataset == "csv":
@@ -46,8 +46,11 @@ with st.container(border=True):
             peek = run_or_explain(peek_own_data, DataConfig(name=dataset, path=path, label_column=label_column))
         class_names = peek.class_names if peek else None
     n_train = 0
-    if dataset != "digits":
-        n_train = c1.select_slider("Training images" if dataset != "csv" else "Training rows", [1000, 2000, 5000, 0],
+    sizes = [1000, 2000, 5000, 0]
+    if own:  # subsets smaller than the data, and only once its size is known
+        sizes = [n for n in sizes[:-1] if peek and n < 0.8 * peek.n_rows] + [0]
+    if dataset != "digits" and len(sizes) > 1:
+        n_train = c1.select_slider("Training images" if dataset != "csv" else "Training rows", sizes,
                                    0 if own else 2000, format_func=lambda n: "all" if n == 0 else f"{n:,}",
                                    key="label_bias_own_n_train" if own else "label_bias_n_train")
     flip = (1, 0)
@@ -91,7 +94,8 @@ if config is None:
 
 
 def _compute():
-    with progress_status("Training clean and noisy models, scoring training samples") as report:
+    what = "Training clean and noisy models" if config.data.noise_fraction > 0 else "Training the model"
+    with progress_status(f"{what}, scoring training samples") as report:
         return lb.run_label_bias(config, progress=report)
 
 
@@ -108,9 +112,10 @@ if truth:
     k[0].metric("Flipped training labels", f"{int(ds.flipped.sum())} / {len(ds.y_train)}")
 else:
     k[0].metric("Training samples", f"{len(ds.y_train):,}", help="No label was flipped on purpose: there is no ground truth to score the flags against.")
-k[1].metric(f"Held-out accuracy ({labels_were})", f"{noisy['accuracy']:.1%}",
+suffix = " (noisy labels)" if truth else ""  # without flips the labels are the user's, scored as they are
+k[1].metric(f"Held-out accuracy{suffix}", f"{noisy['accuracy']:.1%}",
             delta=f"{noisy['accuracy'] - clean['accuracy']:+.1%} vs clean" if clean else None)
-k[2].metric(f"Held-out loss ({labels_were})", f"{noisy['loss']:.3f}",
+k[2].metric(f"Held-out loss{suffix}", f"{noisy['loss']:.3f}",
             delta=f"{noisy['loss'] - clean['loss']:+.3f} vs clean" if clean else None, delta_color="inverse")
 k[3].metric("Misclassified held-out", m["n_misclassified"])
 k[4].metric("Compute", "cached" if m.get("scores_from_cache") and m.get("from_cache") else f"{m['total_seconds']:.1f} s on {m['device']}")
@@ -185,7 +190,8 @@ def _describe(i: int) -> str:
     return f"#{i} ({ds.ids_test[i]}): true {class_names[ds.y_test[i]]}, predicted {class_names[pred[i]]} ({result.test_probs[i, pred[i]]:.0%}) {wrong}"
 
 
-test_index = st.selectbox("Held-out sample (misclassified first)", list(order), format_func=_describe, key="label_bias_test")
+# keyed by the run: a held-out index picked on other data means nothing here
+test_index = st.selectbox("Held-out sample (misclassified first)", list(order), format_func=_describe, key=f"label_bias_test_{config.key()}")
 tables = run_or_explain(lb.top_influencers, result, int(test_index), 10)
 if tables is not None:
     if tabular:

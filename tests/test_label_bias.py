@@ -247,7 +247,11 @@ def test_default_training_gives_small_sets_enough_steps():
     assert default_training("mlp", 10).epochs <= 300
 
 
-def test_own_csv_on_the_page_without_and_with_injected_flips(tmp_path):
+def _held_out_picker(at: AppTest):
+    return next(s for s in at.selectbox if s.label.startswith("Held-out sample"))
+
+
+def test_own_csv_on_the_page_without_and_with_injected_flips(tmp_path, digits_result, shared_cache):
     """A user's CSV: the label and id columns are picked from its header; with the labels as they are the
     page ranks and flags without claiming detection rates; with a flipped share it scores the detection."""
     import pandas as pd
@@ -255,14 +259,17 @@ def test_own_csv_on_the_page_without_and_with_injected_flips(tmp_path):
     path = _own_csv(tmp_path)
     raw = pd.read_csv(path).set_index("patient")
     at = _label_bias_page()
+    _held_out_picker(at).select_index(5).run()  # a digits test point, which must not carry over to the CSV
     at.selectbox(key="label_bias_dataset").set_value("csv").run()
     assert not at.exception and at.info and "CSV file" in at.info[0].value
     at.text_input(key="label_bias_csv_path").set_value(str(tmp_path / "missing.csv")).run()
     assert not at.exception and at.error and "does not exist" in at.error[0].value
     at.text_input(key="label_bias_csv_path").set_value(str(path)).run()
+    # guessed from the file: the label by its name, the id as the one text column that is not the label
     assert at.selectbox(key="label_bias_label_column").value == "target"
-    at.selectbox(key="label_bias_id_column").set_value("patient").run()
+    assert at.selectbox(key="label_bias_id_column").value == "patient"
     assert not at.exception, at.exception
+    assert _held_out_picker(at).index == 0
     assert not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
     n_train = len(raw) - round(0.2 * len(raw))
@@ -290,7 +297,7 @@ def test_own_csv_on_the_page_without_and_with_injected_flips(tmp_path):
     assert not at.exception and at.error and "must differ" in at.error[0].value
 
 
-def test_own_image_folder_names_skipped_files_and_shows_galleries(tmp_path):
+def test_own_image_folder_names_skipped_files_and_shows_galleries(tmp_path, digits_result, shared_cache):
     from PIL import Image
 
     rng = np.random.default_rng(0)

@@ -474,10 +474,14 @@ def test_registry_csv_classes_by_name_and_errors(iris_like: Path) -> None:
 
 def test_peeking_at_own_data_agrees_with_the_loader(iris_like: Path, tmp_path: Path) -> None:
     from influence_core.data.registry import peek_own_data, source_fingerprint
-    from influence_core.data.tabular import csv_columns, guess_label_column
+    from influence_core.data.tabular import csv_columns, guess_id_column, guess_label_column
 
     assert csv_columns(iris_like) == ["sample", "a", "b", "species"]
     assert guess_label_column(["id", "x", "Target", "z"]) == "Target" and guess_label_column(["p", "q"]) == "q"
+    assert guess_id_column(iris_like, csv_columns(iris_like), "species") == "sample"  # the text column
+    numbers_only = _write_csv(tmp_path, "a,row_id,y\n1,10,0\n2,11,1\n", "ids.csv")
+    assert guess_id_column(numbers_only, ["a", "row_id", "y"], "y") == "row_id"  # named like an id
+    assert guess_id_column(numbers_only, ["a", "y"], "y") is None
     cfg = DataConfig(name="csv", path=str(iris_like), label_column="species", id_column="sample")
     peek = peek_own_data(cfg)
     assert peek.class_names == load_dataset(cfg, seed=0).class_names == ["setosa", "versicolor", "virginica"]

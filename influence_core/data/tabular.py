@@ -78,6 +78,21 @@ def guess_label_column(columns: list[str]) -> str:
     return next((lowered[n] for n in LABEL_COLUMN_NAMES if n in lowered), columns[-1])
 
 
+def guess_id_column(path: str | os.PathLike, columns: list[str], label_column: str) -> Optional[str]:
+    """A column that names rows rather than measuring them: the first one besides the label that holds
+    text in the file's first rows (it could not be a feature) or is named like an id; None if none is."""
+    import pandas as pd
+
+    head = _read(path, nrows=200)[1]
+    for c in columns:
+        if c == label_column:
+            continue
+        named_like_id = c.strip().lower() in ("id", "identifier", "name", "filename", "file") or c.strip().lower().endswith(("_id", " id"))
+        if named_like_id or not (pd.api.types.is_numeric_dtype(head[c]) or pd.api.types.is_bool_dtype(head[c])):
+            return c
+    return None
+
+
 def csv_classes(path: str | os.PathLike, label_column: str) -> tuple[list[str], int]:
     """(the class names ``load_csv`` gives this label column, in its order; the number of data rows),
     reading that column only."""
