@@ -85,7 +85,7 @@ OWN_DATA = ("csv", "image_folder")
 
 def preset_config(
     dataset: str = "digits",
-    noise_fraction: float = 0.2,
+    noise_fraction: Optional[float] = None,
     curvature: Optional[str] = None,
     n_train: int = 0,
     n_test: int = 0,
@@ -105,13 +105,16 @@ def preset_config(
     positives flipped to negative, ResNet18, full last-layer GGN). 0 for n_train/n_test = all rows;
     ``image_size`` resizes (CheXpert default 64; digits 8 and MNIST 28 unless set).
 
-    ``csv`` / ``image_folder`` run the same pipeline on the user's data at ``path``: ``flip`` =
-    (source, target) class indices of the injected flip (``noise_fraction`` 0 = the labels as
-    they are, no ground truth), the CLI's default training for the model (logistic regression
-    with the exact Hessian for a CSV, the CNN with the diagonal GGN for images).
+    ``csv`` / ``image_folder`` run the same pipeline on the user's data at ``path``, with the CLI's
+    default training (logistic regression with the exact Hessian for a CSV, the CNN with the
+    diagonal GGN for images). ``flip`` = (source, target) class indices of an injected flip;
+    ``noise_fraction`` defaults to 0 here (the labels as they are: no ground truth), 0.2 for the
+    paper's presets.
     """
     if dataset not in PRESETS:
         raise InputError(f"label-bias preset must be one of {PRESETS}, got {dataset!r}")
+    if noise_fraction is None:
+        noise_fraction = 0.0 if dataset in OWN_DATA else 0.2
     if dataset in OWN_DATA:
         noise = dict(noise="flip_class", noise_fraction=noise_fraction, noise_source=int(flip[0]), noise_target=int(flip[1])) \
             if noise_fraction > 0 else {}

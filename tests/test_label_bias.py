@@ -247,6 +247,22 @@ def test_default_training_gives_small_sets_enough_steps():
     assert default_training("mlp", 10).epochs <= 300
 
 
+def test_own_csv_pipeline_finds_injected_flips_and_claims_nothing_without_them(tmp_path):
+    path = _own_csv(tmp_path)
+    as_given = lb.run_label_bias(lb.preset_config("csv", path=str(path), label_column="target", id_column="patient"))
+    assert as_given.config.data.noise == "none" and not as_given.has_ground_truth  # own data: no flips unless asked
+    assert as_given.metrics["detection"] == {} and "clean" not in as_given.metrics
+    table = lb.flagged_table(as_given, lb.DEFAULT_SCORE, lb.default_threshold(as_given.scores[lb.DEFAULT_SCORE]))
+    assert "truly flipped" not in table.columns and set(table["id"]) <= set(as_given.dataset.ids_train)
+    flipped = lb.run_label_bias(lb.preset_config("csv", path=str(path), label_column="target", id_column="patient",
+                                                 noise_fraction=0.2, flip=(1, 0)))
+    ds = flipped.dataset
+    assert flipped.has_ground_truth and (ds.y_train_clean[ds.flipped] == 1).all() and (ds.y_train[ds.flipped] == 0).all()
+    detection = flipped.metrics["detection"]
+    assert detection["self"]["auroc"] >= 0.9 and detection[lb.DEFAULT_SCORE]["auroc"] >= 0.8, detection
+    assert flipped.metrics["noisy"]["test"]["accuracy"] < flipped.metrics["clean"]["test"]["accuracy"]
+
+
 def _held_out_picker(at: AppTest):
     return next(s for s in at.selectbox if s.label.startswith("Held-out sample"))
 
