@@ -27,15 +27,19 @@ from influence_core.models import build_model, parameter_names
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.training import Checkpoint, TrainResult, evaluate, model_at, train_model
 
+# datasets decoded from the user's files at load time (the others load in a moment)
+FILE_DATASETS = ("image_folder", "chexpert")
+
 # a pairwise matrix larger than this many entries is not computed by default (memory / time)
 MAX_PAIRWISE_ENTRIES = 50_000_000
 
 
-def load_data(config: RunConfig) -> Dataset:
-    """The dataset a config names, with its label corruption applied (deterministic in the seed)."""
+def load_data(config: RunConfig, progress: Optional[ProgressFn] = None) -> Dataset:
+    """The dataset a config names, with its label corruption applied (deterministic in the seed).
+    ``progress`` hears from loaders that decode files (image folders, CheXpert)."""
     from influence_core.data.registry import load_dataset
 
-    return load_dataset(config.data, config.seed)
+    return load_dataset(config.data, config.seed, progress)
 
 
 def tensors(dataset: Dataset, device: Optional[torch.device] = None) -> tuple[torch.Tensor, ...]:
@@ -92,7 +96,9 @@ def _training_payload(config: RunConfig, dataset: Optional[Dataset]) -> dict[str
 def train(config: RunConfig, progress: ProgressFn = silent, use_cache: bool = True, dataset: Optional[Dataset] = None) -> Trained:
     """Load the data and train the configured model (cached: weights and checkpoints)."""
     payload = _training_payload(config, dataset)
-    dataset = dataset if dataset is not None else load_data(config)
+    if dataset is None:  # decoding a folder of images can take longer than training on it
+        dataset = load_data(config, scaled(progress, 0.0, 0.2) if config.data.name in FILE_DATASETS else None)
+        progress = scaled(progress, 0.2, 1.0) if config.data.name in FILE_DATASETS else progress
     if len(np.unique(dataset.y_train)) < 2:
         raise InputError("the training labels contain one class only: influence needs at least two classes")
     device = default_device()

@@ -512,3 +512,19 @@ def test_registry_image_folder_and_mnist() -> None:
         assert i.startswith(ds.class_names[y] + "/")
     mn = load_dataset(DataConfig(name="mnist", n_train=60, n_test=30, classes=(0, 1), path="/nonexistent"), seed=0)
     assert mn.x_train.shape == (60, 1, 28, 28) and mn.class_names == ["0", "1"] and np.bincount(mn.y_train).tolist() == [28, 32]
+
+
+def test_training_on_an_image_folder_reports_decoding_then_training_in_order() -> None:
+    from influence_core import experiments
+    from influence_core.config import ModelConfig, RunConfig, TrainConfig
+    from influence_core.data import image_folder
+
+    image_folder._DECODE_CACHE.clear()  # decode for real, as on a first visit
+    config = RunConfig(data=DataConfig(name="image_folder", path=str(XRAYS), image_size=8, n_train=0, n_test=0),
+                       model=ModelConfig(kind="logreg"), train=TrainConfig(epochs=2, optimizer="adam", lr=0.01))
+    seen: list[tuple[float, str]] = []
+    experiments.train(config, lambda f, m: seen.append((f, m)), use_cache=False)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    decoding = [f for f, m in seen if "decoding" in m]
+    assert decoding and max(decoding) <= min(f for f, m in seen if "training" in m)
