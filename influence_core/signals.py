@@ -425,6 +425,8 @@ def score_methods(
     true class; (all) = the same over every mislabeled row, as if all were detected (paper §6.1.2).
     """
     target = truth.glitched
+    if not target.any():  # nothing injected: nothing to score against
+        return []
     ratio = float(target.mean())
     mislabeled = truth.mislabeled
     rows: list[dict[str, Any]] = []
@@ -489,7 +491,7 @@ class GlitchConfig:
     def validate(self) -> None:
         if self.kind not in GLITCH_KINDS:
             raise InputError(f"glitch kind must be one of {', '.join(GLITCH_KINDS)}; got {self.kind!r}")
-        if not 0.0 < self.ratio <= 0.5:
+        if self.kind != "none" and not 0.0 < self.ratio <= 0.5:
             raise InputError(f"glitch ratio must be in (0, 0.5], got {self.ratio}")
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"validation fraction must be in (0, 1), got {self.val_fraction}")
@@ -513,10 +515,16 @@ def signal_run_config(
     n_test: int = 0,
     seed: int = 0,
     epochs: Optional[int] = None,
+    path: Optional[str] = None,
+    label_column: Optional[str] = None,
+    id_column: Optional[str] = None,
+    image_size: Optional[int] = None,
 ) -> RunConfig:
     """A run config that trains with plain SGD (no momentum) and 10 checkpoints, as TracIn assumes.
 
     Learning rates and epochs are set per model so each reaches good accuracy on digits / MNIST.
+    ``dataset`` "csv" / "image_folder" reads the user's data at ``path`` (CSV: ``label_column``,
+    optional ``id_column``; images resized to ``image_size``, default 28).
     """
     if model == "cnn":
         train_cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=epochs or 15, batch_size=64, weight_decay=1e-4, n_checkpoints=10)
@@ -528,7 +536,8 @@ def signal_run_config(
         train_cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=epochs or 30, batch_size=64, weight_decay=1e-4, n_checkpoints=10)
         model_cfg = ModelConfig(kind="mlp", hidden=128, depth=1)
     return RunConfig(
-        data=DataConfig(name=dataset, n_train=n_train, n_test=n_test),
+        data=DataConfig(name=dataset, n_train=n_train, n_test=n_test, path=path, label_column=label_column, id_column=id_column,
+                        image_size=image_size or (28 if dataset == "image_folder" else None)),
         model=model_cfg,
         train=train_cfg,
         method="tracin",
@@ -577,6 +586,11 @@ class GlitchReport:
     @property
     def ratio(self) -> float:
         return float(self.truth.glitched.mean())
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """Whether glitches were injected, so that the signals can be scored (data as it is has none)."""
+        return bool(self.truth.glitched.any())
 
 
 def _prepare(run: RunConfig, glitch: GlitchConfig) -> tuple[Dataset, np.ndarray, np.ndarray, np.ndarray, GlitchTruth]:
@@ -681,8 +695,9 @@ def flagged_frame(report: GlitchReport, signal: str) -> "Any":
         frame["cleanlab suggested"] = [names[c] for c in report.baselines["cleanlab"]["suggested"]]
     if "isolation_forest" in report.baselines:
         frame["IsolationForest"] = report.baselines["isolation_forest"]
-    frame["true type"] = report.truth.types
-    frame["true label"] = [names[c] if t != "anomaly" else "—" for c, t in zip(ds.y_train_clean, report.truth.types)]
+    if report.has_ground_truth:
+        frame["true type"] = report.truth.types
+        frame["true label"] = [names[c] if t != "anomaly" else "—" for c, t in zip(ds.y_train_clean, report.truth.types)]
     order = np.argsort(-frame[signal].to_numpy(), kind="stable")
     frame = frame.iloc[order].reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))

@@ -15,11 +15,12 @@ from influence_core.signals import (
     suggested_repairs,
     thumbnail,
 )
-from pages._ui import kept_result, memoised, page_header, progress_status, run_or_explain
+from pages._ui import csv_inputs, kept_result, memoised, page_header, progress_status, run_or_explain
 
 page_header("Glitch signals")
 st.caption(
-    "Inject mislabeled samples or anomalies, train with plain SGD, and rank the training data by "
+    "Inject mislabeled samples or anomalies (or bring your own CSV / image folder as it is), train with plain SGD, "
+    "and rank the training data by "
     "influence signals (TracIn over checkpoints, last layer, train → clean validation set). "
     "CNCI targets mislabels and suggests a repair label, PCID targets anomalies, CFRank mixtures. "
     "Every score below: higher = more suspicious (CNCI keeps the paper's scale, ≤ 0, near 0 = mislabeled)."
@@ -29,17 +30,33 @@ DATASETS = {
     "digits": "sklearn digits (8×8, 1,797 images)",
     "mnist": "MNIST (28×28)",
     "fashion_mnist": "Fashion-MNIST (28×28)",
+    "csv": "Your CSV file",
+    "image_folder": "Your image folder (one subfolder per class)",
 }
+OWN_DATA = ("csv", "image_folder")
 MODELS = {"mlp": "MLP (one hidden layer of 128)", "logreg": "logistic regression", "cnn": "small CNN"}
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     dataset = c1.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="glitch_dataset")
-    n_train = c1.select_slider("Training rows (MNIST sets)", [1000, 2000, 4000, 6000], 2000,
-                               disabled=dataset == "digits", key="glitch_n_train")
-    kind = c2.selectbox("Glitch", list(GLITCH_KINDS), format_func=GLITCH_KINDS.get, key="glitch_kind")
-    ratio = c2.slider("Glitch ratio", 0.02, 0.3, 0.1, step=0.01, key="glitch_ratio")
-    model = c3.selectbox("Model", list(MODELS), format_func=MODELS.get, key="glitch_model")
+    own = dataset in OWN_DATA
+    path = label_column = id_column = image_size = None
+    if dataset == "csv":
+        path, label_column, id_column = csv_inputs(c1, "glitch")
+    elif dataset == "image_folder":
+        path = c1.text_input("Image folder", key="glitch_folder", placeholder="/path/to/images",
+                             help="One subfolder per class; the subfolder names are the class names.").strip() or None
+        image_size = c1.select_slider("Image size (pixels)", [16, 28, 32, 64], 28, key="glitch_image_size")
+    else:
+        n_train = c1.select_slider("Training rows (MNIST sets)", [1000, 2000, 4000, 6000], 2000,
+                                   disabled=dataset == "digits", key="glitch_n_train")
+    kinds = [k for k in GLITCH_KINDS if k != "none" and not (dataset == "csv" and k in ("brightness", "stripe"))]
+    if own:  # the data as it is first: the point of bringing your own
+        kinds = ["none"] + kinds
+    kind = c2.selectbox("Glitch", kinds, format_func=GLITCH_KINDS.get, key=f"glitch_kind_{'own' if own else 'builtin'}")
+    ratio = c2.slider("Glitch ratio", 0.02, 0.3, 0.1, step=0.01, key="glitch_ratio", disabled=kind == "none")
+    models = [m for m in MODELS if not (dataset == "csv" and m == "cnn")]
+    model = c3.selectbox("Model", models, format_func=MODELS.get, key=f"glitch_model_{dataset == 'csv'}")
     epochs = c3.slider("Epochs (SGD, no momentum)", 5, 60, 15, step=5, key="glitch_epochs")
     with c4:
         seed = st.number_input("Seed", 0, 10_000, 0, key="glitch_seed")
@@ -48,16 +65,24 @@ with st.container(border=True):
                              format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold")
         include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias")
 
-is_mnist = dataset != "digits"
-run = signal_run_config(dataset, model, n_train=n_train if is_mnist else 0, n_test=2000 if is_mnist else 0,
-                        seed=int(seed), epochs=int(epochs))
+if own and (not path or (dataset == "csv" and not label_column)):
+    if not path:
+        st.info("Name your data above: " + ("a CSV file with numeric feature columns and a label column." if dataset == "csv"
+                                            else "a folder with one subfolder of images per class."))
+    st.stop()
+is_mnist = dataset in ("mnist", "fashion_mnist")
+run = run_or_explain(signal_run_config, dataset, model, n_train=n_train if is_mnist else 0, n_test=2000 if is_mnist else 0,
+                     seed=int(seed), epochs=int(epochs), path=path, label_column=label_column, id_column=id_column, image_size=image_size)
+if run is None:
+    st.stop()
 glitch = GlitchConfig(kind=kind, ratio=float(ratio), val_fraction=float(val_fraction),
                       include_bias=include_bias, cleanlab_folds=int(folds))
 run_key = f"glitch:{run.key()}:{glitch}"
 
 
 def _compute():
-    with progress_status("Injecting glitches, training, computing signals and baselines") as report:
+    what = "Training" if kind == "none" else "Injecting glitches, training"
+    with progress_status(f"{what}, computing signals and baselines") as report:
         return detect_glitches(run, glitch, progress=report)
 
 
@@ -66,31 +91,42 @@ if report is None:
     st.stop()
 
 m = report.metrics
+truth = report.has_ground_truth
 k1, k2, k3, k4, k5 = st.columns(5)
 k1.metric("Test accuracy", f"{m['test']['accuracy']:.1%}")
-k2.metric("Mislabeled rows", m["n_mislabeled"])
-k3.metric("Anomalies", m["n_anomalous"])
+if truth:
+    k2.metric("Mislabeled rows", m["n_mislabeled"])
+    k3.metric("Anomalies", m["n_anomalous"])
+else:
+    k2.metric("Classes", report.dataset.n_classes)
+    k3.metric("Model disagrees with the label", f"{1 - m['train']['accuracy']:.1%}",
+              help="Training rows whose label is not the class the final model predicts for them.")
 k4.metric("Train / validation rows", f"{m['n_train']} / {m['n_val']}")
 k5.metric("Signals / training time",
           "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s / {m['train_seconds']:.1f} s")
 
-st.subheader("Signals and baselines")
-st.caption(f"F1 with the threshold at the true glitch ratio ({report.ratio:.1%} of the training rows); "
-           "repair accuracy: share of the mislabeled rows whose suggested label is the true class "
-           "(detected = among those flagged at that threshold).")
-table = pd.DataFrame(report.table)
-# Streamlit draws missing numbers as "None" whatever the Styler says: write "—" where a measure does not apply
-# (fixed three decimals, so the text columns still sort in numeric order)
-not_applicable = [c for c in table.columns
-                  if table[c].isna().any() and (pd.api.types.is_numeric_dtype(table[c]) or table[c].isna().all())]
-table[not_applicable] = table[not_applicable].map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")
-st.dataframe(table.style.format(precision=3), hide_index=True, width="stretch", key="glitch_table")
+if truth:
+    st.subheader("Signals and baselines")
+    st.caption(f"F1 with the threshold at the true glitch ratio ({report.ratio:.1%} of the training rows); "
+               "repair accuracy: share of the mislabeled rows whose suggested label is the true class "
+               "(detected = among those flagged at that threshold).")
+    table = pd.DataFrame(report.table)
+    # Streamlit draws missing numbers as "None" whatever the Styler says: write "—" where a measure does not apply
+    # (fixed three decimals, so the text columns still sort in numeric order)
+    not_applicable = [c for c in table.columns
+                      if table[c].isna().any() and (pd.api.types.is_numeric_dtype(table[c]) or table[c].isna().all())]
+    table[not_applicable] = table[not_applicable].map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")
+    st.dataframe(table.style.format(precision=3), hide_index=True, width="stretch", key="glitch_table")
+else:
+    st.caption("Your data as it is: no glitch was injected, so there is nothing to score the signals against. "
+               "The rows below are ranked by the chosen signal; the validation rows (held out, labels as given) "
+               "are what the signals measure influence on.")
 
 st.subheader("Flagged training samples")
 choices = list(SIGNALS) + [b for b, present in (("cleanlab", "cleanlab" in report.baselines),
                                                 ("IsolationForest", "isolation_forest" in report.baselines)) if present]
 f1, f2 = st.columns([2, 1])
-signal = f1.selectbox("Rank by", choices, index=choices.index(default_signal(kind)), key="glitch_signal",
+signal = f1.selectbox("Rank by", choices, index=choices.index(default_signal(kind)), key=f"glitch_signal_{kind}",  # the paper's pick per kind
                       format_func=lambda s: f"{s}: {SIGNALS.get(s, 'baseline')}")
 top = f2.slider("Show the top", 5, 100, 20, step=5, key="glitch_top")
 frame = run_or_explain(flagged_frame, report, signal)
@@ -107,15 +143,18 @@ if report.dataset.is_image:
     cols = st.columns(6)
     for i, row in enumerate(frame.head(n_images).to_dict("records")):
         cols[i % 6].image(thumbnail(report.dataset.x_train[int(row["row"])]), width=84,
-                          caption=f"#{row['rank']} {row['label']} → {row['suggested label']} · {row['detected type']} (truth: {row['true type']})")
+                          caption=f"#{row['rank']} {row['label']} → {row['suggested label']} · {row['detected type']}"
+                                  + (f" (truth: {row['true type']})" if truth else ""))
 
 st.subheader("Repair and retrain")
 st.caption("Accept the suggested repairs of the top rows by the chosen signal: relabel the rows typed "
            "'mislabeled' to CNCI's suggested label; with PCID / CFRank, remove the rows typed 'anomaly'. "
            "Then retrain the same configuration and compare test accuracy.")
 r1, r2 = st.columns([1, 2])
-n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(report.ratio * len(frame)))),
-                           key="glitch_n_repair")
+# without a ground truth, start from the rows the final model itself disagrees with (at least 1 %)
+expected_share = report.ratio if truth else max(0.01, 1 - m["train"]["accuracy"])
+n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(expected_share * len(frame)))),
+                           key=f"glitch_n_repair_{run_key}")
 if signal in SIGNALS:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
     r2.write(f"{len(relabel)} rows relabelled, {len(remove)} removed.")
@@ -130,7 +169,13 @@ if signal in SIGNALS:
         o1.metric("Test accuracy before", f"{outcome.test_accuracy_before:.1%}")
         o2.metric("Test accuracy after repair", f"{outcome.test_accuracy_after:.1%}",
                   f"{outcome.test_accuracy_after - outcome.test_accuracy_before:+.1%}")
-        o3.metric("Relabelled to the true class", f"{outcome.n_relabelled_correctly} / {outcome.n_relabelled}")
-        o4.metric("Removed rows that were glitches", f"{outcome.n_removed_glitches} / {outcome.n_removed}")
+        if truth:
+            o3.metric("Relabelled to the true class", f"{outcome.n_relabelled_correctly} / {outcome.n_relabelled}")
+            o4.metric("Removed rows that were glitches", f"{outcome.n_removed_glitches} / {outcome.n_removed}")
+        else:
+            o3.metric("Relabelled", outcome.n_relabelled)
+            o4.metric("Removed", outcome.n_removed)
+            st.caption("The test rows carry your labels too: if they share the training rows' errors, test accuracy "
+                       "can fall when a repair is right. Export the table to fix the source file.")
 else:
     r2.info("Repairs follow the influence signals; pick one of them in 'Rank by'.")

@@ -16,13 +16,16 @@ from influence_core.data.glitches import FASHION_ROOT, inject_glitches
 from influence_core.errors import InputError
 from influence_core.experiments import train
 from influence_core.signals import (
+    SIGNALS,
     GlitchConfig,
+    SignalResult,
     cfrank,
     compute_signals,
     detect_glitches,
     flagged_frame,
     pcid_from_denominator,
     retrain_with_repairs,
+    score_methods,
     signal_run_config,
     signals_from_rows,
     suggested_repairs,
@@ -240,6 +243,17 @@ def test_fashion_images_go_into_image_sets_with_their_ids():
     assert not np.allclose(added, img.x_train[: len(added)])
 
 
+def test_no_glitch_leaves_the_data_and_scores_nothing():
+    ds = _toy()
+    same, truth = inject_glitches(ds, "none", 0.0, seed=0)
+    assert same is ds and not truth.glitched.any()
+    GlitchConfig(kind="none", ratio=0.0).validate()  # the ratio does not apply
+    scores = np.random.default_rng(0).normal(size=len(ds.y_train))
+    result = SignalResult(scores={name: scores for name in SIGNALS}, ncf=ds.y_train, pcf=ds.y_train,
+                          cfrank_type=np.full(len(ds.y_train), "mislabeled", dtype=object), seconds=0.0)
+    assert score_methods(result, truth, ds.y_train, {}) == []
+
+
 def test_bad_glitch_settings_raise_input_errors():
     with pytest.raises(InputError, match="glitch kind"):
         inject_glitches(_toy(), "nonsense", 0.1, seed=0)
@@ -294,3 +308,44 @@ def test_glitch_page_runs_compares_and_repairs():
     assert not at.exception, at.exception
     labels = [m.label for m in at.metric]
     assert any("after repair" in label for label in labels), labels
+
+
+def test_glitch_page_on_own_csv_ranks_the_wrong_labels_it_was_not_told_about(tmp_path):
+    """A user's CSV with labels that are wrong in the file itself: with nothing injected the page claims no
+    scores against a ground truth, yet the default signal ranks the file's wrong labels first and repairs them."""
+    import pandas as pd
+    from streamlit.testing.v1 import AppTest
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(["cat", "dog"], 150)
+    x = rng.normal(size=(300, 4)) + np.where(y == "dog", 2.5, -2.5)[:, None]
+    wrong = rng.choice(300, 15, replace=False)
+    y[wrong] = np.where(y[wrong] == "cat", "dog", "cat")
+    table = pd.DataFrame(x, columns=["a", "b", "c", "d"])
+    table.insert(0, "name", [f"r{i:03d}" for i in range(300)])
+    table["animal"] = y
+    path = tmp_path / "animals.csv"
+    table.to_csv(path, index=False)
+    wrong_ids = {f"r{i:03d}" for i in wrong}
+
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.switch_page("pages/glitch_signals.py").run()
+    at.selectbox(key="glitch_dataset").set_value("csv").run()
+    at.text_input(key="glitch_csv_path").set_value(str(path)).run()
+    assert at.selectbox(key="glitch_label_column").value == "animal" and at.selectbox(key="glitch_id_column").value == "name"
+    assert at.selectbox(key="glitch_kind_own").value == "none"
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Mislabeled rows" not in metrics and metrics["Classes"] == "2"
+    frames = [d.value for d in at.dataframe]
+    assert not any("method" in f.columns for f in frames)  # no F1 / AUROC table without a ground truth
+    flagged = next(f for f in frames if "suggested label" in f.columns)
+    assert "true type" not in flagged.columns and flagged.columns[5] == "CFRank"
+    top = set(flagged["id"].head(20))
+    assert len(top & wrong_ids) >= 8, (sorted(top & wrong_ids), len(wrong_ids))
+    at.button(key="glitch_repair").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Relabelled"]) >= 1 and "Relabelled to the true class" not in metrics

@@ -47,6 +47,7 @@ GLITCH_KINDS: dict[str, str] = {
     "brightness": "brightness corruption (MNIST-C)",
     "stripe": "stripe corruption (MNIST-C)",
     "mixture": "mixture: mislabeled + far clustered anomalies (the ratio each)",
+    "none": "none: the data as it is (your own data: no ground truth to score against)",
 }
 """Every glitch kind :func:`inject_glitches` accepts → a one-line description for the UI."""
 
@@ -235,6 +236,9 @@ def inject_glitches(
     """Corrupt the training rows of ``ds`` with glitch ``kind`` at ``ratio``; return it and the ground truth."""
     if kind not in GLITCH_KINDS:
         raise InputError(f"glitch kind must be one of {', '.join(GLITCH_KINDS)}; got {kind!r}")
+    if kind == "none":
+        nothing = np.zeros(len(ds.y_train), dtype=bool)
+        return ds, GlitchTruth(kind=kind, ratio=0.0, mislabeled=nothing, anomalous=nothing.copy(), details={})
     _check(ds, ratio)
     details: dict = {}
     anomalous = np.zeros(len(ds.y_train), dtype=bool)
