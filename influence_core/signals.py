@@ -693,6 +693,7 @@ def flagged_frame(report: GlitchReport, signal: str) -> "Any":
     if "cleanlab" in report.baselines:
         frame["cleanlab"] = report.baselines["cleanlab"]["score"]
         frame["cleanlab suggested"] = [names[c] for c in report.baselines["cleanlab"]["suggested"]]
+        frame["cleanlab flags"] = report.baselines["cleanlab"]["issues"]
     if "isolation_forest" in report.baselines:
         frame["IsolationForest"] = report.baselines["isolation_forest"]
     if report.has_ground_truth:

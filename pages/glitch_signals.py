@@ -98,9 +98,12 @@ if truth:
     k2.metric("Mislabeled rows", m["n_mislabeled"])
     k3.metric("Anomalies", m["n_anomalous"])
 else:
-    k2.metric("Classes", report.dataset.n_classes)
-    k3.metric("Model disagrees with the label", f"{1 - m['train']['accuracy']:.1%}",
+    k2.metric("Model disagrees with the label", f"{1 - m['train']['accuracy']:.1%}",
               help="Training rows whose label is not the class the final model predicts for them.")
+    cleanlab_issues = report.baselines.get("cleanlab", {}).get("issues")
+    k3.metric("cleanlab flags", "skipped" if cleanlab_issues is None else int(cleanlab_issues.sum()),
+              help="cleanlab's own ground-truth-free choice of likely label errors (out-of-fold probabilities): "
+                   "a second opinion on the signals' ranking.")
 k4.metric("Train / validation rows", f"{m['n_train']} / {m['n_val']}")
 k5.metric("Signals / training time",
           "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s / {m['train_seconds']:.1f} s")
@@ -119,8 +122,9 @@ if truth:
     st.dataframe(table.style.format(precision=3), hide_index=True, width="stretch", key="glitch_table")
 else:
     st.caption("Your data as it is: no glitch was injected, so there is nothing to score the signals against. "
-               "The rows below are ranked by the chosen signal; the validation rows (held out, labels as given) "
-               "are what the signals measure influence on.")
+               "The signals rank every row, so some row always comes first: trust the top rows where cleanlab "
+               "flags them too and the model disagrees with their label. The validation rows (held out, labels as "
+               "given) are what the signals measure influence on.")
 
 st.subheader("Flagged training samples")
 choices = list(SIGNALS) + [b for b, present in (("cleanlab", "cleanlab" in report.baselines),
@@ -132,7 +136,8 @@ top = f2.slider("Show the top", 5, 100, 20, step=5, key="glitch_top")
 frame = run_or_explain(flagged_frame, report, signal)
 if frame is None:
     st.stop()
-shown = ["rank", "id", "label", "suggested label", "detected type", signal, "CNCI", "PCID", "true type", "true label"]
+shown = ["rank", "id", "label", "suggested label", "detected type", signal, "CNCI", "PCID", "true type", "true label",
+         *([] if truth else ["cleanlab flags"])]
 shown = list(dict.fromkeys(c for c in shown if c in frame.columns))
 st.dataframe(frame[shown].head(top), hide_index=True, width="stretch", key="glitch_flagged")
 st.download_button("Export all rows with every signal (CSV)", frame.to_csv(index=False),
@@ -151,9 +156,14 @@ st.caption("Accept the suggested repairs of the top rows by the chosen signal: r
            "'mislabeled' to CNCI's suggested label; with PCID / CFRank, remove the rows typed 'anomaly'. "
            "Then retrain the same configuration and compare test accuracy.")
 r1, r2 = st.columns([1, 2])
-# without a ground truth, start from the rows the final model itself disagrees with (at least 1 %)
-expected_share = report.ratio if truth else max(0.01, 1 - m["train"]["accuracy"])
-n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(expected_share * len(frame)))),
+# without a ground truth, start from as many rows as cleanlab flags (else as the model disagrees with)
+if truth:
+    n_default = report.ratio * len(frame)
+elif "cleanlab" in report.baselines:
+    n_default = report.baselines["cleanlab"]["issues"].sum()
+else:
+    n_default = (1 - m["train"]["accuracy"]) * len(frame)
+n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(n_default))),
                            key=f"glitch_n_repair_{run_key}")
 if signal in SIGNALS:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
