@@ -6,6 +6,7 @@ import logging
 import traceback
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import streamlit as st
@@ -104,6 +105,40 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
     id_column = container.selectbox("Id column", ids, index=ids.index(guessed) if guessed in ids else 0, key=f"{key_prefix}_id_column",
                                     help="Names each row in tables and exports; every other column is a feature.")
     return path, label, None if id_column == NO_ID_COLUMN else id_column
+
+
+OWN_DATA = {"csv": "Your CSV file", "image_folder": "Your image folder (one subfolder per class)"}
+
+
+@dataclass
+class OwnDataInputs:
+    path: Optional[str] = None
+    label_column: Optional[str] = None
+    id_column: Optional[str] = None
+    image_size: Optional[int] = None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.path) and (self.label_column is not None or self.image_size is not None)
+
+
+def own_data_inputs(container: Any, dataset: str, key_prefix: str) -> OwnDataInputs:
+    """The inputs that name the user's data: a CSV (path, label and id columns) or an image folder
+    (path, image size)."""
+    if dataset == "csv":
+        return OwnDataInputs(*csv_inputs(container, key_prefix))
+    path = container.text_input("Image folder", key=f"{key_prefix}_folder", placeholder="/path/to/images",
+                                help="One subfolder per class; the subfolder names are the class names.").strip() or None
+    size = container.select_slider("Image size (pixels)", [16, 28, 32, 64], 28, key=f"{key_prefix}_image_size")
+    return OwnDataInputs(path=path, image_size=int(size))
+
+
+def ask_for_own_data(dataset: str, inputs: OwnDataInputs) -> None:
+    """Until the data is named, say what is expected (a wrong path has shown its message already); stop the run."""
+    if not inputs.path:
+        st.info("Name your data above: " + ("a CSV file with numeric feature columns and a label column." if dataset == "csv"
+                                            else "a folder with one subfolder of images per class."))
+    st.stop()
 
 
 # (file, title, icon), relative to app.py; the first is the landing page on the embedded default dataset

@@ -15,7 +15,7 @@ from influence_core.signals import (
     suggested_repairs,
     thumbnail,
 )
-from pages._ui import csv_inputs, kept_result, memoised, page_header, progress_status, run_or_explain
+from pages._ui import OWN_DATA, OwnDataInputs, ask_for_own_data, kept_result, own_data_inputs, memoised, page_header, progress_status, run_or_explain
 
 page_header("Glitch signals")
 st.caption(
@@ -30,24 +30,16 @@ DATASETS = {
     "digits": "sklearn digits (8×8, 1,797 images)",
     "mnist": "MNIST (28×28)",
     "fashion_mnist": "Fashion-MNIST (28×28)",
-    "csv": "Your CSV file",
-    "image_folder": "Your image folder (one subfolder per class)",
+    **OWN_DATA,
 }
-OWN_DATA = ("csv", "image_folder")
 MODELS = {"mlp": "MLP (one hidden layer of 128)", "logreg": "logistic regression", "cnn": "small CNN"}
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     dataset = c1.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="glitch_dataset")
     own = dataset in OWN_DATA
-    path = label_column = id_column = image_size = None
-    if dataset == "csv":
-        path, label_column, id_column = csv_inputs(c1, "glitch")
-    elif dataset == "image_folder":
-        path = c1.text_input("Image folder", key="glitch_folder", placeholder="/path/to/images",
-                             help="One subfolder per class; the subfolder names are the class names.").strip() or None
-        image_size = c1.select_slider("Image size (pixels)", [16, 28, 32, 64], 28, key="glitch_image_size")
-    else:
+    mine = own_data_inputs(c1, dataset, "glitch") if own else OwnDataInputs()
+    if not own:
         n_train = c1.select_slider("Training rows (MNIST sets)", [1000, 2000, 4000, 6000], 2000,
                                    disabled=dataset == "digits", key="glitch_n_train")
     kinds = [k for k in GLITCH_KINDS if k != "none" and not (dataset == "csv" and k in ("brightness", "stripe"))]
@@ -65,14 +57,12 @@ with st.container(border=True):
                              format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold")
         include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias")
 
-if own and (not path or (dataset == "csv" and not label_column)):
-    if not path:
-        st.info("Name your data above: " + ("a CSV file with numeric feature columns and a label column." if dataset == "csv"
-                                            else "a folder with one subfolder of images per class."))
-    st.stop()
+if own and not mine.complete:
+    ask_for_own_data(dataset, mine)
 is_mnist = dataset in ("mnist", "fashion_mnist")
 run = run_or_explain(signal_run_config, dataset, model, n_train=n_train if is_mnist else 0, n_test=2000 if is_mnist else 0,
-                     seed=int(seed), epochs=int(epochs), path=path, label_column=label_column, id_column=id_column, image_size=image_size)
+                     seed=int(seed), epochs=int(epochs), path=mine.path, label_column=mine.label_column, id_column=mine.id_column,
+                     image_size=mine.image_size)
 if run is None:
     st.stop()
 glitch = GlitchConfig(kind=kind, ratio=float(ratio), val_fraction=float(val_fraction),

