@@ -121,3 +121,50 @@ def test_region_cuts_click_centres_a_new_cut(served_app):
             " return el && !el.innerText.startsWith(before); }", arg=before, timeout=60_000)
         assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
+
+
+def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
+    """The own-data flow as a person does it: pick a held-out digit, switch to "Your CSV file", type the path.
+    The columns are guessed from the file, and the held-out picker starts on the CSV's most confidently
+    misclassified row (it once kept the digit's index, showing one row and tabulating another)."""
+    _require_chromium()
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+    from sklearn.datasets import load_breast_cancer
+
+    from influence_core import label_bias as lb
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.insert(0, "patient", [f"p{i:03d}" for i in range(len(frame))])
+    frame["target"] = np.where(frame["target"] == 1, "benign", "malignant")
+    csv = tmp_path / "patients.csv"
+    frame.to_csv(csv, index=False)
+    expected = lb.run_label_bias(lb.preset_config("csv", path=str(csv), label_column="target", id_column="patient"), use_cache=False)
+    first = int(expected.test_order()[0])
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(served_app + "/label_bias")
+        page.wait_for_selector("text=Sample level", timeout=240_000)
+        page.get_by_role("combobox", name="Held-out sample (misclassified first)", exact=True).click()
+        page.get_by_role("option").nth(3).click()
+        page.wait_for_timeout(1500)
+        page.get_by_role("combobox", name="Dataset", exact=True).click()
+        page.get_by_role("option", name="Your CSV file").click()
+        page.wait_for_selector("text=Name your data", timeout=60_000)
+        box = page.get_by_test_id("stTextInputField").and_(page.get_by_label("CSV file", exact=True))
+        box.fill(str(csv))
+        box.press("Enter")
+        page.wait_for_selector("text=Training samples", timeout=120_000)
+        page.wait_for_selector("text=Sample level", timeout=60_000)
+        page.wait_for_timeout(1500)
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.locator("[data-testid='stAlertContentError']").count() == 0
+        def chosen(label: str) -> str:
+            return page.get_by_role("combobox", name=label, exact=True).input_value()
+
+        shown = chosen("Held-out sample (misclassified first)")
+        assert shown.startswith(f"#{first} ({expected.dataset.ids_test[first]})"), shown
+        assert (chosen("Label column"), chosen("Id column")) == ("target", "patient")
+        browser.close()
