@@ -343,6 +343,21 @@ class FlipSetResult:
             raise InputError(f"test point {test_index} does not exist; choose 0..{len(self.margins) - 1}")
         return s.order[test_index, : s.k[test_index]].copy()
 
+    def flip_set_table(self, test_index: int, mode: str = "relabel") -> "pd.DataFrame":
+        """The flip set of ``test_index`` as rows to review, in Algorithm 1's order: the training id, its label,
+        what the edit makes of it, the predicted change of f(x_t) and f(x_t) after the edits so far."""
+        import pandas as pd
+
+        rows = self.flip_set(test_index, mode)
+        ds, names = self.dataset, np.asarray(self.dataset.class_names)
+        effect = self.effects(mode)[test_index, rows]
+        start = self.test_probs[test_index] if self.output == "probability" else self.margins[test_index]
+        return pd.DataFrame({
+            "train row": rows, "id": ds.ids_train[rows], "label": names[ds.y_train[rows]],
+            "edit": names[1 - ds.y_train[rows]] if mode == "relabel" else "removed",
+            f"Δ {self.output}": effect, f"{self.output} after": start + np.cumsum(effect),
+        })
+
     def confidence_distance(self) -> np.ndarray:
         """|p(class 1 | x_t) − τ|: distance of the predicted probability from the threshold."""
         tau = 1.0 / (1.0 + np.exp(-self.threshold))

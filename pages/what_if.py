@@ -76,8 +76,9 @@ def _on_click() -> None:
 left, right = st.columns([3, 2])
 with right:
     st.subheader("Test points")
-    table = pd.DataFrame({"test #": np.arange(n_test), "true": ds.y_test, "p(class 1)": result.test_probs.round(3),
-                          "predicted": result.predicted, "k (relabel)": np.where(search.found, search.k, -1),
+    names = np.asarray(ds.class_names)
+    table = pd.DataFrame({"test #": np.arange(n_test), "id": ds.ids_test, "true": names[ds.y_test], "p(class 1)": result.test_probs.round(3),
+                          "predicted": names[result.predicted], "k (relabel)": np.where(search.found, search.k, -1),
                           "k (remove)": np.where(result.remove.found, result.remove.k, -1)})
     picked = st.dataframe(table, hide_index=True, height=260, on_select="rerun", selection_mode="single-row", key="whatif_table")
     rows = (picked or {}).get("selection", {}).get("rows", []) if isinstance(picked, dict) else getattr(getattr(picked, "selection", None), "rows", [])
@@ -94,6 +95,11 @@ with right:
     if found:
         st.write(f"{'Relabeling' if mode == 'relabel' else 'Removing'} **{len(chosen)}** of {len(ds.y_train)} training points "
                  f"is predicted to flip it ({result.search(mode).predicted_after[t]:.3f} after, in {result.output} units; τ = {tau}).")
+        with st.expander(f"The {len(chosen)} training rows to review"):
+            rows = result.flip_set_table(t, mode)
+            st.dataframe(rows.drop(columns=["train row"]), hide_index=True, width="stretch", key="whatif_set_rows")
+            st.download_button("Export (CSV)", rows.to_csv(index=False), f"flip_set_test{t}_{mode}.csv", "text/csv",
+                               key="whatif_set_export")
     else:
         st.info("No flip set: even every training point together is not predicted to cross the threshold.")
 

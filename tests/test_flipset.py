@@ -74,6 +74,16 @@ def test_one_dimensional_flip_set_matches_enumeration():
     m = fs.retrained_margins(rm, rm.flip_set(2), "relabel", ds.x_test[2][None])[0]
     assert (m > 0) == (rm.margins[2] > 0)
     assert np.array_equal(ds.y_train, y_before) and np.array_equal(r.dataset.y_train, y_before)
+    # the set as rows to review: Algorithm 1's order, each row's edit, and the running prediction that
+    # crosses τ = 0.5 at the last row and not before
+    for t in (0, 1):
+        rows = r.flip_set_table(t)
+        assert rows["train row"].tolist() == r.flip_set(t).tolist() and (rows["id"] == ds.ids_train[r.flip_set(t)]).all()
+        assert (rows["edit"] != rows["label"]).all()
+        after = rows["probability after"].to_numpy()
+        assert np.isclose(after[-1], r.relabel.predicted_after[t])
+        crossed = (after > 0.5) != (r.test_probs[t] > 0.5)
+        assert crossed[-1] and not crossed[:-1].any()
 
 
 def test_relabel_effect_sign_and_size_agree_with_retraining():
@@ -152,6 +162,10 @@ def test_what_if_page_shows_a_flip_set_and_verifies_it(tmp_path):
     assert metrics["Flipped labels in training"] == "10"  # blobs with its 10 flipped labels
     assert float(metrics["Flip set found"].rstrip("%")) >= 60
     assert at.get("plotly_chart")
+    # the picked point's set, listed row by row for review
+    review = next(d.value for d in at.dataframe if "probability after" in d.value.columns)
+    points = next(d.value for d in at.dataframe if "k (relabel)" in d.value.columns)
+    assert len(review) == points["k (relabel)"].iloc[at.number_input(key="whatif_test_id").value] > 0
     at.number_input(key="whatif_test_id").set_value(3).run()
     at.button(key="whatif_verify").click().run()
     assert not at.exception, at.exception
