@@ -123,6 +123,21 @@ def test_region_cuts_click_centres_a_new_cut(served_app):
         browser.close()
 
 
+def _choose(page, combobox: str, option: str | int, attempts: int = 6) -> None:
+    """Open a select box and pick an option (by name, or by position); a click that lands while the app
+    is still rerunning does not open the list, so try again."""
+    for _ in range(attempts):
+        page.get_by_role("combobox", name=combobox, exact=True).click()
+        target = page.get_by_role("option").nth(option) if isinstance(option, int) else page.get_by_role("option", name=option)
+        try:
+            target.click(timeout=5_000)
+            return
+        except Exception:  # noqa: BLE001 — Playwright's TimeoutError: the list did not open
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(1_000)
+    raise AssertionError(f"could not choose {option!r} in {combobox!r}")
+
+
 def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
     """The own-data flow as a person does it: pick a held-out digit, switch to "Your CSV file", type the path.
     The columns are guessed from the file, and the held-out picker starts on the CSV's most confidently
@@ -147,11 +162,9 @@ def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(served_app + "/label_bias")
         page.wait_for_selector("text=Sample level", timeout=240_000)
-        page.get_by_role("combobox", name="Held-out sample (misclassified first)", exact=True).click()
-        page.get_by_role("option").nth(3).click()
+        _choose(page, "Held-out sample (misclassified first)", 3)
         page.wait_for_timeout(1500)
-        page.get_by_role("combobox", name="Dataset", exact=True).click()
-        page.get_by_role("option", name="Your CSV file").click()
+        _choose(page, "Dataset", "Your CSV file")
         page.wait_for_selector("text=Name your data", timeout=60_000)
         box = page.get_by_test_id("stTextInputField").and_(page.get_by_label("CSV file", exact=True))
         box.fill(str(csv))
