@@ -433,8 +433,9 @@ def detection_table(result: LabelBiasResult, fpr: float = 0.005) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def flagged_table(result: LabelBiasResult, score: str, threshold: float) -> pd.DataFrame:
-    """The training samples with ``score >= threshold``, most suspicious first, with ids for export."""
+def flagged_table(result: LabelBiasResult, score: str, threshold: float, cleanlab_issues: Optional[np.ndarray] = None) -> pd.DataFrame:
+    """The training samples with ``score >= threshold``, most suspicious first, with ids for export
+    (and whether cleanlab flags them too, given its issue mask over the training set)."""
     s = _score(result, score)
     ds = result.dataset
     idx = np.flatnonzero(s >= threshold)
@@ -446,6 +447,8 @@ def flagged_table(result: LabelBiasResult, score: str, threshold: float) -> pd.D
         "suggested label": names[suggested[idx]], f"score ({score})": s[idx],
         "p(label used)": result.train_probs[idx, ds.y_train[idx]],
     })
+    if cleanlab_issues is not None:
+        table["cleanlab flags"] = np.asarray(cleanlab_issues, bool)[idx]
     if result.has_ground_truth:
         table["truly flipped"] = ds.flipped[idx]
     return table

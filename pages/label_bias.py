@@ -142,6 +142,22 @@ else:
                 help="Flagged samples whose label the trained model does not predict: the likeliest wrong labels.")
     d[3].metric("Same, among the rest", f"{doubted[~flagged_rows].mean():.1%}" if (~flagged_rows).any() else "—")
 
+cleanlab_issues = None
+if not truth:  # no ground truth: a second, independent opinion on which labels are wrong
+    def _cleanlab():
+        with progress_status("cleanlab: 5-fold out-of-fold probabilities (five more trainings)") as report:
+            return lb.cleanlab_baseline(config, ds, 5, report)
+
+    e1, e2, e3 = st.columns([1, 1, 2])
+    second = kept_result(e1.button("Second opinion: cleanlab", key="label_bias_cleanlab",
+                                   help="cleanlab's find_label_issues on out-of-fold probabilities of the same model (5 trainings)"),
+                         f"label_bias_cleanlab:{config.key()}", _cleanlab)
+    if second is not None:
+        cleanlab_issues = second["issues"]
+        both = int((cleanlab_issues & flagged_rows).sum())
+        e2.metric("cleanlab flags", int(cleanlab_issues.sum()))
+        e3.metric("Of the flagged, cleanlab flags too", f"{both} / {at['flagged']}" if at["flagged"] else "—")
+
 left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(lb.influence_bar_figure(scores, ds.flipped, threshold, title=lb.SCORE_DESCRIPTIONS[score_name]),
@@ -164,7 +180,7 @@ if truth:
         st.plotly_chart(lb.detection_curves_figure(result.scores, ds.flipped), width="stretch", key="label_bias_curves")
         st.dataframe(lb.detection_table(result), hide_index=True, width="stretch", key="label_bias_detection_table")
 
-flagged = lb.flagged_table(result, score_name, threshold)
+flagged = lb.flagged_table(result, score_name, threshold, cleanlab_issues)
 with st.expander(f"The {len(flagged)} flagged samples, most suspicious first", expanded=not truth):
     st.dataframe(flagged.drop(columns=["row"]), hide_index=True, width="stretch", key="label_bias_flagged_table")
 st.download_button("Export flagged samples (CSV)", flagged.to_csv(index=False), f"label_bias_flagged_{config.key()}.csv",

@@ -299,6 +299,14 @@ def test_own_csv_on_the_page_without_and_with_injected_flips(tmp_path, digits_re
     assert harmful["influence"].is_monotonic_decreasing and helpful["influence"].is_monotonic_increasing
     assert set(harmful["id"]) <= set(raw.index)
     assert (raw.loc[harmful["id"], "target"].to_numpy() == harmful["label used"].to_numpy()).all()
+    # a second opinion without a ground truth: cleanlab's own flags, counted against the page's
+    at.button(key="label_bias_cleanlab").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    flagged = next(d.value for d in at.dataframe if "suggested label" in d.value.columns)
+    both, n_flagged = metrics["Of the flagged, cleanlab flags too"].split(" / ")
+    assert int(n_flagged) == len(flagged) and int(both) == int(flagged["cleanlab flags"].sum())
+    assert int(metrics["cleanlab flags"]) >= int(both)
 
     at.slider(key="label_bias_own_fraction").set_value(0.2).run()
     assert at.selectbox(key="label_bias_flip_source").value == 1  # malignant (classes sorted: benign, malignant)
