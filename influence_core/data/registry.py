@@ -9,6 +9,7 @@ Also home of the small selection helpers the loaders share (class filter, strati
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import numpy as np
@@ -179,6 +180,38 @@ def _test_fraction(cfg: DataConfig) -> float:
     return float(getattr(cfg, "test_fraction", 0.2))
 
 
+# The pages ask for a CSV's classes and hash on every rerun (each slider move): read the file again only
+# when its size or modification time says it changed.
+
+
+def _stamp(path) -> tuple[int, int]:
+    import os
+
+    try:
+        st = os.stat(os.path.expanduser(path))
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return -1, -1  # the loader explains what is wrong with the path
+
+
+@lru_cache(maxsize=32)
+def _csv_classes_of(path: str, label_column: str, size: int, mtime_ns: int) -> tuple[list[str], int]:
+    from influence_core.data.tabular import csv_classes
+
+    return csv_classes(path, label_column)
+
+
+@lru_cache(maxsize=32)
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:24]
+
+
 @dataclass(frozen=True)
 class OwnDataPeek:
     class_names: list[str]  # in the order load_dataset maps them to 0..K-1
@@ -194,11 +227,9 @@ def peek_own_data(cfg: DataConfig) -> OwnDataPeek:
     """Class names and size of a csv / image-folder source without loading its features or images
     (the label column, or the folder listing)."""
     if cfg.name == "csv":
-        from influence_core.data.tabular import csv_classes
-
         if not cfg.path or not cfg.label_column:
             raise InputError("a CSV dataset needs a file path and the name of its label column")
-        return OwnDataPeek(*csv_classes(cfg.path, cfg.label_column))
+        return OwnDataPeek(*_csv_classes_of(cfg.path, cfg.label_column, *_stamp(cfg.path)))
     if cfg.name == "image_folder":
         from influence_core.data.image_folder import list_image_folder
 
@@ -223,12 +254,10 @@ def source_fingerprint(cfg: DataConfig) -> Optional[str]:
     if cfg.name not in ("csv", "image_folder") or not cfg.path:
         return None
     root = Path(cfg.path).expanduser()
-    h = hashlib.sha256()
     if root.is_file():
-        with open(root, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    elif root.is_dir():
+        return _file_hash(str(root), *_stamp(root))
+    h = hashlib.sha256()
+    if root.is_dir():
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             for name in sorted(filenames):
