@@ -119,7 +119,7 @@ def preset_config(
         noise = dict(noise="flip_class", noise_fraction=noise_fraction, noise_source=int(flip[0]), noise_target=int(flip[1])) \
             if noise_fraction > 0 else {}
         data = DataConfig(name=dataset, path=path, label_column=label_column, id_column=id_column, n_train=n_train, n_test=n_test,
-                          image_size=image_size or (28 if dataset == "image_folder" else None), **noise)
+                          image_size=image_size, **noise)  # None: the loader's default size
         kind = model or ("logreg" if dataset == "csv" else "cnn")
         train = default_training(kind, peek_own_data(data).n_train(data))
         if epochs:
@@ -264,6 +264,11 @@ class LabelBiasResult:
         """Whether labels were flipped on purpose, so that detection can be scored (the user's
         own labels taken as they are have no ground truth)."""
         return bool(self.dataset.flipped.any())
+
+    @property
+    def model_disagrees(self) -> np.ndarray:
+        """(n_train,) bool: the trained model predicts another class than the training label."""
+        return self.train_probs.argmax(1) != self.dataset.y_train
 
     def test_order(self) -> np.ndarray:
         """Held-out indices for a picker: misclassified first (most confidently wrong first), then the rest."""

@@ -524,7 +524,7 @@ def signal_run_config(
 
     Learning rates and epochs are set per model so each reaches good accuracy on digits / MNIST.
     ``dataset`` "csv" / "image_folder" reads the user's data at ``path`` (CSV: ``label_column``,
-    optional ``id_column``; images resized to ``image_size``, default 28).
+    optional ``id_column``; images resized to ``image_size``, the loader's default when None).
     """
     if model == "cnn":
         train_cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=epochs or 15, batch_size=64, weight_decay=1e-4, n_checkpoints=10)
@@ -537,7 +537,7 @@ def signal_run_config(
         model_cfg = ModelConfig(kind="mlp", hidden=128, depth=1)
     return RunConfig(
         data=DataConfig(name=dataset, n_train=n_train, n_test=n_test, path=path, label_column=label_column, id_column=id_column,
-                        image_size=image_size or (28 if dataset == "image_folder" else None)),
+                        image_size=image_size),  # None: the loader's default size
         model=model_cfg,
         train=train_cfg,
         method="tracin",

@@ -104,7 +104,7 @@ if truth:
     k[0].metric("Flipped training labels", f"{int(ds.flipped.sum())} / {len(ds.y_train)}")
 else:
     k[0].metric("Training samples", f"{len(ds.y_train):,}", help="No label was flipped on purpose: there is no ground truth to score the flags against.")
-suffix = " (noisy labels)" if truth else ""  # without flips the labels are the user's, scored as they are
+suffix = f" ({labels_were})" if truth else ""  # without flips the labels are the user's, scored as they are
 k[1].metric(f"Held-out accuracy{suffix}", f"{noisy['accuracy']:.1%}",
             delta=f"{noisy['accuracy'] - clean['accuracy']:+.1%} vs clean" if clean else None)
 k[2].metric(f"Held-out loss{suffix}", f"{noisy['loss']:.3f}",
@@ -136,7 +136,7 @@ if truth:
     d[3].metric("Precision of the flags", f"{at['precision']:.1%}" if at["flagged"] else "—")
 else:
     flagged_rows = scores >= threshold
-    doubted = result.train_probs.argmax(1) != ds.y_train
+    doubted = result.model_disagrees
     d[1].metric("Share of the training set", f"{at['flagged'] / len(scores):.1%}")
     d[2].metric("Flagged the model predicts otherwise", f"{doubted[flagged_rows].mean():.1%}" if at["flagged"] else "—",
                 help="Flagged samples whose label the trained model does not predict: the likeliest wrong labels.")

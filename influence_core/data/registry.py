@@ -212,6 +212,28 @@ def _file_hash(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()[:24]
 
 
+def _folder_stamp(path) -> tuple:
+    """Modification times of the folder and its class folders: they change when a class or a file in
+    one of them is added, removed or renamed (files deeper down are counted anew on the next change)."""
+    import os
+
+    root = os.path.expanduser(path)
+    try:
+        with os.scandir(root) as entries:
+            subdirs = sorted((e.name, e.stat().st_mtime_ns) for e in entries if e.is_dir())
+        return (os.stat(root).st_mtime_ns, tuple(subdirs))
+    except OSError:
+        return ()  # the loader explains what is wrong with the path
+
+
+@lru_cache(maxsize=32)
+def _folder_classes_of(path: str, stamp: tuple) -> tuple[list[str], int]:
+    from influence_core.data.image_folder import list_image_folder
+
+    names, files = list_image_folder(path)
+    return names, len(files)
+
+
 @dataclass(frozen=True)
 class OwnDataPeek:
     class_names: list[str]  # in the order load_dataset maps them to 0..K-1
@@ -235,8 +257,7 @@ def peek_own_data(cfg: DataConfig) -> OwnDataPeek:
 
         if not cfg.path:
             raise InputError("an image-folder dataset needs a path: a folder with one subfolder per class")
-        names, files = list_image_folder(cfg.path)
-        return OwnDataPeek(names, len(files))
+        return OwnDataPeek(*_folder_classes_of(cfg.path, _folder_stamp(cfg.path)))
     raise InputError(f"{cfg.name!r} is not a csv or image-folder dataset")
 
 
