@@ -96,3 +96,28 @@ def epochs_figure(epochs: Sequence[int], share: np.ndarray, label: str) -> go.Fi
 
 def sign_note() -> str:
     return "Sign convention: " + SIGN_CONVENTION
+
+
+def retraining_check_figure(check) -> go.Figure:
+    """Predicted vs retrained loss changes of a :class:`~influence_core.retraining_check.RetrainingCheck`
+    (one dot per removed training point and measured test point), with y = x where the scores are on that scale."""
+    rows, cols = np.meshgrid(check.train_indices, check.test_indices, indexing="ij")
+    predicted, actual = check.predicted.ravel(), check.actual.ravel()
+    ok = np.isfinite(actual)
+    fig = go.Figure(go.Scatter(
+        x=predicted[ok], y=actual[ok], mode="markers", name="removals",
+        marker=dict(size=9, color=np.where(predicted[ok] < 0, HARMFUL, HELPFUL), line=dict(width=0.5, color="white")),
+        customdata=np.c_[rows.ravel()[ok], cols.ravel()[ok]],
+        hovertemplate="without train #%{customdata[0]}, test #%{customdata[1]}<br>predicted %{x:.3g}<br>retrained %{y:.3g}<extra></extra>",
+    ))
+    if check.on_loss_scale and ok.any():
+        lo, hi = float(min(predicted[ok].min(), actual[ok].min())), float(max(predicted[ok].max(), actual[ok].max()))
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (exact)", hoverinfo="skip",
+                                 line=dict(color=NEUTRAL, dash="dash")))
+    fig.update_layout(
+        height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2),
+        xaxis_title="predicted Δ test loss (−score / N)" if check.on_loss_scale else "−score / N (no H⁻¹: not a loss change)",
+        yaxis_title="Δ test loss after retraining",
+        title=dict(text="red = removal lowers the loss (harmful point), blue = raises it (helpful)", font=dict(size=13)),
+    )
+    return fig

@@ -7,9 +7,10 @@ import streamlit as st
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from influence_core.data.synthetic import DESCRIPTIONS
 from influence_core.experiments import compute_influence, decision_grid, influence_over_epochs
-from influence_core.figures import decision_region_figure, epochs_figure, sign_note
+from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note
 from influence_core.metrics import detection_summary
-from pages._ui import memoised, page_header, progress_status, run_or_explain
+from influence_core.retraining_check import check_by_retraining, strongest_for_test_point
+from pages._ui import kept_result, memoised, page_header, progress_status, run_or_explain
 
 page_header("2D explorer")
 st.caption(
@@ -126,6 +127,48 @@ if view == "train":
     else:
         st.write(f"Removing training point #{idx} would change the mean test loss by about **{change:+.2e}** "
                  f"({'harmful' if change < 0 else 'helpful'} on average).")
+
+
+def _show_check(train_indices, test_indices, store_key: str, button: str) -> None:
+    """A button that retrains without the named points and plots predicted vs retrained loss changes."""
+    def _check():
+        with progress_status("Retraining") as report:
+            return check_by_retraining(result, train_indices, test_indices, progress=report)
+
+    check = kept_result(st.button(button, key="explorer_check_button"), store_key, _check)
+    if check is None:
+        return
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Pearson", f"{check.pearson:.3f}", help="of predicted and retrained loss changes, over the dots")
+    c2.metric("Spearman", f"{check.spearman:.3f}", help="rank agreement: does the score order the removals right?")
+    c3.metric("Same sign", f"{check.sign_agreement:.0%}", help="removals whose predicted and retrained changes agree in sign")
+    c4.metric("Retrained / predicted", f"{check.slope:.2f}" if check.on_loss_scale else "—",
+              help="least-squares slope through 0: 1 = the right size; > 1 = influence understates the change")
+    if check.actual.shape[1] > 1:
+        st.write(f"Mean test-loss change: predicted **{check.predicted.mean():+.2e}**, after retraining "
+                 f"**{np.nanmean(check.actual):+.2e}**.")
+    st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
+    if not check.on_loss_scale:
+        st.caption(f"{METHOD_HELP[method]} has no inverse Hessian, so its scores are not loss changes: read the ranking and the signs.")
+
+
+if view != "self":
+    with st.expander("Is the influence right here? Check against retraining"):
+        st.caption(
+            "Removes training points one at a time and retrains (full-batch L-BFGS from the trained weights: exact "
+            "leave-one-out for logistic regression, the nearest optimum for an MLP), then compares the test-loss "
+            "change with the one the scores predict (−score / N). Try other curvatures and damping: the dots move."
+        )
+        if view == "test" and np.abs(result.pairwise[idx]).max() < 1e-12:
+            st.write(f"Test point #{idx} is fitted with ~zero loss gradient: no removal is predicted to move its loss. "
+                     "Pick a point near the boundary or a misclassified one.")
+        elif view == "test":
+            n_check = st.slider("Strongest training points to remove, one at a time", 5, 50, 20, step=5, key="explorer_check_n")
+            top = strongest_for_test_point(result.pairwise, idx, n_check)
+            _show_check(top, [idx], f"explorer_check:{config.key()}:test{idx}:{n_check}", f"Retrain without each of the {n_check}")
+        else:
+            _show_check([idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}",
+                        f"Retrain without training point #{idx}")
 
 left, right = st.columns([3, 2])
 with left:

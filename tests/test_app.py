@@ -56,3 +56,25 @@ def test_bad_settings_show_a_message_not_a_traceback(explorer):
     messages = [e.value for e in explorer.error]
     assert all("damping" in m for m in messages), messages
     assert messages or explorer.get("plotly_chart")
+
+
+def test_explorer_checks_influence_against_retraining(explorer):
+    explorer.selectbox(key="explorer_model").set_value("logreg")
+    explorer.selectbox(key="explorer_curvature").set_value("exact")
+    explorer.select_slider(key="explorer_damping").set_value(0.0)
+    next(s for s in explorer.select_slider if s.label == "L2 weight decay").set_value(1e-2).run()
+    assert not explorer.exception, explorer.exception
+    table = next(t.value for t in explorer.dataframe if {"flipped", "label used"} <= set(t.value.columns))
+    flipped_row = int(table.loc[table["flipped"], "id"].iloc[0])
+    explorer.radio(key="explorer_view").set_value("train").run()
+    explorer.number_input(key="explorer_train_id").set_value(flipped_row).run()
+    assert "Pearson" not in _metrics(explorer), "nothing retrains before the button"
+    explorer.button(key="explorer_check_button").click().run()
+    assert not explorer.exception, explorer.exception
+    metrics = _metrics(explorer)
+    # removing the flipped point from L2 logistic regression, exact Hessian: leave-one-out over all 200 test points
+    assert float(metrics["Pearson"]) >= 0.98, metrics
+    assert 0.8 <= float(metrics["Retrained / predicted"]) <= 1.25, metrics
+    assert float(metrics["Same sign"].rstrip("%")) >= 90, metrics
+    assert any("after retraining" in m.value for m in explorer.markdown)
+    assert any(c.key == "explorer_check_plot" for c in explorer.get("plotly_chart"))
