@@ -165,3 +165,39 @@ def default_training(model: str, n_train: Optional[int] = None) -> TrainConfig:
         epochs = min(MAX_DEFAULT_EPOCHS, max(train.epochs, -(-MIN_TRAIN_STEPS // steps_per_epoch)))
         train = dataclasses.replace(train, epochs=epochs)
     return train
+
+
+def explorer_damping(model: str) -> float:
+    """The explorer's default damping: none for logistic regression, whose Hessian weight decay already makes
+    positive definite (damping there only biases it: leave-one-out Pearson on blobs 0.74 with 1e-2, 0.96 with none,
+    benchmarks/retraining_check.py); 1e-2 for an MLP, whose Hessian may be indefinite."""
+    return 0.0 if model == "logreg" else 1e-2
+
+
+def explorer_config(
+    dataset: str = "single_flip",
+    n_train: int = 200,
+    noise: str = "none",
+    noise_fraction: float = 0.1,
+    model: str = "mlp",
+    hidden: int = 16,
+    depth: int = 1,
+    activation: str = "relu",
+    weight_decay: float = 1e-4,
+    method: str = "influence",
+    curvature: str = "last_layer",
+    damping: Optional[float] = None,
+    seed: int = 0,
+) -> RunConfig:
+    """The 2D explorer's run (its defaults are the landing view's): L-BFGS to the optimum for
+    logistic regression, full-batch Adam for the MLP, 200 test points; damping by default from :func:`explorer_damping`."""
+    train = (TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, checkpoint_spacing="log") if model == "logreg"
+             else TrainConfig(optimizer="adam", lr=0.02, epochs=400, weight_decay=weight_decay, checkpoint_spacing="log"))
+    return RunConfig(
+        data=DataConfig(name=dataset, n_train=n_train, n_test=200, noise=noise, noise_fraction=noise_fraction if noise != "none" else 0.0),
+        model=ModelConfig(kind=model, hidden=hidden, depth=depth, activation=activation),
+        train=train,
+        curvature=CurvatureConfig(kind=curvature, damping=explorer_damping(model) if damping is None else damping),
+        method=method,
+        seed=seed,
+    )

@@ -12,6 +12,10 @@ Protocol, the same for every model:
   For logistic regression the objective is strictly convex, so this is exact leave-one-out. For a
   neural network it is Koh & Liang's warm-started retraining: the optimum nearest the trained
   weights, without the point. Both runs share the optimiser, so its drift cancels in the difference.
+- Whether the optimiser *settled* is measured, not assumed: the objective's gradient norm where
+  each run stopped, against the push of one removal (‖∇ℓ_i‖ / N, the gradient the removal adds).
+  A ReLU network's kinks can stop L-BFGS short (a gradient of the size of that push): its
+  retrained changes are then partly where the optimiser stopped, and ``settled`` is False.
 
 Only Hessian-based scores are predictions of a loss change. IP and TracIn scores have no H⁻¹,
 so for them only the ranking (Spearman) and the signs mean something; ``on_loss_scale`` says which.
@@ -29,10 +33,13 @@ import torch
 from torch import nn
 
 from influence_core.errors import InputError
+from influence_core.gradients import per_sample_grads
 from influence_core.influence import predicted_loss_change_on_removal
 from influence_core.progress import ProgressFn, silent, track
 
 MAX_ITER, TOLERANCE = 1000, 1e-10
+# the runs count as settled when the gradient left where they stopped is at most this share of one removal's push
+SETTLED_SHARE = 0.1
 
 
 @dataclass
@@ -45,6 +52,13 @@ class RetrainingCheck:
     actual: np.ndarray  # (n_removed, n_measured) retrained loss − baseline loss
     on_loss_scale: bool  # the scores are Hessian-based influence (a prediction of the loss change)
     seconds: float
+    leftover_gradient: float = 0.0  # largest ‖∇ objective‖ where the baseline or a retraining stopped
+    removal_push: float = float("inf")  # median ‖∇ℓ_i‖ / N of the removed points
+
+    @property
+    def settled(self) -> bool:
+        """The optimiser stopped close enough to an optimum for the retrained changes to be the removals' own."""
+        return self.leftover_gradient <= SETTLED_SHARE * self.removal_push
 
     def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
         ok = np.isfinite(self.actual)
@@ -80,11 +94,15 @@ def strongest_for_test_point(pairwise: np.ndarray, test_index: int, n: int) -> n
     return np.argsort(-np.abs(pairwise[test_index]), kind="stable")[:n]
 
 
-def _polished(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> nn.Module:
-    from influence_core.training import fit_lbfgs
+def _polished(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> tuple[nn.Module, float]:
+    """L-BFGS to the nearest optimum; returns the model and the objective's gradient norm where it stopped."""
+    from influence_core.training import fit_lbfgs, objective
 
     fit_lbfgs(model, x, y, weight_decay, max_iter=MAX_ITER, tol=TOLERANCE)
-    return model.eval()
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(objective(model, x, y, weight_decay), params)
+    return model, float(torch.sqrt(sum((g * g).sum() for g in grads)))
 
 
 @torch.no_grad()
@@ -118,8 +136,9 @@ def check_by_retraining(
     x, xt, yt = x.double(), xt[measured].double(), yt[measured]
     weight_decay = result.config.train.weight_decay
     progress(0.0, "polishing the trained model (baseline)")
-    baseline = _polished(copy.deepcopy(result.model).double(), x, y, weight_decay)
+    baseline, leftover = _polished(copy.deepcopy(result.model).double(), x, y, weight_decay)
     base_loss = _losses(baseline, xt, yt)
+    removal_push = float(per_sample_grads(baseline, x[removed], y[removed]).norm(dim=1).median()) / len(y)
 
     actual = np.full((len(removed), len(measured)), np.nan)
     for row, i in enumerate(track(removed, len(removed), "retraining without each point", progress)):
@@ -127,8 +146,9 @@ def check_by_retraining(
         keep[int(i)] = False
         if len(torch.unique(y[keep])) < 2:
             continue  # one class left: no model to compare (NaN, left out of the statistics)
-        retrained = _polished(copy.deepcopy(baseline), x[keep], y[keep], weight_decay)
+        retrained, stopped_at = _polished(copy.deepcopy(baseline), x[keep], y[keep], weight_decay)
+        leftover = max(leftover, stopped_at)
         actual[row] = _losses(retrained, xt, yt) - base_loss
     predicted = predicted_loss_change_on_removal(result.pairwise[np.ix_(measured, removed)].T, n_train)
     return RetrainingCheck(removed, measured, predicted, actual, result.config.method == "influence",
-                           time.perf_counter() - start)
+                           time.perf_counter() - start, leftover, removal_push)

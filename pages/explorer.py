@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.config import explorer_config, explorer_damping
 from influence_core.data.synthetic import DESCRIPTIONS
 from influence_core.experiments import compute_influence, decision_grid, influence_over_epochs
 from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note
@@ -42,18 +42,12 @@ with st.container(border=True):
     method = c4.selectbox("Method", list(METHOD_HELP), format_func=METHOD_HELP.get, key="explorer_method")
     curvature = c4.selectbox("Curvature", list(CURVATURE_HELP), format_func=CURVATURE_HELP.get, disabled=method != "influence", key="explorer_curvature")
     with c4.expander("Damping and seed"):
-        damping = st.select_slider("Damping", [0.0, 1e-3, 1e-2, 1e-1, 1.0], 1e-2, key="explorer_damping")
+        damping = st.select_slider("Damping", [0.0, 1e-3, 1e-2, 1e-1, 1.0], explorer_damping(model_kind),
+                                   key=f"explorer_damping_{model_kind}", help="added to the Hessian's diagonal before inverting")
         seed = st.number_input("Seed", 0, 10_000, 0)
 
-config = RunConfig(
-    data=DataConfig(name=dataset, n_train=n_train, n_test=200, noise=noise, noise_fraction=fraction if noise != "none" else 0.0),
-    model=ModelConfig(kind=model_kind, hidden=hidden, depth=depth, activation=activation),
-    train=(TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, checkpoint_spacing="log") if model_kind == "logreg"
-           else TrainConfig(optimizer="adam", lr=0.02, epochs=400, weight_decay=weight_decay, checkpoint_spacing="log")),
-    curvature=CurvatureConfig(kind=curvature, damping=damping),
-    method=method,
-    seed=int(seed),
-)
+config = explorer_config(dataset, n_train, noise, fraction, model_kind, hidden, depth, activation, weight_decay, method, curvature,
+                         damping, int(seed))
 
 
 def _compute():
@@ -144,6 +138,13 @@ def _show_check(train_indices, test_indices, store_key: str, button: str) -> Non
     c3.metric("Same sign", f"{check.sign_agreement:.0%}", help="removals whose predicted and retrained changes agree in sign")
     c4.metric("Retrained / predicted", f"{check.slope:.2f}" if check.on_loss_scale else "—",
               help="least-squares slope through 0: 1 = the right size; > 1 = influence understates the change")
+    if not check.settled:
+        st.warning(
+            f"L-BFGS stopped short of an optimum: a gradient of {check.leftover_gradient:.1e} was left, "
+            f"{check.leftover_gradient / check.removal_push:.0f}× the push of one removal ({check.removal_push:.1e}). "
+            "Part of each retrained change is where the optimiser stopped, not the removal. ReLU kinks do this; "
+            "a tanh or sigmoid MLP (Model details) or logistic regression settles."
+        )
     if check.actual.shape[1] > 1:
         st.write(f"Mean test-loss change: predicted **{check.predicted.mean():+.2e}**, after retraining "
                  f"**{np.nanmean(check.actual):+.2e}**.")

@@ -50,7 +50,7 @@ def test_explorer_widgets_change_the_output(explorer):
 def test_bad_settings_show_a_message_not_a_traceback(explorer):
     # an exact Hessian without damping on an MLP is often indefinite: the page must say what to fix
     explorer.selectbox(key="explorer_curvature").set_value("exact")
-    explorer.select_slider(key="explorer_damping").set_value(0.0)
+    explorer.select_slider(key="explorer_damping_mlp").set_value(0.0)
     explorer.run()
     assert not explorer.exception, explorer.exception
     messages = [e.value for e in explorer.error]
@@ -59,9 +59,9 @@ def test_bad_settings_show_a_message_not_a_traceback(explorer):
 
 
 def test_explorer_checks_influence_against_retraining(explorer):
-    explorer.selectbox(key="explorer_model").set_value("logreg")
+    explorer.selectbox(key="explorer_model").set_value("logreg").run()
     explorer.selectbox(key="explorer_curvature").set_value("exact")
-    explorer.select_slider(key="explorer_damping").set_value(0.0)
+    assert explorer.select_slider(key="explorer_damping_logreg").value == 0.0  # positive definite already: no damping
     next(s for s in explorer.select_slider if s.label == "L2 weight decay").set_value(1e-2).run()
     assert not explorer.exception, explorer.exception
     table = next(t.value for t in explorer.dataframe if {"flipped", "label used"} <= set(t.value.columns))
