@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from influence_core.config import explorer_config  # noqa: E402
 from influence_core.device import default_device  # noqa: E402
-from influence_core.experiments import compute_influence, tensors  # noqa: E402
+from influence_core.experiments import compute_influence  # noqa: E402
 from influence_core.retraining_check import RetrainingCheck, check_by_retraining, strongest_for_test_point  # noqa: E402
 
 METHODS = {  # label → (method, curvature)
@@ -42,13 +42,6 @@ METHODS = {  # label → (method, curvature)
     "TracIn": ("tracin", "exact"),
 }
 LINEAR_METHODS = ("exact Hessian", "IP (no Hessian)", "TracIn")  # logistic regression: one layer, so KFAC etc. add nothing
-
-
-def hardest_test_points(result, n: int) -> np.ndarray:
-    _, _, xt, yt = tensors(result.dataset, next(result.model.parameters()).device)
-    with torch.no_grad():
-        losses = torch.nn.functional.cross_entropy(result.model(xt), yt, reduction="none").cpu().numpy()
-    return np.argsort(-losses)[:n]
 
 
 def main() -> None:
@@ -75,7 +68,7 @@ def main() -> None:
             results = {lab: compute_influence(explorer_config(toy, model=model, method=METHODS[lab][0], curvature=METHODS[lab][1],
                                                               damping=args.damping, activation=args.activation)) for lab in labels}
             first = results[labels[0]]
-            tests = hardest_test_points(first, n_points)
+            tests = first.hardest_test_points(n_points)
             removals = {(lab, int(t)): strongest_for_test_point(r.pairwise, int(t), args.removals) for lab, r in results.items() for t in tests}
             union = np.unique(np.concatenate(list(removals.values())))
             tick = time.perf_counter()

@@ -157,6 +157,12 @@ class InfluenceResult:
     def misclassified_test(self) -> np.ndarray:
         return np.flatnonzero(self.test_probs.argmax(1) != self.dataset.y_test)
 
+    def hardest_test_points(self, n: int = 1) -> np.ndarray:
+        """The ``n`` test points with the largest loss −log p(y | x), largest first: the ones whose
+        influences are large enough to see (a point fitted with ~zero loss gradient is moved by nothing)."""
+        p_label = self.test_probs[np.arange(len(self.dataset.y_test)), self.dataset.y_test]
+        return np.argsort(p_label, kind="stable")[:n]
+
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:

@@ -88,10 +88,13 @@ view = st.radio(
     format_func={"self": "self-influence (how hard each point pulls the model)",
                  "test": "influence on one test point", "train": "influence of one training point"}.get,
 )
+# start where there is something to see: the test point with the largest loss, the training point that pulls hardest
+# (test #0 is often fitted with ~zero loss gradient, and nothing moves it)
+starts = {"train": int(np.argmax(result.self_scores)), "test": int(result.hardest_test_points(1)[0])}
 for which, n in (("train", len(ds.y_train)), ("test", len(ds.y_test))):
     # widget state is kept only while the widget is on screen; keep ids valid when the dataset size changes
     if not 0 <= st.session_state.get(f"explorer_{which}_id", -1) < n:
-        st.session_state[f"explorer_{which}_id"] = 0
+        st.session_state[f"explorer_{which}_id"] = starts[which]
 if view != "self" and result.pairwise is None:
     st.warning("The pairwise matrix was too large to compute for this dataset size.")
     view = "self"

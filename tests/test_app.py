@@ -47,6 +47,18 @@ def test_explorer_widgets_change_the_output(explorer):
     assert any("influence on test #5" in t.value.columns for t in tables)
 
 
+def test_explorer_starts_on_points_with_something_to_see(explorer):
+    explorer.radio(key="explorer_view").set_value("test").run()
+    k = int(explorer.number_input(key="explorer_test_id").value)
+    column = f"influence on test #{k}"
+    table = next(t.value for t in explorer.dataframe if column in t.value.columns)
+    assert table[column].abs().max() > 1e-3, "the first test point shown is moved by nothing"  # test #0: ~1e-25
+    explorer.radio(key="explorer_view").set_value("train").run()
+    i = int(explorer.number_input(key="explorer_train_id").value)
+    table = next(t.value for t in explorer.dataframe if "flipped" in t.value.columns)
+    assert bool(table.loc[table["id"] == i, "flipped"].iloc[0]), "the first training point shown is the flipped one"
+
+
 def test_bad_settings_show_a_message_not_a_traceback(explorer):
     # an exact Hessian without damping on an MLP is often indefinite: the page must say what to fix
     explorer.selectbox(key="explorer_curvature").set_value("exact")

@@ -6,7 +6,7 @@ import torch
 
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, explorer_config
 from influence_core.errors import InputError
-from influence_core.experiments import compute_influence, tensors
+from influence_core.experiments import compute_influence
 from influence_core.retraining_check import check_by_retraining, strongest_for_test_point
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,10 +23,7 @@ MLP = explorer_config(curvature="exact", activation="tanh")
 
 
 def _hardest_test_point(result) -> int:
-    """The test point with the largest loss: the one whose influences are large enough to measure."""
-    _, _, xt, yt = tensors(result.dataset)
-    with torch.no_grad():
-        return int(torch.nn.functional.cross_entropy(result.model(xt), yt, reduction="none").argmax())
+    return int(result.hardest_test_points(1)[0])
 
 
 def test_exact_influence_on_logistic_regression_matches_leave_one_out():
