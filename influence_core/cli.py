@@ -1,4 +1,7 @@
-"""Command line: ``python -m influence_core scores --data PATH --label-column COL ... --out OUT.csv``.
+"""Command line: ``python -m influence_core scores --data PATH --label-column COL ... --out OUT.csv``
+scores every training row; ``python -m influence_core check --data PATH ...`` measures, on your own
+data, whether the influence predicts retraining (removes the strongest rows for one held-out row,
+one at a time, and retrains).
 
 Bad input exits with status 2 and one line saying what to fix. The config built here is the same
 object the app builds, so the same settings give the same numbers (and share the result cache).
@@ -73,28 +76,77 @@ def scores_table(result) -> pd.DataFrame:
     return table
 
 
+def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_help: str) -> None:
+    """The data, model and influence settings both commands share (the app's config fields)."""
+    p.add_argument("--data", required=True, help="CSV file (numeric features + a label column) or image folder (one subfolder per class)")
+    p.add_argument("--label-column", help="CSV column with the labels")
+    p.add_argument("--id-column", help="CSV column with row ids (default: the row number)")
+    p.add_argument("--model", default="logreg", choices=["logreg", "mlp", "cnn", "resnet18"])
+    p.add_argument("--method", default="self-influence", choices=list(CLI_METHODS))
+    p.add_argument("--curvature", default="exact", choices=list(CURVATURES), help="H⁻¹ backend for self-influence")
+    p.add_argument("--params", default="all", choices=["all", "last_layer"], help="parameters influence is taken over")
+    p.add_argument("--damping", type=float, default=0.01)
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--test-fraction", type=float, default=test_fraction, help=test_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m influence_core", description="Influence Lab command line")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("scores", help="score every training sample of a CSV or image folder; write a CSV")
-    s.add_argument("--data", required=True, help="CSV file (numeric features + a label column) or image folder (one subfolder per class)")
-    s.add_argument("--label-column", help="CSV column with the labels")
-    s.add_argument("--id-column", help="CSV column with row ids (default: the row number)")
-    s.add_argument("--model", default="logreg", choices=["logreg", "mlp", "cnn", "resnet18"])
-    s.add_argument("--method", default="self-influence", choices=list(CLI_METHODS))
-    s.add_argument("--curvature", default="exact", choices=list(CURVATURES), help="H⁻¹ backend for self-influence")
-    s.add_argument("--params", default="all", choices=["all", "last_layer"], help="parameters influence is taken over")
-    s.add_argument("--damping", type=float, default=0.01)
-    s.add_argument("--hidden", type=int, default=32)
-    s.add_argument("--depth", type=int, default=2)
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--image-size", type=int, default=28)
-    s.add_argument("--test-fraction", type=float, default=0.0, help="held-out share (default 0: every row is scored)")
-    s.add_argument("--seed", type=int, default=0)
+    _add_run_arguments(s, 0.0, "held-out share (default 0: every row is scored)")
     s.add_argument("--out", required=True, help="output CSV path")
-    s.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = sub.add_parser("check", help="does the influence predict retraining on your data? (leave-one-out for the strongest rows)")
+    _add_run_arguments(c, 0.2, "held-out share the test rows come from (default 0.2)")
+    c.add_argument("--test-row", type=int, help="held-out row number (0-based; default: the one with the largest loss)")
+    c.add_argument("--removals", type=int, default=20, help="strongest training rows to remove, one at a time (default 20)")
+    c.add_argument("--out", help="optional CSV: one line per removed row with its predicted and retrained loss change")
     return parser
+
+
+def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
+    """Run the retraining check for one held-out row; a summary for the terminal and one row per removal."""
+    from influence_core.progress import silent, tqdm_progress
+    from influence_core.retraining_check import check_by_retraining, strongest_for_test_point
+
+    ds = result.dataset
+    if len(ds.y_test) == 0 or result.pairwise is None:
+        raise InputError("the check needs held-out rows to measure the loss on: give --test-fraction between 0 and 1 (e.g. 0.2)")
+    if args.removals < 1:
+        raise InputError(f"--removals must be at least 1, got {args.removals}")
+    row = int(result.hardest_test_points(1)[0]) if args.test_row is None else args.test_row
+    if not 0 <= row < len(ds.y_test):
+        raise InputError(f"--test-row must be between 0 and {len(ds.y_test) - 1} (the held-out rows), got {row}")
+    removed = strongest_for_test_point(result.pairwise, row, min(args.removals, len(ds.y_train)))
+    progress = silent if args.quiet else tqdm_progress("retraining")
+    try:
+        check = check_by_retraining(result, removed, [row], progress=progress)
+    finally:
+        getattr(progress, "close", lambda: None)()
+    table = pd.DataFrame({
+        "id": ds.ids_train[removed],
+        "label": [ds.class_names[c] for c in ds.y_train[removed]],
+        "score": result.pairwise[row, removed],
+        "predicted_loss_change": check.predicted[:, 0],
+        "retrained_loss_change": check.actual[:, 0],
+    })
+    label_prob = result.test_probs[row, ds.y_test[row]]
+    lines = [
+        f"held-out row {row} (id {ds.ids_test[row]}, label {ds.class_names[ds.y_test[row]]}, loss {-np.log(max(label_prob, 1e-12)):.3f}): "
+        f"{len(removed)} strongest training rows removed one at a time, retrained in {check.seconds:.1f} s",
+        f"  Pearson {check.pearson:.3f}   Spearman {check.spearman:.3f}   same sign {check.sign_agreement:.0%}"
+        + (f"   retrained / predicted {check.slope:.2f}" if check.on_loss_scale else "   (no H⁻¹: read the ranking and signs)"),
+        f"  L-BFGS left a gradient of {check.leftover_gradient:.1e}; one removal pushes {check.removal_push:.1e}: "
+        + ("settled" if check.settled else "NOT settled, so the retrained changes are partly where the optimiser stopped "
+                                            "(ReLU kinks do this: try --model logreg)"),
+    ]
+    return "\n".join(lines), table
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -110,15 +162,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             result = compute_influence(config, progress=progress, use_cache=not args.no_cache)
         finally:
             getattr(progress, "close", lambda: None)()
-        table = scores_table(result)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out, index=False)
+        if args.command == "check":
+            summary, table = _check(result, args)
+            print(summary)
+        else:
+            table = scores_table(result)
+        out = Path(args.out) if args.out else None
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(out, index=False)
     except (InputError, CurvatureError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
-    print(f"wrote {len(table)} rows to {out} (config {config.key()})", file=sys.stderr)
+    if out is not None:
+        print(f"wrote {len(table)} rows to {out} (config {config.key()})", file=sys.stderr)
     return 0

@@ -114,3 +114,37 @@ def test_bad_csv_contents_are_explained(tmp_path, capsys):
         code = main(["scores", "--data", str(path), "--label-column", "target", "--out", str(tmp_path / "o.csv"), "--quiet"])
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1, (name, err)
+
+
+def test_check_measures_the_influence_against_retraining_on_your_csv(noisy_csv, tmp_path, capsys):
+    path, _ = noisy_csv
+    out = tmp_path / "check.csv"
+    code = main(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--model", "logreg",
+                 "--damping", "0", "--removals", "15", "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    pearson = float(printed.split("Pearson")[1].split()[0])
+    assert pearson >= 0.95, printed  # L2 logistic regression, exact Hessian: leave-one-out
+    assert "settled" in printed and "NOT settled" not in printed
+    table = pd.read_csv(out)
+    assert len(table) == 15 and table["retrained_loss_change"].notna().all()
+    train_ids = set(compute_influence(build_config(_parser().parse_args(
+        ["check", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--damping", "0"]))).dataset.ids_train)
+    assert set(table["id"]) <= train_ids  # training rows are removed, never the held-out row
+    assert table["score"].abs().is_monotonic_decreasing  # the strongest first
+    held_out = int(printed.split("held-out row ")[1].split()[0])
+    code = main(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--damping", "0",
+                 "--test-row", str(held_out), "--removals", "15", "--quiet"])
+    assert code == 0 and float(capsys.readouterr().out.split("Pearson")[1].split()[0]) == pearson  # the default row, named
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--test-fraction", "0"], "--test-fraction"),
+    (["--test-row", "999"], "--test-row must be between 0 and"),
+    (["--removals", "0"], "--removals"),
+])
+def test_check_bad_input_says_what_to_fix(noisy_csv, capsys, args, needle):
+    path, _ = noisy_csv
+    assert main(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and needle in err and len(err.splitlines()) == 1, err
