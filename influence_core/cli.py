@@ -18,7 +18,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from influence_core.config import CURVATURES, CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_training
+from influence_core.config import (CURVATURES, CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_training,
+                                   default_damping)
 from influence_core.errors import CurvatureError, InputError
 
 CLI_METHODS = {  # CLI name → (RunConfig.method, curvature kind or None)
@@ -50,7 +51,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         data=data,
         model=ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth),
         train=train,
-        curvature=CurvatureConfig(kind=args.curvature, damping=args.damping, params=args.params),
+        curvature=CurvatureConfig(kind=args.curvature, damping=default_damping(args.model) if args.damping is None else args.damping,
+                                  params=args.params),
         method=method,
         seed=args.seed,
     )
@@ -85,7 +87,8 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     p.add_argument("--method", default="self-influence", choices=list(CLI_METHODS))
     p.add_argument("--curvature", default="exact", choices=list(CURVATURES), help="H⁻¹ backend for self-influence")
     p.add_argument("--params", default="all", choices=["all", "last_layer"], help="parameters influence is taken over")
-    p.add_argument("--damping", type=float, default=0.01)
+    p.add_argument("--damping", type=float, default=None,
+                   help="added to H's diagonal (default: 0 for logreg, whose H weight decay keeps positive definite; 0.01 otherwise)")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--epochs", type=int)

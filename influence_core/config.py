@@ -167,8 +167,8 @@ def default_training(model: str, n_train: Optional[int] = None) -> TrainConfig:
     return train
 
 
-def explorer_damping(model: str) -> float:
-    """The explorer's default damping: none for logistic regression, whose Hessian weight decay already makes
+def default_damping(model: str) -> float:
+    """The default damping (2D explorer and CLI): none for logistic regression, whose Hessian weight decay already makes
     positive definite (damping there only biases it: leave-one-out Pearson on blobs 0.74 with 1e-2, 0.96 with none,
     benchmarks/retraining_check.py); 1e-2 for an MLP, whose Hessian may be indefinite."""
     return 0.0 if model == "logreg" else 1e-2
@@ -190,14 +190,14 @@ def explorer_config(
     seed: int = 0,
 ) -> RunConfig:
     """The 2D explorer's run (its defaults are the landing view's): L-BFGS to the optimum for
-    logistic regression, full-batch Adam for the MLP, 200 test points; damping by default from :func:`explorer_damping`."""
+    logistic regression, full-batch Adam for the MLP, 200 test points; damping by default from :func:`default_damping`."""
     train = (TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, checkpoint_spacing="log") if model == "logreg"
              else TrainConfig(optimizer="adam", lr=0.02, epochs=400, weight_decay=weight_decay, checkpoint_spacing="log"))
     return RunConfig(
         data=DataConfig(name=dataset, n_train=n_train, n_test=200, noise=noise, noise_fraction=noise_fraction if noise != "none" else 0.0),
         model=ModelConfig(kind=model, hidden=hidden, depth=depth, activation=activation),
         train=train,
-        curvature=CurvatureConfig(kind=curvature, damping=explorer_damping(model) if damping is None else damping),
+        curvature=CurvatureConfig(kind=curvature, damping=default_damping(model) if damping is None else damping),
         method=method,
         seed=seed,
     )

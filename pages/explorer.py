@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from influence_core.config import explorer_config, explorer_damping
+from influence_core.config import default_damping, explorer_config
 from influence_core.data.synthetic import DESCRIPTIONS
 from influence_core.experiments import compute_influence, decision_grid, influence_over_epochs
 from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note
@@ -42,7 +42,7 @@ with st.container(border=True):
     method = c4.selectbox("Method", list(METHOD_HELP), format_func=METHOD_HELP.get, key="explorer_method")
     curvature = c4.selectbox("Curvature", list(CURVATURE_HELP), format_func=CURVATURE_HELP.get, disabled=method != "influence", key="explorer_curvature")
     with c4.expander("Damping and seed"):
-        damping = st.select_slider("Damping", [0.0, 1e-3, 1e-2, 1e-1, 1.0], explorer_damping(model_kind),
+        damping = st.select_slider("Damping", [0.0, 1e-3, 1e-2, 1e-1, 1.0], default_damping(model_kind),
                                    key=f"explorer_damping_{model_kind}", help="added to the Hessian's diagonal before inverting")
         seed = st.number_input("Seed", 0, 10_000, 0)
 

@@ -120,7 +120,7 @@ def test_check_measures_the_influence_against_retraining_on_your_csv(noisy_csv, 
     path, _ = noisy_csv
     out = tmp_path / "check.csv"
     code = main(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--model", "logreg",
-                 "--damping", "0", "--removals", "15", "--out", str(out), "--quiet"])
+                 "--removals", "15", "--out", str(out), "--quiet"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     pearson = float(printed.split("Pearson")[1].split()[0])
@@ -129,11 +129,11 @@ def test_check_measures_the_influence_against_retraining_on_your_csv(noisy_csv, 
     table = pd.read_csv(out)
     assert len(table) == 15 and table["retrained_loss_change"].notna().all()
     train_ids = set(compute_influence(build_config(_parser().parse_args(
-        ["check", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--damping", "0"]))).dataset.ids_train)
+        ["check", "--data", str(path), "--label-column", "target", "--id-column", "sample"]))).dataset.ids_train)
     assert set(table["id"]) <= train_ids  # training rows are removed, never the held-out row
     assert table["score"].abs().is_monotonic_decreasing  # the strongest first
     held_out = int(printed.split("held-out row ")[1].split()[0])
-    code = main(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--damping", "0",
+    code = main(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample",
                  "--test-row", str(held_out), "--removals", "15", "--quiet"])
     assert code == 0 and float(capsys.readouterr().out.split("Pearson")[1].split()[0]) == pearson  # the default row, named
 
