@@ -644,15 +644,18 @@ def refine_flip_set(result: FlipSetResult, test_index: int, max_rounds: int = 4,
     return RefinedFlip(test_index, np.sort(chosen), max_rounds, False, int(s.k[test_index]))
 
 
-def project_2d(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, str]:
-    """2D coordinates of (train, test) for plotting: the features themselves when 2D, else a PCA fitted on train."""
+def project_2d(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
+    """2D coordinates of (train, test) for plotting and the two axis titles: the features themselves when
+    2D (by name), else a PCA fitted on train (with the share of variance each component keeps)."""
     from sklearn.decomposition import PCA
 
     ds = flatten_features(dataset)
     if ds.x_train.shape[1] == 2:
-        return ds.x_train, ds.x_test, "features"
+        names = list(ds.feature_names or ["x1", "x2"])
+        return ds.x_train, ds.x_test, (str(names[0]), str(names[1]))
     pca = PCA(n_components=2, random_state=0).fit(ds.x_train)
-    return pca.transform(ds.x_train), pca.transform(ds.x_test), "PCA"
+    kept = pca.explained_variance_ratio_
+    return pca.transform(ds.x_train), pca.transform(ds.x_test), (f"PC 1 ({kept[0]:.0%} of the variance)", f"PC 2 ({kept[1]:.0%})")
 
 
 WHAT_IF_DATASETS = {

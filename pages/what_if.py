@@ -127,7 +127,7 @@ with right:
                  f"{' (the added points are ringed in red)' if len(grown.indices) > grown.one_shot_k else ''}.")
 
 with left:
-    x2, xt2, how = fs.project_2d(ds)
+    x2, xt2, axes = fs.project_2d(ds)
     in_set = np.zeros(len(ds.y_train), dtype=bool)
     in_set[chosen] = True
     fig = go.Figure()
@@ -147,7 +147,7 @@ with left:
                                  marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="crimson")), hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=[xt2[t, 0]], y=[xt2[t, 1]], mode="markers", name=f"test #{t}",
                              marker=dict(size=22, symbol="star", color="gold", line=dict(width=1.5, color="black")), hoverinfo="skip"))
-    fig.update_layout(height=520, xaxis_title=f"{how} 1", yaxis_title=f"{how} 2", legend=dict(orientation="h", y=-0.12),
+    fig.update_layout(height=520, xaxis_title=axes[0], yaxis_title=axes[1], legend=dict(orientation="h", y=-0.12),
                       margin=dict(l=10, r=10, t=30, b=10), title="Colour = class (test: predicted); ringed = the flip set")
     st.plotly_chart(fig, on_select=_on_click, selection_mode=("points",), key="whatif_plot", width="stretch")
 

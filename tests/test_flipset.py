@@ -216,3 +216,14 @@ def test_what_if_page_shows_a_flip_set_and_verifies_it(tmp_path):
     at.text_input(key="whatif_csv_path").set_value(str(three)).run()
     assert at.selectbox(key="whatif_label_column").value == "kind"
     assert not at.exception and at.error and "binary task" in at.error[0].value and "3 classes" in at.error[0].value
+
+
+def test_the_2d_view_names_its_axes():
+    blobs = fs.what_if_dataset("blobs")
+    x, xt, axes = fs.project_2d(blobs)
+    assert axes == ("x1", "x2") and np.array_equal(x, blobs.x_train)
+    cancer = fs.breast_cancer_dataset(seed=0)
+    x, xt, axes = fs.project_2d(cancer)
+    assert x.shape == (len(cancer.y_train), 2) and xt.shape == (len(cancer.y_test), 2)
+    first, second = (float(a.split("(")[1].split("%")[0]) for a in axes)
+    assert axes[0].startswith("PC 1") and 0 < second <= first < 100  # PCA keeps most of the variance in its first component
