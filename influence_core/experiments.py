@@ -238,6 +238,33 @@ def compute_influence(
     )
 
 
+EDITS = ("remove", "relabel")
+
+
+def retrain_with_edit(result: InfluenceResult, train_index: int, edit: str, progress: ProgressFn = silent,
+                      use_cache: bool = True) -> tuple[InfluenceResult, Dataset]:
+    """The same run (config, seed) retrained from scratch with one training point removed or relabelled
+    (to the model's likeliest other class); returns the new result and the edited data. The stored data is not
+    changed. In the edited data the point's ground truth follows the edit: a relabelled point is flipped iff its
+    new label differs from the clean one."""
+    ds = result.dataset
+    if edit not in EDITS:
+        raise InputError(f"the edit must be one of {EDITS}, got {edit!r}")
+    if not 0 <= train_index < len(ds.y_train):
+        raise InputError(f"training point {train_index} does not exist: pick one of 0–{len(ds.y_train) - 1}")
+    if edit == "remove":
+        keep = np.ones(len(ds.y_train), dtype=bool)
+        keep[train_index] = False
+        edited = ds.subset_train(keep)
+    else:
+        others = result.train_probs[train_index].copy()
+        others[ds.y_train[train_index]] = -np.inf
+        y = ds.y_train.copy()
+        y[train_index] = int(np.argmax(others))
+        edited = ds.with_train_labels(y, y != ds.y_train_clean)
+    return compute_influence(result.config, progress, use_cache, dataset=edited), edited
+
+
 def influence_over_epochs(config: RunConfig, progress: ProgressFn = silent, use_cache: bool = True) -> tuple[list[int], np.ndarray]:
     """Self-influence of every training point at every saved checkpoint: (epochs, (n_ckpt, n_train)).
 

@@ -35,6 +35,7 @@ def decision_region_figure(
     test_values: Optional[np.ndarray] = None,
     highlight: Optional[tuple[str, int]] = None,
     class_names: Sequence[str] = ("0", "1"),
+    removed: Optional[np.ndarray] = None,
 ) -> go.Figure:
     """Decision regions of a 2D binary classifier with training points sized by an influence value.
 
@@ -77,6 +78,11 @@ def decision_region_figure(
         fig.add_trace(go.Scatter(
             x=[pts[idx, 0]], y=[pts[idx, 1]], mode="markers", name=f"selected {which} #{idx}", hoverinfo="skip",
             marker=dict(size=24, symbol="circle-open", color="black", line=dict(width=3)),
+        ))
+    if removed is not None:  # where a training point was before an edit removed it
+        fig.add_trace(go.Scatter(
+            x=[removed[0]], y=[removed[1]], mode="markers", name="removed", hoverinfo="skip",
+            marker=dict(size=18, symbol="x-thin-open", color="black", line=dict(width=3)),
         ))
     fig.update_layout(
         height=560, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.08),

@@ -6,7 +6,7 @@ import streamlit as st
 
 from influence_core.config import default_damping, explorer_config
 from influence_core.data.synthetic import DESCRIPTIONS
-from influence_core.experiments import compute_influence, decision_grid, influence_over_epochs
+from influence_core.experiments import EDITS, compute_influence, decision_grid, influence_over_epochs, retrain_with_edit
 from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note
 from influence_core.metrics import detection_summary
 from influence_core.retraining_check import check_by_retraining, strongest_for_test_point
@@ -173,6 +173,37 @@ if view != "self":
         else:
             _show_check([idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}",
                         f"Retrain without training point #{idx}")
+
+if view == "train":
+    with st.expander(f"Remove or relabel training point #{idx} and retrain"):
+        st.caption("Retrains the same model from the same seed, from scratch, without the point or with its label changed "
+                   "to the likeliest other class, and redraws the regions. The influence above predicted the change; "
+                   "this is the change.")
+        edit = st.radio("Edit", EDITS, horizontal=True, key="explorer_edit",
+                        format_func={"remove": "remove it", "relabel": "change its label"}.get)
+
+        def _retrain():
+            with progress_status("Retraining with the edit") as report:
+                return retrain_with_edit(result, idx, edit, report)
+
+        edited = kept_result(st.button("Retrain with this edit", key="explorer_edit_button"),
+                             f"explorer_edit:{config.key()}:{idx}:{edit}", _retrain)
+        if edited is not None:
+            after, edited_ds = edited
+            before_test, after_test = m["test"], after.metrics["test"]
+            e1, e2, e3 = st.columns(3)
+            e1.metric("Test accuracy after", f"{after_test['accuracy']:.1%}",
+                      f"{after_test['accuracy'] - before_test['accuracy']:+.1%}")
+            e2.metric("Mean test loss after", f"{after_test['loss']:.4f}", f"{after_test['loss'] - before_test['loss']:+.2e}",
+                      delta_color="inverse", help="the removal's first-order prediction is in the text above")
+            e3.metric("Flipped labels left", int(edited_ds.flipped.sum()), int(edited_ds.flipped.sum() - ds.flipped.sum()),
+                      delta_color="inverse")
+            xs_after, ys_after, probs_after = decision_grid(after.model, np.r_[ds.x_train, ds.x_test])
+            st.plotly_chart(decision_region_figure(
+                xs_after, ys_after, probs_after, edited_ds.x_train, edited_ds.y_train, after.self_scores, edited_ds.flipped,
+                "self-influence after the edit", class_names=ds.class_names,
+                highlight=("train", idx) if edit == "relabel" else None, removed=ds.x_train[idx] if edit == "remove" else None,
+            ).update_layout(height=480), width="stretch", key="explorer_edit_plot")
 
 left, right = st.columns([3, 2])
 with left:

@@ -102,3 +102,21 @@ def test_bad_requests_say_what_to_fix():
     result.pairwise = None
     with pytest.raises(InputError, match="fewer training points"):
         check_by_retraining(result, [0], [0])
+
+
+def test_retraining_with_an_edit_leaves_the_stored_data_alone():
+    from influence_core.experiments import retrain_with_edit
+
+    result = compute_influence(MLP)
+    i = int(np.flatnonzero(result.dataset.flipped)[0])
+    labels = result.dataset.y_train.copy()
+    removed, data = retrain_with_edit(result, i, "remove")
+    assert len(data.y_train) == len(labels) - 1 and not data.flipped.any()
+    relabelled, data = retrain_with_edit(result, i, "relabel")
+    assert data.y_train[i] == data.y_train_clean[i] != labels[i] and not data.flipped.any()
+    np.testing.assert_array_equal(result.dataset.y_train, labels)
+    assert removed.metrics["test"]["loss"] < result.metrics["test"]["loss"]  # the one wrong label was harmful
+    with pytest.raises(InputError, match="does not exist"):
+        retrain_with_edit(result, len(labels), "remove")
+    with pytest.raises(InputError, match="must be one of"):
+        retrain_with_edit(result, 0, "delete")
