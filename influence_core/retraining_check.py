@@ -122,6 +122,9 @@ def check_by_retraining(
 
     if result.pairwise is None:
         raise InputError("this run has no pairwise scores (too large): use fewer training points to check against retraining")
+    if any(isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)) for m in result.model.modules()):
+        raise InputError("the retraining check needs a model without batch norm or dropout (logreg, mlp, cnn): their "
+                         "statistics and masks change the objective at every retraining step, so no optimum is comparable")
     removed = np.asarray(train_indices, dtype=np.int64)
     measured = np.asarray(test_indices, dtype=np.int64)
     n_train, n_test = result.pairwise.shape[1], result.pairwise.shape[0]

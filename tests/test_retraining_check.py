@@ -120,3 +120,10 @@ def test_retraining_with_an_edit_leaves_the_stored_data_alone():
         retrain_with_edit(result, len(labels), "remove")
     with pytest.raises(InputError, match="must be one of"):
         retrain_with_edit(result, 0, "delete")
+
+
+def test_a_model_with_batch_norm_is_refused_with_a_reason():
+    result = compute_influence(LOGREG)
+    result.model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    with pytest.raises(InputError, match="batch norm"):
+        check_by_retraining(result, [0], [0])
