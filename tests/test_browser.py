@@ -87,7 +87,8 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
             page.get_by_text("Removing training point #10").wait_for(timeout=60_000)
         finally:
             page.screenshot(path=str(tmp_path / "explorer_after_click.png"), full_page=True)
-        checked = page.locator("[data-testid='stRadio'] input:checked").evaluate_all("els => els.map(e => e.value)")
+        size_by = page.locator("[data-testid='stRadio']").filter(has_text="Size points by")
+        checked = size_by.locator("input:checked").evaluate_all("els => els.map(e => e.value)")
         assert checked == ["2"], checked  # third option: influence of one training point
         assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
