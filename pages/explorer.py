@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from influence_core.config import default_damping, explorer_config
+from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, default_damping, explorer_config
 from influence_core.data.synthetic import DESCRIPTIONS
 from influence_core.experiments import EDITS, compute_influence, decision_grid, influence_over_epochs, retrain_with_edit
 from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note
@@ -37,8 +37,12 @@ with st.container(border=True):
     with c3.expander("Model details"):
         depth = st.slider("Hidden layers", 1, 4, 1, disabled=model_kind != "mlp")
         hidden = st.select_slider("Width", [4, 8, 16, 32, 64], 16, disabled=model_kind != "mlp")
-        activation = st.selectbox("Activation", ["relu", "tanh", "sigmoid"], disabled=model_kind != "mlp")
-        weight_decay = st.select_slider("L2 weight decay", [1e-4, 1e-3, 1e-2, 1e-1], 1e-4)
+        activations = ["tanh", "relu", "sigmoid"]
+        activation = st.selectbox("Activation", activations, index=activations.index(EXPLORER_ACTIVATION), disabled=model_kind != "mlp",
+                                  help="tanh is smooth: influence functions assume a twice-differentiable objective, and "
+                                       "retraining settles at an optimum (ReLU's kinks stop it short)")
+        weight_decay = st.select_slider("L2 weight decay", [1e-4, 1e-3, 1e-2, 1e-1], EXPLORER_WEIGHT_DECAY,
+                                        help="lighter weight decay makes influence on an MLP less reliable (check it against retraining)")
     method = c4.selectbox("Method", list(METHOD_HELP), format_func=METHOD_HELP.get, key="explorer_method")
     curvature = c4.selectbox("Curvature", list(CURVATURE_HELP), format_func=CURVATURE_HELP.get, disabled=method != "influence", key="explorer_curvature")
     with c4.expander("Damping and seed"):
