@@ -252,16 +252,7 @@ def retrain_with_edit(result: InfluenceResult, train_index: int, edit: str, prog
         raise InputError(f"the edit must be one of {EDITS}, got {edit!r}")
     if not 0 <= train_index < len(ds.y_train):
         raise InputError(f"training point {train_index} does not exist: pick one of 0–{len(ds.y_train) - 1}")
-    if edit == "remove":
-        keep = np.ones(len(ds.y_train), dtype=bool)
-        keep[train_index] = False
-        edited = ds.subset_train(keep)
-    else:
-        others = result.train_probs[train_index].copy()
-        others[ds.y_train[train_index]] = -np.inf
-        y = ds.y_train.copy()
-        y[train_index] = int(np.argmax(others))
-        edited = ds.with_train_labels(y, y != ds.y_train_clean)
+    edited = ds.edited(np.array([train_index]), edit, result.train_probs)
     return compute_influence(result.config, progress, use_cache, dataset=edited), edited
 
 

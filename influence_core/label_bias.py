@@ -50,7 +50,7 @@ from torch import nn
 from influence_core import cache, experiments
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_training
 from influence_core.curvature import Curvature, _as_sequential, build_curvature, diagonal_ggn_curvature  # noqa: F401 (re-exported)
-from influence_core.data.base import Dataset
+from influence_core.data.base import Dataset, likeliest_other_labels
 from influence_core.data.registry import peek_own_data
 from influence_core.errors import InputError
 from influence_core.gradients import iter_per_sample_grads, n_params, per_sample_grads
@@ -562,12 +562,7 @@ def cleanlab_baseline(
 
 def suggested_labels(result: LabelBiasResult) -> np.ndarray:
     """The label a flagged sample would be changed to: the other class (binary), else the most probable other class."""
-    y = result.dataset.y_train
-    if result.dataset.n_classes == 2:
-        return 1 - y
-    probs = result.train_probs.copy()
-    probs[np.arange(len(y)), y] = -np.inf
-    return probs.argmax(1)
+    return likeliest_other_labels(result.train_probs, result.dataset.y_train)
 
 
 def edited_dataset(result: LabelBiasResult, flagged: np.ndarray, action: str) -> Dataset:
@@ -576,21 +571,7 @@ def edited_dataset(result: LabelBiasResult, flagged: np.ndarray, action: str) ->
     The ground-truth mask follows the edit: a relabelled row is flipped iff its new label differs
     from the clean one.
     """
-    ds = result.dataset
-    flagged = np.asarray(flagged)
-    if flagged.dtype != bool:
-        mask = np.zeros(len(ds.y_train), bool)
-        mask[flagged.astype(int)] = True
-        flagged = mask
-    if action == "relabel":
-        y = ds.y_train.copy()
-        y[flagged] = suggested_labels(result)[flagged]
-        return ds.with_train_labels(y, y != ds.y_train_clean)
-    if action == "remove":
-        if flagged.all():
-            raise InputError("every training sample is flagged: raise the threshold before removing them")
-        return ds.subset_train(~flagged)
-    raise InputError(f"action must be 'relabel' or 'remove', got {action!r}")
+    return result.dataset.edited(flagged, action, result.train_probs)
 
 
 def retrain_after_fix(

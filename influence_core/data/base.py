@@ -68,6 +68,22 @@ class Dataset:
         """A copy with new training labels and ground-truth mask (the clean labels are kept)."""
         return replace(self, y_train=np.asarray(y_train, dtype=np.int64).copy(), flipped=np.asarray(flipped, bool).copy())
 
+    def edited(self, rows: np.ndarray, action: str, train_probs: np.ndarray) -> "Dataset":
+        """A copy with the training ``rows`` (a boolean mask or indices) relabelled to the likeliest other class
+        under ``train_probs`` (``relabel``; binary: the other class) or dropped (``remove``). The ground truth follows
+        the edit: a relabelled row is flipped iff its new label differs from the clean one."""
+        rows = np.asarray(rows)
+        mask = rows.astype(bool) if rows.dtype == bool else np.isin(np.arange(len(self.y_train)), rows.astype(int))
+        if action == "relabel":
+            y = self.y_train.copy()
+            y[mask] = likeliest_other_labels(train_probs, self.y_train)[mask]
+            return self.with_train_labels(y, y != self.y_train_clean)
+        if action == "remove":
+            if mask.all():
+                raise InputError("every training sample is flagged: raise the threshold before removing them")
+            return self.subset_train(~mask)
+        raise InputError(f"action must be 'relabel' or 'remove', got {action!r}")
+
     def subset_train(self, keep: np.ndarray) -> "Dataset":
         """A copy keeping only the training rows selected by a boolean mask or index array."""
         keep = np.asarray(keep)
@@ -97,3 +113,10 @@ def split_indices(n: int, test_fraction: float, seed: int, stratify: Optional[np
     except ValueError:  # a class too small to stratify: fall back to a plain shuffle split
         tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed)
     return np.sort(tr), np.sort(te)
+
+
+def likeliest_other_labels(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row, the most probable class other than its label (with two classes: the other one)."""
+    others = np.array(probs, dtype=np.float64, copy=True)
+    others[np.arange(len(labels)), labels] = -np.inf
+    return others.argmax(1)
