@@ -113,16 +113,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+NEEDS_HELD_OUT = "the check needs held-out rows to measure the loss on: give --test-fraction between 0 and 1 (e.g. 0.2)"
+
+
 def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
     """Run the retraining check for one held-out row; a summary for the terminal and one row per removal."""
     from influence_core.progress import silent, tqdm_progress
     from influence_core.retraining_check import check_by_retraining, strongest_for_test_point
 
     ds = result.dataset
-    if len(ds.y_test) == 0 or result.pairwise is None:
-        raise InputError("the check needs held-out rows to measure the loss on: give --test-fraction between 0 and 1 (e.g. 0.2)")
-    if args.removals < 1:
-        raise InputError(f"--removals must be at least 1, got {args.removals}")
+    if len(ds.y_test) == 0:
+        raise InputError(NEEDS_HELD_OUT)
+    if result.pairwise is None:
+        raise InputError(f"{len(ds.y_test):,} held-out × {len(ds.y_train):,} training rows is too large a matrix: give a smaller --test-fraction")
     row = int(result.hardest_test_points(1)[0]) if args.test_row is None else args.test_row
     if not 0 <= row < len(ds.y_test):
         raise InputError(f"--test-row must be between 0 and {len(ds.y_test) - 1} (the held-out rows), got {row}")
@@ -159,6 +162,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from influence_core.experiments import compute_influence
         from influence_core.progress import silent, tqdm_progress
 
+        if args.command == "check" and args.removals < 1:  # before any training
+            raise InputError(f"--removals must be at least 1, got {args.removals}")
+        if args.command == "check" and args.test_fraction <= 0:
+            raise InputError(NEEDS_HELD_OUT)
         config = build_config(args)
         progress = silent if args.quiet else tqdm_progress("influence")
         try:
