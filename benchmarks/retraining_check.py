@@ -29,9 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from influence_core.config import explorer_config  # noqa: E402
+from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, explorer_config  # noqa: E402
 from influence_core.device import default_device  # noqa: E402
 from influence_core.experiments import compute_influence  # noqa: E402
+from influence_core.influence import predicted_loss_change_on_removal  # noqa: E402
 from influence_core.retraining_check import RetrainingCheck, check_by_retraining, strongest_for_test_point  # noqa: E402
 
 METHODS = {  # label → (method, curvature)
@@ -53,15 +54,16 @@ def main() -> None:
     parser.add_argument("--removals", type=int, default=20, help="strongest training points removed per test point")
     parser.add_argument("--damping", type=float, default=None,
                         help="damping of the Hessian-based methods (default: the explorer's, 0 for logistic regression, 1e-2 for the MLP)")
-    parser.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="tanh",
-                        help="MLP activation (default: the explorer's, tanh — smooth, so L-BFGS settles)")
-    parser.add_argument("--weight-decay", type=float, default=None, help="L2 weight decay (default: the explorer's, 1e-3)")
+    parser.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default=EXPLORER_ACTIVATION,
+                        help=f"MLP activation (default: the explorer's, {EXPLORER_ACTIVATION})")
+    parser.add_argument("--weight-decay", type=float, default=EXPLORER_WEIGHT_DECAY,
+                        help=f"L2 weight decay (default: the explorer's, {EXPLORER_WEIGHT_DECAY:g})")
     args = parser.parse_args()
     toys = ("single_flip", "moons") if args.quick else ("single_flip", "moons", "blobs", "line_to_sine")
     n_points = 2 if args.quick else 5
     device = default_device()
     print(f"retraining check  device={device}  torch {torch.__version__}  python {platform.python_version()}  "
-          f"threads {torch.get_num_threads()}  damping {'explorer default' if args.damping is None else f'{args.damping:g}'}  MLP activation {args.activation}  weight decay {'explorer default' if args.weight_decay is None else f'{args.weight_decay:g}'}  {args.removals} removals × {n_points} test points")
+          f"threads {torch.get_num_threads()}  damping {'explorer default' if args.damping is None else f'{args.damping:g}'}  MLP activation {args.activation}  weight decay {args.weight_decay:g}  {args.removals} removals × {n_points} test points")
     start = time.perf_counter()
     rows = []
     for toy in toys:
@@ -69,8 +71,7 @@ def main() -> None:
             labels = LINEAR_METHODS if model == "logreg" else tuple(METHODS)
             results = {lab: compute_influence(explorer_config(toy, model=model, method=METHODS[lab][0], curvature=METHODS[lab][1],
                                                               damping=args.damping, activation=args.activation,
-                                                              **({} if args.weight_decay is None else {"weight_decay": args.weight_decay})))
-                       for lab in labels}
+                                                              weight_decay=args.weight_decay)) for lab in labels}
             first = results[labels[0]]
             tests = first.hardest_test_points(n_points)
             removals = {(lab, int(t)): strongest_for_test_point(r.pairwise, int(t), args.removals) for lab, r in results.items() for t in tests}
@@ -84,7 +85,7 @@ def main() -> None:
                 for col, t in enumerate(tests):
                     idx = removals[(lab, int(t))]
                     actual = everything.actual[[row_of[int(i)] for i in idx], col][:, None]
-                    predicted = -r.pairwise[int(t), idx][:, None] / r.pairwise.shape[1]
+                    predicted = predicted_loss_change_on_removal(r.pairwise[int(t), idx][:, None], r.pairwise.shape[1])
                     stats.append(RetrainingCheck(idx, np.array([t]), predicted, actual, r.config.method == "influence", 0.0))
                 rows.append((toy, model, lab, np.nanmedian([c.pearson for c in stats]), np.nanmedian([c.spearman for c in stats]),
                              np.mean([c.sign_agreement for c in stats]),

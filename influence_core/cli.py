@@ -129,7 +129,7 @@ def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
     row = int(result.hardest_test_points(1)[0]) if args.test_row is None else args.test_row
     if not 0 <= row < len(ds.y_test):
         raise InputError(f"--test-row must be between 0 and {len(ds.y_test) - 1} (the held-out rows), got {row}")
-    removed = strongest_for_test_point(result.pairwise, row, min(args.removals, len(ds.y_train)))
+    removed = strongest_for_test_point(result.pairwise, row, args.removals)
     progress = silent if args.quiet else tqdm_progress("retraining")
     try:
         check = check_by_retraining(result, removed, [row], progress=progress)
