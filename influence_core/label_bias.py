@@ -395,32 +395,62 @@ def robust_threshold(scores: np.ndarray, n_sigmas: float = 5.0) -> float:
     return med + n_sigmas * (mad if mad > 0 else float(np.std(scores)) or 1.0)
 
 
-def default_threshold(scores: np.ndarray, seed: int = 0, max_components: int = 3) -> float:
-    """A threshold that needs no ground truth.
+# the flagged component may hold at most this share of the training set: beyond it the labels say too little to
+# call a minority of them wrong, and a fit that "finds" such a component has split the clean bulk
+MAX_FLAGGED_SHARE = 0.25
+# positive scores below this fraction of the largest |score| are fitted points (float noise around zero)
+NEGLIGIBLE_SCORE = 1e-6
 
-    Gaussian mixtures (scikit-learn) with 1..``max_components`` components over the scores, the
-    number chosen by BIC. With more than one, the flipped samples form the component with the
-    highest mean, and the threshold is where its posterior first reaches 1/2 going up from the next
-    component's mean; with one (or no crossing), ``robust_threshold``.
-    """
+
+def _mixture_crossing(values: np.ndarray, n_total: int, seed: int, max_components: int) -> Optional[float]:
+    """Gaussian mixtures (1..``max_components``) over ``values``, best BIC first: the point where the highest-mean
+    component's posterior first reaches 1/2 going up from the next component's mean. Fits whose top component holds
+    more than ``MAX_FLAGGED_SHARE`` of ``n_total`` are passed over; None when one population wins or none qualifies."""
     from sklearn.mixture import GaussianMixture
 
+    centre, scale = float(np.median(values)), float(np.std(values)) or 1.0
+    z = ((values - centre) / scale)[:, None]
+    fits = sorted((GaussianMixture(k, random_state=seed, n_init=2).fit(z) for k in range(1, max_components + 1)),
+                  key=lambda g: g.bic(z))
+    for fit in fits:
+        if fit.n_components == 1:
+            return None
+        order = np.argsort(fit.means_.ravel())
+        top, below = order[-1], order[-2]
+        if fit.weights_[top] * len(values) > MAX_FLAGGED_SHARE * n_total:
+            continue
+        grid = np.linspace(fit.means_[below, 0], fit.means_[top, 0], 512)[:, None]
+        crossing = np.flatnonzero(fit.predict_proba(grid)[:, top] >= 0.5)
+        if len(crossing):
+            return centre + scale * float(grid[crossing[0], 0])
+    return None
+
+
+def default_threshold(scores: np.ndarray, seed: int = 0, max_components: int = 3) -> float:
+    """A threshold that needs no ground truth: where the scores' suspicious component begins (a mixture fit).
+
+    Signed influence scores (harmful > 0, helpful < 0; a spike at 0 from the points the model fits exactly) are
+    fitted on the log of their harmful side only, since harm spans orders of magnitude and a helpful point is never
+    suspicious; with one population there, median + 3 robust standard deviations of the logs. Non-negative scores
+    (self-influence, training loss) are fitted as they are, else ``robust_threshold``. Either way the flagged
+    component must be a minority (at most ``MAX_FLAGGED_SHARE`` of the samples).
+    Measured by ``benchmarks/default_threshold.py`` (14 digits / MNIST runs with 20 % of one class flipped, 8 clean
+    ones; ``heldout``, the default score): F1 0.89 on average, 0.76 at worst, at most 6 % of the clean labels flagged
+    beside the flips and 10 % (at most 20 %) of a clean set; the untransformed fit gave 0.73, 0.08 at worst, and up to
+    60 % / 76 % when its top component landed on the spike at 0.
+    """
     s = np.asarray(scores, dtype=np.float64)
     if len(s) < 10 or np.ptp(s) == 0:
         return robust_threshold(s)
-    centre, scale = float(np.median(s)), float(np.std(s)) or 1.0
-    z = ((s - centre) / scale)[:, None]
-    fits = [GaussianMixture(k, random_state=seed, n_init=2).fit(z) for k in range(1, max_components + 1)]
-    best = min(fits, key=lambda g: g.bic(z))
-    if best.n_components == 1:
-        return robust_threshold(s)
-    order = np.argsort(best.means_.ravel())
-    top, below = order[-1], order[-2]
-    grid = np.linspace(best.means_[below, 0], best.means_[top, 0], 512)[:, None]
-    crossing = np.flatnonzero(best.predict_proba(grid)[:, top] >= 0.5)
-    if len(crossing) == 0:
-        return robust_threshold(s)
-    return centre + scale * float(grid[crossing[0], 0])
+    if s.min() < 0:
+        harmful = s[s > NEGLIGIBLE_SCORE * np.abs(s).max()]
+        if len(harmful) < 10:
+            return robust_threshold(s)
+        logs = np.log(harmful)
+        crossing = _mixture_crossing(logs, len(s), seed, max_components)
+        return float(np.exp(robust_threshold(logs, n_sigmas=3.0) if crossing is None else crossing))
+    crossing = _mixture_crossing(s, len(s), seed, max_components)
+    return robust_threshold(s) if crossing is None else crossing
 
 
 def detection_table(result: LabelBiasResult, fpr: float = 0.005) -> pd.DataFrame:

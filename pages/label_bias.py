@@ -163,8 +163,8 @@ with left:
     st.plotly_chart(lb.influence_bar_figure(scores, ds.flipped, threshold, title=lb.SCORE_DESCRIPTIONS[score_name]),
                     width="stretch", key="label_bias_bars")
     st.caption(sign_note() + (". Red = truly flipped (ground truth, used only to colour and to score the detection)." if truth else
-                              ". The default threshold is set where the scores' main population ends (a mixture fit), "
-                              "not from any ground truth."))
+                              ". The default threshold is set where the scores' suspicious tail separates from the rest (a mixture "
+                              "fit; for influence, over the harmful scores on a log scale), not from any ground truth."))
 with right:
     if truth:
         st.markdown("**Flagged vs truly flipped**")

@@ -67,6 +67,39 @@ def test_digits_flip_hurts_and_influence_finds_the_flipped(digits_result):
         _margin_checks(r, score, min_auroc=0.95, min_margin=0.6)
 
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_default_threshold_is_not_fooled_by_the_spike_at_zero():
+    # A real digits 4/9 run (one torch thread): half the samples are fitted exactly (score ≈ 0), helpful ones reach
+    # −277, the 25 flipped ones score 15–155. A mixture over the raw scores put its top component on the spike and
+    # flagged 160 of 252 (59 % of the clean ones); the threshold must sit in the harmful tail.
+    table = np.loadtxt(FIXTURES / "heldout_scores_digits49.csv", delimiter=",", skiprows=1)
+    scores, flipped = table[:, 0], table[:, 1].astype(bool)
+    threshold = lb.default_threshold(scores)
+    at = detection_at_threshold(scores, flipped, threshold)
+    assert threshold > 0, "a helpful (negative) score is never suspicious"
+    assert at["detected_share"] >= 0.9 and at["clean_flagged_share"] <= 0.05, at
+
+
+def test_default_threshold_flags_a_minority_of_clean_signed_scores():
+    # no label is wrong: a spike at 0 and heavy tails both ways; whatever is flagged stays a small minority
+    rng = np.random.default_rng(0)
+    scores = np.where(rng.uniform(size=400) < 0.5, rng.normal(0, 1e-7, 400), rng.laplace(0, 3.0, 400))
+    threshold = lb.default_threshold(scores)
+    assert threshold > 0
+    assert (scores >= threshold).mean() <= lb.MAX_FLAGGED_SHARE
+
+
+def test_default_threshold_finds_a_separated_tail_of_non_negative_scores():
+    # self-influence-like: a log-normal bulk and 10 % of samples an order of magnitude above it
+    rng = np.random.default_rng(1)
+    bulk, tail = rng.lognormal(0, 0.5, 360), rng.lognormal(3, 0.3, 40)
+    scores, marked = np.r_[bulk, tail], np.r_[np.zeros(360, bool), np.ones(40, bool)]
+    at = detection_at_threshold(scores, marked, lb.default_threshold(scores))
+    assert at["detected_share"] >= 0.9 and at["clean_flagged_share"] <= 0.05, at
+
+
 def test_digits_paper_score_is_the_mean_of_the_misclassified_rows(digits_result):
     r = digits_result
     rows = np.stack([r.influence_on_test(i) for i in r.misclassified])
