@@ -187,9 +187,8 @@ def section_trim(quick: bool, balance: str = "none", n_seeds: int = 50) -> None:
         print("    " + table.drop(columns=["key"]).to_string(index=False, float_format=lambda v: f"{v:.3f}").replace("\n", "\n    "))
         base = np.mean(tr.accuracy["none"])
         ens = np.mean(tr.accuracy["ip_ensemble"])
-        paired = np.asarray(tr.accuracy["ip_ensemble"]) - np.asarray(tr.accuracy["none"])
-        spread = paired.std(ddof=1) / np.sqrt(len(paired)) if len(paired) > 1 else float("nan")
-        print(f"    IP Ensemble − untrimmed, paired over {len(paired)} seeds: {paired.mean():+.4f} ± {spread:.4f} (standard error)")
+        change, spread = tr.accuracy_change("ip_ensemble")
+        print(f"    IP Ensemble − untrimmed, paired over {len(seeds)} seeds: {change:+.4f} ± {spread:.4f} (standard error)")
         not_lower.append(ens >= base - 1e-9)
         if noisy:
             raised_noisy.append(ens > base)

@@ -232,7 +232,9 @@ with tab_cmp:
 with tab_trim:
     st.caption("Remove the 5% most harmful training points by each method and retrain; held-out half of the test set.")
     trim_impact = st.radio("Rank by", ["utility", "fairness"], horizontal=True, key="whatif_trim_impact")
-    n_seeds = st.slider("Seeds", 1, 5, 2, key="whatif_trim_seeds")
+    n_seeds = st.slider("Seeds", 1, 20, 5, key="whatif_trim_seeds",
+                        help="Each seed is a new validation / held-out split and training. Below ~10 seeds a change of "
+                             "half a point is mostly the split's noise (measured on breast cancer: benchmarks/README.md).")
     if st.button("Trim and retrain", key="whatif_trim_go"):
         st.session_state["whatif_trim_on"] = True
     if st.session_state.get("whatif_trim_on"):
@@ -244,6 +246,8 @@ with tab_trim:
         if trimmed is not None:
             frame = trimmed.table()
             st.dataframe(frame.drop(columns=["key"]), hide_index=True, key="whatif_trim_table")
+            st.caption("change_vs_untrimmed: held-out accuracy after trimming minus before, paired by seed; change_se: its "
+                       "standard error — a change within about two of them is not a measured change.")
             y = "dp_gap_mean" if frame["dp_gap_mean"].notna().any() else "flipped_share_removed"
             st.plotly_chart(px.scatter(frame, x="accuracy_mean", y=y, text="method", error_x="accuracy_std",
                                        title="Utility vs fairness after trimming (untrimmed = baseline)"

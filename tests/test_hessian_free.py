@@ -123,6 +123,11 @@ def test_trim_and_retrain_removes_flipped_points_and_leaves_the_input_alone():
     table = tr.table()
     assert list(table["key"]) == ["none", "ip"] and len(tr.accuracy["ip"]) == 2
     assert np.all(np.isnan(table["dp_gap_mean"]))  # no sensitive attribute here
+    paired = np.subtract(tr.accuracy["ip"], tr.accuracy["none"])
+    row = table.set_index("key").loc["ip"]
+    assert row["change_vs_untrimmed"] == pytest.approx(paired.mean())
+    assert row["change_se"] == pytest.approx(np.std(paired, ddof=1) / np.sqrt(2))
+    assert table.set_index("key").loc["none", "change_vs_untrimmed"] == 0.0
     with pytest.raises(InputError, match="fraction"):
         hf.trim_and_retrain(cfg, ds, fraction=0.7)
 
