@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from influence_core import label_bias as lb  # noqa: E402
+from influence_core.metrics import detection_at_threshold  # noqa: E402
 
 
 def threshold_at_revision(revision: str) -> Callable[[np.ndarray], float]:
@@ -64,13 +65,14 @@ def main() -> None:
         # no cache: the config does not name the thread count, and a cached model would repeat the other count's run
         result = lb.run_label_bias(lb.preset_config(name, noise_fraction=noise, seed=seed, **size), use_cache=False)
         flipped = result.flipped
+        noisy = bool(flipped.any())
         for score, values in result.scores.items():
             for rule, threshold in rules.items():
-                flag = values >= threshold(values)
-                rows.append({"run": f"{name} seed {seed} noise {noise:.0%} {threads} thr", "noisy": bool(flipped.any()),
-                             "score": score, "rule": rule, "flagged": flag.mean(), "clean_flagged": flag[~flipped].mean(),
-                             "detected": flag[flipped].mean() if flipped.any() else np.nan,
-                             "f1": 2 * (flag & flipped).sum() / (flag.sum() + flipped.sum()) if flipped.any() else np.nan})
+                at = detection_at_threshold(values, flipped, threshold(values))
+                rows.append({"run": f"{name} seed {seed} noise {noise:.0%} {threads} thr", "noisy": noisy, "score": score,
+                             "rule": rule, "flagged": at["flagged"] / len(values), "clean_flagged": at["clean_flagged_share"],
+                             "detected": at["detected_share"] if noisy else np.nan,
+                             "f1": 2 * at["tp"] / (at["flagged"] + flipped.sum()) if noisy else np.nan})
         print(f"  {name} seed {seed} noise {noise:.0%} threads {threads}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     df = pd.DataFrame(rows)
     noisy = df[df.noisy].groupby(["score", "rule"]).agg(

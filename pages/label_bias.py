@@ -124,7 +124,7 @@ lo, hi = float(np.min(scores)), float(np.max(scores))
 if not hi > lo:
     st.warning("Every training sample has the same score: nothing to threshold.")
     st.stop()
-default = float(np.clip(lb.default_threshold(scores), lo, hi))
+default = float(np.clip(result.default_threshold(score_name), lo, hi))
 threshold = st.slider("Threshold (flag samples scoring at or above)", lo, hi, default, step=(hi - lo) / 400, format="%.3g",
                       key=f"label_bias_threshold_{score_name}")
 at = detection_at_threshold(scores, ds.flipped, threshold)
