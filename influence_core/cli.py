@@ -155,7 +155,7 @@ def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
     return "\n".join(lines), table
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _run(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
@@ -166,6 +166,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"--removals must be at least 1, got {args.removals}")
         if args.command == "check" and args.test_fraction <= 0:
             raise InputError(NEEDS_HELD_OUT)
+        if getattr(args, "out", None):  # before any training: never over an input, and somewhere writable
+            from influence_core.output_paths import check_output_path
+
+            check_output_path(args.out, [args.data])
         config = build_config(args)
         progress = silent if args.quiet else tqdm_progress("influence")
         try:
@@ -190,3 +194,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if out is not None:
         print(f"wrote {len(table)} rows to {out} (config {config.key()})", file=sys.stderr)
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; the terminal shows the project's own messages only: our warnings as one
+    ``warning: ...`` line each (no Python source line), torch's ``jit.script`` deprecation not at all."""
+    import warnings
+
+    from influence_core.errors import DataWarning
+
+    with warnings.catch_warnings():  # restores the filters and showwarning when the command ends
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+        from influence_core.cache import CacheWarning  # imports torch: after the filter
+
+        others = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, (DataWarning, CacheWarning)):
+                print(f"warning: {message}", file=file or sys.stderr)
+            else:
+                others(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        return _run(argv)
