@@ -27,6 +27,19 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 EXPECTED_LAYOUT = "expected layout: one subfolder per class with the images inside, e.g. <folder>/cat/img001.png, <folder>/cat/img002.jpg, <folder>/dog/img101.png"
 
 
+# images are squashed to image_size × image_size: below 4 nothing is left to see, above 512 a few thousand
+# images no longer fit in memory (the array is n × C × size² float32)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 4, 512
+
+
+def check_image_size(image_size) -> int:
+    """``image_size`` as an int if it is a whole number of pixels in [MIN_IMAGE_SIZE, MAX_IMAGE_SIZE], else an InputError."""
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise InputError(f"image size must be a whole number of pixels from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} "
+                         f"(--image-size in the command line), got {image_size!r}; 28 or 32 suit small images, 64 larger ones")
+    return int(image_size)
+
+
 class SkippedImagesWarning(DataWarning):
     """Some image files could not be decoded and were left out (the message names them)."""
 
@@ -201,8 +214,7 @@ def load_image_folder(
     indices follow the sorted subfolder names; ids are file paths relative to ``path``.
     Undecodable files are skipped with a :class:`SkippedImagesWarning` (or raise with ``skip_bad=False``).
     """
-    if image_size < 1:
-        raise InputError(f"image size must be ≥ 1, got {image_size}")
+    image_size = check_image_size(image_size)
     root = Path(path).expanduser()
     class_names, files = list_image_folder(root)
     rel = [f for f, _ in files]

@@ -257,6 +257,10 @@ def peek_own_data(cfg: DataConfig) -> OwnDataPeek:
 
         if not cfg.path:
             raise InputError("an image-folder dataset needs a path: a folder with one subfolder per class")
+        if cfg.image_size is not None:  # before any training is planned on it
+            from influence_core.data.image_folder import check_image_size
+
+            check_image_size(cfg.image_size)
         return OwnDataPeek(*_folder_classes_of(cfg.path, _folder_stamp(cfg.path)))
     raise InputError(f"{cfg.name!r} is not a csv or image-folder dataset")
 
@@ -297,6 +301,10 @@ def load_dataset(cfg: DataConfig, seed: int, progress: Optional[ProgressFn] = No
     """
     name = cfg.name
     n_train, n_test = _real_n(cfg.n_train), _real_n(cfg.n_test)
+    if cfg.image_size is not None:  # None = the loader's default; 0 or 100000 is a mistake to name, not to replace
+        from influence_core.data.image_folder import check_image_size
+
+        check_image_size(cfg.image_size)
     classes_done = False
     if name in GENERATORS:
         ds = make_synthetic(name, n_train or 300, n_test or 200, seed=seed)
@@ -320,7 +328,7 @@ def load_dataset(cfg: DataConfig, seed: int, progress: Optional[ProgressFn] = No
 
         if not cfg.path:
             raise InputError("CheXpert needs a path: set the dataset path to the CheXpert-v1.0-small folder (see data/README.md)")
-        ds = load_chexpert(cfg.path, image_size=cfg.image_size or 64, seed=seed, n_train=n_train, n_test=n_test, progress=progress)
+        ds = load_chexpert(cfg.path, image_size=64 if cfg.image_size is None else cfg.image_size, seed=seed, n_train=n_train, n_test=n_test, progress=progress)
         n_train = n_test = None
     elif name == "csv":
         from influence_core.data.tabular import load_csv
@@ -333,7 +341,7 @@ def load_dataset(cfg: DataConfig, seed: int, progress: Optional[ProgressFn] = No
 
         if not cfg.path:
             raise InputError("an image-folder dataset needs a path: a folder with one subfolder per class")
-        ds = load_image_folder(cfg.path, image_size=cfg.image_size or 28, test_fraction=_test_fraction(cfg), seed=seed, progress=progress)
+        ds = load_image_folder(cfg.path, image_size=28 if cfg.image_size is None else cfg.image_size, test_fraction=_test_fraction(cfg), seed=seed, progress=progress)
     else:
         raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 

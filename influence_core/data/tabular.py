@@ -36,8 +36,29 @@ def _label_names(values: np.ndarray) -> list[str]:
     return out
 
 
+SEPARATORS = (",", ";", "\t", "|")
+_SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
+
+
+def detect_separator(file: Path) -> str:
+    """The column separator, from the header line: a comma unless the header holds none and another of
+    ``SEPARATORS`` (semicolon, tab, '|': what spreadsheets export in many locales) splits it."""
+    try:
+        with open(file, "rb") as f:
+            sample = f.read(64 * 1024)
+    except OSError:
+        return ","  # read_csv says what is wrong with the file
+    header = next((line for line in sample.decode("utf-8", errors="replace").splitlines() if line.strip()), "")
+    if "," in header:
+        return ","
+    counts = {sep: header.count(sep) for sep in SEPARATORS[1:]}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > 0 else ","
+
+
 def _read(path: str | os.PathLike, **read_csv_kwargs) -> tuple[Path, "pd.DataFrame"]:
-    """The file and its table, or an :class:`InputError` that says what is wrong with the path or the text."""
+    """The file and its table, or an :class:`InputError` that says what is wrong with the path or the text.
+    The separator is detected from the header (comma, semicolon, tab or '|')."""
     import pandas as pd
 
     file = Path(path).expanduser()
@@ -45,15 +66,25 @@ def _read(path: str | os.PathLike, **read_csv_kwargs) -> tuple[Path, "pd.DataFra
         raise InputError(f"CSV file {file} does not exist; check the path")
     if file.is_dir():
         raise InputError(f"{file} is a folder; give the path of a .csv file")
+    sep = detect_separator(file)
     try:
-        df = pd.read_csv(file, **read_csv_kwargs)
+        df = pd.read_csv(file, sep=sep, **read_csv_kwargs)
     except pd.errors.EmptyDataError:
         raise InputError(f"CSV file {file} is empty; it needs a header row and data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OverflowError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot parse {file} as CSV ({first}); save it as comma-separated UTF-8 text with one header row") from None
+        raise InputError(f"cannot parse {file} as CSV ({first}); save it as UTF-8 text with one header row, "
+                         f"columns separated by commas (or semicolons, tabs, '|')") from None
     df.columns = [str(c) for c in df.columns]
     return file, df
+
+
+def _one_column_hint(file: Path, columns: list[str]) -> str:
+    """For a table read as one column: say which separator was looked for."""
+    if len(columns) != 1:
+        return ""
+    return (f"; {file.name} was read as a single column {columns[0]!r}: separate the columns with commas, semicolons, "
+            "tabs or '|' (spaces are not read as separators)")
 
 
 def _encode_labels(labels: "pd.Series") -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +93,21 @@ def _encode_labels(labels: "pd.Series") -> tuple[np.ndarray, np.ndarray]:
 
     raw = labels.to_numpy() if pd.api.types.is_numeric_dtype(labels) else labels.astype(str).str.strip().to_numpy(dtype=object)
     return np.unique(raw, return_inverse=True)
+
+
+def check_classes_have_rows(label_column: str, y: np.ndarray, n_classes: int, labels: "pd.Series") -> None:
+    """Refuse a label column where most classes hold a single row: a measurement (a price, a score), not classes."""
+    import pandas as pd
+
+    counts = np.bincount(y, minlength=n_classes)
+    singletons = int((counts == 1).sum())
+    if n_classes > 2 and singletons > n_classes / 2:
+        kind = ("holds continuous numbers" if pd.api.types.is_float_dtype(labels) and not np.all(np.mod(labels.to_numpy(), 1) == 0)
+                else "looks like one value per row")
+        raise InputError(
+            f"label column {label_column!r} has {n_classes} classes for {len(y)} rows and {singletons} of them have only one row: "
+            f"it {kind}, not classes. Name the column that holds the classes, or bin the values into a few classes first"
+        )
 
 
 LABEL_COLUMN_NAMES = ("label", "labels", "target", "class", "y", "diagnosis", "outcome")
@@ -121,7 +167,8 @@ def load_csv(
     file, df = _read(path)
     columns = list(df.columns)
     if label_column not in columns:
-        raise InputError(f"label column {label_column!r} not in {file.name}; {_columns_hint(label_column, columns)}")
+        raise InputError(f"label column {label_column!r} not in {file.name}; {_columns_hint(label_column, columns)}"
+                         + _one_column_hint(file, columns))
     if id_column is not None and id_column not in columns:
         raise InputError(f"id column {id_column!r} not in {file.name}; {_columns_hint(id_column, columns)}")
     if id_column == label_column:
@@ -131,7 +178,8 @@ def load_csv(
 
     feature_cols = [c for c in columns if c not in (label_column, id_column)]
     if not feature_cols:
-        raise InputError(f"{file.name} has no feature columns besides the label{' and id' if id_column else ''} column")
+        raise InputError(f"{file.name} has no feature columns besides the label{' and id' if id_column else ''} column"
+                         + _one_column_hint(file, columns))
     non_numeric = [c for c in feature_cols if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))]
     if non_numeric:
         raise InputError(
@@ -150,6 +198,7 @@ def load_csv(
     uniques, y = _encode_labels(labels)
     if len(uniques) < 2:
         raise InputError(f"label column {label_column!r} has only one class ({_label_names(uniques)[0]}); a classifier needs at least two")
+    check_classes_have_rows(label_column, y, len(uniques), labels)
 
     if id_column is not None:
         id_values = df[id_column]
