@@ -152,7 +152,7 @@ def section_synthetic() -> None:
     for name in ("blobs", "moons"):
         start = time.perf_counter()
         c = hf.synthetic_check(name, 0, use_cache=False)
-        aucs = ", ".join(f"{hf.METHOD_NAMES[m]} {a:.3f}" for m, a in c.auroc.items())
+        aucs = ", ".join(f"{hf.method_title(m)} {a:.3f}" for m, a in c.auroc.items())
         print(f"  {name} ({time.perf_counter() - start:.1f} s): IF vs IP Pearson {c.pearson:.3f}, Spearman {c.spearman:.3f}; "
               f"AUROC flipped: {aucs}; val acc {c.result.metrics['validation']['accuracy']:.3f}")
         if name == "blobs":
@@ -161,7 +161,7 @@ def section_synthetic() -> None:
             target("moons MLP: IP ranks flipped points above clean ones (AUROC > 0.5)", f"AUROC {c.auroc['ip']:.3f}", c.auroc["ip"] > 0.5)
     for impact in ("fairness", "robustness"):
         ds = fs.inject_group_bias(hf.synthetic_flip_dataset("blobs", 0), 0.4, 0.9, seed=0).dataset
-        r = hf.hessian_free_scores(hf.synthetic_config("blobs"), ds, impact, ("if", "ip"), use_cache=False)
+        r = hf.hessian_free_scores(hf.synthetic_config("blobs"), ds, impact, ("influence", "ip"), use_cache=False)
         print(f"  blobs + biased group, impact={impact}: IF vs IP Pearson {r.correlation()['pearson']:.3f}")
 
 

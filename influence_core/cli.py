@@ -18,15 +18,12 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from influence_core.config import (CURVATURES, CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_training,
-                                   default_damping)
+from influence_core.config import (MODEL_KINDS, CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, curvature_choices,
+                                   default_damping, default_training, method_choices)
 from influence_core.errors import CurvatureError, InputError
 
-CLI_METHODS = {  # CLI name → (RunConfig.method, curvature kind or None)
-    "self-influence": ("influence", None),
-    "ip": ("ip", None),
-    "tracin": ("tracin", None),
-}
+# the name the README has always used for the Hessian-based method; every other name is the method registry's
+METHOD_ALIASES = {"self-influence": "influence"}
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -41,7 +38,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             raise InputError("a CSV needs --label-column naming the column that holds the labels")
         data = DataConfig(name="csv", path=str(path), label_column=args.label_column, id_column=args.id_column,
                           test_fraction=args.test_fraction, n_train=0, n_test=0)
-    method, _ = CLI_METHODS[args.method]
+    method = METHOD_ALIASES.get(args.method, args.method)
     from influence_core.data.registry import peek_own_data
 
     train = default_training(args.model, peek_own_data(data).n_train(data))
@@ -83,9 +80,11 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     p.add_argument("--data", required=True, help="CSV file (numeric features + a label column) or image folder (one subfolder per class)")
     p.add_argument("--label-column", help="CSV column with the labels")
     p.add_argument("--id-column", help="CSV column with row ids (default: the row number)")
-    p.add_argument("--model", default="logreg", choices=["logreg", "mlp", "cnn", "resnet18"])
-    p.add_argument("--method", default="self-influence", choices=list(CLI_METHODS))
-    p.add_argument("--curvature", default="exact", choices=list(CURVATURES), help="H⁻¹ backend for self-influence")
+    p.add_argument("--model", default="logreg", choices=list(MODEL_KINDS))
+    p.add_argument("--method", default="self-influence", choices=[*METHOD_ALIASES, *method_choices()],
+                   help="attribution method (self-influence = influence: H⁻¹ under --curvature)")
+    p.add_argument("--curvature", default="auto", choices=list(curvature_choices()),
+                   help="H⁻¹ backend for the influence method (auto: the most accurate that fits this model in memory and time)")
     p.add_argument("--params", default="all", choices=["all", "last_layer"], help="parameters influence is taken over")
     p.add_argument("--damping", type=float, default=None,
                    help="added to H's diagonal (default: 0 for logreg, whose H weight decay keeps positive definite; 0.01 otherwise)")
@@ -191,6 +190,8 @@ def _run(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as err:
         print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
+    if result.metrics.get("method_note"):
+        print(result.metrics["method_note"], file=sys.stderr)
     if out is not None:
         print(f"wrote {len(table)} rows to {out} (config {config.key()})", file=sys.stderr)
     return 0

@@ -14,9 +14,21 @@ NOISE_KINDS = ("none", "flip_class", "singular_class", "uniform")
 MODEL_KINDS = ("logreg", "mlp", "cnn", "resnet18")
 LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
-CURVATURES = ("exact", "diag", "kron", "last_layer", "identity")
 PARAM_SCOPES = ("all", "last_layer")
-METHODS = ("influence", "ip", "tracin")  # Hessian-based (curvature above), Hessian-free inner product, TracIn
+
+
+def curvature_choices() -> tuple[str, ...]:
+    """``auto`` and every registered curvature (:mod:`influence_core.curvatures`)."""
+    from influence_core.curvatures import curvature_names
+
+    return curvature_names()
+
+
+def method_choices() -> tuple[str, ...]:
+    """Every registered attribution method (:mod:`influence_core.methods`)."""
+    from influence_core.methods import method_names
+
+    return method_names()
 
 
 @dataclass(frozen=True)
@@ -98,10 +110,10 @@ class RunConfig:
             (self.train.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.train.weight_decay}"),
             (self.train.checkpoint_spacing in ("linear", "log"), "checkpoint spacing must be linear or log"),
             (self.train.batch_size >= 0, f"batch size must be ≥ 0 (0 = full batch), got {self.train.batch_size}"),
-            (self.curvature.kind in CURVATURES, f"curvature must be one of {CURVATURES}, got {self.curvature.kind!r}"),
+            (self.curvature.kind in curvature_choices(), f"curvature must be one of {curvature_choices()}, got {self.curvature.kind!r}"),
             (self.curvature.damping >= 0, f"damping must be ≥ 0, got {self.curvature.damping}"),
             (self.curvature.params in PARAM_SCOPES, f"parameter scope must be one of {PARAM_SCOPES}"),
-            (self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}"),
+            (self.method in method_choices(), f"method must be one of {method_choices()}, got {self.method!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -17,14 +17,14 @@ from torch import nn
 
 from influence_core import cache
 from influence_core.config import RunConfig
-from influence_core.curvature import IdentityCurvature, build_curvature
 from influence_core.data.base import Dataset
 from influence_core.device import default_device
 from influence_core.errors import InputError
 from influence_core.gradients import n_params
-from influence_core.influence import pairwise_influence, self_influence, tracin, tracin_self
+from influence_core.methods import AttributionContext, Attributor, fit_attributor
 from influence_core.models import build_model, parameter_names
 from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.tasks import PerSampleLoss
 from influence_core.training import Checkpoint, TrainResult, evaluate, model_at, train_model
 
 # datasets decoded from the user's files at load time (the others load in a moment)
@@ -173,31 +173,35 @@ def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 4096) -> np
 
 
 def influence_params(config: RunConfig, model: nn.Module) -> list[str]:
-    scope = "last_layer" if config.curvature.kind == "last_layer" else config.curvature.params
-    return parameter_names(model, scope)
+    """The parameters influence is taken over: the config's scope, or the head where the curvature works there only."""
+    from influence_core import curvatures
+
+    kind = config.curvature.kind
+    last_only = kind != curvatures.AUTO and curvatures.get(kind).last_layer_only
+    return parameter_names(model, "last_layer" if last_only else config.curvature.params)
 
 
-def _scores(config: RunConfig, trained: Trained, want_pairwise: bool, progress: ProgressFn) -> dict[str, np.ndarray]:
-    model, ds = trained.model, trained.dataset
-    x, y, xt, yt = tensors(ds, next(model.parameters()).device)
-    names = influence_params(config, model)
-    out: dict[str, np.ndarray] = {}
-    if config.method == "tracin":
-        out["self"] = tracin_self(model, trained.checkpoints, x, y, names, progress=scaled(progress, 0.0, 0.5))
-        if want_pairwise:
-            out["pairwise"] = tracin(model, trained.checkpoints, xt, yt, x, y, names, progress=scaled(progress, 0.5, 1.0))
-        return out
-    if config.method == "ip":
-        curvature = IdentityCurvature(names)
-    else:
-        curvature = build_curvature(
-            config.curvature.kind, model, x, y, names, config.train.weight_decay, config.curvature.damping,
-            progress=scaled(progress, 0.0, 0.3),
-        )
-    out["self"] = self_influence(model, curvature, x, y, progress=scaled(progress, 0.3, 0.6))
+def attribution_context(config: RunConfig, trained: "Trained", **options: Any) -> AttributionContext:
+    """What the run's method is fitted on: the trained model and data, and the config's curvature settings."""
+    model = trained.model
+    x, y, _, _ = tensors(trained.dataset, next(model.parameters()).device)
+    return AttributionContext(model, x, y, influence_params(config, model), config.train.weight_decay, config.curvature.kind,
+                              config.curvature.damping, trained.checkpoints, seed=config.seed, options=options)
+
+
+def fit_method(config: RunConfig, trained: "Trained", progress: ProgressFn = silent, method: Optional[str] = None,
+               **options: Any) -> Attributor:
+    """The config's method (or ``method``) fitted on a trained run, through the method registry."""
+    return fit_attributor(method or config.method, attribution_context(config, trained, **options), progress)
+
+
+def _scores(config: RunConfig, trained: Trained, want_pairwise: bool, progress: ProgressFn) -> tuple[dict[str, np.ndarray], str]:
+    attributor = fit_method(config, trained, scaled(progress, 0.0, 0.3))
+    out: dict[str, np.ndarray] = {"self": attributor.self_scores(scaled(progress, 0.3, 0.6))}
     if want_pairwise:
-        out["pairwise"] = pairwise_influence(model, curvature, xt, yt, x, y, progress=scaled(progress, 0.6, 1.0))
-    return out
+        _, _, xt, yt = tensors(trained.dataset, next(trained.model.parameters()).device)
+        out["pairwise"] = attributor.scores(PerSampleLoss(xt, yt), progress=scaled(progress, 0.6, 1.0))
+    return out, attributor.note
 
 
 def compute_influence(
@@ -215,15 +219,16 @@ def compute_influence(
 
     def compute() -> cache.CacheEntry:
         start = time.perf_counter()
-        arrays = _scores(config, trained, pairwise, scaled(progress, 0.5, 1.0))
-        return cache.CacheEntry(arrays, {"influence_seconds": time.perf_counter() - start}, {})
+        arrays, note = _scores(config, trained, pairwise, scaled(progress, 0.5, 1.0))
+        return cache.CacheEntry(arrays, {"influence_seconds": time.perf_counter() - start, "method_note": note}, {})
 
     payload = {"config": config_payload(config), "pairwise": bool(pairwise)}
     if dataset is not None:
         payload["dataset"] = dataset_fingerprint(dataset)
     entry, was_cached = cache.cached("influence", payload, compute, use_cache)
     metrics = dict(trained.metrics)
-    metrics.update(influence_seconds=entry.meta["influence_seconds"], influence_from_cache=was_cached)
+    metrics.update(influence_seconds=entry.meta["influence_seconds"], influence_from_cache=was_cached,
+                   method_note=entry.meta.get("method_note", ""))
     progress(1.0, "done")
     return InfluenceResult(
         config=config,
@@ -268,7 +273,7 @@ def influence_over_epochs(config: RunConfig, progress: ProgressFn = silent, use_
         for k, ckpt in enumerate(trained.checkpoints):
             at_k = model_at(trained.model, ckpt)
             step = scaled(progress, 0.3 + 0.7 * k / len(trained.checkpoints), 0.3 + 0.7 * (k + 1) / len(trained.checkpoints))
-            rows.append(_scores(config, Trained(config, trained.dataset, at_k, trained.checkpoints[: k + 1], {}), False, step)["self"])
+            rows.append(_scores(config, Trained(config, trained.dataset, at_k, trained.checkpoints[: k + 1], {}), False, step)[0]["self"])
         return cache.CacheEntry({"self": np.stack(rows)}, {"epochs": [c.epoch for c in trained.checkpoints]}, {})
 
     entry, _ = cache.cached("epochs", {"config": config_payload(config)}, compute, use_cache)
@@ -282,3 +287,24 @@ def decision_grid(model: nn.Module, x: np.ndarray, resolution: int = 120, margin
     xx, yy = np.meshgrid(xs, ys)
     probs = predict_proba(model, np.c_[xx.ravel(), yy.ravel()].astype(np.float32))
     return xs, ys, probs.reshape(resolution, resolution, -1)
+
+
+# ------------------------------------------------------------------------------- memo keys
+
+
+def content_key(config: RunConfig, source: Optional[str] = None) -> str:
+    """The config's key *with what the user's file or folder holds now* (the disk cache's key, see
+    :func:`config_payload`): a page's memo keyed on it reruns after the file is edited, where
+    ``config.key()`` (path only) would show the old result. ``source``: a CSV / image folder the page reads
+    outside the config (What-if builds its dataset itself)."""
+    import json
+    import os
+
+    from influence_core.config import DataConfig
+    from influence_core.data.registry import source_fingerprint
+
+    payload = config_payload(config)
+    if source:
+        kind = "image_folder" if os.path.isdir(os.path.expanduser(source)) else "csv"
+        payload["extra_source"] = [source, source_fingerprint(DataConfig(name=kind, path=source))]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:20]

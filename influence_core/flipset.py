@@ -45,11 +45,11 @@ from torch import nn
 
 from influence_core import cache
 from influence_core.config import RunConfig
-from influence_core.curvature import Curvature, build_curvature
 from influence_core.data.base import Dataset, split_indices
 from influence_core.errors import InputError
-from influence_core.gradients import iter_per_sample_grads, per_sample_grads
+from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.progress import ProgressFn, scaled, silent, track
+from influence_core.tasks import MARGIN, margin_measurement
 
 MODES = ("relabel", "remove")
 OUTPUTS = ("probability", "margin")
@@ -159,32 +159,6 @@ def logit_margin(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> n
     return (z[:, 1] - z[:, 0]).double().cpu().numpy()
 
 
-def margin_grads(model: nn.Module, x: torch.Tensor, param_names: Sequence[str], chunk_size: int = 1024) -> torch.Tensor:
-    """(n, p) rows ∇_θ m(x_i), via the engine: ∇m = ∇CE(x, 0) − ∇CE(x, 1) for a 2-output softmax model."""
-    zeros = torch.zeros(len(x), dtype=torch.long, device=x.device)
-    return per_sample_grads(model, x, zeros, param_names, chunk_size) - per_sample_grads(model, x, zeros + 1, param_names, chunk_size)
-
-
-def margin_kernel(
-    model: nn.Module,
-    curvature: Curvature,
-    x_test: torch.Tensor,
-    x_train: torch.Tensor,
-    chunk_size: int = 1024,
-    progress: ProgressFn = silent,
-) -> np.ndarray:
-    """K[t, i] = ∇m(x_t)ᵀ H⁻¹ ∇m(x_i), (n_test, n_train); train gradients streamed in chunks."""
-    names = curvature.param_names
-    pre = curvature.inverse_hvp(margin_grads(model, x_test, names, chunk_size))  # H symmetric: (H⁻¹∇m_t)ᵀ
-    out = torch.empty(len(x_test), len(x_train), dtype=torch.float64, device=pre.device)
-    zeros = torch.zeros(len(x_train), dtype=torch.long, device=x_train.device)
-    as_zero = iter_per_sample_grads(model, x_train, zeros, names, chunk_size, progress=progress)
-    as_one = iter_per_sample_grads(model, x_train, zeros + 1, names, chunk_size)
-    for (start, g0), (_, g1) in zip(as_zero, as_one):
-        out[:, start : start + len(g0)] = (pre @ (g0 - g1).T).double()
-    return out.cpu().numpy()
-
-
 def effects_from_kernel(kernel: np.ndarray, y_train: np.ndarray, train_probs_of_label: Optional[np.ndarray] = None,
                         mode: str = "relabel") -> np.ndarray:
     """Predicted Δm of x_t for relabeling (or removing) each training point alone: (n_test, n_train).
@@ -284,22 +258,25 @@ def fit_binary(config: RunConfig, dataset: Optional[Dataset] = None, progress: P
     return FittedBinary(config, trained.dataset, model, x, y, xt, metrics)
 
 
-def curvature_for(fitted: FittedBinary, progress: ProgressFn = silent) -> Curvature:
-    """Exact Hessian (all parameters, intercept included) for logistic regression, else the configured backend."""
+def margin_kernel(fitted: FittedBinary, progress: ProgressFn = silent) -> tuple[np.ndarray, str]:
+    """K[t, i] = ∇m(x_t)ᵀ H⁻¹ ∇m(x_i), (n_test, n_train), by the config's method (H = I for the Hessian-free ones),
+    and what the method chose. Logistic regression takes the exact Hessian over all parameters (intercept included),
+    undamped where weight decay already makes it positive definite."""
     from influence_core.experiments import influence_params
     from influence_core.models import parameter_names
 
     cfg = fitted.config
     if _is_linear(cfg):
-        names = parameter_names(fitted.model, "all")
-        damping = 0.0 if cfg.train.weight_decay > 0 else cfg.curvature.damping  # λ > 0 already makes H positive definite
-        return build_curvature("exact", fitted.model, fitted.x_train, fitted.y_train, names, cfg.train.weight_decay, damping, progress=progress)
-    names = influence_params(cfg, fitted.model)
-    kind = "last_layer" if cfg.curvature.kind == "last_layer" else cfg.curvature.kind
-    if kind == "identity":
-        raise InputError("flip sets need a curvature (exact, diag, kron or last_layer), not the identity")
-    return build_curvature(kind, fitted.model, fitted.x_train, fitted.y_train, names, cfg.train.weight_decay,
-                           cfg.curvature.damping, progress=progress)
+        names, kind = parameter_names(fitted.model, "all"), "exact"
+        damping = 0.0 if cfg.train.weight_decay > 0 else cfg.curvature.damping
+    else:
+        names, kind, damping = influence_params(cfg, fitted.model), cfg.curvature.kind, cfg.curvature.damping
+    context = AttributionContext(fitted.model, fitted.x_train, fitted.y_train, names, cfg.train.weight_decay, kind, damping,
+                                 seed=cfg.seed)
+    method = fit_attributor(cfg.method, context, scaled(progress, 0.0, 0.2))
+    # scores are −∇fᵀH⁻¹∇ℓ: with the margin on both sides that is −K
+    kernel = -method.scores(margin_measurement(fitted.x_test), train_task=MARGIN, progress=scaled(progress, 0.2, 1.0))
+    return kernel.astype(np.float64), method.note
 
 
 @dataclass
@@ -388,9 +365,8 @@ def compute_flip_sets(
 
     def compute() -> cache.CacheEntry:
         start = time.perf_counter()
-        curvature = curvature_for(fitted, scaled(progress, 0.4, 0.5))
-        kernel = margin_kernel(fitted.model, curvature, fitted.x_test, fitted.x_train, progress=scaled(progress, 0.5, 0.95))
-        return cache.CacheEntry({"kernel": kernel}, {"flipset_seconds": time.perf_counter() - start}, {})
+        kernel, note = margin_kernel(fitted, scaled(progress, 0.4, 0.95))
+        return cache.CacheEntry({"kernel": kernel}, {"flipset_seconds": time.perf_counter() - start, "method_note": note}, {})
 
     payload = {"config": config.to_dict(), "dataset": dataset_fingerprint(fitted.dataset)}
     entry, was_cached = cache.cached("flipset_kernel", payload, compute, use_cache)

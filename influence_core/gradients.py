@@ -16,8 +16,9 @@ Backends (``backend=``):
   (per device, see ``AUTO_BACKEND_BY_DEVICE``; ``benchmarks/engine_speed.py`` measures both).
 
 Both backends give the same numbers (up to float rounding) in the same layout, so they are
-interchangeable. Gradients are of the per-sample cross-entropy only: the L2 penalty belongs to the
-total objective (and so to the Hessian), not to one sample's loss.
+interchangeable. Gradients are of the task's per-sample loss (``influence_core.tasks``: cross-entropy
+by default, or the logit margin): the L2 penalty belongs to the total objective (and so to the
+Hessian), not to one sample's loss.
 Rows are samples; columns are the flattened parameters in the order of ``param_names``.
 
 ``per_sample_grad_sq_norms`` gives Σ_j w_j g_ij² per sample (e.g. self-influence under a diagonal
@@ -36,6 +37,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from influence_core.progress import ProgressFn, silent
+from influence_core.tasks import CROSS_ENTROPY, Task
 
 BACKENDS = ("auto", "vmap", "layers")
 
@@ -95,10 +97,10 @@ def param_columns(model: nn.Module, param_names: Optional[Sequence[str]] = None)
 # vmap backend
 
 
-def _vmap_chunk(model: nn.Module, names, chosen, frozen, buffers, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _vmap_chunk(model: nn.Module, names, chosen, frozen, buffers, x: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
     def sample_loss(p, xi, yi):
         out = functional_call(model, ({**frozen, **p}, buffers), (xi.unsqueeze(0),))
-        return nn.functional.cross_entropy(out, yi.unsqueeze(0))
+        return task.summed(out, yi.unsqueeze(0))
 
     grads = vmap(grad(sample_loss), in_dims=(None, 0, 0))(chosen, x, y)
     return torch.cat([grads[n].reshape(len(x), -1) for n in names], dim=1)
@@ -322,28 +324,13 @@ def _layer_grads_into(out: torch.Tensor, cols: dict[str, slice], params_of: dict
             out[:, cs].zero_()
 
 
-def _logit_grad(logits: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
-    """d CE(logits_i, y_i) / d logits_i in closed form, or None when the targets are unusual."""
-    if logits.dim() != 2:
-        return None
-    n_classes = logits.shape[1]
-    p = torch.softmax(logits, dim=1)
-    if y.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8) and y.dim() == 1:
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-            return None  # ignore_index or bad labels: let autograd / cross_entropy decide
-        p[torch.arange(len(y), device=y.device), y.long()] -= 1
-        return p
-    if y.is_floating_point() and y.shape == logits.shape:  # class probabilities
-        return p * y.sum(1, keepdim=True) - y
-    return None
-
-
 class _LayersEngine:
     """Runs the ``layers`` backend chunk by chunk for one model and one parameter selection."""
 
-    def __init__(self, model: nn.Module, names: list[str]):
+    def __init__(self, model: nn.Module, names: list[str], task: Task = CROSS_ENTROPY):
         self.model = model
         self.names = names
+        self.task = task
         self.cols = param_columns(model, names)
         self.total = sum(s.stop - s.start for s in self.cols.values())
         owners = _owners(model, names)
@@ -378,7 +365,7 @@ class _LayersEngine:
         cap.check(len(x))
         if len(cap.calls) != 1 or cap.calls[0].out is not logits:
             return None
-        g = _logit_grad(logits, y)
+        g = self.task.output_gradient(logits, y)
         if g is None:
             return None
         return cap.calls, [g]
@@ -389,7 +376,7 @@ class _LayersEngine:
         params = {n: (p.detach().requires_grad_(True) if n in self.selected else p.detach()) for n, p in self.named.items()}
         with torch.enable_grad(), _Capture(self.modules) as cap:
             logits = functional_call(self.model, params, (x,))
-            loss = F.cross_entropy(logits, y, reduction="sum")  # sum: each output grad is its own sample's
+            loss = self.task.summed(logits, y)  # a sum: each output grad is its own sample's
         cap.check(len(x))
         needs = [c for c in cap.calls if c.out.requires_grad]
         grads = torch.autograd.grad(loss, [c.out for c in needs], allow_unused=True) if needs else []
@@ -457,13 +444,14 @@ def iter_per_sample_grads(
     chunk_size: int = 1024,
     backend: str = "auto",
     progress: ProgressFn = silent,
+    task: Task = CROSS_ENTROPY,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start_row, grads)`` chunks of shape (chunk, n_params), so memory stays bounded.
 
-    Row i is ∇_θ CE(model(x_i), y_i) over the parameters in ``param_names`` (all when None),
-    flattened and concatenated in that order. The model is put in eval mode.
+    Row i is ∇_θ ℓ(model(x_i), y_i) (``task``'s loss, cross-entropy by default) over the parameters in
+    ``param_names`` (all when None), flattened and concatenated in that order. The model is put in eval mode.
     """
-    yield from _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, False, None)
+    yield from _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, False, None, task)
 
 
 def per_sample_grads(
@@ -473,9 +461,10 @@ def per_sample_grads(
     param_names: Optional[Sequence[str]] = None,
     chunk_size: int = 1024,
     backend: str = "auto",
+    task: Task = CROSS_ENTROPY,
 ) -> torch.Tensor:
     """All per-sample gradients as one (n, n_params) tensor."""
-    chunks = [g for _, g in iter_per_sample_grads(model, x, y, param_names, chunk_size, backend)]
+    chunks = [g for _, g in iter_per_sample_grads(model, x, y, param_names, chunk_size, backend, task=task)]
     if not chunks:
         p = next(model.parameters())
         return torch.zeros(0, n_params(model, param_names), dtype=p.dtype, device=p.device)
@@ -491,6 +480,7 @@ def per_sample_grad_sq_norms(
     chunk_size: int = 1024,
     backend: str = "auto",
     progress: ProgressFn = silent,
+    task: Task = CROSS_ENTROPY,
 ) -> torch.Tensor:
     """``s_i = Σ_j w_j g_ij²`` for every sample (w = 1 when ``weights`` is None), shape (n,).
 
@@ -504,13 +494,13 @@ def per_sample_grad_sq_norms(
         if weights.shape != (expected,):
             raise ValueError(f"weights must have one entry per gradient column ({expected}), got shape {tuple(weights.shape)}")
         weights = weights.to(device=p.device, dtype=p.dtype)
-    parts = [s for _, s in _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, True, weights)]
+    parts = [s for _, s in _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, True, weights, task)]
     if not parts:
         return torch.zeros(0, dtype=p.dtype, device=p.device)
     return torch.cat(parts)
 
 
-def _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, norms: bool, sq_weights):
+def _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, norms: bool, sq_weights, task: Task = CROSS_ENTROPY):
     """``(start, chunk)``: gradient rows, or with ``norms`` their ``sq_weights``-weighted squared norms."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -518,7 +508,7 @@ def _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, norms:
     model.eval()
     chosen_backend = resolve_backend(model, param_names, backend)
     names, chosen, frozen, buffers = _split_params(model, param_names)
-    engine = _LayersEngine(model, names) if chosen_backend == "layers" else None
+    engine = _LayersEngine(model, names, task) if chosen_backend == "layers" else None
     n = len(x)
     for start in range(0, n, chunk_size):
         xb, yb = x[start : start + chunk_size], y[start : start + chunk_size]
@@ -531,7 +521,7 @@ def _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, norms:
                     raise ValueError(f"the 'layers' gradient backend cannot handle this model: {err}. Use backend='vmap' or 'auto'.") from err
                 engine = None  # auto: this model needs the general vmap path from here on
         if result is None:
-            result = _vmap_chunk(model, names, chosen, frozen, buffers, xb, yb)
+            result = _vmap_chunk(model, names, chosen, frozen, buffers, xb, yb, task)
             if norms:
                 result = _weighted_sq(result, sq_weights)
         yield start, result

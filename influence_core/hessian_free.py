@@ -24,27 +24,23 @@ import torch
 from torch import nn
 
 from influence_core.config import RunConfig
-from influence_core.curvature import Curvature, IdentityCurvature, build_curvature
 from influence_core.data.base import Dataset, split_indices
 from influence_core.errors import CurvatureError, InputError
-from influence_core.gradients import iter_per_sample_grads
+from influence_core.methods import AttributionContext, fit_attributor, method_label, method_names
 from influence_core.progress import ProgressFn, scaled, silent, track
-from influence_core.training import Checkpoint, model_at
+from influence_core.tasks import ScalarObjective
+from influence_core.training import Checkpoint
 
 IMPACTS = ("utility", "fairness", "robustness")
-METHODS = ("if", "ip", "ip_ensemble", "tracin")
-METHOD_NAMES = {"if": "IF (Hessian)", "ip": "IP", "ip_ensemble": "IP Ensemble", "tracin": "TracIn", "loo": "leave-one-out"}
+METHODS = method_names()  # the registry's, in its order
+
+
+def method_title(key: str) -> str:
+    """A method's name for tables and plots (also the trim study's baseline and leave-one-out)."""
+    return {"none": "untrimmed", "loo": "leave-one-out"}.get(key) or method_label(key)
 
 
 # ------------------------------------------------------------------------------ impact functions
-
-
-def _named_params(model: nn.Module, names: Sequence[str]) -> list[torch.Tensor]:
-    params = dict(model.named_parameters())
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise InputError(f"the model has no parameters named {missing}")
-    return [params[n] for n in names]
 
 
 def adversarial_inputs(model: nn.Module, x: torch.Tensor, gamma: float = 1.5) -> torch.Tensor:
@@ -92,107 +88,39 @@ def impact_value(model: nn.Module, impact: str, x_val: torch.Tensor, y_val: torc
     raise InputError(f"impact must be one of {IMPACTS}, got {impact!r}")
 
 
+def impact_measurement(impact: str, x_val: torch.Tensor, y_val: torch.Tensor, groups_val: Optional[torch.Tensor] = None,
+                       gamma: float = 1.5) -> ScalarObjective:
+    """The impact f(θ) as the engine's measurement (one query row)."""
+    if impact not in IMPACTS:
+        raise InputError(f"impact must be one of {IMPACTS}, got {impact!r}")
+    return ScalarObjective(lambda model: impact_value(model, impact, x_val, y_val, groups_val, gamma))
+
+
 def impact_gradient(model: nn.Module, impact: str, x_val: torch.Tensor, y_val: torch.Tensor, param_names: Sequence[str],
                     groups_val: Optional[torch.Tensor] = None, gamma: float = 1.5) -> torch.Tensor:
     """∇_θ f(θ) flattened in ``param_names`` order (the order of the engine's per-sample gradient rows)."""
-    params = _named_params(model, param_names)
-    model.eval()
-    with torch.enable_grad():
-        value = impact_value(model, impact, x_val, y_val, groups_val, gamma)
-        grads = torch.autograd.grad(value, params, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+    return impact_measurement(impact, x_val, y_val, groups_val, gamma).query_gradients(model, param_names)[0]
 
 
-def scores_for_gradient(model: nn.Module, gradient: torch.Tensor, x_train: torch.Tensor, y_train: torch.Tensor,
-                        curvature: Curvature, chunk_size: int = 2048, progress: ProgressFn = silent) -> np.ndarray:
-    """−∇fᵀ H⁻¹ ∇ℓ(z_i) for every training point (positive = harmful); identity curvature gives IP."""
-    pre = curvature.inverse_hvp(gradient[None, :])[0]
-    out = torch.empty(len(x_train), dtype=pre.dtype, device=pre.device)
-    for start, grads in iter_per_sample_grads(model, x_train, y_train, curvature.param_names, chunk_size, progress=progress):
-        out[start : start + len(grads)] = -(grads.to(pre.dtype) @ pre)
-    return out.detach().cpu().numpy().astype(np.float64)
-
-
-# ------------------------------------------------------------------------------ the four methods
-
-
-def _all_params(model: nn.Module) -> list[str]:
-    return [n for n, p in model.named_parameters() if p.requires_grad]
-
-
-def ip_scores(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-              impact: str = "utility", groups_val: Optional[torch.Tensor] = None, param_names: Optional[Sequence[str]] = None,
-              gamma: float = 1.5, progress: ProgressFn = silent) -> np.ndarray:
-    """IP_i = −∇f(θ̂)ᵀ ∇ℓ(z_i; θ̂) at the final model (positive = harmful)."""
-    names = list(param_names or _all_params(model))
-    g = impact_gradient(model, impact, x_val, y_val, names, groups_val, gamma)
-    return scores_for_gradient(model, g, x_train, y_train, IdentityCurvature(names), progress=progress)
-
-
-def dropout_model(model: nn.Module, rate: float, generator: torch.Generator) -> nn.Module:
-    """A copy of ``model`` with each parameter entry zeroed with probability ``rate`` (survivors scaled by 1/(1 − rate))."""
-    if not 0.0 <= rate < 1.0:
-        raise InputError(f"the dropout rate must be in [0, 1), got {rate}")
-    clone = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        for p in clone.parameters():
-            keep = (torch.rand(p.shape, generator=generator) >= rate).to(device=p.device, dtype=p.dtype)
-            p.mul_(keep / (1.0 - rate))
-    return clone
-
-
-def ip_ensemble_scores(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-                       impact: str = "utility", groups_val: Optional[torch.Tensor] = None, ensemble_size: int = 20,
-                       dropout_rate: float = 0.05, seed: int = 0, param_names: Optional[Sequence[str]] = None,
-                       gamma: float = 1.5, progress: ProgressFn = silent) -> np.ndarray:
-    """IP Ensemble: the mean of IP over ``ensemble_size`` dropout-perturbed copies of the model (seeded)."""
-    if ensemble_size < 1:
-        raise InputError(f"the ensemble size must be ≥ 1, got {ensemble_size}")
-    generator = torch.Generator().manual_seed(seed)
-    total = np.zeros(len(x_train))
-    for m in range(ensemble_size):
-        member = dropout_model(model, dropout_rate, generator)
-        total += ip_scores(member, x_train, y_train, x_val, y_val, impact, groups_val, param_names, gamma,
-                           scaled(progress, m / ensemble_size, (m + 1) / ensemble_size))
-    return total / ensemble_size
-
-
-def tracin_scores(model: nn.Module, checkpoints: Sequence[Checkpoint], x_train: torch.Tensor, y_train: torch.Tensor,
-                  x_val: torch.Tensor, y_val: torch.Tensor, impact: str = "utility", groups_val: Optional[torch.Tensor] = None,
-                  param_names: Optional[Sequence[str]] = None, gamma: float = 1.5, progress: ProgressFn = silent) -> np.ndarray:
-    """TracIn with impact f: −Σ_k η_k ∇f(θ_k)ᵀ ∇ℓ(z_i; θ_k). For utility this is the mean over validation
-    rows of the engine's ``influence.tracin`` matrix (reused there)."""
-    if not checkpoints:
-        raise InputError("TracIn needs saved checkpoints: train with n_checkpoints ≥ 1")
-    names = list(param_names or _all_params(model))
-    if impact == "utility":
-        from influence_core.influence import tracin
-
-        return tracin(model, checkpoints, x_val, y_val, x_train, y_train, names, progress=progress).mean(0)
-    total = np.zeros(len(x_train))
-    for k, ckpt in enumerate(checkpoints):
-        at_k = model_at(model, ckpt)
-        total += ckpt.lr * ip_scores(at_k, x_train, y_train, x_val, y_val, impact, groups_val, names, gamma,
-                                     scaled(progress, k / len(checkpoints), (k + 1) / len(checkpoints)))
-    return total
-
-
-def if_scores(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-              weight_decay: float, impact: str = "utility", groups_val: Optional[torch.Tensor] = None, damping: float = 0.0,
-              curvature_kind: str = "exact", gamma: float = 1.5, progress: ProgressFn = silent) -> np.ndarray:
-    """Hessian-based IF_i = −∇fᵀ H⁻¹ ∇ℓ(z_i) with the engine's curvature (exact by default; falls back to the last layer)."""
-    names = _all_params(model)
+def impact_scores(method: str, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
+                  y_val: torch.Tensor, impact: str = "utility", groups_val: Optional[torch.Tensor] = None,
+                  checkpoints: Sequence[Checkpoint] = (), weight_decay: float = 0.0, damping: float = 0.0, curvature: str = "exact",
+                  seed: int = 0, gamma: float = 1.5, progress: ProgressFn = silent, **options: Any) -> np.ndarray:
+    """Any registered method's scores of every training point on the impact f (positive = harmful): IP, IP Ensemble
+    (``ensemble_size``, ``dropout_rate``), TracIn over ``checkpoints``, influence under ``curvature``.
+    An influence function whose curvature cannot be inverted falls back to ``auto`` (which says what it chose)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    measurement = impact_measurement(impact, x_val, y_val, groups_val, gamma)
+    context = AttributionContext(model, x_train, y_train, names, weight_decay, curvature, damping, list(checkpoints),
+                                 seed=seed, options=options)
     try:
-        curvature = build_curvature(curvature_kind, model, x_train, y_train, names, weight_decay, damping, progress=scaled(progress, 0, 0.5))
-        g = impact_gradient(model, impact, x_val, y_val, names, groups_val, gamma)
-        return scores_for_gradient(model, g.to(torch.float64) if g.dtype != torch.float64 else g, x_train, y_train, curvature,
-                                   progress=scaled(progress, 0.5, 1.0))
+        attributor = fit_attributor(method, context, scaled(progress, 0.0, 0.5))
     except CurvatureError:
-        if curvature_kind == "last_layer":
+        if curvature == "auto":
             raise
-        curvature = build_curvature("last_layer", model, x_train, y_train, names, weight_decay, max(damping, 1e-3))
-        g = impact_gradient(model, impact, x_val, y_val, curvature.param_names, groups_val, gamma)
-        return scores_for_gradient(model, g, x_train, y_train, curvature, progress=scaled(progress, 0.5, 1.0))
+        context.curvature = "auto"
+        attributor = fit_attributor(method, context, scaled(progress, 0.0, 0.5))
+    return attributor.scores(measurement, progress=scaled(progress, 0.5, 1.0))[0].astype(np.float64)
 
 
 # ------------------------------------------------------------------------------ pipeline
@@ -209,7 +137,7 @@ class HessianFreeResult:
     scores: dict[str, np.ndarray]
     metrics: dict[str, Any] = field(default_factory=dict)
 
-    def correlation(self, a: str = "if", b: str = "ip") -> dict[str, float]:
+    def correlation(self, a: str = "influence", b: str = "ip") -> dict[str, float]:
         """Pearson and Spearman correlation between two methods' scores."""
         from scipy.stats import pearsonr, spearmanr
 
@@ -241,7 +169,7 @@ def hessian_free_scores(config: RunConfig, dataset: Optional[Dataset] = None, im
         raise InputError(f"impact must be one of {IMPACTS}, got {impact!r}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise InputError(f"unknown methods {unknown}; choose from {METHODS}")
+        raise InputError(f"unknown methods {unknown}; choose from {METHODS}")  # before any training
     ds = dataset if dataset is not None else load_data(config)
     if len(ds.y_test) == 0:
         raise InputError("the validation (test) split is empty: set a test fraction above 0")
@@ -255,19 +183,14 @@ def hessian_free_scores(config: RunConfig, dataset: Optional[Dataset] = None, im
     x, y, xv, yv, gv = _val_tensors(model, ds)
     scores: dict[str, np.ndarray] = {}
     n = len(methods)
+    # weight decay alone keeps logistic regression's Hessian positive definite: no damping there
+    damping = 0.0 if (config.model.kind == "logreg" and config.train.weight_decay > 0) else config.curvature.damping
     for j, method in enumerate(methods):
         step = scaled(progress, 0.3 + 0.7 * j / n, 0.3 + 0.7 * (j + 1) / n)
-        step(0.0, f"scoring: {METHOD_NAMES[method]}")
-        if method == "ip":
-            scores[method] = ip_scores(model, x, y, xv, yv, impact, gv, gamma=gamma, progress=step)
-        elif method == "ip_ensemble":
-            scores[method] = ip_ensemble_scores(model, x, y, xv, yv, impact, gv, ensemble_size, dropout_rate, config.seed,
-                                                gamma=gamma, progress=step)
-        elif method == "tracin":
-            scores[method] = tracin_scores(model, trained.checkpoints, x, y, xv, yv, impact, gv, gamma=gamma, progress=step)
-        else:
-            damping = 0.0 if (config.model.kind == "logreg" and config.train.weight_decay > 0) else config.curvature.damping
-            scores[method] = if_scores(model, x, y, xv, yv, config.train.weight_decay, impact, gv, damping, gamma=gamma, progress=step)
+        step(0.0, f"scoring: {method_title(method)}")
+        scores[method] = impact_scores(method, model, x, y, xv, yv, impact, gv, trained.checkpoints, config.train.weight_decay,
+                                       damping, config.curvature.kind, config.seed, gamma, step,
+                                       ensemble_size=ensemble_size, dropout_rate=dropout_rate)
     metrics = {"train": evaluate(model, x, y), "validation": evaluate(model, xv, yv)}
     progress(1.0, "scores ready")
     return HessianFreeResult(config, ds, model, impact, scores, metrics)
@@ -344,7 +267,7 @@ def synthetic_check(name: str = "blobs", seed: int = 0, methods: Sequence[str] =
 
     ds = synthetic_flip_dataset(name, seed)
     result = hessian_free_scores(synthetic_config(name, seed), ds, "utility", methods, progress=progress, use_cache=use_cache)
-    corr = result.correlation("if", "ip") if {"if", "ip"} <= set(methods) else {"pearson": float("nan"), "spearman": float("nan")}
+    corr = result.correlation("influence", "ip") if {"influence", "ip"} <= set(methods) else {"pearson": float("nan"), "spearman": float("nan")}
     aucs = {m: float(auroc(s, ds.flipped) or float("nan")) for m, s in result.scores.items()}
     return SyntheticCheck(name, result, corr["pearson"], corr["spearman"], aucs)
 
@@ -393,7 +316,7 @@ class TrimResult:
         for m in self.accuracy:
             acc, fair = np.asarray(self.accuracy[m]), np.asarray(self.fairness[m])
             change, change_se = self.accuracy_change(m)
-            rows.append({"method": METHOD_NAMES.get(m, "untrimmed" if m == "none" else m), "key": m,
+            rows.append({"method": method_title(m), "key": m,
                          "accuracy_mean": acc.mean(), "accuracy_std": acc.std(),
                          "change_vs_untrimmed": change, "change_se": change_se,
                          "dp_gap_mean": np.nanmean(fair) if np.isfinite(fair).any() else np.nan,
@@ -431,7 +354,7 @@ def trim_selection(scores: np.ndarray, labels: np.ndarray, n_remove: int, balanc
     return np.sort(np.concatenate(picks))
 
 
-def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str] = ("ip", "ip_ensemble", "tracin", "if"),
+def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str] = ("ip", "ip_ensemble", "tracin", "influence"),
                      impact: str = "utility", fraction: float = 0.05, seeds: Sequence[int] = (0, 1, 2),
                      ensemble_size: int = 20, dropout_rate: float = 0.05, progress: ProgressFn = silent,
                      use_cache: bool = True, balance: str = "none") -> TrimResult:
@@ -486,7 +409,7 @@ def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str]
         if j == 0:
             removed = drop
         for k, m in enumerate(variants):
-            scaled(step, 0.4, 1.0)(k / len(variants), f"retraining ({METHOD_NAMES.get(m, 'untrimmed')}, seed {seed})")
+            scaled(step, 0.4, 1.0)(k / len(variants), f"retraining ({method_title(m)}, seed {seed})")
             keep = np.ones(len(dataset.y_train), dtype=bool)
             if m != "none":
                 keep[drop[m]] = False

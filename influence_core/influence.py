@@ -1,4 +1,5 @@
-"""Influence scores: pairwise (test × train) matrices, self-influence, TracIn.
+"""Influence scores as plain functions over the engine's seams: pairwise (test × train) matrices,
+self-influence, TracIn. The methods of :mod:`influence_core.methods` are built on the same stream.
 
 Sign convention (see ``influence_core.__init__``): score(z_tr, z_te) = -∇L(z_te)ᵀ H⁻¹ ∇L(z_tr);
 positive = harmful (removing z_tr would lower the loss on z_te), negative = helpful.
@@ -7,16 +8,18 @@ Self-influence ∇L(z)ᵀ H⁻¹ ∇L(z) ≥ 0 (Cook's-distance style): large = 
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from influence_core.curvature import Curvature
-from influence_core.gradients import iter_per_sample_grads, per_sample_grad_sq_norms, per_sample_grads
-from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.training import Checkpoint, model_at
+from influence_core.curvatures import Curvature
+from influence_core.methods import AttributionContext, stream_scores
+from influence_core.methods.inner_product import TracIn
+from influence_core.progress import ProgressFn, silent
+from influence_core.tasks import PerSampleLoss
+from influence_core.training import Checkpoint
 
 
 def pairwise_influence(
@@ -30,13 +33,11 @@ def pairwise_influence(
     backend: str = "auto",
     progress: ProgressFn = silent,
 ) -> np.ndarray:
-    """(n_test, n_train) influence scores, positive = harmful. Train gradients are streamed in chunks."""
+    """(n_test, n_train) influence scores, positive = harmful. Train gradients are streamed in chunks
+    (``chunk_size`` is kept for callers; the stream sizes its chunks from the memory they take)."""
     names = curvature.param_names
-    test_grads = per_sample_grads(model, x_test, y_test, names, chunk_size, backend)
-    preconditioned = curvature.inverse_hvp(test_grads)
-    scores = torch.empty(len(x_test), len(x_train), dtype=preconditioned.dtype, device=preconditioned.device)
-    for start, train_grads in iter_per_sample_grads(model, x_train, y_train, names, chunk_size, backend, progress):
-        scores[:, start : start + len(train_grads)] = -preconditioned @ train_grads.T
+    queries = PerSampleLoss(x_test, y_test).query_gradients(model, names)
+    scores, _ = stream_scores(model, names, x_train, y_train, curvature.inverse_hvp(queries), backend=backend, progress=progress)
     return scores.cpu().numpy()
 
 
@@ -50,16 +51,11 @@ def self_influence(
     progress: ProgressFn = silent,
 ) -> np.ndarray:
     """∇L(z)ᵀ H⁻¹ ∇L(z) for every sample (higher = more suspicious)."""
-    from influence_core.curvature import DiagonalCurvature, IdentityCurvature
+    return curvature.self_influence(model, x, y, chunk_size, backend, progress).detach().cpu().numpy()
 
-    if isinstance(curvature, (DiagonalCurvature, IdentityCurvature)):
-        # Σ_j g_j² / d_j without forming per-sample gradient rows where the layer allows it
-        weights = 1.0 / curvature.diagonal if isinstance(curvature, DiagonalCurvature) else None
-        return per_sample_grad_sq_norms(model, x, y, curvature.param_names, weights, chunk_size, backend, progress).cpu().numpy()
-    out = torch.empty(len(x), device=x.device)
-    for start, grads in iter_per_sample_grads(model, x, y, curvature.param_names, chunk_size, backend, progress):
-        out[start : start + len(grads)] = (grads * curvature.inverse_hvp(grads)).sum(1)
-    return out.cpu().numpy()
+
+def _tracin(model: nn.Module, checkpoints: Sequence[Checkpoint], x_train, y_train, param_names, backend) -> TracIn:
+    return TracIn(AttributionContext(model, x_train, y_train, list(param_names), 0.0, checkpoints=list(checkpoints), backend=backend)).fit()
 
 
 def tracin(
@@ -75,15 +71,7 @@ def tracin(
     progress: ProgressFn = silent,
 ) -> np.ndarray:
     """TracIn in the harmful-positive convention: -Σ_k η_k ∇L(z_te; θ_k)ᵀ ∇L(z_tr; θ_k)."""
-    from influence_core.curvature import IdentityCurvature
-
-    total = np.zeros((len(x_test), len(x_train)))
-    for k, ckpt in enumerate(checkpoints):
-        at_k = model_at(model, ckpt)
-        part = pairwise_influence(at_k, IdentityCurvature(param_names), x_test, y_test, x_train, y_train,
-                                  chunk_size, backend, scaled(progress, k / len(checkpoints), (k + 1) / len(checkpoints)))
-        total += ckpt.lr * part
-    return total
+    return _tracin(model, checkpoints, x_train, y_train, param_names, backend).scores(PerSampleLoss(x_test, y_test), progress=progress)
 
 
 def tracin_self(
@@ -97,13 +85,7 @@ def tracin_self(
     progress: ProgressFn = silent,
 ) -> np.ndarray:
     """TracIn self-influence Σ_k η_k ‖∇L(z; θ_k)‖² (higher = more suspicious)."""
-    from influence_core.curvature import IdentityCurvature
-
-    total = np.zeros(len(x))
-    for k, ckpt in enumerate(checkpoints):
-        total += ckpt.lr * self_influence(model_at(model, ckpt), IdentityCurvature(param_names), x, y, chunk_size, backend,
-                                          scaled(progress, k / len(checkpoints), (k + 1) / len(checkpoints)))
-    return total
+    return _tracin(model, checkpoints, x, y, param_names, backend).self_scores(progress)
 
 
 def predicted_loss_change_on_removal(scores: np.ndarray, n_train: int) -> np.ndarray:

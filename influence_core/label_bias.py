@@ -49,13 +49,13 @@ from torch import nn
 
 from influence_core import cache, experiments
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_training
-from influence_core.curvature import Curvature, _as_sequential, build_curvature, diagonal_ggn_curvature  # noqa: F401 (re-exported)
 from influence_core.data.base import Dataset, likeliest_other_labels
 from influence_core.data.registry import peek_own_data
 from influence_core.errors import InputError
-from influence_core.gradients import iter_per_sample_grads, n_params, per_sample_grads
 from influence_core.metrics import detection_at_threshold, detection_summary, threshold_sweep, tpr_at_fpr
+from influence_core.methods import Attributor
 from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.tasks import GroupMeanLoss, PerSampleLoss, Stacked
 
 # bump when the meaning of the cached label-bias scores changes
 LABEL_BIAS_VERSION = "1"
@@ -152,43 +152,7 @@ def clean_config(config: RunConfig) -> RunConfig:
     return config.replace(data__noise="none", data__noise_fraction=0.0)
 
 
-# ------------------------------------------------------------------------------------ curvature
-
-
-def fit_curvature(config: RunConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: ProgressFn = silent) -> Curvature:
-    """The curvature the config asks for, at the model's weights, over the training data."""
-    kind, damping, wd = config.curvature.kind, config.curvature.damping, config.train.weight_decay
-    names = experiments.influence_params(config, model)
-    if kind == "diag" and config.curvature.params == "all":
-        if _as_sequential(model) is None and n_params(model) > 200_000:
-            raise InputError(
-                f"a diagonal curvature over all {n_params(model):,} weights of this model is not supported; "
-                "use the last_layer curvature (or set the parameter scope to last_layer)"
-            )
-        return diagonal_ggn_curvature(model, x, y, names, wd, damping, progress=progress)
-    if kind == "exact" and n_params(model, names) > 5_000:
-        raise InputError(
-            f"the exact Hessian over {n_params(model, names):,} parameters is too slow here; use diag, kron or last_layer"
-        )
-    return build_curvature(kind, model, x, y, names, wd, damping, progress=progress)
-
-
 # ------------------------------------------------------------------------------------- scoring
-
-
-def _mean_loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: Sequence[str], batch_size: int = 2048) -> torch.Tensor:
-    """∇θ of the mean cross-entropy over (x, y), flattened over ``names`` (zeros when empty)."""
-    params = dict(model.named_parameters())
-    chosen = [params[n] for n in names]
-    total = torch.zeros(sum(p.numel() for p in chosen), device=chosen[0].device, dtype=chosen[0].dtype)
-    if len(x) == 0:
-        return total
-    model.eval()
-    for start in range(0, len(x), batch_size):
-        loss = nn.functional.cross_entropy(model(x[start : start + batch_size]), y[start : start + batch_size], reduction="sum")
-        grads = torch.autograd.grad(loss, chosen)
-        total += torch.cat([g.reshape(-1) for g in grads])
-    return total / len(x)
 
 
 def affected_class(test_probs: np.ndarray, y_test: np.ndarray, n_classes: int) -> int:
@@ -214,27 +178,6 @@ def other_classes_score(per_class: np.ndarray, test_counts: np.ndarray, labels: 
     return np.where(total > 0, (weights * per_class).sum(0) / np.maximum(total, 1e-12), 0.0)
 
 
-def _score_pass(
-    model: nn.Module,
-    curvature: Curvature,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    preconditioned_queries: torch.Tensor,
-    chunk_size: int,
-    progress: ProgressFn,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One streaming pass over per-sample training gradients g_i:
-    (-Q g_i for every query row of Q = H⁻¹ G_query, gᵢᵀ H⁻¹ gᵢ)."""
-    names = curvature.param_names
-    n = len(x)
-    infl = torch.empty(len(preconditioned_queries), n, dtype=preconditioned_queries.dtype, device=preconditioned_queries.device)
-    self_scores = torch.empty(n, dtype=preconditioned_queries.dtype, device=preconditioned_queries.device)
-    for start, g in iter_per_sample_grads(model, x, y, names, chunk_size, progress=progress):
-        infl[:, start : start + len(g)] = -preconditioned_queries @ g.T
-        self_scores[start : start + len(g)] = (g * curvature.inverse_hvp(g)).sum(1)
-    return infl.cpu().numpy(), self_scores.cpu().numpy()
-
-
 @dataclass
 class LabelBiasResult:
     """Everything the page and the benchmark show for one label-bias run.
@@ -253,7 +196,8 @@ class LabelBiasResult:
     test_rows: dict[int, np.ndarray]
     affected_class: int
     metrics: dict[str, Any] = field(default_factory=dict)  # noisy / clean held-out loss+accuracy, timings
-    _curvature: Optional[Curvature] = None
+    _method: Optional[Attributor] = None  # the fitted method, kept for rows asked for later
+    _checkpoints: list = field(default_factory=list, repr=False)
     _thresholds: dict[str, float] = field(default_factory=dict, repr=False)
 
     def default_threshold(self, score: str) -> float:
@@ -289,13 +233,12 @@ class LabelBiasResult:
             raise InputError(f"held-out index {test_index} is out of range 0..{len(self.dataset.y_test) - 1}")
         test_index = int(test_index)
         if test_index not in self.test_rows:
-            x, y, xt, yt = experiments.tensors(self.dataset, next(self.model.parameters()).device)
-            if self._curvature is None:
-                self._curvature = fit_curvature(self.config, self.model, x, y, scaled(progress, 0.0, 0.5))
-            g = per_sample_grads(self.model, xt[test_index : test_index + 1], yt[test_index : test_index + 1], self._curvature.param_names)
-            q = self._curvature.inverse_hvp(g)
-            row, _ = _score_pass(self.model, self._curvature, x, y, q, 1024, scaled(progress, 0.5, 1.0))
-            self.test_rows[test_index] = row[0]
+            _, _, xt, yt = experiments.tensors(self.dataset, next(self.model.parameters()).device)
+            if self._method is None:
+                trained = experiments.Trained(self.config, self.dataset, self.model, self._checkpoints, {})
+                self._method = experiments.fit_method(self.config, trained, scaled(progress, 0.0, 0.5))
+            one = PerSampleLoss(xt[test_index : test_index + 1], yt[test_index : test_index + 1])
+            self.test_rows[test_index] = self._method.scores(one, progress=scaled(progress, 0.5, 1.0))[0]
         return self.test_rows[test_index]
 
 
@@ -309,7 +252,6 @@ def run_label_bias(
     use_cache: bool = True,
     dataset: Optional[Dataset] = None,
     train_clean: bool = True,
-    chunk_size: int = 1024,
 ) -> LabelBiasResult:
     """Steps 1–3 of the pipeline: train noisy (and clean) models, fit curvature, score all training samples.
 
@@ -343,25 +285,22 @@ def run_label_bias(
     target = affected_class(test_probs, ds.y_test, ds.n_classes)
     keep_all_rows = len(ds.y_test) * len(ds.y_train) <= MAX_TEST_ROWS_ENTRIES
     row_ids = np.arange(len(ds.y_test)) if keep_all_rows else misclassified
-    holder: dict[str, Curvature] = {}
+    holder: dict[str, Attributor] = {}
 
     def compute() -> cache.CacheEntry:
         t0 = time.perf_counter()
-        x, y, xt, yt = experiments.tensors(ds, device)
-        curvature = fit_curvature(config, model, x, y, scaled(progress, 0.6, 0.75))
-        holder["curvature"] = curvature
+        _, _, xt, yt = experiments.tensors(ds, device)
+        method = experiments.fit_method(config, trained, scaled(progress, 0.6, 0.75))
+        holder["method"] = method
         t_curv = time.perf_counter() - t0
-        names = curvature.param_names
-        queries = [
-            _mean_loss_gradient(model, xt[wrong], yt[wrong], names),  # paper
-            _mean_loss_gradient(model, xt, yt, names),  # heldout
-        ] + [_mean_loss_gradient(model, xt[yt == c], yt[yt == c], names) for c in range(ds.n_classes)]
-        rows = per_sample_grads(model, xt[row_ids], yt[row_ids], names, chunk_size) if len(row_ids) else None
-        stacked = torch.stack(queries) if rows is None else torch.cat([torch.stack(queries), rows])
-        influence, self_scores = _score_pass(model, curvature, x, y, curvature.inverse_hvp(stacked), chunk_size, scaled(progress, 0.75, 1.0))
+        # group means are linear in the query gradients: one query row per group, then one row per kept held-out point
+        groups = GroupMeanLoss(xt, yt, [torch.as_tensor(wrong, device=device), torch.arange(len(yt), device=device)]
+                               + [yt == c for c in range(ds.n_classes)])
+        queries = Stacked([groups, PerSampleLoss(xt[row_ids], yt[row_ids])])
+        influence, self_scores = method.scores_and_self(queries, scaled(progress, 0.75, 1.0))
         arrays = {"paper": influence[0], "heldout": influence[1], "per_class": influence[2 : 2 + ds.n_classes],
                   "self": self_scores, "rows": influence[2 + ds.n_classes :], "row_ids": row_ids}
-        meta = {"curvature_seconds": t_curv, "scoring_seconds": time.perf_counter() - t0 - t_curv}
+        meta = {"curvature_seconds": t_curv, "scoring_seconds": time.perf_counter() - t0 - t_curv, "method_note": method.note}
         return cache.CacheEntry(arrays, meta, {})
 
     payload = {"config": experiments.config_payload(config), "version": LABEL_BIAS_VERSION, "chunk": "stream", "rows": "all" if keep_all_rows else "misclassified"}
@@ -389,7 +328,7 @@ def run_label_bias(
     return LabelBiasResult(
         config=config, dataset=ds, model=model, scores=scores, test_probs=test_probs, train_probs=train_probs,
         misclassified=misclassified, test_rows={int(i): r for i, r in zip(a["row_ids"], a["rows"])},
-        affected_class=target, metrics=metrics, _curvature=holder.get("curvature"),
+        affected_class=target, metrics=metrics, _method=holder.get("method"), _checkpoints=trained.checkpoints,
     )
 
 

@@ -206,16 +206,16 @@ with tab_cmp:
                 return hf.hessian_free_scores(config, scored_ds, impact, progress=report)
         scored = memoised(run_key + ":hf:" + impact, lambda: run_or_explain(_scores))
         if scored is not None:
-            corr = scored.correlation("if", "ip")
+            corr = scored.correlation("influence", "ip")
             frame = pd.DataFrame({k: v for k, v in scored.scores.items()}).assign(flipped=scored.dataset.flipped)
-            st.plotly_chart(px.scatter(frame, x="if", y="ip", color="flipped", labels={"if": "IF (Hessian)", "ip": "IP"},
+            st.plotly_chart(px.scatter(frame, x="influence", y="ip", color="flipped", labels={"influence": "IF (Hessian)", "ip": "IP"},
                                        title=f"IF vs IP: Pearson {corr['pearson']:.3f}, Spearman {corr['spearman']:.3f}"),
                             width="stretch", key="whatif_ifip")
             if scored.dataset.flipped.any():
-                st.dataframe(pd.DataFrame({"method": [hf.METHOD_NAMES[m] for m in scored.scores],
+                st.dataframe(pd.DataFrame({"method": [hf.method_title(m) for m in scored.scores],
                                            "AUROC for flipped labels": [auroc(s, scored.dataset.flipped) for s in scored.scores.values()]}),
                              hide_index=True, key="whatif_auroc")
-            top = np.argsort(-np.abs(scored.scores["if"]))[:20]
+            top = np.argsort(-np.abs(scored.scores["influence"]))[:20]
 
             def _loo():
                 with progress_status("Retraining without each of the 20") as report:
@@ -224,7 +224,7 @@ with tab_cmp:
             clicked = model_kind == "logreg" and st.button("Leave-one-out for the 20 strongest", key="whatif_loo")
             loo = kept_result(clicked, run_key + ":loo:" + impact, _loo)
             if loo is not None:
-                frame = pd.DataFrame({"train #": top, "LOO": loo, "IF": scored.scores["if"][top], "IP": scored.scores["ip"][top]})
+                frame = pd.DataFrame({"train #": top, "LOO": loo, "IF": scored.scores["influence"][top], "IP": scored.scores["ip"][top]})
                 st.plotly_chart(px.scatter(frame.melt(["train #", "LOO"], var_name="method", value_name="score"), x="LOO", y="score",
                                            color="method", title="Predicted vs actual (retrained) effect of removal"),
                                 width="stretch", key="whatif_loo_plot")

@@ -33,12 +33,12 @@ def test_ip_is_minus_the_inner_product_of_hand_computed_gradients():
     model, x, y, xv, yv = _tiny_mlp_data()
     g_val = _flat_grad(model, nn.functional.cross_entropy(model(xv), yv))
     expected = [-(g_val @ _flat_grad(model, nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]))).item() for i in range(7)]
-    np.testing.assert_allclose(hf.ip_scores(model, x, y, xv, yv), expected, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(hf.impact_scores("ip", model, x, y, xv, yv), expected, rtol=1e-8, atol=1e-12)
     # dropout rate 0 leaves the model as it is: the ensemble equals IP; a positive rate changes it, reproducibly
-    np.testing.assert_allclose(hf.ip_ensemble_scores(model, x, y, xv, yv, ensemble_size=3, dropout_rate=0.0), expected, rtol=1e-8)
-    a = hf.ip_ensemble_scores(model, x, y, xv, yv, ensemble_size=3, dropout_rate=0.3, seed=1)
+    np.testing.assert_allclose(hf.impact_scores("ip_ensemble", model, x, y, xv, yv, ensemble_size=3, dropout_rate=0.0), expected, rtol=1e-8)
+    a = hf.impact_scores("ip_ensemble", model, x, y, xv, yv, ensemble_size=3, dropout_rate=0.3, seed=1)
     assert not np.allclose(a, expected)
-    np.testing.assert_array_equal(a, hf.ip_ensemble_scores(model, x, y, xv, yv, ensemble_size=3, dropout_rate=0.3, seed=1))
+    np.testing.assert_array_equal(a, hf.impact_scores("ip_ensemble", model, x, y, xv, yv, ensemble_size=3, dropout_rate=0.3, seed=1))
 
 
 def test_tracin_reuses_the_engine_and_matches_the_generic_checkpoint_sum():
@@ -49,11 +49,11 @@ def test_tracin_reuses_the_engine_and_matches_the_generic_checkpoint_sum():
             for p in model.parameters():
                 p.add_(0.1 * torch.randn_like(p))
         ckpts.append(Checkpoint(k + 1, lr, _snapshot(model)))
-    utility = hf.tracin_scores(model, ckpts, x, y, xv, yv, "utility")  # influence.tracin, mean over validation rows
-    by_hand = sum(c.lr * hf.ip_scores(_at(model, c), x, y, xv, yv) for c in ckpts)
+    utility = hf.impact_scores("tracin", model, x, y, xv, yv, "utility", checkpoints=ckpts)  # influence.tracin, mean over validation rows
+    by_hand = sum(c.lr * hf.impact_scores("ip", _at(model, c), x, y, xv, yv) for c in ckpts)
     np.testing.assert_allclose(utility, by_hand, rtol=1e-5, atol=1e-9)
     with pytest.raises(InputError, match="checkpoints"):
-        hf.tracin_scores(model, [], x, y, xv, yv)
+        hf.impact_scores("tracin", model, x, y, xv, yv, checkpoints=[])
 
 
 def _at(model: nn.Module, ckpt: Checkpoint) -> nn.Module:
@@ -91,18 +91,18 @@ def test_fairness_gradient_matches_finite_differences_and_attack_crosses_the_bou
 
 
 def test_blobs_ip_tracks_exact_if_and_both_track_leave_one_out():
-    check = hf.synthetic_check("blobs", 0, methods=("if", "ip"), use_cache=False)
+    check = hf.synthetic_check("blobs", 0, methods=("influence", "ip"), use_cache=False)
     assert check.pearson >= 0.95
-    assert check.auroc["if"] > 0.95 and check.auroc["ip"] > 0.95
+    assert check.auroc["influence"] > 0.95 and check.auroc["ip"] > 0.95
     result = check.result
-    rows = np.argsort(-np.abs(result.scores["if"]))[[0, 1, 2, 5, 20, 60, 140]]
+    rows = np.argsort(-np.abs(result.scores["influence"]))[[0, 1, 2, 5, 20, 60, 140]]
     loo = hf.leave_one_out_scores(result, rows)
-    assert np.corrcoef(loo, result.scores["if"][rows])[0, 1] > 0.95
-    assert np.all(np.sign(loo[:3]) == np.sign(result.scores["if"][rows[:3]]))
+    assert np.corrcoef(loo, result.scores["influence"][rows])[0, 1] > 0.95
+    assert np.all(np.sign(loo[:3]) == np.sign(result.scores["influence"][rows[:3]]))
     # fairness and robustness impacts run end to end on a biased copy, IF and IP agree in sign on the strongest
     biased = fs.inject_group_bias(hf.synthetic_flip_dataset("blobs", 0), 0.4, 0.9, seed=0).dataset
     for impact in ("fairness", "robustness"):
-        r = hf.hessian_free_scores(hf.synthetic_config("blobs"), biased, impact, ("if", "ip"), use_cache=False)
+        r = hf.hessian_free_scores(hf.synthetic_config("blobs"), biased, impact, ("influence", "ip"), use_cache=False)
         assert r.correlation()["pearson"] > 0.3, impact
 
 

@@ -13,7 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from influence_core import experiments
 from influence_core import label_bias as lb
-from influence_core.curvature import DiagonalCurvature, _fit_laplace, build_curvature
+from influence_core.curvatures import build_curvature
+from influence_core.curvatures.diagonal import DiagonalCurvature, _backpack_diagonal
+from influence_core.curvatures.laplace_fit import fit_laplace
 from influence_core.errors import InputError
 from influence_core.metrics import detection_at_threshold
 
@@ -139,9 +141,9 @@ def test_backpack_diagonal_matches_laplace_default_backend(digits_result):
     x, y = x[:64], y[:64]
     model = r.model.cpu()
     names = [n for n, _ in model.named_parameters()]
-    fast = lb.diagonal_ggn_curvature(model, x, y, names, weight_decay=1e-3, damping=0.01, batch_size=24)
+    fast = DiagonalCurvature(_backpack_diagonal(model, x, y, len(x) * (1e-3 + 0.01), 24, lambda *_: None) / len(x), names)
     # laplace-torch's own default backend (curvlinops), bypassing the BackPACK route build_curvature takes
-    la = _fit_laplace(model, x, y, "all", "diag", len(x) * (1e-3 + 0.01), 64)
+    la = fit_laplace(model, x, y, "all", "diag", len(x) * (1e-3 + 0.01), 64)
     reference = DiagonalCurvature(la.posterior_precision.detach() / len(x), names)
     torch.testing.assert_close(build_curvature("diag", model, x, y, names, 1e-3, 0.01).diagonal, fast.diagonal)
     g = torch.randn(3, fast.diagonal.numel(), generator=torch.Generator().manual_seed(0))

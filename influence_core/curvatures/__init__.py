@@ -1,0 +1,147 @@
+"""Curvature backends, one file each, registered by name (see :mod:`influence_core.curvatures.base`).
+
+``auto`` is not a backend: :func:`fit_curvature` resolves it to the most accurate registered backend that
+supports the model, fits the memory budget and the time budget, and fits (an indefinite exact Hessian moves
+it on), and says what it chose and why. An explicit backend that cannot fit is refused before anything is
+allocated, with the size it would need and the backends that would fit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from influence_core.curvatures.base import (REGISTRY, Curvature, CurvatureRequest, format_bytes, head_names, memory_budget,
+                                            trainable_names)
+from influence_core.errors import CurvatureError, InputError
+from influence_core.progress import ProgressFn, silent
+from influence_core.tasks import CROSS_ENTROPY, Task
+
+# every module of this package registers its backends on import: a new file is all a new curvature needs
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+AUTO = "auto"
+# auto skips backends estimated to take longer than this on the device (seconds)
+AUTO_SECONDS = float(os.environ.get("INFLUENCE_LAB_AUTO_SECONDS", "300"))
+
+
+def curvature_names(include_auto: bool = True) -> tuple[str, ...]:
+    """Registered backends in auto's order of preference (``auto`` first)."""
+    ordered = sorted(REGISTRY, key=lambda n: (REGISTRY[n].auto_rank if REGISTRY[n].auto_rank is not None else 1_000, n))
+    return ((AUTO,) if include_auto else ()) + tuple(ordered)
+
+
+def curvature_label(name: str) -> str:
+    if name == AUTO:
+        return "auto (the most accurate that fits)"
+    return REGISTRY[name].label
+
+
+def get(name: str) -> type[Curvature]:
+    if name not in REGISTRY:
+        raise InputError(f"unknown curvature {name!r}; choose one of {curvature_names()}")
+    return REGISTRY[name]
+
+
+def _request_for(cls: type[Curvature], request: CurvatureRequest) -> CurvatureRequest:
+    if cls.last_layer_only and list(request.param_names) != head_names(request.model):
+        return CurvatureRequest(**{**request.__dict__, "param_names": head_names(request.model)})
+    return request
+
+
+def assess(name: str, request: CurvatureRequest) -> tuple[Optional[str], int, float]:
+    """(why not, or None; estimated bytes; estimated seconds) for one backend on this request."""
+    cls = get(name)
+    req = _request_for(cls, request)
+    reason = cls.unsupported_reason(req)
+    if reason is not None:
+        return reason, 0, 0.0
+    return None, cls.estimate_bytes(req), cls.estimate_seconds(req)
+
+
+def _fits_now(request: CurvatureRequest) -> list[str]:
+    out = []
+    for name in curvature_names(include_auto=False):
+        reason, need, _ = assess(name, request)
+        if reason is None and need <= request.budget:
+            out.append(name)
+    return out
+
+
+def fit_curvature(kind: str, request: CurvatureRequest) -> Curvature:
+    """Fit ``kind`` (a registered name or ``auto``) on the request, refusing before allocation what cannot fit."""
+    if kind == AUTO:
+        return _fit_auto(request)
+    cls = get(kind)
+    req = _request_for(cls, request)
+    reason = cls.unsupported_reason(req)
+    if reason is not None:
+        raise InputError(f"the {kind} curvature cannot serve this model: {reason}; choose auto or one of {_fits_now(request)}")
+    need = cls.estimate_bytes(req)
+    if need > req.budget:
+        raise InputError(
+            f"the {kind} curvature needs about {format_bytes(need)} here (memory budget {format_bytes(req.budget)}, "
+            f"half of what is free; INFLUENCE_LAB_MEMORY_GB sets it); choose auto or one that fits: {', '.join(_fits_now(request))}"
+        )
+    return cls.fit(req)
+
+
+def _fit_auto(request: CurvatureRequest) -> Curvature:
+    skipped: list[str] = []
+    for name in curvature_names(include_auto=False):
+        cls = REGISTRY[name]
+        if cls.auto_rank is None:
+            continue
+        req = _request_for(cls, request)
+        reason = cls.unsupported_reason(req)
+        if reason is None:
+            need, seconds = cls.estimate_bytes(req), cls.estimate_seconds(req)
+            if need > req.budget:
+                reason = f"needs {format_bytes(need)} > budget {format_bytes(req.budget)}"
+            elif seconds > AUTO_SECONDS:
+                reason = f"would take about {seconds:.0f} s"
+        if reason is None:
+            try:
+                fitted = cls.fit(req)
+            except CurvatureError as err:
+                reason = str(err).split(";")[0]
+        if reason is not None:
+            skipped.append(f"{name}: {reason}")
+            continue
+        fitted.note = f"auto chose {name} ({cls.label})" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
+        return fitted
+    raise CurvatureError("no curvature fits: " + "; ".join(skipped))
+
+
+def build_curvature(
+    kind: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    param_names: Sequence[str],
+    weight_decay: float,
+    damping: float,
+    batch_size: int = 512,
+    progress: ProgressFn = silent,
+    task: Task = CROSS_ENTROPY,
+    memory_budget_bytes: Optional[int] = None,
+) -> Curvature:
+    """Fit the chosen curvature on the training data (x, y) at the model's current weights.
+
+    ``param_names`` must be all trainable parameters or exactly the ``head`` parameters; ``last_layer``
+    always works on the head.
+    """
+    request = CurvatureRequest(model, x, y, list(param_names), weight_decay, damping, task, batch_size, progress, memory_budget_bytes)
+    return fit_curvature(kind, request)
+
+
+__all__ = [
+    "AUTO", "REGISTRY", "Curvature", "CurvatureRequest", "assess", "build_curvature", "curvature_label", "curvature_names",
+    "fit_curvature", "format_bytes", "get", "head_names", "memory_budget", "trainable_names",
+]

@@ -1,0 +1,220 @@
+"""The curvature seam: a registered class per H⁻¹ backend, with its limits and a memory estimate.
+
+H is the Hessian (or GGN) of the *training objective*, mean task loss + (λ/2)‖θ‖², over the chosen
+parameters, plus ``damping·I``. Each backend is a subclass of :class:`Curvature` with a ``name``; defining
+the class registers it (``REGISTRY``), so the config, the CLI and every page's picker see it with no other
+edit. A backend says what it cannot do (:meth:`unsupported_reason`), what it would allocate
+(:meth:`estimate_bytes`) and roughly how long it takes (:meth:`estimate_seconds`) before anything is fitted;
+``auto`` (:func:`influence_core.curvatures.choose`) reads those to pick the most accurate one that fits.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import ClassVar, Optional, Sequence
+
+import torch
+from torch import nn
+
+from influence_core.progress import ProgressFn, silent
+from influence_core.tasks import CROSS_ENTROPY, Task
+
+# A rough sustained rate for the estimates (2-core CPU, float32 matmuls); only ratios between backends matter.
+ASSUMED_FLOPS_PER_SECOND = 2e10
+
+
+@dataclass
+class CurvatureRequest:
+    """What a curvature is fitted on: the model at its trained weights, the training data, the parameters."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    param_names: Sequence[str]
+    weight_decay: float
+    damping: float
+    task: Task = CROSS_ENTROPY
+    batch_size: int = 512
+    progress: ProgressFn = silent
+    memory_budget: Optional[int] = None  # bytes; None = :func:`memory_budget` for the model's device
+
+    @property
+    def n_train(self) -> int:
+        return len(self.x)
+
+    @cached_property
+    def profile(self) -> "ModelProfile":
+        return ModelProfile.of(self.model, tuple(self.x.shape[1:]), list(self.param_names))
+
+    @property
+    def budget(self) -> int:
+        return self.memory_budget if self.memory_budget is not None else memory_budget(self.x.device)
+
+
+@dataclass
+class ModelProfile:
+    """What the estimates need to know about a model: sizes, activations and forward cost per sample."""
+
+    n_selected: int
+    n_all: int
+    n_head: int
+    n_outputs: int
+    activations_per_sample: int  # elements of every leaf module's output for one input
+    forward_flops_per_sample: float
+    factor_sides: list[tuple[int, int]] = field(default_factory=list)  # (input side, output side) per Linear/Conv2d with selected weights
+    selected_module_types: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, model: nn.Module, sample_shape: tuple[int, ...], names: list[str]) -> "ModelProfile":
+        params = dict(model.named_parameters())
+        selected = set(names)
+        owner = {}
+        for module_name, module in model.named_modules():
+            for attr, p in module.named_parameters(recurse=False):
+                owner[f"{module_name}.{attr}" if module_name else attr] = module
+        activations, flops, outputs = 0, 0.0, 0
+        handles = []
+
+        def hook(module, inputs, output):
+            nonlocal activations, flops
+            if isinstance(output, torch.Tensor):
+                activations += output.numel()
+                if isinstance(module, nn.Linear):
+                    flops += 2.0 * output.numel() * module.in_features
+                elif isinstance(module, nn.Conv2d):
+                    flops += 2.0 * output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+
+        for module in model.modules():
+            if not list(module.children()):
+                handles.append(module.register_forward_hook(hook))
+        p0 = next(model.parameters())
+        was_training = model.training
+        try:
+            model.eval()
+            with torch.no_grad():
+                out = model(torch.zeros((1, *sample_shape), dtype=p0.dtype, device=p0.device))
+            outputs = int(out.shape[-1]) if out.dim() > 1 else 1
+        finally:
+            for h in handles:
+                h.remove()
+            model.train(was_training)
+        sides, types = [], set()
+        for name in names:
+            module = owner.get(name)
+            if module is None:
+                continue
+            types.add(type(module).__name__)
+            if name.endswith("weight") and isinstance(module, nn.Linear):
+                sides.append((module.in_features + (module.bias is not None), module.out_features))
+            elif name.endswith("weight") and isinstance(module, nn.Conv2d):
+                kh, kw = module.kernel_size
+                sides.append((module.in_channels * kh * kw + (module.bias is not None), module.out_channels))
+        return cls(
+            n_selected=sum(params[n].numel() for n in names),
+            n_all=sum(p.numel() for p in params.values() if p.requires_grad),
+            n_head=sum(p.numel() for n, p in params.items() if n.startswith("head.")),
+            n_outputs=outputs,
+            activations_per_sample=activations,
+            forward_flops_per_sample=flops,
+            factor_sides=sides,
+            selected_module_types=types,
+        )
+
+
+def memory_budget(device: Optional[torch.device] = None) -> int:
+    """Bytes a curvature may allocate: ``INFLUENCE_LAB_MEMORY_GB`` if set, else half the memory available
+    now (RAM, or the free memory of the GPU), so the machine's other work keeps running."""
+    override = os.environ.get("INFLUENCE_LAB_MEMORY_GB")
+    if override:
+        return int(float(override) * 2**30)
+    if device is not None and torch.device(device).type == "cuda":
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(0.8 * free)
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        import psutil  # noqa: F401  (not a dependency: only where /proc is missing)
+
+        available = psutil.virtual_memory().available
+    return int(0.5 * available)
+
+
+def format_bytes(n: float) -> str:
+    for unit, size in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+REGISTRY: dict[str, type["Curvature"]] = {}
+
+
+class Curvature(ABC):
+    """A fitted, damped inverse curvature: applies (H + damping·I)⁻¹ to rows of gradients."""
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # what the UI shows
+    auto_rank: ClassVar[Optional[int]] = None  # order ``auto`` tries (lower = more accurate); None = never chosen by auto
+    last_layer_only: ClassVar[bool] = False  # always works over the ``head`` parameters, whatever scope is asked
+
+    param_names: list[str]
+    note: str = ""  # why ``auto`` chose it, shown beside the result
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            REGISTRY[cls.name] = cls
+
+    # ---- before fitting
+
+    @classmethod
+    def unsupported_reason(cls, request: CurvatureRequest) -> Optional[str]:
+        """Why this backend cannot serve the request (a model it does not handle), or None."""
+        return None
+
+    @classmethod
+    def estimate_bytes(cls, request: CurvatureRequest) -> int:
+        """Peak memory the fit and the inverse need, beyond the model and the data."""
+        return 0
+
+    @classmethod
+    def estimate_seconds(cls, request: CurvatureRequest) -> float:
+        return 0.0
+
+    @classmethod
+    @abstractmethod
+    def fit(cls, request: CurvatureRequest) -> "Curvature":
+        """Fit on the training data at the model's current weights."""
+
+    # ---- after fitting
+
+    @abstractmethod
+    def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
+        """(k, p) gradients → (k, p) rows of (H + damping·I)⁻¹ g."""
+
+    def quadratic_form(self, grads: torch.Tensor) -> torch.Tensor:
+        """(k,) values gᵀ (H + damping·I)⁻¹ g, one per row."""
+        return (grads * self.inverse_hvp(grads).to(grads.dtype)).sum(1)
+
+    def self_influence(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 2048, backend: str = "auto",
+                       progress: ProgressFn = silent, task: Task = CROSS_ENTROPY) -> torch.Tensor:
+        """∇ℓ(z)ᵀ H⁻¹ ∇ℓ(z) for every sample, streamed over gradient chunks (backends with a fused form override it)."""
+        from influence_core.gradients import iter_per_sample_grads
+
+        out = torch.empty(len(x), device=x.device)
+        for start, grads in iter_per_sample_grads(model, x, y, self.param_names, chunk_size, backend, progress, task):
+            out[start : start + len(grads)] = self.quadratic_form(grads)
+        return out
+
+
+def head_names(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad and n.startswith("head.")]
+
+
+def trainable_names(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]

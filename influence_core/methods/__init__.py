@@ -1,0 +1,40 @@
+"""Attribution methods, one file each, registered by name (see :mod:`influence_core.methods.base`)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from influence_core.errors import InputError
+from influence_core.methods.base import REGISTRY, AttributionContext, Attributor, stream_scores
+
+for _module in pkgutil.iter_modules(__path__):  # every file registers its methods: a new one needs no other edit
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def method_names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def method_label(name: str) -> str:
+    return REGISTRY[name].label
+
+
+def get(name: str) -> type[Attributor]:
+    if name not in REGISTRY:
+        raise InputError(f"unknown method {name!r}; choose one of {method_names()}")
+    return REGISTRY[name]
+
+
+def fit_attributor(name: str, context: AttributionContext, progress=None) -> Attributor:
+    """The named method fitted on the context (its curvature, checkpoints or dropout copies)."""
+    from influence_core.progress import silent
+
+    cls = get(name)
+    reason = cls.unavailable_reason(context)
+    if reason:
+        raise InputError(reason)
+    return cls(context).fit(progress or silent)
+
+
+__all__ = ["REGISTRY", "AttributionContext", "Attributor", "fit_attributor", "get", "method_label", "method_names", "stream_scores"]

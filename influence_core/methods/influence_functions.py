@@ -1,0 +1,50 @@
+"""Influence functions under a curvature: −∇f(θ̂)ᵀ (H + λI)⁻¹ ∇ℓ(z_i; θ̂) (Koh & Liang)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from influence_core.curvatures import CurvatureRequest, fit_curvature
+from influence_core.methods.base import Attributor, stream_scores
+from influence_core.progress import ProgressFn, silent
+from influence_core.tasks import Measurement, Task
+
+
+class InfluenceFunction(Attributor):
+    name = "influence"
+    label = "influence function (H⁻¹)"
+    uses_curvature = True
+
+    def fit(self, progress: ProgressFn = silent) -> "InfluenceFunction":
+        c = self.context
+        request = CurvatureRequest(c.model, c.x_train, c.y_train, list(c.param_names), c.weight_decay, c.damping, c.task,
+                                   progress=progress)
+        self.curvature = fit_curvature(c.curvature, request)
+        self.note = self.curvature.note
+        return self
+
+    @property
+    def param_names(self) -> list[str]:
+        return self.curvature.param_names  # the last-layer curvature narrows the scope to the head
+
+    def scores(self, measurement: Measurement, train_task: Optional[Task] = None, progress: ProgressFn = silent) -> np.ndarray:
+        c = self.context
+        queries = measurement.query_gradients(c.model, self.param_names)
+        pre = self.curvature.inverse_hvp(queries)
+        out, _ = stream_scores(c.model, self.param_names, c.x_train, c.y_train, pre, train_task or c.task, backend=c.backend,
+                               progress=progress)
+        return out.detach().cpu().numpy()
+
+    def self_scores(self, progress: ProgressFn = silent) -> np.ndarray:
+        c = self.context
+        return self.curvature.self_influence(c.model, c.x_train, c.y_train, backend=c.backend, progress=progress,
+                                             task=c.task).detach().cpu().numpy()
+
+    def scores_and_self(self, measurement: Measurement, progress: ProgressFn = silent) -> tuple[np.ndarray, np.ndarray]:
+        """Both in one pass over the training gradients (label bias scores many group queries and itself)."""
+        c = self.context
+        pre = self.curvature.inverse_hvp(measurement.query_gradients(c.model, self.param_names))
+        out, own = stream_scores(c.model, self.param_names, c.x_train, c.y_train, pre, c.task, self.curvature, c.backend, progress)
+        return out.detach().cpu().numpy(), own.detach().cpu().numpy()
