@@ -1,0 +1,277 @@
+"""How fast the app answers, as a person sees it: `streamlit run` on localhost, opened in headless
+Debian Chromium (Playwright, executable /usr/bin/chromium), viewport 1440×900.
+
+Prints, per view, the time from opening the page on a cold server (a fresh `streamlit run`, an empty
+result cache, no script run yet) to its first result, and for the interactions after it the *server time*
+of the rerun they cause: from the browser sending the rerun request to Streamlit's "script finished"
+message (read off the websocket, so the browser's drawing is not counted).
+
+    .venv/bin/python benchmarks/ui_latency.py                  # every view, each on its own cold server
+    .venv/bin/python benchmarks/ui_latency.py --views explorer # the landing view and its interactions only
+    .venv/bin/python benchmarks/ui_latency.py --repeats 3      # interactions: median of 3 moves each
+
+Targets (printed PASS/MISS): landing view ≤ 3 s, every other view ≤ 10 s, every interaction ≤ 0.3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+LANDING_TARGET_S, VIEW_TARGET_S, INTERACTION_TARGET_S = 3.0, 10.0, 0.3
+
+# view → (url path, what its first result is: a CSS selector)
+VIEWS = {
+    "explorer": ("", ".js-plotly-plot .scatterlayer .point"),
+    "label_bias": ("/label_bias", ".js-plotly-plot .main-svg"),
+    "glitch_signals": ("/glitch_signals", "[data-testid='stDataFrame']"),
+    "what_if": ("/what_if", ".js-plotly-plot .main-svg"),
+    "region_cuts": ("/region_cuts", ".js-plotly-plot .main-svg"),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def cold_server():
+    """A fresh `streamlit run app.py` with an empty result cache; yields (url, seconds to healthy)."""
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="ui_latency_cache_") as cache_dir:
+        env = dict(os.environ, INFLUENCE_LAB_CACHE=cache_dir)
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            while True:
+                try:
+                    if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                except OSError:
+                    if time.perf_counter() - start > 60:
+                        raise SystemExit("streamlit did not start within 60 s")
+                    time.sleep(0.1)
+            yield url, time.perf_counter() - start
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class RunClock:
+    """Server time of each script run, read off the app's websocket: rerun request sent → script finished."""
+
+    def __init__(self, page):
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self._back, self._forward = BackMsg, ForwardMsg
+        self.requested: list[float] = []
+        self.finished: list[float] = []
+        page.on("websocket", self._attach)
+
+    def _attach(self, ws) -> None:
+        ws.on("framesent", self._sent)
+        ws.on("framereceived", self._received)
+
+    def _sent(self, payload) -> None:
+        if isinstance(payload, (bytes, bytearray)):
+            msg = self._back()
+            try:
+                msg.ParseFromString(bytes(payload))
+            except Exception:  # noqa: BLE001 — not a BackMsg
+                return
+            if msg.WhichOneof("type") == "rerun_script":
+                self.requested.append(time.perf_counter())
+
+    def _received(self, payload) -> None:
+        if isinstance(payload, (bytes, bytearray)):
+            msg = self._forward()
+            try:
+                msg.ParseFromString(bytes(payload))
+            except Exception:  # noqa: BLE001
+                return
+            if msg.WhichOneof("type") == "script_finished":
+                self.finished.append(time.perf_counter())
+
+    def measure(self, page, action, timeout_s: float = 120.0) -> float:
+        """Do ``action`` and return the server time of the run it causes (the last one, if it causes several)."""
+        n_req, n_fin = len(self.requested), len(self.finished)
+        action()
+        _log(f"  {getattr(action, '__name__', 'action')} sent")
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            page.wait_for_timeout(50)
+            if len(self.requested) > n_req and len(self.finished) > n_fin and self.finished[-1] > self.requested[-1]:
+                page.wait_for_timeout(400)  # a callback may queue a second run
+                if self.finished[-1] > self.requested[-1]:
+                    return self.finished[-1] - self.requested[-1]
+        raise TimeoutError("the app did not finish the run within the time allowed")
+
+    def idle(self, page, quiet_ms: int = 1500, timeout_s: float = 300.0) -> None:
+        """Wait until no run has finished or started for ``quiet_ms`` (the page has drawn all it will)."""
+        deadline = time.perf_counter() + timeout_s
+        last = (len(self.requested), len(self.finished))
+        quiet_since = time.perf_counter()
+        while time.perf_counter() < deadline:
+            page.wait_for_timeout(100)
+            now = (len(self.requested), len(self.finished))
+            running = page.locator("[data-testid='stStatusWidget']").filter(has_text="Running").count() > 0
+            if now != last or running:
+                last, quiet_since = now, time.perf_counter()
+            elif time.perf_counter() - quiet_since > quiet_ms / 1000:
+                return
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _slider(page, label: str):
+    return page.get_by_role("slider", name=label)
+
+
+def explorer_interactions(page, clock: RunClock) -> dict[str, float]:
+    """Click a training point, move the epoch slider, switch what the points are sized by."""
+    times: dict[str, float] = {}
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=120_000)
+    clock.idle(page)
+
+    def click_point(k: int):
+        def action():
+            points = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").nth(0).locator(".point")
+            points.nth(k).scroll_into_view_if_needed()
+            box = points.nth(k).bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        return action
+
+    _log("  explorer drawn")
+    times["explorer: click a training point"] = clock.measure(page, click_point(10))
+    clock.idle(page)
+    times["explorer: click another training point"] = clock.measure(page, click_point(40))
+    clock.idle(page)
+
+    def epoch(key: str):
+        def action():
+            thumb = _slider(page, "Epoch")
+            thumb.scroll_into_view_if_needed()
+            thumb.focus()
+            page.keyboard.press(key)
+        return action
+
+    times["explorer: epoch slider"] = clock.measure(page, epoch("ArrowLeft"))
+    clock.idle(page)
+    times["explorer: epoch slider (again)"] = clock.measure(page, epoch("ArrowLeft"))
+    clock.idle(page)
+
+    def size_by(option: str):
+        def action():
+            radio = page.locator("[data-testid='stRadio']").filter(has_text="Size points by")
+            radio.scroll_into_view_if_needed()
+            radio.get_by_text(option).click()
+        return action
+
+    times["explorer: size points by self-influence"] = clock.measure(page, size_by("self-influence (how hard"))
+    clock.idle(page)
+    times["explorer: size points by one test point"] = clock.measure(page, size_by("influence on one test point"))
+    clock.idle(page)
+    return times
+
+
+def label_bias_interactions(page, clock: RunClock) -> dict[str, float]:
+    times: dict[str, float] = {}
+    clock.idle(page)
+
+    def nudge(key: str):
+        def action():
+            thumb = _slider(page, "Threshold (flag samples scoring at or above)")
+            thumb.scroll_into_view_if_needed()
+            thumb.focus()
+            page.keyboard.press(key)
+        return action
+
+    times["label bias: threshold slider"] = clock.measure(page, nudge("ArrowRight"))
+    clock.idle(page)
+    times["label bias: threshold slider (again)"] = clock.measure(page, nudge("ArrowRight"))
+    return times
+
+
+INTERACTIONS = {"explorer": explorer_interactions, "label_bias": label_bias_interactions}
+
+
+def run_view(view: str, viewport: dict, screenshot_dir: Path | None) -> tuple[float, float, dict[str, float]]:
+    from playwright.sync_api import sync_playwright
+
+    path, selector = VIEWS[view]
+    with cold_server() as (url, server_s), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=viewport)
+        clock = RunClock(page)
+        start = time.perf_counter()
+        page.goto(url + path)
+        page.wait_for_selector(selector, timeout=600_000, state="attached")
+        first = time.perf_counter() - start
+        _log(f"{view}: first result after {first:.1f} s")
+        times = INTERACTIONS[view](page, clock) if view in INTERACTIONS else {}
+        if screenshot_dir is not None:
+            clock.idle(page)
+            page.screenshot(path=str(screenshot_dir / f"{view}.png"), full_page=True)
+        browser.close()
+    return server_s, first, times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--views", default=",".join(VIEWS), help="comma-separated: " + ", ".join(VIEWS))
+    parser.add_argument("--width", type=int, default=1440)
+    parser.add_argument("--height", type=int, default=900)
+    parser.add_argument("--repeats", type=int, default=1, help="cold runs per view (the median is printed)")
+    parser.add_argument("--screenshots", type=Path, default=None, help="folder for a full-page PNG of each view")
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        raise SystemExit("Debian's chromium is needed: apt-get install chromium")
+    if args.screenshots:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+    viewport = {"width": args.width, "height": args.height}
+    print(f"viewport {args.width}×{args.height}, {os.cpu_count()} CPU cores, cold server + empty cache per view, "
+          f"load average before {os.getloadavg()[0]:.1f} (an idle machine reads ~0)")
+    rows = []
+    for view in args.views.split(","):
+        runs = [run_view(view, viewport, args.screenshots) for _ in range(args.repeats)]
+        server_s = statistics.median(r[0] for r in runs)
+        first = statistics.median(r[1] for r in runs)
+        target = LANDING_TARGET_S if view == "explorer" else VIEW_TARGET_S
+        rows.append((f"{view}: first result (server up in {server_s:.1f} s)", first, target))
+        for name in runs[0][2]:
+            rows.append((name + " (server time)", statistics.median(r[2][name] for r in runs), INTERACTION_TARGET_S))
+    print(f"load average after {os.getloadavg()[0]:.1f}")
+    width = max(len(r[0]) for r in rows)
+    print(f"{'what':<{width}}  seconds  target  check")
+    for name, seconds, target in rows:
+        print(f"{name:<{width}}  {seconds:7.2f}  ≤ {target:<4g}  {'PASS' if seconds <= target else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()
