@@ -47,7 +47,9 @@ def run_or_explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Optiona
 
 def memoised(key: str, compute: Callable[[], Any]) -> Any:
     """Keep results of this session in memory (the disk cache covers new sessions). What the data
-    loaders warned about while computing (skipped files) is kept with the result and shown on every run."""
+    loaders warned about while computing (skipped files) is kept with the result and shown on every run.
+    Key it on ``experiments.content_key(config)``, not ``config.key()``: the config names a user's file by
+    path only, and an edited file must not bring back the old result."""
     store = st.session_state.setdefault("_results", {})
     if key not in store:
         with warnings.catch_warnings(record=True) as caught:
@@ -90,14 +92,21 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
     columns while the path is wrong (its message is shown)."""
     from influence_core.data.tabular import csv_columns, guess_id_column, guess_label_column
 
-    path = container.text_input("CSV file", key=f"{key_prefix}_csv_path", placeholder="/path/to/table.csv",
-                                help="Numeric feature columns and one label column (text or numbers); one header row.").strip()
+    path = data_path(container, "CSV file", f"{key_prefix}_csv_path", "/path/to/table.csv",
+                     "Numeric feature columns and one label column (text or numbers); one header row.", ["csv", "tsv", "txt"])
     if not path:
         return None, None, None
     with container:
         columns = run_or_explain(csv_columns, path)
     if not columns:
         return path, None, None
+    # another file (or the same one changed): the column choices made for the last one would not fit it
+    with container:
+        fitted = (path, tuple(columns), run_or_explain(guess_id_column, path, columns, guess_label_column(columns)))
+    if st.session_state.get(f"{key_prefix}_csv_fitted") != fitted:
+        for widget in (f"{key_prefix}_label_column", f"{key_prefix}_id_column"):
+            st.session_state.pop(widget, None)
+        st.session_state[f"{key_prefix}_csv_fitted"] = fitted
     label = container.selectbox("Label column", columns, index=columns.index(guess_label_column(columns)), key=f"{key_prefix}_label_column")
     ids = [NO_ID_COLUMN] + [c for c in columns if c != label]
     with container:
@@ -105,6 +114,24 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
     id_column = container.selectbox("Id column", ids, index=ids.index(guessed) if guessed in ids else 0, key=f"{key_prefix}_id_column",
                                     help="Names each row in tables and exports; every other column is a feature.")
     return path, label, None if id_column == NO_ID_COLUMN else id_column
+
+
+def data_path(container: Any, label: str, key: str, placeholder: str, help: str, upload_types: list[str]) -> Optional[str]:
+    """A path to the user's data: typed (a file on the server, if the server's data-root policy allows it) or
+    uploaded from the browser (saved under the cache by content); None until there is one or while it is refused
+    (the message is shown)."""
+    from influence_core.data_access import check_server_path, save_upload
+
+    typed = container.text_input(label, key=key, placeholder=placeholder, help=help).strip()
+    upload = container.file_uploader(f"… or upload it ({', '.join('.' + t for t in upload_types)})", type=upload_types,
+                                     key=f"{key}_upload", help="Kept under the app's cache folder by content; "
+                                     "a zip of an image folder is unpacked there.")
+    with container:
+        if upload is not None:
+            return run_or_explain(save_upload, upload.name, upload.getvalue())
+        if not typed:
+            return None
+        return run_or_explain(check_server_path, typed, st.get_option("server.address"))
 
 
 OWN_DATA = {"csv": "Your CSV file", "image_folder": "Your image folder (one subfolder per class)"}
@@ -127,8 +154,8 @@ def own_data_inputs(container: Any, dataset: str, key_prefix: str) -> OwnDataInp
     (path, image size)."""
     if dataset == "csv":
         return OwnDataInputs(*csv_inputs(container, key_prefix))
-    path = container.text_input("Image folder", key=f"{key_prefix}_folder", placeholder="/path/to/images",
-                                help="One subfolder per class; the subfolder names are the class names.").strip() or None
+    path = data_path(container, "Image folder", f"{key_prefix}_folder", "/path/to/images",
+                     "One subfolder per class; the subfolder names are the class names.", ["zip"])
     size = container.select_slider("Image size (pixels)", [16, 28, 32, 64], 28, key=f"{key_prefix}_image_size")
     return OwnDataInputs(path=path, image_size=int(size))
 

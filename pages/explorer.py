@@ -6,7 +6,7 @@ import streamlit as st
 
 from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, default_damping, explorer_config
 from influence_core.data.synthetic import DESCRIPTIONS
-from influence_core.experiments import EDITS, compute_influence, decision_grid, influence_over_epochs, retrain_with_edit
+from influence_core.experiments import EDITS, compute_influence, content_key, decision_grid, influence_over_epochs, retrain_with_edit
 from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note
 from influence_core.metrics import detection_summary
 from influence_core.retraining_check import check_by_retraining, strongest_for_test_point
@@ -59,7 +59,7 @@ def _compute():
         return compute_influence(config, progress=report)
 
 
-result = memoised("explorer:" + config.key(), lambda: run_or_explain(_compute))
+result = memoised("explorer:" + content_key(config), lambda: run_or_explain(_compute))
 if result is None:
     st.stop()
 
@@ -220,7 +220,7 @@ with left:
     st.download_button("Export all scores (CSV)", table.to_csv(index=False), f"influence_{config.key()}.csv", "text/csv")
 with right:
     st.subheader("Influence over training")
-    epochs_result = memoised("epochs:" + config.key(), lambda: run_or_explain(influence_over_epochs, config))
+    epochs_result = memoised("epochs:" + content_key(config), lambda: run_or_explain(influence_over_epochs, config))
     if epochs_result is not None:
         epochs, per_epoch = epochs_result
         if ds.flipped.any():

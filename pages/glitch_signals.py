@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from influence_core.data.glitches import GLITCH_KINDS
+from influence_core.experiments import content_key
 from influence_core.signals import (
     SIGNALS,
     GlitchConfig,
@@ -67,7 +68,7 @@ if run is None:
     st.stop()
 glitch = GlitchConfig(kind=kind, ratio=float(ratio), val_fraction=float(val_fraction),
                       include_bias=include_bias, cleanlab_folds=int(folds))
-run_key = f"glitch:{run.key()}:{glitch}"
+run_key = f"glitch:{content_key(run)}:{glitch}"
 
 
 def _compute():

@@ -9,6 +9,7 @@ from influence_core.figures import sign_note
 from influence_core.metrics import detection_at_threshold
 from influence_core.config import DataConfig
 from influence_core.data.registry import peek_own_data
+from influence_core.experiments import content_key
 from pages._ui import OWN_DATA, OwnDataInputs, ask_for_own_data, kept_result, own_data_inputs, memoised, page_header, progress_status, run_or_explain
 
 page_header("Label bias")
@@ -91,7 +92,7 @@ def _compute():
         return lb.run_label_bias(config, progress=report)
 
 
-result = memoised("label_bias:" + config.key(), lambda: run_or_explain(_compute))
+result = memoised("label_bias:" + content_key(config), lambda: run_or_explain(_compute))
 if result is None:
     st.stop()
 
@@ -151,7 +152,7 @@ if not truth:  # no ground truth: a second, independent opinion on which labels 
     e1, e2, e3 = st.columns([1, 1, 2])
     second = kept_result(e1.button("Second opinion: cleanlab", key="label_bias_cleanlab",
                                    help="cleanlab's find_label_issues on out-of-fold probabilities of the same model (5 trainings)"),
-                         f"label_bias_cleanlab:{config.key()}", _cleanlab)
+                         f"label_bias_cleanlab:{content_key(config)}", _cleanlab)
     if second is not None:
         cleanlab_issues = second["issues"]
         both = int((cleanlab_issues & flagged_rows).sum())
@@ -230,7 +231,7 @@ def _fix():
 
 
 clicked = a1.button(f"{action.capitalize()} {at['flagged']} flagged and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0)
-saved = kept_result(clicked, f"label_bias_fix:{config.key()}", _fix)
+saved = kept_result(clicked, f"label_bias_fix:{content_key(config)}", _fix)
 if saved:
     fixed_by, fixed_at, fix = saved
     rows = {f"{labels_were} (before)": fix["before"], f"after {fix['action']}": fix["after"]}

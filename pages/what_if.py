@@ -8,6 +8,7 @@ import streamlit as st
 
 from influence_core import flipset as fs
 from influence_core import hessian_free as hf
+from influence_core.experiments import content_key
 from influence_core.figures import CLASS_COLOURS, sign_note
 from influence_core.metrics import auroc
 from pages._ui import csv_inputs, kept_result, memoised, page_header, progress_status, run_or_explain
@@ -42,7 +43,7 @@ if name == "csv" and not label_column:
         st.info("Name your CSV above: numeric feature columns and a label column with two classes.")
     st.stop()
 config = fs.what_if_config(model_kind, weight_decay, seed)
-run_key = f"whatif:{name}:{classes}:{csv_path}:{label_column}:{id_column}:{noise}:{tau}:{output}:{config.key()}"
+run_key = f"whatif:{name}:{classes}:{csv_path}:{label_column}:{id_column}:{noise}:{tau}:{output}:{content_key(config, csv_path)}"
 
 
 def _compute():

@@ -105,3 +105,68 @@ def test_explorer_removes_or_relabels_the_point_and_retrains(explorer, edit):
     assert float(after["Mean test loss after"].delta) < -2e-3, "fixing the one wrong label lowers the test loss"
     assert any(c.key == "explorer_edit_plot" for c in explorer.get("plotly_chart"))
     assert _metrics(explorer)["Flipped labels"] == "1", "the stored data keeps its flip"
+
+
+# ------------------------------------------------------------------ the user's own data (issue 18)
+
+
+def _own_csv(path: Path, seed: int = 0, flip: float = 0.0, x1_typo: bool = False, n: int = 80) -> Path:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    y = np.repeat(["cat", "dog"], n // 2)
+    x = rng.normal(size=(n, 2)) + np.where(y == "dog", 2.0, -2.0)[:, None]
+    wrong = rng.choice(n, int(flip * n), replace=False)
+    y[wrong] = np.where(y[wrong] == "cat", "dog", "cat")
+    table = pd.DataFrame({"x1": np.round(x[:, 0]).astype(object), "x2": x[:, 1], "animal": y})
+    if x1_typo:
+        table.loc[3, "x1"] = "1.2.3"  # a typo makes the column text: the page takes it for the id column
+    table.to_csv(path, index=False)
+    return path
+
+
+def _glitch_page_on(path: Path) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.switch_page("pages/glitch_signals.py").run()
+    at.selectbox(key="glitch_dataset").set_value("csv").run()
+    at.selectbox(key="glitch_folds").set_value(0)
+    at.text_input(key="glitch_csv_path").set_value(str(path)).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_editing_the_file_reruns_in_the_same_session(tmp_path):
+    path = _own_csv(tmp_path / "animals.csv")
+    at = _glitch_page_on(path)
+    assert not at.error, [e.value for e in at.error]
+    before = _metrics(at)["Model disagrees with the label"]
+    _own_csv(path, flip=0.3)  # the user edits the labels in the file, same name, and reruns
+    at.run()
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
+    after = _metrics(at)["Model disagrees with the label"]
+    assert after != before, f"the page showed the old file's result ({before}) after the labels changed"
+    assert float(after.rstrip("%")) >= 10, after
+
+
+def test_a_good_file_after_a_bad_one_gets_fresh_column_choices(tmp_path):
+    bad = _own_csv(tmp_path / "bad.csv", x1_typo=True)
+    at = _glitch_page_on(bad)
+    assert at.selectbox(key="glitch_id_column").value == "x1"  # the typo made x1 text: taken for ids
+    assert at.error, "the bad file's duplicate ids were not explained"
+    good = _own_csv(tmp_path / "good.csv")
+    at.text_input(key="glitch_csv_path").set_value(str(good)).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="glitch_id_column").value == "(row number)", "the bad file's id column stuck"
+    assert not at.error, [e.value for e in at.error]
+    assert "Model disagrees with the label" in _metrics(at)
+
+
+def test_a_typed_path_outside_the_data_root_is_refused_on_the_page(tmp_path, monkeypatch):
+    (tmp_path / "root").mkdir()
+    monkeypatch.setenv("INFLUENCE_LAB_DATA_ROOT", str(tmp_path / "root"))
+    at = _glitch_page_on(_own_csv(tmp_path / "animals.csv"))
+    assert any("outside the data folder" in e.value for e in at.error), [e.value for e in at.error]
+    assert "Model disagrees with the label" not in _metrics(at), "the file outside the root was read"
+    assert at.get("file_uploader"), "no upload offered instead"

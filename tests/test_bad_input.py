@@ -258,3 +258,88 @@ def test_random_csv_bytes_give_an_input_error_or_a_valid_dataset(tmp_path, case,
     assert ds.x_train.shape == (len(ds.y_train), len(ds.feature_names))
     assert set(np.unique(ds.y_train)) | set(np.unique(ds.y_test)) <= set(range(ds.n_classes))
     assert len(set(map(str, ds.ids_train)) | set(map(str, ds.ids_test))) == n, "ids are unique"
+
+
+# ------------------------------------------------------------------------ who may read what (item 9)
+
+
+def test_typed_paths_are_free_on_localhost_and_kept_to_the_data_root_otherwise(tmp_path, monkeypatch):
+    from influence_core.data_access import check_server_path
+
+    monkeypatch.delenv("INFLUENCE_LAB_DATA_ROOT", raising=False)
+    inside, outside = tmp_path / "data" / "t.csv", tmp_path / "elsewhere" / "t.csv"
+    for p in (inside, outside):
+        p.parent.mkdir(parents=True)
+        p.write_text("a,label\n")
+    assert check_server_path(str(outside), "localhost") == str(outside)
+    assert check_server_path(str(outside), "127.0.0.1") == str(outside)
+    for address in ("0.0.0.0", "", None, "192.168.1.4"):
+        with pytest.raises(InputError, match="INFLUENCE_LAB_DATA_ROOT"):
+            check_server_path(str(outside), address)
+    monkeypatch.setenv("INFLUENCE_LAB_DATA_ROOT", str(tmp_path / "data"))
+    assert check_server_path(str(inside), "0.0.0.0") == str(inside)
+    with pytest.raises(InputError, match="outside the data folder"):
+        check_server_path(str(outside), "0.0.0.0")
+    with pytest.raises(InputError, match="outside the data folder"):
+        check_server_path(str(tmp_path / "data" / ".." / "elsewhere" / "t.csv"), "0.0.0.0")
+    (tmp_path / "data" / "sneaky.csv").symlink_to(outside)
+    with pytest.raises(InputError, match="outside the data folder"):
+        check_server_path(str(tmp_path / "data" / "sneaky.csv"), "0.0.0.0")
+    with pytest.raises(InputError, match="outside the data folder"):  # a root set on localhost applies there too
+        check_server_path(str(outside), "localhost")
+
+
+def test_an_uploaded_csv_is_kept_by_content_and_readable_everywhere(tmp_path, monkeypatch):
+    from influence_core.data_access import check_server_path, save_upload, upload_root
+    from influence_core.data.tabular import load_csv
+
+    raw = _csv(tmp_path / "mine.csv", n=40).read_bytes()
+    path = save_upload("mine.csv", raw)
+    assert Path(path).read_bytes() == raw and Path(path).name == "mine.csv"
+    assert Path(path).parent.parent == upload_root() and len(Path(path).parent.name) == 64
+    assert save_upload("mine.csv", raw) == path, "the same content is stored once"
+    assert load_csv(path, "target").n_classes == 2
+    monkeypatch.setenv("INFLUENCE_LAB_DATA_ROOT", str(tmp_path / "nowhere"))
+    assert check_server_path(path, "0.0.0.0") == path, "an upload is always readable"
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path.read_bytes()
+
+
+def test_an_uploaded_zip_of_an_image_folder_is_unpacked_to_a_loadable_folder(tmp_path):
+    from influence_core.data_access import save_upload
+    from influence_core.data.image_folder import list_image_folder
+
+    folder = _image_folder(tmp_path / "pets")
+    members = {f"pets/{p.relative_to(folder).as_posix()}": p.read_bytes() for p in folder.rglob("*.png")}
+    path = save_upload("pets.zip", _zip(tmp_path / "pets.zip", members))
+    names, files = list_image_folder(path)
+    assert names == ["cat", "dog"] and len(files) == 8
+
+
+@pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png", "ok/../../evil.png", "C:/evil.png"])
+def test_an_unsafe_zip_is_refused_and_writes_nothing_outside(tmp_path, member):
+    from influence_core.data_access import save_upload, upload_root
+
+    raw = _zip(tmp_path / "bad.zip", {"cat/1.png": b"x", member: b"x"})
+    with pytest.raises(InputError, match="unsafe path"):
+        save_upload("bad.zip", raw)
+    assert not (tmp_path / "evil.png").exists() and not Path("/abs/evil.png").exists()
+    assert not upload_root().exists() or not any(p.is_file() for p in upload_root().rglob("*"))
+
+
+def test_a_zip_too_large_or_not_a_zip_is_refused(tmp_path, monkeypatch):
+    from influence_core import data_access
+
+    raw = _zip(tmp_path / "big.zip", {"cat/1.png": b"\0" * 5000, "dog/1.png": b"\0" * 5000})
+    monkeypatch.setattr(data_access, "MAX_UPLOAD_BYTES", 8000)
+    with pytest.raises(InputError, match="at most"):
+        data_access.save_upload("big.zip", raw)
+    with pytest.raises(InputError, match="not a readable zip"):
+        data_access.save_upload("broken.zip", b"PK not really")
