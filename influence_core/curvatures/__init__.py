@@ -8,6 +8,7 @@ allocated, with the size it would need and the backends that would fit.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import pkgutil
@@ -51,7 +52,7 @@ def get(name: str) -> type[Curvature]:
 
 def _request_for(cls: type[Curvature], request: CurvatureRequest) -> CurvatureRequest:
     if cls.last_layer_only and list(request.param_names) != head_names(request.model):
-        return CurvatureRequest(**{**request.__dict__, "param_names": head_names(request.model)})
+        return dataclasses.replace(request, param_names=head_names(request.model))
     return request
 
 
@@ -86,8 +87,8 @@ def fit_curvature(kind: str, request: CurvatureRequest) -> Curvature:
     need = cls.estimate_bytes(req)
     if need > req.budget:
         raise InputError(
-            f"the {kind} curvature needs about {format_bytes(need)} here (memory budget {format_bytes(req.budget)}, "
-            f"half of what is free; INFLUENCE_LAB_MEMORY_GB sets it); choose auto or one that fits: {', '.join(_fits_now(request))}"
+            f"the {kind} curvature needs about {format_bytes(need)} here (memory budget {format_bytes(req.budget)}: half of the "
+            f"free memory unless INFLUENCE_LAB_MEMORY_GB sets it); choose auto or one that fits: {', '.join(_fits_now(request))}"
         )
     return cls.fit(req)
 

@@ -20,14 +20,19 @@ MAX_EXACT_PARAMS = 20_000
 
 
 def _chunk_bytes_per_sample(request: CurvatureRequest) -> int:
-    # forward-over-reverse pushes p tangents through each sample's graph
+    # forward-over-reverse pushes p tangents through each sample's graph; several float32 copies of every activation per
+    # tangent are alive at once (measured: ~18 bytes per tangent × activation on an MLP, tests/test_contract.py)
     prof = request.profile
-    return 4 * prof.n_selected * max(prof.activations_per_sample, 1)
+    return 20 * prof.n_selected * max(prof.activations_per_sample, 1)
+
+
+# a chunk larger than this buys no speed (the p tangents are already a large batch) and takes memory others need
+MAX_CHUNK_BYTES = 2**30
 
 
 def exact_chunk_size(request: CurvatureRequest, upper: int = 2048) -> int:
     """Samples per torch.func.hessian call that fit the memory budget beside the dense matrix (≥ 1)."""
-    room = request.budget - dense_bytes(request.profile.n_selected)
+    room = min(request.budget - dense_bytes(request.profile.n_selected), MAX_CHUNK_BYTES)
     return int(max(1, min(upper, room // max(_chunk_bytes_per_sample(request), 1))))
 
 
