@@ -12,7 +12,7 @@ from influence_core.errors import InputError
 
 NOISE_KINDS = ("none", "flip_class", "singular_class", "uniform")
 MODEL_KINDS = ("logreg", "mlp", "cnn", "resnet18")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "cosine_per_step")
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 PARAM_SCOPES = ("all", "last_layer")
 
@@ -72,7 +72,9 @@ class TrainConfig:
     weight_decay: float = 1e-3  # L2 penalty (λ/2)‖θ‖², part of the loss and so of the Hessian
     n_checkpoints: int = 10  # checkpoints kept for TracIn / influence over epochs
     checkpoint_spacing: str = "linear"  # "linear" (TracIn) or "log" (dense early: to watch influence form)
-    lr_schedule: str = "constant"  # "constant" or "cosine" (annealed to 0 over the epochs; SGD/Adam only)
+    lr_schedule: str = "constant"  # "constant", "cosine" (annealed to 0 over the epochs) or "cosine_per_step"; SGD/Adam only
+    head_l1: float = 0.0  # elastic net on the head weight (mislabel ROC study): λ₁‖W_head‖₁ + (λ₂/2)‖W_head‖²
+    head_l2: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class RunConfig:
             (self.train.epochs >= 1, f"epochs must be ≥ 1, got {self.train.epochs}"),
             (self.train.lr > 0, f"learning rate must be > 0, got {self.train.lr}"),
             (self.train.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.train.weight_decay}"),
+            (min(self.train.head_l1, self.train.head_l2) >= 0, "the head's L1 / L2 penalties must be ≥ 0"),
             (self.train.checkpoint_spacing in ("linear", "log"), "checkpoint spacing must be linear or log"),
             (self.train.batch_size >= 0, f"batch size must be ≥ 0 (0 = full batch), got {self.train.batch_size}"),
             (self.curvature.kind in curvature_choices(), f"curvature must be one of {curvature_choices()}, got {self.curvature.kind!r}"),

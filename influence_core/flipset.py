@@ -80,12 +80,11 @@ def breast_cancer_dataset(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
 
 def add_label_noise(dataset: Dataset, fraction: float, seed: int) -> Dataset:
     """A copy with ``fraction`` of the training labels flipped uniformly at random (mask kept)."""
-    from influence_core.data.noise import uniform_noise
+    from influence_core.data.noise import uniform_noise, with_noise
 
     if fraction <= 0:
         return dataset
-    noisy, _ = uniform_noise(dataset.y_train, fraction, dataset.n_classes, seed)
-    return dataset.with_train_labels(noisy, noisy != dataset.y_train_clean)
+    return with_noise(dataset, uniform_noise(dataset.y_train, fraction, dataset.n_classes, seed))
 
 
 def flatten_features(dataset: Dataset) -> Dataset:
@@ -241,7 +240,7 @@ class FittedBinary:
 def fit_binary(config: RunConfig, dataset: Optional[Dataset] = None, progress: ProgressFn = silent, use_cache: bool = True) -> FittedBinary:
     """Train the configured model (engine cache); polish logistic regression to its optimum in float64."""
     from influence_core.experiments import load_data, tensors, train
-    from influence_core.training import evaluate, fit_lbfgs
+    from influence_core.training import evaluate, polished_convex
 
     ds = dataset if dataset is not None else load_data(config)
     _check_binary(ds)
@@ -249,10 +248,8 @@ def fit_binary(config: RunConfig, dataset: Optional[Dataset] = None, progress: P
     model = trained.model
     x, y, xt, yt = tensors(trained.dataset, next(model.parameters()).device)
     if _is_linear(config):
-        model = copy.deepcopy(model).double()
         x, xt = x.double(), xt.double()
-        fit_lbfgs(model, x, y, config.train.weight_decay, max_iter=2000, tol=1e-12)
-        model.eval()
+        model = polished_convex(model, x, y, config.train.weight_decay)
     metrics = {"train": evaluate(model, x, y), "test": evaluate(model, xt, yt), "device": str(x.device)}
     progress(1.0, "model ready")
     return FittedBinary(config, trained.dataset, model, x, y, xt, metrics)

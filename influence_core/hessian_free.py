@@ -163,7 +163,7 @@ def hessian_free_scores(config: RunConfig, dataset: Optional[Dataset] = None, im
     Logistic regression is polished to its optimum in float64 (influence assumes one).
     """
     from influence_core.experiments import load_data, train
-    from influence_core.training import evaluate, fit_lbfgs
+    from influence_core.training import evaluate, polished_convex
 
     if impact not in IMPACTS:
         raise InputError(f"impact must be one of {IMPACTS}, got {impact!r}")
@@ -176,10 +176,8 @@ def hessian_free_scores(config: RunConfig, dataset: Optional[Dataset] = None, im
     trained = train(config, scaled(progress, 0.0, 0.3), use_cache, ds)
     model = trained.model
     if config.model.kind == "logreg":
-        model = copy.deepcopy(model).double()
         x, y, _, _, _ = _val_tensors(model, ds)
-        fit_lbfgs(model, x, y, config.train.weight_decay, max_iter=2000, tol=1e-12)
-        model.eval()
+        model = polished_convex(model, x, y, config.train.weight_decay)
     x, y, xv, yv, gv = _val_tensors(model, ds)
     scores: dict[str, np.ndarray] = {}
     n = len(methods)
@@ -226,17 +224,14 @@ def leave_one_out_scores(result: HessianFreeResult, indices: Sequence[int], prog
 
 def synthetic_flip_dataset(name: str = "blobs", seed: int = 0) -> Dataset:
     """The paper's toy sets: blobs 150 train / 100 test with 10 flipped; moons 200 train / 100 test with 20 flipped (half per class)."""
+    from influence_core.data.noise import flip_per_class, with_noise
     from influence_core.data.synthetic import make_synthetic
 
     if name not in ("blobs", "moons"):
         raise InputError(f"the synthetic check uses 'blobs' or 'moons', got {name!r}")
     n_train, n_flip = (150, 10) if name == "blobs" else (200, 20)
     ds = make_synthetic(name, n_train, 100, seed)
-    rng = np.random.default_rng(seed + 1)
-    chosen = np.concatenate([rng.choice(np.flatnonzero(ds.y_train == c), n_flip // 2, replace=False) for c in (0, 1)])
-    y = ds.y_train.copy()
-    y[chosen] = 1 - y[chosen]
-    return ds.with_train_labels(y, y != ds.y_train_clean)
+    return with_noise(ds, flip_per_class(ds.y_train, n_flip // 2, 2, seed + 1))
 
 
 def synthetic_config(name: str = "blobs", seed: int = 0) -> RunConfig:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -495,36 +495,17 @@ def gallery(result: LabelBiasResult, table: pd.DataFrame) -> tuple[list[np.ndarr
 # ------------------------------------------------------------------------------------- baseline
 
 
-def out_of_fold_probabilities(
-    config: RunConfig, dataset: Dataset, n_folds: int = 5, progress: ProgressFn = silent, use_cache: bool = True
-) -> np.ndarray:
-    """Out-of-fold class probabilities of every training sample: the same model and training, K-fold (seeded, stratified)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    if n_folds < 2:
-        raise InputError(f"out-of-fold probabilities need at least 2 folds, got {n_folds}")
-    y = dataset.y_train
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=config.seed)
-    probs = np.zeros((len(y), dataset.n_classes), dtype=np.float32)
-    for k, (fit_rows, held_rows) in enumerate(folds.split(np.zeros(len(y)), y)):
-        fold = dataset.subset_train(fit_rows)
-        trained = experiments.train(config, scaled(progress, k / n_folds, (k + 1) / n_folds), use_cache, fold)
-        probs[held_rows] = experiments.predict_proba(trained.model, dataset.x_train[held_rows])
-    return probs
-
-
 def cleanlab_baseline(
     config: RunConfig, dataset: Dataset, n_folds: int = 5, progress: ProgressFn = silent, use_cache: bool = True
 ) -> dict[str, Any]:
     """cleanlab's ``find_label_issues`` (a fixed set) and ``get_label_quality_scores`` (a ranking) on
     out-of-fold probabilities, against the ground-truth flip mask."""
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
+    from influence_core.baselines import cleanlab_flags, out_of_fold_probabilities
 
     start = time.perf_counter()
     probs = out_of_fold_probabilities(config, dataset, n_folds, progress, use_cache)
-    issues = find_label_issues(dataset.y_train, probs)
-    suspicion = 1.0 - get_label_quality_scores(dataset.y_train, probs)
+    found = cleanlab_flags(dataset.y_train, probs)
+    issues, suspicion = found["issues"], found["score"]
     mask = dataset.flipped
     flagged = detection_at_threshold(issues.astype(float), mask, 0.5)
     return {

@@ -17,7 +17,6 @@ few thousand images: 5 and 1 flips on 4 000 images, 30 and 6 on the full 60 000)
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -26,11 +25,10 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
-from torch import nn
 
 from influence_core import cache
-from influence_core.config import DataConfig, ModelConfig
-from influence_core.curvature import build_curvature
+from influence_core.config import DataConfig, ModelConfig, TrainConfig
+from influence_core.curvatures import build_curvature
 from influence_core.data.base import Dataset
 from influence_core.device import default_device
 from influence_core.errors import InputError
@@ -38,6 +36,7 @@ from influence_core.experiments import dataset_fingerprint, tensors
 from influence_core.influence import self_influence
 from influence_core.models import build_model, parameter_names
 from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.training import train_model
 
 FPR_GRID = np.linspace(0.0, 1.0, 201)
 
@@ -83,6 +82,15 @@ class StudyArm:
             raise InputError(f"arm {self.name!r}: schedule must be cosine or constant, got {self.schedule!r}")
         if min(self.head_l1, self.head_l2, self.weight_decay) < 0 or self.lr <= 0 or self.epochs < 1:
             raise InputError(f"arm {self.name!r}: penalties must be ≥ 0, learning rate > 0 and epochs ≥ 1")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(kind=self.model, hidden=self.hidden, depth=self.depth)
+
+    def train_config(self) -> TrainConfig:
+        """The arm's training as the engine's one trainer runs it: Adam in seeded mini-batches, the cosine stepped per batch."""
+        return TrainConfig(optimizer="adam", epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay,
+                           n_checkpoints=1, lr_schedule="cosine_per_step" if self.schedule == "cosine" else "constant",
+                           head_l1=self.head_l1, head_l2=self.head_l2)
 
     def longer_slower(self, factor: int = 3) -> "StudyArm":
         """The same arm trained ``factor``× longer with a ``factor``× smaller learning rate."""
@@ -160,41 +168,9 @@ class MislabelROCStudy:
 
 def flip_labels(dataset: Dataset, n_flipped: int, seed: int) -> Dataset:
     """Flip exactly ``n_flipped`` training labels, each to a uniformly random other class (seeded)."""
-    k = dataset.n_classes
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(dataset.y_train), size=n_flipped, replace=False)
-    y = dataset.y_train.copy()
-    y[chosen] = (y[chosen] + rng.integers(1, k, size=n_flipped)) % k
-    mask = np.zeros(len(y), dtype=bool)
-    mask[chosen] = True
-    return dataset.with_train_labels(y, mask)
+    from influence_core.data.noise import flip_count, with_noise
 
-
-def train_with_head_l1l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, arm: StudyArm, seed: int,
-                         progress: ProgressFn = silent) -> nn.Module:
-    """Adam in seeded mini-batches on CE + L2 weight decay + elastic net on the head weight."""
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=arm.lr)
-    steps_per_epoch = math.ceil(len(x) / arm.batch_size)
-    total = arm.epochs * steps_per_epoch
-    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if arm.schedule == "cosine"
-             else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
-    generator = torch.Generator().manual_seed(seed)
-    head_w = model.head.weight
-    for epoch in range(arm.epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=generator).to(x.device)
-        for start in range(0, len(x), arm.batch_size):
-            idx = order[start : start + arm.batch_size]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss = loss + 0.5 * arm.weight_decay * sum((p ** 2).sum() for p in model.parameters())
-            loss = loss + arm.head_l1 * head_w.abs().sum() + 0.5 * arm.head_l2 * (head_w ** 2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        progress((epoch + 1) / arm.epochs, f"{arm.name}: epoch {epoch + 1}/{arm.epochs}")
-    return model.eval()
+    return with_noise(dataset, flip_count(dataset.y_train, n_flipped, dataset.n_classes, seed))
 
 
 def run_once(dataset: Dataset, arm: StudyArm, regime: NoiseRegime, seed: int, damping: float = 1e-3,
@@ -202,15 +178,16 @@ def run_once(dataset: Dataset, arm: StudyArm, regime: NoiseRegime, seed: int, da
     """Flip labels, train one model of ``arm``, return its Cook's distances (cached on disk)."""
     arm.validate()
     noisy = flip_labels(dataset, regime.n_flipped(len(dataset.y_train)), seed)
-    payload = {"arm": asdict(arm), "regime": asdict(regime), "seed": seed, "damping": damping,
-               "dataset": dataset_fingerprint(noisy)}
+    payload = {"model": asdict(arm.model_config()), "train": asdict(arm.train_config()), "regime": asdict(regime), "seed": seed,
+               "damping": damping, "dataset": dataset_fingerprint(noisy)}
 
     def compute() -> cache.CacheEntry:
         start = time.perf_counter()
         device = default_device()
-        model = build_model(ModelConfig(kind=arm.model, hidden=arm.hidden, depth=arm.depth), noisy.input_shape, noisy.n_classes, seed).to(device)
+        model = build_model(arm.model_config(), noisy.input_shape, noisy.n_classes, seed).to(device)
         x, y, xt, yt = tensors(noisy, device)
-        train_with_head_l1l2(model, x, y, arm, seed, scaled(progress, 0.0, 0.8))
+        train_model(model, x, y, arm.train_config(), seed, scaled(progress, 0.0, 0.8))
+        model.eval()
         head = parameter_names(model, "last_layer")
         curvature = build_curvature("last_layer", model, x, y, head, arm.weight_decay + arm.head_l2, damping,
                                     batch_size=256, progress=scaled(progress, 0.8, 0.9))

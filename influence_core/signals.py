@@ -51,7 +51,6 @@ out-of-fold probabilities, scikit-learn ``IsolationForest``) and scores them aga
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
@@ -60,6 +59,7 @@ import torch
 from torch import nn
 
 from influence_core import cache
+from influence_core.baselines import cleanlab_flags, isolation_forest_scores, out_of_fold_probabilities
 from influence_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from influence_core.data.base import Dataset
 from influence_core.data.glitches import ANOMALY_KINDS, GLITCH_KINDS, MISLABEL_KINDS, GlitchTruth, inject_glitches
@@ -352,52 +352,6 @@ def compute_signals(
 # baselines
 
 
-def out_of_fold_probs(
-    run: RunConfig, dataset: Dataset, folds: int, progress: ProgressFn = silent, use_cache: bool = True
-) -> np.ndarray:
-    """Predicted probabilities of every training row from a model trained without it (K folds, same config)."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    from influence_core.experiments import predict_proba, train
-
-    n = len(dataset.y_train)
-    probs = np.zeros((n, dataset.n_classes), dtype=np.float64)
-    try:
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=run.seed).split(np.zeros(n), dataset.y_train))
-    except ValueError:  # a class with fewer rows than folds
-        splits = list(KFold(folds, shuffle=True, random_state=run.seed).split(np.zeros(n)))
-    for f, (fit_rows, held_rows) in enumerate(splits):
-        trained = train(run, scaled(progress, f / folds, (f + 1) / folds), use_cache, dataset.subset_train(fit_rows))
-        probs[held_rows] = predict_proba(trained.model, dataset.x_train[held_rows])
-    return probs
-
-
-def cleanlab_baseline(labels: np.ndarray, pred_probs: np.ndarray) -> dict[str, np.ndarray]:
-    """cleanlab on (labels, out-of-sample probabilities): issue mask, ranking score (higher = worse), suggested label."""
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
-    pred_probs = np.clip(pred_probs, 1e-12, None)
-    pred_probs = pred_probs / pred_probs.sum(1, keepdims=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        issues = find_label_issues(labels, pred_probs)
-        quality = get_label_quality_scores(labels, pred_probs)
-    return {"issues": np.asarray(issues, bool), "score": 1.0 - quality, "suggested": pred_probs.argmax(1)}
-
-
-def isolation_forest_scores(x: np.ndarray, seed: int) -> np.ndarray:
-    """scikit-learn IsolationForest (default settings) on flattened inputs; higher = more anomalous."""
-    from sklearn.ensemble import IsolationForest
-
-    flat = x.reshape(len(x), -1)
-    return -IsolationForest(random_state=seed).fit(flat).score_samples(flat)
-
-
-# ------------------------------------------------------------------------------------------
-# metrics
-
-
 def repair_accuracy(suggested: np.ndarray, true_labels: np.ndarray, rows: np.ndarray) -> Optional[float]:
     """Share of ``rows`` (a mask) whose suggested label is the true class (None when there are none)."""
     rows = np.asarray(rows, bool)
@@ -649,8 +603,8 @@ def detect_glitches(
     start = time.perf_counter()
     if glitch.cleanlab_folds >= 2:
         progress(0.6, f"cleanlab: {glitch.cleanlab_folds}-fold out-of-sample probabilities")
-        probs = out_of_fold_probs(run, ds, glitch.cleanlab_folds, scaled(progress, 0.6, 0.95), use_cache)
-        baselines["cleanlab"] = cleanlab_baseline(ds.y_train, probs)
+        probs = out_of_fold_probabilities(run, ds, glitch.cleanlab_folds, scaled(progress, 0.6, 0.95), use_cache)
+        baselines["cleanlab"] = cleanlab_flags(ds.y_train, probs)
     if glitch.isolation_forest:
         progress(0.95, "IsolationForest")
         baselines["isolation_forest"] = isolation_forest_scores(ds.x_train, run.seed)

@@ -37,9 +37,14 @@ def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor:
     return 0.5 * weight_decay * sum((p**2).sum() for p in model.parameters() if p.requires_grad)
 
 
-def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> torch.Tensor:
-    """Mean cross-entropy plus the L2 penalty: the function training minimises."""
-    return nn.functional.cross_entropy(model(x), y) + l2_penalty(model, weight_decay)
+def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float, head_l1: float = 0.0,
+              head_l2: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy plus the L2 penalty (and the head's elastic net when asked): the function training minimises."""
+    loss = nn.functional.cross_entropy(model(x), y) + l2_penalty(model, weight_decay)
+    if head_l1 or head_l2:
+        w = model.head.weight
+        loss = loss + head_l1 * w.abs().sum() + 0.5 * head_l2 * (w**2).sum()
+    return loss
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -87,6 +92,14 @@ def fit_lbfgs(
     return model
 
 
+def polished_convex(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float, max_iter: int = 2000) -> nn.Module:
+    """A float64 copy of a convex model (logistic regression) taken to its optimum by full-batch L-BFGS: influence
+    functions assume an optimum, and float32 training stops where the gradient is still larger than one removal's push."""
+    polished = copy.deepcopy(model).double()
+    fit_lbfgs(polished, x.double(), y, weight_decay, max_iter=max_iter, tol=1e-12)
+    return polished.eval()
+
+
 def train_model(
     model: nn.Module,
     x: torch.Tensor,
@@ -115,7 +128,10 @@ def train_model(
     batch = cfg.batch_size if 0 < cfg.batch_size < n else n
     generator = torch.Generator().manual_seed(seed)
     keep = checkpoint_epochs(cfg.epochs, cfg.n_checkpoints, cfg.checkpoint_spacing)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.lr_schedule == "cosine" else None
+    steps = -(-n // batch)
+    per_step = cfg.lr_schedule == "cosine_per_step"
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps if per_step else cfg.epochs)
+                if cfg.lr_schedule in ("cosine", "cosine_per_step") else None)
     for epoch in range(1, cfg.epochs + 1):
         epoch_lr = opt.param_groups[0]["lr"]  # the rate this epoch's steps used (TracIn weights by it)
         model.train()
@@ -123,13 +139,15 @@ def train_model(
         for start in range(0, n, batch):
             idx = order[start : start + batch] if order is not None else slice(None)
             opt.zero_grad()
-            loss = objective(model, x[idx], y[idx], cfg.weight_decay)
+            loss = objective(model, x[idx], y[idx], cfg.weight_decay, cfg.head_l1, cfg.head_l2)
             loss.backward()
             opt.step()
+            if per_step:
+                schedule.step()
         if epoch in keep:
             result.checkpoints.append(Checkpoint(epoch, epoch_lr, _snapshot(model)))
             result.history.append({"epoch": epoch, **evaluate(model, x, y)})
-        if schedule is not None:
+        if schedule is not None and not per_step:
             schedule.step()
         progress(epoch / cfg.epochs, f"training epoch {epoch}/{cfg.epochs}")
     model.eval()

@@ -41,24 +41,44 @@ def singular_class(y: np.ndarray, source: int, fraction: float, n_classes: int, 
     rng = np.random.default_rng(seed)
     candidates = np.flatnonzero(y == source)
     chosen = rng.choice(candidates, size=int(round(fraction * len(candidates))), replace=False)
-    noisy = y.copy()
-    offsets = rng.integers(1, n_classes, size=len(chosen))
-    noisy[chosen] = (y[chosen] + offsets) % n_classes
-    mask = np.zeros(len(y), dtype=bool)
-    mask[chosen] = True
-    return noisy, mask
+    return _to_other_classes(y, chosen, n_classes, rng)
 
 
-def uniform_noise(y: np.ndarray, fraction: float, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mislabel ``fraction`` of all samples, each to a uniformly random *other* class."""
-    _check_fraction(fraction)
+def _to_other_classes(y: np.ndarray, chosen: np.ndarray, n_classes: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each chosen row to a uniformly random *other* class; (noisy labels, mask of the chosen rows)."""
     if n_classes < 2:
         raise InputError("label noise needs at least two classes")
-    y = np.asarray(y)
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(y), size=int(round(fraction * len(y))), replace=False)
     noisy = y.copy()
     noisy[chosen] = (y[chosen] + rng.integers(1, n_classes, size=len(chosen))) % n_classes
     mask = np.zeros(len(y), dtype=bool)
     mask[chosen] = True
     return noisy, mask
+
+
+def flip_count(y: np.ndarray, n_flipped: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mislabel exactly ``n_flipped`` samples drawn uniformly, each to a uniformly random other class."""
+    y = np.asarray(y)
+    if not 0 <= n_flipped <= len(y):
+        raise InputError(f"cannot flip {n_flipped} of {len(y)} labels")
+    rng = np.random.default_rng(seed)
+    return _to_other_classes(y, rng.choice(len(y), size=n_flipped, replace=False), n_classes, rng)
+
+
+def uniform_noise(y: np.ndarray, fraction: float, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mislabel ``fraction`` of all samples, each to a uniformly random *other* class."""
+    _check_fraction(fraction)
+    return flip_count(y, int(round(fraction * len(y))), n_classes, seed)
+
+
+def flip_per_class(y: np.ndarray, n_per_class: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mislabel ``n_per_class`` samples of every class, each to a uniformly random other class."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate([rng.choice(np.flatnonzero(y == c), n_per_class, replace=False) for c in range(n_classes)])
+    return _to_other_classes(y, chosen, n_classes, rng)
+
+
+def with_noise(dataset, noisy_and_mask: tuple[np.ndarray, np.ndarray]):
+    """The dataset with the noisy training labels; the ground truth marks every label that differs from the clean one."""
+    noisy, _ = noisy_and_mask
+    return dataset.with_train_labels(noisy, noisy != dataset.y_train_clean)

@@ -1,0 +1,58 @@
+"""The detectors influence is compared with: cleanlab on out-of-fold probabilities of the same model, and
+scikit-learn's IsolationForest. One home for them, so every view measures against the same baseline."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from influence_core.config import RunConfig
+from influence_core.data.base import Dataset
+from influence_core.errors import InputError
+from influence_core.progress import ProgressFn, scaled, silent
+
+
+def out_of_fold_probabilities(config: RunConfig, dataset: Dataset, n_folds: int = 5, progress: ProgressFn = silent,
+                              use_cache: bool = True) -> np.ndarray:
+    """Class probabilities of every training row from the same model and training without it: K folds (seeded,
+    stratified; plain K-fold when a class has fewer rows than folds)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    from influence_core.experiments import predict_proba, train
+
+    if n_folds < 2:
+        raise InputError(f"out-of-fold probabilities need at least 2 folds, got {n_folds}")
+    n = len(dataset.y_train)
+    try:
+        splits = list(StratifiedKFold(n_folds, shuffle=True, random_state=config.seed).split(np.zeros(n), dataset.y_train))
+    except ValueError:  # a class with fewer rows than folds
+        splits = list(KFold(n_folds, shuffle=True, random_state=config.seed).split(np.zeros(n)))
+    probs = np.zeros((n, dataset.n_classes), dtype=np.float64)
+    for k, (fit_rows, held_rows) in enumerate(splits):
+        trained = train(config, scaled(progress, k / n_folds, (k + 1) / n_folds), use_cache, dataset.subset_train(fit_rows))
+        probs[held_rows] = predict_proba(trained.model, dataset.x_train[held_rows])
+    return probs
+
+
+def cleanlab_flags(labels: np.ndarray, pred_probs: np.ndarray) -> dict[str, np.ndarray]:
+    """cleanlab on (labels, out-of-sample probabilities): ``issues`` (its fixed set), ``score`` (1 − label quality:
+    higher = worse) and ``suggested`` (the likeliest class)."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    pred_probs = np.clip(pred_probs, 1e-12, None)
+    pred_probs = pred_probs / pred_probs.sum(1, keepdims=True)
+    with warnings.catch_warnings():  # cleanlab warns about small classes; the page says what it found instead
+        warnings.simplefilter("ignore")
+        issues = find_label_issues(labels, pred_probs)
+        quality = get_label_quality_scores(labels, pred_probs)
+    return {"issues": np.asarray(issues, bool), "score": 1.0 - quality, "suggested": pred_probs.argmax(1)}
+
+
+def isolation_forest_scores(x: np.ndarray, seed: int) -> np.ndarray:
+    """scikit-learn IsolationForest (default settings) on flattened inputs; higher = more anomalous."""
+    from sklearn.ensemble import IsolationForest
+
+    flat = x.reshape(len(x), -1)
+    return -IsolationForest(random_state=seed).fit(flat).score_samples(flat)
