@@ -60,12 +60,14 @@ from torch import nn
 
 from influence_core import cache
 from influence_core.baselines import cleanlab_flags, isolation_forest_scores, out_of_fold_probabilities
-from influence_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from influence_core.data.base import Dataset
 from influence_core.data.glitches import ANOMALY_KINDS, GLITCH_KINDS, MISLABEL_KINDS, GlitchTruth, inject_glitches
 from influence_core.errors import InputError
 from influence_core.metrics import auroc, average_precision
+from influence_core.methods import Attributor
 from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.tasks import PerSampleLoss
 from influence_core.training import Checkpoint, model_at
 
 SIGNALS: dict[str, str] = {
@@ -348,6 +350,51 @@ def compute_signals(
     return SignalResult(scores, out["ncf"].astype(np.int64), out["pcf"].astype(np.int64), kind, time.perf_counter() - start)
 
 
+def compute_signals_by_method(
+    method: Attributor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    n_classes: int,
+    progress: ProgressFn = silent,
+) -> SignalResult:
+    """All seven signals from any registered method's train→validation matrix (its counterfactuals: the same fitted
+    method at the final model on the relabelled rows, as the paper's θ_T). The closed form of :func:`compute_signals` is
+    TracIn's fast path on the head."""
+    start = time.perf_counter()
+    if len(y_val) == 0:
+        raise InputError("the validation set is empty: use a larger test split or validation fraction")
+    x_train, y_train = method.context.x_train, method.context.y_train
+    validation = PerSampleLoss(x_val, y_val)
+    matrix = torch.from_numpy(method.scores(validation, progress=scaled(progress, 0.0, 0.3))).T  # (n_train, n_val)
+    si = method.self_scores(scaled(progress, 0.3, 0.4))
+    y_val_cpu, n, final = y_val.cpu(), len(y_train), method.at_final_model()
+    step = max(1, (1 << 22) // max(len(y_val), 1))
+    parts: dict[str, list[torch.Tensor]] = {}
+    for lo in range(0, n, step):
+        rows = slice(lo, min(n, lo + step))
+
+        def counterfactual(labels: torch.Tensor, rows: slice = rows) -> torch.Tensor:
+            relabelled = final.on_training_rows(x_train[rows], labels.to(y_train.device))
+            return torch.from_numpy(relabelled.scores(validation)).T
+
+        block = signals_from_rows(matrix[rows], y_train[rows].cpu(), y_val_cpu, n_classes, counterfactual)
+        for key, value in block.items():
+            parts.setdefault(key, []).append(value)
+        progress(0.4 + 0.6 * rows.stop / n, f"signals for {rows.stop}/{n} training samples")
+    out = {key: torch.cat(values).numpy() for key, values in parts.items()}
+    pcid = pcid_from_denominator(out["pcid_denominator"])
+    rank, kind = cfrank(out["CNCI"], pcid)
+    scores = {"SI": si, "MI": out["MI"], "AAI": out["AAI"], "GD-class": out["GD-class"], "CNCI": out["CNCI"], "PCID": pcid, "CFRank": rank}
+    scores = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
+    return SignalResult(scores, out["ncf"].astype(np.int64), out["pcf"].astype(np.int64), kind, time.perf_counter() - start)
+
+
+def uses_head_closed_form(run: RunConfig) -> bool:
+    """TracIn over the head is computed in closed form (two small matmuls per checkpoint); every other method goes
+    through the method registry."""
+    return run.method == "tracin" and run.curvature.params == "last_layer"
+
+
 # ------------------------------------------------------------------------------------------
 # baselines
 
@@ -473,8 +520,10 @@ def signal_run_config(
     label_column: Optional[str] = None,
     id_column: Optional[str] = None,
     image_size: Optional[int] = None,
+    method: str = "tracin",
 ) -> RunConfig:
-    """A run config that trains with plain SGD (no momentum) and 10 checkpoints, as TracIn assumes.
+    """A run config that trains with plain SGD (no momentum) and 10 checkpoints, as TracIn assumes; influence is taken
+    over the last layer (the paper's setting) by ``method`` (TracIn by default: its closed form).
 
     Learning rates and epochs are set per model so each reaches good accuracy on digits / MNIST.
     ``dataset`` "csv" / "image_folder" reads the user's data at ``path`` (CSV: ``label_column``,
@@ -494,7 +543,8 @@ def signal_run_config(
                         image_size=image_size),  # None: the loader's default size
         model=model_cfg,
         train=train_cfg,
-        method="tracin",
+        curvature=CurvatureConfig(kind="auto", params="last_layer"),
+        method=method,
         seed=seed,
     )
 
@@ -553,7 +603,7 @@ def _prepare(run: RunConfig, glitch: GlitchConfig) -> tuple[Dataset, np.ndarray,
     glitch.validate()
     if run.data.noise != "none" and run.data.noise_fraction > 0:
         raise InputError("set the dataset's label noise to 'none': the glitch settings inject the corruption")
-    if run.train.optimizer != "sgd":
+    if run.method == "tracin" and run.train.optimizer != "sgd":
         raise InputError(f"TracIn signals assume plain SGD (no momentum); set the optimizer to 'sgd' (got {run.train.optimizer!r})")
     ds = load_data(run)
     ds, x_val, y_val, ids_val = split_validation(ds, glitch.val_fraction, run.seed)
@@ -568,7 +618,7 @@ def detect_glitches(
     use_cache: bool = True,
 ) -> GlitchReport:
     """Inject glitches, train (SGD + checkpoints), compute every signal and baseline, score them. Cached."""
-    from influence_core.experiments import _training_payload, dataset_fingerprint, train
+    from influence_core.experiments import _training_payload, dataset_fingerprint, fit_method, train
 
     progress(0.0, "loading data and injecting glitches")
     ds, x_val, y_val, ids_val, truth = _prepare(run, glitch)
@@ -580,12 +630,18 @@ def detect_glitches(
     payload = {
         "training": _training_payload(run, ds),
         "glitch": asdict(glitch),
+        "method": run.method,
+        "curvature": asdict(run.curvature),
         "validation": dataset_fingerprint(replace(ds, x_test=x_val, y_test=y_val, ids_test=ids_val, groups_test=None)),
     }
 
     def compute_signals_entry() -> cache.CacheEntry:
-        result = compute_signals(trained.model, trained.checkpoints, x_tr_t, y_tr_t, x_val_t, y_val_t,
-                                 glitch.include_bias, progress=scaled(progress, 0.45, 0.6))
+        if uses_head_closed_form(run):
+            result = compute_signals(trained.model, trained.checkpoints, x_tr_t, y_tr_t, x_val_t, y_val_t,
+                                     glitch.include_bias, progress=scaled(progress, 0.45, 0.6))
+        else:
+            method = fit_method(run, trained, scaled(progress, 0.45, 0.5))
+            result = compute_signals_by_method(method, x_val_t, y_val_t, ds.n_classes, scaled(progress, 0.5, 0.6))
         arrays = {f"score:{k}": v for k, v in result.scores.items()}
         arrays.update(ncf=result.ncf, pcf=result.pcf, cfrank_type=(result.cfrank_type == "mislabeled"))
         return cache.CacheEntry(arrays, {"seconds": result.seconds}, {})

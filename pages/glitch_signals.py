@@ -16,6 +16,7 @@ from influence_core.signals import (
     suggested_repairs,
     thumbnail,
 )
+from pages._pickers import method_picker
 from pages._ui import OWN_DATA, OwnDataInputs, ask_for_own_data, kept_result, own_data_inputs, memoised, page_header, progress_status, run_or_explain
 
 page_header("Glitch signals")
@@ -51,19 +52,21 @@ with st.container(border=True):
     models = [m for m in MODELS if not (dataset == "csv" and m == "cnn")]
     model = c3.selectbox("Model", models, format_func=MODELS.get, key=f"glitch_model_{dataset == 'csv'}")
     epochs = c3.slider("Epochs (SGD, no momentum)", 5, 60, 15, step=5, key="glitch_epochs")
+    method = method_picker(c3, "glitch_method", "tracin", label="Influence matrix (last layer)",
+                           help="TracIn is the paper's (closed form, fastest); every other method runs through the engine")
     with c4:
         seed = st.number_input("Seed", 0, 10_000, 0, key="glitch_seed")
         val_fraction = st.slider("Validation share of the test split", 0.1, 0.9, 0.5, step=0.1, key="glitch_val")
         folds = st.selectbox("cleanlab folds", [0, 2, 3, 5], index=1, key="glitch_folds",
                              format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold")
-        include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias")
+        include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias", disabled=method != "tracin")
 
 if own and not mine.complete:
     ask_for_own_data(dataset, mine)
 is_mnist = dataset in ("mnist", "fashion_mnist")
 run = run_or_explain(signal_run_config, dataset, model, n_train=n_train if is_mnist else 0, n_test=2000 if is_mnist else 0,
                      seed=int(seed), epochs=int(epochs), path=mine.path, label_column=mine.label_column, id_column=mine.id_column,
-                     image_size=mine.image_size)
+                     image_size=mine.image_size, method=method)
 if run is None:
     st.stop()
 glitch = GlitchConfig(kind=kind, ratio=float(ratio), val_fraction=float(val_fraction),

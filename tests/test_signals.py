@@ -351,3 +351,37 @@ def test_glitch_page_on_own_csv_ranks_the_wrong_labels_it_was_not_told_about(tmp
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert int(metrics["Relabelled"]) >= 1 and "Relabelled to the true class" not in metrics
+
+
+# ------------------------------------------------------------------ every method through the registry
+
+
+def test_tracin_through_the_method_registry_equals_the_head_closed_form(planted_2d):
+    """The generic path (any registered method's matrix, counterfactuals by relabelling rows) must give TracIn's
+    closed form exactly when the method is TracIn over the head: the two computations share nothing but the math."""
+    from influence_core.methods import AttributionContext, fit_attributor
+    from influence_core.models import parameter_names
+    from influence_core.signals import compute_signals_by_method
+
+    ds, _, closed = planted_2d
+    run = RunConfig(
+        data=DataConfig(name="planted2d"), model=ModelConfig(kind="mlp", hidden=16, depth=1),
+        train=TrainConfig(optimizer="sgd", lr=0.1, epochs=30, batch_size=32, weight_decay=1e-4, n_checkpoints=10),
+        method="tracin",
+    )
+    trained = train(run, dataset=ds, use_cache=False)
+    x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
+    context = AttributionContext(trained.model, x, y, parameter_names(trained.model, "last_layer"), 1e-4,
+                                 checkpoints=trained.checkpoints)
+    generic = compute_signals_by_method(fit_attributor("tracin", context), torch.from_numpy(ds.x_test), torch.from_numpy(ds.y_test), 3)
+    for name in ("SI", "MI", "AAI", "GD-class", "CNCI"):
+        np.testing.assert_allclose(generic.scores[name], closed.scores[name], rtol=1e-3, atol=1e-6 * np.abs(closed.scores[name]).max())
+    np.testing.assert_array_equal(generic.ncf, closed.ncf)
+    assert np.corrcoef(np.log(generic.scores["PCID"]), np.log(closed.scores["PCID"]))[0, 1] > 0.999
+
+
+def test_glitch_signals_under_an_influence_function_find_the_planted_mislabels():
+    run = signal_run_config("digits", "mlp", seed=0, epochs=10, method="influence")
+    report = detect_glitches(run, GlitchConfig(kind="uniform", ratio=0.1, cleanlab_folds=0, isolation_forest=False))
+    table = {row["method"]: row for row in report.table}
+    assert table["CNCI"]["AUROC"] > 0.9, table["CNCI"]

@@ -9,6 +9,8 @@ page's picker and the contract test see it with no other edit.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional, Sequence
@@ -110,6 +112,17 @@ class Attributor(ABC):
     @property
     def param_names(self) -> list[str]:
         return list(self.context.param_names)
+
+    def at_final_model(self) -> "Attributor":
+        """The method at the trained weights only (methods that sum over training checkpoints keep the last one)."""
+        return self
+
+    def on_training_rows(self, x: torch.Tensor, y: torch.Tensor) -> "Attributor":
+        """The same fitted method (curvature, checkpoints, dropout copies kept) scoring other training rows, e.g. the
+        counterfactual of a row relabelled (the glitch signals' CNCI / PCID)."""
+        clone = copy.copy(self)
+        clone.context = dataclasses.replace(self.context, x_train=x, y_train=y)
+        return clone
 
     @abstractmethod
     def scores(self, measurement: Measurement, train_task: Optional[Task] = None, progress: ProgressFn = silent) -> np.ndarray:

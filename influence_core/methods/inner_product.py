@@ -4,6 +4,7 @@ dropout copies ("Revisit, extend and enhance Hessian-free influence functions"; 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Optional
 
 import numpy as np
@@ -54,6 +55,11 @@ class TracIn(Attributor):
         if reason:
             raise InputError(reason)
         return self
+
+    def at_final_model(self) -> "TracIn":
+        final = copy.copy(self)
+        final.context = dataclasses.replace(self.context, checkpoints=list(self.context.checkpoints)[-1:])
+        return final
 
     def _each(self, fn, progress: ProgressFn):
         ckpts = self.context.checkpoints
