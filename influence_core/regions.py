@@ -80,6 +80,8 @@ class RegionConfig:
     lr_schedule: str = "cosine"  # annealing lets the surrogate settle on the oracle's thin advisory regions
     weight_decay: float = 1e-5
     damping: float = 1e-3
+    method: str = "influence"  # any registered method; Cook's distance is its self-score
+    curvature: str = "last_layer"  # the paper's: the full GGN of the surrogate's last layer
     seed: int = 0
 
     def validate(self) -> None:
@@ -113,8 +115,8 @@ class RegionConfig:
             model=ModelConfig(kind="mlp", hidden=self.hidden, depth=self.depth, activation="relu"),
             train=TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.effective_batch_size, optimizer="adam",
                               weight_decay=self.weight_decay, n_checkpoints=2, lr_schedule=self.lr_schedule),
-            curvature=CurvatureConfig(kind="last_layer", damping=self.damping, params="last_layer"),
-            method="influence",
+            curvature=CurvatureConfig(kind=self.curvature, damping=self.damping, params="last_layer"),
+            method=self.method,
             seed=self.seed,
         )
 

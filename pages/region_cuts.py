@@ -19,6 +19,7 @@ from influence_core.regions import (
     rank_cut_centres,
     run_region_study,
 )
+from pages._pickers import curvature_picker, method_picker
 from pages._ui import memoised, page_header, progress_status, run_or_explain
 
 page_header("Region cuts")
@@ -105,6 +106,9 @@ with tab_cuts:
             batch_size = st.select_slider("Batch size", [256, 512, 1024, 2048, 4096], RegionConfig.batch_size, key="rc_batch")
             lr = st.select_slider("Learning rate (Adam, cosine decay)", [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2], RegionConfig.lr, key="rc_lr")
             seed = st.number_input("Seed", 0, 10_000, 0, key="rc_seed")
+        with c4.expander("Influence (last layer)"):
+            method = method_picker(st, "rc_method", RegionConfig.method)
+            curvature = curvature_picker(st, "rc_curvature", RegionConfig.curvature, method)
 
     WIDGET_KEYS = {"n_points": "rc_points", "hidden": "rc_hidden", "depth": "rc_depth", "epochs": "rc_epochs",
                    "batch_size": "rc_batch", "lr": "rc_lr"}
@@ -125,7 +129,7 @@ with tab_cuts:
 
     config = RegionConfig(family=family, prev_adv=int(prev_adv), tau=int(tau), path=folder, n_points=int(n_points),
                           sampling=sampling, hidden=int(hidden), depth=int(depth), epochs=int(epochs),
-                          batch_size=int(batch_size), lr=float(lr), seed=int(seed))
+                          batch_size=int(batch_size), lr=float(lr), method=method, curvature=curvature, seed=int(seed))
 
 
     def _study():
