@@ -235,6 +235,7 @@ class FittedBinary:
     y_train: torch.Tensor
     x_test: torch.Tensor
     metrics: dict[str, Any]
+    checkpoints: list = field(default_factory=list)  # the training run's (TracIn)
 
 
 def fit_binary(config: RunConfig, dataset: Optional[Dataset] = None, progress: ProgressFn = silent, use_cache: bool = True) -> FittedBinary:
@@ -252,7 +253,7 @@ def fit_binary(config: RunConfig, dataset: Optional[Dataset] = None, progress: P
         model = polished_convex(model, x, y, config.train.weight_decay)
     metrics = {"train": evaluate(model, x, y), "test": evaluate(model, xt, yt), "device": str(x.device)}
     progress(1.0, "model ready")
-    return FittedBinary(config, trained.dataset, model, x, y, xt, metrics)
+    return FittedBinary(config, trained.dataset, model, x, y, xt, metrics, trained.checkpoints)
 
 
 def margin_kernel(fitted: FittedBinary, progress: ProgressFn = silent) -> tuple[np.ndarray, str]:
@@ -269,7 +270,7 @@ def margin_kernel(fitted: FittedBinary, progress: ProgressFn = silent) -> tuple[
     else:
         names, kind, damping = influence_params(cfg, fitted.model), cfg.curvature.kind, cfg.curvature.damping
     context = AttributionContext(fitted.model, fitted.x_train, fitted.y_train, names, cfg.train.weight_decay, kind, damping,
-                                 seed=cfg.seed)
+                                 fitted.checkpoints, seed=cfg.seed)
     method = fit_attributor(cfg.method, context, scaled(progress, 0.0, 0.2))
     # scores are −∇fᵀH⁻¹∇ℓ: with the margin on both sides that is −K
     kernel = -method.scores(margin_measurement(fitted.x_test), train_task=MARGIN, progress=scaled(progress, 0.2, 1.0))
@@ -666,16 +667,18 @@ def what_if_dataset(name: str, classes: tuple[int, int] = (3, 8), extra_noise: f
     return add_label_noise(ds, extra_noise, seed + 7) if extra_noise > 0 else ds
 
 
-def what_if_config(model_kind: str = "logreg", weight_decay: float = 1e-2, seed: int = 0) -> RunConfig:
+def what_if_config(model_kind: str = "logreg", weight_decay: float = 1e-2, seed: int = 0, method: str = "influence") -> RunConfig:
     """L2 logistic regression (L-BFGS to the optimum, exact Hessian) or a 2×32 ReLU MLP (Adam, full batch,
-    last-layer GGN curvature via laplace-torch: the MLP's full Hessian is often indefinite)."""
+    last-layer GGN curvature via laplace-torch: the MLP's full Hessian is often indefinite). ``method``: any
+    registered method that needs no checkpoints (flip sets are found at the trained model)."""
     from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, TrainConfig
 
     if model_kind == "logreg":
         return RunConfig(data=DataConfig(name="csv"), model=ModelConfig(kind="logreg"),
-                         train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=5), seed=seed)
+                         train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=5),
+                         method=method, seed=seed)
     if model_kind == "mlp":
         return RunConfig(data=DataConfig(name="csv"), model=ModelConfig(kind="mlp", hidden=32, depth=2),
                          train=TrainConfig(optimizer="adam", lr=0.01, epochs=500, weight_decay=weight_decay, n_checkpoints=5),
-                         curvature=CurvatureConfig(kind="last_layer", damping=0.01), seed=seed)
+                         curvature=CurvatureConfig(kind="last_layer", damping=0.01), method=method, seed=seed)
     raise InputError(f"model must be logreg or mlp, got {model_kind!r}")

@@ -11,6 +11,7 @@ from influence_core import hessian_free as hf
 from influence_core.experiments import content_key
 from influence_core.figures import CLASS_COLOURS, sign_note
 from influence_core.metrics import auroc
+from pages._pickers import method_picker
 from pages._ui import csv_inputs, kept_result, memoised, page_header, progress_status, run_or_explain
 
 page_header("What-if")
@@ -37,12 +38,14 @@ with st.container(border=True):
     output = c4.radio("Algorithm 1 sums", ["probability", "margin"], horizontal=True, key="whatif_output",
                       format_func={"probability": "Δ probability (paper)", "margin": "Δ logit margin"}.get)
     seed = int(c4.number_input("Seed", 0, 10_000, 0, key="whatif_seed"))
+    method = method_picker(c4, "whatif_method", help="what predicts each relabel's effect on the margin (the paper: the "
+                                                     "influence function; the Hessian-free ones are cheaper and rougher)")
 
 if name == "csv" and not label_column:
     if not csv_path:
         st.info("Name your CSV above: numeric feature columns and a label column with two classes.")
     st.stop()
-config = fs.what_if_config(model_kind, weight_decay, seed)
+config = fs.what_if_config(model_kind, weight_decay, seed, method)
 run_key = f"whatif:{name}:{classes}:{csv_path}:{label_column}:{id_column}:{noise}:{tau}:{output}:{content_key(config, csv_path)}"
 
 
