@@ -1,10 +1,6 @@
 """Influence Lab: see which training data a model leans on, and which of it is wrong."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import influence_core and pages._ui
-
-from pages._ui import run_app  # noqa: E402
+# Streamlit puts this file's folder first on sys.path, so `pages._ui` (and `influence_core`) import from here
+from pages._ui import run_app
 
 run_app()

@@ -3,32 +3,108 @@
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import streamlit as st
 
+# light imports only: app.py imports this module before st.navigation, and torch (~1.5 s, far more on a busy
+# machine) would hold back the navigation and leave Streamlit's raw file list over a blank page meanwhile
 from influence_core import SIGN_CONVENTION
-from influence_core.device import default_device
 from influence_core.errors import CurvatureError, DataWarning, InputError
 
 log = logging.getLogger("influence_lab")
 
 
+def duration_text(seconds: float) -> str:
+    """'4 s', '1 min 05 s', '2 h 03 min': rounded up, so a short wait never reads '0 s'."""
+    seconds = max(int(-(-seconds // 1)), 1)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def progress_text(fraction: float, elapsed: float, message: str = "") -> str:
+    """'42 % done, about 6 s left: message'. The time left extrapolates the pace so far (elapsed × (1 − f) / f);
+    below 2 % done, or in the first half second, there is no pace to go on yet."""
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    if fraction >= 1.0:
+        left = "finishing"
+    elif fraction < 0.02 or elapsed < 0.5:
+        left = "estimating the time left"
+    else:
+        left = f"about {duration_text(elapsed * (1 - fraction) / fraction)} left"
+    return f"{fraction:.0%} done, {left}" + (f": {message}" if message else "")
+
+
 @contextmanager
 def progress_status(label: str) -> Iterator[Callable[[float, str], None]]:
-    """An st.status box with a progress bar; yields a ProgressFn for influence_core."""
-    with st.status(label, expanded=False) as status:
+    """An st.status box with a progress bar; yields a ProgressFn for influence_core. The box's label (seen while
+    collapsed) and the bar say the share done and the time left; when done, the label says how long it took."""
+    start = time.perf_counter()
+    shown = [0.0]  # when the box was last redrawn: at most ~10 redraws a second, every one is a message to the browser
+    with st.status(label + ": starting", expanded=False) as status:
         bar = st.progress(0.0)
 
         def report(fraction: float, message: str) -> None:
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+            now = time.perf_counter()
+            if now - shown[0] < 0.1 and fraction < 1.0:
+                return
+            shown[0] = now
+            text = progress_text(fraction, now - start, message)
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=text)
+            status.update(label=f"{label}: {text.split(': ')[0]}")
 
         yield report
-        status.update(label=label + " — done", state="complete")
+        status.update(label=f"{label}: done in {duration_text(time.perf_counter() - start)}", state="complete")
+
+
+# what a first visit to a view imports, with each module's rough share of the wait (measured with -X importtime)
+HEAVY_IMPORTS = (("torch", 1.5), ("torch._dynamo", 1.4), ("sklearn.datasets", 0.9), ("laplace", 0.4), ("pandas", 0.2),
+                 ("plotly.graph_objects", 0.2))
+
+
+def import_with_progress(modules: Sequence[tuple[str, float]] = HEAVY_IMPORTS,
+                         label: str = "Loading PyTorch and scikit-learn (once per server start)") -> None:
+    """Import the modules not imported yet under a progress box: on a fresh server the first view's imports are
+    seconds of blank page otherwise (torch, and torch._dynamo that torch.optim pulls in on first use)."""
+    import importlib
+    import sys
+
+    missing = [(name, weight) for name, weight in modules if name not in sys.modules]
+    if not missing:
+        return
+    total = sum(weight for _, weight in missing)
+    with progress_status(label) as report:
+        done = 0.0
+        for name, weight in missing:
+            report(done / total, f"importing {name}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation, raised on import
+                importlib.import_module(name)
+            done += weight
+        report(1.0, "imported")
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run small models' work (the explorer's 200-point toys) on one torch thread. On this 2-core machine with
+    the other core busy, two OpenMP threads wait on each other at every tiny op: the landing view's training took
+    6.1 s on two threads and 0.23 s on one (400 Adam steps of a 16-unit MLP). Large work keeps torch's default."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_or_explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Optional[Any]:
@@ -216,6 +292,8 @@ def page_header(title: str) -> None:
 
 
 def shared_sidebar() -> None:
+    from influence_core.device import default_device  # imports torch: after st.navigation (see the imports above)
+
     with st.sidebar:
         st.caption(f"Device: **{default_device()}**")
         st.caption("Influence sign: " + SIGN_CONVENTION + ".")

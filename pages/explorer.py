@@ -1,30 +1,35 @@
 """2D explorer: decision regions of a toy model with training points sized by influence."""
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, default_damping, explorer_config
-from influence_core.data.synthetic import DESCRIPTIONS
-from influence_core.experiments import EDITS, compute_influence, content_key, decision_grid, influence_over_epochs, retrain_with_edit
-from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note
-from influence_core.metrics import detection_summary
-from influence_core.retraining_check import check_by_retraining, strongest_for_test_point
-from pages._ui import kept_result, memoised, page_header, progress_status, run_or_explain
+from pages._ui import import_with_progress, kept_result, memoised, one_torch_thread, page_header, progress_status, run_or_explain
 
+# the title and a progress box first: on a fresh server the imports below take seconds
 page_header("2D explorer")
 st.caption(
     "Train a small model on a toy dataset, then see which training points it leans on. "
     "Point size = influence; click a point (or pick its id) to see its influence on, or from, the others."
 )
+import_with_progress()
 
-CURVATURE_HELP = {
-    "last_layer": "full Hessian over the last layer (laplace-torch)",
-    "exact": "exact Hessian over all weights",
-    "kron": "KFAC (laplace-torch)",
-    "diag": "diagonal GGN (laplace-torch)",
-}
-METHOD_HELP = {"influence": "Hessian-based influence", "ip": "Hessian-free inner product (IP)", "tracin": "TracIn over checkpoints"}
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, default_damping, explorer_config  # noqa: E402
+from influence_core.data.synthetic import DESCRIPTIONS  # noqa: E402
+from influence_core.experiments import (  # noqa: E402
+    EDITS,
+    compute_influence,
+    content_key,
+    decision_grid,
+    influence_over_epochs,
+    retrain_with_edit,
+)
+from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note  # noqa: E402
+from influence_core.methods import method_label  # noqa: E402
+from influence_core.metrics import detection_summary  # noqa: E402
+from influence_core.retraining_check import check_by_retraining, strongest_for_test_point  # noqa: E402
+from pages._pickers import curvature_picker, method_picker  # noqa: E402
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
@@ -43,8 +48,8 @@ with st.container(border=True):
                                        "retraining settles at an optimum (ReLU's kinks stop it short)")
         weight_decay = st.select_slider("L2 weight decay", [1e-4, 1e-3, 1e-2, 1e-1], EXPLORER_WEIGHT_DECAY,
                                         help="lighter weight decay makes influence on an MLP less reliable (check it against retraining)")
-    method = c4.selectbox("Method", list(METHOD_HELP), format_func=METHOD_HELP.get, key="explorer_method")
-    curvature = c4.selectbox("Curvature", list(CURVATURE_HELP), format_func=CURVATURE_HELP.get, disabled=method != "influence", key="explorer_curvature")
+    method = method_picker(c4, "explorer_method")
+    curvature = curvature_picker(c4, "explorer_curvature", "last_layer", method)
     with c4.expander("Damping and seed"):
         damping = st.select_slider("Damping", [0.0, 1e-3, 1e-2, 1e-1, 1.0], default_damping(model_kind),
                                    key=f"explorer_damping_{model_kind}", help="added to the Hessian's diagonal before inverting")
@@ -55,7 +60,7 @@ config = explorer_config(dataset, n_train, noise, fraction, model_kind, hidden, 
 
 
 def _compute():
-    with progress_status("Training and computing influence") as report:
+    with one_torch_thread(), progress_status("Training and computing influence") as report:
         return compute_influence(config, progress=report)
 
 
@@ -87,150 +92,168 @@ def _on_point_click() -> None:
     st.session_state[f"explorer_{which}_id"] = idx
 
 
-view = st.radio(
-    "Size points by", ["self", "test", "train"], horizontal=True, key="explorer_view",
-    format_func={"self": "self-influence (how hard each point pulls the model)",
-                 "test": "influence on one test point", "train": "influence of one training point"}.get,
-)
-# start where there is something to see: the test point with the largest loss, the training point that pulls hardest
-# (test #0 is often fitted with ~zero loss gradient, and nothing moves it)
-starts = {"train": int(np.argmax(result.self_scores)), "test": int(result.hardest_test_points(1)[0])}
-for which, n in (("train", len(ds.y_train)), ("test", len(ds.y_test))):
-    # widget state is kept only while the widget is on screen; keep ids valid when the dataset size changes
-    if not 0 <= st.session_state.get(f"explorer_{which}_id", -1) < n:
-        st.session_state[f"explorer_{which}_id"] = starts[which]
-if view != "self" and result.pairwise is None:
-    st.warning("The pairwise matrix was too large to compute for this dataset size.")
-    view = "self"
-
 xs, ys, probs = decision_grid(result.model, np.r_[ds.x_train, ds.x_test])
-test_values, highlight, signed = None, None, False
-train_values, label = result.self_scores, "self-influence"
-if view == "test":
-    idx = int(st.number_input("Test point id", 0, len(ds.y_test) - 1, key="explorer_test_id"))
-    train_values, label, signed, highlight = result.pairwise[idx], f"influence on test #{idx}", True, ("test", idx)
-elif view == "train":
-    idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, key="explorer_train_id"))
-    test_values, highlight = result.pairwise[:, idx], ("train", idx)
-
-figure = decision_region_figure(
-    xs, ys, probs, ds.x_train, ds.y_train, train_values, ds.flipped, label, signed,
-    ds.x_test, ds.y_test, test_values, highlight, ds.class_names,
-)
-st.plotly_chart(figure, on_select=_on_point_click, selection_mode=("points",), key="explorer_plot", width="stretch")
-st.caption(sign_note() + ". Self-influence ∇Lᵀ H⁻¹ ∇L is ≥ 0: large = the model bends to fit that point.")
-
-if view == "train":
-    idx = highlight[1]
-    change = -result.pairwise[:, idx].mean() / len(ds.y_train)
-    if abs(change) < 1e-12:  # a point fitted with ~zero loss gradient moves nothing
-        st.write(f"Removing training point #{idx} would leave the mean test loss unchanged (its loss gradient is ~0).")
-    else:
-        st.write(f"Removing training point #{idx} would change the mean test loss by about **{change:+.2e}** "
-                 f"({'harmful' if change < 0 else 'helpful'} on average).")
 
 
-def _show_check(train_indices, test_indices, store_key: str, button: str) -> None:
-    """A button that retrains without the named points and plots predicted vs retrained loss changes."""
-    def _check():
-        with progress_status("Retraining") as report:
-            return check_by_retraining(result, train_indices, test_indices, progress=report)
+# the interactive parts are fragments: a click, a radio or the epoch slider reruns its own part, not the page's
+# training, metrics and the other part (issue 20: ≤ 300 ms server time per interaction)
+@st.fragment
+def _points_view() -> None:
+    view = st.radio(
+        "Size points by", ["self", "test", "train"], horizontal=True, key="explorer_view",
+        format_func={"self": "self-influence (how hard each point pulls the model)",
+                     "test": "influence on one test point", "train": "influence of one training point"}.get,
+    )
+    # start where there is something to see: the test point with the largest loss, the training point that pulls hardest
+    # (test #0 is often fitted with ~zero loss gradient, and nothing moves it)
+    starts = {"train": int(np.argmax(result.self_scores)), "test": int(result.hardest_test_points(1)[0])}
+    for which, n in (("train", len(ds.y_train)), ("test", len(ds.y_test))):
+        # widget state is kept only while the widget is on screen; keep ids valid when the dataset size changes
+        if not 0 <= st.session_state.get(f"explorer_{which}_id", -1) < n:
+            st.session_state[f"explorer_{which}_id"] = starts[which]
+    if view != "self" and result.pairwise is None:
+        st.warning("The pairwise matrix was too large to compute for this dataset size.")
+        view = "self"
 
-    check = kept_result(st.button(button, key="explorer_check_button"), store_key, _check)
-    if check is None:
-        return
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Pearson", f"{check.pearson:.3f}", help="of predicted and retrained loss changes, over the dots")
-    c2.metric("Spearman", f"{check.spearman:.3f}", help="rank agreement: does the score order the removals right?")
-    c3.metric("Same sign", f"{check.sign_agreement:.0%}", help="removals whose predicted and retrained changes agree in sign")
-    c4.metric("Retrained / predicted", f"{check.slope:.2f}" if check.on_loss_scale else "—",
-              help="least-squares slope through 0: 1 = the right size; > 1 = influence understates the change")
-    if not check.settled:
-        st.warning(
-            f"L-BFGS stopped short of an optimum: a gradient of {check.leftover_gradient:.1e} was left, "
-            f"{check.leftover_gradient / check.removal_push:.0f}× the push of one removal ({check.removal_push:.1e}). "
-            "Part of each retrained change is where the optimiser stopped, not the removal. ReLU kinks do this; "
-            "a tanh or sigmoid MLP (Model details) or logistic regression settles."
-        )
-    if check.actual.shape[1] > 1:
-        st.write(f"Mean test-loss change: predicted **{check.predicted.mean():+.2e}**, after retraining "
-                 f"**{np.nanmean(check.actual):+.2e}**.")
-    st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
-    if not check.on_loss_scale:
-        st.caption(f"{METHOD_HELP[method]} has no inverse Hessian, so its scores are not loss changes: read the ranking and the signs.")
+    test_values, highlight, signed = None, None, False
+    train_values, label = result.self_scores, "self-influence"
+    if view == "test":
+        idx = int(st.number_input("Test point id", 0, len(ds.y_test) - 1, key="explorer_test_id"))
+        train_values, label, signed, highlight = result.pairwise[idx], f"influence on test #{idx}", True, ("test", idx)
+    elif view == "train":
+        idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, key="explorer_train_id"))
+        test_values, highlight = result.pairwise[:, idx], ("train", idx)
 
+    figure = decision_region_figure(
+        xs, ys, probs, ds.x_train, ds.y_train, train_values, ds.flipped, label, signed,
+        ds.x_test, ds.y_test, test_values, highlight, ds.class_names,
+    )
+    st.plotly_chart(figure, on_select=_on_point_click, selection_mode=("points",), key="explorer_plot", width="stretch")
+    st.caption(sign_note() + ". Self-influence ∇Lᵀ H⁻¹ ∇L is ≥ 0: large = the model bends to fit that point.")
 
-if view != "self":
-    with st.expander("Is the influence right here? Check against retraining"):
-        st.caption(
-            "Removes training points one at a time and retrains (full-batch L-BFGS from the trained weights: exact "
-            "leave-one-out for logistic regression, the nearest optimum for an MLP), then compares the test-loss "
-            "change with the one the scores predict (−score / N). Try other curvatures and damping: the dots move."
-        )
-        if view == "test" and np.abs(result.pairwise[idx]).max() < 1e-12:
-            st.write(f"Test point #{idx} is fitted with ~zero loss gradient: no removal is predicted to move its loss. "
-                     "Pick a point near the boundary or a misclassified one.")
-        elif view == "test":
-            n_check = st.slider("Strongest training points to remove, one at a time", 5, 50, 20, step=5, key="explorer_check_n")
-            top = strongest_for_test_point(result.pairwise, idx, n_check)
-            _show_check(top, [idx], f"explorer_check:{config.key()}:test{idx}:{n_check}", f"Retrain without each of the {n_check}")
+    if view == "train":
+        idx = highlight[1]
+        change = -result.pairwise[:, idx].mean() / len(ds.y_train)
+        if abs(change) < 1e-12:  # a point fitted with ~zero loss gradient moves nothing
+            st.write(f"Removing training point #{idx} would leave the mean test loss unchanged (its loss gradient is ~0).")
         else:
-            _show_check([idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}",
-                        f"Retrain without training point #{idx}")
+            st.write(f"Removing training point #{idx} would change the mean test loss by about **{change:+.2e}** "
+                     f"({'harmful' if change < 0 else 'helpful'} on average).")
 
-if view == "train":
-    with st.expander(f"Remove or relabel training point #{idx} and retrain"):
-        st.caption("Retrains the same model from the same seed, from scratch, without the point or with its label changed "
-                   "to the likeliest other class, and redraws the regions. The influence above predicted the change; "
-                   "this is the change.")
-        edit = st.radio("Edit", EDITS, horizontal=True, key="explorer_edit",
-                        format_func={"remove": "remove it", "relabel": "change its label"}.get)
 
-        def _retrain():
-            with progress_status("Retraining with the edit") as report:
-                return retrain_with_edit(result, idx, edit, report)
+    def _show_check(train_indices, test_indices, store_key: str, button: str) -> None:
+        """A button that retrains without the named points and plots predicted vs retrained loss changes."""
+        def _check():
+            with one_torch_thread(), progress_status("Retraining") as report:
+                return check_by_retraining(result, train_indices, test_indices, progress=report)
 
-        edited = kept_result(st.button("Retrain with this edit", key="explorer_edit_button"),
-                             f"explorer_edit:{config.key()}:{idx}:{edit}", _retrain)
-        if edited is not None:
-            after, edited_ds = edited
-            before_test, after_test = m["test"], after.metrics["test"]
-            e1, e2, e3 = st.columns(3)
-            e1.metric("Test accuracy after", f"{after_test['accuracy']:.1%}",
-                      f"{after_test['accuracy'] - before_test['accuracy']:+.1%}")
-            e2.metric("Mean test loss after", f"{after_test['loss']:.4f}", f"{after_test['loss'] - before_test['loss']:+.2e}",
-                      delta_color="inverse", help="the removal's first-order prediction is in the text above")
-            e3.metric("Flipped labels left", int(edited_ds.flipped.sum()), int(edited_ds.flipped.sum() - ds.flipped.sum()),
-                      delta_color="inverse")
-            xs_after, ys_after, probs_after = decision_grid(after.model, np.r_[ds.x_train, ds.x_test])
-            st.plotly_chart(decision_region_figure(
-                xs_after, ys_after, probs_after, edited_ds.x_train, edited_ds.y_train, after.self_scores, edited_ds.flipped,
-                "self-influence after the edit", class_names=ds.class_names,
-                highlight=("train", idx) if edit == "relabel" else None, removed=ds.x_train[idx] if edit == "remove" else None,
-            ).update_layout(height=480), width="stretch", key="explorer_edit_plot")
+        check = kept_result(st.button(button, key="explorer_check_button"), store_key, _check)
+        if check is None:
+            return
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Pearson", f"{check.pearson:.3f}", help="of predicted and retrained loss changes, over the dots")
+        c2.metric("Spearman", f"{check.spearman:.3f}", help="rank agreement: does the score order the removals right?")
+        c3.metric("Same sign", f"{check.sign_agreement:.0%}", help="removals whose predicted and retrained changes agree in sign")
+        c4.metric("Retrained / predicted", f"{check.slope:.2f}" if check.on_loss_scale else "—",
+                  help="least-squares slope through 0: 1 = the right size; > 1 = influence understates the change")
+        if not check.settled:
+            st.warning(
+                f"L-BFGS stopped short of an optimum: a gradient of {check.leftover_gradient:.1e} was left, "
+                f"{check.leftover_gradient / check.removal_push:.0f}× the push of one removal ({check.removal_push:.1e}). "
+                "Part of each retrained change is where the optimiser stopped, not the removal. ReLU kinks do this; "
+                "a tanh or sigmoid MLP (Model details) or logistic regression settles."
+            )
+        if check.actual.shape[1] > 1:
+            st.write(f"Mean test-loss change: predicted **{check.predicted.mean():+.2e}**, after retraining "
+                     f"**{np.nanmean(check.actual):+.2e}**.")
+        st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
+        if not check.on_loss_scale:
+            st.caption(f"{method_label(method)} has no inverse Hessian, so its scores are not loss changes: read the ranking and the signs.")
 
-left, right = st.columns([3, 2])
-with left:
-    table = pd.DataFrame({
-        "id": ds.ids_train, "label used": ds.y_train, "clean label": ds.y_train_clean, "flipped": ds.flipped,
-        label: train_values,
-    }).sort_values(label, ascending=False, key=np.abs if signed else None)
-    st.subheader("Most influential training points")
-    st.dataframe(table.head(15), hide_index=True, width="stretch")
-    st.download_button("Export all scores (CSV)", table.to_csv(index=False), f"influence_{config.key()}.csv", "text/csv")
-with right:
+
+    if view != "self":
+        with st.expander("Is the influence right here? Check against retraining"):
+            st.caption(
+                "Removes training points one at a time and retrains (full-batch L-BFGS from the trained weights: exact "
+                "leave-one-out for logistic regression, the nearest optimum for an MLP), then compares the test-loss "
+                "change with the one the scores predict (−score / N). Try other curvatures and damping: the dots move."
+            )
+            if view == "test" and np.abs(result.pairwise[idx]).max() < 1e-12:
+                st.write(f"Test point #{idx} is fitted with ~zero loss gradient: no removal is predicted to move its loss. "
+                         "Pick a point near the boundary or a misclassified one.")
+            elif view == "test":
+                n_check = st.slider("Strongest training points to remove, one at a time", 5, 50, 20, step=5, key="explorer_check_n")
+                top = strongest_for_test_point(result.pairwise, idx, n_check)
+                _show_check(top, [idx], f"explorer_check:{config.key()}:test{idx}:{n_check}", f"Retrain without each of the {n_check}")
+            else:
+                _show_check([idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}",
+                            f"Retrain without training point #{idx}")
+
+    if view == "train":
+        with st.expander(f"Remove or relabel training point #{idx} and retrain"):
+            st.caption("Retrains the same model from the same seed, from scratch, without the point or with its label changed "
+                       "to the likeliest other class, and redraws the regions. The influence above predicted the change; "
+                       "this is the change.")
+            edit = st.radio("Edit", EDITS, horizontal=True, key="explorer_edit",
+                            format_func={"remove": "remove it", "relabel": "change its label"}.get)
+
+            def _retrain():
+                with one_torch_thread(), progress_status("Retraining with the edit") as report:
+                    return retrain_with_edit(result, idx, edit, report)
+
+            edited = kept_result(st.button("Retrain with this edit", key="explorer_edit_button"),
+                                 f"explorer_edit:{config.key()}:{idx}:{edit}", _retrain)
+            if edited is not None:
+                after, edited_ds = edited
+                before_test, after_test = m["test"], after.metrics["test"]
+                e1, e2, e3 = st.columns(3)
+                e1.metric("Test accuracy after", f"{after_test['accuracy']:.1%}",
+                          f"{after_test['accuracy'] - before_test['accuracy']:+.1%}")
+                e2.metric("Mean test loss after", f"{after_test['loss']:.4f}", f"{after_test['loss'] - before_test['loss']:+.2e}",
+                          delta_color="inverse", help="the removal's first-order prediction is in the text above")
+                e3.metric("Flipped labels left", int(edited_ds.flipped.sum()), int(edited_ds.flipped.sum() - ds.flipped.sum()),
+                          delta_color="inverse")
+                xs_after, ys_after, probs_after = decision_grid(after.model, np.r_[ds.x_train, ds.x_test])
+                st.plotly_chart(decision_region_figure(
+                    xs_after, ys_after, probs_after, edited_ds.x_train, edited_ds.y_train, after.self_scores, edited_ds.flipped,
+                    "self-influence after the edit", class_names=ds.class_names,
+                    highlight=("train", idx) if edit == "relabel" else None, removed=ds.x_train[idx] if edit == "remove" else None,
+                ).update_layout(height=480), width="stretch", key="explorer_edit_plot")
+
+    with st.container():
+        table = pd.DataFrame({
+            "id": ds.ids_train, "label used": ds.y_train, "clean label": ds.y_train_clean, "flipped": ds.flipped,
+            label: train_values,
+        }).sort_values(label, ascending=False, key=np.abs if signed else None)
+        st.subheader("Most influential training points")
+        st.dataframe(table.head(15), hide_index=True, width="stretch")
+        st.download_button("Export all scores (CSV)", table.to_csv(index=False), f"influence_{config.key()}.csv", "text/csv")
+
+
+def _epochs():
+    with one_torch_thread():
+        return influence_over_epochs(config)
+
+
+@st.fragment
+def _over_training() -> None:
     st.subheader("Influence over training")
-    epochs_result = memoised("epochs:" + content_key(config), lambda: run_or_explain(influence_over_epochs, config))
+    epochs_result = memoised("epochs:" + content_key(config), lambda: run_or_explain(_epochs))
     if epochs_result is not None:
         epochs, per_epoch = epochs_result
+        over, at_epoch = st.columns([2, 3])
         if ds.flipped.any():
             share = per_epoch[:, ds.flipped].sum(1) / np.maximum(per_epoch.sum(1), 1e-30)
-            st.plotly_chart(epochs_figure(epochs, share, "flipped points' share of self-influence"), width="stretch")
-        epoch = st.select_slider("Epoch", options=list(epochs), value=epochs[-1], key="explorer_epoch")
+            over.plotly_chart(epochs_figure(epochs, share, "flipped points' share of self-influence"), width="stretch")
+        epoch = over.select_slider("Epoch", options=list(epochs), value=epochs[-1], key="explorer_epoch")
         k = list(epochs).index(epoch)
         top = np.argsort(-per_epoch[k])[:5]
-        st.dataframe(pd.DataFrame({"id": top, "flipped": ds.flipped[top], "self-influence": per_epoch[k][top]}), hide_index=True)
-        st.plotly_chart(decision_region_figure(
+        over.dataframe(pd.DataFrame({"id": top, "flipped": ds.flipped[top], "self-influence": per_epoch[k][top]}), hide_index=True)
+        at_epoch.plotly_chart(decision_region_figure(
             xs, ys, probs, ds.x_train, ds.y_train, per_epoch[k], ds.flipped, f"self-influence at epoch {epoch}",
             class_names=ds.class_names,
         ).update_layout(height=380, showlegend=False), width="stretch", key="explorer_epoch_plot")
+
+
+_points_view()
+_over_training()

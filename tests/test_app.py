@@ -170,3 +170,31 @@ def test_a_typed_path_outside_the_data_root_is_refused_on_the_page(tmp_path, mon
     assert any("outside the data folder" in e.value for e in at.error), [e.value for e in at.error]
     assert "Model disagrees with the label" not in _metrics(at), "the file outside the root was read"
     assert at.get("file_uploader"), "no upload offered instead"
+
+
+def test_app_frame_imports_no_torch_before_the_navigation():
+    """app.py imports pages._ui before st.navigation: with torch in that import (~1.5 s, far more on a busy machine)
+    a first visit showed Streamlit's raw file list ("app … ui …") over a blank page until torch had loaded."""
+    import subprocess
+    import sys
+
+    root = Path(APP).parent
+    code = "import sys, pages._ui; print(sorted(m for m in ('torch', 'sklearn', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_progress_says_share_done_and_time_left():
+    from pages._ui import duration_text, progress_text
+
+    assert progress_text(0.0, 0.0, "training") == "0% done, estimating the time left: training"
+    assert progress_text(0.25, 3.0, "training") == "25% done, about 9 s left: training"
+    assert progress_text(0.5, 90.0) == "50% done, about 1 min 30 s left"
+    assert duration_text(0.2) == "1 s" and duration_text(7201) == "2 h 00 min"
+
+
+def test_explorer_progress_box_says_how_long_it_took(explorer):
+    labels = [box.label for box in explorer.get("status")]
+    # the box's label is what shows while it is collapsed: the share done and the time left while running, then this
+    assert any(label.startswith("Training and computing influence: done in ") for label in labels), labels

@@ -65,7 +65,11 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        finished = _script_runs(page)
         page.goto(served_app)
+        # the navigation is the app's from the first moment (it listed raw file names "app … ui …" while torch loaded)
+        page.wait_for_selector("[data-testid='stSidebarNav'] a", timeout=60_000)
+        assert _nav_titles(page) == VIEW_TITLES
         plot = page.wait_for_selector(".js-plotly-plot .main-svg", timeout=150_000)
         assert plot.is_visible()
         # the decision-region heatmap and the training points are drawn
@@ -90,8 +94,50 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
         size_by = page.locator("[data-testid='stRadio']").filter(has_text="Size points by")
         checked = size_by.locator("input:checked").evaluate_all("els => els.map(e => e.value)")
         assert checked == ["2"], checked  # third option: influence of one training point
+        assert finished[-1] == "FINISHED_FRAGMENT_RUN_SUCCESSFULLY", finished[-3:]  # the click reran the points' part only
+        # the epoch slider reruns its own part only: no retraining, no redrawing of the regions above
+        runs = len(finished)
+        thumb = page.get_by_role("slider", name="Epoch")
+        thumb.scroll_into_view_if_needed()
+        thumb.focus()
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_function("n => window.__runs > n", arg=runs, timeout=60_000)
+        assert finished[runs:] == ["FINISHED_FRAGMENT_RUN_SUCCESSFULLY"], finished[runs:]
         assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
+
+
+VIEW_TITLES = ["2D explorer", "Label bias", "Glitch signals", "What-if", "Region cuts"]
+
+
+def _nav_titles(page) -> list[str]:
+    return page.locator("[data-testid='stSidebarNav'] a").evaluate_all("els => els.map(e => e.innerText.split('\\n').pop().trim())")
+
+
+def _script_runs(page) -> list[str]:
+    """How each script run ended, in order, read off the app's websocket (Streamlit's ScriptFinishedStatus names);
+    the count is mirrored into window.__runs so the page can be waited on."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    finished: list[str] = []
+
+    def received(payload) -> None:
+        if not isinstance(payload, (bytes, bytearray)):
+            return
+        msg = ForwardMsg()
+        try:
+            msg.ParseFromString(bytes(payload))
+        except Exception:  # noqa: BLE001 — not a ForwardMsg
+            return
+        if msg.WhichOneof("type") == "script_finished":
+            finished.append(ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished))
+            try:
+                page.evaluate(f"window.__runs = {len(finished)}")
+            except Exception:  # noqa: BLE001 — the page is navigating
+                pass
+
+    page.on("websocket", lambda ws: ws.on("framereceived", received))
+    return finished
 
 
 def test_region_cuts_click_centres_a_new_cut(served_app):
