@@ -49,10 +49,24 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         model=ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth),
         train=train,
         curvature=CurvatureConfig(kind=args.curvature, damping=default_damping(args.model) if args.damping is None else args.damping,
-                                  params=args.params),
+                                  params=args.params, options=_curvature_options(args.curvature_option)),
         method=method,
         seed=args.seed,
     )
+
+
+def _curvature_options(pairs: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """``["rank=20", "tolerance=1e-8"]`` → ``(("rank", 20.0), ("tolerance", 1e-08))``; each backend casts its own."""
+    out = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            out.append((name.strip(), float(value)))
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise InputError(f"--curvature-option takes NAME=NUMBER (e.g. rank=20), got {pair!r}")
+    return tuple(sorted(out))
 
 
 def scores_table(result) -> pd.DataFrame:
@@ -85,6 +99,8 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
                    help="attribution method (self-influence = influence: H⁻¹ under --curvature)")
     p.add_argument("--curvature", default="auto", choices=list(curvature_choices()),
                    help="H⁻¹ backend for the influence method (auto: the most accurate that fits this model in memory and time)")
+    p.add_argument("--curvature-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a knob of the curvature, repeatable: cg max_iter / tolerance, lissa depth / scale, arnoldi rank")
     p.add_argument("--params", default="all", choices=["all", "last_layer"], help="parameters influence is taken over")
     p.add_argument("--damping", type=float, default=None,
                    help="added to H's diagonal (default: 0 for logreg, whose H weight decay keeps positive definite; 0.01 otherwise)")

@@ -82,6 +82,7 @@ class CurvatureConfig:
     kind: str = "exact"
     damping: float = 0.01  # added to the Hessian diagonal: H + damping·I
     params: str = "all"  # "all" or "last_layer"
+    options: tuple[tuple[str, Any], ...] = ()  # the backend's knobs as (name, value) pairs, e.g. (("rank", 20),)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
+        from influence_core.curvatures import check_options
+
+        check_options(self.curvature.kind, dict(self.curvature.options))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,11 +141,13 @@ class RunConfig:
         data = dict(d.get("data", {}))
         if data.get("classes") is not None:
             data["classes"] = tuple(data["classes"])
+        curvature = dict(d.get("curvature", {}))
+        curvature["options"] = tuple(tuple(pair) for pair in curvature.get("options", ()))
         return cls(
             data=DataConfig(**data),
             model=ModelConfig(**d.get("model", {})),
             train=TrainConfig(**d.get("train", {})),
-            curvature=CurvatureConfig(**d.get("curvature", {})),
+            curvature=CurvatureConfig(**curvature),
             method=d.get("method", "influence"),
             seed=int(d.get("seed", 0)),
         )

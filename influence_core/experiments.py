@@ -186,7 +186,8 @@ def attribution_context(config: RunConfig, trained: "Trained", **options: Any) -
     model = trained.model
     x, y, _, _ = tensors(trained.dataset, next(model.parameters()).device)
     return AttributionContext(model, x, y, influence_params(config, model), config.train.weight_decay, config.curvature.kind,
-                              config.curvature.damping, trained.checkpoints, seed=config.seed, options=options)
+                              config.curvature.damping, trained.checkpoints, seed=config.seed, options=options,
+                              curvature_options=dict(config.curvature.options))
 
 
 def fit_method(config: RunConfig, trained: "Trained", progress: ProgressFn = silent, method: Optional[str] = None,

@@ -75,8 +75,18 @@ def _fits_now(request: CurvatureRequest) -> list[str]:
     return out
 
 
+def check_options(kind: str, options: dict) -> None:
+    """Refuse knobs the backend does not have, naming those it has."""
+    known = {} if kind == AUTO else get(kind).knobs
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        offer = ", ".join(f"{k} ({v})" for k, v in known.items()) or "none"
+        raise InputError(f"the {kind} curvature has no option {', '.join(unknown)}; its options: {offer}")
+
+
 def fit_curvature(kind: str, request: CurvatureRequest) -> Curvature:
     """Fit ``kind`` (a registered name or ``auto``) on the request, refusing before allocation what cannot fit."""
+    check_options(kind, request.options)
     if kind == AUTO:
         return _fit_auto(request)
     cls = get(kind)
@@ -132,17 +142,19 @@ def build_curvature(
     progress: ProgressFn = silent,
     task: Task = CROSS_ENTROPY,
     memory_budget_bytes: Optional[int] = None,
+    options: Optional[dict] = None,
 ) -> Curvature:
     """Fit the chosen curvature on the training data (x, y) at the model's current weights.
 
     ``param_names`` must be all trainable parameters or exactly the ``head`` parameters; ``last_layer``
     always works on the head.
     """
-    request = CurvatureRequest(model, x, y, list(param_names), weight_decay, damping, task, batch_size, progress, memory_budget_bytes)
+    request = CurvatureRequest(model, x, y, list(param_names), weight_decay, damping, task, batch_size, progress, memory_budget_bytes,
+                               dict(options or {}))
     return fit_curvature(kind, request)
 
 
 __all__ = [
-    "AUTO", "REGISTRY", "Curvature", "CurvatureRequest", "assess", "build_curvature", "curvature_label", "curvature_names",
+    "AUTO", "REGISTRY", "Curvature", "CurvatureRequest", "assess", "build_curvature", "check_options", "curvature_label", "curvature_names",
     "fit_curvature", "format_bytes", "get", "head_names", "memory_budget", "trainable_names",
 ]

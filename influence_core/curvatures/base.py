@@ -40,6 +40,7 @@ class CurvatureRequest:
     batch_size: int = 512
     progress: ProgressFn = silent
     memory_budget: Optional[int] = None  # bytes; None = :func:`memory_budget` for the model's device
+    options: dict = field(default_factory=dict)  # the backend's knobs (``Curvature.knobs``), e.g. {"rank": 20}
 
     @property
     def n_train(self) -> int:
@@ -162,8 +163,15 @@ class Curvature(ABC):
     auto_rank: ClassVar[Optional[int]] = None  # order ``auto`` tries (lower = more accurate); None = never chosen by auto
     last_layer_only: ClassVar[bool] = False  # always works over the ``head`` parameters, whatever scope is asked
 
+    knobs: ClassVar[dict[str, str]] = {}  # option name → what it sets (the CLI's --curvature-option, the config's options)
+
     param_names: list[str]
     note: str = ""  # why ``auto`` chose it, shown beside the result
+    report: str = ""  # how well an iterative backend converged, in words
+
+    @classmethod
+    def option(cls, request: CurvatureRequest, name: str, default):
+        return type(default)(request.options.get(name, default))
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

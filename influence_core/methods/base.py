@@ -51,6 +51,7 @@ class AttributionContext:
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)  # method knobs (ensemble size, dropout rate, ...)
     backend: str = "auto"
+    curvature_options: dict[str, Any] = field(default_factory=dict)  # the curvature's knobs (CG iterations, Arnoldi rank, ...)
 
 
 def stream_scores(

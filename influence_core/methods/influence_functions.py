@@ -20,10 +20,18 @@ class InfluenceFunction(Attributor):
     def fit(self, progress: ProgressFn = silent) -> "InfluenceFunction":
         c = self.context
         request = CurvatureRequest(c.model, c.x_train, c.y_train, list(c.param_names), c.weight_decay, c.damping, c.task,
-                                   progress=progress)
+                                   progress=progress, options=dict(c.curvature_options))
         self.curvature = fit_curvature(c.curvature, request)
-        self.note = self.curvature.note
         return self
+
+    @property
+    def note(self) -> str:
+        """What auto chose, and how an iterative backend converged (known once it has scored)."""
+        return "; ".join(part for part in (self.curvature.note, self.curvature.report) if part)
+
+    @note.setter
+    def note(self, _value: str) -> None:  # the base class sets an empty note before fitting
+        pass
 
     @property
     def param_names(self) -> list[str]:

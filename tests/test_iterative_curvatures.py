@@ -1,0 +1,102 @@
+"""The field's iterative and eigenvalue-corrected curvatures against the exact inverse on a small convex model,
+where every one of them has a known answer (the GGN is the Hessian for logistic regression's cross-entropy)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from influence_core.config import ModelConfig
+from influence_core.curvatures import build_curvature
+from influence_core.data.synthetic import make_synthetic
+from influence_core.errors import InputError
+from influence_core.models import build_model, parameter_names
+from influence_core.training import fit_lbfgs, train_model
+
+WD = 1e-2
+
+
+@pytest.fixture(scope="module")
+def convex():
+    ds = make_synthetic("blobs", 200, 20, 0)
+    x, y = torch.tensor(ds.x_train, dtype=torch.float64), torch.tensor(ds.y_train)
+    model = build_model(ModelConfig(kind="logreg"), (2,), 2, 0).double()
+    fit_lbfgs(model, x, y, WD, max_iter=500, tol=1e-12)
+    names = parameter_names(model, "all")
+    g = torch.randn(7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    exact = build_curvature("exact", model, x, y, names, WD, 0.0).inverse_hvp(g)
+    return model, x, y, names, g, exact
+
+
+def _relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((got - ref).norm() / ref.norm())
+
+
+def test_cg_converges_to_the_exact_inverse_and_reports_its_residual(convex):
+    model, x, y, names, g, exact = convex
+    cg = build_curvature("cg", model, x, y, names, WD, 0.0)
+    assert _relative_error(cg.inverse_hvp(g), exact) <= 1e-3
+    assert cg.report.startswith("CG: relative residual") and float(cg.report.split()[3]) < 1e-5
+    stopped = build_curvature("cg", model, x, y, names, WD, 0.0, options={"max_iter": 1})
+    assert _relative_error(stopped.inverse_hvp(g), exact) > 1e-3, "one CG iteration cannot solve a 6-dimensional system"
+
+
+def test_lissa_converges_to_the_exact_inverse(convex):
+    model, x, y, names, g, exact = convex
+    lissa = build_curvature("lissa", model, x, y, names, WD, 0.0)
+    assert _relative_error(lissa.inverse_hvp(g), exact) <= 1e-2
+    short = build_curvature("lissa", model, x, y, names, WD, 0.0, options={"depth": 3})
+    assert _relative_error(short.inverse_hvp(g), exact) > 1e-2, "three Neumann terms cannot have converged"
+
+
+def test_full_rank_arnoldi_equals_exact_and_low_rank_does_not(convex):
+    model, x, y, names, g, exact = convex
+    full = build_curvature("arnoldi", model, x, y, names, WD, 0.0, options={"rank": 6})
+    torch.testing.assert_close(full.inverse_hvp(g), exact, rtol=1e-8, atol=1e-10)
+    low = build_curvature("arnoldi", model, x, y, names, WD, 0.0, options={"rank": 2})
+    assert _relative_error(low.inverse_hvp(g), exact) > 1e-2
+
+
+def test_ekfac_is_at_least_as_close_to_exact_as_kfac():
+    """On the contract test's MLP (several layers, where KFAC's factorisation is not exact), and on a linear model."""
+    from influence_core.config import TrainConfig
+
+    ds = make_synthetic("moons", 120, 10, 0)
+    x, y = torch.tensor(ds.x_train, dtype=torch.float64), torch.tensor(ds.y_train)
+    mlp = build_model(ModelConfig(kind="mlp", hidden=6, depth=1, activation="tanh"), (2,), 2, 0).double()
+    train_model(mlp, x, y, TrainConfig(optimizer="adam", lr=0.05, epochs=60, weight_decay=WD), 0)
+    for model in (mlp,):
+        names = parameter_names(model, "all")
+        g = torch.randn(5, sum(p.numel() for p in model.parameters()), dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        # the exact GGN as the reference: EK-FAC and KFAC both approximate the GGN, not the indefinite Hessian
+        reference = build_curvature("arnoldi", model, x, y, names, WD, 0.1, options={"rank": 10_000}).inverse_hvp(g)
+        ekfac = _relative_error(build_curvature("ekfac", model, x, y, names, WD, 0.1).inverse_hvp(g), reference)
+        kfac = _relative_error(build_curvature("kron", model, x, y, names, WD, 0.1).inverse_hvp(g), reference)
+        assert ekfac <= kfac + 1e-12, (ekfac, kfac)
+
+
+def test_unknown_curvature_options_are_refused_with_the_ones_that_exist(convex):
+    model, x, y, names, _, _ = convex
+    with pytest.raises(InputError, match="no option depth; its options: rank"):
+        build_curvature("arnoldi", model, x, y, names, WD, 0.0, options={"depth": 3})
+
+
+def test_the_cli_passes_curvature_options_and_prints_the_convergence(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    import pandas as pd
+
+    data = load_breast_cancer(as_frame=True).frame.sample(120, random_state=0)
+    csv = tmp_path / "bc.csv"
+    data.to_csv(csv, index=False)
+    out = subprocess.run([sys.executable, "-m", "influence_core", "scores", "--data", str(csv), "--label-column", "target",
+                          "--curvature", "cg", "--curvature-option", "max_iter=300", "--out", str(tmp_path / "s.csv"), "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "CG: relative residual" in out.stderr
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 120
+    bad = subprocess.run([sys.executable, "-m", "influence_core", "scores", "--data", str(csv), "--label-column", "target",
+                          "--curvature", "cg", "--curvature-option", "rank", "--out", str(tmp_path / "t.csv")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "NAME=NUMBER" in bad.stderr
