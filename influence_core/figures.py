@@ -9,8 +9,25 @@ import plotly.graph_objects as go
 
 from influence_core import SIGN_CONVENTION
 
-HARMFUL, HELPFUL, NEUTRAL = "#d62728", "#1f77b4", "#7f7f7f"
-CLASS_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+# Two palettes that never share a colour, both colour-blind-safe:
+# - the sign (harmful / helpful) is ColorBrewer's diverging PuOr: orange = harmful (+), purple = helpful (−);
+# - classes are Okabe–Ito's qualitative set without its orange and purple (blue, green, pink, sky, yellow, …);
+#   the decision-region heatmap fades from class 0's colour through white to class 1's.
+HARMFUL, HELPFUL, NEUTRAL = "#e66101", "#5e3c99", "#8c8c8c"
+SIGN_COLOURSCALE = [[0.0, HELPFUL], [0.5, "#f7f7f7"], [1.0, HARMFUL]]
+CLASS_COLOURS = ["#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#999933", "#882255", "#44AA99", "#DDCC77"]
+SIGN_LEGEND = {"harmful": "harmful (+): removing it lowers the test loss", "helpful": "helpful (−): removing it raises the test loss"}
+
+
+def class_colourscale(first: int = 0, second: int = 1) -> list[list]:
+    """Heatmap colours for P(second class): first class's colour → white → second class's."""
+    return [[0.0, CLASS_COLOURS[first % 10]], [0.5, "#ffffff"], [1.0, CLASS_COLOURS[second % 10]]]
+
+
+def _legend_swatch(fig: go.Figure, name: str, colour: str, symbol: str = "circle", group: str = "") -> None:
+    """A legend entry only (no data): per-point colours give one trace, so the colours need their own entries."""
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup=group, hoverinfo="skip",
+                             marker=dict(size=10, color=colour, symbol=symbol)))
 
 
 def marker_sizes(values: np.ndarray, smallest: float = 5.0, largest: float = 26.0) -> np.ndarray:
@@ -39,13 +56,14 @@ def decision_region_figure(
 ) -> go.Figure:
     """Decision regions of a 2D binary classifier with training points sized by an influence value.
 
-    Unsigned values (self-influence) colour points by label; signed values (influence on or from a
-    chosen point) colour them red = harmful, blue = helpful. Trace 1 = train, trace 2 = test, so
-    a page can map click events back to ids.
+    Unsigned values (self-influence) colour points by label (the class palette); signed values (influence on or
+    from a chosen point) colour them by sign (orange = harmful, purple = helpful); the legend names both. Trace 1 =
+    train, trace 2 = test, so a page can map click events back to ids; legend swatches come last.
     """
     fig = go.Figure()
     fig.add_trace(go.Heatmap(
-        x=xs, y=ys, z=probs[..., -1], zmin=0, zmax=1, colorscale="RdBu_r", opacity=0.35, showscale=True,
+        x=xs, y=ys, z=probs[..., -1], zmin=0, zmax=1, colorscale=class_colourscale(0, len(class_names) - 1), opacity=0.35,
+        showscale=True,
         colorbar=dict(title=f"P({class_names[-1]})", len=0.5, y=0.8), hoverinfo="skip",
     ))
     train_colour = (
@@ -84,10 +102,19 @@ def decision_region_figure(
             x=[removed[0]], y=[removed[1]], mode="markers", name="removed", hoverinfo="skip",
             marker=dict(size=18, symbol="x-thin-open", color="black", line=dict(width=3)),
         ))
+    if signed or test_values is not None:
+        _legend_swatch(fig, SIGN_LEGEND["harmful"], HARMFUL, group="sign")
+        _legend_swatch(fig, SIGN_LEGEND["helpful"], HELPFUL, group="sign")
+    if not signed:
+        for c, name in enumerate(class_names):
+            _legend_swatch(fig, f"class {name}", CLASS_COLOURS[c % 10], group="class")
+    if flipped.any():
+        _legend_swatch(fig, "flipped label", "white", symbol="circle-x", group="flip")
     fig.update_layout(
         height=560, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.08),
         xaxis=dict(title="x1", constrain="domain"), yaxis=dict(title="x2", scaleanchor="x"),
-        title=dict(text=("red = harmful, blue = helpful" if signed else "colour = label, × = flipped label"), font=dict(size=13)),
+        title=dict(text=("colour = sign of the influence (orange harmful, purple helpful)" if signed
+                         else "colour = label, ⊗ = flipped label; background = P(" + str(class_names[-1]) + ")"), font=dict(size=13)),
         clickmode="event+select",
     )
     return fig
@@ -110,9 +137,11 @@ def retraining_check_figure(check) -> go.Figure:
     rows, cols = np.meshgrid(check.train_indices, check.test_indices, indexing="ij")
     predicted, actual = check.predicted.ravel(), check.actual.ravel()
     ok = np.isfinite(actual)
+    noise = np.asarray(check.below_noise).ravel()[ok] if hasattr(check, "below_noise") else np.zeros(ok.sum(), bool)
+    colour = np.where(noise, NEUTRAL, np.where(predicted[ok] < 0, HARMFUL, HELPFUL))
     fig = go.Figure(go.Scatter(
         x=predicted[ok], y=actual[ok], mode="markers", name="removals",
-        marker=dict(size=9, color=np.where(predicted[ok] < 0, HARMFUL, HELPFUL), line=dict(width=0.5, color="white")),
+        marker=dict(size=9, color=colour, line=dict(width=0.5, color="white")),
         customdata=np.c_[rows.ravel()[ok], cols.ravel()[ok]],
         hovertemplate="without train #%{customdata[0]}, test #%{customdata[1]}<br>predicted %{x:.3g}<br>retrained %{y:.3g}<extra></extra>",
     ))
@@ -120,10 +149,16 @@ def retraining_check_figure(check) -> go.Figure:
         lo, hi = float(min(predicted[ok].min(), actual[ok].min())), float(max(predicted[ok].max(), actual[ok].max()))
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (exact)", hoverinfo="skip",
                                  line=dict(color=NEUTRAL, dash="dash")))
+    floor = float(getattr(check, "noise_floor", 0.0))
+    if floor > 0:
+        fig.add_hrect(y0=-floor, y1=floor, fillcolor=NEUTRAL, opacity=0.2, line_width=0)
+        _legend_swatch(fig, f"within the retraining noise floor (±{floor:.1e})", NEUTRAL)
+    _legend_swatch(fig, "removing it lowers the loss (harmful point)", HARMFUL)
+    _legend_swatch(fig, "removing it raises the loss (helpful point)", HELPFUL)
     fig.update_layout(
         height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2),
         xaxis_title="predicted Δ test loss (−score / N)" if check.on_loss_scale else "−score / N (no H⁻¹: not a loss change)",
         yaxis_title="Δ test loss after retraining",
-        title=dict(text="red = removal lowers the loss (harmful point), blue = raises it (helpful)", font=dict(size=13)),
+        title=dict(text="each dot: one removal, one test point", font=dict(size=13)),
     )
     return fig

@@ -17,6 +17,14 @@ Protocol, the same for every model:
   A ReLU network's kinks can stop L-BFGS short (a gradient of the size of that push): its
   retrained changes are then partly where the optimiser stopped, and ``settled`` is False.
 
+The *noise floor*: what the protocol reads when nothing is removed. The baseline is displaced in a random
+direction by as much as a removal moved the weights (the median ‖θ₋ᵢ − θ‖), then L-BFGS runs on the full data
+again, ``NULL_RUNS`` times; the largest |Δ test loss| these null runs leave is the floor. A retrained change at
+or below it cannot be told from where the optimiser stops, nor can a predicted change that small be checked, so
+such a removal says nothing about the influence;
+the statistics are read over the removals above it, and with fewer than ``MIN_ABOVE_NOISE`` of those the check
+cannot tell (``can_tell``). A fitted point's removal (a predicted change of ~1e-8) lands there.
+
 Only Hessian-based scores are predictions of a loss change. IP and TracIn scores have no H⁻¹,
 so for them only the ranking (Spearman) and the signs mean something; ``on_loss_scale`` says which.
 """
@@ -40,6 +48,8 @@ from influence_core.progress import ProgressFn, silent, track
 MAX_ITER, TOLERANCE = 1000, 1e-10
 # the runs count as settled when the gradient left where they stopped is at most this share of one removal's push
 SETTLED_SHARE = 0.1
+NULL_RUNS = 3  # retrainings without a removal, from a displaced start: the noise floor
+MIN_ABOVE_NOISE = 3  # removals above the floor needed for a correlation to mean anything
 
 
 @dataclass
@@ -54,6 +64,24 @@ class RetrainingCheck:
     seconds: float
     leftover_gradient: float = 0.0  # largest ‖∇ objective‖ where the baseline or a retraining stopped
     removal_push: float = float("inf")  # median ‖∇ℓ_i‖ / N of the removed points
+    noise_floor: float = 0.0  # largest |Δ test loss| of the null retrainings (nothing removed)
+
+    @property
+    def below_noise(self) -> np.ndarray:
+        """(n_removed, n_measured) True where the retrained or the predicted change is within the noise floor (or the
+        retraining is missing): retraining cannot resolve a change that small, so the pair says nothing either way."""
+        finite = np.isfinite(self.actual)
+        actual = np.abs(np.where(finite, self.actual, 0.0))
+        return ~finite | (actual <= self.noise_floor) | (np.abs(self.predicted) <= self.noise_floor)
+
+    @property
+    def n_above_noise(self) -> int:
+        return int((~self.below_noise).sum())
+
+    @property
+    def can_tell(self) -> bool:
+        """Enough removals move the test loss by more than retraining noise for the statistics to mean something."""
+        return self.n_above_noise >= MIN_ABOVE_NOISE
 
     @property
     def settled(self) -> bool:
@@ -61,7 +89,8 @@ class RetrainingCheck:
         return self.leftover_gradient <= SETTLED_SHARE * self.removal_push
 
     def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        ok = np.isfinite(self.actual)
+        """The removals above the noise floor (all finite ones while the floor is 0)."""
+        ok = ~self.below_noise
         return self.predicted[ok], self.actual[ok]
 
     @property
@@ -115,6 +144,7 @@ def check_by_retraining(
     train_indices: Sequence[int],
     test_indices: Sequence[int],
     progress: ProgressFn = silent,
+    seed: int = 0,
 ) -> RetrainingCheck:
     """Retrain without each of ``train_indices`` (one at a time) and compare the loss change on
     ``test_indices`` with the one the scores predict. The stored data and model are not changed."""
@@ -144,7 +174,10 @@ def check_by_retraining(
     removal_push = float(per_sample_grads(baseline, x[removed], y[removed]).norm(dim=1).median()) / len(y)
 
     actual = np.full((len(removed), len(measured)), np.nan)
-    for row, i in enumerate(track(removed, len(removed), "retraining without each point", progress)):
+    moved: list[float] = []  # how far each removal moved the weights
+    base_vector = torch.nn.utils.parameters_to_vector(baseline.parameters()).detach()
+    runs = len(removed) + NULL_RUNS
+    for row, i in enumerate(track(removed, runs, "retraining without each point", progress)):
         keep = torch.ones(len(y), dtype=torch.bool, device=device)
         keep[int(i)] = False
         if len(torch.unique(y[keep])) < 2:
@@ -152,6 +185,24 @@ def check_by_retraining(
         retrained, stopped_at = _polished(copy.deepcopy(baseline), x[keep], y[keep], weight_decay)
         leftover = max(leftover, stopped_at)
         actual[row] = _losses(retrained, xt, yt) - base_loss
+        moved.append(float((torch.nn.utils.parameters_to_vector(retrained.parameters()).detach() - base_vector).norm()))
+
+    # the noise floor: nothing removed, the start displaced as far as a removal moved the weights
+    generator = torch.Generator().manual_seed(seed)
+    step = float(np.median(moved)) if moved else 0.0
+    null_changes = [np.zeros(len(measured))]
+    for run in range(NULL_RUNS):
+        progress((len(removed) + run) / runs, "retraining without a removal (the noise floor)")
+        if step == 0.0:
+            break
+        direction = torch.randn(base_vector.shape, generator=generator, dtype=base_vector.dtype).to(device)
+        start_model = copy.deepcopy(baseline)
+        torch.nn.utils.vector_to_parameters(base_vector + step * direction / direction.norm(), start_model.parameters())
+        null_model, stopped_at = _polished(start_model, x, y, weight_decay)
+        leftover = max(leftover, stopped_at)
+        null_changes.append(_losses(null_model, xt, yt) - base_loss)
+    progress(1.0, "retrained")
+    noise_floor = float(np.abs(np.stack(null_changes)).max())
     predicted = predicted_loss_change_on_removal(result.pairwise[np.ix_(measured, removed)].T, n_train)
     return RetrainingCheck(removed, measured, predicted, actual, result.config.method == "influence",
-                           time.perf_counter() - start, leftover, removal_push)
+                           time.perf_counter() - start, leftover, removal_push, noise_floor)

@@ -150,6 +150,19 @@ def _points_view() -> None:
         check = kept_result(st.button(button, key="explorer_check_button"), store_key, _check)
         if check is None:
             return
+        n_pairs = int(np.isfinite(check.actual).sum())
+        if not check.can_tell:
+            st.warning(
+                f"**The check cannot tell here.** Retraining with nothing removed moves the test loss by up to "
+                f"{check.noise_floor:.1e} (the noise floor); {n_pairs - check.n_above_noise} of {n_pairs} predicted or "
+                f"retrained changes are that small (the largest predicted: {np.abs(check.predicted).max():.1e}). "
+                "A correlation over them would measure the optimiser, not the influence. Check a point that pulls "
+                "harder: the flipped one, or one near the boundary (the largest points above)."
+            )
+            st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
+            return
+        st.caption(f"Over the {check.n_above_noise} of {n_pairs} removals above the retraining noise floor "
+                   f"(±{check.noise_floor:.1e}: retraining with nothing removed); the grey band marks the floor.")
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Pearson", f"{check.pearson:.3f}", help="of predicted and retrained loss changes, over the dots")
         c2.metric("Spearman", f"{check.spearman:.3f}", help="rank agreement: does the score order the removals right?")

@@ -198,3 +198,39 @@ def test_explorer_progress_box_says_how_long_it_took(explorer):
     labels = [box.label for box in explorer.get("status")]
     # the box's label is what shows while it is collapsed: the share done and the time left while running, then this
     assert any(label.startswith("Training and computing influence: done in ") for label in labels), labels
+
+
+def _figure(at: AppTest, key: str) -> dict:
+    import json
+
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def test_sign_and_class_palettes_are_apart_and_named(explorer):
+    """Red/blue meant the class probability and harmful/helpful on the same plot, with no legend for the sign."""
+    from influence_core.figures import CLASS_COLOURS, HARMFUL, HELPFUL
+
+    explorer.radio(key="explorer_view").set_value("test").run()
+    fig = _figure(explorer, "explorer_plot")
+    heatmap, train = fig["data"][0], fig["data"][1]
+    assert set(train["marker"]["color"]) <= {HARMFUL, HELPFUL}
+    scale = {colour for _, colour in heatmap["colorscale"]}
+    assert not scale & {HARMFUL, HELPFUL}, "the class background uses a sign colour"
+    assert not set(CLASS_COLOURS) & {HARMFUL, HELPFUL}
+    names = [t.get("name", "") for t in fig["data"] if t.get("showlegend", True)]
+    assert any(n.startswith("harmful (+)") for n in names) and any(n.startswith("helpful (−)") for n in names), names
+    explorer.radio(key="explorer_view").set_value("self").run()
+    names = [t.get("name", "") for t in _figure(explorer, "explorer_plot")["data"]]
+    assert "class 0" in names and "class 1" in names, names
+
+
+def test_explorer_check_says_when_it_cannot_tell(explorer):
+    """Training point #10 on the landing run is fitted: its removal is predicted to move test losses by ~3e-6, below
+    the retraining noise floor. The check showed Pearson −0.36 there; it must say it cannot tell instead."""
+    explorer.radio(key="explorer_view").set_value("train").run()
+    explorer.number_input(key="explorer_train_id").set_value(10).run()
+    explorer.button(key="explorer_check_button").click().run()
+    assert not explorer.exception, explorer.exception
+    assert "Pearson" not in _metrics(explorer)
+    assert any("cannot tell" in w.value and "noise floor" in w.value for w in explorer.warning), [w.value for w in explorer.warning]

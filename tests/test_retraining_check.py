@@ -138,3 +138,25 @@ def test_a_model_with_batch_norm_is_refused_with_a_reason():
     result.model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     with pytest.raises(InputError, match="batch norm"):
         check_by_retraining(result, [0], [0])
+
+
+def test_noise_floor_marks_removals_retraining_cannot_resolve():
+    """The explorer's landing run (last-layer curvature), the check the browser's first click ran: removing a fitted
+    training point predicts test-loss changes of ~3e-6 — below what retraining with nothing removed (a start
+    displaced as far as that removal moved the weights) leaves. The statistics over those pairs read Pearson −0.36;
+    the check must say it cannot tell, not report a correlation of noise."""
+    result = compute_influence(explorer_config())
+    fitted = 10  # a training point far from the boundary (self-influence near the bottom)
+    assert result.self_scores[fitted] < np.quantile(result.self_scores, 0.5)
+    check = check_by_retraining(result, [fitted], np.arange(len(result.dataset.y_test)))
+    assert check.noise_floor > 0
+    assert np.abs(check.predicted).max() <= check.noise_floor
+    assert check.below_noise.all() and not check.can_tell
+    assert np.isnan(check.pearson), "no correlation reported over noise"
+
+    # the flipped point pulls hard: its predicted changes stand far above the floor, and the check can tell
+    flipped = int(np.flatnonzero(result.dataset.flipped)[0])
+    strong = check_by_retraining(result, [flipped], np.arange(len(result.dataset.y_test)))
+    assert strong.can_tell and strong.n_above_noise >= 100, strong.n_above_noise
+    assert np.abs(strong.predicted).max() > 100 * strong.noise_floor
+    assert strong.pearson > 0.3, strong.pearson
