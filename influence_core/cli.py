@@ -49,13 +49,21 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         model=ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth),
         train=train,
         curvature=CurvatureConfig(kind=args.curvature, damping=default_damping(args.model) if args.damping is None else args.damping,
-                                  params=args.params, options=_curvature_options(args.curvature_option)),
+                                  params=args.params, options=_options(args.curvature_option, "--curvature-option")),
         method=method,
+        method_options=_method_options(args),
         seed=args.seed,
     )
 
 
-def _curvature_options(pairs: Sequence[str]) -> tuple[tuple[str, float], ...]:
+def _method_options(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
+    pairs = list(args.method_option)
+    pairs += [f"projection_dim={args.projection_dim}"] * (args.projection_dim is not None)
+    pairs += [f"ensemble={args.ensemble}"] * (args.ensemble is not None)
+    return _options(pairs, "--method-option")
+
+
+def _options(pairs: Sequence[str], flag: str) -> tuple[tuple[str, float], ...]:
     """``["rank=20", "tolerance=1e-8"]`` → ``(("rank", 20.0), ("tolerance", 1e-08))``; each backend casts its own."""
     out = []
     for pair in pairs:
@@ -65,8 +73,8 @@ def _curvature_options(pairs: Sequence[str]) -> tuple[tuple[str, float], ...]:
         except ValueError:
             sep = ""
         if not sep or not name.strip():
-            raise InputError(f"--curvature-option takes NAME=NUMBER (e.g. rank=20), got {pair!r}")
-    return tuple(sorted(out))
+            raise InputError(f"{flag} takes NAME=NUMBER (e.g. rank=20), got {pair!r}")
+    return tuple(sorted(dict(out).items()))
 
 
 def scores_table(result) -> pd.DataFrame:
@@ -99,6 +107,10 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
                    help="attribution method (self-influence = influence: H⁻¹ under --curvature)")
     p.add_argument("--curvature", default="auto", choices=list(curvature_choices()),
                    help="H⁻¹ backend for the influence method (auto: the most accurate that fits this model in memory and time)")
+    p.add_argument("--method-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a knob of the method, repeatable: trak projection_dim / ensemble, ip_ensemble ensemble_size / dropout_rate")
+    p.add_argument("--projection-dim", type=int, help="TRAK: the projected dimension k (same as --method-option projection_dim=K)")
+    p.add_argument("--ensemble", type=int, help="TRAK: models averaged, the run's last checkpoints (--method-option ensemble=M)")
     p.add_argument("--curvature-option", action="append", default=[], metavar="NAME=VALUE",
                    help="a knob of the curvature, repeatable: cg max_iter / tolerance, lissa depth / scale, arnoldi rank")
     p.add_argument("--params", default="all", choices=["all", "last_layer"], help="parameters influence is taken over")

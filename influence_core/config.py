@@ -93,6 +93,7 @@ class RunConfig:
     curvature: CurvatureConfig = field(default_factory=CurvatureConfig)
     method: str = "influence"
     seed: int = 0
+    method_options: tuple[tuple[str, Any], ...] = ()  # the method's knobs as (name, value) pairs, e.g. (("projection_dim", 256),)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -125,6 +126,9 @@ class RunConfig:
         from influence_core.curvatures import check_options
 
         check_options(self.curvature.kind, dict(self.curvature.options))
+        from influence_core.methods import check_method_options
+
+        check_method_options(self.method, dict(self.method_options))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,6 +154,7 @@ class RunConfig:
             curvature=CurvatureConfig(**curvature),
             method=d.get("method", "influence"),
             seed=int(d.get("seed", 0)),
+            method_options=tuple(tuple(pair) for pair in d.get("method_options", ())),
         )
 
     def replace(self, **changes: Any) -> "RunConfig":

@@ -192,8 +192,10 @@ def attribution_context(config: RunConfig, trained: "Trained", **options: Any) -
 
 def fit_method(config: RunConfig, trained: "Trained", progress: ProgressFn = silent, method: Optional[str] = None,
                **options: Any) -> Attributor:
-    """The config's method (or ``method``) fitted on a trained run, through the method registry."""
-    return fit_attributor(method or config.method, attribution_context(config, trained, **options), progress)
+    """The config's method (or ``method``) fitted on a trained run, through the method registry; its knobs are the
+    config's ``method_options`` (for the config's own method) and ``options``."""
+    own = dict(config.method_options) if method in (None, config.method) else {}
+    return fit_attributor(method or config.method, attribution_context(config, trained, **{**own, **options}), progress)
 
 
 def _scores(config: RunConfig, trained: Trained, want_pairwise: bool, progress: ProgressFn) -> tuple[dict[str, np.ndarray], str]:

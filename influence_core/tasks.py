@@ -82,8 +82,27 @@ class MarginTask(Task):
         return g
 
 
+class CorrectClassMarginTask(Task):
+    """TRAK's output function f = log p_y − log(1 − p_y) = z_y − logsumexp_{k≠y} z_k (for two classes, ±the margin)."""
+
+    name = "correct_class_margin"
+
+    def sample_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        own = outputs.gather(1, targets[:, None]).squeeze(1)
+        others = outputs.masked_fill(F.one_hot(targets, outputs.shape[1]).bool(), float("-inf"))
+        return own - torch.logsumexp(others, dim=1)
+
+    def output_gradient(self, outputs: torch.Tensor, targets: torch.Tensor) -> Optional[torch.Tensor]:
+        if outputs.dim() != 2 or targets.dim() != 1 or targets.is_floating_point():
+            return None
+        own = F.one_hot(targets, outputs.shape[1]).bool()
+        g = -torch.softmax(outputs.masked_fill(own, float("-inf")), dim=1)
+        return g.masked_fill(own, 1.0)
+
+
 CROSS_ENTROPY = CrossEntropyTask()
 MARGIN = MarginTask()
+CORRECT_CLASS_MARGIN = CorrectClassMarginTask()
 
 
 def flat_parameters(model: nn.Module, names: Sequence[str]) -> list[torch.Tensor]:

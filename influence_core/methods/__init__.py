@@ -26,6 +26,15 @@ def get(name: str) -> type[Attributor]:
     return REGISTRY[name]
 
 
+def check_method_options(name: str, options: dict) -> None:
+    """Refuse knobs the method does not have, naming those it has."""
+    known = get(name).knobs
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        offer = ", ".join(f"{k} ({v})" for k, v in known.items()) or "none"
+        raise InputError(f"the {name} method has no option {', '.join(unknown)}; its options: {offer}")
+
+
 def fit_attributor(name: str, context: AttributionContext, progress=None) -> Attributor:
     """The named method fitted on the context (its curvature, checkpoints or dropout copies)."""
     from influence_core.progress import silent
@@ -37,4 +46,4 @@ def fit_attributor(name: str, context: AttributionContext, progress=None) -> Att
     return cls(context).fit(progress or silent)
 
 
-__all__ = ["REGISTRY", "AttributionContext", "Attributor", "fit_attributor", "get", "method_label", "method_names", "stream_scores"]
+__all__ = ["REGISTRY", "AttributionContext", "Attributor", "check_method_options", "fit_attributor", "get", "method_label", "method_names", "stream_scores"]

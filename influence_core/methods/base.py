@@ -91,6 +91,7 @@ class Attributor(ABC):
     label: ClassVar[str] = ""
     uses_curvature: ClassVar[bool] = False  # whether the run's curvature setting matters to it
     needs_checkpoints: ClassVar[bool] = False
+    knobs: ClassVar[dict[str, str]] = {}  # option name → what it sets (RunConfig.method_options, the CLI's --method-option)
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -94,6 +94,7 @@ class IPEnsemble(Attributor):
 
     name = "ip_ensemble"
     label = "IP Ensemble (dropout copies)"
+    knobs = {"ensemble_size": "dropout copies averaged (default 20)", "dropout_rate": "share of weights zeroed per copy (default 0.05)"}
 
     def fit(self, progress: ProgressFn = silent) -> "IPEnsemble":
         size = int(self.context.options.get("ensemble_size", 20))
