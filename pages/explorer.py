@@ -95,6 +95,18 @@ def _on_point_click() -> None:
 xs, ys, probs = decision_grid(result.model, np.r_[ds.x_train, ds.x_test])
 
 
+def _kept_figure(name: str, build):
+    """This run's figures, built once per session (a plotly figure takes ~40 ms to build; a point clicked again
+    or an epoch revisited costs nothing). Keyed by the run, so a new setting starts afresh."""
+    store = st.session_state.setdefault("_explorer_figures", {})
+    key = f"{result.config.key()}:{id(result)}:{name}"
+    if key not in store:
+        if len(store) > 200:
+            store.clear()
+        store[key] = build()
+    return store[key]
+
+
 # the interactive parts are fragments: a click, a radio or the epoch slider reruns its own part, not the page's
 # training, metrics and the other part (issue 20: ≤ 300 ms server time per interaction)
 @st.fragment
@@ -124,10 +136,10 @@ def _points_view() -> None:
         idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, key="explorer_train_id"))
         test_values, highlight = result.pairwise[:, idx], ("train", idx)
 
-    figure = decision_region_figure(
+    figure = _kept_figure(f"points:{view}:{highlight}", lambda: decision_region_figure(
         xs, ys, probs, ds.x_train, ds.y_train, train_values, ds.flipped, label, signed,
         ds.x_test, ds.y_test, test_values, highlight, ds.class_names,
-    )
+    ))
     st.plotly_chart(figure, on_select=_on_point_click, selection_mode=("points",), key="explorer_plot", width="stretch")
     st.caption(sign_note() + ". Self-influence ∇Lᵀ H⁻¹ ∇L is ≥ 0: large = the model bends to fit that point.")
 
@@ -262,10 +274,10 @@ def _over_training() -> None:
         k = list(epochs).index(epoch)
         top = np.argsort(-per_epoch[k])[:5]
         over.dataframe(pd.DataFrame({"id": top, "flipped": ds.flipped[top], "self-influence": per_epoch[k][top]}), hide_index=True)
-        at_epoch.plotly_chart(decision_region_figure(
+        at_epoch.plotly_chart(_kept_figure(f"epoch:{epoch}", lambda: decision_region_figure(
             xs, ys, probs, ds.x_train, ds.y_train, per_epoch[k], ds.flipped, f"self-influence at epoch {epoch}",
             class_names=ds.class_names,
-        ).update_layout(height=380, showlegend=False), width="stretch", key="explorer_epoch_plot")
+        ).update_layout(height=380, showlegend=False)), width="stretch", key="explorer_epoch_plot")
 
 
 _points_view()

@@ -234,3 +234,30 @@ def test_explorer_check_says_when_it_cannot_tell(explorer):
     assert not explorer.exception, explorer.exception
     assert "Pearson" not in _metrics(explorer)
     assert any("cannot tell" in w.value and "noise floor" in w.value for w in explorer.warning), [w.value for w in explorer.warning]
+
+
+def test_what_if_trim_tab_reads_plainly_and_advises_against_trimming_clean_data():
+    """The Trim tab showed raw column names, 'None' cells, four identical rows with no word on why and a 0–2 axis
+    for a share; on data with no known noise it must say not to trim, and why."""
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    at.switch_page("pages/what_if.py").run()
+    at.selectbox(key="whatif_dataset").set_value("breast_cancer").run()
+    assert not at.exception, at.exception
+    assert int(_metrics(at)["Flipped labels in training"]) == 0  # breast cancer as it is: no noise added
+    assert any("do not trim" in i.value.lower() and "removes good points" in i.value for i in at.info), [i.value for i in at.info]
+    at.slider(key="whatif_trim_seeds").set_value(1)
+    at.button(key="whatif_trim_go").click().run()
+    assert not at.exception, at.exception
+    table = next(t.value for t in at.dataframe if "Method" in t.value.columns)
+    assert "Held-out accuracy" in table.columns and "accuracy_mean" not in table.columns, list(table.columns)
+    assert "± std over seeds" not in table.columns, "a std over one seed is not a measurement"
+    cells = table.astype(str).to_numpy().ravel()
+    assert not any(c in ("None", "nan", "NaN") for c in cells), cells
+    assert all(c == "—" or c.endswith("%") for c in table.drop(columns=["Method"]).astype(str).to_numpy().ravel())
+    # an untrimmed row and four methods: where methods remove the same rows, the page says so; the share is 0–1
+    overlap = next(t.value for t in at.dataframe if "Method" not in t.value.columns and len(t.value) == len(t.value.columns))
+    assert overlap.shape == (4, 4)
+    same = [i.value for i in at.info if "remove the same" in i.value]
+    identical = any(len({r for r in overlap.index if overlap.loc[r, c] == "100.0%"}) > 1 for c in overlap.columns)
+    assert bool(same) == identical, (same, overlap)
