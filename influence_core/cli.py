@@ -1,7 +1,8 @@
 """Command line: ``python -m influence_core scores --data PATH --label-column COL ... --out OUT.csv``
 scores every training row; ``python -m influence_core check --data PATH ...`` measures, on your own
 data, whether the influence predicts retraining (removes the strongest rows for one held-out row,
-one at a time, and retrains).
+one at a time, and retrains); ``python -m influence_core lds --data PATH --methods a,b ...`` gives each
+method's linear datamodeling score over retrained random subsets.
 
 Bad input exits with status 2 and one line saying what to fix. The config built here is the same
 object the app builds, so the same settings give the same numbers (and share the result cache).
@@ -137,7 +138,32 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--test-row", type=int, help="held-out row number (0-based; default: the one with the largest loss)")
     c.add_argument("--removals", type=int, default=20, help="strongest training rows to remove, one at a time (default 20)")
     c.add_argument("--out", help="optional CSV: one line per removed row with its predicted and retrained loss change")
+    lds = sub.add_parser("lds", help="how right are the scores? the linear datamodeling score of several methods on your data")
+    _add_run_arguments(lds, 0.2, "held-out share LDS is measured on (default 0.2)")
+    lds.add_argument("--methods", default="influence,ip,tracin",
+                     help="comma list of methods; method@curvature picks a curvature (e.g. influence@exact,influence@cg,trak)")
+    lds.add_argument("--subsets", type=int, default=100, help="random training subsets retrained (default 100)")
+    lds.add_argument("--fraction", type=float, default=0.5, help="share of the training set in each subset (default 0.5)")
+    lds.add_argument("--measure", default="loss", choices=["loss", "margin"], help="the held-out quantity (default: its loss)")
+    lds.add_argument("--max-test", type=int, help="score only the first N held-out rows")
+    lds.add_argument("--per-test", help="optional CSV of each held-out row's correlation per method")
+    lds.add_argument("--out", required=True, help="output CSV: method, lds, lds_low, lds_high, seconds")
     return parser
+
+
+def _lds(config: RunConfig, args: argparse.Namespace, progress) -> tuple[str, pd.DataFrame]:
+    from influence_core.lds import linear_datamodeling_score
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    result = linear_datamodeling_score(config, methods, args.subsets, args.fraction, args.seed, args.measure, max_test=args.max_test,
+                                       progress=progress, use_cache=not args.no_cache)
+    if args.per_test:
+        pd.DataFrame(result.per_test).to_csv(args.per_test, index_label="test_row")
+    lines = [f"LDS over {args.subsets} retrained subsets of {args.fraction:.0%} ({result.retrains_from_cache} from the cache), "
+             f"{result.actual.shape[1]} held-out rows, measure: {args.measure}"]
+    lines += [f"  {m:<22} {result.lds[m]:+.3f}  [{result.interval[m][0]:+.3f}, {result.interval[m][1]:+.3f}]  {result.seconds[m]:.1f} s"
+              + (f"  ({result.notes[m]})" if result.notes[m] else "") for m in methods]
+    return "\n".join(lines), result.table()
 
 
 NEEDS_HELD_OUT = "the check needs held-out rows to measure the loss on: give --test-fraction between 0 and 1 (e.g. 0.2)"
@@ -197,13 +223,21 @@ def _run(argv: Optional[Sequence[str]] = None) -> int:
             from influence_core.output_paths import check_output_path
 
             check_output_path(args.out, [args.data])
+            if getattr(args, "per_test", None):
+                check_output_path(args.per_test, [args.data, args.out])
         config = build_config(args)
-        progress = silent if args.quiet else tqdm_progress("influence")
+        progress = silent if args.quiet else tqdm_progress("influence" if args.command != "lds" else "LDS")
         try:
-            result = compute_influence(config, progress=progress, use_cache=not args.no_cache)
+            if args.command == "lds":
+                summary, table = _lds(config, args, progress)
+                result = None
+            else:
+                result = compute_influence(config, progress=progress, use_cache=not args.no_cache)
         finally:
             getattr(progress, "close", lambda: None)()
-        if args.command == "check":
+        if args.command == "lds":
+            print(summary)
+        elif args.command == "check":
             summary, table = _check(result, args)
             print(summary)
         else:
@@ -218,7 +252,7 @@ def _run(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as err:
         print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
-    if result.metrics.get("method_note"):
+    if result is not None and result.metrics.get("method_note"):
         print(result.metrics["method_note"], file=sys.stderr)
     if out is not None:
         print(f"wrote {len(table)} rows to {out} (config {config.key()})", file=sys.stderr)

@@ -84,6 +84,12 @@ class Dataset:
             return self.subset_train(~mask)
         raise InputError(f"action must be 'relabel' or 'remove', got {action!r}")
 
+    def subset_test(self, keep: np.ndarray) -> "Dataset":
+        """A copy keeping only the test rows selected by a boolean mask or index array."""
+        keep = np.asarray(keep)
+        groups = None if self.groups_test is None else self.groups_test[keep]
+        return replace(self, x_test=self.x_test[keep], y_test=self.y_test[keep], ids_test=self.ids_test[keep], groups_test=groups)
+
     def subset_train(self, keep: np.ndarray) -> "Dataset":
         """A copy keeping only the training rows selected by a boolean mask or index array."""
         keep = np.asarray(keep)

@@ -1,0 +1,183 @@
+"""How right are the scores? The linear datamodeling score (LDS; Park et al. 2023, as dattri and kronfluence report it).
+
+Retrain on ``n_subsets`` random subsets S_k holding ``fraction`` of the training set. A method's scores τ (n_test,
+n_train; + = harmful, i.e. including the sample raises the measured quantity) predict the quantity of test point j
+after training on S_k as the linear datamodel Σ_{i ∈ S_k} τ_ji. LDS_j is the Spearman correlation over the subsets
+between that prediction and the retrained value; LDS is the mean over test points, with a bootstrap 95 % interval
+over test points. Every method is scored against the same retrained subsets; a retrain is cached by the run's
+config and the subset's content, so other methods, other runs and a rerun reuse it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from influence_core.config import RunConfig
+from influence_core.data.base import Dataset
+from influence_core.errors import InputError
+from influence_core.methods import get as get_method
+from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.tasks import CORRECT_CLASS_MARGIN, CROSS_ENTROPY, PerSampleLoss
+
+MEASURES = ("loss", "margin")
+
+
+@dataclass
+class LDSResult:
+    """Per method: the mean LDS, its interval, the per-test-point correlations and the attribution's seconds."""
+
+    methods: list[str]
+    lds: dict[str, float]
+    interval: dict[str, tuple[float, float]]
+    per_test: dict[str, np.ndarray]  # (n_test,) Spearman per test point (nan where a point never moves)
+    seconds: dict[str, float]
+    subsets: np.ndarray  # (n_subsets, n_train) bool
+    actual: np.ndarray  # (n_subsets, n_test) the measured quantity after retraining on each subset
+    scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    retrain_seconds: float = 0.0
+    retrains_from_cache: int = 0
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def table(self):
+        import pandas as pd
+
+        return pd.DataFrame({
+            "method": self.methods,
+            "lds": [self.lds[m] for m in self.methods],
+            "lds_low": [self.interval[m][0] for m in self.methods],
+            "lds_high": [self.interval[m][1] for m in self.methods],
+            "seconds": [self.seconds[m] for m in self.methods],
+        })
+
+
+def method_run(config: RunConfig, spec: str) -> tuple[RunConfig, str]:
+    """``influence@cg`` → (the config with the cg curvature, "influence"); a plain name keeps the config's curvature."""
+    name, _, curvature = spec.partition("@")
+    get_method(name)
+    if curvature:
+        if not get_method(name).uses_curvature:
+            raise InputError(f"{name} takes no curvature: write {name!r}, not {spec!r}")
+        config = config.replace(curvature__kind=curvature, curvature__options=())
+    return config, name
+
+
+def random_subsets(n_train: int, n_subsets: int, fraction: float, seed: int) -> np.ndarray:
+    """(n_subsets, n_train) masks of exactly round(fraction · n) samples each (seeded)."""
+    rng = np.random.default_rng(seed)
+    size = int(round(fraction * n_train))
+    masks = np.zeros((n_subsets, n_train), dtype=bool)
+    for k in range(n_subsets):
+        masks[k, rng.choice(n_train, size=size, replace=False)] = True
+    return masks
+
+
+def check_settings(dataset: Dataset, n_subsets: int, fraction: float, subsets: np.ndarray) -> None:
+    """What makes no sense, said before any retraining."""
+    if not 0.0 < fraction < 1.0:
+        raise InputError(f"the subset fraction must be between 0 and 1 (exclusive), got {fraction}")
+    if n_subsets < 2:
+        raise InputError(f"a rank correlation over subsets needs at least 2 subsets, got {n_subsets}")
+    if len(dataset.y_test) == 0:
+        raise InputError("LDS measures held-out points: give the run a test split (a test fraction above 0)")
+    for k, mask in enumerate(subsets):
+        if len(np.unique(dataset.y_train[mask])) < 2:
+            raise InputError(f"subset {k} holds one class only ({mask.sum()} rows): use a larger fraction or more training data")
+
+
+def spearman_per_row(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each column pair over the rows: (n_subsets, n_test) × 2 → (n_test,)."""
+    from scipy.stats import rankdata
+
+    rp, ra = rankdata(predicted, axis=0), rankdata(actual, axis=0)
+    rp, ra = rp - rp.mean(0), ra - ra.mean(0)
+    denominator = np.sqrt((rp**2).sum(0) * (ra**2).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (rp * ra).sum(0) / denominator, np.nan)
+
+
+def lds_from_scores(scores: np.ndarray, subsets: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Per-test-point LDS of one method: Spearman over subsets of Σ_{i ∈ S_k} τ_ji against the retrained value."""
+    predicted = subsets.astype(np.float64) @ np.asarray(scores, dtype=np.float64).T  # (n_subsets, n_test)
+    return spearman_per_row(predicted, actual)
+
+
+def bootstrap_interval(values: np.ndarray, seed: int, draws: int = 2000) -> tuple[float, float]:
+    """95 % percentile interval of the mean over test points (points with no defined correlation left out)."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(draws, len(values)))].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def measured(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, measure: str) -> np.ndarray:
+    """The quantity LDS is taken on, per test point: its loss or its correct-class margin."""
+    task = CROSS_ENTROPY if measure == "loss" else CORRECT_CLASS_MARGIN
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([task.sample_loss(model(x[i : i + 4096]), y[i : i + 4096]) for i in range(0, len(x), 4096)])
+    return out.double().cpu().numpy()
+
+
+def linear_datamodeling_score(
+    config: RunConfig,
+    methods: Sequence[str],
+    n_subsets: int = 100,
+    fraction: float = 0.5,
+    seed: int = 0,
+    measure: str = "loss",
+    dataset: Optional[Dataset] = None,
+    max_test: Optional[int] = None,
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+) -> LDSResult:
+    """LDS of every method in ``methods`` for the run ``config`` (its curvature, damping and knobs), over one shared
+    set of retrained subsets. ``max_test`` scores the first that many held-out points only."""
+    from influence_core import experiments
+
+    if measure not in MEASURES:
+        raise InputError(f"measure must be one of {MEASURES}, got {measure!r}")
+    if not methods:
+        raise InputError("name at least one method")
+    runs = {spec: method_run(config, spec) for spec in methods}  # unknown names are refused before anything runs
+    ds = dataset if dataset is not None else experiments.load_data(config)
+    if max_test is not None:
+        ds = ds.subset_test(np.arange(min(max_test, len(ds.y_test))))
+    subsets = random_subsets(len(ds.y_train), n_subsets, fraction, seed) if 0 < fraction < 1 and n_subsets >= 1 else np.zeros((0, 0), bool)
+    check_settings(ds, n_subsets, fraction, subsets)
+
+    full = experiments.train(config, scaled(progress, 0.0, 0.05), use_cache, ds)
+    device = next(full.model.parameters()).device
+    _, _, xt, yt = experiments.tensors(ds, device)
+    task = CROSS_ENTROPY if measure == "loss" else CORRECT_CLASS_MARGIN
+
+    scores, seconds, notes = {}, {}, {}
+    for j, name in enumerate(methods):
+        step = scaled(progress, 0.05 + 0.25 * j / len(methods), 0.05 + 0.25 * (j + 1) / len(methods))
+        step(0.0, f"scoring with {name}")
+        start = time.perf_counter()
+        run, method_name = runs[name]
+        method = experiments.fit_method(run, full, scaled(step, 0.0, 0.5), method=method_name)
+        scores[name] = method.scores(PerSampleLoss(xt, yt, task), progress=scaled(step, 0.5, 1.0))
+        seconds[name], notes[name] = time.perf_counter() - start, method.note
+
+    actual = np.empty((n_subsets, len(ds.y_test)))
+    from_cache, start = 0, time.perf_counter()
+    for k, mask in enumerate(subsets):
+        step = scaled(progress, 0.3 + 0.7 * k / n_subsets, 0.3 + 0.7 * (k + 1) / n_subsets)
+        trained = experiments.train(config, step, use_cache, ds.subset_train(mask))
+        from_cache += bool(trained.metrics["from_cache"])
+        actual[k] = measured(trained.model, xt, yt, measure)
+        step(1.0, f"retrained {k + 1}/{n_subsets} subsets")
+    per_test = {name: lds_from_scores(scores[name], subsets, actual) for name in methods}
+    lds = {name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for name, v in per_test.items()}
+    interval = {name: bootstrap_interval(v, seed) for name, v in per_test.items()}
+    progress(1.0, "LDS done")
+    return LDSResult(list(methods), lds, interval, per_test, seconds, subsets, actual, scores, time.perf_counter() - start,
+                     from_cache, notes)
