@@ -252,7 +252,7 @@ def _points_view() -> None:
         }).sort_values(label, ascending=False, key=np.abs if signed else None)
         st.subheader("Most influential training points")
         st.dataframe(table.head(15), hide_index=True, width="stretch")
-        st.download_button("Export all scores (CSV)", table.to_csv(index=False), f"influence_{config.key()}.csv", "text/csv")
+        st.download_button("Export all scores (CSV)", table.to_csv(index=False), f"explorer_{dataset}_{model_kind}_{label.replace(' ', '_').replace('#', '')}_all_training_points.csv", "text/csv")
 
 
 def _epochs():

@@ -1,5 +1,6 @@
 """Glitch signals: inject mislabels / anomalies, rank training data by influence signals, repair."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -135,7 +136,7 @@ shown = ["rank", "id", "label", "suggested label", "detected type", signal, "CNC
 shown = list(dict.fromkeys(c for c in shown if c in frame.columns))
 st.dataframe(frame[shown].head(top), hide_index=True, width="stretch", key="glitch_flagged")
 st.download_button("Export all rows with every signal (CSV)", frame.to_csv(index=False),
-                   f"glitch_signals_{run.key()}.csv", "text/csv", key="glitch_export")
+                   f"glitch_signals_{dataset}_{kind}_ranked_by_{signal}.csv", "text/csv", key="glitch_export")
 
 if report.dataset.is_image:
     n_images = min(top, 12)
@@ -162,6 +163,23 @@ n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(r
 if signal in SIGNALS:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
     r2.write(f"{len(relabel)} rows relabelled, {len(remove)} removed.")
+    # before anyone accepts: how large a change the test split can show at all (two binomial standard errors)
+    n_test, acc = len(report.dataset.y_test), float(m["test"]["accuracy"])
+    noise = 2 * np.sqrt(max(acc * (1 - acc), 1.0 / n_test) / n_test)
+    r2.caption(f"Test accuracy is read on {n_test:,} rows ({acc:.1%} now): a change within ±{noise:.1%} (two standard "
+               "errors) is not a measured gain. The expected gain itself is only known by retraining.")
+    if relabel and "cleanlab" in report.baselines:
+        names = report.dataset.class_names
+        cleanlab_says = report.baselines["cleanlab"]["suggested"]
+        doubted = [r for r, c in relabel.items() if int(cleanlab_says[r]) != int(c)]
+        if doubted:
+            r2.warning(f"**{len(doubted)} of {len(relabel)} relabels go to a class the model itself doubts**: its "
+                       "out-of-fold probabilities (cleanlab) favour another label. Review these before accepting.")
+            r2.dataframe(pd.DataFrame({"id": [str(report.dataset.ids_train[r]) for r in doubted],
+                                       "label now": [names[report.dataset.y_train[r]] for r in doubted],
+                                       "repair to": [names[relabel[r]] for r in doubted],
+                                       "the model favours": [names[int(cleanlab_says[r])] for r in doubted]}),
+                         hide_index=True, key="glitch_doubted")
 
     def _retrain():
         with progress_status("Retraining on the repaired data") as progress:
@@ -171,8 +189,12 @@ if signal in SIGNALS:
     if outcome is not None:
         o1, o2, o3, o4 = st.columns(4)
         o1.metric("Test accuracy before", f"{outcome.test_accuracy_before:.1%}")
+        change = outcome.test_accuracy_after - outcome.test_accuracy_before
+        measured = abs(change) > noise
+        # a change within the noise gets no coloured arrow ("+0.0%" came with a green one)
         o2.metric("Test accuracy after repair", f"{outcome.test_accuracy_after:.1%}",
-                  f"{outcome.test_accuracy_after - outcome.test_accuracy_before:+.1%}")
+                  f"{change:+.1%}" + ("" if measured else f" (within ±{noise:.1%}: no measured change)"),
+                  delta_color="normal" if measured else "off")
         if truth:
             o3.metric("Relabelled to the true class", f"{outcome.n_relabelled_correctly} / {outcome.n_relabelled}")
             o4.metric("Removed rows that were glitches", f"{outcome.n_removed_glitches} / {outcome.n_removed}")

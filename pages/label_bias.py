@@ -182,7 +182,7 @@ if truth:
 flagged = lb.flagged_table(result, score_name, threshold, cleanlab_issues)
 with st.expander(f"The {len(flagged)} flagged samples, most suspicious first", expanded=not truth):
     st.dataframe(flagged.drop(columns=["row"]), hide_index=True, width="stretch", key="label_bias_flagged_table")
-st.download_button("Export flagged samples (CSV)", flagged.to_csv(index=False), f"label_bias_flagged_{config.key()}.csv",
+st.download_button("Export flagged samples (CSV)", flagged.to_csv(index=False), f"label_bias_{dataset}_flagged_by_{score_name}_at_{threshold:.3g}.csv",
                    "text/csv", key="label_bias_export")
 
 st.subheader("Sample level: the training samples behind one held-out prediction")

@@ -261,3 +261,22 @@ def test_what_if_trim_tab_reads_plainly_and_advises_against_trimming_clean_data(
     same = [i.value for i in at.info if "remove the same" in i.value]
     identical = any(len({r for r in overlap.index if overlap.loc[r, c] == "100.0%"}) > 1 for c in overlap.columns)
     assert bool(same) == identical, (same, overlap)
+
+
+def test_glitch_repairs_show_their_noise_and_the_models_doubts_before_accepting():
+    """The repair showed '+0.0 %' with a green arrow, and 5 of 12 repairs went to a wrong class with no caution."""
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    at.switch_page("pages/glitch_signals.py").run()
+    assert not at.exception, at.exception
+    assert any("not a measured gain" in c.value for c in at.caption), "the noise is shown before accepting"
+    if any(getattr(b, "key", None) == "glitch_repair" for b in at.button):
+        at.button(key="glitch_repair").click().run()
+        assert not at.exception, at.exception
+        after = next(m for m in at.metric if m.label == "Test accuracy after repair")
+        change = float(after.delta.split("%")[0]) / 100
+        noise = float(next(c.value for c in at.caption if "not a measured gain" in c.value).split("±")[1].split("%")[0]) / 100
+        if abs(change) <= noise:  # grey, no coloured arrow, and it says why
+            from streamlit.proto.Metric_pb2 import Metric
+
+            assert "no measured change" in after.delta and after.proto.color == Metric.MetricColor.GRAY, (after.delta, after.proto.color)
