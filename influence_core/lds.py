@@ -56,14 +56,25 @@ class LDSResult:
 
 
 def method_run(config: RunConfig, spec: str) -> tuple[RunConfig, str]:
-    """``influence@cg`` → (the config with the cg curvature, "influence"); a plain name keeps the config's curvature."""
-    name, _, curvature = spec.partition("@")
+    """A method spec → (the run config for it, the method's name): ``influence@cg`` takes the cg curvature, ``trak:ensemble=10``
+    sets a knob (``name[@curvature][:knob=value,…]``); a plain name keeps the config's curvature and no knobs."""
+    head, _, knobs = spec.partition(":")
+    name, _, curvature = head.partition("@")
     get_method(name)
     if curvature:
         if not get_method(name).uses_curvature:
             raise InputError(f"{name} takes no curvature: write {name!r}, not {spec!r}")
         config = config.replace(curvature__kind=curvature, curvature__options=())
-    return config, name
+    options = []
+    for pair in filter(None, knobs.split(",")):
+        key, sep, value = pair.partition("=")
+        try:
+            options.append((key.strip(), float(value)))
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(f"a method's knob is written name=number (e.g. trak:ensemble=10), got {pair!r} in {spec!r}")
+    return config.replace(method=name, method_options=tuple(sorted(options))), name
 
 
 def random_subsets(n_train: int, n_subsets: int, fraction: float, seed: int) -> np.ndarray:

@@ -106,9 +106,22 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int, 
     raise InputError(f"unknown model kind {cfg.kind!r}")
 
 
+def head_module(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The last linear layer, whose output is the logits: the zoo's ``head``, else the last ``nn.Linear`` a model
+    registers (torchvision's ``fc`` / ``classifier.N``, a user's own model)."""
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Linear):
+        return "head", head
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise InputError("the model has no nn.Linear layer: last-layer influence needs one that outputs the logits")
+    return linears[-1]
+
+
 def parameter_names(model: nn.Module, scope: str) -> list[str]:
-    """Names of the parameters influence is taken over: all, or the last linear layer (``head``)."""
+    """Names of the parameters influence is taken over: all, or the last linear layer (:func:`head_module`)."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     if scope == "last_layer":
-        return [n for n in names if n.startswith("head.")]
+        prefix = head_module(model)[0] + "."
+        return [n for n in names if n.startswith(prefix)]
     return names

@@ -94,10 +94,9 @@ PCID_FLOOR = 1e-12
 
 
 def _head(model: nn.Module) -> nn.Linear:
-    head = getattr(model, "head", None)
-    if not isinstance(head, nn.Linear):
-        raise InputError("glitch signals need a model whose final layer is an nn.Linear named 'head' (every model of the zoo has one)")
-    return head
+    from influence_core.models import head_module
+
+    return head_module(model)[1]
 
 
 @torch.no_grad()

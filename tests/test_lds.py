@@ -51,6 +51,8 @@ def test_retrains_are_deterministic_and_a_cached_retrain_is_reused(convex_lds):
     ({"fraction": 0.02}, "holds one class only"),
     ({"methods": ["nope"]}, "unknown method"),
     ({"methods": ["ip@exact"]}, "takes no curvature"),
+    ({"methods": ["trak:rank=3"]}, "has no option rank"),
+    ({"methods": ["trak:ensemble"]}, "written name=number"),
 ])
 def test_bad_settings_are_refused_before_any_retraining(kwargs, message, monkeypatch):
     monkeypatch.setattr(experiments, "train", lambda *a, **k: pytest.fail("trained before refusing the settings"))

@@ -116,7 +116,7 @@ class ModelProfile:
         return cls(
             n_selected=sum(params[n].numel() for n in names),
             n_all=sum(p.numel() for p in params.values() if p.requires_grad),
-            n_head=sum(p.numel() for n, p in params.items() if n.startswith("head.")),
+            n_head=sum(params[n].numel() for n in head_names(model)),
             n_outputs=outputs,
             activations_per_sample=activations,
             forward_flops_per_sample=flops,
@@ -221,7 +221,14 @@ class Curvature(ABC):
 
 
 def head_names(model: nn.Module) -> list[str]:
-    return [n for n, p in model.named_parameters() if p.requires_grad and n.startswith("head.")]
+    """The trainable parameters of the last linear layer (empty when the model has none)."""
+    from influence_core.errors import InputError
+    from influence_core.models import parameter_names
+
+    try:
+        return parameter_names(model, "last_layer")
+    except InputError:
+        return []
 
 
 def trainable_names(model: nn.Module) -> list[str]:

@@ -31,7 +31,9 @@ def fit_laplace(model, x, y, subset: str, structure: str, prior: float, batch_si
     from laplace import Laplace
     from laplace.curvature import BackPackGGN
 
-    kwargs = {"last_layer_name": "head"} if subset == "last_layer" else {}
+    from influence_core.models import head_module
+
+    kwargs = {"last_layer_name": head_module(model)[0]} if subset == "last_layer" else {}
     if structure == "full":
         # laplace-torch 0.3's default (curvlinops) full GGN multiplies by a CPU identity and fails on
         # CUDA; the BackPACK backend builds the same GGN from Jacobians on the model's device

@@ -23,7 +23,7 @@ class LastLayerCurvature(Curvature):
     @classmethod
     def unsupported_reason(cls, request: CurvatureRequest):
         if not head_names(request.model):
-            return "the model has no final nn.Linear named 'head'"
+            return "the model has no nn.Linear layer to take as its last"
         return None
 
     @classmethod
