@@ -47,7 +47,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         train = TrainConfig(**{**train.__dict__, "epochs": args.epochs})
     return RunConfig(
         data=data,
-        model=ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth),
+        model=(ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth) if not args.model_file else
+               ModelConfig(kind="file", file=args.model_file, arch=args.arch, hidden=args.hidden, depth=args.depth,
+                           checkpoint_files=tuple(args.checkpoint_file))),
         train=train,
         curvature=CurvatureConfig(kind=args.curvature, damping=default_damping(args.model) if args.damping is None else args.damping,
                                   params=args.params, options=_options(args.curvature_option, "--curvature-option")),
@@ -104,6 +106,12 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     p.add_argument("--label-column", help="CSV column with the labels")
     p.add_argument("--id-column", help="CSV column with row ids (default: the row number)")
     p.add_argument("--model", default="logreg", choices=list(MODEL_KINDS))
+    p.add_argument("--model-file", help="your trained model: a state_dict (.pt/.pth/.bin) or .safetensors with --arch, or a "
+                                        "torch.export program (.pt2); influence is computed on it as it is, without training")
+    p.add_argument("--arch", help="the architecture of --model-file's weights: a zoo kind (logreg, mlp, cnn, resnet18) or a "
+                                  "torchvision classifier name (e.g. resnet18, mobilenet_v3_small)")
+    p.add_argument("--checkpoint-file", action="append", default=[], help="another weight file of the same model, for TracIn "
+                                                                           "(repeatable, in training order)")
     p.add_argument("--method", default="self-influence", choices=[*METHOD_ALIASES, *method_choices()],
                    help="attribution method (self-influence = influence: H⁻¹ under --curvature)")
     p.add_argument("--curvature", default="auto", choices=list(curvature_choices()),
@@ -222,9 +230,10 @@ def _run(argv: Optional[Sequence[str]] = None) -> int:
         if getattr(args, "out", None):  # before any training: never over an input, and somewhere writable
             from influence_core.output_paths import check_output_path
 
-            check_output_path(args.out, [args.data])
+            inputs = [args.data, *([args.model_file] if args.model_file else []), *args.checkpoint_file]
+            check_output_path(args.out, inputs)
             if getattr(args, "per_test", None):
-                check_output_path(args.per_test, [args.data, args.out])
+                check_output_path(args.per_test, [*inputs, args.out])
         config = build_config(args)
         progress = silent if args.quiet else tqdm_progress("influence" if args.command != "lds" else "LDS")
         try:

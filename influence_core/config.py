@@ -11,7 +11,7 @@ from typing import Any, Optional
 from influence_core.errors import InputError
 
 NOISE_KINDS = ("none", "flip_class", "singular_class", "uniform")
-MODEL_KINDS = ("logreg", "mlp", "cnn", "resnet18")
+MODEL_KINDS = ("logreg", "mlp", "cnn", "resnet18")  # the zoo trained here; "file" is a model the user brings (model_files)
 LR_SCHEDULES = ("constant", "cosine", "cosine_per_step")
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 PARAM_SCOPES = ("all", "last_layer")
@@ -61,6 +61,9 @@ class ModelConfig:
     depth: int = 2  # hidden layers of the MLP
     activation: str = "relu"  # relu | sigmoid | tanh
     pretrained_weights: Optional[str] = None  # local file with ImageNet weights (ResNet18)
+    file: Optional[str] = None  # kind "file": the user's trained model (weights + ``arch``, or a torch.export .pt2)
+    arch: Optional[str] = None  # the weights' architecture: a zoo kind or a torchvision classifier name
+    checkpoint_files: tuple[str, ...] = ()  # more weight files of the same model, as TracIn's checkpoints
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ class RunConfig:
             (self.data.noise in NOISE_KINDS, f"noise must be one of {NOISE_KINDS}, got {self.data.noise!r}"),
             (0.0 <= self.data.test_fraction < 1.0, f"test fraction must be in [0, 1), got {self.data.test_fraction}"),
             (0.0 <= self.data.noise_fraction <= 1.0, f"noise fraction must be in [0, 1], got {self.data.noise_fraction}"),
-            (self.model.kind in MODEL_KINDS, f"model must be one of {MODEL_KINDS}, got {self.model.kind!r}"),
+            (self.model.kind in (*MODEL_KINDS, "file"), f"model must be one of {MODEL_KINDS} or 'file', got {self.model.kind!r}"),
+            ((self.model.kind == "file") == (self.model.file is not None), "a model of kind 'file' needs its file, and only it"),
             (self.model.depth >= 1 and self.model.hidden >= 1, "an MLP needs depth ≥ 1 and hidden ≥ 1"),
             (self.model.activation in ("relu", "sigmoid", "tanh"), f"activation must be relu, sigmoid or tanh, got {self.model.activation!r}"),
             (self.train.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.train.optimizer!r}"),
@@ -145,11 +149,13 @@ class RunConfig:
         data = dict(d.get("data", {}))
         if data.get("classes") is not None:
             data["classes"] = tuple(data["classes"])
+        model = dict(d.get("model", {}))
+        model["checkpoint_files"] = tuple(model.get("checkpoint_files", ()))
         curvature = dict(d.get("curvature", {}))
         curvature["options"] = tuple(tuple(pair) for pair in curvature.get("options", ()))
         return cls(
             data=DataConfig(**data),
-            model=ModelConfig(**d.get("model", {})),
+            model=ModelConfig(**model),
             train=TrainConfig(**d.get("train", {})),
             curvature=CurvatureConfig(**curvature),
             method=d.get("method", "influence"),

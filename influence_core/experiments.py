@@ -79,6 +79,10 @@ def config_payload(config: RunConfig) -> dict[str, Any]:
     source = source_fingerprint(config.data)
     if source is not None:
         d["source"] = source
+    if config.model.kind == "file":  # the user's model: what its files hold, not only their names
+        from influence_core.model_files import file_fingerprint
+
+        d["model_files"] = [file_fingerprint(f) for f in (config.model.file, *config.model.checkpoint_files)]
     return d
 
 
@@ -101,6 +105,8 @@ def train(config: RunConfig, progress: ProgressFn = silent, use_cache: bool = Tr
         progress = scaled(progress, 0.2, 1.0) if config.data.name in FILE_DATASETS else progress
     if len(np.unique(dataset.y_train)) < 2:
         raise InputError("the training labels contain one class only: influence needs at least two classes")
+    if config.model.kind == "file":
+        return _own_model(config, dataset, payload)
     device = default_device()
     model = build_model(config.model, dataset.input_shape, dataset.n_classes, config.seed).to(device)
     x, y, xt, yt = tensors(dataset, device)
@@ -136,6 +142,28 @@ def train(config: RunConfig, progress: ProgressFn = silent, use_cache: bool = Tr
     }
     progress(1.0, "trained")
     return Trained(config, dataset, model, checkpoints, metrics)
+
+
+RETRAIN_OWN_MODEL = ("your own model was trained on your data as it is, and it is not retrained here: a subset, an edit or "
+                     "injected glitches need a model to train — choose an architecture (e.g. --model mlp) instead of a model file")
+
+
+def _own_model(config: RunConfig, dataset: Dataset, payload: dict[str, Any]) -> Trained:
+    """The user's trained model (no training), on the data it was trained on."""
+    from influence_core.model_files import load_user_model
+
+    if "dataset" in payload:  # a dataset handed in: only the one the model was trained on
+        loaded = load_data(config)
+        if not (np.array_equal(loaded.x_train, dataset.x_train) and np.array_equal(loaded.y_train, dataset.y_train)):
+            raise InputError(RETRAIN_OWN_MODEL)
+    m = config.model
+    own = load_user_model(m.file, m.arch, dataset.input_shape, dataset.n_classes, m.hidden, m.depth, m.checkpoint_files)
+    device = default_device()
+    model = own.model.to(device)
+    x, y, xt, yt = tensors(dataset, device)
+    metrics = {"train": evaluate(model, x, y), "test": evaluate(model, xt, yt), "train_seconds": 0.0, "history": [],
+               "from_cache": False, "n_params": n_params(model), "device": str(device), "own_model": own.description}
+    return Trained(config, dataset, model, own.checkpoints, metrics)
 
 
 @dataclass

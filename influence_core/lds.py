@@ -156,6 +156,8 @@ def linear_datamodeling_score(
         raise InputError(f"measure must be one of {MEASURES}, got {measure!r}")
     if not methods:
         raise InputError("name at least one method")
+    if config.model.kind == "file":
+        raise InputError(f"LDS retrains on random subsets, and {experiments.RETRAIN_OWN_MODEL}")
     runs = {spec: method_run(config, spec) for spec in methods}  # unknown names are refused before anything runs
     ds = dataset if dataset is not None else experiments.load_data(config)
     if max_test is not None:
