@@ -194,3 +194,43 @@ def linear_datamodeling_score(
     progress(1.0, "LDS done")
     return LDSResult(list(methods), lds, interval, per_test, seconds, subsets, actual, scores, time.perf_counter() - start,
                      from_cache, notes)
+
+
+TRUST_DATASETS = {"moons": "moons (toy, 300 points)", "blobs": "blobs (toy, 300 points)", "digits": "sklearn digits (1,797 images)"}
+TRUST_MODELS = {"logreg": "logistic regression (L-BFGS to the optimum)", "mlp": "MLP 1 × 32, tanh (Adam)"}
+
+
+def trust_config(dataset: str = "moons", model: str = "logreg", seed: int = 0) -> RunConfig:
+    """The Trust view's run: a set the retrains take seconds on, a convex model or a small smooth MLP."""
+    from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, TrainConfig
+
+    if dataset not in TRUST_DATASETS or model not in TRUST_MODELS:
+        raise InputError(f"choose a dataset of {list(TRUST_DATASETS)} and a model of {list(TRUST_MODELS)}")
+    data = DataConfig(name=dataset, n_train=0, n_test=0) if dataset == "digits" else DataConfig(name=dataset, n_train=300, n_test=100)
+    if model == "logreg":
+        train = TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-3, n_checkpoints=10)
+        curvature = CurvatureConfig(kind="exact", damping=0.0)
+    else:
+        train = TrainConfig(optimizer="adam", lr=0.01, epochs=150, batch_size=0, weight_decay=1e-3, n_checkpoints=10)
+        curvature = CurvatureConfig(kind="auto", damping=1e-2)
+    return RunConfig(data=data, model=ModelConfig(kind=model, hidden=32, depth=1, activation="tanh"), train=train,
+                     curvature=curvature, seed=seed)
+
+
+def method_specs() -> list[str]:
+    """Every registered method, the curvature-using ones once per registered curvature: what a Trust run can compare."""
+    from influence_core import curvatures, methods
+
+    specs = []
+    for name in methods.method_names():
+        if methods.get(name).uses_curvature:
+            specs += [f"{name}@{c}" for c in curvatures.curvature_names(include_auto=False)]
+        else:
+            specs.append(name)
+    return specs
+
+
+def subset_scatter(result: LDSResult, method: str, test_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """For one test point: the datamodel's prediction and the retrained value on every subset (what LDS correlates)."""
+    predicted = result.subsets.astype(np.float64) @ np.asarray(result.scores[method][test_index], dtype=np.float64)
+    return predicted, result.actual[:, test_index]

@@ -251,6 +251,7 @@ VIEWS = [
     ("pages/glitch_signals.py", "Glitch signals", ":material/bug_report:"),
     ("pages/what_if.py", "What-if", ":material/swap_horiz:"),
     ("pages/region_cuts.py", "Region cuts", ":material/flight:"),
+    ("pages/trust.py", "Trust", ":material/verified:"),
 ]
 _RUN_BY_APP = "_run_by_app_navigation"
 

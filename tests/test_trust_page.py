@@ -1,0 +1,23 @@
+"""The Trust view: pick methods, measure LDS on one set of retrains, see intervals, spread, cost and one point."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def test_trust_page_measures_lds_for_the_chosen_methods():
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/trust.py").run()
+    assert not at.exception, at.exception
+    assert not at.get("plotly_chart"), "nothing is measured before the button"
+    at.multiselect(key="trust_methods").set_value(["influence@exact", "ip", "trak"])
+    at.slider(key="trust_subsets").set_value(10)
+    at.button(key="trust_go").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    table = at.dataframe[0].value
+    assert set(table["method"]) == {"influence@exact", "ip", "trak"}
+    assert (table["lds"] > 0.5).all(), table  # logistic regression on moons: every method orders the retrains
+    assert len(at.get("plotly_chart")) == 4  # intervals, cost, per-point spread, one point's scatter
