@@ -14,16 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from influence_core.device import default_device  # noqa: E402
-from influence_core.regions import (  # noqa: E402
+from influence_core.device import default_device
+from influence_core.regions import (
     ACASXU_LARGE,
     RegionConfig,
     boundary_distance_ratio,
@@ -32,6 +28,8 @@ from influence_core.regions import (  # noqa: E402
     rank_cut_centres,
     run_region_study,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED_ACASXU = Path(os.environ.get("INFLUENCE_LAB_SHARED", ROOT.parent / "shared")) / "acasxu"
 

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
+import torch
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from influence_core import label_bias as lb  # noqa: E402
-from influence_core.metrics import detection_at_threshold  # noqa: E402
+from influence_core import label_bias as lb
+from influence_core.metrics import detection_at_threshold
 
 
 def threshold_at_revision(revision: str) -> Callable[[np.ndarray], float]:

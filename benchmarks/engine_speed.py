@@ -19,20 +19,16 @@ import copy
 import datetime
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from influence_core import gradients  # noqa: E402
-from influence_core.gradients import iter_per_sample_grads, n_params, per_sample_grad_sq_norms, per_sample_grads  # noqa: E402
-from influence_core.models import MLP, SmallCNN  # noqa: E402
+from influence_core import gradients
+from influence_core.gradients import iter_per_sample_grads, n_params, per_sample_grad_sq_norms, per_sample_grads
+from influence_core.models import MLP, SmallCNN
 
 N_CLASSES = 10
 SHAPE = (1, 28, 28)
@@ -236,7 +232,7 @@ def main(argv=None) -> int:
         gt_full = per_sample_grads(model, xt, yt, chunk_size=chunk).mul_(dinv)
         naive_matrix_columns(model, gt_full, x[:2], y[:2])
         t_cols_sub, cols_naive = timed(lambda: naive_matrix_columns(model, gt_full, x[:n_naive_m], y[:n_naive_m]), device, 1)
-        del gt_full
+        gt_full = None  # free it before the matrix runs
         t_naive_m = t_test_sub * n_test / n_naive_t + t_cols_sub * n_train / n_naive_m
         rows.append(dict(task=f"matrix {n_test}x{n_train}", model=label, params=p, n=n_train, method=f"naive loop (extrap. from {n_naive_t}+{n_naive_m})", s=t_naive_m, ratio=1.0, err=None))
         for backend in ("vmap", "layers"):
@@ -249,7 +245,7 @@ def main(argv=None) -> int:
             block = accuracy_block(model, xt, yt, x, y, dinv, chunk)
             print(f"  {label}: matrix block 64x256 on {device.type}, max rel. error vs float64: {block:.2e} ({precision})")
         print_progress(rows)
-        del model
+        model = None  # free it before the next model
         if cuda:
             torch.cuda.empty_cache()
 

@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from influence_core import flipset as fs  # noqa: E402
-from influence_core import hessian_free as hf  # noqa: E402
-from influence_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from influence_core.device import default_device  # noqa: E402
-from influence_core.experiments import load_data  # noqa: E402
+from influence_core import flipset as fs
+from influence_core import hessian_free as hf
+from influence_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.device import default_device
+from influence_core.experiments import load_data
 
 RESULTS: list[tuple[str, str, bool]] = []
 
@@ -60,7 +56,7 @@ def datasets(quick: bool) -> dict[str, object]:
 
 def section_flipsets(quick: bool, n_verify: int) -> None:
     print("\n== 1. Flip sets: Algorithm 1 (relabel) and the removal variant, verified by retraining ==")
-    found_all, confirmed_all = [], []
+
     for name, ds in datasets(quick).items():
         start = time.perf_counter()
         r = fs.compute_flip_sets(logreg(), ds, use_cache=False)

@@ -20,19 +20,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from influence_core import label_bias as lb  # noqa: E402
-from influence_core.device import default_device  # noqa: E402
-from influence_core.metrics import detection_at_threshold, tpr_at_fpr  # noqa: E402
-from influence_core.progress import silent, tqdm_progress  # noqa: E402
+from influence_core import label_bias as lb
+from influence_core.device import default_device
+from influence_core.metrics import detection_at_threshold, tpr_at_fpr
+from influence_core.progress import silent, tqdm_progress
 
 TARGET_TPR, TARGET_FPR, TARGET_AUROC, TARGET_SECONDS = 0.95, 0.005, 0.99, 60.0
 PAPER = "paper (MNIST49, diagonal Hessian): ~90% of flipped detected with 0.4% of clean flagged"

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from influence_core.device import default_device
+from influence_core.mislabel_roc import default_arms, load_study_data, roc_figure, run_mislabel_roc
+from influence_core.progress import tqdm_progress
 
-from influence_core.device import default_device  # noqa: E402
-from influence_core.mislabel_roc import default_arms, load_study_data, roc_figure, run_mislabel_roc  # noqa: E402
-from influence_core.progress import tqdm_progress  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -19,21 +19,17 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, explorer_config  # noqa: E402
-from influence_core.device import default_device  # noqa: E402
-from influence_core.experiments import compute_influence  # noqa: E402
-from influence_core.influence import predicted_loss_change_on_removal  # noqa: E402
-from influence_core.retraining_check import RetrainingCheck, check_by_retraining, strongest_for_test_point  # noqa: E402
+from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, explorer_config
+from influence_core.device import default_device
+from influence_core.experiments import compute_influence
+from influence_core.influence import predicted_loss_change_on_removal
+from influence_core.retraining_check import RetrainingCheck, check_by_retraining, strongest_for_test_point
 
 METHODS = {  # label → (method, curvature)
     "exact Hessian": ("influence", "exact"),

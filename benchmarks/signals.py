@@ -17,26 +17,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from influence_core.config import DataConfig  # noqa: E402
-from influence_core.device import default_device  # noqa: E402
-from influence_core.errors import InputError  # noqa: E402
-from influence_core.signals import GlitchConfig, detect_glitches, signal_run_config  # noqa: E402
+from influence_core.config import DataConfig
+from influence_core.device import default_device
+from influence_core.errors import InputError
+from influence_core.signals import GlitchConfig, detect_glitches, signal_run_config
 
 COLUMNS = ["F1", "AUROC", "AP", "repair accuracy (detected)", "repair accuracy (all)", "type accuracy"]
 
 
 def breast_cancer_csv(folder: str) -> str:
     """sklearn's breast-cancer table written as a CSV (label column 'target') for the csv loader."""
-    import pandas as pd
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer(as_frame=True)
