@@ -19,8 +19,18 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from influence_core.config import (MODEL_KINDS, CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, curvature_choices,
-                                   default_damping, default_training, method_choices)
+from influence_core.config import (
+    MODEL_KINDS,
+    CurvatureConfig,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    curvature_choices,
+    default_damping,
+    default_training,
+    method_choices,
+)
 from influence_core.errors import CurvatureError, InputError
 
 # the name the README has always used for the Hessian-based method; every other name is the method registry's

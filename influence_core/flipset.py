@@ -318,7 +318,7 @@ class FlipSetResult:
             raise InputError(f"test point {test_index} does not exist; choose 0..{len(self.margins) - 1}")
         return s.order[test_index, : s.k[test_index]].copy()
 
-    def flip_set_table(self, test_index: int, mode: str = "relabel") -> "pd.DataFrame":
+    def flip_set_table(self, test_index: int, mode: str = "relabel") -> "pandas.DataFrame":  # noqa: F821 (imported where used)
         """The flip set of ``test_index`` as rows to review, in Algorithm 1's order: the training id, its label,
         what the edit makes of it, the predicted change of f(x_t) and f(x_t) after the edits so far."""
         import pandas as pd

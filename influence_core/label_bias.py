@@ -52,8 +52,8 @@ from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunC
 from influence_core.data.base import Dataset, likeliest_other_labels
 from influence_core.data.registry import peek_own_data
 from influence_core.errors import InputError
-from influence_core.metrics import detection_at_threshold, detection_summary, threshold_sweep, tpr_at_fpr
 from influence_core.methods import Attributor
+from influence_core.metrics import detection_at_threshold, detection_summary, threshold_sweep, tpr_at_fpr
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import GroupMeanLoss, PerSampleLoss, Stacked
 

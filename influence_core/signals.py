@@ -64,8 +64,8 @@ from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunC
 from influence_core.data.base import Dataset
 from influence_core.data.glitches import ANOMALY_KINDS, GLITCH_KINDS, MISLABEL_KINDS, GlitchTruth, inject_glitches
 from influence_core.errors import InputError
-from influence_core.metrics import auroc, average_precision
 from influence_core.methods import Attributor
+from influence_core.metrics import auroc, average_precision
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import PerSampleLoss
 from influence_core.training import Checkpoint, model_at
@@ -161,7 +161,6 @@ def trace_head(
     """Forward passes at every checkpoint: what the closed-form TracIn needs (no gradients taken)."""
     if not checkpoints:
         raise InputError("TracIn needs saved checkpoints: train with n_checkpoints ≥ 1")
-    device = x_train.device
     dtype = dtype or torch.float32  # ranks only: float32 is ample and twice as fast as float64 on CPU
     n_classes = _head(model).out_features
     trace = HeadTrace([], [], [], [], [], y_train, y_val, n_classes, include_bias)
@@ -334,7 +333,7 @@ def compute_signals(
         rows = slice(lo, min(n, lo + step))
         im = influence_rows(trace, rows)
         kernel_t = trace.kernel(last, rows)  # reused by both counterfactuals of this block
-        block = signals_from_rows(im, y_train[rows], y_val, trace.n_classes, lambda labels: counterfactual_rows(trace, rows, labels, kernel_t))
+        block = signals_from_rows(im, y_train[rows], y_val, trace.n_classes, lambda labels, rows=rows, kernel_t=kernel_t: counterfactual_rows(trace, rows, labels, kernel_t))
         for key, value in block.items():
             parts.setdefault(key, []).append(value)
         progress(0.4 + 0.6 * rows.stop / n, f"signals for {rows.stop}/{n} training samples")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from influence_core.cli import build_config, _parser, main
+from influence_core.cli import _parser, build_config, main
 from influence_core.experiments import compute_influence
 
 ROOT = Path(__file__).resolve().parents[1]

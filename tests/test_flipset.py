@@ -11,7 +11,6 @@ from influence_core.data.base import Dataset
 from influence_core.errors import InputError
 from influence_core.experiments import load_data
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -14,7 +14,6 @@ from influence_core.errors import InputError
 from influence_core.models import MLP, LogisticRegression
 from influence_core.training import Checkpoint, _snapshot
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

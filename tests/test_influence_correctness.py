@@ -1,7 +1,6 @@
 """Influence against leave-one-out retraining and closed forms on convex models."""
 
 import numpy as np
-import pytest
 import torch
 
 from influence_core.config import ModelConfig, TrainConfig
@@ -10,7 +9,7 @@ from influence_core.data.synthetic import make_synthetic
 from influence_core.errors import CurvatureError
 from influence_core.influence import pairwise_influence, predicted_loss_change_on_removal, self_influence
 from influence_core.models import build_model, parameter_names
-from influence_core.training import fit_lbfgs, objective, train_model
+from influence_core.training import fit_lbfgs, train_model
 
 WD = 1e-2
 

@@ -83,9 +83,8 @@ def test_unknown_curvature_options_are_refused_with_the_ones_that_exist(convex):
 
 
 def test_the_cli_passes_curvature_options_and_prints_the_convergence(tmp_path):
-    from sklearn.datasets import load_breast_cancer
-
     import pandas as pd
+    from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer(as_frame=True).frame.sample(120, random_state=0)
     csv = tmp_path / "bc.csv"

@@ -253,7 +253,6 @@ def test_chexpert_layout_runs_resnet18_last_layer(tmp_path):
 
 def _own_csv(tmp_path: Path) -> Path:
     """sklearn's breast-cancer table as a user would have it: an id column, text labels, last-column target."""
-    import pandas as pd
     from sklearn.datasets import load_breast_cancer
 
     frame = load_breast_cancer(as_frame=True).frame

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_dir
 from streamlit.testing.v1 import AppTest
 
-from conftest import shared_dir
 from influence_core.curvature import build_curvature
 from influence_core.data.acas import read_nnet
 from influence_core.errors import InputError

@@ -17,8 +17,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from influence_core.curvatures.base import (REGISTRY, Curvature, CurvatureRequest, format_bytes, head_names, memory_budget,
-                                            trainable_names)
+from influence_core.curvatures.base import REGISTRY, Curvature, CurvatureRequest, format_bytes, head_names, memory_budget, trainable_names
 from influence_core.errors import CurvatureError, InputError
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, Task

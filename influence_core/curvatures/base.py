@@ -71,10 +71,9 @@ class ModelProfile:
     @classmethod
     def of(cls, model: nn.Module, sample_shape: tuple[int, ...], names: list[str]) -> "ModelProfile":
         params = dict(model.named_parameters())
-        selected = set(names)
         owner = {}
         for module_name, module in model.named_modules():
-            for attr, p in module.named_parameters(recurse=False):
+            for attr, _ in module.named_parameters(recurse=False):
                 owner[f"{module_name}.{attr}" if module_name else attr] = module
         activations, flops, outputs = 0, 0.0, 0
         handles = []
