@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup run test clean-cache
+.PHONY: setup run test lint clean-cache
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
@@ -23,6 +23,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
 
 clean-cache:
 	rm -rf .cache/results

@@ -107,7 +107,7 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
         browser.close()
 
 
-VIEW_TITLES = ["2D explorer", "Label bias", "Glitch signals", "What-if", "Region cuts"]
+VIEW_TITLES = ["2D explorer", "Label bias", "Glitch signals", "What-if", "Region cuts", "Trust"]
 
 
 def _nav_titles(page) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, Curvature, CurvatureRequest
+from influence_core.curvatures.base import Curvature, CurvatureRequest, passes_seconds
 from influence_core.curvatures.operators import ggn_operator, operator_bytes
 
 ARNOLDI_RANK = 50
@@ -30,8 +30,7 @@ class ArnoldiCurvature(Curvature):
 
     @classmethod
     def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        prof = request.profile
-        return 4 * ARNOLDI_RANK * 4.0 * prof.n_outputs * request.n_train * max(prof.forward_flops_per_sample, 1.0) / ASSUMED_FLOPS_PER_SECOND
+        return passes_seconds(request, 4 * ARNOLDI_RANK)  # Lanczos takes a few products per eigenpair
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "ArnoldiCurvature":

@@ -124,6 +124,13 @@ class ModelProfile:
         )
 
 
+def passes_seconds(request: "CurvatureRequest", passes: float, per_output: bool = True) -> float:
+    """Rough seconds of ``passes`` forward-and-backward sweeps over the training data (× the outputs for GGN products)."""
+    prof = request.profile
+    width = prof.n_outputs if per_output else 1
+    return passes * 3.0 * width * request.n_train * max(prof.forward_flops_per_sample, 1.0) / ASSUMED_FLOPS_PER_SECOND
+
+
 def memory_budget(device: Optional[torch.device] = None) -> int:
     """Bytes a curvature may allocate: ``INFLUENCE_LAB_MEMORY_GB`` if set, else half the memory available
     now (RAM, or the free memory of the GPU), so the machine's other work keeps running."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, Curvature, CurvatureRequest
+from influence_core.curvatures.base import Curvature, CurvatureRequest, passes_seconds
 from influence_core.curvatures.operators import apply_in_chunks, damped_ggn, operator_bytes
 
 CG_MAX_ITER, CG_TOLERANCE = 200, 1e-6
@@ -28,8 +28,7 @@ class ConjugateGradientCurvature(Curvature):
 
     @classmethod
     def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        prof = request.profile
-        return CG_MAX_ITER * 4.0 * prof.n_outputs * request.n_train * max(prof.forward_flops_per_sample, 1.0) / ASSUMED_FLOPS_PER_SECOND
+        return passes_seconds(request, CG_MAX_ITER)
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "ConjugateGradientCurvature":

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, Curvature, CurvatureRequest, head_names
-from influence_core.curvatures.laplace_fit import as_sequential, fit_laplace, prior_precision, subset_for
+from influence_core.curvatures.base import Curvature, CurvatureRequest, head_names, passes_seconds
+from influence_core.curvatures.laplace_fit import as_sequential, fit_laplace, prior_precision, subset_for, subset_reason
 from influence_core.errors import CurvatureError
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, Task
@@ -31,11 +31,7 @@ class DiagonalCurvature(Curvature):
 
     @classmethod
     def unsupported_reason(cls, request: CurvatureRequest):
-        try:
-            subset_for(request, cls.name)
-        except Exception as err:  # noqa: BLE001 — the reason is the message
-            return str(err)
-        return None
+        return subset_reason(request, cls.name)
 
     @classmethod
     def estimate_bytes(cls, request: CurvatureRequest) -> int:
@@ -48,8 +44,7 @@ class DiagonalCurvature(Curvature):
 
     @classmethod
     def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        prof = request.profile
-        return 3.0 * prof.n_outputs * request.n_train * max(prof.forward_flops_per_sample, 1.0) / ASSUMED_FLOPS_PER_SECOND
+        return passes_seconds(request, 1)
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "DiagonalCurvature":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, Curvature, CurvatureRequest
+from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.kronecker import KroneckerCurvature
 from influence_core.curvatures.operators import apply_in_chunks, batches, selected_parameters
 from influence_core.errors import InputError
@@ -57,4 +57,4 @@ class EkfacCurvature(Curvature):
         return apply_in_chunks(self._inverse, grads)
 
 
-__all__ = ["EkfacCurvature", "ASSUMED_FLOPS_PER_SECOND"]
+

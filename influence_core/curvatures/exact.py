@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, Curvature, CurvatureRequest, format_bytes
+from influence_core.curvatures.base import Curvature, CurvatureRequest, format_bytes, passes_seconds
 from influence_core.curvatures.dense import DenseInverse, dense_bytes
 from influence_core.errors import InputError
 from influence_core.progress import ProgressFn, silent
@@ -105,8 +105,7 @@ class ExactCurvature(Curvature):
 
     @classmethod
     def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        prof = request.profile
-        return 3.0 * prof.n_selected * request.n_train * max(prof.forward_flops_per_sample, 1.0) / ASSUMED_FLOPS_PER_SECOND
+        return passes_seconds(request, request.profile.n_selected, per_output=False)  # one tangent per parameter
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "ExactCurvature":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, Curvature, CurvatureRequest
-from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision, subset_for
+from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, Curvature, CurvatureRequest, passes_seconds
+from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision, subset_for, subset_reason
 
 KRON_LAYER_TYPES = {"Linear", "Conv2d"}
 
@@ -22,10 +22,9 @@ class KroneckerCurvature(Curvature):
 
     @classmethod
     def unsupported_reason(cls, request: CurvatureRequest):
-        try:
-            subset_for(request, cls.name)
-        except Exception as err:  # noqa: BLE001 — the reason is the message
-            return str(err)
+        reason = subset_reason(request, cls.name)
+        if reason:
+            return reason
         others = request.profile.selected_module_types - KRON_LAYER_TYPES
         if others:
             return f"KFAC factors only Linear and Conv2d layers; this model's selected parameters include {', '.join(sorted(others))}"
@@ -41,9 +40,8 @@ class KroneckerCurvature(Curvature):
 
     @classmethod
     def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        prof = request.profile
-        eig = sum(a**3 + g**3 for a, g in prof.factor_sides)
-        return (3.0 * prof.n_outputs * request.n_train * max(prof.forward_flops_per_sample, 1.0) + 10 * eig) / ASSUMED_FLOPS_PER_SECOND
+        eig = sum(a**3 + g**3 for a, g in request.profile.factor_sides)
+        return passes_seconds(request, 1) + 10 * eig / ASSUMED_FLOPS_PER_SECOND
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "KroneckerCurvature":

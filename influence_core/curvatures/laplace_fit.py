@@ -61,6 +61,15 @@ def as_sequential(model: nn.Module) -> Optional[nn.Sequential]:
     return seq if [p.shape for p in seq.parameters()] == original else None
 
 
+def subset_reason(request, kind: str) -> Optional[str]:
+    """Why laplace-torch cannot take these parameters (neither all of them nor the head's), or None."""
+    try:
+        subset_for(request, kind)
+    except InputError as err:
+        return str(err)
+    return None
+
+
 def subset_for(request, kind: str) -> str:
     """laplace-torch's ``subset_of_weights`` for the requested parameters: all of them or the head's."""
     from influence_core.curvatures.base import head_names, trainable_names

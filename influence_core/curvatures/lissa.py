@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, Curvature, CurvatureRequest
+from influence_core.curvatures.base import Curvature, CurvatureRequest, passes_seconds
 from influence_core.curvatures.operators import apply_in_chunks, damped_ggn, operator_bytes
 
 LISSA_DEPTH = 1000
@@ -42,8 +42,7 @@ class LissaCurvature(Curvature):
 
     @classmethod
     def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        prof = request.profile
-        return LISSA_DEPTH * 4.0 * prof.n_outputs * request.n_train * max(prof.forward_flops_per_sample, 1.0) / ASSUMED_FLOPS_PER_SECOND
+        return passes_seconds(request, LISSA_DEPTH)
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "LissaCurvature":
