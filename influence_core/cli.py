@@ -271,6 +271,8 @@ def _run(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as err:
         print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
+    if result is not None and result.metrics.get("own_model"):
+        print("your model: " + ", ".join(f"{k} {v}" for k, v in result.metrics["own_model"].items()), file=sys.stderr)
     if result is not None and result.metrics.get("method_note"):
         print(result.metrics["method_note"], file=sys.stderr)
     if out is not None:

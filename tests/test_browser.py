@@ -1,7 +1,6 @@
 """One real browser: `streamlit run` on localhost, opened in headless Debian Chromium via Playwright."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -154,7 +153,7 @@ def test_region_cuts_click_centres_a_new_cut(served_app):
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=240_000)
         page.wait_for_timeout(1000)
         nav = page.locator("[data-testid='stSidebarNav'] a").evaluate_all("els => els.map(e => e.innerText.split('\\n').pop().trim())")
-        assert nav == ["2D explorer", "Label bias", "Glitch signals", "What-if", "Region cuts"], nav
+        assert nav == VIEW_TITLES, nav
         assert page.get_by_text("Device:").first.is_visible()
         caption = page.get_by_text("Centred on training point").first
         before = caption.inner_text().split("(")[0]

@@ -200,8 +200,8 @@ def test_what_if_page_shows_a_flip_set_and_verifies_it(tmp_path):
     at.button(key="whatif_trim_go").click().run()
     assert not at.exception, at.exception
     assert loo_plot(), "the leave-one-out plot went away when another button was pressed"
-    trim = [d.value for d in at.dataframe if "accuracy_mean" in d.value.columns]
-    assert trim and trim[0]["method"].tolist()[0] == "untrimmed" and len(trim[0]) == 5
+    trim = [d.value for d in at.dataframe if "Method" in d.value.columns]
+    assert trim and trim[0]["Method"].tolist()[0] == "untrimmed" and len(trim[0]) == 5, trim
     # ... and go when another test point is picked
     at.number_input(key="whatif_test_id").set_value(4).run()
     assert not any("Retrained with the set" in m.value for m in [*at.success, *at.warning])

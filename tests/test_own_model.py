@@ -92,10 +92,13 @@ def test_a_model_whose_input_does_not_fit_the_data_is_refused_before_any_work(ow
 
 def test_the_cli_scores_your_model_and_refuses_to_retrain_it(own_csv, tmp_path, capsys):
     config = _config(own_csv, ModelConfig(kind="mlp", hidden=32, depth=2))
-    torch.save(train(config, use_cache=False).model.state_dict(), tmp_path / "mine.pt")
+    mine = train(config, use_cache=False).model
+    torch.save(mine.state_dict(), tmp_path / "mine.pt")
     assert main(["scores", "--data", str(own_csv), "--label-column", "target", "--model-file", str(tmp_path / "mine.pt"),
                  "--arch", "mlp", "--out", str(tmp_path / "s.csv"), "--quiet", "--test-fraction", "0.2"]) == 0
     assert len(pd.read_csv(tmp_path / "s.csv")) == 120
+    said = capsys.readouterr().err
+    assert f"your model: parameters {sum(p.numel() for p in mine.parameters())}, input shape (30,), classes 2" in said, said
     assert main(["scores", "--data", str(own_csv), "--label-column", "target", "--model-file", str(tmp_path / "mine.pt"),
                  "--out", str(tmp_path / "mine.pt"), "--quiet"]) == 2  # never over an input
     assert main(["lds", "--data", str(own_csv), "--label-column", "target", "--model-file", str(tmp_path / "mine.pt"),
