@@ -69,7 +69,7 @@ def cold_server():
                         break
                 except OSError:
                     if time.perf_counter() - start > 60:
-                        raise SystemExit("streamlit did not start within 60 s")
+                        raise SystemExit("streamlit did not start within 60 s") from None
                     time.sleep(0.1)
             yield url, time.perf_counter() - start
         finally:

@@ -143,8 +143,8 @@ def cached(kind: str, payload: dict[str, Any], compute: Callable[[], CacheEntry]
     if use_cache:
         try:
             save(kind, payload, entry)
-        except OSError as exc:  # a full disk, a read-only folder: keep the result, say why it is not kept
-            where = exc.filename or cache_root()
-            warnings.warn(f"could not write the result cache at {where} ({exc.strerror or exc}); the result is not kept "
+        except (OSError, RuntimeError) as exc:  # a full disk (torch.save raises RuntimeError), a read-only folder: keep the result
+            where = getattr(exc, "filename", None) or cache_root()
+            warnings.warn(f"could not write the result cache at {where} ({getattr(exc, 'strerror', None) or exc}); the result is not kept "
                           f"for the next run — set INFLUENCE_LAB_CACHE to a writable folder", CacheWarning, stacklevel=2)
     return entry, False

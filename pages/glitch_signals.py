@@ -18,7 +18,17 @@ from influence_core.signals import (
     thumbnail,
 )
 from pages._pickers import method_picker
-from pages._ui import OWN_DATA, OwnDataInputs, ask_for_own_data, kept_result, own_data_inputs, memoised, page_header, progress_status, run_or_explain
+from pages._ui import (
+    OWN_DATA,
+    OwnDataInputs,
+    ask_for_own_data,
+    kept_result,
+    memoised,
+    own_data_inputs,
+    page_header,
+    progress_status,
+    run_or_explain,
+)
 
 page_header("Glitch signals")
 st.caption(

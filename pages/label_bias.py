@@ -5,13 +5,23 @@ import pandas as pd
 import streamlit as st
 
 from influence_core import label_bias as lb
-from influence_core.figures import sign_note
-from influence_core.metrics import detection_at_threshold
 from influence_core.config import DataConfig
 from influence_core.data.registry import peek_own_data
 from influence_core.experiments import content_key
+from influence_core.figures import sign_note
+from influence_core.metrics import detection_at_threshold
 from pages._pickers import curvature_picker, method_picker
-from pages._ui import OWN_DATA, OwnDataInputs, ask_for_own_data, kept_result, own_data_inputs, memoised, page_header, progress_status, run_or_explain
+from pages._ui import (
+    OWN_DATA,
+    OwnDataInputs,
+    ask_for_own_data,
+    kept_result,
+    memoised,
+    own_data_inputs,
+    page_header,
+    progress_status,
+    run_or_explain,
+)
 
 page_header("Label bias")
 st.caption(

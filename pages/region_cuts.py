@@ -211,7 +211,7 @@ with tab_cuts:
         _clicked_position(st.plotly_chart(fig, key="rc_focus_chart", on_select="rerun", selection_mode="points"), focus, "rc_focus_chart")
 
     st.subheader("Top cuts, ranked by total Cook's distance in their slice")
-    for rank, (seed_position, total) in enumerate(centres, start=1):
+    for rank, (seed_position, _total) in enumerate(centres, start=1):
         cut = memoised(f"regions-cut:{config}:{seed_position}:{resolution}:{tolerance}",
                        lambda p=seed_position: make_cut(study, study.x_train_raw[p], None, resolution, tolerance, p))
         st.markdown(f"**#{rank}** — through training point #{seed_position} · {cut_title(study, cut)}")

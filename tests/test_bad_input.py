@@ -290,8 +290,8 @@ def test_typed_paths_are_free_on_localhost_and_kept_to_the_data_root_otherwise(t
 
 
 def test_an_uploaded_csv_is_kept_by_content_and_readable_everywhere(tmp_path, monkeypatch):
-    from influence_core.data_access import check_server_path, save_upload, upload_root
     from influence_core.data.tabular import load_csv
+    from influence_core.data_access import check_server_path, save_upload, upload_root
 
     raw = _csv(tmp_path / "mine.csv", n=40).read_bytes()
     path = save_upload("mine.csv", raw)
@@ -313,8 +313,8 @@ def _zip(path: Path, members: dict[str, bytes]) -> bytes:
 
 
 def test_an_uploaded_zip_of_an_image_folder_is_unpacked_to_a_loadable_folder(tmp_path):
-    from influence_core.data_access import save_upload
     from influence_core.data.image_folder import list_image_folder
+    from influence_core.data_access import save_upload
 
     folder = _image_folder(tmp_path / "pets")
     members = {f"pets/{p.relative_to(folder).as_posix()}": p.read_bytes() for p in folder.rglob("*.png")}

@@ -97,7 +97,7 @@ def _save_many(args: tuple[str, int]) -> int:
     root, n = args
     os.environ["INFLUENCE_LAB_CACHE"] = root
     failures = 0
-    for i in range(n):
+    for _ in range(n):
         try:
             cache.save("race", PAYLOAD, _entry(1.0))
         except Exception:  # noqa: BLE001 — counted, the test says how many
