@@ -26,6 +26,7 @@ test: setup
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean-cache:
 	rm -rf .cache/results

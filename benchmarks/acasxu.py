@@ -48,15 +48,23 @@ def bench_family(name: str, config: RegionConfig, n_cut_repeats: int = 5) -> dic
         cut_figure(study, cut).to_dict()  # build the plotly figure as the page does
         times.append(time.perf_counter() - t)
     cut_ms = 1000 * statistics.median(times[1:] if len(times) > 1 else times)
-    print(f"\n[{name}] {study.oracle.name}: {config.n_points} table points, surrogate {config.depth}×{config.hidden} ReLU, "
-          f"{config.epochs} epochs, batch {config.effective_batch_size}")
+    print(
+        f"\n[{name}] {study.oracle.name}: {config.n_points} table points, surrogate {config.depth}×{config.hidden} ReLU, "
+        f"{config.epochs} epochs, batch {config.effective_batch_size}"
+    )
     print(f"  precompute (table + surrogate + Cook's distance): {precompute:.1f} s")
-    print(f"  surrogate agreement, held-out: {study.agreement:.2%} (train {study.train_agreement:.2%})  "
-          f"target ≥ 95 %: {'MET' if study.agreement >= 0.95 else 'MISSED'}")
-    print(f"  median boundary distance top 10 % = {ratio['median_top']:.4f}, rest = {ratio['median_rest']:.4f}, "
-          f"ratio = {ratio['ratio']:.3f}  target < 1: {'MET' if ratio['ratio'] < 1 else 'MISSED'}")
-    print(f"  cut render (80×80 grid, surrogate + oracle + figure), median of {len(times)}: {cut_ms:.0f} ms  "
-          f"target ≤ 300 ms: {'MET' if cut_ms <= 300 else 'MISSED'}")
+    print(
+        f"  surrogate agreement, held-out: {study.agreement:.2%} (train {study.train_agreement:.2%})  "
+        f"target ≥ 95 %: {'MET' if study.agreement >= 0.95 else 'MISSED'}"
+    )
+    print(
+        f"  median boundary distance top 10 % = {ratio['median_top']:.4f}, rest = {ratio['median_rest']:.4f}, "
+        f"ratio = {ratio['ratio']:.3f}  target < 1: {'MET' if ratio['ratio'] < 1 else 'MISSED'}"
+    )
+    print(
+        f"  cut render (80×80 grid, surrogate + oracle + figure), median of {len(times)}: {cut_ms:.0f} ms  "
+        f"target ≤ 300 ms: {'MET' if cut_ms <= 300 else 'MISSED'}"
+    )
     print(f"  top cut centres (train position, Σ Cook in slice): {[(p, round(t, 3)) for p, t in centres]}")
     return {"agreement": study.agreement, "ratio": ratio["ratio"], "cut_ms": cut_ms, "precompute_s": precompute}
 
@@ -93,9 +101,11 @@ def main() -> None:
     hcas = RegionConfig() if not args.quick else RegionConfig(n_points=4000, epochs=30)
     bench_family("HCAS (default page config)" if not args.quick else "HCAS (quick)", hcas)
     if Path(args.acasxu_folder).is_dir():
-        acas = (RegionConfig(family="acasxu", path=args.acasxu_folder, tau=1, **ACASXU_LARGE)
-                if not args.quick else
-                RegionConfig(family="acasxu", path=args.acasxu_folder, tau=1, n_points=5000, hidden=64, depth=4, epochs=30))
+        acas = (
+            RegionConfig(family="acasxu", path=args.acasxu_folder, tau=1, **ACASXU_LARGE)
+            if not args.quick
+            else RegionConfig(family="acasxu", path=args.acasxu_folder, tau=1, n_points=5000, hidden=64, depth=4, epochs=30)
+        )
         bench_family("ACAS Xu 1_1 (prev COC, τ = 0 s)", acas)
     else:
         print(f"\n[ACAS Xu] skipped: no folder {args.acasxu_folder}")

@@ -30,8 +30,9 @@ from influence_core.metrics import detection_at_threshold
 def threshold_at_revision(revision: str) -> Callable[[np.ndarray], float]:
     """``default_threshold`` (with the helpers above it) as the file stood at ``revision``."""
     root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(["git", "show", f"{revision}:influence_core/label_bias.py"], cwd=root, check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{revision}:influence_core/label_bias.py"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
     namespace: dict = {}
     exec(compile(source, f"label_bias.py@{revision}", "exec"), namespace)  # noqa: S102 — our own file, at a commit
     return namespace["default_threshold"]
@@ -66,17 +67,37 @@ def main() -> None:
         for score, values in result.scores.items():
             for rule, threshold in rules.items():
                 at = detection_at_threshold(values, flipped, threshold(values))
-                rows.append({"run": f"{name} seed {seed} noise {noise:.0%} {threads} thr", "noisy": noisy, "score": score,
-                             "rule": rule, "flagged": at["flagged"] / len(values), "clean_flagged": at["clean_flagged_share"],
-                             "detected": at["detected_share"] if noisy else np.nan,
-                             "f1": 2 * at["tp"] / (at["flagged"] + flipped.sum()) if noisy else np.nan})
+                rows.append(
+                    {
+                        "run": f"{name} seed {seed} noise {noise:.0%} {threads} thr",
+                        "noisy": noisy,
+                        "score": score,
+                        "rule": rule,
+                        "flagged": at["flagged"] / len(values),
+                        "clean_flagged": at["clean_flagged_share"],
+                        "detected": at["detected_share"] if noisy else np.nan,
+                        "f1": 2 * at["tp"] / (at["flagged"] + flipped.sum()) if noisy else np.nan,
+                    }
+                )
         print(f"  {name} seed {seed} noise {noise:.0%} threads {threads}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     df = pd.DataFrame(rows)
-    noisy = df[df.noisy].groupby(["score", "rule"]).agg(
-        runs=("f1", "size"), f1_mean=("f1", "mean"), f1_worst=("f1", "min"), detected=("detected", "mean"),
-        clean_flagged=("clean_flagged", "mean"), clean_flagged_worst=("clean_flagged", "max"))
-    clean = df[~df.noisy].groupby(["score", "rule"]).agg(clean_runs=("flagged", "size"), flagged_mean=("flagged", "mean"),
-                                                         flagged_worst=("flagged", "max"))
+    noisy = (
+        df[df.noisy]
+        .groupby(["score", "rule"])
+        .agg(
+            runs=("f1", "size"),
+            f1_mean=("f1", "mean"),
+            f1_worst=("f1", "min"),
+            detected=("detected", "mean"),
+            clean_flagged=("clean_flagged", "mean"),
+            clean_flagged_worst=("clean_flagged", "max"),
+        )
+    )
+    clean = (
+        df[~df.noisy]
+        .groupby(["score", "rule"])
+        .agg(clean_runs=("flagged", "size"), flagged_mean=("flagged", "mean"), flagged_worst=("flagged", "max"))
+    )
     print(f"\nDefault threshold over {df.run.nunique()} runs ({time.perf_counter() - start:.0f} s):")
     print("flipped runs: F1, detected and clean-flagged shares; clean runs: share flagged (no label is wrong there)")
     print(noisy.join(clean).round(3).to_string())

@@ -164,8 +164,12 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk-size", type=int, default=None, help="per-sample-gradient chunk (default 64 on CPU, 8192 on CUDA)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per method, best kept (default 3; 1 for the matrix)")
     parser.add_argument("--naive-samples", type=int, default=None, help="samples the naive loop is timed on (default 200 CPU, 1000 CUDA)")
-    parser.add_argument("--precision", choices=["default", "fp32", "tf32"], default="default",
-                        help="CUDA: PyTorch defaults (cuDNN conv TF32, matmul fp32; what the app uses), strict fp32, or TF32 everywhere")
+    parser.add_argument(
+        "--precision",
+        choices=["default", "fp32", "tf32"],
+        default="default",
+        help="CUDA: PyTorch defaults (cuDNN conv TF32, matmul fp32; what the app uses), strict fp32, or TF32 everywhere",
+    )
     parser.add_argument("--skip-matrix", action="store_true", help="only the self-influence part")
     args = parser.parse_args(argv)
 
@@ -182,7 +186,9 @@ def main(argv=None) -> int:
     print(f"device: {device_name(device)}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}   precision: {precision}   float32")
     print(f"N = {n_train}, test = {n_test}, chunk = {chunk} (matrix train chunk {matrix_chunk}), best of {repeats}")
-    print(f"auto backend here: {gradients.AUTO_BACKEND_BY_DEVICE.get(device.type)}, conv weight grads: {gradients.CONV_WEIGHT_GRAD_BY_DEVICE.get(device.type)}")
+    print(
+        f"auto backend here: {gradients.AUTO_BACKEND_BY_DEVICE.get(device.type)}, conv weight grads: {gradients.CONV_WEIGHT_GRAD_BY_DEVICE.get(device.type)}"
+    )
     print(f"naive = one-sample-at-a-time autograd loop, timed on {n_naive} samples and extrapolated linearly to N")
     print()
 
@@ -205,7 +211,18 @@ def main(argv=None) -> int:
         naive_fn()  # warm-up
         t_naive_sub, s_naive = timed(naive_fn, device, repeats)
         t_naive = t_naive_sub * n_train / n_naive
-        rows.append(dict(task="self-influence", model=label, params=p, n=n_train, method=f"naive loop (extrap. from {n_naive})", s=t_naive, ratio=1.0, err=None))
+        rows.append(
+            dict(
+                task="self-influence",
+                model=label,
+                params=p,
+                n=n_train,
+                method=f"naive loop (extrap. from {n_naive})",
+                s=t_naive,
+                ratio=1.0,
+                err=None,
+            )
+        )
         methods = {
             "vmap": lambda xx, yy: vectorised_self_influence(model, xx, yy, dinv, "vmap", chunk),
             "layers": lambda xx, yy: vectorised_self_influence(model, xx, yy, dinv, "layers", chunk),
@@ -219,7 +236,18 @@ def main(argv=None) -> int:
         for name, fn in methods.items():
             fn(x[:warm], y[:warm])
             t, s = timed(lambda: fn(x, y), device, repeats)
-            rows.append(dict(task="self-influence", model=label, params=p, n=n_train, method=name, s=t, ratio=t_naive / t, err=rel_err(s[:n_naive], s_naive)))
+            rows.append(
+                dict(
+                    task="self-influence",
+                    model=label,
+                    params=p,
+                    n=n_train,
+                    method=name,
+                    s=t,
+                    ratio=t_naive / t,
+                    err=rel_err(s[:n_naive], s_naive),
+                )
+            )
         print_progress(rows)
 
         # ---- (b) pairwise matrix
@@ -234,12 +262,27 @@ def main(argv=None) -> int:
         t_cols_sub, cols_naive = timed(lambda: naive_matrix_columns(model, gt_full, x[:n_naive_m], y[:n_naive_m]), device, 1)
         gt_full = None  # free it before the matrix runs
         t_naive_m = t_test_sub * n_test / n_naive_t + t_cols_sub * n_train / n_naive_m
-        rows.append(dict(task=f"matrix {n_test}x{n_train}", model=label, params=p, n=n_train, method=f"naive loop (extrap. from {n_naive_t}+{n_naive_m})", s=t_naive_m, ratio=1.0, err=None))
+        rows.append(
+            dict(
+                task=f"matrix {n_test}x{n_train}",
+                model=label,
+                params=p,
+                n=n_train,
+                method=f"naive loop (extrap. from {n_naive_t}+{n_naive_m})",
+                s=t_naive_m,
+                ratio=1.0,
+                err=None,
+            )
+        )
         for backend in ("vmap", "layers"):
             vectorised_matrix(model, xt[: min(n_test, 64)], yt[: min(n_test, 64)], x[:warm], y[:warm], dinv, backend, matrix_chunk)
-            t, m = timed(lambda: vectorised_matrix(model, xt, yt, x, y, dinv, backend, matrix_chunk), device, 1 if not args.repeats else repeats)
+            t, m = timed(
+                lambda: vectorised_matrix(model, xt, yt, x, y, dinv, backend, matrix_chunk), device, 1 if not args.repeats else repeats
+            )
             err = rel_err(m[:, :n_naive_m], cols_naive)
-            rows.append(dict(task=f"matrix {n_test}x{n_train}", model=label, params=p, n=n_train, method=backend, s=t, ratio=t_naive_m / t, err=err))
+            rows.append(
+                dict(task=f"matrix {n_test}x{n_train}", model=label, params=p, n=n_train, method=backend, s=t, ratio=t_naive_m / t, err=err)
+            )
             del m
         if cuda:  # accuracy of the device's float32 path (TF32 or not) against a float64 reference block
             block = accuracy_block(model, xt, yt, x, y, dinv, chunk)
@@ -307,7 +350,9 @@ def print_table(rows, device: torch.device, n_train: int) -> None:
             best[key] = r
     for (task, model), r in best.items():
         target, ok = target_of(r, device, n_train)
-        print(f"{'PASS' if ok else 'MISS'}: {task}, {model}: best = {r['method']} {r['s']:.3f} s, x{r['ratio']:.1f} vs naive (target {target})")
+        print(
+            f"{'PASS' if ok else 'MISS'}: {task}, {model}: best = {r['method']} {r['s']:.3f} s, x{r['ratio']:.1f} vs naive (target {target})"
+        )
 
 
 if __name__ == "__main__":

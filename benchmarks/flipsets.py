@@ -37,8 +37,12 @@ def target(name: str, value: str, ok: bool) -> None:
 
 
 def logreg(weight_decay: float = 1e-2, seed: int = 0) -> RunConfig:
-    return RunConfig(data=DataConfig(name="csv"), model=ModelConfig(kind="logreg"),
-                     train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=5), seed=seed)
+    return RunConfig(
+        data=DataConfig(name="csv"),
+        model=ModelConfig(kind="logreg"),
+        train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=5),
+        seed=seed,
+    )
 
 
 def datasets(quick: bool) -> dict[str, object]:
@@ -71,11 +75,15 @@ def section_flipsets(quick: bool, n_verify: int) -> None:
         found_rm = np.flatnonzero(r.remove.found)
         v_rm = fs.verify_flip_sets(r, found_rm[:n_verify], "remove", use_cache=False)
         ks = r.relabel.k[found]
-        print(f"  {name}: n_train={len(ds.y_train)} n_test={len(ds.y_test)} test acc={r.metrics['test']['accuracy']:.3f}  "
-              f"sets {t_sets:.2f} s, {len(pick)} retrainings {t_verify:.2f} s")
-        print(f"    relabel: found {r.relabel.found.mean():.0%}, confirmed {v.success_rate:.0%} of {len(pick)} checked; "
-              f"k median {np.median(ks) if len(ks) else float('nan'):.0f}, mean {ks.mean() if len(ks) else float('nan'):.1f}, "
-              f"k/N median {np.median(ks) / len(ds.y_train) if len(ks) else float('nan'):.1%}")
+        print(
+            f"  {name}: n_train={len(ds.y_train)} n_test={len(ds.y_test)} test acc={r.metrics['test']['accuracy']:.3f}  "
+            f"sets {t_sets:.2f} s, {len(pick)} retrainings {t_verify:.2f} s"
+        )
+        print(
+            f"    relabel: found {r.relabel.found.mean():.0%}, confirmed {v.success_rate:.0%} of {len(pick)} checked; "
+            f"k median {np.median(ks) if len(ks) else float('nan'):.0f}, mean {ks.mean() if len(ks) else float('nan'):.1f}, "
+            f"k/N median {np.median(ks) / len(ds.y_train) if len(ks) else float('nan'):.1%}"
+        )
         print(f"    remove : found {r.remove.found.mean():.0%}, confirmed {v_rm.success_rate:.0%} of {len(v_rm.flipped)} checked")
         singles = np.random.default_rng(1).choice(len(ds.y_train), 5, replace=False)
         per_point = fs.effects_from_kernel(r.kernel, r.dataset.y_train)
@@ -84,15 +92,19 @@ def section_flipsets(quick: bool, n_verify: int) -> None:
             actual = fs.retrained_margins(r, np.array([i]), "relabel") - r.margins
             slopes.append(np.polyfit(per_point[:, i], actual, 1)[0])
             corrs.append(np.corrcoef(per_point[:, i], actual)[0, 1])
-        print(f"    single relabels (5 training points, all test points): retrained vs predicted Δm Pearson "
-              f"{min(corrs):.3f}–{max(corrs):.3f}, slope {min(slopes):.2f}–{max(slopes):.2f}")
+        print(
+            f"    single relabels (5 training points, all test points): retrained vs predicted Δm Pearson "
+            f"{min(corrs):.3f}–{max(corrs):.3f}, slope {min(slopes):.2f}–{max(slopes):.2f}"
+        )
         if len(v.test_indices):
             # How additive the first-order model is: retrained Δm over the set's predicted Δm (margin units; 1 = exact).
             predicted = np.array([per_point[t, r.flip_set(int(t))].sum() for t in v.test_indices])
             actual = v.retrained_margin - r.margins[v.test_indices]
             ratio = actual / predicted
-            print(f"    retrained Δm / predicted Δm of the checked sets: median {np.median(ratio):.2f} "
-                  f"(10–90 %: {np.quantile(ratio, 0.1):.2f}–{np.quantile(ratio, 0.9):.2f})")
+            print(
+                f"    retrained Δm / predicted Δm of the checked sets: median {np.median(ratio):.2f} "
+                f"(10–90 %: {np.quantile(ratio, 0.1):.2f}–{np.quantile(ratio, 0.9):.2f})"
+            )
         dist = r.confidence_distance()[found]
         if len(found) > 2:
             print(f"    k vs |p − τ|: Spearman {float(__import__('scipy.stats').stats.spearmanr(ks, dist)[0]):.2f}")
@@ -102,11 +114,16 @@ def section_flipsets(quick: bool, n_verify: int) -> None:
             refined = [fs.refine_flip_set(r, int(t), use_cache=False) for t in fails]
             confirmed = int(v.flipped.sum()) + sum(x.flipped for x in refined)
             grow = np.mean([len(x.indices) / max(x.one_shot_k, 1) for x in refined])
-            print(f"    iterative refinement (≤ 4 retrain + re-run rounds) of the {len(fails)} unconfirmed sets: {sum(x.flipped for x in refined)} "
-                  f"flipped, sets grew ×{grow:.2f} on average → {confirmed / len(pick):.0%} confirmed in all ({time.perf_counter() - start:.1f} s)")
+            print(
+                f"    iterative refinement (≤ 4 retrain + re-run rounds) of the {len(fails)} unconfirmed sets: {sum(x.flipped for x in refined)} "
+                f"flipped, sets grew ×{grow:.2f} on average → {confirmed / len(pick):.0%} confirmed in all ({time.perf_counter() - start:.1f} s)"
+            )
         target(f"{name}: flip set found for ≥ 60% of test points", f"{r.relabel.found.mean():.0%}", r.relabel.found.mean() >= 0.6)
-        target(f"{name}: retraining confirms ≥ 75% of the found sets (one-shot Algorithm 1)", f"{v.success_rate:.0%} of {len(pick)}",
-               v.success_rate >= 0.75)
+        target(
+            f"{name}: retraining confirms ≥ 75% of the found sets (one-shot Algorithm 1)",
+            f"{v.success_rate:.0%} of {len(pick)}",
+            v.success_rate >= 0.75,
+        )
 
 
 def section_weight_decay(n_verify: int) -> None:
@@ -116,8 +133,10 @@ def section_weight_decay(n_verify: int) -> None:
         r = fs.compute_flip_sets(logreg(lam), ds, use_cache=False)
         pick = np.random.default_rng(0).permutation(np.flatnonzero(r.relabel.found))[:n_verify]
         v = fs.verify_flip_sets(r, pick, use_cache=False)
-        print(f"  λ = {lam:g}: test acc {r.metrics['test']['accuracy']:.3f}, found {r.relabel.found.mean():.0%}, "
-              f"confirmed {v.success_rate:.0%} of {len(pick)}, median k {np.median(r.relabel.k[r.relabel.found]):.0f}")
+        print(
+            f"  λ = {lam:g}: test acc {r.metrics['test']['accuracy']:.3f}, found {r.relabel.found.mean():.0%}, "
+            f"confirmed {v.success_rate:.0%} of {len(pick)}, median k {np.median(r.relabel.k[r.relabel.found]):.0f}"
+        )
 
 
 def section_noise(quick: bool) -> None:
@@ -149,8 +168,10 @@ def section_synthetic() -> None:
         start = time.perf_counter()
         c = hf.synthetic_check(name, 0, use_cache=False)
         aucs = ", ".join(f"{hf.method_title(m)} {a:.3f}" for m, a in c.auroc.items())
-        print(f"  {name} ({time.perf_counter() - start:.1f} s): IF vs IP Pearson {c.pearson:.3f}, Spearman {c.spearman:.3f}; "
-              f"AUROC flipped: {aucs}; val acc {c.result.metrics['validation']['accuracy']:.3f}")
+        print(
+            f"  {name} ({time.perf_counter() - start:.1f} s): IF vs IP Pearson {c.pearson:.3f}, Spearman {c.spearman:.3f}; "
+            f"AUROC flipped: {aucs}; val acc {c.result.metrics['validation']['accuracy']:.3f}"
+        )
         if name == "blobs":
             target("IP vs exact IF on blobs (logistic regression): Pearson ≥ 0.95", f"{c.pearson:.3f}", c.pearson >= 0.95)
         else:
@@ -163,15 +184,25 @@ def section_synthetic() -> None:
 
 def section_trim(quick: bool, balance: str = "none", n_seeds: int = 50) -> None:
     seeds = (0, 1, 2) if quick else tuple(range(n_seeds))
-    how = {"none": "globally (paper protocol)", "class": "within each training label",
-           "auto": "globally or per label, whichever lowers the validation-half impact after retraining"}[balance]
-    print(f"\n== 4. Trim 5% most harmful ({how}) and retrain; per seed a new validation/held-out split of the test set; seeds {seeds[0]}–{seeds[-1]} ==")
+    how = {
+        "none": "globally (paper protocol)",
+        "class": "within each training label",
+        "auto": "globally or per label, whichever lowers the validation-half impact after retraining",
+    }[balance]
+    print(
+        f"\n== 4. Trim 5% most harmful ({how}) and retrain; per seed a new validation/held-out split of the test set; seeds {seeds[0]}–{seeds[-1]} =="
+    )
     bc = fs.breast_cancer_dataset(test_fraction=0.4, seed=0)
     moons_cfg = hf.synthetic_config("moons")
     cases = [
         ("breast cancer (clean)", logreg(), bc, False),
         ("breast cancer, 20% noise", logreg(), fs.add_label_noise(bc, 0.2, 0), True),
-        ("digits 3 vs 8, 20% noise", logreg(), fs.add_label_noise(load_data(RunConfig(data=DataConfig(name="digits", classes=(3, 8)))), 0.2, 0), True),
+        (
+            "digits 3 vs 8, 20% noise",
+            logreg(),
+            fs.add_label_noise(load_data(RunConfig(data=DataConfig(name="digits", classes=(3, 8)))), 0.2, 0),
+            True,
+        ),
         ("moons MLP, 20 flipped", moons_cfg.replace(train__n_checkpoints=5), hf.synthetic_flip_dataset("moons", 0), True),
     ]
     not_lower, raised_noisy = [], []
@@ -186,14 +217,20 @@ def section_trim(quick: bool, balance: str = "none", n_seeds: int = 50) -> None:
         not_lower.append(change >= -1e-9)
         if noisy:
             raised_noisy.append(change > 1e-9)
-    target(f"trimming 5% by IP Ensemble (balance={balance}) does not lower mean test accuracy", f"{sum(not_lower)}/{len(not_lower)} datasets", all(not_lower))
+    target(
+        f"trimming 5% by IP Ensemble (balance={balance}) does not lower mean test accuracy",
+        f"{sum(not_lower)}/{len(not_lower)} datasets",
+        all(not_lower),
+    )
     target("... and raises it on the noisy sets", f"{sum(raised_noisy)}/{len(raised_noisy)} noisy datasets", all(raised_noisy))
     if not quick:
         try:
             mnist = load_data(RunConfig(data=DataConfig(name="mnist", classes=(4, 9), n_train=2000, n_test=1000)))
             tr = hf.trim_and_retrain(logreg(), fs.add_label_noise(mnist, 0.2, 0), seeds=seeds[:5], use_cache=False, balance=balance)
             print("  MNIST 4 vs 9, 2000 train, 20% noise")
-            print("    " + tr.table().drop(columns=["key"]).to_string(index=False, float_format=lambda v: f"{v:.3f}").replace("\n", "\n    "))
+            print(
+                "    " + tr.table().drop(columns=["key"]).to_string(index=False, float_format=lambda v: f"{v:.3f}").replace("\n", "\n    ")
+            )
         except Exception as err:  # noqa: BLE001
             print(f"  (MNIST skipped: {err})")
     ds = fs.inject_group_bias(bc, 0.4, 0.9, seed=0).dataset
@@ -206,21 +243,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small smoke run (CPU friendly)")
     parser.add_argument("--n-verify", type=int, default=None, help="flip sets checked by retraining per dataset")
-    parser.add_argument("--only", choices=("flipsets", "weight_decay", "noise", "synthetic", "trim"), action="append",
-                        help="run only these sections (repeatable); default all")
-    parser.add_argument("--balance", choices=hf.TRIM_BALANCE, default="none",
-                        help="section 4: remove the top 5%% globally (none, the paper's protocol), within each training "
-                             "label (class), or whichever of the two lowers the validation-half impact (auto)")
-    parser.add_argument("--trim-seeds", type=int, default=50,
-                        help="section 4: seeds (validation / held-out splits) per dataset; 10 left clean breast cancer's "
-                             "paired change at −0.0009 ± 0.0024, too wide to tell a loss from none (default 50)")
+    parser.add_argument(
+        "--only",
+        choices=("flipsets", "weight_decay", "noise", "synthetic", "trim"),
+        action="append",
+        help="run only these sections (repeatable); default all",
+    )
+    parser.add_argument(
+        "--balance",
+        choices=hf.TRIM_BALANCE,
+        default="none",
+        help="section 4: remove the top 5%% globally (none, the paper's protocol), within each training "
+        "label (class), or whichever of the two lowers the validation-half impact (auto)",
+    )
+    parser.add_argument(
+        "--trim-seeds",
+        type=int,
+        default=50,
+        help="section 4: seeds (validation / held-out splits) per dataset; 10 left clean breast cancer's "
+        "paired change at −0.0009 ± 0.0024, too wide to tell a loss from none (default 50)",
+    )
     args = parser.parse_args()
     run = set(args.only or ("flipsets", "weight_decay", "noise", "synthetic", "trim"))
     n_verify = args.n_verify or (30 if args.quick else 200)
     device = default_device()
-    print(f"flip sets / Hessian-free benchmark  device={device}"
-          f"{' (' + torch.cuda.get_device_name() + ')' if device.type == 'cuda' else ''}  torch {torch.__version__}  "
-          f"python {platform.python_version()}  threads {torch.get_num_threads()}  {'quick' if args.quick else 'full'}")
+    print(
+        f"flip sets / Hessian-free benchmark  device={device}"
+        f"{' (' + torch.cuda.get_device_name() + ')' if device.type == 'cuda' else ''}  torch {torch.__version__}  "
+        f"python {platform.python_version()}  threads {torch.get_num_threads()}  {'quick' if args.quick else 'full'}"
+    )
     start = time.perf_counter()
     if "flipsets" in run:
         section_flipsets(args.quick, n_verify)

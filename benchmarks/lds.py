@@ -28,27 +28,60 @@ from influence_core.progress import tqdm_progress
 
 # read off dattri's published LDS figure (NeurIPS 2024 datasets track), MNIST-10
 PUBLISHED = {
-    "logreg": {"influence@exact": 0.80, "influence@cg": 0.80, "influence@lissa": 0.79, "trak:ensemble=10": 0.64,
-               "influence@arnoldi": 0.31, "tracin": 0.33},
+    "logreg": {
+        "influence@exact": 0.80,
+        "influence@cg": 0.80,
+        "influence@lissa": 0.79,
+        "trak:ensemble=10": 0.64,
+        "influence@arnoldi": 0.31,
+        "tracin": 0.33,
+    },
     "mlp": {"trak:ensemble=10": 0.45, "influence@cg": 0.26, "tracin": 0.15, "influence@lissa": 0.14},
 }
 METHODS = {
-    "logreg": ["influence@exact", "influence@cg", "influence@lissa", "influence@arnoldi", "influence@ekfac", "trak:ensemble=10", "trak", "tracin", "ip"],
-    "mlp": ["influence@ekfac", "influence@kron", "influence@cg", "influence@lissa", "influence@arnoldi", "influence@last_layer",
-            "trak:ensemble=10", "trak", "tracin", "ip"],
+    "logreg": [
+        "influence@exact",
+        "influence@cg",
+        "influence@lissa",
+        "influence@arnoldi",
+        "influence@ekfac",
+        "trak:ensemble=10",
+        "trak",
+        "tracin",
+        "ip",
+    ],
+    "mlp": [
+        "influence@ekfac",
+        "influence@kron",
+        "influence@cg",
+        "influence@lissa",
+        "influence@arnoldi",
+        "influence@last_layer",
+        "trak:ensemble=10",
+        "trak",
+        "tracin",
+        "ip",
+    ],
 }
 
 
 def run_config(model: str, quick: bool, seed: int) -> RunConfig:
-    data = (DataConfig(name="digits", n_train=1000, n_test=200) if quick else DataConfig(name="mnist", n_train=5000, n_test=500))
+    data = DataConfig(name="digits", n_train=1000, n_test=200) if quick else DataConfig(name="mnist", n_train=5000, n_test=500)
     if model == "logreg":  # L-BFGS to the optimum: leave-one-out is well defined, as the table's convex setting
-        return RunConfig(data=data, model=ModelConfig(kind="logreg"),
-                         train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-3, n_checkpoints=10),
-                         curvature=CurvatureConfig(kind="exact", damping=0.0), seed=seed)
-    return RunConfig(data=data, model=ModelConfig(kind="mlp", hidden=128, depth=1, activation="relu"),
-                     train=TrainConfig(optimizer="adam", lr=1e-3, epochs=30 if quick else 20, batch_size=64, weight_decay=1e-3,
-                                       n_checkpoints=10),
-                     curvature=CurvatureConfig(kind="auto", damping=1e-2), seed=seed)
+        return RunConfig(
+            data=data,
+            model=ModelConfig(kind="logreg"),
+            train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-3, n_checkpoints=10),
+            curvature=CurvatureConfig(kind="exact", damping=0.0),
+            seed=seed,
+        )
+    return RunConfig(
+        data=data,
+        model=ModelConfig(kind="mlp", hidden=128, depth=1, activation="relu"),
+        train=TrainConfig(optimizer="adam", lr=1e-3, epochs=30 if quick else 20, batch_size=64, weight_decay=1e-3, n_checkpoints=10),
+        curvature=CurvatureConfig(kind="auto", damping=1e-2),
+        seed=seed,
+    )
 
 
 def main() -> None:
@@ -60,7 +93,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     subsets = args.subsets or (20 if args.quick else 100)
-    print(f"device: {default_device()}  torch {torch.__version__}  threads {torch.get_num_threads()}  {platform.processor() or platform.machine()}")
+    print(
+        f"device: {default_device()}  torch {torch.__version__}  threads {torch.get_num_threads()}  {platform.processor() or platform.machine()}"
+    )
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         config = run_config(model, args.quick, args.seed)
         start = time.perf_counter()
@@ -68,14 +103,18 @@ def main() -> None:
         result = linear_datamodeling_score(config, METHODS[model], subsets, args.fraction, args.seed, progress=progress)
         progress.close()
         wall = time.perf_counter() - start
-        print(f"\n{model} on {config.data.name} ({len(result.subsets[0])} train, {result.actual.shape[1]} test), {subsets} subsets "
-              f"of {args.fraction:.0%}: retraining {result.retrain_seconds:.0f} s ({result.retrains_from_cache} cached), all {wall:.0f} s")
+        print(
+            f"\n{model} on {config.data.name} ({len(result.subsets[0])} train, {result.actual.shape[1]} test), {subsets} subsets "
+            f"of {args.fraction:.0%}: retraining {result.retrain_seconds:.0f} s ({result.retrains_from_cache} cached), all {wall:.0f} s"
+        )
         print(f"  {'method':<24}{'LDS':>7}  {'95 % interval':<17}{'seconds':>8}  published")
         for m in result.methods:
             low, high = result.interval[m]
             published = PUBLISHED.get(model, {}).get(m)
-            print(f"  {m:<24}{result.lds[m]:>7.3f}  [{low:.3f}, {high:.3f}]  {result.seconds[m]:>8.1f}  "
-                  f"{'' if published is None else f'{published:.2f}'}")
+            print(
+                f"  {m:<24}{result.lds[m]:>7.3f}  [{low:.3f}, {high:.3f}]  {result.seconds[m]:>8.1f}  "
+                f"{'' if published is None else f'{published:.2f}'}"
+            )
         best = max(result.methods, key=lambda m: result.lds[m])
         print(f"  best: {best} {result.lds[best]:.3f}")
 

@@ -31,8 +31,9 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--out", default="mislabel_roc.html", help="where to write the ROC figure (HTML)")
-    parser.add_argument("--arm", action="append", default=None,
-                        help="run only this arm (repeatable; default all), e.g. --arm MLP --arm ResNet18")
+    parser.add_argument(
+        "--arm", action="append", default=None, help="run only this arm (repeatable; default all), e.g. --arm MLP --arm ResNet18"
+    )
     args = parser.parse_args()
     n_train = args.n_train or (1000 if args.quick else 4000)
     n_runs = args.runs or (2 if args.quick else 6)
@@ -52,8 +53,10 @@ def main() -> None:
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
     print(f"{'regime':<18} {'arm':<34} {'flips':>5} {'AUROC mean±std':>16} {'found@top5%':>11} {'test acc':>8} {'s/run':>6}")
     for row in study.summary():
-        print(f"{row['regime']:<18} {row['arm']:<34} {row['flipped']:>5} {row['auroc_mean']:>9.3f}±{row['auroc_std']:.3f} "
-              f"{row['found_in_top5pct']:>11.0%} {row['test_accuracy']:>8.1%} {row['seconds_per_run']:>6.1f}")
+        print(
+            f"{row['regime']:<18} {row['arm']:<34} {row['flipped']:>5} {row['auroc_mean']:>9.3f}±{row['auroc_std']:.3f} "
+            f"{row['found_in_top5pct']:>11.0%} {row['test_accuracy']:>8.1%} {row['seconds_per_run']:>6.1f}"
+        )
     roc_figure(study).write_html(args.out)
     print(f"ROC figure written to {args.out} (random baseline AUROC = 0.5)")
 

@@ -48,29 +48,56 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 toys, 2 test points")
     parser.add_argument("--removals", type=int, default=20, help="strongest training points removed per test point")
-    parser.add_argument("--damping", type=float, default=None,
-                        help="damping of the Hessian-based methods (default: the explorer's, 0 for logistic regression, 1e-2 for the MLP)")
-    parser.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default=EXPLORER_ACTIVATION,
-                        help=f"MLP activation (default: the explorer's, {EXPLORER_ACTIVATION})")
-    parser.add_argument("--weight-decay", type=float, default=EXPLORER_WEIGHT_DECAY,
-                        help=f"L2 weight decay (default: the explorer's, {EXPLORER_WEIGHT_DECAY:g})")
+    parser.add_argument(
+        "--damping",
+        type=float,
+        default=None,
+        help="damping of the Hessian-based methods (default: the explorer's, 0 for logistic regression, 1e-2 for the MLP)",
+    )
+    parser.add_argument(
+        "--activation",
+        choices=("relu", "tanh", "sigmoid"),
+        default=EXPLORER_ACTIVATION,
+        help=f"MLP activation (default: the explorer's, {EXPLORER_ACTIVATION})",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=EXPLORER_WEIGHT_DECAY,
+        help=f"L2 weight decay (default: the explorer's, {EXPLORER_WEIGHT_DECAY:g})",
+    )
     args = parser.parse_args()
     toys = ("single_flip", "moons") if args.quick else ("single_flip", "moons", "blobs", "line_to_sine")
     n_points = 2 if args.quick else 5
     device = default_device()
-    print(f"retraining check  device={device}  torch {torch.__version__}  python {platform.python_version()}  "
-          f"threads {torch.get_num_threads()}  damping {'explorer default' if args.damping is None else f'{args.damping:g}'}  MLP activation {args.activation}  weight decay {args.weight_decay:g}  {args.removals} removals × {n_points} test points")
+    print(
+        f"retraining check  device={device}  torch {torch.__version__}  python {platform.python_version()}  "
+        f"threads {torch.get_num_threads()}  damping {'explorer default' if args.damping is None else f'{args.damping:g}'}  MLP activation {args.activation}  weight decay {args.weight_decay:g}  {args.removals} removals × {n_points} test points"
+    )
     start = time.perf_counter()
     rows = []
     for toy in toys:
         for model in ("logreg", "mlp"):
             labels = LINEAR_METHODS if model == "logreg" else tuple(METHODS)
-            results = {lab: compute_influence(explorer_config(toy, model=model, method=METHODS[lab][0], curvature=METHODS[lab][1],
-                                                              damping=args.damping, activation=args.activation,
-                                                              weight_decay=args.weight_decay)) for lab in labels}
+            results = {
+                lab: compute_influence(
+                    explorer_config(
+                        toy,
+                        model=model,
+                        method=METHODS[lab][0],
+                        curvature=METHODS[lab][1],
+                        damping=args.damping,
+                        activation=args.activation,
+                        weight_decay=args.weight_decay,
+                    )
+                )
+                for lab in labels
+            }
             first = results[labels[0]]
             tests = first.hardest_test_points(n_points)
-            removals = {(lab, int(t)): strongest_for_test_point(r.pairwise, int(t), args.removals) for lab, r in results.items() for t in tests}
+            removals = {
+                (lab, int(t)): strongest_for_test_point(r.pairwise, int(t), args.removals) for lab, r in results.items() for t in tests
+            }
             union = np.unique(np.concatenate(list(removals.values())))
             tick = time.perf_counter()
             everything = check_by_retraining(first, union, tests)  # one retraining per training point, every test point read
@@ -83,23 +110,38 @@ def main() -> None:
                     actual = everything.actual[[row_of[int(i)] for i in idx], col][:, None]
                     predicted = predicted_loss_change_on_removal(r.pairwise[int(t), idx][:, None], r.pairwise.shape[1])
                     stats.append(RetrainingCheck(idx, np.array([t]), predicted, actual, r.config.method == "influence", 0.0))
-                rows.append((toy, model, lab, np.nanmedian([c.pearson for c in stats]), np.nanmedian([c.spearman for c in stats]),
-                             np.mean([c.sign_agreement for c in stats]),
-                             np.nanmedian([c.slope for c in stats]) if stats[0].on_loss_scale else float("nan"), everything.settled))
+                rows.append(
+                    (
+                        toy,
+                        model,
+                        lab,
+                        np.nanmedian([c.pearson for c in stats]),
+                        np.nanmedian([c.spearman for c in stats]),
+                        np.mean([c.sign_agreement for c in stats]),
+                        np.nanmedian([c.slope for c in stats]) if stats[0].on_loss_scale else float("nan"),
+                        everything.settled,
+                    )
+                )
             acc = first.metrics["test"]["accuracy"]
-            print(f"  {toy} / {model if model == 'logreg' else f'mlp ({args.activation})'}: test acc {acc:.3f}, {len(union)} retrainings in {retrain_s:.1f} s; "
-                  f"L-BFGS left a gradient of {everything.leftover_gradient:.1e} vs a removal's push {everything.removal_push:.1e} "
-                  f"({'settled' if everything.settled else 'NOT settled: retrained changes are partly where it stopped'})")
+            print(
+                f"  {toy} / {model if model == 'logreg' else f'mlp ({args.activation})'}: test acc {acc:.3f}, {len(union)} retrainings in {retrain_s:.1f} s; "
+                f"L-BFGS left a gradient of {everything.leftover_gradient:.1e} vs a removal's push {everything.removal_push:.1e} "
+                f"({'settled' if everything.settled else 'NOT settled: retrained changes are partly where it stopped'})"
+            )
     print("\n| toy | model | method | Pearson | Spearman | same sign | retrained / predicted | settled |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     for toy, model, lab, pr, sp, sign, slope, settled in rows:
-        print(f"| {toy} | {model} | {lab} | {pr:.3f} | {sp:.3f} | {sign:.0%} | {'—' if np.isnan(slope) else f'{slope:.2f}'} | "
-              f"{'yes' if settled else 'no'} |")
+        print(
+            f"| {toy} | {model} | {lab} | {pr:.3f} | {sp:.3f} | {sign:.0%} | {'—' if np.isnan(slope) else f'{slope:.2f}'} | "
+            f"{'yes' if settled else 'no'} |"
+        )
     print("\nmedians over toys (MLP rows only):")
     for lab in METHODS:
         sel = [r for r in rows if r[1] == "mlp" and r[2] == lab]
-        print(f"  {lab:20s} Pearson {np.median([r[3] for r in sel]):.3f}  Spearman {np.median([r[4] for r in sel]):.3f}  "
-              f"same sign {np.mean([r[5] for r in sel]):.0%}")
+        print(
+            f"  {lab:20s} Pearson {np.median([r[3] for r in sel]):.3f}  Spearman {np.median([r[4] for r in sel]):.3f}  "
+            f"same sign {np.mean([r[5] for r in sel]):.0%}"
+        )
     print(f"\n{time.perf_counter() - start:.0f} s in all, device {device}")
 
 

@@ -65,9 +65,12 @@ def run_scenario(name: str, dataset: str, kind: str, args: argparse.Namespace, c
         tables.append({row["method"]: row for row in report.table})
         timings.append((m["signal_seconds"], m["train_seconds"], m["baseline_seconds"], wall))
         accs.append(m["test"]["accuracy"])
-        print(f"  [{name}] seed {seed}: n_train={m['n_train']} n_val={m['n_val']} mislabeled={m['n_mislabeled']} "
-              f"anomalies={m['n_anomalous']} test acc={m['test']['accuracy']:.3f} train {m['train_seconds']:.1f}s "
-              f"signals {m['signal_seconds']:.2f}s baselines {m['baseline_seconds']:.1f}s total {wall:.1f}s", flush=True)
+        print(
+            f"  [{name}] seed {seed}: n_train={m['n_train']} n_val={m['n_val']} mislabeled={m['n_mislabeled']} "
+            f"anomalies={m['n_anomalous']} test acc={m['test']['accuracy']:.3f} train {m['train_seconds']:.1f}s "
+            f"signals {m['signal_seconds']:.2f}s baselines {m['baseline_seconds']:.1f}s total {wall:.1f}s",
+            flush=True,
+        )
     methods = list(tables[0])
     averaged = {}
     for method in methods:
@@ -76,14 +79,22 @@ def run_scenario(name: str, dataset: str, kind: str, args: argparse.Namespace, c
             values = [t[method][col] for t in tables if t[method][col] is not None]
             averaged[method][col] = float(np.mean(values)) if values else None
     t = np.asarray(timings)
-    return {"name": name, "table": averaged, "signal_s": float(t[:, 0].mean()), "train_s": float(t[:, 1].mean()),
-            "baseline_s": float(t[:, 2].mean()), "test_acc": float(np.mean(accs))}
+    return {
+        "name": name,
+        "table": averaged,
+        "signal_s": float(t[:, 0].mean()),
+        "train_s": float(t[:, 1].mean()),
+        "baseline_s": float(t[:, 2].mean()),
+        "test_acc": float(np.mean(accs)),
+    }
 
 
 def print_table(result: dict) -> None:
-    print(f"\n=== {result['name']}  (test accuracy {result['test_acc']:.3f}; "
-          f"signals {result['signal_s']:.2f} s, training {result['train_s']:.1f} s, "
-          f"ratio {result['signal_s'] / max(result['train_s'], 1e-9):.1%}; baselines {result['baseline_s']:.1f} s)")
+    print(
+        f"\n=== {result['name']}  (test accuracy {result['test_acc']:.3f}; "
+        f"signals {result['signal_s']:.2f} s, training {result['train_s']:.1f} s, "
+        f"ratio {result['signal_s'] / max(result['train_s'], 1e-9):.1%}; baselines {result['baseline_s']:.1f} s)"
+    )
     header = f"{'method':26s}" + "".join(f"{c[:18]:>20s}" for c in COLUMNS)
     print(header)
     print("-" * len(header))
@@ -117,11 +128,18 @@ def main() -> None:
 
     import torch
 
-    print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
-    print(f"model {args.model}, SGD without momentum, 10 checkpoints; TracIn over head.weight + head.bias; "
-          f"seeds {args.seeds}; MNIST {args.n_train} train × {args.n_val} validation; cleanlab {args.cleanlab_folds}-fold")
-    print("F1 at the true glitch ratio; repair accuracy (detected) = share of flagged mislabeled rows whose suggested label is "
-          "the true class, (all) = over every mislabeled row (the paper's §6.1.2)")
+    print(
+        f"device: {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)")
+    )
+    print(
+        f"model {args.model}, SGD without momentum, 10 checkpoints; TracIn over head.weight + head.bias; "
+        f"seeds {args.seeds}; MNIST {args.n_train} train × {args.n_val} validation; cleanlab {args.cleanlab_folds}-fold"
+    )
+    print(
+        "F1 at the true glitch ratio; repair accuracy (detected) = share of flagged mislabeled rows whose suggested label is "
+        "the true class, (all) = over every mislabeled row (the paper's §6.1.2)"
+    )
 
     scenarios = {
         "mnist_singular": ("MNIST, singular mislabeled class 10%", "mnist", "singular_class"),
@@ -154,28 +172,48 @@ def main() -> None:
         t = results[key]["table"]
         cnci, si, cl = t["CNCI"]["F1"], t["SI"]["F1"], t["cleanlab"]["F1"] if "cleanlab" in t else None
         name = results[key]["name"].split(",")[0]
-        check(f"{name}: CNCI F1 ≥ SI F1 (clear margin)", cnci >= si + 0.05, f"CNCI {cnci:.3f} vs SI {si:.3f} ({(cnci - si) / max(si, 1e-9):+.0%})")
+        check(
+            f"{name}: CNCI F1 ≥ SI F1 (clear margin)",
+            cnci >= si + 0.05,
+            f"CNCI {cnci:.3f} vs SI {si:.3f} ({(cnci - si) / max(si, 1e-9):+.0%})",
+        )
         if cl is not None:
             own = t["cleanlab (own threshold)"]["F1"]
-            check(f"{name}: CNCI F1 ≥ cleanlab F1", cnci >= max(cl, own), f"CNCI {cnci:.3f} vs cleanlab ranking {cl:.3f} / own threshold {own:.3f}")
+            check(
+                f"{name}: CNCI F1 ≥ cleanlab F1",
+                cnci >= max(cl, own),
+                f"CNCI {cnci:.3f} vs cleanlab ranking {cl:.3f} / own threshold {own:.3f}",
+            )
         rep = t["CNCI"]["repair accuracy (all)"]
         if rep is not None:
-            check(f"{name}: CNCI repair accuracy ≥ 85%", rep >= 0.85, f"{rep:.1%} over all mislabeled rows "
-                  f"({t['CNCI']['repair accuracy (detected)'] or 0:.1%} over the detected ones)")
+            check(
+                f"{name}: CNCI repair accuracy ≥ 85%",
+                rep >= 0.85,
+                f"{rep:.1%} over all mislabeled rows ({t['CNCI']['repair accuracy (detected)'] or 0:.1%} over the detected ones)",
+            )
     if "mnist_far" in results:
         t = results["mnist_far"]["table"]
         pcid = t["PCID"]["F1"]
-        check("MNIST far clustered: PCID F1 > SI and AAI", pcid > max(t["SI"]["F1"], t["AAI"]["F1"]),
-              f"PCID {pcid:.3f}, SI {t['SI']['F1']:.3f}, AAI {t['AAI']['F1']:.3f}, IsolationForest {t['IsolationForest']['F1']:.3f}")
+        check(
+            "MNIST far clustered: PCID F1 > SI and AAI",
+            pcid > max(t["SI"]["F1"], t["AAI"]["F1"]),
+            f"PCID {pcid:.3f}, SI {t['SI']['F1']:.3f}, AAI {t['AAI']['F1']:.3f}, IsolationForest {t['IsolationForest']['F1']:.3f}",
+        )
     if "mnist_mixture" in results:
         t = results["mnist_mixture"]["table"]
-        check("MNIST mixture: CFRank F1 ≥ CNCI and PCID", t["CFRank"]["F1"] >= max(t["CNCI"]["F1"], t["PCID"]["F1"]),
-              f"CFRank {t['CFRank']['F1']:.3f} (type accuracy {t['CFRank']['type accuracy'] or 0:.1%}), CNCI {t['CNCI']['F1']:.3f}, PCID {t['PCID']['F1']:.3f}")
+        check(
+            "MNIST mixture: CFRank F1 ≥ CNCI and PCID",
+            t["CFRank"]["F1"] >= max(t["CNCI"]["F1"], t["PCID"]["F1"]),
+            f"CFRank {t['CFRank']['F1']:.3f} (type accuracy {t['CFRank']['type accuracy'] or 0:.1%}), CNCI {t['CNCI']['F1']:.3f}, PCID {t['PCID']['F1']:.3f}",
+        )
     mnist = [r for k, r in results.items() if k.startswith("mnist")]
     if mnist:
         sig, tr = np.mean([r["signal_s"] for r in mnist]), np.mean([r["train_s"] for r in mnist])
-        check(f"signal time ≤ 10% of training time (MNIST {args.n_train} × {args.n_val})", sig <= 0.1 * tr,
-              f"signals {sig:.2f} s / training {tr:.1f} s = {sig / max(tr, 1e-9):.1%} on {device}")
+        check(
+            f"signal time ≤ 10% of training time (MNIST {args.n_train} × {args.n_val})",
+            sig <= 0.1 * tr,
+            f"signals {sig:.2f} s / training {tr:.1f} s = {sig / max(tr, 1e-9):.1%} on {device}",
+        )
 
 
 if __name__ == "__main__":

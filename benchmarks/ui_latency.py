@@ -29,8 +29,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 LANDING_TARGET_S, VIEW_TARGET_S, INTERACTION_TARGET_S = 3.0, 10.0, 0.3
 
 # view → (url path, what its first result is: a CSS selector)
@@ -57,9 +64,25 @@ def cold_server():
         env = dict(os.environ, INFLUENCE_LAB_CACHE=cache_dir)
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -165,6 +188,7 @@ def explorer_interactions(page, clock: RunClock) -> dict[str, float]:
             points.nth(k).scroll_into_view_if_needed()
             box = points.nth(k).bounding_box()
             page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
         return action
 
     _log("  explorer drawn")
@@ -179,6 +203,7 @@ def explorer_interactions(page, clock: RunClock) -> dict[str, float]:
             thumb.scroll_into_view_if_needed()
             thumb.focus()
             page.keyboard.press(key)
+
         return action
 
     times["explorer: epoch slider"] = clock.measure(page, epoch("ArrowLeft"))
@@ -191,6 +216,7 @@ def explorer_interactions(page, clock: RunClock) -> dict[str, float]:
             radio = page.locator("[data-testid='stRadio']").filter(has_text="Size points by")
             radio.scroll_into_view_if_needed()
             radio.get_by_text(option).click()
+
         return action
 
     times["explorer: size points by self-influence"] = clock.measure(page, size_by("self-influence (how hard"))
@@ -210,6 +236,7 @@ def label_bias_interactions(page, clock: RunClock) -> dict[str, float]:
             thumb.scroll_into_view_if_needed()
             thumb.focus()
             page.keyboard.press(key)
+
         return action
 
     times["label bias: threshold slider"] = clock.measure(page, nudge("ArrowRight"))
@@ -255,8 +282,10 @@ def main() -> None:
     if args.screenshots:
         args.screenshots.mkdir(parents=True, exist_ok=True)
     viewport = {"width": args.width, "height": args.height}
-    print(f"viewport {args.width}×{args.height}, {os.cpu_count()} CPU cores, cold server + empty cache per view, "
-          f"load average before {os.getloadavg()[0]:.1f} (an idle machine reads ~0)")
+    print(
+        f"viewport {args.width}×{args.height}, {os.cpu_count()} CPU cores, cold server + empty cache per view, "
+        f"load average before {os.getloadavg()[0]:.1f} (an idle machine reads ~0)"
+    )
     rows = []
     for view in args.views.split(","):
         runs = [run_view(view, viewport, args.screenshots) for _ in range(args.repeats)]

@@ -13,8 +13,9 @@ from influence_core.errors import InputError
 from influence_core.progress import ProgressFn, scaled, silent
 
 
-def out_of_fold_probabilities(config: RunConfig, dataset: Dataset, n_folds: int = 5, progress: ProgressFn = silent,
-                              use_cache: bool = True) -> np.ndarray:
+def out_of_fold_probabilities(
+    config: RunConfig, dataset: Dataset, n_folds: int = 5, progress: ProgressFn = silent, use_cache: bool = True
+) -> np.ndarray:
     """Class probabilities of every training row from the same model and training without it: K folds (seeded,
     stratified; plain K-fold when a class has fewer rows than folds)."""
     from sklearn.model_selection import KFold, StratifiedKFold

@@ -145,6 +145,10 @@ def cached(kind: str, payload: dict[str, Any], compute: Callable[[], CacheEntry]
             save(kind, payload, entry)
         except (OSError, RuntimeError) as exc:  # a full disk (torch.save raises RuntimeError), a read-only folder: keep the result
             where = getattr(exc, "filename", None) or cache_root()
-            warnings.warn(f"could not write the result cache at {where} ({getattr(exc, 'strerror', None) or exc}); the result is not kept "
-                          f"for the next run — set INFLUENCE_LAB_CACHE to a writable folder", CacheWarning, stacklevel=2)
+            warnings.warn(
+                f"could not write the result cache at {where} ({getattr(exc, 'strerror', None) or exc}); the result is not kept "
+                f"for the next run — set INFLUENCE_LAB_CACHE to a writable folder",
+                CacheWarning,
+                stacklevel=2,
+            )
     return entry, False

@@ -42,13 +42,21 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if not path.exists():
         raise InputError(f"{path} does not exist: give a CSV file or an image folder with one subfolder per class")
     if path.is_dir():
-        data = DataConfig(name="image_folder", path=str(path), image_size=args.image_size, test_fraction=args.test_fraction,
-                          n_train=0, n_test=0)
+        data = DataConfig(
+            name="image_folder", path=str(path), image_size=args.image_size, test_fraction=args.test_fraction, n_train=0, n_test=0
+        )
     else:
         if args.label_column is None:
             raise InputError("a CSV needs --label-column naming the column that holds the labels")
-        data = DataConfig(name="csv", path=str(path), label_column=args.label_column, id_column=args.id_column,
-                          test_fraction=args.test_fraction, n_train=0, n_test=0)
+        data = DataConfig(
+            name="csv",
+            path=str(path),
+            label_column=args.label_column,
+            id_column=args.id_column,
+            test_fraction=args.test_fraction,
+            n_train=0,
+            n_test=0,
+        )
     method = METHOD_ALIASES.get(args.method, args.method)
     from influence_core.data.registry import peek_own_data
 
@@ -57,12 +65,25 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         train = TrainConfig(**{**train.__dict__, "epochs": args.epochs})
     return RunConfig(
         data=data,
-        model=(ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth) if not args.model_file else
-               ModelConfig(kind="file", file=args.model_file, arch=args.arch, hidden=args.hidden, depth=args.depth,
-                           checkpoint_files=tuple(args.checkpoint_file))),
+        model=(
+            ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth)
+            if not args.model_file
+            else ModelConfig(
+                kind="file",
+                file=args.model_file,
+                arch=args.arch,
+                hidden=args.hidden,
+                depth=args.depth,
+                checkpoint_files=tuple(args.checkpoint_file),
+            )
+        ),
         train=train,
-        curvature=CurvatureConfig(kind=args.curvature, damping=default_damping(args.model) if args.damping is None else args.damping,
-                                  params=args.params, options=_options(args.curvature_option, "--curvature-option")),
+        curvature=CurvatureConfig(
+            kind=args.curvature,
+            damping=default_damping(args.model) if args.damping is None else args.damping,
+            params=args.params,
+            options=_options(args.curvature_option, "--curvature-option"),
+        ),
         method=method,
         method_options=_method_options(args),
         seed=args.seed,
@@ -95,15 +116,17 @@ def scores_table(result) -> pd.DataFrame:
     ds = result.dataset
     probs = result.train_probs
     label_prob = probs[np.arange(len(ds.y_train)), ds.y_train]
-    table = pd.DataFrame({
-        "id": ds.ids_train,
-        "label": [ds.class_names[c] for c in ds.y_train],
-        "suspicion": result.self_scores,
-        "rank": pd.Series(result.self_scores).rank(ascending=False, method="first").astype(int).to_numpy(),
-        "predicted": [ds.class_names[c] for c in probs.argmax(1)],
-        "prob_of_label": label_prob,
-        "loss": -np.log(np.clip(label_prob, 1e-12, None)),
-    })
+    table = pd.DataFrame(
+        {
+            "id": ds.ids_train,
+            "label": [ds.class_names[c] for c in ds.y_train],
+            "suspicion": result.self_scores,
+            "rank": pd.Series(result.self_scores).rank(ascending=False, method="first").astype(int).to_numpy(),
+            "predicted": [ds.class_names[c] for c in probs.argmax(1)],
+            "prob_of_label": label_prob,
+            "loss": -np.log(np.clip(label_prob, 1e-12, None)),
+        }
+    )
     if result.pairwise is not None and len(ds.y_test):
         # mean influence on the held-out set: positive = harmful to test loss on average
         table["mean_test_influence"] = result.pairwise.mean(0)
@@ -116,25 +139,57 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     p.add_argument("--label-column", help="CSV column with the labels")
     p.add_argument("--id-column", help="CSV column with row ids (default: the row number)")
     p.add_argument("--model", default="logreg", choices=list(MODEL_KINDS))
-    p.add_argument("--model-file", help="your trained model: a state_dict (.pt/.pth/.bin) or .safetensors with --arch, or a "
-                                        "torch.export program (.pt2); influence is computed on it as it is, without training")
-    p.add_argument("--arch", help="the architecture of --model-file's weights: a zoo kind (logreg, mlp, cnn, resnet18) or a "
-                                  "torchvision classifier name (e.g. resnet18, mobilenet_v3_small)")
-    p.add_argument("--checkpoint-file", action="append", default=[], help="another weight file of the same model, for TracIn "
-                                                                           "(repeatable, in training order)")
-    p.add_argument("--method", default="self-influence", choices=[*METHOD_ALIASES, *method_choices()],
-                   help="attribution method (self-influence = influence: H⁻¹ under --curvature)")
-    p.add_argument("--curvature", default="auto", choices=list(curvature_choices()),
-                   help="H⁻¹ backend for the influence method (auto: the most accurate that fits this model in memory and time)")
-    p.add_argument("--method-option", action="append", default=[], metavar="NAME=VALUE",
-                   help="a knob of the method, repeatable: trak projection_dim / ensemble, ip_ensemble ensemble_size / dropout_rate")
+    p.add_argument(
+        "--model-file",
+        help="your trained model: a state_dict (.pt/.pth/.bin) or .safetensors with --arch, or a "
+        "torch.export program (.pt2); influence is computed on it as it is, without training",
+    )
+    p.add_argument(
+        "--arch",
+        help="the architecture of --model-file's weights: a zoo kind (logreg, mlp, cnn, resnet18) or a "
+        "torchvision classifier name (e.g. resnet18, mobilenet_v3_small)",
+    )
+    p.add_argument(
+        "--checkpoint-file",
+        action="append",
+        default=[],
+        help="another weight file of the same model, for TracIn (repeatable, in training order)",
+    )
+    p.add_argument(
+        "--method",
+        default="self-influence",
+        choices=[*METHOD_ALIASES, *method_choices()],
+        help="attribution method (self-influence = influence: H⁻¹ under --curvature)",
+    )
+    p.add_argument(
+        "--curvature",
+        default="auto",
+        choices=list(curvature_choices()),
+        help="H⁻¹ backend for the influence method (auto: the most accurate that fits this model in memory and time)",
+    )
+    p.add_argument(
+        "--method-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a knob of the method, repeatable: trak projection_dim / ensemble, ip_ensemble ensemble_size / dropout_rate",
+    )
     p.add_argument("--projection-dim", type=int, help="TRAK: the projected dimension k (same as --method-option projection_dim=K)")
     p.add_argument("--ensemble", type=int, help="TRAK: models averaged, the run's last checkpoints (--method-option ensemble=M)")
-    p.add_argument("--curvature-option", action="append", default=[], metavar="NAME=VALUE",
-                   help="a knob of the curvature, repeatable: cg max_iter / tolerance, lissa depth / scale, arnoldi rank")
+    p.add_argument(
+        "--curvature-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a knob of the curvature, repeatable: cg max_iter / tolerance, lissa depth / scale, arnoldi rank",
+    )
     p.add_argument("--params", default="all", choices=["all", "last_layer"], help="parameters influence is taken over")
-    p.add_argument("--damping", type=float, default=None,
-                   help="added to H's diagonal (default: 0 for logreg, whose H weight decay keeps positive definite; 0.01 otherwise)")
+    p.add_argument(
+        "--damping",
+        type=float,
+        default=None,
+        help="added to H's diagonal (default: 0 for logreg, whose H weight decay keeps positive definite; 0.01 otherwise)",
+    )
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--epochs", type=int)
@@ -158,8 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="optional CSV: one line per removed row with its predicted and retrained loss change")
     lds = sub.add_parser("lds", help="how right are the scores? the linear datamodeling score of several methods on your data")
     _add_run_arguments(lds, 0.2, "held-out share LDS is measured on (default 0.2)")
-    lds.add_argument("--methods", default="influence,ip,tracin",
-                     help="comma list of methods; method@curvature picks a curvature (e.g. influence@exact,influence@cg,trak)")
+    lds.add_argument(
+        "--methods",
+        default="influence,ip,tracin",
+        help="comma list of methods; method@curvature picks a curvature (e.g. influence@exact,influence@cg,trak)",
+    )
     lds.add_argument("--subsets", type=int, default=100, help="random training subsets retrained (default 100)")
     lds.add_argument("--fraction", type=float, default=0.5, help="share of the training set in each subset (default 0.5)")
     lds.add_argument("--measure", default="loss", choices=["loss", "margin"], help="the held-out quantity (default: its loss)")
@@ -173,14 +231,28 @@ def _lds(config: RunConfig, args: argparse.Namespace, progress) -> tuple[str, pd
     from influence_core.lds import linear_datamodeling_score
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    result = linear_datamodeling_score(config, methods, args.subsets, args.fraction, args.seed, args.measure, max_test=args.max_test,
-                                       progress=progress, use_cache=not args.no_cache)
+    result = linear_datamodeling_score(
+        config,
+        methods,
+        args.subsets,
+        args.fraction,
+        args.seed,
+        args.measure,
+        max_test=args.max_test,
+        progress=progress,
+        use_cache=not args.no_cache,
+    )
     if args.per_test:
         pd.DataFrame(result.per_test).to_csv(args.per_test, index_label="test_row")
-    lines = [f"LDS over {args.subsets} retrained subsets of {args.fraction:.0%} ({result.retrains_from_cache} from the cache), "
-             f"{result.actual.shape[1]} held-out rows, measure: {args.measure}"]
-    lines += [f"  {m:<22} {result.lds[m]:+.3f}  [{result.interval[m][0]:+.3f}, {result.interval[m][1]:+.3f}]  {result.seconds[m]:.1f} s"
-              + (f"  ({result.notes[m]})" if result.notes[m] else "") for m in methods]
+    lines = [
+        f"LDS over {args.subsets} retrained subsets of {args.fraction:.0%} ({result.retrains_from_cache} from the cache), "
+        f"{result.actual.shape[1]} held-out rows, measure: {args.measure}"
+    ]
+    lines += [
+        f"  {m:<22} {result.lds[m]:+.3f}  [{result.interval[m][0]:+.3f}, {result.interval[m][1]:+.3f}]  {result.seconds[m]:.1f} s"
+        + (f"  ({result.notes[m]})" if result.notes[m] else "")
+        for m in methods
+    ]
     return "\n".join(lines), result.table()
 
 
@@ -196,7 +268,9 @@ def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
     if len(ds.y_test) == 0:
         raise InputError(NEEDS_HELD_OUT)
     if result.pairwise is None:
-        raise InputError(f"{len(ds.y_test):,} held-out × {len(ds.y_train):,} training rows is too large a matrix: give a smaller --test-fraction")
+        raise InputError(
+            f"{len(ds.y_test):,} held-out × {len(ds.y_train):,} training rows is too large a matrix: give a smaller --test-fraction"
+        )
     row = int(result.hardest_test_points(1)[0]) if args.test_row is None else args.test_row
     if not 0 <= row < len(ds.y_test):
         raise InputError(f"--test-row must be between 0 and {len(ds.y_test) - 1} (the held-out rows), got {row}")
@@ -206,13 +280,15 @@ def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
         check = check_by_retraining(result, removed, [row], progress=progress)
     finally:
         getattr(progress, "close", lambda: None)()
-    table = pd.DataFrame({
-        "id": ds.ids_train[removed],
-        "label": [ds.class_names[c] for c in ds.y_train[removed]],
-        "score": result.pairwise[row, removed],
-        "predicted_loss_change": check.predicted[:, 0],
-        "retrained_loss_change": check.actual[:, 0],
-    })
+    table = pd.DataFrame(
+        {
+            "id": ds.ids_train[removed],
+            "label": [ds.class_names[c] for c in ds.y_train[removed]],
+            "score": result.pairwise[row, removed],
+            "predicted_loss_change": check.predicted[:, 0],
+            "retrained_loss_change": check.actual[:, 0],
+        }
+    )
     label_prob = result.test_probs[row, ds.y_test[row]]
     lines = [
         f"held-out row {row} (id {ds.ids_test[row]}, label {ds.class_names[ds.y_test[row]]}, loss {-np.log(max(label_prob, 1e-12)):.3f}): "
@@ -220,8 +296,11 @@ def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
         f"  Pearson {check.pearson:.3f}   Spearman {check.spearman:.3f}   same sign {check.sign_agreement:.0%}"
         + (f"   retrained / predicted {check.slope:.2f}" if check.on_loss_scale else "   (no H⁻¹: read the ranking and signs)"),
         f"  L-BFGS left a gradient of {check.leftover_gradient:.1e}; one removal pushes {check.removal_push:.1e}: "
-        + ("settled" if check.settled else "NOT settled, so the retrained changes are partly where the optimiser stopped "
-                                            "(ReLU kinks do this: try --model logreg)"),
+        + (
+            "settled"
+            if check.settled
+            else "NOT settled, so the retrained changes are partly where the optimiser stopped (ReLU kinks do this: try --model logreg)"
+        ),
     ]
     return "\n".join(lines), table
 

@@ -110,7 +110,10 @@ class RunConfig:
             (self.model.kind in (*MODEL_KINDS, "file"), f"model must be one of {MODEL_KINDS} or 'file', got {self.model.kind!r}"),
             ((self.model.kind == "file") == (self.model.file is not None), "a model of kind 'file' needs its file, and only it"),
             (self.model.depth >= 1 and self.model.hidden >= 1, "an MLP needs depth ≥ 1 and hidden ≥ 1"),
-            (self.model.activation in ("relu", "sigmoid", "tanh"), f"activation must be relu, sigmoid or tanh, got {self.model.activation!r}"),
+            (
+                self.model.activation in ("relu", "sigmoid", "tanh"),
+                f"activation must be relu, sigmoid or tanh, got {self.model.activation!r}",
+            ),
             (self.train.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.train.optimizer!r}"),
             (self.train.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.train.lr_schedule!r}"),
             (self.train.epochs >= 1, f"epochs must be ≥ 1, got {self.train.epochs}"),
@@ -230,8 +233,11 @@ def explorer_config(
 ) -> RunConfig:
     """The 2D explorer's run (its defaults are the landing view's): L-BFGS to the optimum for
     logistic regression, full-batch Adam for the MLP, 200 test points; damping by default from :func:`default_damping`."""
-    train = (TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, checkpoint_spacing="log") if model == "logreg"
-             else TrainConfig(optimizer="adam", lr=0.02, epochs=400, weight_decay=weight_decay, checkpoint_spacing="log"))
+    train = (
+        TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, checkpoint_spacing="log")
+        if model == "logreg"
+        else TrainConfig(optimizer="adam", lr=0.02, epochs=400, weight_decay=weight_decay, checkpoint_spacing="log")
+    )
     return RunConfig(
         data=DataConfig(name=dataset, n_train=n_train, n_test=200, noise=noise, noise_fraction=noise_fraction if noise != "none" else 0.0),
         model=ModelConfig(kind=model, hidden=hidden, depth=depth, activation=activation),

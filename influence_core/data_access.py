@@ -56,12 +56,16 @@ def check_server_path(path: str | os.PathLike, server_address: Optional[str], da
     if _inside(resolved, upload_root().resolve()):
         return str(path)
     if root is None:
-        raise InputError(f"this server listens on {server_address or 'every network interface'}, so it reads no typed paths: "
-                         f"upload the file instead, or start it with {DATA_ROOT_VARIABLE} set to the folder its users may read")
+        raise InputError(
+            f"this server listens on {server_address or 'every network interface'}, so it reads no typed paths: "
+            f"upload the file instead, or start it with {DATA_ROOT_VARIABLE} set to the folder its users may read"
+        )
     root_path = Path(root).expanduser().resolve()
     if not _inside(resolved, root_path):
-        raise InputError(f"{path} is outside the data folder this server may read ({root_path}, set by {DATA_ROOT_VARIABLE}); "
-                         "give a path inside it, or upload the file")
+        raise InputError(
+            f"{path} is outside the data folder this server may read ({root_path}, set by {DATA_ROOT_VARIABLE}); "
+            "give a path inside it, or upload the file"
+        )
     return str(path)
 
 

@@ -144,8 +144,10 @@ def train(config: RunConfig, progress: ProgressFn = silent, use_cache: bool = Tr
     return Trained(config, dataset, model, checkpoints, metrics)
 
 
-RETRAIN_OWN_MODEL = ("your own model was trained on your data as it is, and it is not retrained here: a subset, an edit or "
-                     "injected glitches need a model to train — choose an architecture (e.g. --model mlp) instead of a model file")
+RETRAIN_OWN_MODEL = (
+    "your own model was trained on your data as it is, and it is not retrained here: a subset, an edit or "
+    "injected glitches need a model to train — choose an architecture (e.g. --model mlp) instead of a model file"
+)
 
 
 def _own_model(config: RunConfig, dataset: Dataset, payload: dict[str, Any]) -> Trained:
@@ -161,8 +163,16 @@ def _own_model(config: RunConfig, dataset: Dataset, payload: dict[str, Any]) -> 
     device = default_device()
     model = own.model.to(device)
     x, y, xt, yt = tensors(dataset, device)
-    metrics = {"train": evaluate(model, x, y), "test": evaluate(model, xt, yt), "train_seconds": 0.0, "history": [],
-               "from_cache": False, "n_params": n_params(model), "device": str(device), "own_model": own.description}
+    metrics = {
+        "train": evaluate(model, x, y),
+        "test": evaluate(model, xt, yt),
+        "train_seconds": 0.0,
+        "history": [],
+        "from_cache": False,
+        "n_params": n_params(model),
+        "device": str(device),
+        "own_model": own.description,
+    }
     return Trained(config, dataset, model, own.checkpoints, metrics)
 
 
@@ -213,13 +223,24 @@ def attribution_context(config: RunConfig, trained: "Trained", **options: Any) -
     """What the run's method is fitted on: the trained model and data, and the config's curvature settings."""
     model = trained.model
     x, y, _, _ = tensors(trained.dataset, next(model.parameters()).device)
-    return AttributionContext(model, x, y, influence_params(config, model), config.train.weight_decay, config.curvature.kind,
-                              config.curvature.damping, trained.checkpoints, seed=config.seed, options=options,
-                              curvature_options=dict(config.curvature.options))
+    return AttributionContext(
+        model,
+        x,
+        y,
+        influence_params(config, model),
+        config.train.weight_decay,
+        config.curvature.kind,
+        config.curvature.damping,
+        trained.checkpoints,
+        seed=config.seed,
+        options=options,
+        curvature_options=dict(config.curvature.options),
+    )
 
 
-def fit_method(config: RunConfig, trained: "Trained", progress: ProgressFn = silent, method: Optional[str] = None,
-               **options: Any) -> Attributor:
+def fit_method(
+    config: RunConfig, trained: "Trained", progress: ProgressFn = silent, method: Optional[str] = None, **options: Any
+) -> Attributor:
     """The config's method (or ``method``) fitted on a trained run, through the method registry; its knobs are the
     config's ``method_options`` (for the config's own method) and ``options``."""
     own = dict(config.method_options) if method in (None, config.method) else {}
@@ -258,8 +279,9 @@ def compute_influence(
         payload["dataset"] = dataset_fingerprint(dataset)
     entry, was_cached = cache.cached("influence", payload, compute, use_cache)
     metrics = dict(trained.metrics)
-    metrics.update(influence_seconds=entry.meta["influence_seconds"], influence_from_cache=was_cached,
-                   method_note=entry.meta.get("method_note", ""))
+    metrics.update(
+        influence_seconds=entry.meta["influence_seconds"], influence_from_cache=was_cached, method_note=entry.meta.get("method_note", "")
+    )
     progress(1.0, "done")
     return InfluenceResult(
         config=config,
@@ -277,8 +299,9 @@ def compute_influence(
 EDITS = ("remove", "relabel")
 
 
-def retrain_with_edit(result: InfluenceResult, train_index: int, edit: str, progress: ProgressFn = silent,
-                      use_cache: bool = True) -> tuple[InfluenceResult, Dataset]:
+def retrain_with_edit(
+    result: InfluenceResult, train_index: int, edit: str, progress: ProgressFn = silent, use_cache: bool = True
+) -> tuple[InfluenceResult, Dataset]:
     """The same run (config, seed) retrained from scratch with one training point removed or relabelled
     (to the model's likeliest other class); returns the new result and the edited data. The stored data is not
     changed. In the edited data the point's ground truth follows the edit: a relabelled point is flipped iff its

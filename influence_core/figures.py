@@ -26,8 +26,17 @@ def class_colourscale(first: int = 0, second: int = 1) -> list[list]:
 
 def _legend_swatch(fig: go.Figure, name: str, colour: str, symbol: str = "circle", group: str = "") -> None:
     """A legend entry only (no data): per-point colours give one trace, so the colours need their own entries."""
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup=group, hoverinfo="skip",
-                             marker=dict(size=10, color=colour, symbol=symbol)))
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name=name,
+            legendgroup=group,
+            hoverinfo="skip",
+            marker=dict(size=10, color=colour, symbol=symbol),
+        )
+    )
 
 
 def marker_sizes(values: np.ndarray, smallest: float = 5.0, largest: float = 26.0) -> np.ndarray:
@@ -61,47 +70,86 @@ def decision_region_figure(
     train, trace 2 = test, so a page can map click events back to ids; legend swatches come last.
     """
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(
-        x=xs, y=ys, z=probs[..., -1], zmin=0, zmax=1, colorscale=class_colourscale(0, len(class_names) - 1), opacity=0.35,
-        showscale=True,
-        colorbar=dict(title=f"P({class_names[-1]})", len=0.5, y=0.8), hoverinfo="skip",
-    ))
-    train_colour = (
-        np.where(np.asarray(train_values) > 0, HARMFUL, HELPFUL) if signed
-        else np.array([CLASS_COLOURS[int(c) % 10] for c in y_train])
+    fig.add_trace(
+        go.Heatmap(
+            x=xs,
+            y=ys,
+            z=probs[..., -1],
+            zmin=0,
+            zmax=1,
+            colorscale=class_colourscale(0, len(class_names) - 1),
+            opacity=0.35,
+            showscale=True,
+            colorbar=dict(title=f"P({class_names[-1]})", len=0.5, y=0.8),
+            hoverinfo="skip",
+        )
     )
-    fig.add_trace(go.Scatter(
-        x=x_train[:, 0], y=x_train[:, 1], mode="markers", name="train (size = |" + value_label + "|)",
-        marker=dict(size=np.where(flipped, np.maximum(marker_sizes(train_values), 12), marker_sizes(train_values)),
-                    color=train_colour, opacity=0.85,
-                    line=dict(width=np.where(flipped, 2.5, 0.5), color=np.where(flipped, "black", "white")),
-                    symbol=np.where(flipped, "circle-x", "circle")),
-        customdata=np.c_[np.arange(len(x_train)), y_train, flipped.astype(int), train_values],
-        hovertemplate="train #%{customdata[0]}<br>label %{customdata[1]} (flipped: %{customdata[2]})<br>"
-        + value_label + " %{customdata[3]:.3g}<extra></extra>",
-    ))
+    train_colour = (
+        np.where(np.asarray(train_values) > 0, HARMFUL, HELPFUL) if signed else np.array([CLASS_COLOURS[int(c) % 10] for c in y_train])
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x_train[:, 0],
+            y=x_train[:, 1],
+            mode="markers",
+            name="train (size = |" + value_label + "|)",
+            marker=dict(
+                size=np.where(flipped, np.maximum(marker_sizes(train_values), 12), marker_sizes(train_values)),
+                color=train_colour,
+                opacity=0.85,
+                line=dict(width=np.where(flipped, 2.5, 0.5), color=np.where(flipped, "black", "white")),
+                symbol=np.where(flipped, "circle-x", "circle"),
+            ),
+            customdata=np.c_[np.arange(len(x_train)), y_train, flipped.astype(int), train_values],
+            hovertemplate="train #%{customdata[0]}<br>label %{customdata[1]} (flipped: %{customdata[2]})<br>"
+            + value_label
+            + " %{customdata[3]:.3g}<extra></extra>",
+        )
+    )
     if x_test is not None:
         tv = np.zeros(len(x_test)) if test_values is None else test_values
         test_colour = np.where(tv > 0, HARMFUL, HELPFUL) if test_values is not None else NEUTRAL
-        fig.add_trace(go.Scatter(
-            x=x_test[:, 0], y=x_test[:, 1], mode="markers", name="test",
-            marker=dict(size=marker_sizes(tv, 4, 18) if test_values is not None else 5, color=test_colour,
-                        symbol="diamond", opacity=0.6, line=dict(width=0.5, color="white")),
-            customdata=np.c_[np.arange(len(x_test)), y_test, tv],
-            hovertemplate="test #%{customdata[0]}<br>label %{customdata[1]}<br>value %{customdata[2]:.3g}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=x_test[:, 0],
+                y=x_test[:, 1],
+                mode="markers",
+                name="test",
+                marker=dict(
+                    size=marker_sizes(tv, 4, 18) if test_values is not None else 5,
+                    color=test_colour,
+                    symbol="diamond",
+                    opacity=0.6,
+                    line=dict(width=0.5, color="white"),
+                ),
+                customdata=np.c_[np.arange(len(x_test)), y_test, tv],
+                hovertemplate="test #%{customdata[0]}<br>label %{customdata[1]}<br>value %{customdata[2]:.3g}<extra></extra>",
+            )
+        )
     if highlight is not None:
         which, idx = highlight
         pts = x_train if which == "train" else x_test
-        fig.add_trace(go.Scatter(
-            x=[pts[idx, 0]], y=[pts[idx, 1]], mode="markers", name=f"selected {which} #{idx}", hoverinfo="skip",
-            marker=dict(size=24, symbol="circle-open", color="black", line=dict(width=3)),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[pts[idx, 0]],
+                y=[pts[idx, 1]],
+                mode="markers",
+                name=f"selected {which} #{idx}",
+                hoverinfo="skip",
+                marker=dict(size=24, symbol="circle-open", color="black", line=dict(width=3)),
+            )
+        )
     if removed is not None:  # where a training point was before an edit removed it
-        fig.add_trace(go.Scatter(
-            x=[removed[0]], y=[removed[1]], mode="markers", name="removed", hoverinfo="skip",
-            marker=dict(size=18, symbol="x-thin-open", color="black", line=dict(width=3)),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[removed[0]],
+                y=[removed[1]],
+                mode="markers",
+                name="removed",
+                hoverinfo="skip",
+                marker=dict(size=18, symbol="x-thin-open", color="black", line=dict(width=3)),
+            )
+        )
     if signed or test_values is not None:
         _legend_swatch(fig, SIGN_LEGEND["harmful"], HARMFUL, group="sign")
         _legend_swatch(fig, SIGN_LEGEND["helpful"], HELPFUL, group="sign")
@@ -111,10 +159,19 @@ def decision_region_figure(
     if flipped.any():
         _legend_swatch(fig, "flipped label", "white", symbol="circle-x", group="flip")
     fig.update_layout(
-        height=560, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.08),
-        xaxis=dict(title="x1", constrain="domain"), yaxis=dict(title="x2", scaleanchor="x"),
-        title=dict(text=("colour = sign of the influence (orange harmful, purple helpful)" if signed
-                         else "colour = label, ⊗ = flipped label; background = P(" + str(class_names[-1]) + ")"), font=dict(size=13)),
+        height=560,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(orientation="h", y=-0.08),
+        xaxis=dict(title="x1", constrain="domain"),
+        yaxis=dict(title="x2", scaleanchor="x"),
+        title=dict(
+            text=(
+                "colour = sign of the influence (orange harmful, purple helpful)"
+                if signed
+                else "colour = label, ⊗ = flipped label; background = P(" + str(class_names[-1]) + ")"
+            ),
+            font=dict(size=13),
+        ),
         clickmode="event+select",
     )
     return fig
@@ -139,16 +196,22 @@ def retraining_check_figure(check) -> go.Figure:
     ok = np.isfinite(actual)
     noise = np.asarray(check.below_noise).ravel()[ok] if hasattr(check, "below_noise") else np.zeros(ok.sum(), bool)
     colour = np.where(noise, NEUTRAL, np.where(predicted[ok] < 0, HARMFUL, HELPFUL))
-    fig = go.Figure(go.Scatter(
-        x=predicted[ok], y=actual[ok], mode="markers", name="removals",
-        marker=dict(size=9, color=colour, line=dict(width=0.5, color="white")),
-        customdata=np.c_[rows.ravel()[ok], cols.ravel()[ok]],
-        hovertemplate="without train #%{customdata[0]}, test #%{customdata[1]}<br>predicted %{x:.3g}<br>retrained %{y:.3g}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Scatter(
+            x=predicted[ok],
+            y=actual[ok],
+            mode="markers",
+            name="removals",
+            marker=dict(size=9, color=colour, line=dict(width=0.5, color="white")),
+            customdata=np.c_[rows.ravel()[ok], cols.ravel()[ok]],
+            hovertemplate="without train #%{customdata[0]}, test #%{customdata[1]}<br>predicted %{x:.3g}<br>retrained %{y:.3g}<extra></extra>",
+        )
+    )
     if check.on_loss_scale and ok.any():
         lo, hi = float(min(predicted[ok].min(), actual[ok].min())), float(max(predicted[ok].max(), actual[ok].max()))
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (exact)", hoverinfo="skip",
-                                 line=dict(color=NEUTRAL, dash="dash")))
+        fig.add_trace(
+            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (exact)", hoverinfo="skip", line=dict(color=NEUTRAL, dash="dash"))
+        )
     floor = float(getattr(check, "noise_floor", 0.0))
     if floor > 0:
         fig.add_hrect(y0=-floor, y1=floor, fillcolor=NEUTRAL, opacity=0.2, line_width=0)
@@ -156,7 +219,9 @@ def retraining_check_figure(check) -> go.Figure:
     _legend_swatch(fig, "removing it lowers the loss (harmful point)", HARMFUL)
     _legend_swatch(fig, "removing it raises the loss (helpful point)", HELPFUL)
     fig.update_layout(
-        height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2),
+        height=380,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(orientation="h", y=-0.2),
         xaxis_title="predicted Δ test loss (−score / N)" if check.on_loss_scale else "−score / N (no H⁻¹: not a loss change)",
         yaxis_title="Δ test loss after retraining",
         title=dict(text="each dot: one removal, one test point", font=dict(size=13)),

@@ -72,8 +72,14 @@ def breast_cancer_dataset(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     std[std == 0] = 1.0
     x = (x - mean) / std
     return Dataset(
-        name="breast_cancer", x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te],
-        class_names=[str(c) for c in bunch.target_names], ids_train=tr, ids_test=te,
+        name="breast_cancer",
+        x_train=x[tr],
+        y_train=y[tr],
+        x_test=x[te],
+        y_test=y[te],
+        class_names=[str(c) for c in bunch.target_names],
+        ids_train=tr,
+        ids_test=te,
         feature_names=[str(f) for f in bunch.feature_names],
     )
 
@@ -91,8 +97,9 @@ def flatten_features(dataset: Dataset) -> Dataset:
     """Images (n, C, H, W) → tabular rows (n, C·H·W); tabular data is returned as is."""
     if dataset.x_train.ndim == 2:
         return dataset
-    return replace(dataset, x_train=dataset.x_train.reshape(len(dataset.x_train), -1),
-                   x_test=dataset.x_test.reshape(len(dataset.x_test), -1))
+    return replace(
+        dataset, x_train=dataset.x_train.reshape(len(dataset.x_train), -1), x_test=dataset.x_test.reshape(len(dataset.x_test), -1)
+    )
 
 
 @dataclass
@@ -130,8 +137,10 @@ def inject_group_bias(
     biased[chosen] = True
     out = replace(
         ds,
-        x_train=np.c_[ds.x_train, g_tr].astype(np.float32), x_test=np.c_[ds.x_test, g_te].astype(np.float32),
-        groups_train=g_tr, groups_test=g_te,
+        x_train=np.c_[ds.x_train, g_tr].astype(np.float32),
+        x_test=np.c_[ds.x_test, g_te].astype(np.float32),
+        groups_train=g_tr,
+        groups_test=g_te,
         feature_names=list(ds.feature_names or [f"x{i}" for i in range(ds.x_train.shape[1])]) + ["group"],
     ).with_train_labels(y_new, ds.flipped | biased)
     return BiasedData(out, biased)
@@ -158,8 +167,9 @@ def logit_margin(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> n
     return (z[:, 1] - z[:, 0]).double().cpu().numpy()
 
 
-def effects_from_kernel(kernel: np.ndarray, y_train: np.ndarray, train_probs_of_label: Optional[np.ndarray] = None,
-                        mode: str = "relabel") -> np.ndarray:
+def effects_from_kernel(
+    kernel: np.ndarray, y_train: np.ndarray, train_probs_of_label: Optional[np.ndarray] = None, mode: str = "relabel"
+) -> np.ndarray:
     """Predicted Δm of x_t for relabeling (or removing) each training point alone: (n_test, n_train).
 
     relabel: −(1/N)(2y_i − 1) K[t, i];  remove: the same times 1 − p(y_i | x_i).
@@ -269,8 +279,9 @@ def margin_kernel(fitted: FittedBinary, progress: ProgressFn = silent) -> tuple[
         damping = 0.0 if cfg.train.weight_decay > 0 else cfg.curvature.damping
     else:
         names, kind, damping = influence_params(cfg, fitted.model), cfg.curvature.kind, cfg.curvature.damping
-    context = AttributionContext(fitted.model, fitted.x_train, fitted.y_train, names, cfg.train.weight_decay, kind, damping,
-                                 fitted.checkpoints, seed=cfg.seed)
+    context = AttributionContext(
+        fitted.model, fitted.x_train, fitted.y_train, names, cfg.train.weight_decay, kind, damping, fitted.checkpoints, seed=cfg.seed
+    )
     method = fit_attributor(cfg.method, context, scaled(progress, 0.0, 0.2))
     # scores are −∇fᵀH⁻¹∇ℓ: with the margin on both sides that is −K
     kernel = -method.scores(margin_measurement(fitted.x_test), train_task=MARGIN, progress=scaled(progress, 0.2, 1.0))
@@ -327,11 +338,16 @@ class FlipSetResult:
         ds, names = self.dataset, np.asarray(self.dataset.class_names)
         effect = self.effects(mode)[test_index, rows]
         start = self.test_probs[test_index] if self.output == "probability" else self.margins[test_index]
-        return pd.DataFrame({
-            "train row": rows, "id": ds.ids_train[rows], "label": names[ds.y_train[rows]],
-            "edit": names[1 - ds.y_train[rows]] if mode == "relabel" else "removed",
-            f"Δ {self.output}": effect, f"{self.output} after": start + np.cumsum(effect),
-        })
+        return pd.DataFrame(
+            {
+                "train row": rows,
+                "id": ds.ids_train[rows],
+                "label": names[ds.y_train[rows]],
+                "edit": names[1 - ds.y_train[rows]] if mode == "relabel" else "removed",
+                f"Δ {self.output}": effect,
+                f"{self.output} after": start + np.cumsum(effect),
+            }
+        )
 
     def confidence_distance(self) -> np.ndarray:
         """|p(class 1 | x_t) − τ|: distance of the predicted probability from the threshold."""
@@ -374,8 +390,7 @@ def compute_flip_sets(
     test_probs, train_probs = 1 / (1 + np.exp(-margins)), 1 / (1 + np.exp(-train_margins))
     ds = fitted.dataset
     metrics = dict(fitted.metrics, flipset_seconds=entry.meta["flipset_seconds"], from_cache=was_cached)
-    result = FlipSetResult(config, ds, fitted.model, threshold, margins, test_probs, train_probs, kernel,
-                           None, None, metrics, output)  # type: ignore[arg-type]
+    result = FlipSetResult(config, ds, fitted.model, threshold, margins, test_probs, train_probs, kernel, None, None, metrics, output)  # type: ignore[arg-type]
     values, cut = (test_probs, probability_threshold) if output == "probability" else (margins, threshold)
     result.relabel = find_flip_sets(result.effects("relabel"), values, cut, max_k)
     result.remove = find_flip_sets(result.effects("remove"), values, cut, max_k)
@@ -455,12 +470,22 @@ def verify_flip_sets(
     idx = idx[s.found[idx]]
 
     def compute() -> cache.CacheEntry:
-        new = np.array([retrained_margins(result, result.flip_set(int(t), mode), mode, result.dataset.x_test[int(t)][None])[0]
-                        for t in track(idx, len(idx), f"retraining ({mode})", progress)])
+        new = np.array(
+            [
+                retrained_margins(result, result.flip_set(int(t), mode), mode, result.dataset.x_test[int(t)][None])[0]
+                for t in track(idx, len(idx), f"retraining ({mode})", progress)
+            ]
+        )
         return cache.CacheEntry({"margin": new.astype(np.float64)}, {}, {})
 
-    payload = {"config": result.config.to_dict(), "dataset": dataset_fingerprint(result.dataset), "mode": mode,
-               "threshold": result.threshold, "tests": idx.tolist(), "k": s.k[idx].tolist()}
+    payload = {
+        "config": result.config.to_dict(),
+        "dataset": dataset_fingerprint(result.dataset),
+        "mode": mode,
+        "threshold": result.threshold,
+        "tests": idx.tolist(),
+        "k": s.k[idx].tolist(),
+    }
     entry, _ = cache.cached("flipset_verify", payload, compute, use_cache)
     new = entry.arrays["margin"] if len(idx) else np.zeros(0)
     pred = result.margins[idx] > result.threshold
@@ -507,8 +532,9 @@ def noise_sweep(
     results = []
     for j, frac in enumerate(fractions):
         noisy = add_label_noise(dataset, frac, config.seed)
-        results.append(compute_flip_sets(config, noisy, progress=scaled(progress, j / len(fractions), (j + 1) / len(fractions)),
-                                         use_cache=use_cache))
+        results.append(
+            compute_flip_sets(config, noisy, progress=scaled(progress, j / len(fractions), (j + 1) / len(fractions)), use_cache=use_cache)
+        )
     common = np.flatnonzero(np.all([r.relabel.found for r in results], axis=0))
     return NoiseSweep(
         fractions=list(fractions),
@@ -534,7 +560,9 @@ def two_group_comparison(
     g1, g2 = dataset.subset_train(np.sort(perm[:half])), dataset.subset_train(np.sort(perm[half:]))
     g3 = add_label_noise(g2, noise_fraction, config.seed)
     out = {}
-    for j, (name, ds) in enumerate([("group 1 (clean)", g1), ("group 2 (clean)", g2), (f"group 3 (group 2, {noise_fraction:.0%} flipped)", g3)]):
+    for j, (name, ds) in enumerate(
+        [("group 1 (clean)", g1), ("group 2 (clean)", g2), (f"group 3 (group 2, {noise_fraction:.0%} flipped)", g3)]
+    ):
         r = compute_flip_sets(config, ds, progress=scaled(progress, j / 3, (j + 1) / 3), use_cache=use_cache)
         out[name] = r.relabel.k.copy()
     return out
@@ -592,8 +620,9 @@ class RefinedFlip:
     one_shot_k: int  # |S_t| from Algorithm 1 alone (0 = not found)
 
 
-def refine_flip_set(result: FlipSetResult, test_index: int, max_rounds: int = 4, progress: ProgressFn = silent,
-                    use_cache: bool = True) -> RefinedFlip:
+def refine_flip_set(
+    result: FlipSetResult, test_index: int, max_rounds: int = 4, progress: ProgressFn = silent, use_cache: bool = True
+) -> RefinedFlip:
     """Relabel Algorithm 1's set, retrain; while the prediction has not flipped, re-run Algorithm 1 at the new
     model (its labels edited on a copy) and add its set. Stops at the first confirmed flip or after ``max_rounds``."""
     s = result.relabel
@@ -642,8 +671,15 @@ WHAT_IF_DATASETS = {
 }
 
 
-def what_if_dataset(name: str, classes: tuple[int, int] = (3, 8), extra_noise: float = 0.0, seed: int = 0,
-                    csv_path: Optional[str] = None, label_column: Optional[str] = None, id_column: Optional[str] = None) -> Dataset:
+def what_if_dataset(
+    name: str,
+    classes: tuple[int, int] = (3, 8),
+    extra_noise: float = 0.0,
+    seed: int = 0,
+    csv_path: Optional[str] = None,
+    label_column: Optional[str] = None,
+    id_column: Optional[str] = None,
+) -> Dataset:
     """The datasets the What-if page offers, with optional extra uniform label noise (seeded)."""
     from influence_core.config import DataConfig
     from influence_core.data.registry import load_dataset
@@ -674,11 +710,20 @@ def what_if_config(model_kind: str = "logreg", weight_decay: float = 1e-2, seed:
     from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, TrainConfig
 
     if model_kind == "logreg":
-        return RunConfig(data=DataConfig(name="csv"), model=ModelConfig(kind="logreg"),
-                         train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=5),
-                         method=method, seed=seed)
+        return RunConfig(
+            data=DataConfig(name="csv"),
+            model=ModelConfig(kind="logreg"),
+            train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=5),
+            method=method,
+            seed=seed,
+        )
     if model_kind == "mlp":
-        return RunConfig(data=DataConfig(name="csv"), model=ModelConfig(kind="mlp", hidden=32, depth=2),
-                         train=TrainConfig(optimizer="adam", lr=0.01, epochs=500, weight_decay=weight_decay, n_checkpoints=5),
-                         curvature=CurvatureConfig(kind="last_layer", damping=0.01), method=method, seed=seed)
+        return RunConfig(
+            data=DataConfig(name="csv"),
+            model=ModelConfig(kind="mlp", hidden=32, depth=2),
+            train=TrainConfig(optimizer="adam", lr=0.01, epochs=500, weight_decay=weight_decay, n_checkpoints=5),
+            curvature=CurvatureConfig(kind="last_layer", damping=0.01),
+            method=method,
+            seed=seed,
+        )
     raise InputError(f"model must be logreg or mlp, got {model_kind!r}")

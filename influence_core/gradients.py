@@ -142,8 +142,7 @@ def layers_unsupported_reason(model: nn.Module, param_names: Optional[Sequence[s
             kind = type(module)
             if kind not in _LAYER_TYPES or attr not in ("weight", "bias"):
                 return (
-                    f"parameter {name!r} belongs to a {kind.__name__}; the layers backend has closed forms "
-                    "only for nn.Linear and nn.Conv2d"
+                    f"parameter {name!r} belongs to a {kind.__name__}; the layers backend has closed forms only for nn.Linear and nn.Conv2d"
                 )
             if kind is nn.Conv2d:
                 if module.groups != 1:
@@ -518,7 +517,9 @@ def _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, norms:
                 result = engine.sq_norms(xb, yb, sq_weights) if norms else engine.chunk(xb, yb)
             except _LayersUnsupported as err:
                 if backend == "layers":
-                    raise ValueError(f"the 'layers' gradient backend cannot handle this model: {err}. Use backend='vmap' or 'auto'.") from err
+                    raise ValueError(
+                        f"the 'layers' gradient backend cannot handle this model: {err}. Use backend='vmap' or 'auto'."
+                    ) from err
                 engine = None  # auto: this model needs the general vmap path from here on
         if result is None:
             result = _vmap_chunk(model, names, chosen, frozen, buffers, xb, yb, task)

@@ -69,8 +69,9 @@ def demographic_parity(probs_positive: np.ndarray, groups: np.ndarray) -> float:
     return float(abs(probs_positive[groups == b].mean() - probs_positive[groups == a].mean()))
 
 
-def impact_value(model: nn.Module, impact: str, x_val: torch.Tensor, y_val: torch.Tensor,
-                 groups_val: Optional[torch.Tensor] = None, gamma: float = 1.5) -> torch.Tensor:
+def impact_value(
+    model: nn.Module, impact: str, x_val: torch.Tensor, y_val: torch.Tensor, groups_val: Optional[torch.Tensor] = None, gamma: float = 1.5
+) -> torch.Tensor:
     """f(θ): mean validation loss (utility), DP gap (fairness) or mean loss on attacked inputs (robustness)."""
     if impact == "utility":
         return nn.functional.cross_entropy(model(x_val), y_val)
@@ -88,31 +89,54 @@ def impact_value(model: nn.Module, impact: str, x_val: torch.Tensor, y_val: torc
     raise InputError(f"impact must be one of {IMPACTS}, got {impact!r}")
 
 
-def impact_measurement(impact: str, x_val: torch.Tensor, y_val: torch.Tensor, groups_val: Optional[torch.Tensor] = None,
-                       gamma: float = 1.5) -> ScalarObjective:
+def impact_measurement(
+    impact: str, x_val: torch.Tensor, y_val: torch.Tensor, groups_val: Optional[torch.Tensor] = None, gamma: float = 1.5
+) -> ScalarObjective:
     """The impact f(θ) as the engine's measurement (one query row)."""
     if impact not in IMPACTS:
         raise InputError(f"impact must be one of {IMPACTS}, got {impact!r}")
     return ScalarObjective(lambda model: impact_value(model, impact, x_val, y_val, groups_val, gamma))
 
 
-def impact_gradient(model: nn.Module, impact: str, x_val: torch.Tensor, y_val: torch.Tensor, param_names: Sequence[str],
-                    groups_val: Optional[torch.Tensor] = None, gamma: float = 1.5) -> torch.Tensor:
+def impact_gradient(
+    model: nn.Module,
+    impact: str,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    param_names: Sequence[str],
+    groups_val: Optional[torch.Tensor] = None,
+    gamma: float = 1.5,
+) -> torch.Tensor:
     """∇_θ f(θ) flattened in ``param_names`` order (the order of the engine's per-sample gradient rows)."""
     return impact_measurement(impact, x_val, y_val, groups_val, gamma).query_gradients(model, param_names)[0]
 
 
-def impact_scores(method: str, model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
-                  y_val: torch.Tensor, impact: str = "utility", groups_val: Optional[torch.Tensor] = None,
-                  checkpoints: Sequence[Checkpoint] = (), weight_decay: float = 0.0, damping: float = 0.0, curvature: str = "exact",
-                  seed: int = 0, gamma: float = 1.5, progress: ProgressFn = silent, **options: Any) -> np.ndarray:
+def impact_scores(
+    method: str,
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    impact: str = "utility",
+    groups_val: Optional[torch.Tensor] = None,
+    checkpoints: Sequence[Checkpoint] = (),
+    weight_decay: float = 0.0,
+    damping: float = 0.0,
+    curvature: str = "exact",
+    seed: int = 0,
+    gamma: float = 1.5,
+    progress: ProgressFn = silent,
+    **options: Any,
+) -> np.ndarray:
     """Any registered method's scores of every training point on the impact f (positive = harmful): IP, IP Ensemble
     (``ensemble_size``, ``dropout_rate``), TracIn over ``checkpoints``, influence under ``curvature``.
     An influence function whose curvature cannot be inverted falls back to ``auto`` (which says what it chose)."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     measurement = impact_measurement(impact, x_val, y_val, groups_val, gamma)
-    context = AttributionContext(model, x_train, y_train, names, weight_decay, curvature, damping, list(checkpoints),
-                                 seed=seed, options=options)
+    context = AttributionContext(
+        model, x_train, y_train, names, weight_decay, curvature, damping, list(checkpoints), seed=seed, options=options
+    )
     try:
         attributor = fit_attributor(method, context, scaled(progress, 0.0, 0.5))
     except CurvatureError:
@@ -141,8 +165,10 @@ class HessianFreeResult:
         """Pearson and Spearman correlation between two methods' scores."""
         from scipy.stats import pearsonr, spearmanr
 
-        return {"pearson": float(pearsonr(self.scores[a], self.scores[b])[0]),
-                "spearman": float(spearmanr(self.scores[a], self.scores[b])[0])}
+        return {
+            "pearson": float(pearsonr(self.scores[a], self.scores[b])[0]),
+            "spearman": float(spearmanr(self.scores[a], self.scores[b])[0]),
+        }
 
 
 def _val_tensors(model: nn.Module, ds: Dataset) -> tuple[torch.Tensor, ...]:
@@ -155,9 +181,17 @@ def _val_tensors(model: nn.Module, ds: Dataset) -> tuple[torch.Tensor, ...]:
     return x, y, xv, yv, gv
 
 
-def hessian_free_scores(config: RunConfig, dataset: Optional[Dataset] = None, impact: str = "utility",
-                        methods: Sequence[str] = METHODS, ensemble_size: int = 20, dropout_rate: float = 0.05,
-                        gamma: float = 1.5, progress: ProgressFn = silent, use_cache: bool = True) -> HessianFreeResult:
+def hessian_free_scores(
+    config: RunConfig,
+    dataset: Optional[Dataset] = None,
+    impact: str = "utility",
+    methods: Sequence[str] = METHODS,
+    ensemble_size: int = 20,
+    dropout_rate: float = 0.05,
+    gamma: float = 1.5,
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+) -> HessianFreeResult:
     """Train (engine cache) and score every training point by the chosen methods; the dataset's test split is the validation set.
 
     Logistic regression is polished to its optimum in float64 (influence assumes one).
@@ -186,9 +220,25 @@ def hessian_free_scores(config: RunConfig, dataset: Optional[Dataset] = None, im
     for j, method in enumerate(methods):
         step = scaled(progress, 0.3 + 0.7 * j / n, 0.3 + 0.7 * (j + 1) / n)
         step(0.0, f"scoring: {method_title(method)}")
-        scores[method] = impact_scores(method, model, x, y, xv, yv, impact, gv, trained.checkpoints, config.train.weight_decay,
-                                       damping, config.curvature.kind, config.seed, gamma, step,
-                                       ensemble_size=ensemble_size, dropout_rate=dropout_rate)
+        scores[method] = impact_scores(
+            method,
+            model,
+            x,
+            y,
+            xv,
+            yv,
+            impact,
+            gv,
+            trained.checkpoints,
+            config.train.weight_decay,
+            damping,
+            config.curvature.kind,
+            config.seed,
+            gamma,
+            step,
+            ensemble_size=ensemble_size,
+            dropout_rate=dropout_rate,
+        )
     metrics = {"train": evaluate(model, x, y), "validation": evaluate(model, xv, yv)}
     progress(1.0, "scores ready")
     return HessianFreeResult(config, ds, model, impact, scores, metrics)
@@ -239,11 +289,19 @@ def synthetic_config(name: str = "blobs", seed: int = 0) -> RunConfig:
     from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, TrainConfig
 
     if name == "blobs":
-        return RunConfig(data=DataConfig(name="blobs", n_train=150, n_test=100), model=ModelConfig(kind="logreg"),
-                         train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-2, n_checkpoints=5), seed=seed)
-    return RunConfig(data=DataConfig(name="moons", n_train=200, n_test=100), model=ModelConfig(kind="mlp", hidden=32, depth=2),
-                     train=TrainConfig(optimizer="adam", lr=0.01, epochs=500, weight_decay=1e-3, n_checkpoints=5),
-                     curvature=CurvatureConfig(kind="exact", damping=0.01), seed=seed)
+        return RunConfig(
+            data=DataConfig(name="blobs", n_train=150, n_test=100),
+            model=ModelConfig(kind="logreg"),
+            train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-2, n_checkpoints=5),
+            seed=seed,
+        )
+    return RunConfig(
+        data=DataConfig(name="moons", n_train=200, n_test=100),
+        model=ModelConfig(kind="mlp", hidden=32, depth=2),
+        train=TrainConfig(optimizer="adam", lr=0.01, epochs=500, weight_decay=1e-3, n_checkpoints=5),
+        curvature=CurvatureConfig(kind="exact", damping=0.01),
+        seed=seed,
+    )
 
 
 @dataclass
@@ -255,14 +313,19 @@ class SyntheticCheck:
     auroc: dict[str, float]  # per method: AUROC of the scores for the flipped points
 
 
-def synthetic_check(name: str = "blobs", seed: int = 0, methods: Sequence[str] = METHODS, progress: ProgressFn = silent,
-                    use_cache: bool = True) -> SyntheticCheck:
+def synthetic_check(
+    name: str = "blobs", seed: int = 0, methods: Sequence[str] = METHODS, progress: ProgressFn = silent, use_cache: bool = True
+) -> SyntheticCheck:
     """IF vs IP on the paper's toy sets: correlation, and how well each isolates the flipped points."""
     from influence_core.metrics import auroc
 
     ds = synthetic_flip_dataset(name, seed)
     result = hessian_free_scores(synthetic_config(name, seed), ds, "utility", methods, progress=progress, use_cache=use_cache)
-    corr = result.correlation("influence", "ip") if {"influence", "ip"} <= set(methods) else {"pearson": float("nan"), "spearman": float("nan")}
+    corr = (
+        result.correlation("influence", "ip")
+        if {"influence", "ip"} <= set(methods)
+        else {"pearson": float("nan"), "spearman": float("nan")}
+    )
     aucs = {m: float(auroc(s, ds.flipped) or float("nan")) for m, s in result.scores.items()}
     return SyntheticCheck(name, result, corr["pearson"], corr["spearman"], aucs)
 
@@ -276,10 +339,20 @@ def validation_split(dataset: Dataset, seed: int = 0) -> tuple[Dataset, Dataset]
 
     val, test = split_indices(len(dataset.y_test), 0.5, seed, stratify=dataset.y_test)
     pick = lambda a, i: None if a is None else np.asarray(a)[i]  # noqa: E731
-    as_val = replace(dataset, x_test=dataset.x_test[val], y_test=dataset.y_test[val], ids_test=dataset.ids_test[val],
-                     groups_test=pick(dataset.groups_test, val))
-    as_test = replace(dataset, x_test=dataset.x_test[test], y_test=dataset.y_test[test], ids_test=dataset.ids_test[test],
-                      groups_test=pick(dataset.groups_test, test))
+    as_val = replace(
+        dataset,
+        x_test=dataset.x_test[val],
+        y_test=dataset.y_test[val],
+        ids_test=dataset.ids_test[val],
+        groups_test=pick(dataset.groups_test, val),
+    )
+    as_test = replace(
+        dataset,
+        x_test=dataset.x_test[test],
+        y_test=dataset.y_test[test],
+        ids_test=dataset.ids_test[test],
+        groups_test=pick(dataset.groups_test, test),
+    )
     return as_val, as_test
 
 
@@ -311,12 +384,19 @@ class TrimResult:
         for m in self.accuracy:
             acc, fair = np.asarray(self.accuracy[m]), np.asarray(self.fairness[m])
             change, change_se = self.accuracy_change(m)
-            rows.append({"method": method_title(m), "key": m,
-                         "accuracy_mean": acc.mean(), "accuracy_std": acc.std(),
-                         "change_vs_untrimmed": change, "change_se": change_se,
-                         "dp_gap_mean": np.nanmean(fair) if np.isfinite(fair).any() else np.nan,
-                         "flipped_share_removed": self.flipped_share_removed.get(m, np.nan),
-                         "per_class_seeds": sum(b == "class" for b in self.balance_used.get(m, []))})
+            rows.append(
+                {
+                    "method": method_title(m),
+                    "key": m,
+                    "accuracy_mean": acc.mean(),
+                    "accuracy_std": acc.std(),
+                    "change_vs_untrimmed": change,
+                    "change_se": change_se,
+                    "dp_gap_mean": np.nanmean(fair) if np.isfinite(fair).any() else np.nan,
+                    "flipped_share_removed": self.flipped_share_removed.get(m, np.nan),
+                    "per_class_seeds": sum(b == "class" for b in self.balance_used.get(m, [])),
+                }
+            )
         return pd.DataFrame(rows)
 
 
@@ -349,10 +429,19 @@ def trim_selection(scores: np.ndarray, labels: np.ndarray, n_remove: int, balanc
     return np.sort(np.concatenate(picks))
 
 
-def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str] = ("ip", "ip_ensemble", "tracin", "influence"),
-                     impact: str = "utility", fraction: float = 0.05, seeds: Sequence[int] = (0, 1, 2),
-                     ensemble_size: int = 20, dropout_rate: float = 0.05, progress: ProgressFn = silent,
-                     use_cache: bool = True, balance: str = "none") -> TrimResult:
+def trim_and_retrain(
+    config: RunConfig,
+    dataset: Dataset,
+    methods: Sequence[str] = ("ip", "ip_ensemble", "tracin", "influence"),
+    impact: str = "utility",
+    fraction: float = 0.05,
+    seeds: Sequence[int] = (0, 1, 2),
+    ensemble_size: int = 20,
+    dropout_rate: float = 0.05,
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+    balance: str = "none",
+) -> TrimResult:
     """Per seed: split the test set into a validation half (scored on) and a held-out half, train with that seed,
     remove the ``fraction`` most harmful training rows per method, retrain with the same seed and measure accuracy
     and DP gap on the held-out half; the untrimmed model is the baseline. The input dataset is not modified.
@@ -379,10 +468,10 @@ def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str]
         step = scaled(progress, j / len(seeds), (j + 1) / len(seeds))
         cfg = config.replace(seed=int(seed))
         as_val, as_test = validation_split(dataset, int(seed))
-        scored = hessian_free_scores(cfg, as_val, impact, methods, ensemble_size, dropout_rate, progress=scaled(step, 0, 0.4),
-                                     use_cache=use_cache)
-        drop = {m: trim_selection(scored.scores[m], dataset.y_train, n_remove, "class" if balance == "class" else "none")
-                for m in methods}
+        scored = hessian_free_scores(
+            cfg, as_val, impact, methods, ensemble_size, dropout_rate, progress=scaled(step, 0, 0.4), use_cache=use_cache
+        )
+        drop = {m: trim_selection(scored.scores[m], dataset.y_train, n_remove, "class" if balance == "class" else "none") for m in methods}
         for m in methods:
             chosen[m].append("class" if balance == "class" else "none")
         if balance == "auto":
@@ -415,5 +504,6 @@ def trim_and_retrain(config: RunConfig, dataset: Dataset, methods: Sequence[str]
             has_groups = as_test.groups_test is not None and len(np.unique(as_test.groups_test)) == 2 and probs.shape[1] == 2
             fairness[m].append(demographic_parity(probs[:, 1], as_test.groups_test) if has_groups else float("nan"))
     progress(1.0, "trim and retrain done")
-    return TrimResult(fraction, [int(s) for s in seeds], accuracy, fairness, removed, {m: float(np.mean(v)) for m, v in flipped.items()},
-                      balance, chosen)
+    return TrimResult(
+        fraction, [int(s) for s in seeds], accuracy, fairness, removed, {m: float(np.mean(v)) for m, v in flipped.items()}, balance, chosen
+    )

@@ -117,10 +117,21 @@ def preset_config(
     if noise_fraction is None:
         noise_fraction = 0.0 if dataset in OWN_DATA else 0.2
     if dataset in OWN_DATA:
-        noise = dict(noise="flip_class", noise_fraction=noise_fraction, noise_source=int(flip[0]), noise_target=int(flip[1])) \
-            if noise_fraction > 0 else {}
-        data = DataConfig(name=dataset, path=path, label_column=label_column, id_column=id_column, n_train=n_train, n_test=n_test,
-                          image_size=image_size, **noise)  # None: the loader's default size
+        noise = (
+            dict(noise="flip_class", noise_fraction=noise_fraction, noise_source=int(flip[0]), noise_target=int(flip[1]))
+            if noise_fraction > 0
+            else {}
+        )
+        data = DataConfig(
+            name=dataset,
+            path=path,
+            label_column=label_column,
+            id_column=id_column,
+            n_train=n_train,
+            n_test=n_test,
+            image_size=image_size,
+            **noise,
+        )  # None: the loader's default size
         kind = model or ("logreg" if dataset == "csv" else "cnn")
         train = default_training(kind, peek_own_data(data).n_train(data))
         if epochs:
@@ -128,22 +139,43 @@ def preset_config(
         curv = CurvatureConfig(kind=curvature or ("exact" if kind == "logreg" else "diag"), damping=damping)
         return RunConfig(data=data, model=ModelConfig(kind=kind), train=train, curvature=curv, method=method, seed=seed)
     if dataset == "chexpert":
-        data = DataConfig(name="chexpert", path=path, n_train=n_train, n_test=n_test, image_size=image_size or 64,
-                          noise="flip_class", noise_fraction=noise_fraction, noise_source=1, noise_target=0)
+        data = DataConfig(
+            name="chexpert",
+            path=path,
+            n_train=n_train,
+            n_test=n_test,
+            image_size=image_size or 64,
+            noise="flip_class",
+            noise_fraction=noise_fraction,
+            noise_source=1,
+            noise_target=0,
+        )
         model_cfg = ModelConfig(kind=model or "resnet18", pretrained_weights=pretrained_weights)
         train = TrainConfig(epochs=epochs or 6, lr=1e-3, batch_size=64, optimizer="adam", weight_decay=1e-4, n_checkpoints=1)
         curv = CurvatureConfig(kind=curvature or "last_layer", damping=damping)
     else:
         # classes (4, 9) map 4 → 0 and 9 → 1: noise_source=1 flips 9s, noise_target=0 makes them 4s
-        data = DataConfig(name=dataset, classes=(4, 9), n_train=n_train, n_test=n_test, path=path, image_size=image_size,
-                          noise="flip_class", noise_fraction=noise_fraction, noise_source=1, noise_target=0)
+        data = DataConfig(
+            name=dataset,
+            classes=(4, 9),
+            n_train=n_train,
+            n_test=n_test,
+            path=path,
+            image_size=image_size,
+            noise="flip_class",
+            noise_fraction=noise_fraction,
+            noise_source=1,
+            noise_target=0,
+        )
         model_cfg = ModelConfig(kind=model or "cnn")
         if dataset == "digits":  # 252 training images of 8×8: full-batch-ish Adam, many cheap epochs
             train = TrainConfig(epochs=epochs or 150, lr=1e-2, batch_size=64, optimizer="adam", weight_decay=1e-3, n_checkpoints=1)
         else:  # MNIST49, ~11.8k images of 28×28: a few epochs of Adam in batches of 256
             # a subset gets as many optimiser steps as the full set (8 epochs of 11,791), up to 40 epochs
             default_epochs = min(40, max(8, round(8 * 11_791 / n_train))) if n_train else 8
-            train = TrainConfig(epochs=epochs or default_epochs, lr=3e-3, batch_size=256, optimizer="adam", weight_decay=1e-4, n_checkpoints=1)
+            train = TrainConfig(
+                epochs=epochs or default_epochs, lr=3e-3, batch_size=256, optimizer="adam", weight_decay=1e-4, n_checkpoints=1
+            )
         curv = CurvatureConfig(kind=curvature or "diag", damping=damping)
     return RunConfig(data=data, model=model_cfg, train=train, curvature=curv, method=method, seed=seed)
 
@@ -264,9 +296,13 @@ def run_label_bias(
     ds, model = trained.dataset, trained.model
     if len(ds.y_test) == 0:
         raise InputError("the label-bias pipeline needs a held-out set: set a test fraction above 0 or n_test > 0")
-    metrics: dict[str, Any] = {"noisy": {"test": trained.metrics["test"], "train": trained.metrics["train"]},
-                               "train_seconds": trained.metrics["train_seconds"], "device": trained.metrics["device"],
-                               "n_params": trained.metrics["n_params"], "from_cache": trained.metrics["from_cache"]}
+    metrics: dict[str, Any] = {
+        "noisy": {"test": trained.metrics["test"], "train": trained.metrics["train"]},
+        "train_seconds": trained.metrics["train_seconds"],
+        "device": trained.metrics["device"],
+        "n_params": trained.metrics["n_params"],
+        "from_cache": trained.metrics["from_cache"],
+    }
     if train_clean and ds.flipped.any():
         if dataset is None:
             clean = experiments.train(clean_config(config), scaled(progress, 0.35, 0.6), use_cache)
@@ -295,16 +331,28 @@ def run_label_bias(
         holder["method"] = method
         t_curv = time.perf_counter() - t0
         # group means are linear in the query gradients: one query row per group, then one row per kept held-out point
-        groups = GroupMeanLoss(xt, yt, [torch.as_tensor(wrong, device=device), torch.arange(len(yt), device=device)]
-                               + [yt == c for c in range(ds.n_classes)])
+        groups = GroupMeanLoss(
+            xt, yt, [torch.as_tensor(wrong, device=device), torch.arange(len(yt), device=device)] + [yt == c for c in range(ds.n_classes)]
+        )
         queries = Stacked([groups, PerSampleLoss(xt[row_ids], yt[row_ids])])
         influence, self_scores = method.scores_and_self(queries, scaled(progress, 0.75, 1.0))
-        arrays = {"paper": influence[0], "heldout": influence[1], "per_class": influence[2 : 2 + ds.n_classes],
-                  "self": self_scores, "rows": influence[2 + ds.n_classes :], "row_ids": row_ids}
+        arrays = {
+            "paper": influence[0],
+            "heldout": influence[1],
+            "per_class": influence[2 : 2 + ds.n_classes],
+            "self": self_scores,
+            "rows": influence[2 + ds.n_classes :],
+            "row_ids": row_ids,
+        }
         meta = {"curvature_seconds": t_curv, "scoring_seconds": time.perf_counter() - t0 - t_curv, "method_note": method.note}
         return cache.CacheEntry(arrays, meta, {})
 
-    payload = {"config": experiments.config_payload(config), "version": LABEL_BIAS_VERSION, "chunk": "stream", "rows": "all" if keep_all_rows else "misclassified"}
+    payload = {
+        "config": experiments.config_payload(config),
+        "version": LABEL_BIAS_VERSION,
+        "chunk": "stream",
+        "rows": "all" if keep_all_rows else "misclassified",
+    }
     if dataset is not None:
         payload["dataset"] = experiments.dataset_fingerprint(dataset)
     entry, was_cached = cache.cached("label_bias", payload, compute, use_cache)
@@ -327,9 +375,18 @@ def run_label_bias(
     metrics["total_seconds"] = time.perf_counter() - start_all
     progress(1.0, "label-bias scores ready")
     return LabelBiasResult(
-        config=config, dataset=ds, model=model, scores=scores, test_probs=test_probs, train_probs=train_probs,
-        misclassified=misclassified, test_rows={int(i): r for i, r in zip(a["row_ids"], a["rows"])},
-        affected_class=target, metrics=metrics, _method=holder.get("method"), _checkpoints=trained.checkpoints,
+        config=config,
+        dataset=ds,
+        model=model,
+        scores=scores,
+        test_probs=test_probs,
+        train_probs=train_probs,
+        misclassified=misclassified,
+        test_rows={int(i): r for i, r in zip(a["row_ids"], a["rows"])},
+        affected_class=target,
+        metrics=metrics,
+        _method=holder.get("method"),
+        _checkpoints=trained.checkpoints,
     )
 
 
@@ -358,8 +415,7 @@ def _mixture_crossing(values: np.ndarray, n_total: int, seed: int, max_component
 
     centre, scale = float(np.median(values)), float(np.std(values)) or 1.0
     z = ((values - centre) / scale)[:, None]
-    fits = sorted((GaussianMixture(k, random_state=seed, n_init=2).fit(z) for k in range(1, max_components + 1)),
-                  key=lambda g: g.bic(z))
+    fits = sorted((GaussianMixture(k, random_state=seed, n_init=2).fit(z) for k in range(1, max_components + 1)), key=lambda g: g.bic(z))
     for fit in fits:
         if fit.n_components == 1:
             return None
@@ -408,11 +464,18 @@ def detection_table(result: LabelBiasResult, fpr: float = 0.005) -> pd.DataFrame
     for name, s in result.scores.items():
         d = result.metrics.get("detection", {}).get(name) or detection_summary(s, mask)
         at = detection_at_threshold(s, mask, result.default_threshold(name))
-        rows.append({
-            "score": name, "what": SCORE_DESCRIPTIONS.get(name, name), "AUROC": d["auroc"], "AP": d["average_precision"],
-            f"TPR @ {fpr:.1%} FPR": tpr_at_fpr(s, mask, fpr), "TPR @ 1% FPR": d["tpr_at_1%_fpr"],
-            "flipped detected (default thr.)": at["detected_share"], "clean flagged (default thr.)": at["clean_flagged_share"],
-        })
+        rows.append(
+            {
+                "score": name,
+                "what": SCORE_DESCRIPTIONS.get(name, name),
+                "AUROC": d["auroc"],
+                "AP": d["average_precision"],
+                f"TPR @ {fpr:.1%} FPR": tpr_at_fpr(s, mask, fpr),
+                "TPR @ 1% FPR": d["tpr_at_1%_fpr"],
+                "flipped detected (default thr.)": at["detected_share"],
+                "clean flagged (default thr.)": at["clean_flagged_share"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -425,11 +488,16 @@ def flagged_table(result: LabelBiasResult, score: str, threshold: float, cleanla
     idx = idx[np.argsort(-s[idx], kind="stable")]
     names = np.asarray(ds.class_names)
     suggested = suggested_labels(result)
-    table = pd.DataFrame({
-        "row": idx, "id": ds.ids_train[idx], "label used": names[ds.y_train[idx]],
-        "suggested label": names[suggested[idx]], f"score ({score})": s[idx],
-        "p(label used)": result.train_probs[idx, ds.y_train[idx]],
-    })
+    table = pd.DataFrame(
+        {
+            "row": idx,
+            "id": ds.ids_train[idx],
+            "label used": names[ds.y_train[idx]],
+            "suggested label": names[suggested[idx]],
+            f"score ({score})": s[idx],
+            "p(label used)": result.train_probs[idx, ds.y_train[idx]],
+        }
+    )
     if cleanlab_issues is not None:
         table["cleanlab flags"] = np.asarray(cleanlab_issues, bool)[idx]
     if result.has_ground_truth:
@@ -443,7 +511,9 @@ def _score(result: LabelBiasResult, score: str) -> np.ndarray:
     return result.scores[score]
 
 
-def top_influencers(result: LabelBiasResult, test_index: int, k: int = 10, progress: ProgressFn = silent) -> tuple[pd.DataFrame, pd.DataFrame]:
+def top_influencers(
+    result: LabelBiasResult, test_index: int, k: int = 10, progress: ProgressFn = silent
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(most harmful, most helpful) ``k`` training samples for one held-out sample; flipped ones marked "F"."""
     row = result.influence_on_test(test_index, progress)
     order = np.argsort(-row, kind="stable")
@@ -451,10 +521,15 @@ def top_influencers(result: LabelBiasResult, test_index: int, k: int = 10, progr
 
     def table(idx: np.ndarray) -> pd.DataFrame:
         ds = result.dataset
-        return pd.DataFrame({
-            "row": idx, "id": ds.ids_train[idx], "label used": names[ds.y_train[idx]],
-            "flipped": np.where(ds.flipped[idx], "F", ""), "influence": row[idx],
-        })
+        return pd.DataFrame(
+            {
+                "row": idx,
+                "id": ds.ids_train[idx],
+                "label used": names[ds.y_train[idx]],
+                "flipped": np.where(ds.flipped[idx], "F", ""),
+                "influence": row[idx],
+            }
+        )
 
     return table(order[:k]), table(order[::-1][:k])
 
@@ -509,9 +584,13 @@ def cleanlab_baseline(
     mask = dataset.flipped
     flagged = detection_at_threshold(issues.astype(float), mask, 0.5)
     return {
-        "issues": issues, "suspicion": suspicion, "pred_probs": probs,
-        "detected_share": flagged["detected_share"], "clean_flagged_share": flagged["clean_flagged_share"],
-        "n_flagged": flagged["flagged"], "summary": detection_summary(suspicion, mask) if mask.any() else {},
+        "issues": issues,
+        "suspicion": suspicion,
+        "pred_probs": probs,
+        "detected_share": flagged["detected_share"],
+        "clean_flagged_share": flagged["clean_flagged_share"],
+        "n_flagged": flagged["flagged"],
+        "summary": detection_summary(suspicion, mask) if mask.any() else {},
         "seconds": time.perf_counter() - start,
     }
 
@@ -544,9 +623,13 @@ def retrain_after_fix(
     n_flagged = int(np.sum(flagged)) if np.asarray(flagged).dtype == bool else len(flagged)
     truly = int(result.flipped[flagged].sum())
     return {
-        "action": action, "n_flagged": n_flagged, "flagged_truly_flipped": truly,
-        "before": result.metrics["noisy"]["test"], "after": retrained.metrics["test"],
-        "clean": result.metrics.get("clean", {}).get("test"), "flipped_left": int(edited.flipped.sum()),
+        "action": action,
+        "n_flagged": n_flagged,
+        "flagged_truly_flipped": truly,
+        "before": result.metrics["noisy"]["test"],
+        "after": retrained.metrics["test"],
+        "clean": result.metrics.get("clean", {}).get("test"),
+        "flipped_left": int(edited.flipped.sum()),
         "dataset": edited,
     }
 
@@ -561,12 +644,27 @@ def influence_bar_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Opt
     idx = np.arange(len(scores))
     fig = go.Figure()
     for mask, name, colour in ((~flipped, "clean", CLEAN_COLOUR), (flipped, "flipped", FLIPPED_COLOUR)):
-        fig.add_trace(go.Bar(x=idx[mask], y=scores[mask], name=f"{name} ({int(mask.sum())})", marker_color=colour,
-                             marker_line_width=0, hovertemplate="row %{x}<br>score %{y:.3g}<extra>" + name + "</extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=idx[mask],
+                y=scores[mask],
+                name=f"{name} ({int(mask.sum())})",
+                marker_color=colour,
+                marker_line_width=0,
+                hovertemplate="row %{x}<br>score %{y:.3g}<extra>" + name + "</extra>",
+            )
+        )
     if threshold is not None:
         fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text=f"threshold {threshold:.3g}")
-    fig.update_layout(height=340, bargap=0, margin=dict(l=10, r=10, t=40, b=10), title=dict(text=title, font=dict(size=13)),
-                      xaxis_title="training sample", yaxis_title="score (positive = harmful)", legend=dict(orientation="h", y=1.12))
+    fig.update_layout(
+        height=340,
+        bargap=0,
+        margin=dict(l=10, r=10, t=40, b=10),
+        title=dict(text=title, font=dict(size=13)),
+        xaxis_title="training sample",
+        yaxis_title="score (positive = harmful)",
+        legend=dict(orientation="h", y=1.12),
+    )
     return fig
 
 
@@ -574,25 +672,40 @@ def threshold_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optiona
     """% of flipped and % of clean samples at or above each threshold (the paper's Fig. 3b)."""
     sweep = threshold_sweep(scores, flipped, n=300)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=sweep["threshold"], y=100 * sweep["positives_above"], name="flipped detected (%)", line_color=FLIPPED_COLOUR))
+    fig.add_trace(
+        go.Scatter(x=sweep["threshold"], y=100 * sweep["positives_above"], name="flipped detected (%)", line_color=FLIPPED_COLOUR)
+    )
     fig.add_trace(go.Scatter(x=sweep["threshold"], y=100 * sweep["negatives_above"], name="clean flagged (%)", line_color=CLEAN_COLOUR))
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dash", line_color="black")
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="threshold", yaxis_title="% at or above",
-                      legend=dict(orientation="h", y=1.12))
+    fig.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="threshold",
+        yaxis_title="% at or above",
+        legend=dict(orientation="h", y=1.12),
+    )
     return fig
 
 
 def score_histogram_figure(scores: np.ndarray, threshold: Optional[float] = None) -> go.Figure:
     """How the scores spread, with the threshold: for labels without ground truth, a long right
     tail of a few samples is what the threshold should cut."""
-    fig = go.Figure(go.Histogram(x=scores, nbinsx=80, marker_color=CLEAN_COLOUR, marker_line_width=0,
-                                 hovertemplate="score %{x}<br>%{y} samples<extra></extra>"))
+    fig = go.Figure(
+        go.Histogram(
+            x=scores, nbinsx=80, marker_color=CLEAN_COLOUR, marker_line_width=0, hovertemplate="score %{x}<br>%{y} samples<extra></extra>"
+        )
+    )
     if threshold is not None:
         above = int(np.sum(scores >= threshold))
         fig.add_vline(x=threshold, line_dash="dash", line_color="black", annotation_text=f"{above} at or above")
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="score (positive = harmful)",
-                      yaxis=dict(title="training samples", type="log", dtick=1), bargap=0)
+    fig.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="score (positive = harmful)",
+        yaxis=dict(title="training samples", type="log", dtick=1),
+        bargap=0,
+    )
     return fig
 
 
@@ -626,7 +739,16 @@ def model_comparison_figure(metrics: dict[str, Any]) -> go.Figure:
     names = [n for n in ("clean", "noisy") if n in metrics]
     colours = {"clean": CLEAN_COLOUR, "noisy": FLIPPED_COLOUR}
     for col, key in ((1, "loss"), (2, "accuracy")):
-        fig.add_trace(go.Bar(x=names, y=[metrics[n]["test"][key] for n in names], marker_color=[colours[n] for n in names],
-                             text=[f"{metrics[n]['test'][key]:.3f}" for n in names], showlegend=False), 1, col)
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=[metrics[n]["test"][key] for n in names],
+                marker_color=[colours[n] for n in names],
+                text=[f"{metrics[n]['test'][key]:.3f}" for n in names],
+                showlegend=False,
+            ),
+            1,
+            col,
+        )
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
     return fig

@@ -46,13 +46,15 @@ class LDSResult:
     def table(self):
         import pandas as pd
 
-        return pd.DataFrame({
-            "method": self.methods,
-            "lds": [self.lds[m] for m in self.methods],
-            "lds_low": [self.interval[m][0] for m in self.methods],
-            "lds_high": [self.interval[m][1] for m in self.methods],
-            "seconds": [self.seconds[m] for m in self.methods],
-        })
+        return pd.DataFrame(
+            {
+                "method": self.methods,
+                "lds": [self.lds[m] for m in self.methods],
+                "lds_low": [self.interval[m][0] for m in self.methods],
+                "lds_high": [self.interval[m][1] for m in self.methods],
+                "seconds": [self.seconds[m] for m in self.methods],
+            }
+        )
 
 
 def method_run(config: RunConfig, spec: str) -> tuple[RunConfig, str]:
@@ -192,8 +194,9 @@ def linear_datamodeling_score(
     lds = {name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for name, v in per_test.items()}
     interval = {name: bootstrap_interval(v, seed) for name, v in per_test.items()}
     progress(1.0, "LDS done")
-    return LDSResult(list(methods), lds, interval, per_test, seconds, subsets, actual, scores, time.perf_counter() - start,
-                     from_cache, notes)
+    return LDSResult(
+        list(methods), lds, interval, per_test, seconds, subsets, actual, scores, time.perf_counter() - start, from_cache, notes
+    )
 
 
 TRUST_DATASETS = {"moons": "moons (toy, 300 points)", "blobs": "blobs (toy, 300 points)", "digits": "sklearn digits (1,797 images)"}
@@ -213,8 +216,9 @@ def trust_config(dataset: str = "moons", model: str = "logreg", seed: int = 0) -
     else:
         train = TrainConfig(optimizer="adam", lr=0.01, epochs=150, batch_size=0, weight_decay=1e-3, n_checkpoints=10)
         curvature = CurvatureConfig(kind="auto", damping=1e-2)
-    return RunConfig(data=data, model=ModelConfig(kind=model, hidden=32, depth=1, activation="tanh"), train=train,
-                     curvature=curvature, seed=seed)
+    return RunConfig(
+        data=data, model=ModelConfig(kind=model, hidden=32, depth=1, activation="tanh"), train=train, curvature=curvature, seed=seed
+    )
 
 
 def method_specs() -> list[str]:

@@ -52,8 +52,13 @@ def detection_at_threshold(scores: np.ndarray, mask: np.ndarray, threshold: floa
     tp, fp = int(np.sum(flagged & mask)), int(np.sum(flagged & ~mask))
     fn, tn = int(np.sum(~flagged & mask)), int(np.sum(~flagged & ~mask))
     return {
-        "flagged": int(flagged.sum()), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "detected_share": tp / max(tp + fn, 1), "clean_flagged_share": fp / max(fp + tn, 1),
+        "flagged": int(flagged.sum()),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "detected_share": tp / max(tp + fn, 1),
+        "clean_flagged_share": fp / max(fp + tn, 1),
         "precision": tp / max(tp + fp, 1),
     }
 

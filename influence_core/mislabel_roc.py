@@ -88,14 +88,23 @@ class StudyArm:
 
     def train_config(self) -> TrainConfig:
         """The arm's training as the engine's one trainer runs it: Adam in seeded mini-batches, the cosine stepped per batch."""
-        return TrainConfig(optimizer="adam", epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay,
-                           n_checkpoints=1, lr_schedule="cosine_per_step" if self.schedule == "cosine" else "constant",
-                           head_l1=self.head_l1, head_l2=self.head_l2)
+        return TrainConfig(
+            optimizer="adam",
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            n_checkpoints=1,
+            lr_schedule="cosine_per_step" if self.schedule == "cosine" else "constant",
+            head_l1=self.head_l1,
+            head_l2=self.head_l2,
+        )
 
     def longer_slower(self, factor: int = 3) -> "StudyArm":
         """The same arm trained ``factor``× longer with a ``factor``× smaller learning rate."""
-        return StudyArm(**{**asdict(self), "name": f"{self.name}, {factor}× longer/slower",
-                           "epochs": self.epochs * factor, "lr": self.lr / factor})
+        return StudyArm(
+            **{**asdict(self), "name": f"{self.name}, {factor}× longer/slower", "epochs": self.epochs * factor, "lr": self.lr / factor}
+        )
 
 
 DEFAULT_REGIMES = (NoiseRegime("≈0.05 % flipped", 0.0005, min_flipped=5), NoiseRegime("≈0.01 % flipped", 0.0001, min_flipped=1))
@@ -104,9 +113,12 @@ DEFAULT_REGIMES = (NoiseRegime("≈0.05 % flipped", 0.0005, min_flipped=5), Nois
 def default_arms(quick: bool = False) -> list[StudyArm]:
     """MLP, small CNN (with and without L1L2 head, and longer/slower), ResNet18 unless ``quick``."""
     cnn = StudyArm("CNN", model="cnn", lr=5e-3, epochs=20, batch_size=64)
-    arms = [StudyArm("MLP", model="mlp"), cnn,
-            StudyArm("CNN + L1L2 head", model="cnn", lr=5e-3, epochs=20, batch_size=64, head_l1=1e-4, head_l2=1e-2),
-            cnn.longer_slower()]
+    arms = [
+        StudyArm("MLP", model="mlp"),
+        cnn,
+        StudyArm("CNN + L1L2 head", model="cnn", lr=5e-3, epochs=20, batch_size=64, head_l1=1e-4, head_l2=1e-2),
+        cnn.longer_slower(),
+    ]
     if not quick:
         arms.append(StudyArm("ResNet18", model="resnet18", epochs=10, lr=1e-3))
     return arms
@@ -158,11 +170,19 @@ class MislabelROCStudy:
                     continue
                 aucs = [r.auroc for r in runs]
                 top5 = [float(r.flipped[np.argsort(-r.cook)[: max(1, int(0.05 * len(r.cook)))]].sum() / r.flipped.sum()) for r in runs]
-                rows.append({"regime": regime, "arm": arm, "runs": len(runs), "flipped": int(runs[0].flipped.sum()),
-                             "auroc_mean": float(np.mean(aucs)), "auroc_std": float(np.std(aucs)),
-                             "found_in_top5pct": float(np.mean(top5)),
-                             "test_accuracy": float(np.mean([r.test_accuracy for r in runs])),
-                             "seconds_per_run": float(np.mean([r.seconds for r in runs]))})
+                rows.append(
+                    {
+                        "regime": regime,
+                        "arm": arm,
+                        "runs": len(runs),
+                        "flipped": int(runs[0].flipped.sum()),
+                        "auroc_mean": float(np.mean(aucs)),
+                        "auroc_std": float(np.std(aucs)),
+                        "found_in_top5pct": float(np.mean(top5)),
+                        "test_accuracy": float(np.mean([r.test_accuracy for r in runs])),
+                        "seconds_per_run": float(np.mean([r.seconds for r in runs])),
+                    }
+                )
         return rows
 
 
@@ -173,13 +193,26 @@ def flip_labels(dataset: Dataset, n_flipped: int, seed: int) -> Dataset:
     return with_noise(dataset, flip_count(dataset.y_train, n_flipped, dataset.n_classes, seed))
 
 
-def run_once(dataset: Dataset, arm: StudyArm, regime: NoiseRegime, seed: int, damping: float = 1e-3,
-             progress: ProgressFn = silent, use_cache: bool = True) -> RunScores:
+def run_once(
+    dataset: Dataset,
+    arm: StudyArm,
+    regime: NoiseRegime,
+    seed: int,
+    damping: float = 1e-3,
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+) -> RunScores:
     """Flip labels, train one model of ``arm``, return its Cook's distances (cached on disk)."""
     arm.validate()
     noisy = flip_labels(dataset, regime.n_flipped(len(dataset.y_train)), seed)
-    payload = {"model": asdict(arm.model_config()), "train": asdict(arm.train_config()), "regime": asdict(regime), "seed": seed,
-               "damping": damping, "dataset": dataset_fingerprint(noisy)}
+    payload = {
+        "model": asdict(arm.model_config()),
+        "train": asdict(arm.train_config()),
+        "regime": asdict(regime),
+        "seed": seed,
+        "damping": damping,
+        "dataset": dataset_fingerprint(noisy),
+    }
 
     def compute() -> cache.CacheEntry:
         start = time.perf_counter()
@@ -189,16 +222,28 @@ def run_once(dataset: Dataset, arm: StudyArm, regime: NoiseRegime, seed: int, da
         train_model(model, x, y, arm.train_config(), seed, scaled(progress, 0.0, 0.8))
         model.eval()
         head = parameter_names(model, "last_layer")
-        curvature = build_curvature("last_layer", model, x, y, head, arm.weight_decay + arm.head_l2, damping,
-                                    batch_size=256, progress=scaled(progress, 0.8, 0.9))
+        curvature = build_curvature(
+            "last_layer", model, x, y, head, arm.weight_decay + arm.head_l2, damping, batch_size=256, progress=scaled(progress, 0.8, 0.9)
+        )
         cook = self_influence(model, curvature, x, y, progress=scaled(progress, 0.9, 1.0))
         with torch.no_grad():
-            acc = float(sum((model(xt[i : i + 1024]).argmax(1) == yt[i : i + 1024]).sum().item() for i in range(0, len(xt), 1024)) / max(len(xt), 1))
-        return cache.CacheEntry({"cook": cook, "flipped": noisy.flipped}, {"test_accuracy": acc, "seconds": time.perf_counter() - start}, {})
+            acc = float(
+                sum((model(xt[i : i + 1024]).argmax(1) == yt[i : i + 1024]).sum().item() for i in range(0, len(xt), 1024)) / max(len(xt), 1)
+            )
+        return cache.CacheEntry(
+            {"cook": cook, "flipped": noisy.flipped}, {"test_accuracy": acc, "seconds": time.perf_counter() - start}, {}
+        )
 
     entry, _ = cache.cached("mislabel_roc", payload, compute, use_cache)
-    return RunScores(arm.name, regime.name, seed, entry.arrays["cook"], entry.arrays["flipped"].astype(bool),
-                     entry.meta["test_accuracy"], entry.meta["seconds"])
+    return RunScores(
+        arm.name,
+        regime.name,
+        seed,
+        entry.arrays["cook"],
+        entry.arrays["flipped"].astype(bool),
+        entry.meta["test_accuracy"],
+        entry.meta["seconds"],
+    )
 
 
 def load_study_data(name: str = "mnist", n_train: int = 4000, n_test: int = 1000, seed: int = 0) -> Dataset:
@@ -210,8 +255,15 @@ def load_study_data(name: str = "mnist", n_train: int = 4000, n_test: int = 1000
     return load_dataset(DataConfig(name=name, n_train=n_train, n_test=n_test), seed)
 
 
-def run_mislabel_roc(dataset: Dataset, arms: Sequence[StudyArm], regimes: Sequence[NoiseRegime] = DEFAULT_REGIMES,
-                     n_runs: int = 6, seed: int = 0, progress: ProgressFn = silent, use_cache: bool = True) -> MislabelROCStudy:
+def run_mislabel_roc(
+    dataset: Dataset,
+    arms: Sequence[StudyArm],
+    regimes: Sequence[NoiseRegime] = DEFAULT_REGIMES,
+    n_runs: int = 6,
+    seed: int = 0,
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+) -> MislabelROCStudy:
     """Train ``n_runs`` models per (arm, regime) and collect their Cook's-distance rankings."""
     if n_runs < 1 or not arms or not regimes:
         raise InputError("the study needs at least one arm, one noise regime and one run each")
@@ -238,15 +290,40 @@ def roc_figure(study: MislabelROCStudy, height: int = 420) -> go.Figure:
             runs = study.select(arm, regime)
             for r in runs:
                 fpr, tpr = r.roc()
-                fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", line=dict(color=colour, width=1), opacity=0.25,
-                                         showlegend=False, hoverinfo="skip", legendgroup=arm), row=1, col=c)
+                fig.add_trace(
+                    go.Scatter(
+                        x=fpr,
+                        y=tpr,
+                        mode="lines",
+                        line=dict(color=colour, width=1),
+                        opacity=0.25,
+                        showlegend=False,
+                        hoverinfo="skip",
+                        legendgroup=arm,
+                    ),
+                    row=1,
+                    col=c,
+                )
             if runs:
                 auc = np.mean([r.auroc for r in runs])
-                fig.add_trace(go.Scatter(x=FPR_GRID, y=study.mean_roc(arm, regime), mode="lines", line=dict(color=colour, width=3),
-                                         name=f"{arm} (mean AUROC {auc:.3f})" if len(regimes) == 1 else arm, legendgroup=arm,
-                                         showlegend=c == 1), row=1, col=c)
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="black", dash="dash"), name="random ranking",
-                                 showlegend=c == 1), row=1, col=c)
+                fig.add_trace(
+                    go.Scatter(
+                        x=FPR_GRID,
+                        y=study.mean_roc(arm, regime),
+                        mode="lines",
+                        line=dict(color=colour, width=3),
+                        name=f"{arm} (mean AUROC {auc:.3f})" if len(regimes) == 1 else arm,
+                        legendgroup=arm,
+                        showlegend=c == 1,
+                    ),
+                    row=1,
+                    col=c,
+                )
+        fig.add_trace(
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="black", dash="dash"), name="random ranking", showlegend=c == 1),
+            row=1,
+            col=c,
+        )
         fig.update_xaxes(title_text="false-positive rate (clean points inspected)", range=[0, 1], row=1, col=c)
     fig.update_yaxes(title_text="true-positive rate (flipped labels found)", range=[0, 1.02], row=1, col=1)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), title="Cook's-distance ranking of flipped labels")

@@ -48,8 +48,10 @@ def _architecture(arch: str, input_shape: tuple[int, ...], n_classes: int, hidde
     try:
         return torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
     except ValueError:
-        raise InputError(f"unknown architecture {arch!r}: use one of the zoo's {MODEL_KINDS} or a torchvision classifier "
-                         "name (torchvision.models.list_models())") from None
+        raise InputError(
+            f"unknown architecture {arch!r}: use one of the zoo's {MODEL_KINDS} or a torchvision classifier "
+            "name (torchvision.models.list_models())"
+        ) from None
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -64,8 +66,10 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise InputError(f"refused {path}: it is not a plain state_dict (the file asks to run code, which is never done: "
-                         f"{str(err).splitlines()[0][:160]}); save model.state_dict() or use safetensors") from None
+        raise InputError(
+            f"refused {path}: it is not a plain state_dict (the file asks to run code, which is never done: "
+            f"{str(err).splitlines()[0][:160]}); save model.state_dict() or use safetensors"
+        ) from None
     except (RuntimeError, OSError, EOFError) as err:
         raise InputError(f"cannot read {path} as a PyTorch state_dict: {err}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -80,11 +84,14 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str) ->
     expected = model.state_dict()
     for name, tensor in expected.items():
         if name not in state:
-            raise InputError(f"{path} does not fit this architecture: it has no tensor {name!r} "
-                             f"(the file's first tensors: {', '.join(list(state)[:4])})")
+            raise InputError(
+                f"{path} does not fit this architecture: it has no tensor {name!r} (the file's first tensors: {', '.join(list(state)[:4])})"
+            )
         if tuple(state[name].shape) != tuple(tensor.shape):
-            raise InputError(f"{path} does not fit this architecture: {name!r} is {tuple(state[name].shape)} in the file, "
-                             f"{tuple(tensor.shape)} in the model (another width, input size or class count?)")
+            raise InputError(
+                f"{path} does not fit this architecture: {name!r} is {tuple(state[name].shape)} in the file, "
+                f"{tuple(tensor.shape)} in the model (another width, input size or class count?)"
+            )
     extra = [k for k in state if k not in expected]
     if extra:
         raise InputError(f"{path} does not fit this architecture: unexpected tensor {extra[0]!r}")
@@ -123,14 +130,18 @@ def check_fits_data(model: nn.Module, input_shape: tuple[int, ...], n_classes: i
         with torch.no_grad():
             out = model.eval()(torch.zeros((3, *input_shape), dtype=dtype))
     except Exception as err:  # noqa: BLE001 — any layer can refuse a shape, each in its own words
-        raise InputError(f"{what} does not take this data's input of shape {tuple(input_shape)} (per sample): "
-                         f"{str(err).splitlines()[0][:200]}; match the image size / channels, or the CSV's feature columns") from None
+        raise InputError(
+            f"{what} does not take this data's input of shape {tuple(input_shape)} (per sample): "
+            f"{str(err).splitlines()[0][:200]}; match the image size / channels, or the CSV's feature columns"
+        ) from None
     try:
         with torch.no_grad():
             model(torch.zeros((1, *input_shape), dtype=dtype))
     except Exception:  # noqa: BLE001
-        raise InputError(f"{what} takes batches of one size only: export it with a dynamic batch dimension, e.g. "
-                         "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch', min=1)},))") from None
+        raise InputError(
+            f"{what} takes batches of one size only: export it with a dynamic batch dimension, e.g. "
+            "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch', min=1)},))"
+        ) from None
     if out.dim() != 2 or out.shape[1] != n_classes:
         raise InputError(f"{what} gives outputs of shape {tuple(out.shape[1:])} per sample; this data has {n_classes} classes")
 
@@ -142,8 +153,15 @@ class LoadedModel:
     description: dict
 
 
-def load_user_model(path: str, arch: Optional[str], input_shape: tuple[int, ...], n_classes: int, hidden: int = 32, depth: int = 2,
-                    checkpoint_files: Sequence[str] = ()) -> LoadedModel:
+def load_user_model(
+    path: str,
+    arch: Optional[str],
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    hidden: int = 32,
+    depth: int = 2,
+    checkpoint_files: Sequence[str] = (),
+) -> LoadedModel:
     """The user's model, checked against the data; extra weight files become checkpoints for TracIn."""
     from influence_core.models import parameter_names
     from influence_core.training import Checkpoint

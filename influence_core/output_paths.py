@@ -33,8 +33,9 @@ def check_output_path(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
         if target == src_resolved or _same_file(given, src):
             raise InputError(f"--out {given} is the input {src}: writing there would overwrite your data; give another output file")
         if src_resolved.is_dir() and src_resolved in target.parents:
-            raise InputError(f"--out {given} is inside the input folder {src}: writing there would change your data; "
-                             "give an output path outside it")
+            raise InputError(
+                f"--out {given} is inside the input folder {src}: writing there would change your data; give an output path outside it"
+            )
     if target.is_dir():
         raise InputError(f"--out {given} is a folder; give a file path, e.g. {given / 'scores.csv'}")
     if target.exists():
@@ -47,5 +48,7 @@ def check_output_path(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
     if not folder.is_dir():
         raise InputError(f"--out {given}: {folder} is a file, not a folder, so {target.parent} cannot be created; give another output path")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"--out {given}: the folder {folder} cannot be written (permissions); give an output path in a folder you can write to")
+        raise InputError(
+            f"--out {given}: the folder {folder} cannot be written (permissions); give an output path in a folder you can write to"
+        )
     return target

@@ -113,8 +113,15 @@ class RegionConfig:
         return RunConfig(
             data=DataConfig(name="oracle_table"),
             model=ModelConfig(kind="mlp", hidden=self.hidden, depth=self.depth, activation="relu"),
-            train=TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.effective_batch_size, optimizer="adam",
-                              weight_decay=self.weight_decay, n_checkpoints=2, lr_schedule=self.lr_schedule),
+            train=TrainConfig(
+                epochs=self.epochs,
+                lr=self.lr,
+                batch_size=self.effective_batch_size,
+                optimizer="adam",
+                weight_decay=self.weight_decay,
+                n_checkpoints=2,
+                lr_schedule=self.lr_schedule,
+            ),
             curvature=CurvatureConfig(kind=self.curvature, damping=self.damping, params="last_layer"),
             method=self.method,
             seed=self.seed,
@@ -202,20 +209,19 @@ def run_region_study(config: RegionConfig, progress: ProgressFn = silent, use_ca
     start = time.perf_counter()
     progress(0.0, "loading the oracle network")
     oracle = load_oracle(config)
-    table, info = build_table(oracle, config.n_points, seed=config.seed, sampling=config.sampling,
-                              progress=scaled(progress, 0.0, 0.1))
+    table, info = build_table(oracle, config.n_points, seed=config.seed, sampling=config.sampling, progress=scaled(progress, 0.0, 0.1))
     dataset = _surrogate_dataset(table, info)
     seconds["table"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = compute_influence(config.run_config(), progress=scaled(progress, 0.1, 1.0), use_cache=use_cache,
-                               pairwise=False, dataset=dataset)
+    result = compute_influence(
+        config.run_config(), progress=scaled(progress, 0.1, 1.0), use_cache=use_cache, pairwise=False, dataset=dataset
+    )
     seconds["surrogate_and_influence"] = time.perf_counter() - start
     cook = np.asarray(result.self_scores, dtype=np.float64)
     agreement = float((result.test_probs.argmax(1) == dataset.y_test).mean())
     train_agreement = float((result.train_probs.argmax(1) == dataset.y_train).mean())
     progress(1.0, f"surrogate agrees with the oracle on {agreement:.1%} of held-out points")
-    return RegionStudy(config, oracle, dataset, info, result, cook, np.argsort(-cook, kind="stable"),
-                       agreement, train_agreement, seconds)
+    return RegionStudy(config, oracle, dataset, info, result, cook, np.argsort(-cook, kind="stable"), agreement, train_agreement, seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,10 +325,7 @@ def rank_cut_centres(
     scored.sort(key=lambda t: -t[1])
     chosen: list[tuple[int, float]] = []
     for position, total in scored:
-        duplicate = any(
-            points_in_slice(study.info, x_raw[c], axes, tolerance, rows_raw=x_raw[[position]])[0]
-            for c, _ in chosen
-        )
+        duplicate = any(points_in_slice(study.info, x_raw[c], axes, tolerance, rows_raw=x_raw[[position]])[0] for c, _ in chosen)
         if not duplicate:
             chosen.append((position, total))
         if len(chosen) == n_cuts:
@@ -443,45 +446,88 @@ def cut_figure(study: RegionStudy, cut: Cut, height: int = 380) -> go.Figure:
     scale = []
     for i, c in enumerate(colours):
         scale += [[i / k, c], [(i + 1) / k, c]]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("surrogate model", "oracle network"),
-                        shared_yaxes=True, horizontal_spacing=0.04)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("surrogate model", "oracle network"), shared_yaxes=True, horizontal_spacing=0.04)
     xs, ys = cut.xx[0], cut.yy[:, 0]
     sizes = marker_sizes(cut.point_cook, 4.0, 22.0) if len(cut.point_cook) else np.array([])
     for col, labels in ((1, cut.model_labels), (2, cut.oracle_labels)):
-        fig.add_trace(go.Heatmap(
-            x=xs, y=ys, z=labels, zmin=-0.5, zmax=k - 0.5, colorscale=scale, showscale=False,
-            customdata=np.asarray(names, dtype=object)[labels], hovertemplate="%{customdata}<extra></extra>",
-        ), row=1, col=col)
-        fig.add_trace(go.Scatter(
-            x=cut.point_xy[:, 0], y=cut.point_xy[:, 1], mode="markers", name="training points (size = Cook's distance)",
-            showlegend=col == 1,
-            # class indices through the discrete scale, not one colour string per point: plotly validates
-            # those one by one, which was most of a cut's render time
-            marker=dict(size=sizes, color=np.asarray(cut.point_labels, dtype=float), colorscale=scale, cmin=-0.5, cmax=k - 0.5,
-                        line=dict(width=1, color="black")),
-            customdata=np.c_[cut.point_positions, cut.point_cook],
-            hovertemplate="train #%{customdata[0]}<br>Cook's distance %{customdata[1]:.3g}<extra></extra>",
-        ), row=1, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                x=xs,
+                y=ys,
+                z=labels,
+                zmin=-0.5,
+                zmax=k - 0.5,
+                colorscale=scale,
+                showscale=False,
+                customdata=np.asarray(names, dtype=object)[labels],
+                hovertemplate="%{customdata}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=cut.point_xy[:, 0],
+                y=cut.point_xy[:, 1],
+                mode="markers",
+                name="training points (size = Cook's distance)",
+                showlegend=col == 1,
+                # class indices through the discrete scale, not one colour string per point: plotly validates
+                # those one by one, which was most of a cut's render time
+                marker=dict(
+                    size=sizes,
+                    color=np.asarray(cut.point_labels, dtype=float),
+                    colorscale=scale,
+                    cmin=-0.5,
+                    cmax=k - 0.5,
+                    line=dict(width=1, color="black"),
+                ),
+                customdata=np.c_[cut.point_positions, cut.point_cook],
+                hovertemplate="train #%{customdata[0]}<br>Cook's distance %{customdata[1]:.3g}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
     bad = cut.disagreement
     if bad.any():
-        fig.add_trace(go.Scatter(
-            x=cut.xx[bad], y=cut.yy[bad], mode="markers", name="surrogate ≠ oracle",
-            marker=dict(symbol="x-thin", size=4, color=DISAGREE_COLOUR, line=dict(width=1, color=DISAGREE_COLOUR)),
-            hoverinfo="skip",
-        ), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=cut.xx[bad],
+                y=cut.yy[bad],
+                mode="markers",
+                name="surrogate ≠ oracle",
+                marker=dict(symbol="x-thin", size=4, color=DISAGREE_COLOUR, line=dict(width=1, color=DISAGREE_COLOUR)),
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
     for i, name in enumerate(names):  # legend entries for the advisory colours
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
-                                 marker=dict(size=10, symbol="square", color=colours[i])), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(x=[None], y=[None], mode="markers", name=name, marker=dict(size=10, symbol="square", color=colours[i])), row=1, col=2
+        )
     if cut.seed_position is not None:
         centre = study.x_train_raw[cut.seed_position][list(cut.axes)]
-        fig.add_trace(go.Scatter(x=[centre[0]], y=[centre[1]], mode="markers", name="cut centre",
-                                 marker=dict(symbol="star", size=14, color="gold", line=dict(width=1, color="black")),
-                                 hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=[centre[0]],
+                y=[centre[1]],
+                mode="markers",
+                name="cut centre",
+                marker=dict(symbol="star", size=14, color="gold", line=dict(width=1, color="black")),
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
     a, b = cut.axes
     fig.update_xaxes(title_text=_label_with_unit(study.info, a))
     fig.update_yaxes(title_text=_label_with_unit(study.info, b), row=1, col=1)
     # the legend sits in a bottom margin of its own: placed in plot coordinates it covered the x-axis title
-    fig.update_layout(height=height + 60, margin=dict(l=10, r=10, t=30, b=90),
-                      legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom"),
-                      clickmode="event+select")
+    fig.update_layout(
+        height=height + 60,
+        margin=dict(l=10, r=10, t=30, b=90),
+        legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom"),
+        clickmode="event+select",
+    )
     return fig

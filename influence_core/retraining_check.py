@@ -153,8 +153,10 @@ def check_by_retraining(
     if result.pairwise is None:
         raise InputError("this run has no pairwise scores (too large): use fewer training points to check against retraining")
     if any(isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)) for m in result.model.modules()):
-        raise InputError("the retraining check needs a model without batch norm or dropout (logreg, mlp, cnn): their "
-                         "statistics and masks change the objective at every retraining step, so no optimum is comparable")
+        raise InputError(
+            "the retraining check needs a model without batch norm or dropout (logreg, mlp, cnn): their "
+            "statistics and masks change the objective at every retraining step, so no optimum is comparable"
+        )
     removed = np.asarray(train_indices, dtype=np.int64)
     measured = np.asarray(test_indices, dtype=np.int64)
     n_train, n_test = result.pairwise.shape[1], result.pairwise.shape[0]
@@ -204,5 +206,14 @@ def check_by_retraining(
     progress(1.0, "retrained")
     noise_floor = float(np.abs(np.stack(null_changes)).max())
     predicted = predicted_loss_change_on_removal(result.pairwise[np.ix_(measured, removed)].T, n_train)
-    return RetrainingCheck(removed, measured, predicted, actual, result.config.method == "influence",
-                           time.perf_counter() - start, leftover, removal_push, noise_floor)
+    return RetrainingCheck(
+        removed,
+        measured,
+        predicted,
+        actual,
+        result.config.method == "influence",
+        time.perf_counter() - start,
+        leftover,
+        removal_push,
+        noise_floor,
+    )

@@ -333,7 +333,13 @@ def compute_signals(
         rows = slice(lo, min(n, lo + step))
         im = influence_rows(trace, rows)
         kernel_t = trace.kernel(last, rows)  # reused by both counterfactuals of this block
-        block = signals_from_rows(im, y_train[rows], y_val, trace.n_classes, lambda labels, rows=rows, kernel_t=kernel_t: counterfactual_rows(trace, rows, labels, kernel_t))
+        block = signals_from_rows(
+            im,
+            y_train[rows],
+            y_val,
+            trace.n_classes,
+            lambda labels, rows=rows, kernel_t=kernel_t: counterfactual_rows(trace, rows, labels, kernel_t),
+        )
         for key, value in block.items():
             parts.setdefault(key, []).append(value)
         progress(0.4 + 0.6 * rows.stop / n, f"signals for {rows.stop}/{n} training samples")
@@ -537,8 +543,9 @@ def signal_run_config(
         train_cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=epochs or 30, batch_size=64, weight_decay=1e-4, n_checkpoints=10)
         model_cfg = ModelConfig(kind="mlp", hidden=128, depth=1)
     return RunConfig(
-        data=DataConfig(name=dataset, n_train=n_train, n_test=n_test, path=path, label_column=label_column, id_column=id_column,
-                        image_size=image_size),  # None: the loader's default size
+        data=DataConfig(
+            name=dataset, n_train=n_train, n_test=n_test, path=path, label_column=label_column, id_column=id_column, image_size=image_size
+        ),  # None: the loader's default size
         model=model_cfg,
         train=train_cfg,
         curvature=CurvatureConfig(kind="auto", params="last_layer"),
@@ -565,8 +572,13 @@ def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, 
     val, rest = np.sort(val), np.sort(rest)
     if len(np.unique(ds.y_test[val])) < 2:
         raise InputError("the validation set holds one class only: use a larger test split or validation fraction")
-    kept = replace(ds, x_test=ds.x_test[rest], y_test=ds.y_test[rest], ids_test=ds.ids_test[rest],
-                   groups_test=None if ds.groups_test is None else ds.groups_test[rest])
+    kept = replace(
+        ds,
+        x_test=ds.x_test[rest],
+        y_test=ds.y_test[rest],
+        ids_test=ds.ids_test[rest],
+        groups_test=None if ds.groups_test is None else ds.groups_test[rest],
+    )
     return kept, ds.x_test[val], ds.y_test[val], ds.ids_test[val]
 
 
@@ -635,8 +647,16 @@ def detect_glitches(
 
     def compute_signals_entry() -> cache.CacheEntry:
         if uses_head_closed_form(run):
-            result = compute_signals(trained.model, trained.checkpoints, x_tr_t, y_tr_t, x_val_t, y_val_t,
-                                     glitch.include_bias, progress=scaled(progress, 0.45, 0.6))
+            result = compute_signals(
+                trained.model,
+                trained.checkpoints,
+                x_tr_t,
+                y_tr_t,
+                x_val_t,
+                y_val_t,
+                glitch.include_bias,
+                progress=scaled(progress, 0.45, 0.6),
+            )
         else:
             method = fit_method(run, trained, scaled(progress, 0.45, 0.5))
             result = compute_signals_by_method(method, x_val_t, y_val_t, ds.n_classes, scaled(progress, 0.5, 0.6))
@@ -648,7 +668,8 @@ def detect_glitches(
     a = entry.arrays
     signals = SignalResult(
         scores={k: a[f"score:{k}"] for k in SIGNALS},
-        ncf=a["ncf"], pcf=a["pcf"],
+        ncf=a["ncf"],
+        pcf=a["pcf"],
         cfrank_type=np.where(a["cfrank_type"], "mislabeled", "anomaly").astype(object),
         seconds=float(entry.meta["seconds"]),
     )
@@ -667,9 +688,14 @@ def detect_glitches(
     table = score_methods(signals, truth, ds.y_train_clean, baselines)
     metrics = dict(trained.metrics)
     metrics.update(
-        signal_seconds=signals.seconds, signals_from_cache=signals_cached, baseline_seconds=baseline_seconds,
-        n_train=len(ds.y_train), n_val=len(y_val), n_test=len(ds.y_test),
-        n_mislabeled=int(truth.mislabeled.sum()), n_anomalous=int(truth.anomalous.sum()),
+        signal_seconds=signals.seconds,
+        signals_from_cache=signals_cached,
+        baseline_seconds=baseline_seconds,
+        n_train=len(ds.y_train),
+        n_val=len(y_val),
+        n_test=len(ds.y_test),
+        n_mislabeled=int(truth.mislabeled.sum()),
+        n_anomalous=int(truth.anomalous.sum()),
     )
     progress(1.0, "done")
     return GlitchReport(run, glitch, ds, x_val, y_val, truth, signals, baselines, table, metrics)
@@ -690,14 +716,16 @@ def flagged_frame(report: GlitchReport, signal: str) -> "Any":
     if signal not in report.signals.scores and signal not in ("cleanlab", "IsolationForest"):
         raise InputError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
     ds, names = report.dataset, [str(c) for c in report.dataset.class_names]
-    frame = pd.DataFrame({
-        "row": np.arange(len(ds.y_train)),
-        "id": [str(i) for i in ds.ids_train],
-        "label": [names[c] for c in ds.y_train],
-        "suggested label": [names[c] for c in report.signals.ncf],
-        "detected type": report.signals.cfrank_type,
-        **{name: report.signals.scores[name] for name in SIGNALS},
-    })
+    frame = pd.DataFrame(
+        {
+            "row": np.arange(len(ds.y_train)),
+            "id": [str(i) for i in ds.ids_train],
+            "label": [names[c] for c in ds.y_train],
+            "suggested label": [names[c] for c in report.signals.ncf],
+            "detected type": report.signals.cfrank_type,
+            **{name: report.signals.scores[name] for name in SIGNALS},
+        }
+    )
     if "cleanlab" in report.baselines:
         frame["cleanlab"] = report.baselines["cleanlab"]["score"]
         frame["cleanlab suggested"] = [names[c] for c in report.baselines["cleanlab"]["suggested"]]
@@ -775,7 +803,9 @@ def retrain_with_repairs(
         test_accuracy_before=float(report.metrics["test"]["accuracy"]),
         test_accuracy_after=float(trained.metrics["test"]["accuracy"]),
         n_relabelled=len(relabel),
-        n_relabelled_correctly=int(sum(int(c) == int(truth_labels[int(r)]) and not report.truth.anomalous[int(r)] for r, c in relabel.items())),
+        n_relabelled_correctly=int(
+            sum(int(c) == int(truth_labels[int(r)]) and not report.truth.anomalous[int(r)] for r, c in relabel.items())
+        ),
         n_removed=len(removed),
         n_removed_glitches=int(report.truth.glitched[removed].sum()) if len(removed) else 0,
         n_train_after=len(repaired.y_train),

@@ -37,8 +37,9 @@ def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor:
     return 0.5 * weight_decay * sum((p**2).sum() for p in model.parameters() if p.requires_grad)
 
 
-def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float, head_l1: float = 0.0,
-              head_l2: float = 0.0) -> torch.Tensor:
+def objective(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float, head_l1: float = 0.0, head_l2: float = 0.0
+) -> torch.Tensor:
     """Mean cross-entropy plus the L2 penalty (and the head's elastic net when asked): the function training minimises."""
     loss = nn.functional.cross_entropy(model(x), y) + l2_penalty(model, weight_decay)
     if head_l1 or head_l2:
@@ -77,8 +78,13 @@ def fit_lbfgs(
 ) -> nn.Module:
     """Full-batch L-BFGS to (near) the optimum of a convex model; also used for fast warm-started retraining."""
     opt = torch.optim.LBFGS(
-        model.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=tol, tolerance_change=tol * 1e-2,
-        history_size=50, line_search_fn="strong_wolfe",
+        model.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=tol,
+        tolerance_change=tol * 1e-2,
+        history_size=50,
+        line_search_fn="strong_wolfe",
     )
 
     def closure() -> torch.Tensor:
@@ -130,8 +136,11 @@ def train_model(
     keep = checkpoint_epochs(cfg.epochs, cfg.n_checkpoints, cfg.checkpoint_spacing)
     steps = -(-n // batch)
     per_step = cfg.lr_schedule == "cosine_per_step"
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps if per_step else cfg.epochs)
-                if cfg.lr_schedule in ("cosine", "cosine_per_step") else None)
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps if per_step else cfg.epochs)
+        if cfg.lr_schedule in ("cosine", "cosine_per_step")
+        else None
+    )
     for epoch in range(1, cfg.epochs + 1):
         epoch_lr = opt.param_groups[0]["lr"]  # the rate this epoch's steps used (TracIn weights by it)
         model.train()

@@ -12,9 +12,17 @@ def method_picker(container: Any, key: str, default: str = "influence", label: s
     return container.selectbox(label, names, index=names.index(default), format_func=methods.method_label, key=key, **kwargs)
 
 
-def curvature_picker(container: Any, key: str, default: str = "auto", method: str = "influence", label: str = "Curvature",
-                     **kwargs: Any) -> str:
+def curvature_picker(
+    container: Any, key: str, default: str = "auto", method: str = "influence", label: str = "Curvature", **kwargs: Any
+) -> str:
     """Disabled (and ignored) for methods that take no curvature."""
     names = list(curvatures.curvature_names())
-    return container.selectbox(label, names, index=names.index(default), format_func=curvatures.curvature_label, key=key,
-                               disabled=not methods.get(method).uses_curvature, **kwargs)
+    return container.selectbox(
+        label,
+        names,
+        index=names.index(default),
+        format_func=curvatures.curvature_label,
+        key=key,
+        disabled=not methods.get(method).uses_curvature,
+        **kwargs,
+    )

@@ -66,12 +66,19 @@ def progress_status(label: str) -> Iterator[Callable[[float, str], None]]:
 
 
 # what a first visit to a view imports, with each module's rough share of the wait (measured with -X importtime)
-HEAVY_IMPORTS = (("torch", 1.5), ("torch._dynamo", 1.4), ("sklearn.datasets", 0.9), ("laplace", 0.4), ("pandas", 0.2),
-                 ("plotly.graph_objects", 0.2))
+HEAVY_IMPORTS = (
+    ("torch", 1.5),
+    ("torch._dynamo", 1.4),
+    ("sklearn.datasets", 0.9),
+    ("laplace", 0.4),
+    ("pandas", 0.2),
+    ("plotly.graph_objects", 0.2),
+)
 
 
-def import_with_progress(modules: Sequence[tuple[str, float]] = HEAVY_IMPORTS,
-                         label: str = "Loading PyTorch and scikit-learn (once per server start)") -> None:
+def import_with_progress(
+    modules: Sequence[tuple[str, float]] = HEAVY_IMPORTS, label: str = "Loading PyTorch and scikit-learn (once per server start)"
+) -> None:
     """Import the modules not imported yet under a progress box: on a fresh server the first view's imports are
     seconds of blank page otherwise (torch, and torch._dynamo that torch.optim pulls in on first use)."""
     import importlib
@@ -168,8 +175,14 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
     columns while the path is wrong (its message is shown)."""
     from influence_core.data.tabular import csv_columns, guess_id_column, guess_label_column
 
-    path = data_path(container, "CSV file", f"{key_prefix}_csv_path", "/path/to/table.csv",
-                     "Numeric feature columns and one label column (text or numbers); one header row.", ["csv", "tsv", "txt"])
+    path = data_path(
+        container,
+        "CSV file",
+        f"{key_prefix}_csv_path",
+        "/path/to/table.csv",
+        "Numeric feature columns and one label column (text or numbers); one header row.",
+        ["csv", "tsv", "txt"],
+    )
     if not path:
         return None, None, None
     with container:
@@ -187,8 +200,13 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
     ids = [NO_ID_COLUMN] + [c for c in columns if c != label]
     with container:
         guessed = run_or_explain(guess_id_column, path, columns, label)
-    id_column = container.selectbox("Id column", ids, index=ids.index(guessed) if guessed in ids else 0, key=f"{key_prefix}_id_column",
-                                    help="Names each row in tables and exports; every other column is a feature.")
+    id_column = container.selectbox(
+        "Id column",
+        ids,
+        index=ids.index(guessed) if guessed in ids else 0,
+        key=f"{key_prefix}_id_column",
+        help="Names each row in tables and exports; every other column is a feature.",
+    )
     return path, label, None if id_column == NO_ID_COLUMN else id_column
 
 
@@ -199,9 +217,12 @@ def data_path(container: Any, label: str, key: str, placeholder: str, help: str,
     from influence_core.data_access import check_server_path, save_upload
 
     typed = container.text_input(label, key=key, placeholder=placeholder, help=help).strip()
-    upload = container.file_uploader(f"… or upload it ({', '.join('.' + t for t in upload_types)})", type=upload_types,
-                                     key=f"{key}_upload", help="Kept under the app's cache folder by content; "
-                                     "a zip of an image folder is unpacked there.")
+    upload = container.file_uploader(
+        f"… or upload it ({', '.join('.' + t for t in upload_types)})",
+        type=upload_types,
+        key=f"{key}_upload",
+        help="Kept under the app's cache folder by content; a zip of an image folder is unpacked there.",
+    )
     with container:
         if upload is not None:
             return run_or_explain(save_upload, upload.name, upload.getvalue())
@@ -230,8 +251,14 @@ def own_data_inputs(container: Any, dataset: str, key_prefix: str) -> OwnDataInp
     (path, image size)."""
     if dataset == "csv":
         return OwnDataInputs(*csv_inputs(container, key_prefix))
-    path = data_path(container, "Image folder", f"{key_prefix}_folder", "/path/to/images",
-                     "One subfolder per class; the subfolder names are the class names.", ["zip"])
+    path = data_path(
+        container,
+        "Image folder",
+        f"{key_prefix}_folder",
+        "/path/to/images",
+        "One subfolder per class; the subfolder names are the class names.",
+        ["zip"],
+    )
     size = container.select_slider("Image size (pixels)", [16, 28, 32, 64], 28, key=f"{key_prefix}_image_size")
     return OwnDataInputs(path=path, image_size=int(size))
 
@@ -239,8 +266,14 @@ def own_data_inputs(container: Any, dataset: str, key_prefix: str) -> OwnDataInp
 def ask_for_own_data(dataset: str, inputs: OwnDataInputs) -> None:
     """Until the data is named, say what is expected (a wrong path has shown its message already); stop the run."""
     if not inputs.path:
-        st.info("Name your data above: " + ("a CSV file with numeric feature columns and a label column." if dataset == "csv"
-                                            else "a folder with one subfolder of images per class."))
+        st.info(
+            "Name your data above: "
+            + (
+                "a CSV file with numeric feature columns and a label column."
+                if dataset == "csv"
+                else "a folder with one subfolder of images per class."
+            )
+        )
     st.stop()
 
 

@@ -33,30 +33,53 @@ from pages._pickers import curvature_picker, method_picker  # noqa: E402
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Dataset", list(DESCRIPTIONS), index=list(DESCRIPTIONS).index("single_flip"), format_func=DESCRIPTIONS.get, key="explorer_dataset")
+    dataset = c1.selectbox(
+        "Dataset", list(DESCRIPTIONS), index=list(DESCRIPTIONS).index("single_flip"), format_func=DESCRIPTIONS.get, key="explorer_dataset"
+    )
     n_train = c1.slider("Training points", 50, 1000, 200, step=50, key="explorer_n_train")
-    noise = c2.selectbox("Label noise", ["none", "uniform", "flip_class"], format_func={
-        "none": "none", "uniform": "uniform (any class → other)", "flip_class": "class 1 → class 0"}.get, key="explorer_noise")
+    noise = c2.selectbox(
+        "Label noise",
+        ["none", "uniform", "flip_class"],
+        format_func={"none": "none", "uniform": "uniform (any class → other)", "flip_class": "class 1 → class 0"}.get,
+        key="explorer_noise",
+    )
     fraction = c2.slider("Noise fraction", 0.0, 0.4, 0.1, step=0.01, disabled=noise == "none", key="explorer_fraction")
-    model_kind = c3.selectbox("Model", ["mlp", "logreg"], format_func={"mlp": "MLP", "logreg": "L2 logistic regression"}.get, key="explorer_model")
+    model_kind = c3.selectbox(
+        "Model", ["mlp", "logreg"], format_func={"mlp": "MLP", "logreg": "L2 logistic regression"}.get, key="explorer_model"
+    )
     with c3.expander("Model details"):
         depth = st.slider("Hidden layers", 1, 4, 1, disabled=model_kind != "mlp")
         hidden = st.select_slider("Width", [4, 8, 16, 32, 64], 16, disabled=model_kind != "mlp")
         activations = ["tanh", "relu", "sigmoid"]
-        activation = st.selectbox("Activation", activations, index=activations.index(EXPLORER_ACTIVATION), disabled=model_kind != "mlp",
-                                  help="tanh is smooth: influence functions assume a twice-differentiable objective, and "
-                                       "retraining settles at an optimum (ReLU's kinks stop it short)")
-        weight_decay = st.select_slider("L2 weight decay", [1e-4, 1e-3, 1e-2, 1e-1], EXPLORER_WEIGHT_DECAY,
-                                        help="lighter weight decay makes influence on an MLP less reliable (check it against retraining)")
+        activation = st.selectbox(
+            "Activation",
+            activations,
+            index=activations.index(EXPLORER_ACTIVATION),
+            disabled=model_kind != "mlp",
+            help="tanh is smooth: influence functions assume a twice-differentiable objective, and "
+            "retraining settles at an optimum (ReLU's kinks stop it short)",
+        )
+        weight_decay = st.select_slider(
+            "L2 weight decay",
+            [1e-4, 1e-3, 1e-2, 1e-1],
+            EXPLORER_WEIGHT_DECAY,
+            help="lighter weight decay makes influence on an MLP less reliable (check it against retraining)",
+        )
     method = method_picker(c4, "explorer_method")
     curvature = curvature_picker(c4, "explorer_curvature", "last_layer", method)
     with c4.expander("Damping and seed"):
-        damping = st.select_slider("Damping", [0.0, 1e-3, 1e-2, 1e-1, 1.0], default_damping(model_kind),
-                                   key=f"explorer_damping_{model_kind}", help="added to the Hessian's diagonal before inverting")
+        damping = st.select_slider(
+            "Damping",
+            [0.0, 1e-3, 1e-2, 1e-1, 1.0],
+            default_damping(model_kind),
+            key=f"explorer_damping_{model_kind}",
+            help="added to the Hessian's diagonal before inverting",
+        )
         seed = st.number_input("Seed", 0, 10_000, 0)
 
-config = explorer_config(dataset, n_train, noise, fraction, model_kind, hidden, depth, activation, weight_decay, method, curvature,
-                         damping, int(seed))
+config = explorer_config(
+    dataset, n_train, noise, fraction, model_kind, hidden, depth, activation, weight_decay, method, curvature, damping, int(seed)
+)
 
 
 def _compute():
@@ -112,9 +135,15 @@ def _kept_figure(name: str, build):
 @st.fragment
 def _points_view() -> None:
     view = st.radio(
-        "Size points by", ["self", "test", "train"], horizontal=True, key="explorer_view",
-        format_func={"self": "self-influence (how hard each point pulls the model)",
-                     "test": "influence on one test point", "train": "influence of one training point"}.get,
+        "Size points by",
+        ["self", "test", "train"],
+        horizontal=True,
+        key="explorer_view",
+        format_func={
+            "self": "self-influence (how hard each point pulls the model)",
+            "test": "influence on one test point",
+            "train": "influence of one training point",
+        }.get,
     )
     # start where there is something to see: the test point with the largest loss, the training point that pulls hardest
     # (test #0 is often fitted with ~zero loss gradient, and nothing moves it)
@@ -136,10 +165,25 @@ def _points_view() -> None:
         idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, key="explorer_train_id"))
         test_values, highlight = result.pairwise[:, idx], ("train", idx)
 
-    figure = _kept_figure(f"points:{view}:{highlight}", lambda: decision_region_figure(
-        xs, ys, probs, ds.x_train, ds.y_train, train_values, ds.flipped, label, signed,
-        ds.x_test, ds.y_test, test_values, highlight, ds.class_names,
-    ))
+    figure = _kept_figure(
+        f"points:{view}:{highlight}",
+        lambda: decision_region_figure(
+            xs,
+            ys,
+            probs,
+            ds.x_train,
+            ds.y_train,
+            train_values,
+            ds.flipped,
+            label,
+            signed,
+            ds.x_test,
+            ds.y_test,
+            test_values,
+            highlight,
+            ds.class_names,
+        ),
+    )
     st.plotly_chart(figure, on_select=_on_point_click, selection_mode=("points",), key="explorer_plot", width="stretch")
     st.caption(sign_note() + ". Self-influence ∇Lᵀ H⁻¹ ∇L is ≥ 0: large = the model bends to fit that point.")
 
@@ -149,12 +193,14 @@ def _points_view() -> None:
         if abs(change) < 1e-12:  # a point fitted with ~zero loss gradient moves nothing
             st.write(f"Removing training point #{idx} would leave the mean test loss unchanged (its loss gradient is ~0).")
         else:
-            st.write(f"Removing training point #{idx} would change the mean test loss by about **{change:+.2e}** "
-                     f"({'harmful' if change < 0 else 'helpful'} on average).")
-
+            st.write(
+                f"Removing training point #{idx} would change the mean test loss by about **{change:+.2e}** "
+                f"({'harmful' if change < 0 else 'helpful'} on average)."
+            )
 
     def _show_check(train_indices, test_indices, store_key: str, button: str) -> None:
         """A button that retrains without the named points and plots predicted vs retrained loss changes."""
+
         def _check():
             with one_torch_thread(), progress_status("Retraining") as report:
                 return check_by_retraining(result, train_indices, test_indices, progress=report)
@@ -173,14 +219,19 @@ def _points_view() -> None:
             )
             st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
             return
-        st.caption(f"Over the {check.n_above_noise} of {n_pairs} removals above the retraining noise floor "
-                   f"(±{check.noise_floor:.1e}: retraining with nothing removed); the grey band marks the floor.")
+        st.caption(
+            f"Over the {check.n_above_noise} of {n_pairs} removals above the retraining noise floor "
+            f"(±{check.noise_floor:.1e}: retraining with nothing removed); the grey band marks the floor."
+        )
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Pearson", f"{check.pearson:.3f}", help="of predicted and retrained loss changes, over the dots")
         c2.metric("Spearman", f"{check.spearman:.3f}", help="rank agreement: does the score order the removals right?")
         c3.metric("Same sign", f"{check.sign_agreement:.0%}", help="removals whose predicted and retrained changes agree in sign")
-        c4.metric("Retrained / predicted", f"{check.slope:.2f}" if check.on_loss_scale else "—",
-                  help="least-squares slope through 0: 1 = the right size; > 1 = influence understates the change")
+        c4.metric(
+            "Retrained / predicted",
+            f"{check.slope:.2f}" if check.on_loss_scale else "—",
+            help="least-squares slope through 0: 1 = the right size; > 1 = influence understates the change",
+        )
         if not check.settled:
             st.warning(
                 f"L-BFGS stopped short of an optimum: a gradient of {check.leftover_gradient:.1e} was left, "
@@ -189,12 +240,14 @@ def _points_view() -> None:
                 "a tanh or sigmoid MLP (Model details) or logistic regression settles."
             )
         if check.actual.shape[1] > 1:
-            st.write(f"Mean test-loss change: predicted **{check.predicted.mean():+.2e}**, after retraining "
-                     f"**{np.nanmean(check.actual):+.2e}**.")
+            st.write(
+                f"Mean test-loss change: predicted **{check.predicted.mean():+.2e}**, after retraining **{np.nanmean(check.actual):+.2e}**."
+            )
         st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
         if not check.on_loss_scale:
-            st.caption(f"{method_label(method)} has no inverse Hessian, so its scores are not loss changes: read the ranking and the signs.")
-
+            st.caption(
+                f"{method_label(method)} has no inverse Hessian, so its scores are not loss changes: read the ranking and the signs."
+            )
 
     if view != "self":
         with st.expander("Is the influence right here? Check against retraining"):
@@ -204,55 +257,94 @@ def _points_view() -> None:
                 "change with the one the scores predict (−score / N). Try other curvatures and damping: the dots move."
             )
             if view == "test" and np.abs(result.pairwise[idx]).max() < 1e-12:
-                st.write(f"Test point #{idx} is fitted with ~zero loss gradient: no removal is predicted to move its loss. "
-                         "Pick a point near the boundary or a misclassified one.")
+                st.write(
+                    f"Test point #{idx} is fitted with ~zero loss gradient: no removal is predicted to move its loss. "
+                    "Pick a point near the boundary or a misclassified one."
+                )
             elif view == "test":
                 n_check = st.slider("Strongest training points to remove, one at a time", 5, 50, 20, step=5, key="explorer_check_n")
                 top = strongest_for_test_point(result.pairwise, idx, n_check)
                 _show_check(top, [idx], f"explorer_check:{config.key()}:test{idx}:{n_check}", f"Retrain without each of the {n_check}")
             else:
-                _show_check([idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}",
-                            f"Retrain without training point #{idx}")
+                _show_check(
+                    [idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}", f"Retrain without training point #{idx}"
+                )
 
     if view == "train":
         with st.expander(f"Remove or relabel training point #{idx} and retrain"):
-            st.caption("Retrains the same model from the same seed, from scratch, without the point or with its label changed "
-                       "to the likeliest other class, and redraws the regions. The influence above predicted the change; "
-                       "this is the change.")
-            edit = st.radio("Edit", EDITS, horizontal=True, key="explorer_edit",
-                            format_func={"remove": "remove it", "relabel": "change its label"}.get)
+            st.caption(
+                "Retrains the same model from the same seed, from scratch, without the point or with its label changed "
+                "to the likeliest other class, and redraws the regions. The influence above predicted the change; "
+                "this is the change."
+            )
+            edit = st.radio(
+                "Edit", EDITS, horizontal=True, key="explorer_edit", format_func={"remove": "remove it", "relabel": "change its label"}.get
+            )
 
             def _retrain():
                 with one_torch_thread(), progress_status("Retraining with the edit") as report:
                     return retrain_with_edit(result, idx, edit, report)
 
-            edited = kept_result(st.button("Retrain with this edit", key="explorer_edit_button"),
-                                 f"explorer_edit:{config.key()}:{idx}:{edit}", _retrain)
+            edited = kept_result(
+                st.button("Retrain with this edit", key="explorer_edit_button"), f"explorer_edit:{config.key()}:{idx}:{edit}", _retrain
+            )
             if edited is not None:
                 after, edited_ds = edited
                 before_test, after_test = m["test"], after.metrics["test"]
                 e1, e2, e3 = st.columns(3)
-                e1.metric("Test accuracy after", f"{after_test['accuracy']:.1%}",
-                          f"{after_test['accuracy'] - before_test['accuracy']:+.1%}")
-                e2.metric("Mean test loss after", f"{after_test['loss']:.4f}", f"{after_test['loss'] - before_test['loss']:+.2e}",
-                          delta_color="inverse", help="the removal's first-order prediction is in the text above")
-                e3.metric("Flipped labels left", int(edited_ds.flipped.sum()), int(edited_ds.flipped.sum() - ds.flipped.sum()),
-                          delta_color="inverse")
+                e1.metric(
+                    "Test accuracy after", f"{after_test['accuracy']:.1%}", f"{after_test['accuracy'] - before_test['accuracy']:+.1%}"
+                )
+                e2.metric(
+                    "Mean test loss after",
+                    f"{after_test['loss']:.4f}",
+                    f"{after_test['loss'] - before_test['loss']:+.2e}",
+                    delta_color="inverse",
+                    help="the removal's first-order prediction is in the text above",
+                )
+                e3.metric(
+                    "Flipped labels left",
+                    int(edited_ds.flipped.sum()),
+                    int(edited_ds.flipped.sum() - ds.flipped.sum()),
+                    delta_color="inverse",
+                )
                 xs_after, ys_after, probs_after = decision_grid(after.model, np.r_[ds.x_train, ds.x_test])
-                st.plotly_chart(decision_region_figure(
-                    xs_after, ys_after, probs_after, edited_ds.x_train, edited_ds.y_train, after.self_scores, edited_ds.flipped,
-                    "self-influence after the edit", class_names=ds.class_names,
-                    highlight=("train", idx) if edit == "relabel" else None, removed=ds.x_train[idx] if edit == "remove" else None,
-                ).update_layout(height=480), width="stretch", key="explorer_edit_plot")
+                st.plotly_chart(
+                    decision_region_figure(
+                        xs_after,
+                        ys_after,
+                        probs_after,
+                        edited_ds.x_train,
+                        edited_ds.y_train,
+                        after.self_scores,
+                        edited_ds.flipped,
+                        "self-influence after the edit",
+                        class_names=ds.class_names,
+                        highlight=("train", idx) if edit == "relabel" else None,
+                        removed=ds.x_train[idx] if edit == "remove" else None,
+                    ).update_layout(height=480),
+                    width="stretch",
+                    key="explorer_edit_plot",
+                )
 
     with st.container():
-        table = pd.DataFrame({
-            "id": ds.ids_train, "label used": ds.y_train, "clean label": ds.y_train_clean, "flipped": ds.flipped,
-            label: train_values,
-        }).sort_values(label, ascending=False, key=np.abs if signed else None)
+        table = pd.DataFrame(
+            {
+                "id": ds.ids_train,
+                "label used": ds.y_train,
+                "clean label": ds.y_train_clean,
+                "flipped": ds.flipped,
+                label: train_values,
+            }
+        ).sort_values(label, ascending=False, key=np.abs if signed else None)
         st.subheader("Most influential training points")
         st.dataframe(table.head(15), hide_index=True, width="stretch")
-        st.download_button("Export all scores (CSV)", table.to_csv(index=False), f"explorer_{dataset}_{model_kind}_{label.replace(' ', '_').replace('#', '')}_all_training_points.csv", "text/csv")
+        st.download_button(
+            "Export all scores (CSV)",
+            table.to_csv(index=False),
+            f"explorer_{dataset}_{model_kind}_{label.replace(' ', '_').replace('#', '')}_all_training_points.csv",
+            "text/csv",
+        )
 
 
 def _epochs():
@@ -274,10 +366,24 @@ def _over_training() -> None:
         k = list(epochs).index(epoch)
         top = np.argsort(-per_epoch[k])[:5]
         over.dataframe(pd.DataFrame({"id": top, "flipped": ds.flipped[top], "self-influence": per_epoch[k][top]}), hide_index=True)
-        at_epoch.plotly_chart(_kept_figure(f"epoch:{epoch}", lambda: decision_region_figure(
-            xs, ys, probs, ds.x_train, ds.y_train, per_epoch[k], ds.flipped, f"self-influence at epoch {epoch}",
-            class_names=ds.class_names,
-        ).update_layout(height=380, showlegend=False)), width="stretch", key="explorer_epoch_plot")
+        at_epoch.plotly_chart(
+            _kept_figure(
+                f"epoch:{epoch}",
+                lambda: decision_region_figure(
+                    xs,
+                    ys,
+                    probs,
+                    ds.x_train,
+                    ds.y_train,
+                    per_epoch[k],
+                    ds.flipped,
+                    f"self-influence at epoch {epoch}",
+                    class_names=ds.class_names,
+                ).update_layout(height=380, showlegend=False),
+            ),
+            width="stretch",
+            key="explorer_epoch_plot",
+        )
 
 
 _points_view()

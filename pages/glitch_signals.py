@@ -53,8 +53,9 @@ with st.container(border=True):
     own = dataset in OWN_DATA
     mine = own_data_inputs(c1, dataset, "glitch") if own else OwnDataInputs()
     if not own:
-        n_train = c1.select_slider("Training rows (MNIST sets)", [1000, 2000, 4000, 6000], 2000,
-                                   disabled=dataset == "digits", key="glitch_n_train")
+        n_train = c1.select_slider(
+            "Training rows (MNIST sets)", [1000, 2000, 4000, 6000], 2000, disabled=dataset == "digits", key="glitch_n_train"
+        )
     kinds = [k for k in GLITCH_KINDS if k != "none" and not (dataset == "csv" and k in ("brightness", "stripe"))]
     if own:  # the data as it is first: the point of bringing your own
         kinds = ["none"] + kinds
@@ -63,25 +64,41 @@ with st.container(border=True):
     models = [m for m in MODELS if not (dataset == "csv" and m == "cnn")]
     model = c3.selectbox("Model", models, format_func=MODELS.get, key=f"glitch_model_{dataset == 'csv'}")
     epochs = c3.slider("Epochs (SGD, no momentum)", 5, 60, 15, step=5, key="glitch_epochs")
-    method = method_picker(c3, "glitch_method", "tracin", label="Influence matrix (last layer)",
-                           help="TracIn is the paper's (closed form, fastest); every other method runs through the engine")
+    method = method_picker(
+        c3,
+        "glitch_method",
+        "tracin",
+        label="Influence matrix (last layer)",
+        help="TracIn is the paper's (closed form, fastest); every other method runs through the engine",
+    )
     with c4:
         seed = st.number_input("Seed", 0, 10_000, 0, key="glitch_seed")
         val_fraction = st.slider("Validation share of the test split", 0.1, 0.9, 0.5, step=0.1, key="glitch_val")
-        folds = st.selectbox("cleanlab folds", [0, 2, 3, 5], index=1, key="glitch_folds",
-                             format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold")
+        folds = st.selectbox(
+            "cleanlab folds", [0, 2, 3, 5], index=1, key="glitch_folds", format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold"
+        )
         include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias", disabled=method != "tracin")
 
 if own and not mine.complete:
     ask_for_own_data(dataset, mine)
 is_mnist = dataset in ("mnist", "fashion_mnist")
-run = run_or_explain(signal_run_config, dataset, model, n_train=n_train if is_mnist else 0, n_test=2000 if is_mnist else 0,
-                     seed=int(seed), epochs=int(epochs), path=mine.path, label_column=mine.label_column, id_column=mine.id_column,
-                     image_size=mine.image_size, method=method)
+run = run_or_explain(
+    signal_run_config,
+    dataset,
+    model,
+    n_train=n_train if is_mnist else 0,
+    n_test=2000 if is_mnist else 0,
+    seed=int(seed),
+    epochs=int(epochs),
+    path=mine.path,
+    label_column=mine.label_column,
+    id_column=mine.id_column,
+    image_size=mine.image_size,
+    method=method,
+)
 if run is None:
     st.stop()
-glitch = GlitchConfig(kind=kind, ratio=float(ratio), val_fraction=float(val_fraction),
-                      include_bias=include_bias, cleanlab_folds=int(folds))
+glitch = GlitchConfig(kind=kind, ratio=float(ratio), val_fraction=float(val_fraction), include_bias=include_bias, cleanlab_folds=int(folds))
 run_key = f"glitch:{content_key(run)}:{glitch}"
 
 
@@ -103,63 +120,102 @@ if truth:
     k2.metric("Mislabeled rows", m["n_mislabeled"])
     k3.metric("Anomalies", m["n_anomalous"])
 else:
-    k2.metric("Model disagrees with the label", f"{1 - m['train']['accuracy']:.1%}",
-              help="Training rows whose label is not the class the final model predicts for them.")
+    k2.metric(
+        "Model disagrees with the label",
+        f"{1 - m['train']['accuracy']:.1%}",
+        help="Training rows whose label is not the class the final model predicts for them.",
+    )
     cleanlab_issues = report.baselines.get("cleanlab", {}).get("issues")
-    k3.metric("cleanlab flags", "skipped" if cleanlab_issues is None else int(cleanlab_issues.sum()),
-              help="cleanlab's own ground-truth-free choice of likely label errors (out-of-fold probabilities): "
-                   "a second opinion on the signals' ranking.")
+    k3.metric(
+        "cleanlab flags",
+        "skipped" if cleanlab_issues is None else int(cleanlab_issues.sum()),
+        help="cleanlab's own ground-truth-free choice of likely label errors (out-of-fold probabilities): "
+        "a second opinion on the signals' ranking.",
+    )
 k4.metric("Train / validation rows", f"{m['n_train']} / {m['n_val']}")
-k5.metric("Signals / training time",
-          "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s / {m['train_seconds']:.1f} s")
+k5.metric("Signals / training time", "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s / {m['train_seconds']:.1f} s")
 
 if truth:
     st.subheader("Signals and baselines")
-    st.caption(f"F1 with the threshold at the true glitch ratio ({report.ratio:.1%} of the training rows); "
-               "repair accuracy: share of the mislabeled rows whose suggested label is the true class "
-               "(detected = among those flagged at that threshold).")
+    st.caption(
+        f"F1 with the threshold at the true glitch ratio ({report.ratio:.1%} of the training rows); "
+        "repair accuracy: share of the mislabeled rows whose suggested label is the true class "
+        "(detected = among those flagged at that threshold)."
+    )
     table = pd.DataFrame(report.table)
     # Streamlit draws missing numbers as "None" whatever the Styler says: write "—" where a measure does not apply
     # (fixed three decimals, so the text columns still sort in numeric order)
-    not_applicable = [c for c in table.columns
-                      if table[c].isna().any() and (pd.api.types.is_numeric_dtype(table[c]) or table[c].isna().all())]
+    not_applicable = [
+        c for c in table.columns if table[c].isna().any() and (pd.api.types.is_numeric_dtype(table[c]) or table[c].isna().all())
+    ]
     table[not_applicable] = table[not_applicable].map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")
     st.dataframe(table.style.format(precision=3), hide_index=True, width="stretch", key="glitch_table")
 else:
-    st.caption("Your data as it is: no glitch was injected, so there is nothing to score the signals against. "
-               "The signals rank every row, so some row always comes first: trust the top rows where cleanlab "
-               "flags them too and the model disagrees with their label. The validation rows (held out, labels as "
-               "given) are what the signals measure influence on.")
+    st.caption(
+        "Your data as it is: no glitch was injected, so there is nothing to score the signals against. "
+        "The signals rank every row, so some row always comes first: trust the top rows where cleanlab "
+        "flags them too and the model disagrees with their label. The validation rows (held out, labels as "
+        "given) are what the signals measure influence on."
+    )
 
 st.subheader("Flagged training samples")
-choices = list(SIGNALS) + [b for b, present in (("cleanlab", "cleanlab" in report.baselines),
-                                                ("IsolationForest", "isolation_forest" in report.baselines)) if present]
+choices = list(SIGNALS) + [
+    b
+    for b, present in (("cleanlab", "cleanlab" in report.baselines), ("IsolationForest", "isolation_forest" in report.baselines))
+    if present
+]
 f1, f2 = st.columns([2, 1])
-signal = f1.selectbox("Rank by", choices, index=choices.index(default_signal(kind)), key=f"glitch_signal_{kind}",  # the paper's pick per kind
-                      format_func=lambda s: f"{s}: {SIGNALS.get(s, 'baseline')}")
+signal = f1.selectbox(
+    "Rank by",
+    choices,
+    index=choices.index(default_signal(kind)),
+    key=f"glitch_signal_{kind}",  # the paper's pick per kind
+    format_func=lambda s: f"{s}: {SIGNALS.get(s, 'baseline')}",
+)
 top = f2.slider("Show the top", 5, 100, 20, step=5, key="glitch_top")
 frame = run_or_explain(flagged_frame, report, signal)
 if frame is None:
     st.stop()
-shown = ["rank", "id", "label", "suggested label", "detected type", signal, "CNCI", "PCID", "true type", "true label",
-         *([] if truth else ["cleanlab flags"])]
+shown = [
+    "rank",
+    "id",
+    "label",
+    "suggested label",
+    "detected type",
+    signal,
+    "CNCI",
+    "PCID",
+    "true type",
+    "true label",
+    *([] if truth else ["cleanlab flags"]),
+]
 shown = list(dict.fromkeys(c for c in shown if c in frame.columns))
 st.dataframe(frame[shown].head(top), hide_index=True, width="stretch", key="glitch_flagged")
-st.download_button("Export all rows with every signal (CSV)", frame.to_csv(index=False),
-                   f"glitch_signals_{dataset}_{kind}_ranked_by_{signal}.csv", "text/csv", key="glitch_export")
+st.download_button(
+    "Export all rows with every signal (CSV)",
+    frame.to_csv(index=False),
+    f"glitch_signals_{dataset}_{kind}_ranked_by_{signal}.csv",
+    "text/csv",
+    key="glitch_export",
+)
 
 if report.dataset.is_image:
     n_images = min(top, 12)
     cols = st.columns(6)
     for i, row in enumerate(frame.head(n_images).to_dict("records")):
-        cols[i % 6].image(thumbnail(report.dataset.x_train[int(row["row"])]), width=84,
-                          caption=f"#{row['rank']} {row['label']} → {row['suggested label']} · {row['detected type']}"
-                                  + (f" (truth: {row['true type']})" if truth else ""))
+        cols[i % 6].image(
+            thumbnail(report.dataset.x_train[int(row["row"])]),
+            width=84,
+            caption=f"#{row['rank']} {row['label']} → {row['suggested label']} · {row['detected type']}"
+            + (f" (truth: {row['true type']})" if truth else ""),
+        )
 
 st.subheader("Repair and retrain")
-st.caption("Accept the suggested repairs of the top rows by the chosen signal: relabel the rows typed "
-           "'mislabeled' to CNCI's suggested label; with PCID / CFRank, remove the rows typed 'anomaly'. "
-           "Then retrain the same configuration and compare test accuracy.")
+st.caption(
+    "Accept the suggested repairs of the top rows by the chosen signal: relabel the rows typed "
+    "'mislabeled' to CNCI's suggested label; with PCID / CFRank, remove the rows typed 'anomaly'. "
+    "Then retrain the same configuration and compare test accuracy."
+)
 r1, r2 = st.columns([1, 2])
 # without a ground truth, start from as many rows as cleanlab flags (else as the model disagrees with)
 if truth:
@@ -168,28 +224,38 @@ elif "cleanlab" in report.baselines:
     n_default = report.baselines["cleanlab"]["issues"].sum()
 else:
     n_default = (1 - m["train"]["accuracy"]) * len(frame)
-n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(n_default))),
-                           key=f"glitch_n_repair_{run_key}")
+n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(n_default))), key=f"glitch_n_repair_{run_key}")
 if signal in SIGNALS:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
     r2.write(f"{len(relabel)} rows relabelled, {len(remove)} removed.")
     # before anyone accepts: how large a change the test split can show at all (two binomial standard errors)
     n_test, acc = len(report.dataset.y_test), float(m["test"]["accuracy"])
     noise = 2 * np.sqrt(max(acc * (1 - acc), 1.0 / n_test) / n_test)
-    r2.caption(f"Test accuracy is read on {n_test:,} rows ({acc:.1%} now): a change within ±{noise:.1%} (two standard "
-               "errors) is not a measured gain. The expected gain itself is only known by retraining.")
+    r2.caption(
+        f"Test accuracy is read on {n_test:,} rows ({acc:.1%} now): a change within ±{noise:.1%} (two standard "
+        "errors) is not a measured gain. The expected gain itself is only known by retraining."
+    )
     if relabel and "cleanlab" in report.baselines:
         names = report.dataset.class_names
         cleanlab_says = report.baselines["cleanlab"]["suggested"]
         doubted = [r for r, c in relabel.items() if int(cleanlab_says[r]) != int(c)]
         if doubted:
-            r2.warning(f"**{len(doubted)} of {len(relabel)} relabels go to a class the model itself doubts**: its "
-                       "out-of-fold probabilities (cleanlab) favour another label. Review these before accepting.")
-            r2.dataframe(pd.DataFrame({"id": [str(report.dataset.ids_train[r]) for r in doubted],
-                                       "label now": [names[report.dataset.y_train[r]] for r in doubted],
-                                       "repair to": [names[relabel[r]] for r in doubted],
-                                       "the model favours": [names[int(cleanlab_says[r])] for r in doubted]}),
-                         hide_index=True, key="glitch_doubted")
+            r2.warning(
+                f"**{len(doubted)} of {len(relabel)} relabels go to a class the model itself doubts**: its "
+                "out-of-fold probabilities (cleanlab) favour another label. Review these before accepting."
+            )
+            r2.dataframe(
+                pd.DataFrame(
+                    {
+                        "id": [str(report.dataset.ids_train[r]) for r in doubted],
+                        "label now": [names[report.dataset.y_train[r]] for r in doubted],
+                        "repair to": [names[relabel[r]] for r in doubted],
+                        "the model favours": [names[int(cleanlab_says[r])] for r in doubted],
+                    }
+                ),
+                hide_index=True,
+                key="glitch_doubted",
+            )
 
     def _retrain():
         with progress_status("Retraining on the repaired data") as progress:
@@ -202,16 +268,21 @@ if signal in SIGNALS:
         change = outcome.test_accuracy_after - outcome.test_accuracy_before
         measured = abs(change) > noise
         # a change within the noise gets no coloured arrow ("+0.0%" came with a green one)
-        o2.metric("Test accuracy after repair", f"{outcome.test_accuracy_after:.1%}",
-                  f"{change:+.1%}" + ("" if measured else f" (within ±{noise:.1%}: no measured change)"),
-                  delta_color="normal" if measured else "off")
+        o2.metric(
+            "Test accuracy after repair",
+            f"{outcome.test_accuracy_after:.1%}",
+            f"{change:+.1%}" + ("" if measured else f" (within ±{noise:.1%}: no measured change)"),
+            delta_color="normal" if measured else "off",
+        )
         if truth:
             o3.metric("Relabelled to the true class", f"{outcome.n_relabelled_correctly} / {outcome.n_relabelled}")
             o4.metric("Removed rows that were glitches", f"{outcome.n_removed_glitches} / {outcome.n_removed}")
         else:
             o3.metric("Relabelled", outcome.n_relabelled)
             o4.metric("Removed", outcome.n_removed)
-            st.caption("The test rows carry your labels too: if they share the training rows' errors, test accuracy "
-                       "can fall when a repair is right. Export the table to fix the source file.")
+            st.caption(
+                "The test rows carry your labels too: if they share the training rows' errors, test accuracy "
+                "can fall when a repair is right. Export the table to fix the source file."
+            )
 else:
     r2.info("Repairs follow the influence signals; pick one of them in 'Rank by'.")

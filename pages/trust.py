@@ -21,14 +21,26 @@ with st.container(border=True):
     c1, c2, c3 = st.columns([1, 1, 2])
     dataset = c1.selectbox("Dataset", list(lds.TRUST_DATASETS), format_func=lds.TRUST_DATASETS.get, key="trust_dataset")
     model = c1.selectbox("Model", list(lds.TRUST_MODELS), format_func=lds.TRUST_MODELS.get, key="trust_model")
-    subsets = c2.slider("Retrained subsets", 5, 100, 20, step=5, key="trust_subsets",
-                        help="more subsets narrow each point's correlation; every retrain is cached for later runs")
+    subsets = c2.slider(
+        "Retrained subsets",
+        5,
+        100,
+        20,
+        step=5,
+        key="trust_subsets",
+        help="more subsets narrow each point's correlation; every retrain is cached for later runs",
+    )
     fraction = c2.slider("Share of the training set in each", 0.1, 0.9, 0.5, step=0.1, key="trust_fraction")
     seed = int(c2.number_input("Seed", 0, 10_000, 0, key="trust_seed"))
     specs = lds.method_specs()
     defaults = [s for s in ("influence@exact", "influence@ekfac", "influence@last_layer", "trak", "tracin", "ip") if s in specs]
-    chosen = c3.multiselect("Methods (method@curvature)", specs, defaults, key="trust_methods",
-                            help="each influence-function entry names its curvature; all run against the same retrains")
+    chosen = c3.multiselect(
+        "Methods (method@curvature)",
+        specs,
+        defaults,
+        key="trust_methods",
+        help="each influence-function entry names its curvature; all run against the same retrains",
+    )
     clicked = c3.button("Measure LDS", type="primary", key="trust_go", disabled=not chosen)
 
 config = run_or_explain(lds.trust_config, dataset, model, seed)
@@ -44,37 +56,73 @@ def _measure():
 
 result = kept_result(clicked, store, _measure)
 if result is None:
-    st.info("Pick the methods and press **Measure LDS**. The retrains take seconds on these sets and are cached, so adding a "
-            "method later only scores it.")
+    st.info(
+        "Pick the methods and press **Measure LDS**. The retrains take seconds on these sets and are cached, so adding a "
+        "method later only scores it."
+    )
     st.stop()
 
 table = result.table().sort_values("lds", ascending=False)
 left, right = st.columns([3, 2])
 with left:
-    figure = go.Figure(go.Bar(
-        x=table["lds"], y=table["method"], orientation="h", marker_color="#5e3c99",
-        error_x=dict(type="data", symmetric=False, array=table["lds_high"] - table["lds"], arrayminus=table["lds"] - table["lds_low"]),
-    ))
-    figure.update_layout(title="LDS with its 95 % interval over held-out points", xaxis_title="LDS", xaxis_range=[min(0, table["lds_low"].min() - 0.05), 1],
-                         yaxis=dict(autorange="reversed"), height=60 + 36 * len(table), margin=dict(l=10, r=10, t=50, b=40))
+    figure = go.Figure(
+        go.Bar(
+            x=table["lds"],
+            y=table["method"],
+            orientation="h",
+            marker_color="#5e3c99",
+            error_x=dict(type="data", symmetric=False, array=table["lds_high"] - table["lds"], arrayminus=table["lds"] - table["lds_low"]),
+        )
+    )
+    figure.update_layout(
+        title="LDS with its 95 % interval over held-out points",
+        xaxis_title="LDS",
+        xaxis_range=[min(0, table["lds_low"].min() - 0.05), 1],
+        yaxis=dict(autorange="reversed"),
+        height=60 + 36 * len(table),
+        margin=dict(l=10, r=10, t=50, b=40),
+    )
     st.plotly_chart(figure, width="stretch", key="trust_bars")
 with right:
-    cost = px.scatter(table, x="seconds", y="lds", text="method", log_x=True,
-                      labels={"seconds": "seconds to score (log)", "lds": "LDS"}, title="Cost beside accuracy")
+    cost = px.scatter(
+        table,
+        x="seconds",
+        y="lds",
+        text="method",
+        log_x=True,
+        labels={"seconds": "seconds to score (log)", "lds": "LDS"},
+        title="Cost beside accuracy",
+    )
     cost.update_traces(textposition="top center", marker=dict(size=11, color="#e66101"))
     cost.update_layout(height=60 + 36 * len(table), margin=dict(l=10, r=10, t=50, b=40))
     st.plotly_chart(cost, width="stretch", key="trust_cost")
 
-shown = table.assign(interval=[f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(table["lds_low"], table["lds_high"])],
-                     note=[result.notes[m] or "—" for m in table["method"]])
-st.dataframe(shown[["method", "lds", "interval", "seconds", "note"]], hide_index=True, key="trust_table",
-             column_config={"lds": st.column_config.NumberColumn("LDS", format="%.3f"),
-                            "seconds": st.column_config.NumberColumn("seconds", format="%.2f")})
-st.caption(f"{subsets} subsets of {fraction:.0%} retrained ({result.retrains_from_cache} from the cache, {result.retrain_seconds:.1f} s), "
-           f"{result.actual.shape[1]} held-out points. An interval that overlaps another's is not a measured difference.")
+shown = table.assign(
+    interval=[f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(table["lds_low"], table["lds_high"])],
+    note=[result.notes[m] or "—" for m in table["method"]],
+)
+st.dataframe(
+    shown[["method", "lds", "interval", "seconds", "note"]],
+    hide_index=True,
+    key="trust_table",
+    column_config={
+        "lds": st.column_config.NumberColumn("LDS", format="%.3f"),
+        "seconds": st.column_config.NumberColumn("seconds", format="%.2f"),
+    },
+)
+st.caption(
+    f"{subsets} subsets of {fraction:.0%} retrained ({result.retrains_from_cache} from the cache, {result.retrain_seconds:.1f} s), "
+    f"{result.actual.shape[1]} held-out points. An interval that overlaps another's is not a measured difference."
+)
 
 spread = pd.DataFrame({m: result.per_test[m] for m in table["method"]}).melt(var_name="method", value_name="per-point correlation")
-box = px.box(spread.dropna(), x="per-point correlation", y="method", points="outliers", title="Per held-out point: how well each method orders the retrains")
+box = px.box(
+    spread.dropna(),
+    x="per-point correlation",
+    y="method",
+    points="outliers",
+    title="Per held-out point: how well each method orders the retrains",
+)
 box.update_layout(height=80 + 40 * len(table), margin=dict(l=10, r=10, t=50, b=40))
 st.plotly_chart(box, width="stretch", key="trust_box")
 
@@ -84,9 +132,15 @@ method = p1.selectbox("Method", list(table["method"]), key="trust_point_method")
 worst_first = np.argsort(np.nan_to_num(result.per_test[method], nan=2.0))
 point = int(p1.selectbox("Held-out point (worst ordered first)", worst_first, key="trust_point"))
 predicted, retrained = lds.subset_scatter(result, method, point)
-scatter = px.scatter(x=predicted, y=retrained, labels={"x": "predicted by the linear datamodel (sum of kept scores)", "y": "loss after retraining"},
-                     title=f"{method} on held-out point {point}: Spearman {result.per_test[method][point]:+.2f} over {subsets} subsets")
+scatter = px.scatter(
+    x=predicted,
+    y=retrained,
+    labels={"x": "predicted by the linear datamodel (sum of kept scores)", "y": "loss after retraining"},
+    title=f"{method} on held-out point {point}: Spearman {result.per_test[method][point]:+.2f} over {subsets} subsets",
+)
 scatter.update_traces(marker=dict(size=9, color="#5e3c99"))
 p2.plotly_chart(scatter, width="stretch", key="trust_scatter")
-p1.caption("Each dot is one retrained subset. A method that is right puts them on a rising line; the explorer's "
-           "'check against retraining' shows the leave-one-out version for single removals.")
+p1.caption(
+    "Each dot is one retrained subset. A method that is right puts them on a rising line; the explorer's "
+    "'check against retraining' shows the leave-one-out version for single removals."
+)

@@ -27,19 +27,36 @@ with st.container(border=True):
     classes, csv_path, label_column, id_column = (3, 8), None, None, None
     if name in ("digits", "mnist"):
         a, b = c1.columns(2)
-        classes = (int(a.number_input("Class A", 0, 9, 3, key="whatif_class_a")), int(b.number_input("Class B", 0, 9, 8, key="whatif_class_b")))
+        classes = (
+            int(a.number_input("Class A", 0, 9, 3, key="whatif_class_a")),
+            int(b.number_input("Class B", 0, 9, 8, key="whatif_class_b")),
+        )
     elif name == "csv":
         csv_path, label_column, id_column = csv_inputs(c1, "whatif")
     noise = c2.slider("Extra label noise (uniform)", 0.0, 0.3, 0.0, step=0.05, key="whatif_noise")
-    model_kind = c2.selectbox("Model", ["logreg", "mlp"], index=1 if name == "moons" else 0, key="whatif_model",
-                              format_func={"logreg": "L2 logistic regression (exact Hessian)", "mlp": "MLP 2×32 (last-layer curvature)"}.get)
+    model_kind = c2.selectbox(
+        "Model",
+        ["logreg", "mlp"],
+        index=1 if name == "moons" else 0,
+        key="whatif_model",
+        format_func={"logreg": "L2 logistic regression (exact Hessian)", "mlp": "MLP 2×32 (last-layer curvature)"}.get,
+    )
     weight_decay = c3.select_slider("L2 weight decay λ", [1e-3, 1e-2, 1e-1, 1.0], 1e-2, key="whatif_wd")
     tau = c3.slider("Threshold τ on p(class 1)", 0.05, 0.95, 0.5, step=0.05, key="whatif_tau")
-    output = c4.radio("Algorithm 1 sums", ["probability", "margin"], horizontal=True, key="whatif_output",
-                      format_func={"probability": "Δ probability (paper)", "margin": "Δ logit margin"}.get)
+    output = c4.radio(
+        "Algorithm 1 sums",
+        ["probability", "margin"],
+        horizontal=True,
+        key="whatif_output",
+        format_func={"probability": "Δ probability (paper)", "margin": "Δ logit margin"}.get,
+    )
     seed = int(c4.number_input("Seed", 0, 10_000, 0, key="whatif_seed"))
-    method = method_picker(c4, "whatif_method", help="what predicts each relabel's effect on the margin (the paper: the "
-                                                     "influence function; the Hessian-free ones are cheaper and rougher)")
+    method = method_picker(
+        c4,
+        "whatif_method",
+        help="what predicts each relabel's effect on the margin (the paper: the "
+        "influence function; the Hessian-free ones are cheaper and rougher)",
+    )
 
 if name == "csv" and not label_column:
     if not csv_path:
@@ -81,29 +98,51 @@ left, right = st.columns([3, 2])
 with right:
     st.subheader("Test points")
     names = np.asarray(ds.class_names)
-    table = pd.DataFrame({"test #": np.arange(n_test), "id": ds.ids_test, "true": names[ds.y_test], "p(class 1)": result.test_probs.round(3),
-                          "predicted": names[result.predicted], "k (relabel)": np.where(search.found, search.k, -1),
-                          "k (remove)": np.where(result.remove.found, result.remove.k, -1)})
+    table = pd.DataFrame(
+        {
+            "test #": np.arange(n_test),
+            "id": ds.ids_test,
+            "true": names[ds.y_test],
+            "p(class 1)": result.test_probs.round(3),
+            "predicted": names[result.predicted],
+            "k (relabel)": np.where(search.found, search.k, -1),
+            "k (remove)": np.where(result.remove.found, result.remove.k, -1),
+        }
+    )
     picked = st.dataframe(table, hide_index=True, height=260, on_select="rerun", selection_mode="single-row", key="whatif_table")
-    rows = (picked or {}).get("selection", {}).get("rows", []) if isinstance(picked, dict) else getattr(getattr(picked, "selection", None), "rows", [])
+    rows = (
+        (picked or {}).get("selection", {}).get("rows", [])
+        if isinstance(picked, dict)
+        else getattr(getattr(picked, "selection", None), "rows", [])
+    )
     if rows and rows[0] != st.session_state.get("whatif_last_row"):
         st.session_state["whatif_last_row"] = rows[0]
         st.session_state["whatif_test_id"] = int(rows[0])
     t = int(st.number_input("Test point (click one in the plot or the table)", 0, n_test - 1, key="whatif_test_id"))
-    mode = st.radio("Set", ["relabel", "remove"], horizontal=True, key="whatif_mode",
-                    format_func={"relabel": "relabel (Algorithm 1)", "remove": "remove (Yang et al. 2023)"}.get)
+    mode = st.radio(
+        "Set",
+        ["relabel", "remove"],
+        horizontal=True,
+        key="whatif_mode",
+        format_func={"relabel": "relabel (Algorithm 1)", "remove": "remove (Yang et al. 2023)"}.get,
+    )
     chosen = result.flip_set(t, mode)
     found = bool(result.search(mode).found[t])
-    st.write(f"Test #{t}: true **{ds.class_names[ds.y_test[t]]}**, p(class 1) = **{result.test_probs[t]:.3f}** → predicted "
-             f"**{ds.class_names[result.predicted[t]]}**.")
+    st.write(
+        f"Test #{t}: true **{ds.class_names[ds.y_test[t]]}**, p(class 1) = **{result.test_probs[t]:.3f}** → predicted "
+        f"**{ds.class_names[result.predicted[t]]}**."
+    )
     if found:
-        st.write(f"{'Relabeling' if mode == 'relabel' else 'Removing'} **{len(chosen)}** of {len(ds.y_train)} training points "
-                 f"is predicted to flip it ({result.search(mode).predicted_after[t]:.3f} after, in {result.output} units; τ = {tau}).")
+        st.write(
+            f"{'Relabeling' if mode == 'relabel' else 'Removing'} **{len(chosen)}** of {len(ds.y_train)} training points "
+            f"is predicted to flip it ({result.search(mode).predicted_after[t]:.3f} after, in {result.output} units; τ = {tau})."
+        )
         with st.expander(f"The {len(chosen)} training rows to review"):
             rows = result.flip_set_table(t, mode)
             st.dataframe(rows.drop(columns=["train row"]), hide_index=True, width="stretch", key="whatif_set_rows")
-            st.download_button("Export (CSV)", rows.to_csv(index=False), f"flip_set_test{t}_{mode}.csv", "text/csv",
-                               key="whatif_set_export")
+            st.download_button(
+                "Export (CSV)", rows.to_csv(index=False), f"flip_set_test{t}_{mode}.csv", "text/csv", key="whatif_set_export"
+            )
     else:
         st.info("No flip set: even every training point together is not predicted to cross the threshold.")
 
@@ -123,43 +162,101 @@ with right:
         (st.success if verified.flipped[0] else st.warning)(
             f"Retrained with the set {'relabelled' if mode == 'relabel' else 'removed'} (same seed, labels edited on a copy): "
             f"p(class 1) = {p_new:.3f} → {'flipped' if verified.flipped[0] else 'not flipped'}."
-            + (" Algorithm 1 is first order: the retrained model moved less than predicted. **Next step:** grow the set "
-               "below — retrain, run Algorithm 1 again on the retrained model, add its points, until retraining flips "
-               "the prediction (it confirmed 98–100 % of sets on breast cancer, benchmarks/README.md)." if failed else ""))
+            + (
+                " Algorithm 1 is first order: the retrained model moved less than predicted. **Next step:** grow the set "
+                "below — retrain, run Algorithm 1 again on the retrained model, add its points, until retraining flips "
+                "the prediction (it confirmed 98–100 % of sets on breast cancer, benchmarks/README.md)."
+                if failed
+                else ""
+            )
+        )
     grown = None
     if mode == "relabel":
-        grown = kept_result(found and st.button("Grow the set until retraining flips it", key="whatif_refine",
-                                                type="primary" if failed else "secondary"), f"{run_key}:grow:{t}", _grow)
+        grown = kept_result(
+            found and st.button("Grow the set until retraining flips it", key="whatif_refine", type="primary" if failed else "secondary"),
+            f"{run_key}:grow:{t}",
+            _grow,
+        )
     elif failed:
         st.info("Growing the set works on relabel sets: choose **relabel** under Set to take the next step.")
     if grown is not None:
-        st.write(f"Iterative refinement: {grown.one_shot_k} → {len(grown.indices)} points in {grown.rounds} retraining(s); "
-                 f"{'flipped' if grown.flipped else 'still not flipped'}"
-                 f"{' (the added points are ringed in red)' if len(grown.indices) > grown.one_shot_k else ''}.")
+        st.write(
+            f"Iterative refinement: {grown.one_shot_k} → {len(grown.indices)} points in {grown.rounds} retraining(s); "
+            f"{'flipped' if grown.flipped else 'still not flipped'}"
+            f"{' (the added points are ringed in red)' if len(grown.indices) > grown.one_shot_k else ''}."
+        )
 
 with left:
     x2, xt2, axes = fs.project_2d(ds)
     in_set = np.zeros(len(ds.y_train), dtype=bool)
     in_set[chosen] = True
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x2[:, 0], y=x2[:, 1], mode="markers", name="train (× = flipped label)",
-                             marker=dict(color=[CLASS_COLOURS[c % 10] for c in ds.y_train], size=7, opacity=0.55,
-                                         symbol=np.where(ds.flipped, "x", "circle")), hoverinfo="text",
-                             text=[f"train #{i} label {c}" for i, c in enumerate(ds.y_train)]))
-    fig.add_trace(go.Scatter(x=xt2[:, 0], y=xt2[:, 1], mode="markers", name="test (click to pick)",
-                             marker=dict(color=[CLASS_COLOURS[c % 10] for c in result.predicted], size=9, symbol="diamond",
-                                         line=dict(width=1, color="white")), hoverinfo="text",
-                             text=[f"test #{i} p={p:.2f} k={k}" for i, (p, k) in enumerate(zip(result.test_probs, search.k))]))
-    fig.add_trace(go.Scatter(x=x2[in_set, 0], y=x2[in_set, 1], mode="markers", name=f"flip set ({mode}, {len(chosen)})",
-                             marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="black")), hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=x2[:, 0],
+            y=x2[:, 1],
+            mode="markers",
+            name="train (× = flipped label)",
+            marker=dict(
+                color=[CLASS_COLOURS[c % 10] for c in ds.y_train], size=7, opacity=0.55, symbol=np.where(ds.flipped, "x", "circle")
+            ),
+            hoverinfo="text",
+            text=[f"train #{i} label {c}" for i, c in enumerate(ds.y_train)],
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=xt2[:, 0],
+            y=xt2[:, 1],
+            mode="markers",
+            name="test (click to pick)",
+            marker=dict(
+                color=[CLASS_COLOURS[c % 10] for c in result.predicted], size=9, symbol="diamond", line=dict(width=1, color="white")
+            ),
+            hoverinfo="text",
+            text=[f"test #{i} p={p:.2f} k={k}" for i, (p, k) in enumerate(zip(result.test_probs, search.k))],
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x2[in_set, 0],
+            y=x2[in_set, 1],
+            mode="markers",
+            name=f"flip set ({mode}, {len(chosen)})",
+            marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="black")),
+            hoverinfo="skip",
+        )
+    )
     if grown is not None:
         added = np.setdiff1d(grown.indices, chosen)
-        fig.add_trace(go.Scatter(x=x2[added, 0], y=x2[added, 1], mode="markers", name=f"added by refinement ({len(added)})",
-                                 marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="crimson")), hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=[xt2[t, 0]], y=[xt2[t, 1]], mode="markers", name=f"test #{t}",
-                             marker=dict(size=22, symbol="star", color="gold", line=dict(width=1.5, color="black")), hoverinfo="skip"))
-    fig.update_layout(height=520, xaxis_title=axes[0], yaxis_title=axes[1], legend=dict(orientation="h", y=-0.12),
-                      margin=dict(l=10, r=10, t=30, b=10), title="Colour = class (test: predicted); ringed = the flip set")
+        fig.add_trace(
+            go.Scatter(
+                x=x2[added, 0],
+                y=x2[added, 1],
+                mode="markers",
+                name=f"added by refinement ({len(added)})",
+                marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="crimson")),
+                hoverinfo="skip",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[xt2[t, 0]],
+            y=[xt2[t, 1]],
+            mode="markers",
+            name=f"test #{t}",
+            marker=dict(size=22, symbol="star", color="gold", line=dict(width=1.5, color="black")),
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        height=520,
+        xaxis_title=axes[0],
+        yaxis_title=axes[1],
+        legend=dict(orientation="h", y=-0.12),
+        margin=dict(l=10, r=10, t=30, b=10),
+        title="Colour = class (test: predicted); ringed = the flip set",
+    )
     st.plotly_chart(fig, on_select=_on_click, selection_mode=("points",), key="whatif_plot", width="stretch")
 
 tab_k, tab_cmp, tab_trim = st.tabs(["Distribution of k", "IF vs IP vs leave-one-out", "Trim and retrain"])
@@ -169,7 +266,9 @@ def _with_sensitive_attribute(dataset, impact: str):
     """Fairness needs a binary group per sample: add a synthetic, biased one where the data has none."""
     if impact != "fairness" or dataset.groups_train is not None:
         return dataset
-    st.info("No sensitive attribute in this dataset: a synthetic one was added, with 90% of group 1's training positives relabelled negative.")
+    st.info(
+        "No sensitive attribute in this dataset: a synthetic one was added, with 90% of group 1's training positives relabelled negative."
+    )
     return fs.inject_group_bias(dataset, seed=seed).dataset
 
 
@@ -177,35 +276,70 @@ with tab_k:
     found_rows = np.flatnonzero(search.found)
     # How far to trust the one-shot sets on this data: the paper's "flip successful" share, by retraining a sample.
     v1, v2 = st.columns([1, 3])
-    n_check = int(v1.number_input("Sets to verify", 1, max(1, len(found_rows)), min(100, max(1, len(found_rows))),
-                                  key="whatif_n_check", disabled=not len(found_rows)))
+    n_check = int(
+        v1.number_input(
+            "Sets to verify",
+            1,
+            max(1, len(found_rows)),
+            min(100, max(1, len(found_rows))),
+            key="whatif_n_check",
+            disabled=not len(found_rows),
+        )
+    )
 
     def _check_sample():
         sample = np.random.default_rng(seed).permutation(found_rows)[:n_check]
         with progress_status(f"Retraining {len(sample)} times, one set relabelled each time") as report:
             return fs.verify_flip_sets(result, sample, "relabel", report)
 
-    clicked = v1.button("Check a random sample", key="whatif_verify_all", help="Relabel each sampled set on a copy of the labels and retrain",
-                        disabled=not len(found_rows))
+    clicked = v1.button(
+        "Check a random sample",
+        key="whatif_verify_all",
+        help="Relabel each sampled set on a copy of the labels and retrain",
+        disabled=not len(found_rows),
+    )
     checked = kept_result(clicked, run_key + ":verify_sample", _check_sample)
     status = np.full(len(search.k), "not checked", dtype=object)
     if checked is not None:
         status[checked.test_indices] = np.where(checked.flipped, "flipped", "did not flip")
-        v2.metric("Confirmed by retraining", f"{checked.success_rate:.0%} of {len(checked.flipped)} sets",
-                  help="Share of the checked one-shot sets whose relabelling flips the prediction after retraining "
-                       "(the paper reports 39–99 % depending on the dataset). 'Grow the set' above fixes single ones.")
+        v2.metric(
+            "Confirmed by retraining",
+            f"{checked.success_rate:.0%} of {len(checked.flipped)} sets",
+            help="Share of the checked one-shot sets whose relabelling flips the prediction after retraining "
+            "(the paper reports 39–99 % depending on the dataset). 'Grow the set' above fixes single ones.",
+        )
     a, b = st.columns(2)
-    ks = pd.DataFrame({"k": search.k[found_rows], "|p − τ|": result.confidence_distance()[found_rows],
-                       "retraining": status[found_rows]})
-    a.plotly_chart(px.histogram(ks, x="k", nbins=40, title=f"k = |S_t| over {len(found_rows)} test points with a set"),
-                   width="stretch", key="whatif_hist")
-    b.plotly_chart(px.scatter(ks, x="|p − τ|", y="k", color="retraining", title="k vs distance of p from the threshold",
-                              color_discrete_map={"not checked": "#9aa5b1", "flipped": "#2a9d8f", "did not flip": "#d62828"}),
-                   width="stretch", key="whatif_kp")
+    ks = pd.DataFrame({"k": search.k[found_rows], "|p − τ|": result.confidence_distance()[found_rows], "retraining": status[found_rows]})
+    a.plotly_chart(
+        px.histogram(ks, x="k", nbins=40, title=f"k = |S_t| over {len(found_rows)} test points with a set"),
+        width="stretch",
+        key="whatif_hist",
+    )
+    b.plotly_chart(
+        px.scatter(
+            ks,
+            x="|p − τ|",
+            y="k",
+            color="retraining",
+            title="k vs distance of p from the threshold",
+            color_discrete_map={"not checked": "#9aa5b1", "flipped": "#2a9d8f", "did not flip": "#d62828"},
+        ),
+        width="stretch",
+        key="whatif_kp",
+    )
 
 with tab_cmp:
-    impact = st.radio("Impact", list(hf.IMPACTS), horizontal=True, key="whatif_impact",
-                      format_func={"utility": "utility (test loss)", "fairness": "fairness (DP gap)", "robustness": "robustness (attacked test loss)"}.get)
+    impact = st.radio(
+        "Impact",
+        list(hf.IMPACTS),
+        horizontal=True,
+        key="whatif_impact",
+        format_func={
+            "utility": "utility (test loss)",
+            "fairness": "fairness (DP gap)",
+            "robustness": "robustness (attacked test loss)",
+        }.get,
+    )
     st.caption("The test set serves as validation set here. " + sign_note() + ".")
     if st.button("Compute IF, IP, IP Ensemble and TracIn", key="whatif_scores_go"):
         st.session_state["whatif_scores_on"] = True
@@ -215,17 +349,34 @@ with tab_cmp:
         def _scores():
             with progress_status("Scoring training points") as report:
                 return hf.hessian_free_scores(config, scored_ds, impact, progress=report)
+
         scored = memoised(run_key + ":hf:" + impact, lambda: run_or_explain(_scores))
         if scored is not None:
             corr = scored.correlation("influence", "ip")
             frame = pd.DataFrame({k: v for k, v in scored.scores.items()}).assign(flipped=scored.dataset.flipped)
-            st.plotly_chart(px.scatter(frame, x="influence", y="ip", color="flipped", labels={"influence": "IF (Hessian)", "ip": "IP"},
-                                       title=f"IF vs IP: Pearson {corr['pearson']:.3f}, Spearman {corr['spearman']:.3f}"),
-                            width="stretch", key="whatif_ifip")
+            st.plotly_chart(
+                px.scatter(
+                    frame,
+                    x="influence",
+                    y="ip",
+                    color="flipped",
+                    labels={"influence": "IF (Hessian)", "ip": "IP"},
+                    title=f"IF vs IP: Pearson {corr['pearson']:.3f}, Spearman {corr['spearman']:.3f}",
+                ),
+                width="stretch",
+                key="whatif_ifip",
+            )
             if scored.dataset.flipped.any():
-                st.dataframe(pd.DataFrame({"method": [hf.method_title(m) for m in scored.scores],
-                                           "AUROC for flipped labels": [auroc(s, scored.dataset.flipped) for s in scored.scores.values()]}),
-                             hide_index=True, key="whatif_auroc")
+                st.dataframe(
+                    pd.DataFrame(
+                        {
+                            "method": [hf.method_title(m) for m in scored.scores],
+                            "AUROC for flipped labels": [auroc(s, scored.dataset.flipped) for s in scored.scores.values()],
+                        }
+                    ),
+                    hide_index=True,
+                    key="whatif_auroc",
+                )
             top = np.argsort(-np.abs(scored.scores["influence"]))[:20]
 
             def _loo():
@@ -236,14 +387,28 @@ with tab_cmp:
             loo = kept_result(clicked, run_key + ":loo:" + impact, _loo)
             if loo is not None:
                 frame = pd.DataFrame({"train #": top, "LOO": loo, "IF": scored.scores["influence"][top], "IP": scored.scores["ip"][top]})
-                st.plotly_chart(px.scatter(frame.melt(["train #", "LOO"], var_name="method", value_name="score"), x="LOO", y="score",
-                                           color="method", title="Predicted vs actual (retrained) effect of removal"),
-                                width="stretch", key="whatif_loo_plot")
+                st.plotly_chart(
+                    px.scatter(
+                        frame.melt(["train #", "LOO"], var_name="method", value_name="score"),
+                        x="LOO",
+                        y="score",
+                        color="method",
+                        title="Predicted vs actual (retrained) effect of removal",
+                    ),
+                    width="stretch",
+                    key="whatif_loo_plot",
+                )
 
 TRIM_COLUMNS = {  # the table's names, read as a person would say them; None = the column is left out
-    "method": "Method", "accuracy_mean": "Held-out accuracy", "accuracy_std": "± std over seeds",
-    "change_vs_untrimmed": "Change vs untrimmed", "change_se": "± standard error", "dp_gap_mean": "Demographic-parity gap",
-    "flipped_share_removed": "Flipped labels among the removed", "per_class_seeds": "Seeds trimmed per class", "key": None,
+    "method": "Method",
+    "accuracy_mean": "Held-out accuracy",
+    "accuracy_std": "± std over seeds",
+    "change_vs_untrimmed": "Change vs untrimmed",
+    "change_se": "± standard error",
+    "dp_gap_mean": "Demographic-parity gap",
+    "flipped_share_removed": "Flipped labels among the removed",
+    "per_class_seeds": "Seeds trimmed per class",
+    "key": None,
 }
 
 
@@ -263,13 +428,16 @@ def _show_trim(trimmed, n_seeds: int) -> None:
         if column == "flipped_share_removed" and not ds.flipped.any():
             continue  # nothing is known to be flipped
         signed = column == "change_vs_untrimmed"
-        shown[TRIM_COLUMNS[column]] = [_percent(v, signed) if not (signed and k == "none") else "—"
-                                       for v, k in zip(frame[column], frame["key"])]
+        shown[TRIM_COLUMNS[column]] = [
+            _percent(v, signed) if not (signed and k == "none") else "—" for v, k in zip(frame[column], frame["key"])
+        ]
     if (frame["per_class_seeds"] > 0).any():
         shown[TRIM_COLUMNS["per_class_seeds"]] = [f"{c} of {n_seeds}" for c in frame["per_class_seeds"]]
     st.dataframe(shown, hide_index=True, key="whatif_trim_table")
-    st.caption("Change vs untrimmed: held-out accuracy after trimming minus before, paired by seed, ± its standard error — "
-               "a change within about two standard errors is not a measured change.")
+    st.caption(
+        "Change vs untrimmed: held-out accuracy after trimming minus before, paired by seed, ± its standard error — "
+        "a change within about two standard errors is not a measured change."
+    )
 
     # methods that remove the same rows give the same retrained model: say so rather than show identical rows unexplained
     methods = [k for k in frame["key"] if k != "none" and k in trimmed.removed]
@@ -285,31 +453,52 @@ def _show_trim(trimmed, n_seeds: int) -> None:
             groups.append([k])
     for g in groups:
         if len(g) > 1:
-            st.info(f"{', '.join(titles[k] for k in g)} remove the same {len(sets[g[0]])} training rows (first seed), "
-                    "so their rows in the table are the same retrained models.")
+            st.info(
+                f"{', '.join(titles[k] for k in g)} remove the same {len(sets[g[0]])} training rows (first seed), "
+                "so their rows in the table are the same retrained models."
+            )
     if len(methods) > 1:
-        overlap = pd.DataFrame([[len(sets[a] & sets[b]) / max(len(sets[a]), 1) for b in methods] for a in methods],
-                               index=[titles[k] for k in methods], columns=[titles[k] for k in methods])
+        overlap = pd.DataFrame(
+            [[len(sets[a] & sets[b]) / max(len(sets[a]), 1) for b in methods] for a in methods],
+            index=[titles[k] for k in methods],
+            columns=[titles[k] for k in methods],
+        )
         with st.expander("Overlap of the removed rows between methods"):
             st.dataframe(overlap.map(_percent), key="whatif_trim_overlap")
 
     changes = {k: trimmed.accuracy_change(k) for k in methods}
     raised = [k for k, (c, se) in changes.items() if c > 2 * (se if np.isfinite(se) else 0.0) and c > 0]
     if not raised:
-        st.warning("**No method raised held-out accuracy beyond its noise: do not trim this data.** "
-                   + ("No label noise is known here, and a fixed 5% trim of clean data removes good points."
-                      if not ds.flipped.any() else "The removed rows cost more than the flipped labels among them."))
+        st.warning(
+            "**No method raised held-out accuracy beyond its noise: do not trim this data.** "
+            + (
+                "No label noise is known here, and a fixed 5% trim of clean data removes good points."
+                if not ds.flipped.any()
+                else "The removed rows cost more than the flipped labels among them."
+            )
+        )
 
     y = "dp_gap_mean" if frame["dp_gap_mean"].notna().any() else "flipped_share_removed"
     plot = frame[frame["key"] != "none"] if y == "flipped_share_removed" else frame
     if y == "flipped_share_removed" and not ds.flipped.any():
         return  # nothing to plot against: no flipped labels are known
-    fig = px.scatter(plot, x="accuracy_mean", y=y, color="method", error_x="accuracy_std" if n_seeds > 1 else None,
-                     color_discrete_sequence=CLASS_COLOURS,
-                     labels={"accuracy_mean": "held-out accuracy after trimming", "method": "method",
-                             "dp_gap_mean": "demographic-parity gap", "flipped_share_removed": "share of the removed rows with a flipped label"},
-                     title="Accuracy vs fairness after trimming (untrimmed included)" if y == "dp_gap_mean"
-                     else "Accuracy after trimming vs the share of flipped labels it removed")
+    fig = px.scatter(
+        plot,
+        x="accuracy_mean",
+        y=y,
+        color="method",
+        error_x="accuracy_std" if n_seeds > 1 else None,
+        color_discrete_sequence=CLASS_COLOURS,
+        labels={
+            "accuracy_mean": "held-out accuracy after trimming",
+            "method": "method",
+            "dp_gap_mean": "demographic-parity gap",
+            "flipped_share_removed": "share of the removed rows with a flipped label",
+        },
+        title="Accuracy vs fairness after trimming (untrimmed included)"
+        if y == "dp_gap_mean"
+        else "Accuracy after trimming vs the share of flipped labels it removed",
+    )
     fig.update_traces(marker=dict(size=12))
     fig.update_layout(xaxis_tickformat=".1%", legend=dict(orientation="h", y=-0.25), margin=dict(t=50))
     if y == "flipped_share_removed":
@@ -320,20 +509,30 @@ def _show_trim(trimmed, n_seeds: int) -> None:
 with tab_trim:
     st.caption("Remove the 5% most harmful training points by each method and retrain; held-out half of the test set.")
     if not ds.flipped.any():
-        st.info("**Recommendation: do not trim this data.** No label noise is injected or known here, and a fixed 5% "
-                "trim of clean data removes good points (clean breast cancer: −0.5 points of accuracy over 50 seeds, "
-                "benchmarks/README.md). Add extra label noise above to see what trimming catches.")
+        st.info(
+            "**Recommendation: do not trim this data.** No label noise is injected or known here, and a fixed 5% "
+            "trim of clean data removes good points (clean breast cancer: −0.5 points of accuracy over 50 seeds, "
+            "benchmarks/README.md). Add extra label noise above to see what trimming catches."
+        )
     trim_impact = st.radio("Rank by", ["utility", "fairness"], horizontal=True, key="whatif_trim_impact")
-    n_seeds = st.slider("Seeds", 1, 20, 5, key="whatif_trim_seeds",
-                        help="Each seed is a new validation / held-out split and training. Below ~10 seeds a change of "
-                             "half a point is mostly the split's noise (measured on breast cancer: benchmarks/README.md).")
+    n_seeds = st.slider(
+        "Seeds",
+        1,
+        20,
+        5,
+        key="whatif_trim_seeds",
+        help="Each seed is a new validation / held-out split and training. Below ~10 seeds a change of "
+        "half a point is mostly the split's noise (measured on breast cancer: benchmarks/README.md).",
+    )
     if st.button("Trim and retrain", key="whatif_trim_go"):
         st.session_state["whatif_trim_on"] = True
     if st.session_state.get("whatif_trim_on"):
         data = _with_sensitive_attribute(ds, trim_impact)
+
         def _trim():
             with progress_status("Trimming and retraining") as report:
                 return hf.trim_and_retrain(config, data, impact=trim_impact, seeds=tuple(range(n_seeds)), progress=report)
+
         trimmed = memoised(run_key + f":trim:{trim_impact}:{n_seeds}", lambda: run_or_explain(_trim))
         if trimmed is not None:
             _show_trim(trimmed, n_seeds)

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _csv(path: Path, n: int = 200, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3))
-    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "target": (x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(int)}).to_csv(path, index=False)
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "target": (x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(int)}).to_csv(
+        path, index=False
+    )
     return path
 
 
@@ -107,9 +109,30 @@ def test_an_output_in_a_new_folder_is_written(tmp_path, capsys):
 def test_cli_prints_only_the_projects_messages(tmp_path):
     folder = _image_folder(tmp_path / "imgs", per_class=4, broken=1)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INFLUENCE_LAB_CACHE": str(tmp_path / "cache")}
-    run = subprocess.run([sys.executable, "-m", "influence_core", "scores", "--data", str(folder), "--model", "logreg",
-                          "--epochs", "3", "--image-size", "8", "--out", str(tmp_path / "o.csv"), "--quiet"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "influence_core",
+            "scores",
+            "--data",
+            str(folder),
+            "--model",
+            "logreg",
+            "--epochs",
+            "3",
+            "--image-size",
+            "8",
+            "--out",
+            str(tmp_path / "o.csv"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert "FutureWarning" not in run.stderr and "jit" not in run.stderr, run.stderr
@@ -126,7 +149,9 @@ def test_a_continuous_label_column_is_refused(tmp_path):
     from influence_core.data.tabular import load_csv
 
     rng = np.random.default_rng(0)
-    pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200), "price": rng.normal(size=200)}).to_csv(tmp_path / "r.csv", index=False)
+    pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200), "price": rng.normal(size=200)}).to_csv(
+        tmp_path / "r.csv", index=False
+    )
     with pytest.raises(InputError, match=r"one row") as info:
         load_csv(tmp_path / "r.csv", "price")
     assert "200 classes" in str(info.value) and "price" in str(info.value)
@@ -191,8 +216,10 @@ def test_cli_refuses_a_huge_image_size_before_decoding(tmp_path, capsys):
 def test_an_image_size_in_bounds_loads(tmp_path):
     from influence_core.data.registry import load_dataset
 
-    ds = load_dataset(DataConfig(name="image_folder", path=str(_image_folder(tmp_path / "imgs")), image_size=4, test_fraction=0.25,
-                                 n_train=0, n_test=0), seed=0)
+    ds = load_dataset(
+        DataConfig(name="image_folder", path=str(_image_folder(tmp_path / "imgs")), image_size=4, test_fraction=0.25, n_train=0, n_test=0),
+        seed=0,
+    )
     assert ds.x_train.shape[1:] == (1, 4, 4) and len(ds.y_train) + len(ds.y_test) == 8
 
 

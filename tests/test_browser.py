@@ -13,8 +13,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 # flags that keep Chromium from reaching out to the (closed) network on start
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -34,9 +41,25 @@ def _require_chromium() -> None:
 def served_app():
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -164,7 +187,10 @@ def test_region_cuts_click_centres_a_new_cut(served_app):
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.wait_for_function(
             "before => { const el = [...document.querySelectorAll('p')].find(p => p.innerText.startsWith('Centred on training point'));"
-            " return el && !el.innerText.startsWith(before); }", arg=before, timeout=60_000)
+            " return el && !el.innerText.startsWith(before); }",
+            arg=before,
+            timeout=60_000,
+        )
         assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
 
@@ -220,6 +246,7 @@ def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
         page.wait_for_timeout(1500)
         assert page.locator("[data-testid='stException']").count() == 0
         assert page.locator("[data-testid='stAlertContentError']").count() == 0
+
         def chosen(label: str) -> str:
             return page.get_by_role("combobox", name=label, exact=True).input_value()
 

@@ -19,9 +19,11 @@ PAYLOAD = {"what": "unit"}
 
 
 def _entry(scale: float = 1.0) -> cache.CacheEntry:
-    return cache.CacheEntry({"self": np.arange(5.0) * scale, "pairwise": np.ones((2, 5)) * scale},
-                            {"influence_seconds": 0.5 * scale, "epochs": [1, 2]},
-                            {"final": {"w": torch.ones(3) * scale}})
+    return cache.CacheEntry(
+        {"self": np.arange(5.0) * scale, "pairwise": np.ones((2, 5)) * scale},
+        {"influence_seconds": 0.5 * scale, "epochs": [1, 2]},
+        {"final": {"w": torch.ones(3) * scale}},
+    )
 
 
 def _folder(kind: str, payload: dict) -> Path:
@@ -70,8 +72,11 @@ def test_an_entry_saved_with_other_keys_is_a_miss():
 
 
 def _tiny_config() -> RunConfig:
-    return RunConfig(data=DataConfig(name="moons", n_train=60, n_test=30), model=ModelConfig(kind="logreg"),
-                     train=TrainConfig(epochs=20, optimizer="lbfgs", n_checkpoints=2))
+    return RunConfig(
+        data=DataConfig(name="moons", n_train=60, n_test=30),
+        model=ModelConfig(kind="logreg"),
+        train=TrainConfig(epochs=20, optimizer="lbfgs", n_checkpoints=2),
+    )
 
 
 def test_every_damaged_file_of_a_real_run_is_recomputed(one_torch_thread):
@@ -88,8 +93,9 @@ def test_every_damaged_file_of_a_real_run_is_recomputed(one_torch_thread):
                 compute_influence(config)
             FAULTS[fault](path)
             again = compute_influence(config)
-            np.testing.assert_allclose(again.self_scores, first.self_scores, rtol=1e-5, atol=1e-8,
-                                       err_msg=f"{path.relative_to(cache.cache_root())} {fault}")
+            np.testing.assert_allclose(
+                again.self_scores, first.self_scores, rtol=1e-5, atol=1e-8, err_msg=f"{path.relative_to(cache.cache_root())} {fault}"
+            )
     assert compute_influence(config).metrics["influence_from_cache"], "the last rerun stored a good entry again"
 
 
@@ -143,8 +149,20 @@ def test_cli_writes_its_output_when_the_cache_cannot_be_written(tmp_path, monkey
     x = rng.normal(size=(40, 2))
     pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "target": (x[:, 0] > 0).astype(int)}).to_csv(tmp_path / "d.csv", index=False)
     monkeypatch.setenv("INFLUENCE_LAB_CACHE", str(_unwritable_cache(tmp_path)))
-    code = main(["scores", "--data", str(tmp_path / "d.csv"), "--label-column", "target", "--out", str(tmp_path / "o.csv"),
-                 "--quiet", "--epochs", "5"])
+    code = main(
+        [
+            "scores",
+            "--data",
+            str(tmp_path / "d.csv"),
+            "--label-column",
+            "target",
+            "--out",
+            str(tmp_path / "o.csv"),
+            "--quiet",
+            "--epochs",
+            "5",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert len(pd.read_csv(tmp_path / "o.csv")) == 40

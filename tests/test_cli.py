@@ -34,8 +34,26 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_scores_csv_has_every_row_and_ranks_flipped_labels_first(noisy_csv, tmp_path):
     path, flipped = noisy_csv
     out = tmp_path / "scores.csv"
-    proc = _run("scores", "--data", str(path), "--label-column", "target", "--id-column", "sample",
-                "--model", "logreg", "--method", "self-influence", "--curvature", "exact", "--seed", "0", "--out", str(out), "--quiet")
+    proc = _run(
+        "scores",
+        "--data",
+        str(path),
+        "--label-column",
+        "target",
+        "--id-column",
+        "sample",
+        "--model",
+        "logreg",
+        "--method",
+        "self-influence",
+        "--curvature",
+        "exact",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(out)
     assert {"id", "label", "suspicion"} <= set(table.columns) and len(table) == 160
@@ -44,13 +62,35 @@ def test_scores_csv_has_every_row_and_ranks_flipped_labels_first(noisy_csv, tmp_
     assert len(top & flipped) >= 6, (top, flipped)
 
 
-@pytest.mark.parametrize("method,curvature", [("self-influence", "diag"), ("self-influence", "kron"),
-                                              ("self-influence", "last_layer"), ("ip", "exact"), ("tracin", "exact")])
+@pytest.mark.parametrize(
+    "method,curvature",
+    [("self-influence", "diag"), ("self-influence", "kron"), ("self-influence", "last_layer"), ("ip", "exact"), ("tracin", "exact")],
+)
 def test_every_method_writes_scores(noisy_csv, tmp_path, method, curvature):
     path, _ = noisy_csv
     out = tmp_path / f"{method}-{curvature}.csv"
-    code = main(["scores", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--model", "mlp", "--method", method,
-                 "--curvature", curvature, "--epochs", "20", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "scores",
+            "--data",
+            str(path),
+            "--label-column",
+            "target",
+            "--id-column",
+            "sample",
+            "--model",
+            "mlp",
+            "--method",
+            method,
+            "--curvature",
+            curvature,
+            "--epochs",
+            "20",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     table = pd.read_csv(out)
     assert len(table) == 160 and np.isfinite(table["suspicion"]).all() and (table["suspicion"] >= 0).all()
@@ -58,8 +98,23 @@ def test_every_method_writes_scores(noisy_csv, tmp_path, method, curvature):
 
 def test_cli_numbers_equal_the_pipeline_the_app_calls(noisy_csv, tmp_path):
     path, _ = noisy_csv
-    argv = ["scores", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--model", "logreg", "--seed", "3",
-            "--out", str(tmp_path / "o.csv"), "--quiet", "--no-cache"]
+    argv = [
+        "scores",
+        "--data",
+        str(path),
+        "--label-column",
+        "target",
+        "--id-column",
+        "sample",
+        "--model",
+        "logreg",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path / "o.csv"),
+        "--quiet",
+        "--no-cache",
+    ]
     assert main(argv) == 0
     config = build_config(_parser().parse_args(argv))
     direct = compute_influence(config, use_cache=False)
@@ -84,11 +139,14 @@ def test_editing_the_csv_invalidates_the_cached_scores(noisy_csv, tmp_path):
     assert after.loc[worst, "suspicion"] < before.loc[worst, "suspicion"] / 2
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--data", "/no/such/file.csv", "--label-column", "y"], "does not exist"),
-    (["--label-column", "nope"], "target"),  # names the columns it found
-    (["--label-column", "target", "--id-column", "sample", "--test-fraction", "1.5"], "test fraction"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--data", "/no/such/file.csv", "--label-column", "y"], "does not exist"),
+        (["--label-column", "nope"], "target"),  # names the columns it found
+        (["--label-column", "target", "--id-column", "sample", "--test-fraction", "1.5"], "test fraction"),
+    ],
+)
 def test_bad_input_exits_nonzero_with_one_line(noisy_csv, tmp_path, capsys, args, needle):
     path, _ = noisy_csv
     full = ["scores", "--out", str(tmp_path / "x.csv"), "--quiet"] + (args if "--data" in args else ["--data", str(path), *args])
@@ -119,8 +177,24 @@ def test_bad_csv_contents_are_explained(tmp_path, capsys):
 def test_check_measures_the_influence_against_retraining_on_your_csv(noisy_csv, tmp_path, capsys):
     path, _ = noisy_csv
     out = tmp_path / "check.csv"
-    code = main(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--model", "logreg",
-                 "--removals", "15", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "check",
+            "--data",
+            str(path),
+            "--label-column",
+            "target",
+            "--id-column",
+            "sample",
+            "--model",
+            "logreg",
+            "--removals",
+            "15",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     pearson = float(printed.split("Pearson")[1].split()[0])
@@ -128,21 +202,41 @@ def test_check_measures_the_influence_against_retraining_on_your_csv(noisy_csv, 
     assert "settled" in printed and "NOT settled" not in printed
     table = pd.read_csv(out)
     assert len(table) == 15 and table["retrained_loss_change"].notna().all()
-    train_ids = set(compute_influence(build_config(_parser().parse_args(
-        ["check", "--data", str(path), "--label-column", "target", "--id-column", "sample"]))).dataset.ids_train)
+    train_ids = set(
+        compute_influence(
+            build_config(_parser().parse_args(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample"]))
+        ).dataset.ids_train
+    )
     assert set(table["id"]) <= train_ids  # training rows are removed, never the held-out row
     assert table["score"].abs().is_monotonic_decreasing  # the strongest first
     held_out = int(printed.split("held-out row ")[1].split()[0])
-    code = main(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample",
-                 "--test-row", str(held_out), "--removals", "15", "--quiet"])
+    code = main(
+        [
+            "check",
+            "--data",
+            str(path),
+            "--label-column",
+            "target",
+            "--id-column",
+            "sample",
+            "--test-row",
+            str(held_out),
+            "--removals",
+            "15",
+            "--quiet",
+        ]
+    )
     assert code == 0 and float(capsys.readouterr().out.split("Pearson")[1].split()[0]) == pearson  # the default row, named
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--test-fraction", "0"], "--test-fraction"),
-    (["--test-row", "999"], "--test-row must be between 0 and"),
-    (["--removals", "0"], "--removals"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--test-fraction", "0"], "--test-fraction"),
+        (["--test-row", "999"], "--test-row must be between 0 and"),
+        (["--removals", "0"], "--removals"),
+    ],
+)
 def test_check_bad_input_says_what_to_fix(noisy_csv, capsys, args, needle):
     path, _ = noisy_csv
     assert main(["check", "--data", str(path), "--label-column", "target", "--id-column", "sample", "--quiet", *args]) == 2

@@ -142,8 +142,11 @@ def test_auto_picks_the_most_accurate_that_fits_and_says_why(trained_mlp):
     exact_need = curvatures.assess("exact", CurvatureRequest(model, x, y, names, WD, 0.05))[1]
     tight = curvatures.fit_curvature("auto", CurvatureRequest(model, x, y, names, WD, 0.05, memory_budget=exact_need - 1))
     tight_request = CurvatureRequest(model, x, y, names, WD, 0.05, memory_budget=exact_need - 1)
-    runner_up = next(n for n in curvatures.curvature_names(include_auto=False)
-                     if curvatures.get(n).auto_rank is not None and n != "exact" and curvatures.assess(n, tight_request)[1] < exact_need)
+    runner_up = next(
+        n
+        for n in curvatures.curvature_names(include_auto=False)
+        if curvatures.get(n).auto_rank is not None and n != "exact" and curvatures.assess(n, tight_request)[1] < exact_need
+    )
     assert tight.note.startswith(f"auto chose {runner_up}") and "exact: needs" in tight.note
 
 
@@ -194,8 +197,13 @@ print(json.dumps({"need": need, "grew": after - before}))
 def test_a_fit_stays_inside_the_budget_it_was_estimated_against(curvature):
     """Peak RSS growth of a fit (in a fresh process) against its budget: the estimate is what the fit may take."""
     budget = 128 * 2**20
-    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, curvature, str(budget)], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, curvature, str(budget)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["need"] <= budget

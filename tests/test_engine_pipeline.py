@@ -34,10 +34,17 @@ def test_config_is_frozen_hashable_and_round_trips():
     assert RunConfig.from_dict(c.to_dict()) == c
 
 
-@pytest.mark.parametrize("bad", [
-    dict(curvature__kind="magic"), dict(data__noise_fraction=1.5), dict(train__epochs=0), dict(model__kind="gpt"),
-    dict(curvature__damping=-1.0), dict(method="vibes"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(curvature__kind="magic"),
+        dict(data__noise_fraction=1.5),
+        dict(train__epochs=0),
+        dict(model__kind="gpt"),
+        dict(curvature__damping=-1.0),
+        dict(method="vibes"),
+    ],
+)
 def test_nonsense_configs_are_rejected_with_a_message(bad):
     with pytest.raises(InputError) as err:
         RunConfig().replace(**bad)
@@ -151,7 +158,15 @@ def test_pipeline_rejects_a_single_class():
     from influence_core.data.base import Dataset
 
     ds = make_synthetic("blobs", 40, 10, 0)
-    one = Dataset(name="one", x_train=ds.x_train, y_train=np.zeros(40, int), x_test=ds.x_test, y_test=ds.y_test,
-                  class_names=["0", "1"], ids_train=np.arange(40), ids_test=np.arange(10))
+    one = Dataset(
+        name="one",
+        x_train=ds.x_train,
+        y_train=np.zeros(40, int),
+        x_test=ds.x_test,
+        y_test=ds.y_test,
+        class_names=["0", "1"],
+        ids_train=np.arange(40),
+        ids_test=np.arange(10),
+    )
     with pytest.raises(InputError, match="one class"):
         train(SMALL, dataset=one)

@@ -15,8 +15,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _logreg(weight_decay: float = 1e-2) -> RunConfig:
-    return RunConfig(data=DataConfig(name="csv"), model=ModelConfig(kind="logreg"),
-                     train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=3), seed=0)
+    return RunConfig(
+        data=DataConfig(name="csv"),
+        model=ModelConfig(kind="logreg"),
+        train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=3),
+        seed=0,
+    )
 
 
 def test_algorithm1_on_hand_made_effects():

@@ -110,6 +110,7 @@ def test_float32_layers_match_vmap():
 @pytest.mark.parametrize("conv_method", ["grouped", "unfold"])
 def test_conv_stride_padding_dilation_and_linear_extra_dims(conv_method, monkeypatch):
     monkeypatch.setitem(gradients.CONV_WEIGHT_GRAD_BY_DEVICE, "cpu", conv_method)
+
     class Odd(nn.Module):
         def __init__(self):
             super().__init__()
@@ -155,7 +156,10 @@ def test_shared_layer_called_twice_and_soft_targets():
     soft = torch.softmax(torch.randn(7, 3, dtype=torch.float64), 1)
     head = ["head.weight", "head.bias"]
     torch.testing.assert_close(
-        per_sample_grads(model, x, soft, head, backend="layers"), per_sample_grads(model, x, soft, head, backend="vmap"), rtol=1e-10, atol=1e-12
+        per_sample_grads(model, x, soft, head, backend="layers"),
+        per_sample_grads(model, x, soft, head, backend="vmap"),
+        rtol=1e-10,
+        atol=1e-12,
     )
 
 
@@ -270,7 +274,9 @@ def test_weighted_sq_norms_shared_module_and_fallback():
     x, y = _data((4,), 6)
     rows = loop_grads(model, x, y)
     w = torch.linspace(0.5, 2.0, rows.shape[1], dtype=torch.float64)
-    torch.testing.assert_close(per_sample_grad_sq_norms(model, x, y, weights=w, backend="layers"), (rows**2 * w).sum(1), rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(
+        per_sample_grad_sq_norms(model, x, y, weights=w, backend="layers"), (rows**2 * w).sum(1), rtol=1e-10, atol=1e-14
+    )
 
     bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).double().eval()
     x, y = _data((1, 6, 6), 4)

@@ -75,7 +75,9 @@ def test_fairness_gradient_matches_finite_differences_and_attack_crosses_the_bou
     for sign in (1, -1):
         m = copy.deepcopy(model)
         with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(torch.nn.utils.parameters_to_vector(m.parameters()) + sign * eps * direction, m.parameters())
+            torch.nn.utils.vector_to_parameters(
+                torch.nn.utils.parameters_to_vector(m.parameters()) + sign * eps * direction, m.parameters()
+            )
         values.append(hf.impact_value(m, "fairness", xv, yv, groups).item())
     assert (values[0] - values[1]) / (2 * eps) == pytest.approx((g @ direction).item(), rel=1e-5)
     # the white-box attack: γ = 1 lands on the boundary, γ = 2 mirrors the margin
@@ -114,7 +116,9 @@ def test_moons_mlp_ip_ranks_flipped_points_first():
 def test_trim_and_retrain_removes_flipped_points_and_leaves_the_input_alone():
     ds = fs.add_label_noise(fs.breast_cancer_dataset(test_fraction=0.4, seed=0), 0.2, 0)
     y_before = ds.y_train.copy()
-    cfg = RunConfig(data=DataConfig(name="csv"), model=ModelConfig(kind="logreg"), train=TrainConfig(optimizer="lbfgs", epochs=10, weight_decay=1e-2))
+    cfg = RunConfig(
+        data=DataConfig(name="csv"), model=ModelConfig(kind="logreg"), train=TrainConfig(optimizer="lbfgs", epochs=10, weight_decay=1e-2)
+    )
     tr = hf.trim_and_retrain(cfg, ds, methods=("ip",), seeds=(0, 1), use_cache=False)
     assert np.array_equal(ds.y_train, y_before)
     assert len(tr.removed["ip"]) == round(0.05 * len(ds.y_train))

@@ -131,7 +131,9 @@ def test_scores_do_not_depend_on_chunk_size():
     a = pairwise_influence(model, cur, xt, yt, x, y, chunk_size=7)
     b = pairwise_influence(model, cur, xt, yt, x, y, chunk_size=1000)
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(self_influence(model, cur, x, y, chunk_size=13), self_influence(model, cur, x, y, chunk_size=512), rtol=1e-10)
+    np.testing.assert_allclose(
+        self_influence(model, cur, x, y, chunk_size=13), self_influence(model, cur, x, y, chunk_size=512), rtol=1e-10
+    )
 
 
 def test_indefinite_hessian_gives_a_message_that_says_what_to_fix():

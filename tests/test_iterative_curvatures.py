@@ -89,13 +89,50 @@ def test_the_cli_passes_curvature_options_and_prints_the_convergence(tmp_path):
     data = load_breast_cancer(as_frame=True).frame.sample(120, random_state=0)
     csv = tmp_path / "bc.csv"
     data.to_csv(csv, index=False)
-    out = subprocess.run([sys.executable, "-m", "influence_core", "scores", "--data", str(csv), "--label-column", "target",
-                          "--curvature", "cg", "--curvature-option", "max_iter=300", "--out", str(tmp_path / "s.csv"), "--quiet"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "influence_core",
+            "scores",
+            "--data",
+            str(csv),
+            "--label-column",
+            "target",
+            "--curvature",
+            "cg",
+            "--curvature-option",
+            "max_iter=300",
+            "--out",
+            str(tmp_path / "s.csv"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "CG: relative residual" in out.stderr
     assert len(pd.read_csv(tmp_path / "s.csv")) == 120
-    bad = subprocess.run([sys.executable, "-m", "influence_core", "scores", "--data", str(csv), "--label-column", "target",
-                          "--curvature", "cg", "--curvature-option", "rank", "--out", str(tmp_path / "t.csv")],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "influence_core",
+            "scores",
+            "--data",
+            str(csv),
+            "--label-column",
+            "target",
+            "--curvature",
+            "cg",
+            "--curvature-option",
+            "rank",
+            "--out",
+            str(tmp_path / "t.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "NAME=NUMBER" in bad.stderr

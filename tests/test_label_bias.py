@@ -288,8 +288,9 @@ def test_own_csv_pipeline_finds_injected_flips_and_claims_nothing_without_them(t
     assert as_given.metrics["detection"] == {} and "clean" not in as_given.metrics
     table = lb.flagged_table(as_given, lb.DEFAULT_SCORE, lb.default_threshold(as_given.scores[lb.DEFAULT_SCORE]))
     assert "truly flipped" not in table.columns and set(table["id"]) <= set(as_given.dataset.ids_train)
-    flipped = lb.run_label_bias(lb.preset_config("csv", path=str(path), label_column="target", id_column="patient",
-                                                 noise_fraction=0.2, flip=(1, 0)))
+    flipped = lb.run_label_bias(
+        lb.preset_config("csv", path=str(path), label_column="target", id_column="patient", noise_fraction=0.2, flip=(1, 0))
+    )
     ds = flipped.dataset
     assert flipped.has_ground_truth and (ds.y_train_clean[ds.flipped] == 1).all() and (ds.y_train[ds.flipped] == 0).all()
     detection = flipped.metrics["detection"]
@@ -346,8 +347,10 @@ def test_own_csv_on_the_page_without_and_with_injected_flips(tmp_path, digits_re
     assert at.selectbox(key="label_bias_flip_source").value == 1  # malignant (classes sorted: benign, malignant)
     assert not at.exception and not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
-    train_rows = lb.run_label_bias(lb.preset_config("csv", path=str(path), label_column="target", id_column="patient",
-                                                    noise_fraction=0.2, flip=(1, 0)), train_clean=False).dataset
+    train_rows = lb.run_label_bias(
+        lb.preset_config("csv", path=str(path), label_column="target", id_column="patient", noise_fraction=0.2, flip=(1, 0)),
+        train_clean=False,
+    ).dataset
     malignant = int((train_rows.y_train_clean == 1).sum())
     assert metrics["Flipped training labels"] == f"{round(0.2 * malignant)} / {n_train}"
     assert float(metrics["Flipped detected"].rstrip("%")) > 0 and "Clean flagged" in metrics

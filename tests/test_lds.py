@@ -9,9 +9,12 @@ from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunC
 from influence_core.errors import InputError
 from influence_core.lds import lds_from_scores, linear_datamodeling_score, random_subsets
 
-CONVEX = RunConfig(data=DataConfig(name="blobs", n_train=120, n_test=30), model=ModelConfig(kind="logreg"),
-                   train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-2, n_checkpoints=3),
-                   curvature=CurvatureConfig(kind="exact", damping=0.0))
+CONVEX = RunConfig(
+    data=DataConfig(name="blobs", n_train=120, n_test=30),
+    model=ModelConfig(kind="logreg"),
+    train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=1e-2, n_checkpoints=3),
+    curvature=CurvatureConfig(kind="exact", damping=0.0),
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +47,19 @@ def test_retrains_are_deterministic_and_a_cached_retrain_is_reused(convex_lds):
     np.testing.assert_array_equal(random_subsets(50, 4, 0.5, 3), random_subsets(50, 4, 0.5, 3))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"fraction": 1.0}, "fraction must be between 0 and 1"),
-    ({"fraction": 0.0}, "fraction must be between 0 and 1"),
-    ({"n_subsets": 1}, "at least 2 subsets"),
-    ({"fraction": 0.02}, "holds one class only"),
-    ({"methods": ["nope"]}, "unknown method"),
-    ({"methods": ["ip@exact"]}, "takes no curvature"),
-    ({"methods": ["trak:rank=3"]}, "has no option rank"),
-    ({"methods": ["trak:ensemble"]}, "written name=number"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fraction": 1.0}, "fraction must be between 0 and 1"),
+        ({"fraction": 0.0}, "fraction must be between 0 and 1"),
+        ({"n_subsets": 1}, "at least 2 subsets"),
+        ({"fraction": 0.02}, "holds one class only"),
+        ({"methods": ["nope"]}, "unknown method"),
+        ({"methods": ["ip@exact"]}, "takes no curvature"),
+        ({"methods": ["trak:rank=3"]}, "has no option rank"),
+        ({"methods": ["trak:ensemble"]}, "written name=number"),
+    ],
+)
 def test_bad_settings_are_refused_before_any_retraining(kwargs, message, monkeypatch):
     monkeypatch.setattr(experiments, "train", lambda *a, **k: pytest.fail("trained before refusing the settings"))
     args = {"methods": ["influence"], "n_subsets": 5, "fraction": 0.5, **kwargs}

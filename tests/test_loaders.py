@@ -426,7 +426,9 @@ def test_load_chexpert_layout_errors(tmp_path: Path) -> None:
 
 
 def test_registry_digits_with_flip_noise() -> None:
-    cfg = DataConfig(name="digits", n_train=0, n_test=0, classes=(4, 9), noise="flip_class", noise_fraction=0.3, noise_source=1, noise_target=0)
+    cfg = DataConfig(
+        name="digits", n_train=0, n_test=0, classes=(4, 9), noise="flip_class", noise_fraction=0.3, noise_source=1, noise_target=0
+    )
     ds = load_dataset(cfg, seed=2)
     clean = load_digits(classes=(4, 9), seed=2)
     np.testing.assert_array_equal(ds.y_train_clean, clean.y_train)
@@ -441,7 +443,9 @@ def test_registry_subsamples_uniform_noise_and_synthetic() -> None:
     ds = load_dataset(DataConfig(name="digits", n_train=100, n_test=40, noise="uniform", noise_fraction=0.2), seed=0)
     assert len(ds.y_train) == 100 and len(ds.y_test) == 40 and ds.n_classes == 10
     assert ds.flipped.sum() == 20 and (ds.y_train[ds.flipped] != ds.y_train_clean[ds.flipped]).all()
-    syn = load_dataset(DataConfig(name="single_flip", n_train=50, n_test=20, noise="singular_class", noise_fraction=0.1, noise_source=0), seed=0)
+    syn = load_dataset(
+        DataConfig(name="single_flip", n_train=50, n_test=20, noise="singular_class", noise_fraction=0.1, noise_source=0), seed=0
+    )
     assert syn.x_train.shape == (50, 2)
     assert syn.flipped.sum() >= 2  # the built-in flip plus the injected ones
     np.testing.assert_array_equal(syn.flipped, syn.y_train != syn.y_train_clean)
@@ -459,7 +463,18 @@ def test_registry_csv_classes_by_name_and_errors(iris_like: Path) -> None:
         assert len(everything.y_train) == 60 and len(everything.y_test) == 0
         np.testing.assert_allclose(everything.x_train.mean(0), 0.0, atol=1e-5)
     with pytest.raises(InputError, match="noise source class 5 is out of range.*0..2"):
-        load_dataset(DataConfig(name="csv", path=str(iris_like), label_column="species", id_column="sample", noise="flip_class", noise_fraction=0.1, noise_source=5), seed=0)
+        load_dataset(
+            DataConfig(
+                name="csv",
+                path=str(iris_like),
+                label_column="species",
+                id_column="sample",
+                noise="flip_class",
+                noise_fraction=0.1,
+                noise_source=5,
+            ),
+            seed=0,
+        )
     with pytest.raises(InputError, match="'sample' are not numeric"):
         load_dataset(DataConfig(name="csv", path=str(iris_like), label_column="species"), seed=0)
     two = load_dataset(DataConfig(name="digits", n_train=0, n_test=0, classes=(1, 7)), seed=0)
@@ -506,7 +521,9 @@ def test_peeking_at_own_data_agrees_with_the_loader(iris_like: Path, tmp_path: P
 
 
 def test_registry_image_folder_and_mnist() -> None:
-    ds = load_dataset(DataConfig(name="image_folder", path=str(XRAYS), image_size=12, classes=("PNEUMONIA", "NORMAL"), n_train=0, n_test=0), seed=0)  # type: ignore[arg-type]
+    ds = load_dataset(
+        DataConfig(name="image_folder", path=str(XRAYS), image_size=12, classes=("PNEUMONIA", "NORMAL"), n_train=0, n_test=0), seed=0
+    )  # type: ignore[arg-type]
     assert ds.class_names == ["PNEUMONIA", "NORMAL"] and ds.input_shape == (1, 12, 12)
     for y, i in zip(ds.y_train, ds.ids_train):
         assert i.startswith(ds.class_names[y] + "/")
@@ -520,8 +537,11 @@ def test_training_on_an_image_folder_reports_decoding_then_training_in_order() -
     from influence_core.data import image_folder
 
     image_folder._DECODE_CACHE.clear()  # decode for real, as on a first visit
-    config = RunConfig(data=DataConfig(name="image_folder", path=str(XRAYS), image_size=8, n_train=0, n_test=0),
-                       model=ModelConfig(kind="logreg"), train=TrainConfig(epochs=2, optimizer="adam", lr=0.01))
+    config = RunConfig(
+        data=DataConfig(name="image_folder", path=str(XRAYS), image_size=8, n_train=0, n_test=0),
+        model=ModelConfig(kind="logreg"),
+        train=TrainConfig(epochs=2, optimizer="adam", lr=0.01),
+    )
     seen: list[tuple[float, str]] = []
     experiments.train(config, lambda f, m: seen.append((f, m)), use_cache=False)
     fractions = [f for f, _ in seen]

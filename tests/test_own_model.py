@@ -26,9 +26,12 @@ def own_csv(tmp_path):
 
 
 def _config(csv, model: ModelConfig) -> RunConfig:
-    return RunConfig(data=DataConfig(name="csv", path=str(csv), label_column="target", test_fraction=0.2, n_train=0, n_test=0),
-                     model=model, train=TrainConfig(optimizer="adam", lr=0.01, epochs=40, batch_size=64, weight_decay=1e-3),
-                     method="influence")
+    return RunConfig(
+        data=DataConfig(name="csv", path=str(csv), label_column="target", test_fraction=0.2, n_train=0, n_test=0),
+        model=model,
+        train=TrainConfig(optimizer="adam", lr=0.01, epochs=40, batch_size=64, weight_decay=1e-3),
+        method="influence",
+    )
 
 
 def test_a_model_saved_in_both_forms_loads_back_with_the_scores_of_the_model_in_memory(own_csv, tmp_path):
@@ -94,13 +97,66 @@ def test_the_cli_scores_your_model_and_refuses_to_retrain_it(own_csv, tmp_path, 
     config = _config(own_csv, ModelConfig(kind="mlp", hidden=32, depth=2))
     mine = train(config, use_cache=False).model
     torch.save(mine.state_dict(), tmp_path / "mine.pt")
-    assert main(["scores", "--data", str(own_csv), "--label-column", "target", "--model-file", str(tmp_path / "mine.pt"),
-                 "--arch", "mlp", "--out", str(tmp_path / "s.csv"), "--quiet", "--test-fraction", "0.2"]) == 0
+    assert (
+        main(
+            [
+                "scores",
+                "--data",
+                str(own_csv),
+                "--label-column",
+                "target",
+                "--model-file",
+                str(tmp_path / "mine.pt"),
+                "--arch",
+                "mlp",
+                "--out",
+                str(tmp_path / "s.csv"),
+                "--quiet",
+                "--test-fraction",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     assert len(pd.read_csv(tmp_path / "s.csv")) == 120
     said = capsys.readouterr().err
     assert f"your model: parameters {sum(p.numel() for p in mine.parameters())}, input shape (30,), classes 2" in said, said
-    assert main(["scores", "--data", str(own_csv), "--label-column", "target", "--model-file", str(tmp_path / "mine.pt"),
-                 "--out", str(tmp_path / "mine.pt"), "--quiet"]) == 2  # never over an input
-    assert main(["lds", "--data", str(own_csv), "--label-column", "target", "--model-file", str(tmp_path / "mine.pt"),
-                 "--arch", "mlp", "--subsets", "3", "--out", str(tmp_path / "l.csv"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "scores",
+                "--data",
+                str(own_csv),
+                "--label-column",
+                "target",
+                "--model-file",
+                str(tmp_path / "mine.pt"),
+                "--out",
+                str(tmp_path / "mine.pt"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )  # never over an input
+    assert (
+        main(
+            [
+                "lds",
+                "--data",
+                str(own_csv),
+                "--label-column",
+                "target",
+                "--model-file",
+                str(tmp_path / "mine.pt"),
+                "--arch",
+                "mlp",
+                "--subsets",
+                "3",
+                "--out",
+                str(tmp_path / "l.csv"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "not retrained here" in capsys.readouterr().err

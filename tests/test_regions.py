@@ -46,8 +46,7 @@ def tiny_study(tmp_path_factory):
     import os
 
     os.environ["INFLUENCE_LAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    config = RegionConfig(family="nnet", path=str(TINY), n_points=1500, hidden=32, depth=2, epochs=60,
-                          batch_size=256, lr=2e-2, seed=3)
+    config = RegionConfig(family="nnet", path=str(TINY), n_points=1500, hidden=32, depth=2, epochs=60, batch_size=256, lr=2e-2, seed=3)
     return run_region_study(config, use_cache=False)
 
 
@@ -112,8 +111,9 @@ def test_missing_acasxu_folder_names_files(tmp_path) -> None:
 
 @pytest.mark.skipif(not ACASXU.is_dir(), reason="shared ACAS Xu networks not present")
 def test_acasxu_cuts_fix_three_inputs_and_rank_by_influence() -> None:
-    study = run_region_study(RegionConfig(family="acasxu", path=str(ACASXU), tau=1, n_points=3000, hidden=32,
-                                          depth=3, epochs=20, seed=1), use_cache=False)
+    study = run_region_study(
+        RegionConfig(family="acasxu", path=str(ACASXU), tau=1, n_points=3000, hidden=32, depth=3, epochs=20, seed=1), use_cache=False
+    )
     centres = rank_cut_centres(study, n_cuts=3, tolerance=0.1)
     totals = [t for _, t in centres]
     assert totals == sorted(totals, reverse=True) and len(centres) == 3
@@ -217,8 +217,10 @@ def test_mislabel_roc_study_on_digits() -> None:
     noisy = flip_labels(data, 7, seed=1)
     assert noisy.flipped.sum() == 7 and (noisy.y_train[noisy.flipped] != data.y_train[noisy.flipped]).all()
     assert (noisy.y_train[~noisy.flipped] == data.y_train[~noisy.flipped]).all()
-    arms = [StudyArm("MLP", model="mlp", hidden=64, epochs=20, lr=5e-3, batch_size=128),
-            StudyArm("MLP + L1L2 head", model="mlp", hidden=64, epochs=20, lr=5e-3, batch_size=128, head_l1=1e-3, head_l2=1e-2)]
+    arms = [
+        StudyArm("MLP", model="mlp", hidden=64, epochs=20, lr=5e-3, batch_size=128),
+        StudyArm("MLP + L1L2 head", model="mlp", hidden=64, epochs=20, lr=5e-3, batch_size=128, head_l1=1e-3, head_l2=1e-2),
+    ]
     regime = NoiseRegime("≈0.5 %", 0.005, min_flipped=5)
     study = run_mislabel_roc(data, arms, [regime], n_runs=2, use_cache=False)
     assert len(study.runs) == 4 and all(r.flipped.sum() == regime.n_flipped(len(data.y_train)) for r in study.runs)

@@ -43,12 +43,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_signals_from_a_hand_made_matrix():
     """Two training rows, four validation samples of classes 0, 0, 1, 2 (harmful-positive IM)."""
-    im = torch.tensor([[0.0, -1.0, 3.0, 1.0],    # harms class 1 most → ncf = 1
-                       [-2.0, -1.0, 0.5, 0.0]], dtype=torch.float64)
+    im = torch.tensor(
+        [
+            [0.0, -1.0, 3.0, 1.0],  # harms class 1 most → ncf = 1
+            [-2.0, -1.0, 0.5, 0.0],
+        ],
+        dtype=torch.float64,
+    )
     y_rows = torch.tensor([0, 2])
     y_val = torch.tensor([0, 0, 1, 2])
-    counterfactual_im = torch.tensor([[4.0, 1.0, -1.0, 0.0],
-                                      [1.0, 0.0, 0.0, 2.0]], dtype=torch.float64)
+    counterfactual_im = torch.tensor([[4.0, 1.0, -1.0, 0.0], [1.0, 0.0, 0.0, 2.0]], dtype=torch.float64)
     seen: list[torch.Tensor] = []
 
     def counterfactual(labels: torch.Tensor) -> torch.Tensor:
@@ -132,18 +136,31 @@ def planted_2d():
     y_obs[MISLABELED] = (y_true[MISLABELED] + 1) % 3
     far = np.array([2.0, 14.0]) + 0.3 * rng.normal(size=(N_FAR, 2))
     ds = Dataset(
-        "planted2d", np.concatenate([x_tr, far]), np.concatenate([y_obs, np.full(N_FAR, 2)]), x_te, y_te,
-        ["a", "b", "c"], np.arange(N_BLOB + N_FAR), np.arange(150),
+        "planted2d",
+        np.concatenate([x_tr, far]),
+        np.concatenate([y_obs, np.full(N_FAR, 2)]),
+        x_te,
+        y_te,
+        ["a", "b", "c"],
+        np.arange(N_BLOB + N_FAR),
+        np.arange(150),
         y_train_clean=np.concatenate([y_true, np.full(N_FAR, 2)]),
     )
     run = RunConfig(
-        data=DataConfig(name="planted2d"), model=ModelConfig(kind="mlp", hidden=16, depth=1),
+        data=DataConfig(name="planted2d"),
+        model=ModelConfig(kind="mlp", hidden=16, depth=1),
         train=TrainConfig(optimizer="sgd", lr=0.1, epochs=30, batch_size=32, weight_decay=1e-4, n_checkpoints=10),
         method="tracin",
     )
     trained = train(run, dataset=ds, use_cache=False)
-    result = compute_signals(trained.model, trained.checkpoints, torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train),
-                             torch.from_numpy(ds.x_test), torch.from_numpy(ds.y_test))
+    result = compute_signals(
+        trained.model,
+        trained.checkpoints,
+        torch.from_numpy(ds.x_train),
+        torch.from_numpy(ds.y_train),
+        torch.from_numpy(ds.x_test),
+        torch.from_numpy(ds.y_test),
+    )
     return ds, y_true, result
 
 
@@ -249,8 +266,13 @@ def test_no_glitch_leaves_the_data_and_scores_nothing():
     assert same is ds and not truth.glitched.any()
     GlitchConfig(kind="none", ratio=0.0).validate()  # the ratio does not apply
     scores = np.random.default_rng(0).normal(size=len(ds.y_train))
-    result = SignalResult(scores={name: scores for name in SIGNALS}, ncf=ds.y_train, pcf=ds.y_train,
-                          cfrank_type=np.full(len(ds.y_train), "mislabeled", dtype=object), seconds=0.0)
+    result = SignalResult(
+        scores={name: scores for name in SIGNALS},
+        ncf=ds.y_train,
+        pcf=ds.y_train,
+        cfrank_type=np.full(len(ds.y_train), "mislabeled", dtype=object),
+        seconds=0.0,
+    )
     assert score_methods(result, truth, ds.y_train, {}) == []
 
 
@@ -365,14 +387,14 @@ def test_tracin_through_the_method_registry_equals_the_head_closed_form(planted_
 
     ds, _, closed = planted_2d
     run = RunConfig(
-        data=DataConfig(name="planted2d"), model=ModelConfig(kind="mlp", hidden=16, depth=1),
+        data=DataConfig(name="planted2d"),
+        model=ModelConfig(kind="mlp", hidden=16, depth=1),
         train=TrainConfig(optimizer="sgd", lr=0.1, epochs=30, batch_size=32, weight_decay=1e-4, n_checkpoints=10),
         method="tracin",
     )
     trained = train(run, dataset=ds, use_cache=False)
     x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
-    context = AttributionContext(trained.model, x, y, parameter_names(trained.model, "last_layer"), 1e-4,
-                                 checkpoints=trained.checkpoints)
+    context = AttributionContext(trained.model, x, y, parameter_names(trained.model, "last_layer"), 1e-4, checkpoints=trained.checkpoints)
     generic = compute_signals_by_method(fit_attributor("tracin", context), torch.from_numpy(ds.x_test), torch.from_numpy(ds.y_test), 3)
     for name in ("SI", "MI", "AAI", "GD-class", "CNCI"):
         np.testing.assert_allclose(generic.scores[name], closed.scores[name], rtol=1e-3, atol=1e-6 * np.abs(closed.scores[name]).max())

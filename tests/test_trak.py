@@ -44,8 +44,7 @@ def test_a_small_projection_differs_and_the_same_seed_gives_the_same_scores(trai
     names = parameter_names(model, "all")
 
     def scores(dim, seed):
-        context = AttributionContext(model, x, y, names, 1e-3, damping=1e-3, checkpoints=ckpts, seed=seed,
-                                     options={"projection_dim": dim})
+        context = AttributionContext(model, x, y, names, 1e-3, damping=1e-3, checkpoints=ckpts, seed=seed, options={"projection_dim": dim})
         return fit_attributor("trak", context).scores(PerSampleLoss(xt, yt))
 
     full = scores(64, 0)
@@ -67,6 +66,8 @@ def test_an_ensemble_needs_that_many_checkpoints_and_bad_knobs_are_refused(train
     names = parameter_names(model, "all")
     with pytest.raises(InputError, match="ensemble of 9 needs 9 saved checkpoints"):
         fit_attributor("trak", AttributionContext(model, x, y, names, 1e-3, checkpoints=ckpts, options={"ensemble": 9}))
-    assert fit_attributor("trak", AttributionContext(model, x, y, names, 1e-3, checkpoints=ckpts, options={"ensemble": 3})).note.endswith("3 model(s)")
+    assert fit_attributor("trak", AttributionContext(model, x, y, names, 1e-3, checkpoints=ckpts, options={"ensemble": 3})).note.endswith(
+        "3 model(s)"
+    )
     with pytest.raises(InputError, match="has no option rank; its options: projection_dim"):
         RunConfig(model=ModelConfig(kind="mlp"), method="trak", method_options=(("rank", 3),))

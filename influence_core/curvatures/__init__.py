@@ -148,12 +148,26 @@ def build_curvature(
     ``param_names`` must be all trainable parameters or exactly the ``head`` parameters; ``last_layer``
     always works on the head.
     """
-    request = CurvatureRequest(model, x, y, list(param_names), weight_decay, damping, task, batch_size, progress, memory_budget_bytes,
-                               dict(options or {}))
+    request = CurvatureRequest(
+        model, x, y, list(param_names), weight_decay, damping, task, batch_size, progress, memory_budget_bytes, dict(options or {})
+    )
     return fit_curvature(kind, request)
 
 
 __all__ = [
-    "AUTO", "REGISTRY", "Curvature", "CurvatureRequest", "assess", "build_curvature", "check_options", "curvature_label", "curvature_names",
-    "fit_curvature", "format_bytes", "get", "head_names", "memory_budget", "trainable_names",
+    "AUTO",
+    "REGISTRY",
+    "Curvature",
+    "CurvatureRequest",
+    "assess",
+    "build_curvature",
+    "check_options",
+    "curvature_label",
+    "curvature_names",
+    "fit_curvature",
+    "format_bytes",
+    "get",
+    "head_names",
+    "memory_budget",
+    "trainable_names",
 ]

@@ -215,8 +215,16 @@ class Curvature(ABC):
         """(k,) values gᵀ (H + damping·I)⁻¹ g, one per row."""
         return (grads * self.inverse_hvp(grads).to(grads.dtype)).sum(1)
 
-    def self_influence(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 2048, backend: str = "auto",
-                       progress: ProgressFn = silent, task: Task = CROSS_ENTROPY) -> torch.Tensor:
+    def self_influence(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        chunk_size: int = 2048,
+        backend: str = "auto",
+        progress: ProgressFn = silent,
+        task: Task = CROSS_ENTROPY,
+    ) -> torch.Tensor:
         """∇ℓ(z)ᵀ H⁻¹ ∇ℓ(z) for every sample, streamed over gradient chunks (backends with a fused form override it)."""
         from influence_core.gradients import iter_per_sample_grads
 

@@ -14,7 +14,10 @@ class ConjugateGradientCurvature(Curvature):
     name = "cg"
     label = "conjugate gradients on the GGN (curvlinops)"
     # not chosen by auto: it converges to what exact / kron already give, at one pass over the data per iteration
-    knobs = {"max_iter": f"most CG iterations (default {CG_MAX_ITER})", "tolerance": f"relative residual to stop at (default {CG_TOLERANCE:g})"}
+    knobs = {
+        "max_iter": f"most CG iterations (default {CG_MAX_ITER})",
+        "tolerance": f"relative residual to stop at (default {CG_TOLERANCE:g})",
+    }
 
     def __init__(self, operator, inverse, param_names, max_iter: int, tolerance: float):
         self.param_names = list(param_names)
@@ -36,8 +39,9 @@ class ConjugateGradientCurvature(Curvature):
 
         max_iter, tolerance = cls.option(request, "max_iter", CG_MAX_ITER), cls.option(request, "tolerance", CG_TOLERANCE)
         operator = damped_ggn(request)
-        inverse = CGInverseLinearOperator(operator, max_iter=max_iter, max_tridiag_iter=0, tolerance=tolerance, eps=1e-14,
-                                          stop_updating_after=1e-14)
+        inverse = CGInverseLinearOperator(
+            operator, max_iter=max_iter, max_tridiag_iter=0, tolerance=tolerance, eps=1e-14, stop_updating_after=1e-14
+        )
         return cls(operator, inverse, request.param_names, max_iter, tolerance)
 
     def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:

@@ -55,22 +55,32 @@ class DiagonalCurvature(Curvature):
             la = fit_laplace(request.model, request.x, request.y, subset_for(request, cls.name), "diag", prior, request.batch_size)
             request.progress(1.0, "fitted the diagonal GGN")
             return cls(la.posterior_precision.detach() / n, request.param_names)
-        return cls(_backpack_diagonal(request.model, request.x, request.y, prior, request.batch_size, request.progress) / n,
-                   request.param_names)
+        return cls(
+            _backpack_diagonal(request.model, request.x, request.y, prior, request.batch_size, request.progress) / n, request.param_names
+        )
 
     def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
         return grads / self.diagonal.to(grads.device)
 
-    def self_influence(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 2048, backend: str = "auto",
-                       progress: ProgressFn = silent, task: Task = CROSS_ENTROPY) -> torch.Tensor:
+    def self_influence(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        chunk_size: int = 2048,
+        backend: str = "auto",
+        progress: ProgressFn = silent,
+        task: Task = CROSS_ENTROPY,
+    ) -> torch.Tensor:
         from influence_core.gradients import per_sample_grad_sq_norms
 
         # Σ_j g_j² / d_j without forming the gradient rows of Linear layers
         return per_sample_grad_sq_norms(model, x, y, self.param_names, 1.0 / self.diagonal, chunk_size, backend, progress, task)
 
 
-def _backpack_diagonal(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prior: float, batch_size: int,
-                       progress: ProgressFn) -> torch.Tensor:
+def _backpack_diagonal(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, prior: float, batch_size: int, progress: ProgressFn
+) -> torch.Tensor:
     """Σ_i diag GGN_i + prior over all weights, from laplace-torch with its BackPACK backend.
 
     laplace-torch's default (curvlinops) diagonal materialises per-sample Jacobians over all weights

@@ -46,15 +46,18 @@ class EkfacCurvature(Curvature):
             raise InputError(f"EK-FAC here is a GGN of the cross-entropy; this task is {request.task.name}")
         request.model.eval()
         request.progress(0.0, "EK-FAC: Kronecker factors and corrected eigenvalues (curvlinops)")
-        operator = EKFACLinearOperator(request.model, nn.CrossEntropyLoss(reduction="mean"),
-                                       selected_parameters(request.model, request.param_names), batches(request),
-                                       fisher_type="type-2", check_deterministic=False, num_data=request.n_train)
+        operator = EKFACLinearOperator(
+            request.model,
+            nn.CrossEntropyLoss(reduction="mean"),
+            selected_parameters(request.model, request.param_names),
+            batches(request),
+            fisher_type="type-2",
+            check_deterministic=False,
+            num_data=request.n_train,
+        )
         inverse = KFACInverseLinearOperator(operator, damping=request.weight_decay + request.damping, use_exact_damping=True)
         request.progress(1.0, "EK-FAC fitted")
         return cls(inverse, request.param_names)
 
     def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
         return apply_in_chunks(self._inverse, grads)
-
-
-

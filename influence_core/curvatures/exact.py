@@ -116,8 +116,9 @@ class ExactCurvature(Curvature):
                 f"the exact Hessian over {request.profile.n_selected:,} parameters needs {format_bytes(need)} "
                 f"(budget {format_bytes(request.budget)}); use the auto, kron, diag or last-layer curvature"
             )
-        h = exact_hessian(request.model, request.x, request.y, names, request.weight_decay, exact_chunk_size(request),
-                          request.progress, request.task)
+        h = exact_hessian(
+            request.model, request.x, request.y, names, request.weight_decay, exact_chunk_size(request), request.progress, request.task
+        )
         h += request.damping * torch.eye(len(h), dtype=h.dtype, device=h.device)
         return cls(h, names, request.damping)
 

@@ -25,8 +25,16 @@ class IdentityCurvature(Curvature):
     def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
         return grads
 
-    def self_influence(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 2048, backend: str = "auto",
-                       progress: ProgressFn = silent, task: Task = CROSS_ENTROPY) -> torch.Tensor:
+    def self_influence(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        chunk_size: int = 2048,
+        backend: str = "auto",
+        progress: ProgressFn = silent,
+        task: Task = CROSS_ENTROPY,
+    ) -> torch.Tensor:
         from influence_core.gradients import per_sample_grad_sq_norms
 
         # ‖g‖² without forming the gradient rows of Linear layers

@@ -26,15 +26,20 @@ def largest_eigenvalue(operator, p: int, iterations: int = 30, seed: int = 0) ->
 class LissaCurvature(Curvature):
     name = "lissa"
     label = "LiSSA / Neumann series on the GGN (curvlinops)"
-    knobs = {"depth": f"terms of the series (default {LISSA_DEPTH})", "scale": "α, below 2 / λ_max (default: 1 / (1.05 λ_max), by power iteration)"}
+    knobs = {
+        "depth": f"terms of the series (default {LISSA_DEPTH})",
+        "scale": "α, below 2 / λ_max (default: 1 / (1.05 λ_max), by power iteration)",
+    }
 
     def __init__(self, operator, inverse, param_names, depth: int, scale: float, lambda_max: float, shift: float):
         self.param_names = list(param_names)
         self._operator, self._inverse = operator, inverse
         self.depth, self.scale = depth, scale
         # the slowest mode shrinks by (1 − α λ_min) per term: what is left after K terms
-        self.report = (f"LiSSA: {depth} terms, scale α = {scale:.3g} (λ_max ≈ {lambda_max:.3g}); the smallest mode "
-                       f"keeps {(1 - scale * shift) ** depth:.1e} of its error")
+        self.report = (
+            f"LiSSA: {depth} terms, scale α = {scale:.3g} (λ_max ≈ {lambda_max:.3g}); the smallest mode "
+            f"keeps {(1 - scale * shift) ** depth:.1e} of its error"
+        )
 
     @classmethod
     def estimate_bytes(cls, request: CurvatureRequest) -> int:

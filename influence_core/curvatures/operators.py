@@ -61,8 +61,14 @@ def ggn_operator(request: CurvatureRequest):
     if not isinstance(request.task, CrossEntropyTask):
         raise InputError(f"the iterative curvatures use the GGN of the cross-entropy; this task is {request.task.name}")
     request.model.eval()
-    return GGNLinearOperator(request.model, nn.CrossEntropyLoss(reduction="mean"), selected_parameters(request.model, request.param_names),
-                             batches(request), check_deterministic=False, num_data=request.n_train)
+    return GGNLinearOperator(
+        request.model,
+        nn.CrossEntropyLoss(reduction="mean"),
+        selected_parameters(request.model, request.param_names),
+        batches(request),
+        check_deterministic=False,
+        num_data=request.n_train,
+    )
 
 
 def damped_ggn(request: CurvatureRequest):

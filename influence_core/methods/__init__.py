@@ -46,4 +46,14 @@ def fit_attributor(name: str, context: AttributionContext, progress=None) -> Att
     return cls(context).fit(progress or silent)
 
 
-__all__ = ["REGISTRY", "AttributionContext", "Attributor", "check_method_options", "fit_attributor", "get", "method_label", "method_names", "stream_scores"]
+__all__ = [
+    "REGISTRY",
+    "AttributionContext",
+    "Attributor",
+    "check_method_options",
+    "fit_attributor",
+    "get",
+    "method_label",
+    "method_names",
+    "stream_scores",
+]

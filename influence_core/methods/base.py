@@ -105,8 +105,10 @@ class Attributor(ABC):
     @classmethod
     def unavailable_reason(cls, context: AttributionContext) -> Optional[str]:
         if cls.needs_checkpoints and not context.checkpoints:
-            return (f"{cls.label} needs saved training checkpoints: train with n_checkpoints ≥ 1 (your own model: give its "
-                    "earlier weight files with --checkpoint-file)")
+            return (
+                f"{cls.label} needs saved training checkpoints: train with n_checkpoints ≥ 1 (your own model: give its "
+                "earlier weight files with --checkpoint-file)"
+            )
         return None
 
     def fit(self, progress: ProgressFn = silent) -> "Attributor":

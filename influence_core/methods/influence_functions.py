@@ -19,8 +19,17 @@ class InfluenceFunction(Attributor):
 
     def fit(self, progress: ProgressFn = silent) -> "InfluenceFunction":
         c = self.context
-        request = CurvatureRequest(c.model, c.x_train, c.y_train, list(c.param_names), c.weight_decay, c.damping, c.task,
-                                   progress=progress, options=dict(c.curvature_options))
+        request = CurvatureRequest(
+            c.model,
+            c.x_train,
+            c.y_train,
+            list(c.param_names),
+            c.weight_decay,
+            c.damping,
+            c.task,
+            progress=progress,
+            options=dict(c.curvature_options),
+        )
         self.curvature = fit_curvature(c.curvature, request)
         return self
 
@@ -41,14 +50,19 @@ class InfluenceFunction(Attributor):
         c = self.context
         queries = measurement.query_gradients(c.model, self.param_names)
         pre = self.curvature.inverse_hvp(queries)
-        out, _ = stream_scores(c.model, self.param_names, c.x_train, c.y_train, pre, train_task or c.task, backend=c.backend,
-                               progress=progress)
+        out, _ = stream_scores(
+            c.model, self.param_names, c.x_train, c.y_train, pre, train_task or c.task, backend=c.backend, progress=progress
+        )
         return out.detach().cpu().numpy()
 
     def self_scores(self, progress: ProgressFn = silent) -> np.ndarray:
         c = self.context
-        return self.curvature.self_influence(c.model, c.x_train, c.y_train, backend=c.backend, progress=progress,
-                                             task=c.task).detach().cpu().numpy()
+        return (
+            self.curvature.self_influence(c.model, c.x_train, c.y_train, backend=c.backend, progress=progress, task=c.task)
+            .detach()
+            .cpu()
+            .numpy()
+        )
 
     def scores_and_self(self, measurement: Measurement, progress: ProgressFn = silent) -> tuple[np.ndarray, np.ndarray]:
         """Both in one pass over the training gradients (label bias scores many group queries and itself)."""

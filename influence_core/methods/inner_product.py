@@ -21,14 +21,19 @@ from influence_core.training import model_at
 
 def _ip(model: nn.Module, context, names, measurement: Measurement, train_task: Task, progress: ProgressFn) -> np.ndarray:
     queries = measurement.query_gradients(model, names)
-    out, _ = stream_scores(model, names, context.x_train, context.y_train, queries, train_task, backend=context.backend,
-                           progress=progress)
+    out, _ = stream_scores(model, names, context.x_train, context.y_train, queries, train_task, backend=context.backend, progress=progress)
     return out.detach().cpu().numpy().astype(np.float64)
 
 
 def _ip_self(model: nn.Module, context, names, progress: ProgressFn) -> np.ndarray:
-    return IdentityCurvature(names).self_influence(model, context.x_train, context.y_train, backend=context.backend,
-                                                   progress=progress, task=context.task).detach().cpu().numpy().astype(np.float64)
+    return (
+        IdentityCurvature(names)
+        .self_influence(model, context.x_train, context.y_train, backend=context.backend, progress=progress, task=context.task)
+        .detach()
+        .cpu()
+        .numpy()
+        .astype(np.float64)
+    )
 
 
 class InnerProduct(Attributor):

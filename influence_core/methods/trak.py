@@ -50,8 +50,10 @@ class RandomProjection:
 class Trak(Attributor):
     name = "trak"
     label = "TRAK (random projections)"
-    knobs = {"projection_dim": f"k, the projected dimension (default {PROJECTION_DIM})",
-             "ensemble": "models averaged: the run's last checkpoints (default 1: the trained model)"}
+    knobs = {
+        "projection_dim": f"k, the projected dimension (default {PROJECTION_DIM})",
+        "ensemble": "models averaged: the run's last checkpoints (default 1: the trained model)",
+    }
 
     def fit(self, progress: ProgressFn = silent) -> "Trak":
         c = self.context
@@ -74,16 +76,20 @@ class Trak(Attributor):
             q = 1.0 - probs.gather(1, c.y_train[:, None]).squeeze(1).to(features.dtype)
             moment = features.T.double() @ features.double() / len(features)
             shift = c.weight_decay + c.damping
-            kernel = (torch.linalg.pinv(moment, hermitian=True) if shift == 0
-                      else torch.linalg.inv(moment + shift * torch.eye(self.dim, dtype=torch.float64, device=moment.device)))
+            kernel = (
+                torch.linalg.pinv(moment, hermitian=True)
+                if shift == 0
+                else torch.linalg.inv(moment + shift * torch.eye(self.dim, dtype=torch.float64, device=moment.device))
+            )
             self.members.append((model, projection, features, q, kernel.to(features.dtype)))
         self.note = f"TRAK: k = {self.dim}, {len(self.members)} model(s)"
         return self
 
     def _project(self, model, projection, x, y, task: Task, progress: ProgressFn) -> torch.Tensor:
         rows = []
-        for _, g in iter_per_sample_grads(model, x, y, self.param_names, chunk_rows(projection.n_params), self.context.backend,
-                                          progress, task):
+        for _, g in iter_per_sample_grads(
+            model, x, y, self.param_names, chunk_rows(projection.n_params), self.context.backend, progress, task
+        ):
             rows.append(projection(g))
         return torch.cat(rows) if rows else torch.zeros(0, self.dim, device=x.device)
 
