@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from influence_core.device import default_device
+from influence_core.figures.regions import cut_figure
 from influence_core.regions import (
     ACASXU_LARGE,
     RegionConfig,
     boundary_distance_ratio,
-    cut_figure,
     make_cut,
     rank_cut_centres,
     run_region_study,

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from influence_core.device import default_device
-from influence_core.mislabel_roc import default_arms, load_study_data, roc_figure, run_mislabel_roc
+from influence_core.figures.mislabel_roc import roc_figure
+from influence_core.mislabel_roc import default_arms, load_study_data, run_mislabel_roc
 from influence_core.progress import tqdm_progress
 
 ROOT = Path(__file__).resolve().parents[1]

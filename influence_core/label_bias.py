@@ -31,7 +31,7 @@
    ``find_label_issues`` on out-of-fold probabilities as the baseline.
 5. What-if: relabel or remove the flagged samples and retrain with the same seed.
 
-Plotly figure builders for the page live at the end of this module.
+The page's figures live in ``influence_core.figures.label_bias``.
 """
 
 from __future__ import annotations
@@ -42,9 +42,7 @@ from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import nn
 
 from influence_core import cache, experiments
@@ -53,7 +51,7 @@ from influence_core.data.base import Dataset, likeliest_other_labels
 from influence_core.data.registry import peek_own_data
 from influence_core.errors import InputError
 from influence_core.methods import Attributor
-from influence_core.metrics import detection_at_threshold, detection_summary, threshold_sweep, tpr_at_fpr
+from influence_core.metrics import detection_at_threshold, detection_summary, tpr_at_fpr
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import GroupMeanLoss, PerSampleLoss, Stacked
 
@@ -632,123 +630,3 @@ def retrain_after_fix(
         "flipped_left": int(edited.flipped.sum()),
         "dataset": edited,
     }
-
-
-# -------------------------------------------------------------------------------------- figures
-
-FLIPPED_COLOUR, CLEAN_COLOUR = "#d62728", "#1f77b4"
-
-
-def influence_bar_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optional[float] = None, title: str = "") -> go.Figure:
-    """One bar per training sample (index order, as the paper's Fig. 3a), red = flipped, blue = clean."""
-    idx = np.arange(len(scores))
-    fig = go.Figure()
-    for mask, name, colour in ((~flipped, "clean", CLEAN_COLOUR), (flipped, "flipped", FLIPPED_COLOUR)):
-        fig.add_trace(
-            go.Bar(
-                x=idx[mask],
-                y=scores[mask],
-                name=f"{name} ({int(mask.sum())})",
-                marker_color=colour,
-                marker_line_width=0,
-                hovertemplate="row %{x}<br>score %{y:.3g}<extra>" + name + "</extra>",
-            )
-        )
-    if threshold is not None:
-        fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text=f"threshold {threshold:.3g}")
-    fig.update_layout(
-        height=340,
-        bargap=0,
-        margin=dict(l=10, r=10, t=40, b=10),
-        title=dict(text=title, font=dict(size=13)),
-        xaxis_title="training sample",
-        yaxis_title="score (positive = harmful)",
-        legend=dict(orientation="h", y=1.12),
-    )
-    return fig
-
-
-def threshold_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optional[float] = None) -> go.Figure:
-    """% of flipped and % of clean samples at or above each threshold (the paper's Fig. 3b)."""
-    sweep = threshold_sweep(scores, flipped, n=300)
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(x=sweep["threshold"], y=100 * sweep["positives_above"], name="flipped detected (%)", line_color=FLIPPED_COLOUR)
-    )
-    fig.add_trace(go.Scatter(x=sweep["threshold"], y=100 * sweep["negatives_above"], name="clean flagged (%)", line_color=CLEAN_COLOUR))
-    if threshold is not None:
-        fig.add_vline(x=threshold, line_dash="dash", line_color="black")
-    fig.update_layout(
-        height=340,
-        margin=dict(l=10, r=10, t=30, b=10),
-        xaxis_title="threshold",
-        yaxis_title="% at or above",
-        legend=dict(orientation="h", y=1.12),
-    )
-    return fig
-
-
-def score_histogram_figure(scores: np.ndarray, threshold: Optional[float] = None) -> go.Figure:
-    """How the scores spread, with the threshold: for labels without ground truth, a long right
-    tail of a few samples is what the threshold should cut."""
-    fig = go.Figure(
-        go.Histogram(
-            x=scores, nbinsx=80, marker_color=CLEAN_COLOUR, marker_line_width=0, hovertemplate="score %{x}<br>%{y} samples<extra></extra>"
-        )
-    )
-    if threshold is not None:
-        above = int(np.sum(scores >= threshold))
-        fig.add_vline(x=threshold, line_dash="dash", line_color="black", annotation_text=f"{above} at or above")
-    fig.update_layout(
-        height=340,
-        margin=dict(l=10, r=10, t=30, b=10),
-        xaxis_title="score (positive = harmful)",
-        yaxis=dict(title="training samples", type="log", dtick=1),
-        bargap=0,
-    )
-    return fig
-
-
-def detection_curves_figure(scores: dict[str, np.ndarray], flipped: np.ndarray, fpr_mark: float = 0.005) -> go.Figure:
-    """ROC (log FPR) and precision–recall curves of several scores against the flip mask."""
-    from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("ROC", "precision–recall"))
-    palette = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f"]
-    if not flipped.any() or flipped.all():
-        return fig
-    for k, (name, s) in enumerate(scores.items()):
-        colour = palette[k % len(palette)]
-        fprs, tprs, _ = roc_curve(flipped, s)
-        prec, rec, _ = precision_recall_curve(flipped, s)
-        label = f"{name} (AUROC {roc_auc_score(flipped, s):.3f})"
-        fig.add_trace(go.Scatter(x=np.maximum(fprs, 1e-4), y=tprs, name=label, line_color=colour, legendgroup=name), 1, 1)
-        fig.add_trace(go.Scatter(x=rec, y=prec, name=name, line_color=colour, legendgroup=name, showlegend=False), 1, 2)
-    fig.add_vline(x=fpr_mark, line_dash="dot", line_color="grey", row=1, col=1)
-    fig.update_xaxes(type="log", title="false-positive rate (clean flagged)", row=1, col=1)
-    fig.update_yaxes(title="true-positive rate (flipped detected)", row=1, col=1)
-    fig.update_xaxes(title="recall", row=1, col=2)
-    fig.update_yaxes(title="precision", row=1, col=2)
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
-    return fig
-
-
-def model_comparison_figure(metrics: dict[str, Any]) -> go.Figure:
-    """Held-out loss and accuracy of the clean and the noisy model side by side (step 1)."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("held-out loss", "held-out accuracy"))
-    names = [n for n in ("clean", "noisy") if n in metrics]
-    colours = {"clean": CLEAN_COLOUR, "noisy": FLIPPED_COLOUR}
-    for col, key in ((1, "loss"), (2, "accuracy")):
-        fig.add_trace(
-            go.Bar(
-                x=names,
-                y=[metrics[n]["test"][key] for n in names],
-                marker_color=[colours[n] for n in names],
-                text=[f"{metrics[n]['test'][key]:.3f}" for n in names],
-                showlegend=False,
-            ),
-            1,
-            col,
-        )
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
-    return fig

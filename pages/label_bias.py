@@ -8,6 +8,7 @@ from influence_core import label_bias as lb
 from influence_core.config import DataConfig
 from influence_core.data.registry import peek_own_data
 from influence_core.experiments import content_key
+from influence_core.figures import label_bias as lb_figures
 from influence_core.figures import sign_note
 from influence_core.metrics import detection_at_threshold
 from pages._pickers import curvature_picker, method_picker
@@ -173,7 +174,7 @@ k[3].metric("Misclassified held-out", m["n_misclassified"])
 k[4].metric("Compute", "cached" if m.get("scores_from_cache") and m.get("from_cache") else f"{m['total_seconds']:.1f} s on {m['device']}")
 if clean:
     with st.expander("Step 1: is the model hurt by the flipped labels?"):
-        st.plotly_chart(lb.model_comparison_figure(m), width="stretch", key="label_bias_models")
+        st.plotly_chart(lb_figures.model_comparison_figure(m), width="stretch", key="label_bias_models")
 
 st.subheader("Group level: which training samples hurt the misclassified held-out samples")
 names = list(result.scores)
@@ -239,7 +240,7 @@ if not truth:  # no ground truth: a second, independent opinion on which labels 
 left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(
-        lb.influence_bar_figure(scores, ds.flipped, threshold, title=lb.SCORE_DESCRIPTIONS[score_name]),
+        lb_figures.influence_bar_figure(scores, ds.flipped, threshold, title=lb.SCORE_DESCRIPTIONS[score_name]),
         width="stretch",
         key="label_bias_bars",
     )
@@ -260,14 +261,14 @@ with right:
             width="stretch",
             key="label_bias_confusion",
         )
-        st.plotly_chart(lb.threshold_figure(scores, ds.flipped, threshold), width="stretch", key="label_bias_sweep")
+        st.plotly_chart(lb_figures.threshold_figure(scores, ds.flipped, threshold), width="stretch", key="label_bias_sweep")
     else:
         st.markdown("**How the scores spread** (log count)")
-        st.plotly_chart(lb.score_histogram_figure(scores, threshold), width="stretch", key="label_bias_histogram")
+        st.plotly_chart(lb_figures.score_histogram_figure(scores, threshold), width="stretch", key="label_bias_histogram")
 
 if truth:
     with st.expander("Detection curves and every score against the ground truth", expanded=False):
-        st.plotly_chart(lb.detection_curves_figure(result.scores, ds.flipped), width="stretch", key="label_bias_curves")
+        st.plotly_chart(lb_figures.detection_curves_figure(result.scores, ds.flipped), width="stretch", key="label_bias_curves")
         st.dataframe(lb.detection_table(result), hide_index=True, width="stretch", key="label_bias_detection_table")
 
 flagged = lb.flagged_table(result, score_name, threshold, cleanlab_issues)

@@ -7,13 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from influence_core.data.acas import ACASXU_TAU_SECONDS, ADVISORIES, DEFAULT_ACASXU_FOLDER, HCAS_TAUS
-from influence_core.mislabel_roc import default_arms, load_study_data, roc_figure, run_mislabel_roc
+from influence_core.figures.mislabel_roc import roc_figure
+from influence_core.figures.regions import cut_figure, cut_title
+from influence_core.mislabel_roc import default_arms, load_study_data, run_mislabel_roc
 from influence_core.regions import (
     ACASXU_LARGE,
     RegionConfig,
     boundary_distance_ratio,
-    cut_figure,
-    cut_title,
     disagreement_summary,
     make_cut,
     rank_cut_centres,

@@ -208,3 +208,26 @@ def test_a_fit_stays_inside_the_budget_it_was_estimated_against(curvature):
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["need"] <= budget
     assert figures["grew"] <= budget + 48 * 2**20, figures  # allocator and first-call slack
+
+
+def test_the_core_never_imports_streamlit_and_its_computing_modules_build_no_figures():
+    """Layering (issue 14): pages lay out, ``influence_core.figures`` draws, the rest computes.
+
+    Importing every core module must load neither streamlit nor, outside ``figures``, plotly.
+    """
+    import pkgutil
+
+    import influence_core
+
+    modules = [
+        m.name
+        for m in pkgutil.walk_packages(influence_core.__path__, "influence_core.")
+        if ".figures" not in m.name and not m.name.endswith("__main__")
+    ]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'streamlit', 'plotly'}))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", f"the core loaded {loaded}"

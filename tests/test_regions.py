@@ -12,12 +12,12 @@ from influence_core.curvature import build_curvature
 from influence_core.data.acas import read_nnet
 from influence_core.errors import InputError
 from influence_core.experiments import tensors
+from influence_core.figures.regions import cut_figure
 from influence_core.influence import self_influence
 from influence_core.models import parameter_names
 from influence_core.regions import (
     RegionConfig,
     boundary_distance_ratio,
-    cut_figure,
     disagreement_summary,
     make_cut,
     rank_cut_centres,
@@ -211,7 +211,8 @@ def test_page_runs_the_mislabel_roc_study_on_request() -> None:
 
 
 def test_mislabel_roc_study_on_digits() -> None:
-    from influence_core.mislabel_roc import NoiseRegime, StudyArm, flip_labels, load_study_data, roc_figure, run_mislabel_roc
+    from influence_core.figures.mislabel_roc import roc_figure
+    from influence_core.mislabel_roc import NoiseRegime, StudyArm, flip_labels, load_study_data, run_mislabel_roc
 
     data = load_study_data("digits", seed=0)
     noisy = flip_labels(data, 7, seed=1)

@@ -1,0 +1,36 @@
+"""Plotly figures for the views, kept out of the computing modules (no streamlit here: pages only place them).
+
+``common`` holds the palettes and the figures several views share; each study's own figures sit in a
+module named after it (``figures.label_bias``, ``figures.regions``, ``figures.mislabel_roc``), imported
+on demand so a page pays only for the study it shows.
+"""
+
+from influence_core.figures.common import (
+    CLASS_COLOURS,
+    HARMFUL,
+    HELPFUL,
+    NEUTRAL,
+    SIGN_COLOURSCALE,
+    SIGN_LEGEND,
+    class_colourscale,
+    decision_region_figure,
+    epochs_figure,
+    marker_sizes,
+    retraining_check_figure,
+    sign_note,
+)
+
+__all__ = [
+    "CLASS_COLOURS",
+    "HARMFUL",
+    "HELPFUL",
+    "NEUTRAL",
+    "SIGN_COLOURSCALE",
+    "SIGN_LEGEND",
+    "class_colourscale",
+    "decision_region_figure",
+    "epochs_figure",
+    "marker_sizes",
+    "retraining_check_figure",
+    "sign_note",
+]

@@ -1,0 +1,122 @@
+"""Region cut figures: surrogate | oracle advisories with the slice's training points sized by Cook's distance."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from influence_core.figures.common import marker_sizes
+from influence_core.regions import ADVISORY_COLOURS, DISAGREE_COLOUR, Cut, RegionStudy, TableInfo
+
+
+def _label_with_unit(info: TableInfo, i: int) -> str:
+    unit = info.input_units[i] if i < len(info.input_units) else ""
+    return f"{info.input_names[i]} ({unit})" if unit else info.input_names[i]
+
+
+def cut_title(study: RegionStudy, cut: Cut) -> str:
+    """'ψ = 0.52 rad · Σ Cook 1.2e+01 · 3.1 % disagree' style caption of a cut."""
+    info = study.info
+    fixed = [f"{info.input_names[i]} = {cut.center_raw[i]:.3g}" for i in range(len(info.input_names)) if i not in cut.axes]
+    return " · ".join(fixed + [f"Σ Cook {cut.total_influence:.3g}", f"{cut.disagreement_fraction:.1%} disagree"])
+
+
+def cut_figure(study: RegionStudy, cut: Cut, height: int = 380) -> go.Figure:
+    """Surrogate | oracle advisories side by side; slice training points sized by Cook's distance.
+
+    Disagreement cells are hatched black on the surrogate panel. Scatter traces carry the
+    training position in ``customdata[0]`` so a page can centre a new cut on a clicked point.
+    """
+    names = study.dataset.class_names
+    k = len(names)
+    colours = [ADVISORY_COLOURS[i % len(ADVISORY_COLOURS)] for i in range(k)]
+    # a discrete colour scale: class i occupies [i/k, (i+1)/k]
+    scale = []
+    for i, c in enumerate(colours):
+        scale += [[i / k, c], [(i + 1) / k, c]]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("surrogate model", "oracle network"), shared_yaxes=True, horizontal_spacing=0.04)
+    xs, ys = cut.xx[0], cut.yy[:, 0]
+    sizes = marker_sizes(cut.point_cook, 4.0, 22.0) if len(cut.point_cook) else np.array([])
+    for col, labels in ((1, cut.model_labels), (2, cut.oracle_labels)):
+        fig.add_trace(
+            go.Heatmap(
+                x=xs,
+                y=ys,
+                z=labels,
+                zmin=-0.5,
+                zmax=k - 0.5,
+                colorscale=scale,
+                showscale=False,
+                customdata=np.asarray(names, dtype=object)[labels],
+                hovertemplate="%{customdata}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=cut.point_xy[:, 0],
+                y=cut.point_xy[:, 1],
+                mode="markers",
+                name="training points (size = Cook's distance)",
+                showlegend=col == 1,
+                # class indices through the discrete scale, not one colour string per point: plotly validates
+                # those one by one, which was most of a cut's render time
+                marker=dict(
+                    size=sizes,
+                    color=np.asarray(cut.point_labels, dtype=float),
+                    colorscale=scale,
+                    cmin=-0.5,
+                    cmax=k - 0.5,
+                    line=dict(width=1, color="black"),
+                ),
+                customdata=np.c_[cut.point_positions, cut.point_cook],
+                hovertemplate="train #%{customdata[0]}<br>Cook's distance %{customdata[1]:.3g}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    bad = cut.disagreement
+    if bad.any():
+        fig.add_trace(
+            go.Scatter(
+                x=cut.xx[bad],
+                y=cut.yy[bad],
+                mode="markers",
+                name="surrogate ≠ oracle",
+                marker=dict(symbol="x-thin", size=4, color=DISAGREE_COLOUR, line=dict(width=1, color=DISAGREE_COLOUR)),
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
+    for i, name in enumerate(names):  # legend entries for the advisory colours
+        fig.add_trace(
+            go.Scatter(x=[None], y=[None], mode="markers", name=name, marker=dict(size=10, symbol="square", color=colours[i])), row=1, col=2
+        )
+    if cut.seed_position is not None:
+        centre = study.x_train_raw[cut.seed_position][list(cut.axes)]
+        fig.add_trace(
+            go.Scatter(
+                x=[centre[0]],
+                y=[centre[1]],
+                mode="markers",
+                name="cut centre",
+                marker=dict(symbol="star", size=14, color="gold", line=dict(width=1, color="black")),
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
+    a, b = cut.axes
+    fig.update_xaxes(title_text=_label_with_unit(study.info, a))
+    fig.update_yaxes(title_text=_label_with_unit(study.info, b), row=1, col=1)
+    # the legend sits in a bottom margin of its own: placed in plot coordinates it covered the x-axis title
+    fig.update_layout(
+        height=height + 60,
+        margin=dict(l=10, r=10, t=30, b=90),
+        legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom"),
+        clickmode="event+select",
+    )
+    return fig
