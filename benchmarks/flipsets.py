@@ -178,7 +178,9 @@ def section_synthetic() -> None:
             target("moons MLP: IP ranks flipped points above clean ones (AUROC > 0.5)", f"AUROC {c.auroc['ip']:.3f}", c.auroc["ip"] > 0.5)
     for impact in ("fairness", "robustness"):
         ds = fs.inject_group_bias(hf.synthetic_flip_dataset("blobs", 0), 0.4, 0.9, seed=0).dataset
-        r = hf.hessian_free_scores(hf.synthetic_config("blobs"), ds, impact, ("influence", "ip"), use_cache=False)
+        r = hf.hessian_free_scores(
+            hf.impact_study(hf.synthetic_config("blobs"), impact=impact, methods=("influence", "ip")), ds, use_cache=False
+        )
         print(f"  blobs + biased group, impact={impact}: IF vs IP Pearson {r.correlation()['pearson']:.3f}")
 
 
@@ -208,7 +210,7 @@ def section_trim(quick: bool, balance: str = "none", n_seeds: int = 50) -> None:
     not_lower, raised_noisy = [], []
     for name, cfg, ds, noisy in cases:
         start = time.perf_counter()
-        tr = hf.trim_and_retrain(cfg, ds, seeds=seeds, use_cache=False, balance=balance)
+        tr = hf.trim_and_retrain(hf.impact_study(cfg, trim_seeds=seeds, trim_balance=balance), ds, use_cache=False)
         table = tr.table()
         print(f"  {name} ({time.perf_counter() - start:.1f} s)")
         print("    " + table.drop(columns=["key"]).to_string(index=False, float_format=lambda v: f"{v:.3f}").replace("\n", "\n    "))
@@ -226,7 +228,9 @@ def section_trim(quick: bool, balance: str = "none", n_seeds: int = 50) -> None:
     if not quick:
         try:
             mnist = load_data(RunConfig(data=DataConfig(name="mnist", classes=(4, 9), n_train=2000, n_test=1000)))
-            tr = hf.trim_and_retrain(logreg(), fs.add_label_noise(mnist, 0.2, 0), seeds=seeds[:5], use_cache=False, balance=balance)
+            tr = hf.trim_and_retrain(
+                hf.impact_study(logreg(), trim_seeds=seeds[:5], trim_balance=balance), fs.add_label_noise(mnist, 0.2, 0), use_cache=False
+            )
             print("  MNIST 4 vs 9, 2000 train, 20% noise")
             print(
                 "    " + tr.table().drop(columns=["key"]).to_string(index=False, float_format=lambda v: f"{v:.3f}").replace("\n", "\n    ")
@@ -234,7 +238,7 @@ def section_trim(quick: bool, balance: str = "none", n_seeds: int = 50) -> None:
         except Exception as err:  # noqa: BLE001
             print(f"  (MNIST skipped: {err})")
     ds = fs.inject_group_bias(bc, 0.4, 0.9, seed=0).dataset
-    tr = hf.trim_and_retrain(logreg(), ds, impact="fairness", seeds=seeds, use_cache=False, balance=balance)
+    tr = hf.trim_and_retrain(hf.impact_study(logreg(), impact="fairness", trim_seeds=seeds, trim_balance=balance), ds, use_cache=False)
     print("  breast cancer with a labeling bias against group 1, trimmed by fairness (DP) influence:")
     print("    " + tr.table().drop(columns=["key"]).to_string(index=False, float_format=lambda v: f"{v:.3f}").replace("\n", "\n    "))
 

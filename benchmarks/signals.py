@@ -57,9 +57,9 @@ def run_scenario(name: str, dataset: str, kind: str, args: argparse.Namespace, c
         )
         if csv_path:
             run = run.replace(data=DataConfig(name="csv", path=csv_path, label_column="target", test_fraction=0.3, n_train=0, n_test=0))
-        glitch = GlitchConfig(kind=kind, ratio=0.1, val_fraction=0.5, cleanlab_folds=args.cleanlab_folds)
+        run = run.with_study(GlitchConfig(kind=kind, ratio=0.1, val_fraction=0.5, cleanlab_folds=args.cleanlab_folds))
         start = time.perf_counter()
-        report = detect_glitches(run, glitch, use_cache=False)
+        report = detect_glitches(run, use_cache=False)
         wall = time.perf_counter() - start
         m = report.metrics
         tables.append({row["method"]: row for row in report.table})

@@ -97,6 +97,9 @@ class RunConfig:
     method: str = "influence"
     seed: int = 0
     method_options: tuple[tuple[str, Any], ...] = ()  # the method's knobs as (name, value) pairs, e.g. (("projection_dim", 256),)
+    # a study's own settings (the glitch to inject, the oracle table, the trim share, ...) as (name, value) pairs
+    # headed by ("study", its name): with them inside, this one hash covers every setting of a run
+    study: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -164,7 +167,22 @@ class RunConfig:
             method=d.get("method", "influence"),
             seed=int(d.get("seed", 0)),
             method_options=tuple(tuple(pair) for pair in d.get("method_options", ())),
+            study=tuple((name, tuple(v) if isinstance(v, list) else v) for name, v in d.get("study", ())),
         )
+
+    def with_study(self, settings: Any) -> "RunConfig":
+        """A copy whose hashed ``study`` holds ``settings`` (a frozen dataclass of plain values, validated here)."""
+        settings.validate()
+        pairs = (("study", type(settings).__name__),) + tuple(sorted(dataclasses.asdict(settings).items()))
+        return dataclasses.replace(self, study=pairs)
+
+    def study_settings(self, kind: type) -> Any:
+        """The study settings of class ``kind`` that :meth:`with_study` stored (InputError when it holds another study's)."""
+        values = dict(self.study)
+        name = values.pop("study", None)
+        if name != kind.__name__:
+            raise InputError(f"this run config holds {name or 'no'} study settings, not {kind.__name__}")
+        return kind(**values)
 
     def replace(self, **changes: Any) -> "RunConfig":
         """A copy with top-level fields or nested ones (``data__noise="uniform"``) changed."""

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from influence_core import cache
-from influence_core.config import RunConfig
+from influence_core.config import DataConfig, RunConfig
 from influence_core.data.base import Dataset, split_indices
 from influence_core.errors import InputError
 from influence_core.methods import AttributionContext, fit_attributor
@@ -681,7 +681,6 @@ def what_if_dataset(
     id_column: Optional[str] = None,
 ) -> Dataset:
     """The datasets the What-if page offers, with optional extra uniform label noise (seeded)."""
-    from influence_core.config import DataConfig
     from influence_core.data.registry import load_dataset
     from influence_core.hessian_free import synthetic_flip_dataset
 
@@ -703,15 +702,46 @@ def what_if_dataset(
     return add_label_noise(ds, extra_noise, seed + 7) if extra_noise > 0 else ds
 
 
-def what_if_config(model_kind: str = "logreg", weight_decay: float = 1e-2, seed: int = 0, method: str = "influence") -> RunConfig:
+def what_if_data(
+    name: str,
+    classes: tuple[int, int] = (3, 8),
+    extra_noise: float = 0.0,
+    csv_path: Optional[str] = None,
+    label_column: Optional[str] = None,
+    id_column: Optional[str] = None,
+) -> DataConfig:
+    """The dataset :func:`what_if_dataset` builds from these settings, as a run config names it: with it in
+    :func:`what_if_config`, the config's hash (and its content key, for a CSV) covers the data too."""
+
+    return DataConfig(
+        name=name,
+        path=csv_path if name == "csv" else None,
+        label_column=label_column if name == "csv" else None,
+        id_column=id_column if name == "csv" else None,
+        classes=tuple(int(c) for c in classes) if name in ("digits", "mnist") else None,
+        noise="uniform" if extra_noise > 0 else "none",
+        noise_fraction=float(extra_noise),
+    )
+
+
+def what_if_config(
+    model_kind: str = "logreg",
+    weight_decay: float = 1e-2,
+    seed: int = 0,
+    method: str = "influence",
+    data: Optional[DataConfig] = None,
+) -> RunConfig:
     """L2 logistic regression (L-BFGS to the optimum, exact Hessian) or a 2×32 ReLU MLP (Adam, full batch,
     last-layer GGN curvature via laplace-torch: the MLP's full Hessian is often indefinite). ``method``: any
-    registered method that needs no checkpoints (flip sets are found at the trained model)."""
-    from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, TrainConfig
+    registered method that needs no checkpoints (flip sets are found at the trained model). ``data``: the
+    dataset as :func:`what_if_data` names it (blobs, the page's first choice, when not given)."""
+    from influence_core.config import CurvatureConfig, ModelConfig, TrainConfig
+
+    data = data or what_if_data("blobs")
 
     if model_kind == "logreg":
         return RunConfig(
-            data=DataConfig(name="csv"),
+            data=data,
             model=ModelConfig(kind="logreg"),
             train=TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, n_checkpoints=5),
             method=method,
@@ -719,7 +749,7 @@ def what_if_config(model_kind: str = "logreg", weight_decay: float = 1e-2, seed:
         )
     if model_kind == "mlp":
         return RunConfig(
-            data=DataConfig(name="csv"),
+            data=data,
             model=ModelConfig(kind="mlp", hidden=32, depth=2),
             train=TrainConfig(optimizer="adam", lr=0.01, epochs=500, weight_decay=weight_decay, n_checkpoints=5),
             curvature=CurvatureConfig(kind="last_layer", damping=0.01),

@@ -16,7 +16,7 @@ Trim-and-retrain removes the most harmful share of the training set and retrains
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -38,6 +38,61 @@ METHODS = method_names()  # the registry's, in its order
 def method_title(key: str) -> str:
     """A method's name for tables and plots (also the trim study's baseline and leave-one-out)."""
     return {"none": "untrimmed", "loo": "leave-one-out"}.get(key) or method_label(key)
+
+
+TRIM_BALANCE = ("none", "class", "auto")
+TRIM_METHODS = ("ip", "ip_ensemble", "tracin", "influence")
+
+
+@dataclass(frozen=True)
+class ImpactStudy:
+    """Every setting of a Hessian-free study, kept in the run config's hashed ``study`` (:func:`impact_study`).
+
+    What is scored: the ``impact`` f on the validation set, by ``methods`` (IP Ensemble: ``ensemble_size``
+    dropout models at ``dropout_rate``; robustness: the attack's step ``gamma``). What the trim study does:
+    removes the ``trim_fraction`` most harmful rows picked by ``trim_balance`` (see :func:`trim_selection`) for
+    each of ``trim_methods``, retrained once per seed in ``trim_seeds``."""
+
+    impact: str = "utility"
+    methods: tuple[str, ...] = tuple(METHODS)
+    ensemble_size: int = 20
+    dropout_rate: float = 0.05
+    gamma: float = 1.5
+    trim_methods: tuple[str, ...] = TRIM_METHODS
+    trim_fraction: float = 0.05
+    trim_seeds: tuple[int, ...] = (0, 1, 2)
+    trim_balance: str = "none"
+
+    def validate(self) -> None:
+        unknown = [m for m in (*self.methods, *self.trim_methods) if m not in METHODS]
+        checks = [
+            (self.impact in IMPACTS, f"impact must be one of {IMPACTS}, got {self.impact!r}"),
+            (not unknown, f"unknown methods {unknown}; choose from {METHODS}"),
+            (len(self.methods) > 0 and len(self.trim_methods) > 0, "choose at least one method"),
+            (self.ensemble_size >= 1, f"the IP ensemble needs at least one model, got {self.ensemble_size}"),
+            (0.0 <= self.dropout_rate < 1.0, f"the dropout rate must be in [0, 1), got {self.dropout_rate}"),
+            (self.gamma > 0, f"the attack step γ must be > 0, got {self.gamma}"),
+            (0 < self.trim_fraction < 0.5, f"the trim fraction must be in (0, 0.5), got {self.trim_fraction}"),
+            (len(self.trim_seeds) > 0, "give at least one seed"),
+            (self.trim_balance in TRIM_BALANCE, f"balance must be one of {TRIM_BALANCE}, got {self.trim_balance!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+
+
+def impact_study(config: RunConfig, **settings: Any) -> RunConfig:
+    """``config`` with these :class:`ImpactStudy` settings in its hashed ``study`` (the rest at their defaults);
+    sequences become tuples so the config stays hashable."""
+    settings = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in settings.items()}
+    if "trim_seeds" in settings:
+        settings["trim_seeds"] = tuple(int(s) for s in settings["trim_seeds"])
+    return config.with_study(ImpactStudy(**settings))
+
+
+def study_of(config: RunConfig) -> ImpactStudy:
+    """The Hessian-free settings a config holds (the defaults when it holds none)."""
+    return config.study_settings(ImpactStudy) if config.study else ImpactStudy()
 
 
 # ------------------------------------------------------------------------------ impact functions
@@ -182,28 +237,18 @@ def _val_tensors(model: nn.Module, ds: Dataset) -> tuple[torch.Tensor, ...]:
 
 
 def hessian_free_scores(
-    config: RunConfig,
-    dataset: Optional[Dataset] = None,
-    impact: str = "utility",
-    methods: Sequence[str] = METHODS,
-    ensemble_size: int = 20,
-    dropout_rate: float = 0.05,
-    gamma: float = 1.5,
-    progress: ProgressFn = silent,
-    use_cache: bool = True,
+    config: RunConfig, dataset: Optional[Dataset] = None, progress: ProgressFn = silent, use_cache: bool = True
 ) -> HessianFreeResult:
-    """Train (engine cache) and score every training point by the chosen methods; the dataset's test split is the validation set.
+    """Train (engine cache) and score every training point by the study's methods on its impact (the config's
+    :class:`ImpactStudy`, see :func:`impact_study`); the dataset's test split is the validation set.
 
     Logistic regression is polished to its optimum in float64 (influence assumes one).
     """
     from influence_core.experiments import load_data, train
     from influence_core.training import evaluate, polished_convex
 
-    if impact not in IMPACTS:
-        raise InputError(f"impact must be one of {IMPACTS}, got {impact!r}")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise InputError(f"unknown methods {unknown}; choose from {METHODS}")  # before any training
+    study = study_of(config)  # validated: bad settings stop here, before any training
+    impact, methods = study.impact, study.methods
     ds = dataset if dataset is not None else load_data(config)
     if len(ds.y_test) == 0:
         raise InputError("the validation (test) split is empty: set a test fraction above 0")
@@ -234,10 +279,10 @@ def hessian_free_scores(
             damping,
             config.curvature.kind,
             config.seed,
-            gamma,
+            study.gamma,
             step,
-            ensemble_size=ensemble_size,
-            dropout_rate=dropout_rate,
+            ensemble_size=study.ensemble_size,
+            dropout_rate=study.dropout_rate,
         )
     metrics = {"train": evaluate(model, x, y), "validation": evaluate(model, xv, yv)}
     progress(1.0, "scores ready")
@@ -320,7 +365,7 @@ def synthetic_check(
     from influence_core.metrics import auroc
 
     ds = synthetic_flip_dataset(name, seed)
-    result = hessian_free_scores(synthetic_config(name, seed), ds, "utility", methods, progress=progress, use_cache=use_cache)
+    result = hessian_free_scores(impact_study(synthetic_config(name, seed), methods=methods), ds, progress=progress, use_cache=use_cache)
     corr = (
         result.correlation("influence", "ip")
         if {"influence", "ip"} <= set(methods)
@@ -400,9 +445,6 @@ class TrimResult:
         return pd.DataFrame(rows)
 
 
-TRIM_BALANCE = ("none", "class", "auto")
-
-
 def trim_selection(scores: np.ndarray, labels: np.ndarray, n_remove: int, balance: str = "none") -> np.ndarray:
     """Training rows to remove: the ``n_remove`` highest scores (most harmful), globally (``"none"``) or per training
     label (``"class"``: each label gives up its share of ``n_remove``, largest remainders first, so the label
@@ -429,19 +471,7 @@ def trim_selection(scores: np.ndarray, labels: np.ndarray, n_remove: int, balanc
     return np.sort(np.concatenate(picks))
 
 
-def trim_and_retrain(
-    config: RunConfig,
-    dataset: Dataset,
-    methods: Sequence[str] = ("ip", "ip_ensemble", "tracin", "influence"),
-    impact: str = "utility",
-    fraction: float = 0.05,
-    seeds: Sequence[int] = (0, 1, 2),
-    ensemble_size: int = 20,
-    dropout_rate: float = 0.05,
-    progress: ProgressFn = silent,
-    use_cache: bool = True,
-    balance: str = "none",
-) -> TrimResult:
+def trim_and_retrain(config: RunConfig, dataset: Dataset, progress: ProgressFn = silent, use_cache: bool = True) -> TrimResult:
     """Per seed: split the test set into a validation half (scored on) and a held-out half, train with that seed,
     remove the ``fraction`` most harmful training rows per method, retrain with the same seed and measure accuracy
     and DP gap on the held-out half; the untrimmed model is the baseline. The input dataset is not modified.
@@ -451,12 +481,9 @@ def trim_and_retrain(
     loss on the *validation* half after retraining (the held-out half is never used to choose)."""
     from influence_core.experiments import predict_proba, train
 
-    if not 0 < fraction < 0.5:
-        raise InputError(f"the trim fraction must be in (0, 0.5), got {fraction}")
-    if balance not in TRIM_BALANCE:
-        raise InputError(f"balance must be one of {TRIM_BALANCE}, got {balance!r}")
-    if not seeds:
-        raise InputError("give at least one seed")
+    study = study_of(config)
+    methods, impact, fraction, seeds, balance = study.trim_methods, study.impact, study.trim_fraction, study.trim_seeds, study.trim_balance
+    config = config.with_study(replace(study, methods=methods))  # each seed scores exactly the trimmed methods
     variants = ["none", *methods]
     accuracy: dict[str, list[float]] = {m: [] for m in variants}
     fairness: dict[str, list[float]] = {m: [] for m in variants}
@@ -468,9 +495,7 @@ def trim_and_retrain(
         step = scaled(progress, j / len(seeds), (j + 1) / len(seeds))
         cfg = config.replace(seed=int(seed))
         as_val, as_test = validation_split(dataset, int(seed))
-        scored = hessian_free_scores(
-            cfg, as_val, impact, methods, ensemble_size, dropout_rate, progress=scaled(step, 0, 0.4), use_cache=use_cache
-        )
+        scored = hessian_free_scores(cfg, as_val, progress=scaled(step, 0, 0.4), use_cache=use_cache)
         drop = {m: trim_selection(scored.scores[m], dataset.y_train, n_remove, "class" if balance == "class" else "none") for m in methods}
         for m in methods:
             chosen[m].append("class" if balance == "class" else "none")

@@ -107,9 +107,13 @@ class RegionConfig:
         return min(self.batch_size, cap) if self.batch_size > 0 else cap
 
     def run_config(self) -> RunConfig:
-        """The engine config of the surrogate: ReLU MLP, Adam in mini-batches, last-layer curvature."""
+        """The engine config of the surrogate: ReLU MLP, Adam in mini-batches, last-layer curvature.
+
+        Its data names the oracle's table (family and network), and its hashed
+        ``study`` holds this whole region config, so the engine's key covers every setting of the study."""
         return RunConfig(
-            data=DataConfig(name="oracle_table"),
+            # the n_points sampled from the oracle's input box, a stratified 20 % held out (build_table's split)
+            data=DataConfig(name=f"{self.family}_table", path=self.path, n_train=self.n_points, n_test=0, test_fraction=0.2),
             model=ModelConfig(kind="mlp", hidden=self.hidden, depth=self.depth, activation="relu"),
             train=TrainConfig(
                 epochs=self.epochs,
@@ -123,7 +127,7 @@ class RegionConfig:
             curvature=CurvatureConfig(kind=self.curvature, damping=self.damping, params="last_layer"),
             method=self.method,
             seed=self.seed,
-        )
+        ).with_study(self)
 
 
 def load_oracle(config: RegionConfig) -> OracleNet:

@@ -525,13 +525,15 @@ def signal_run_config(
     id_column: Optional[str] = None,
     image_size: Optional[int] = None,
     method: str = "tracin",
+    glitch: Optional[GlitchConfig] = None,
 ) -> RunConfig:
     """A run config that trains with plain SGD (no momentum) and 10 checkpoints, as TracIn assumes; influence is taken
     over the last layer (the paper's setting) by ``method`` (TracIn by default: its closed form).
 
     Learning rates and epochs are set per model so each reaches good accuracy on digits / MNIST.
     ``dataset`` "csv" / "image_folder" reads the user's data at ``path`` (CSV: ``label_column``,
-    optional ``id_column``; images resized to ``image_size``, the loader's default when None).
+    optional ``id_column``; images resized to ``image_size``, the loader's default when None). ``glitch``:
+    what to inject, kept in the config's hashed ``study`` (the paper's singular-class flip by default).
     """
     if model == "cnn":
         train_cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=epochs or 15, batch_size=64, weight_decay=1e-4, n_checkpoints=10)
@@ -551,7 +553,7 @@ def signal_run_config(
         curvature=CurvatureConfig(kind="auto", params="last_layer"),
         method=method,
         seed=seed,
-    )
+    ).with_study(glitch or GlitchConfig())
 
 
 def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, np.ndarray, np.ndarray, np.ndarray]:
@@ -623,13 +625,19 @@ def _prepare(run: RunConfig, glitch: GlitchConfig) -> tuple[Dataset, np.ndarray,
 
 def detect_glitches(
     run: RunConfig,
-    glitch: GlitchConfig,
+    glitch: Optional[GlitchConfig] = None,
     progress: ProgressFn = silent,
     use_cache: bool = True,
 ) -> GlitchReport:
-    """Inject glitches, train (SGD + checkpoints), compute every signal and baseline, score them. Cached."""
+    """Inject glitches, train (SGD + checkpoints), compute every signal and baseline, score them. Cached.
+
+    The glitch settings live in the run's hashed ``study`` (``run.with_study(GlitchConfig(...))``, as
+    :func:`signal_run_config` does); ``glitch``, when given, is put there first."""
     from influence_core.experiments import _training_payload, dataset_fingerprint, fit_method, train
 
+    if glitch is not None:
+        run = run.with_study(glitch)
+    glitch = run.study_settings(GlitchConfig)
     progress(0.0, "loading data and injecting glitches")
     ds, x_val, y_val, ids_val, truth = _prepare(run, glitch)
     trained = train(run, scaled(progress, 0.02, 0.45), use_cache, ds)
@@ -639,7 +647,7 @@ def detect_glitches(
 
     payload = {
         "training": _training_payload(run, ds),
-        "glitch": asdict(glitch),
+        "study": list(run.study),
         "method": run.method,
         "curvature": asdict(run.curvature),
         "validation": dataset_fingerprint(replace(ds, x_test=x_val, y_test=y_val, ids_test=ids_val, groups_test=None)),

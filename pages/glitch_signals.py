@@ -95,17 +95,19 @@ run = run_or_explain(
     id_column=mine.id_column,
     image_size=mine.image_size,
     method=method,
+    glitch=GlitchConfig(
+        kind=kind, ratio=float(ratio), val_fraction=float(val_fraction), include_bias=include_bias, cleanlab_folds=int(folds)
+    ),
 )
 if run is None:
     st.stop()
-glitch = GlitchConfig(kind=kind, ratio=float(ratio), val_fraction=float(val_fraction), include_bias=include_bias, cleanlab_folds=int(folds))
-run_key = f"glitch:{content_key(run)}:{glitch}"
+run_key = f"glitch:{content_key(run)}"  # the glitch settings are inside the run config's hash
 
 
 def _compute():
     what = "Training" if kind == "none" else "Injecting glitches, training"
     with progress_status(f"{what}, computing signals and baselines") as report:
-        return detect_glitches(run, glitch, progress=report)
+        return detect_glitches(run, progress=report)
 
 
 report = memoised(run_key, lambda: run_or_explain(_compute))

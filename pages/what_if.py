@@ -62,8 +62,8 @@ if name == "csv" and not label_column:
     if not csv_path:
         st.info("Name your CSV above: numeric feature columns and a label column with two classes.")
     st.stop()
-config = fs.what_if_config(model_kind, weight_decay, seed, method)
-run_key = f"whatif:{name}:{classes}:{csv_path}:{label_column}:{id_column}:{noise}:{tau}:{output}:{content_key(config, csv_path)}"
+config = fs.what_if_config(model_kind, weight_decay, seed, method, fs.what_if_data(name, classes, noise, csv_path, label_column, id_column))
+run_key = f"whatif:{tau}:{output}:{content_key(config)}"  # the config names the data (and keys a CSV's content)
 
 
 def _compute():
@@ -348,7 +348,7 @@ with tab_cmp:
 
         def _scores():
             with progress_status("Scoring training points") as report:
-                return hf.hessian_free_scores(config, scored_ds, impact, progress=report)
+                return hf.hessian_free_scores(hf.impact_study(config, impact=impact), scored_ds, progress=report)
 
         scored = memoised(run_key + ":hf:" + impact, lambda: run_or_explain(_scores))
         if scored is not None:
@@ -531,7 +531,7 @@ with tab_trim:
 
         def _trim():
             with progress_status("Trimming and retraining") as report:
-                return hf.trim_and_retrain(config, data, impact=trim_impact, seeds=tuple(range(n_seeds)), progress=report)
+                return hf.trim_and_retrain(hf.impact_study(config, impact=trim_impact, trim_seeds=range(n_seeds)), data, progress=report)
 
         trimmed = memoised(run_key + f":trim:{trim_impact}:{n_seeds}", lambda: run_or_explain(_trim))
         if trimmed is not None:

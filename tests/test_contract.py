@@ -231,3 +231,32 @@ def test_the_core_never_imports_streamlit_and_its_computing_modules_build_no_fig
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", f"the core loaded {loaded}"
+
+
+def test_every_study_setting_is_inside_the_one_hashed_config():
+    """Glitch, region and Hessian-free settings live in RunConfig.study: they change the key, survive a JSON round
+    trip, are validated on the way in, and a config never hands back another study's settings."""
+    from influence_core import hessian_free as hf
+    from influence_core.config import RunConfig
+    from influence_core.regions import RegionConfig
+    from influence_core.signals import GlitchConfig, signal_run_config
+
+    a = signal_run_config("digits", glitch=GlitchConfig(kind="uniform", ratio=0.1))
+    b = signal_run_config("digits", glitch=GlitchConfig(kind="uniform", ratio=0.2))
+    assert a.key() != b.key()
+    again = RunConfig.from_dict(json.loads(a.to_json()))
+    assert again.key() == a.key() and again.study_settings(GlitchConfig) == GlitchConfig(kind="uniform", ratio=0.1)
+    with pytest.raises(InputError, match="ratio"):
+        signal_run_config("digits", glitch=GlitchConfig(kind="uniform", ratio=0.9))
+    with pytest.raises(InputError, match="GlitchConfig"):
+        a.study_settings(RegionConfig)
+
+    region = RegionConfig(family="hcas", n_points=500).run_config()
+    assert region.data.name == "hcas_table" and region.study_settings(RegionConfig).n_points == 500
+    assert RegionConfig(family="hcas", n_points=600).run_config().key() != region.key()
+
+    trim = hf.impact_study(hf.synthetic_config("blobs"), trim_seeds=[0, 1], impact="fairness")
+    assert hf.study_of(trim).trim_seeds == (0, 1) and hf.study_of(trim).impact == "fairness"
+    assert RunConfig.from_dict(json.loads(trim.to_json())) == trim  # hashable, and lists come back as tuples
+    with pytest.raises(InputError, match="impact"):
+        hf.impact_study(hf.synthetic_config("blobs"), impact="speed")

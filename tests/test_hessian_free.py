@@ -103,7 +103,9 @@ def test_blobs_ip_tracks_exact_if_and_both_track_leave_one_out():
     # fairness and robustness impacts run end to end on a biased copy, IF and IP agree in sign on the strongest
     biased = fs.inject_group_bias(hf.synthetic_flip_dataset("blobs", 0), 0.4, 0.9, seed=0).dataset
     for impact in ("fairness", "robustness"):
-        r = hf.hessian_free_scores(hf.synthetic_config("blobs"), biased, impact, ("influence", "ip"), use_cache=False)
+        r = hf.hessian_free_scores(
+            hf.impact_study(hf.synthetic_config("blobs"), impact=impact, methods=("influence", "ip")), biased, use_cache=False
+        )
         assert r.correlation()["pearson"] > 0.3, impact
 
 
@@ -119,7 +121,7 @@ def test_trim_and_retrain_removes_flipped_points_and_leaves_the_input_alone():
     cfg = RunConfig(
         data=DataConfig(name="csv"), model=ModelConfig(kind="logreg"), train=TrainConfig(optimizer="lbfgs", epochs=10, weight_decay=1e-2)
     )
-    tr = hf.trim_and_retrain(cfg, ds, methods=("ip",), seeds=(0, 1), use_cache=False)
+    tr = hf.trim_and_retrain(hf.impact_study(cfg, trim_methods=("ip",), trim_seeds=(0, 1)), ds, use_cache=False)
     assert np.array_equal(ds.y_train, y_before)
     assert len(tr.removed["ip"]) == round(0.05 * len(ds.y_train))
     assert tr.flipped_share_removed["ip"] > 0.8  # the base rate is 0.2
@@ -132,7 +134,7 @@ def test_trim_and_retrain_removes_flipped_points_and_leaves_the_input_alone():
     assert row["change_se"] == pytest.approx(np.std(paired, ddof=1) / np.sqrt(2))
     assert table.set_index("key").loc["none", "change_vs_untrimmed"] == 0.0
     with pytest.raises(InputError, match="fraction"):
-        hf.trim_and_retrain(cfg, ds, fraction=0.7)
+        hf.trim_and_retrain(hf.impact_study(cfg, trim_fraction=0.7), ds)
 
 
 def test_trim_selection_per_label_keeps_the_label_shares():
