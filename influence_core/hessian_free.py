@@ -15,7 +15,6 @@ Trim-and-retrain removes the most harmful share of the training set and retrains
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
@@ -292,9 +291,9 @@ def hessian_free_scores(
 def leave_one_out_scores(result: HessianFreeResult, indices: Sequence[int], progress: ProgressFn = silent) -> np.ndarray:
     """Actual effect of removing each training row in ``indices``: N·(f(θ̂) − f(θ̂₋ᵢ)) (positive = harmful, IF's scale).
 
-    Logistic regression only (retrained warm-started with L-BFGS to the same convex optimum).
+    Logistic regression only (retrained warm-started with L-BFGS to the same convex optimum, as the explorer's check).
     """
-    from influence_core.training import fit_lbfgs
+    from influence_core.retraining_check import retrained_without
 
     if result.config.model.kind != "logreg":
         raise InputError("leave-one-out retraining is offered for logistic regression (one convex optimum)")
@@ -305,12 +304,9 @@ def leave_one_out_scores(result: HessianFreeResult, indices: Sequence[int], prog
         base = impact_value(model, result.impact, xv, yv, gv).item()
     out = []
     for i in track(list(indices), len(indices), "leave-one-out retraining", progress):
-        keep = torch.ones(n, dtype=torch.bool, device=x.device)
-        keep[int(i)] = False
-        m = copy.deepcopy(model)
-        fit_lbfgs(m, x[keep], y[keep], result.config.train.weight_decay, max_iter=500, tol=1e-12)
+        retrained, _ = retrained_without(model, x, y, result.config.train.weight_decay, int(i), tolerance=1e-12)
         with torch.no_grad():
-            out.append(n * (base - impact_value(m.eval(), result.impact, xv, yv, gv).item()))
+            out.append(n * (base - impact_value(retrained, result.impact, xv, yv, gv).item()))
     return np.asarray(out)
 
 
