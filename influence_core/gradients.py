@@ -390,27 +390,33 @@ class _LayersEngine:
         _layer_grads_into(out, self.cols, self.params_of, calls, grads)
         return out
 
-    def sq_norms(self, x: torch.Tensor, y: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
-        """Σ_j w_j g_ij² per sample; Linear layers on (B, features) never form their gradient rows."""
+    def sq_norms(self, x: torch.Tensor, y: torch.Tensor, weights: Optional[torch.Tensor], rotations: Optional[dict] = None) -> torch.Tensor:
+        """Σ_j w_j (Rg)_ij² per sample (R: the per-parameter ``rotations``, identity when None); Linear layers on
+        (B, features) never form their gradient rows: the rotation of g aᵀ is (g Q_out)(a Q_in)ᵀ."""
         calls, grads = self._calls(x, y)
         batch = len(x)
+        rotations = rotations or {}
         if self.tied or len({id(c.module) for c in calls}) != len(calls):
             # a module called more than once (or tied weights): contributions add before squaring
             rows = torch.empty(batch, self.total, dtype=self.dtype, device=self.device)
             _layer_grads_into(rows, self.cols, self.params_of, calls, grads)
-            return _weighted_sq(rows, weights)
+            return _weighted_sq(rotate_rows(rows, self.cols, rotations), weights)
         total = torch.zeros(batch, dtype=self.dtype, device=self.device)
         for call, g in zip(calls, grads):
             module, which = call.module, self.params_of[id(call.module)]
             if _linear_2d(module, call.a):
-                g2, a2 = g.square(), call.a.square()
                 if "weight" in which:  # Σ_oi w_oi g_o² a_i² = Σ_i ((g²) W)_i a_i²
+                    q_out, q_in = rotations.get(which["weight"], (None, None))
+                    g2 = (g if q_out is None else g @ q_out.to(g.dtype)).square()
+                    a2 = (call.a if q_in is None else call.a @ q_in.to(g.dtype)).square()
                     if weights is None:
                         total += g2.sum(1) * a2.sum(1)
                     else:
                         w = weights[self.cols[which["weight"]]].view(module.out_features, module.in_features)
                         total += ((g2 @ w) * a2).sum(1)
                 if "bias" in which:
+                    q_out, _ = rotations.get(which["bias"], (None, None))
+                    g2 = (g if q_out is None else g @ q_out.to(g.dtype)).square()
                     total += g2.sum(1) if weights is None else g2 @ weights[self.cols[which["bias"]]]
                 continue
             # anything else: this module's gradient rows, materialised one module at a time
@@ -421,6 +427,7 @@ class _LayersEngine:
                 sub_cols[n], start = slice(start, start + size), start + size
             rows = torch.empty(batch, start, dtype=self.dtype, device=self.device)
             _layer_grads_into(rows, sub_cols, {id(module): which}, [call], [g])
+            rows = rotate_rows(rows, sub_cols, rotations)
             total += _weighted_sq(rows, None if weights is None else torch.cat([weights[self.cols[n]] for n in names]))
         return total
 
@@ -429,6 +436,22 @@ def _weighted_sq(rows: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.T
     """Σ_j w_j rows_ij² (rows are overwritten)."""
     rows.square_()
     return rows.sum(1) if weights is None else rows @ weights
+
+
+def rotate_rows(rows: torch.Tensor, cols: dict[str, slice], rotations: dict) -> torch.Tensor:
+    """Gradient rows in a Kronecker eigenbasis, in place: a weight's block (out × in) → Q_outᵀ G Q_in, a bias's
+    (out) → Q_outᵀ g; ``rotations`` maps a parameter name to (Q_out, Q_in or None); others are left as they are."""
+    for name, (q_out, q_in) in rotations.items():
+        if name not in cols:
+            continue
+        block = rows[:, cols[name]]
+        q_out = q_out.to(rows.dtype)
+        if q_in is None:
+            block.copy_(block @ q_out)
+        else:
+            m = block.reshape(len(rows), q_out.shape[0], q_in.shape[0])
+            block.copy_((q_out.T @ m @ q_in.to(rows.dtype)).reshape(len(rows), -1))
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -480,8 +503,12 @@ def per_sample_grad_sq_norms(
     backend: str = "auto",
     progress: ProgressFn = silent,
     task: Task = CROSS_ENTROPY,
+    rotations: Optional[dict] = None,
 ) -> torch.Tensor:
     """``s_i = Σ_j w_j g_ij²`` for every sample (w = 1 when ``weights`` is None), shape (n,).
+
+    ``rotations`` (parameter name → (Q_out, Q_in or None)) first turns each named block into a Kronecker
+    eigenbasis (:func:`rotate_rows`): with w the inverse eigenvalues this is gᵀ H⁻¹ g under KFAC / EK-FAC.
 
     ``weights`` has one entry per gradient column (``param_names`` order); with w = 1/diag(H) this
     is the self-influence under a diagonal curvature. With the ``layers`` backend a Linear layer's
@@ -493,13 +520,15 @@ def per_sample_grad_sq_norms(
         if weights.shape != (expected,):
             raise ValueError(f"weights must have one entry per gradient column ({expected}), got shape {tuple(weights.shape)}")
         weights = weights.to(device=p.device, dtype=p.dtype)
-    parts = [s for _, s in _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, True, weights, task)]
+    parts = [s for _, s in _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, True, weights, task, rotations)]
     if not parts:
         return torch.zeros(0, dtype=p.dtype, device=p.device)
     return torch.cat(parts)
 
 
-def _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, norms: bool, sq_weights, task: Task = CROSS_ENTROPY):
+def _iter_chunks(
+    model, x, y, param_names, chunk_size, backend, progress, norms: bool, sq_weights, task: Task = CROSS_ENTROPY, rotations=None
+):
     """``(start, chunk)``: gradient rows, or with ``norms`` their ``sq_weights``-weighted squared norms."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -508,13 +537,14 @@ def _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, norms:
     chosen_backend = resolve_backend(model, param_names, backend)
     names, chosen, frozen, buffers = _split_params(model, param_names)
     engine = _LayersEngine(model, names, task) if chosen_backend == "layers" else None
+    columns = param_columns(model, names)
     n = len(x)
     for start in range(0, n, chunk_size):
         xb, yb = x[start : start + chunk_size], y[start : start + chunk_size]
         result = None
         if engine is not None:
             try:
-                result = engine.sq_norms(xb, yb, sq_weights) if norms else engine.chunk(xb, yb)
+                result = engine.sq_norms(xb, yb, sq_weights, rotations) if norms else engine.chunk(xb, yb)
             except _LayersUnsupported as err:
                 if backend == "layers":
                     raise ValueError(
@@ -524,6 +554,6 @@ def _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, norms:
         if result is None:
             result = _vmap_chunk(model, names, chosen, frozen, buffers, xb, yb, task)
             if norms:
-                result = _weighted_sq(result, sq_weights)
+                result = _weighted_sq(rotate_rows(result, columns, rotations or {}), sq_weights)
         yield start, result
         progress(min(start + chunk_size, n) / max(n, 1), message)

@@ -6,21 +6,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from influence_core.curvatures.base import Curvature, CurvatureRequest
+from influence_core.curvatures.base import CurvatureRequest
+from influence_core.curvatures.eigenbasis import EigenbasisCurvature, KroneckerEigenbasis, curvlinops_eigenbasis
 from influence_core.curvatures.kronecker import KroneckerCurvature
 from influence_core.curvatures.operators import apply_in_chunks, batches, selected_parameters
 from influence_core.errors import InputError
 from influence_core.tasks import CrossEntropyTask
 
 
-class EkfacCurvature(Curvature):
+class EkfacCurvature(EigenbasisCurvature):
     name = "ekfac"
     label = "EK-FAC: eigenvalue-corrected KFAC (curvlinops)"
     auto_rank = 5  # at least as close to exact as KFAC, at a second pass over the data
 
-    def __init__(self, inverse, param_names):
+    def __init__(self, inverse, param_names, param_sizes: dict[str, int]):
         self.param_names = list(param_names)
         self._inverse = inverse
+        self._basis = curvlinops_eigenbasis(inverse, param_names, param_sizes)
 
     @classmethod
     def unsupported_reason(cls, request: CurvatureRequest):
@@ -56,8 +58,14 @@ class EkfacCurvature(Curvature):
             num_data=request.n_train,
         )
         inverse = KFACInverseLinearOperator(operator, damping=request.weight_decay + request.damping, use_exact_damping=True)
+        sizes = {n: p.numel() for n, p in request.model.named_parameters() if n in set(request.param_names)}
+        fitted = cls(inverse, request.param_names, sizes)  # the factors and the refitted eigenvalues: two passes
         request.progress(1.0, "EK-FAC fitted")
-        return cls(inverse, request.param_names)
+        return fitted
 
-    def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
+    def eigenbasis(self) -> KroneckerEigenbasis:
+        return self._basis
+
+    def library_inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
+        """curvlinops' own product (the reference the fused path is tested against)."""
         return apply_in_chunks(self._inverse, grads)

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import torch
 
-from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, Curvature, CurvatureRequest, passes_seconds
+from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, CurvatureRequest, passes_seconds
+from influence_core.curvatures.eigenbasis import EigenbasisCurvature, KroneckerEigenbasis, laplace_eigenbasis
 from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision, subset_for, subset_reason
 
 KRON_LAYER_TYPES = {"Linear", "Conv2d"}
 
 
-class KroneckerCurvature(Curvature):
+class KroneckerCurvature(EigenbasisCurvature):
     name = "kron"
     label = "Kronecker-factored GGN, KFAC (laplace-torch)"
     auto_rank = 10
 
-    def __init__(self, precision, n_train: int, param_names):
+    def __init__(self, precision, n_train: int, param_names, param_sizes: dict[str, int]):
         self.param_names = list(param_names)
         self._precision = precision  # laplace-torch KronDecomposed of the *summed* GGN + prior
         self._n = n_train
+        self._basis = laplace_eigenbasis(precision, n_train, param_names, param_sizes)
 
     @classmethod
     def unsupported_reason(cls, request: CurvatureRequest):
@@ -49,7 +51,12 @@ class KroneckerCurvature(Curvature):
         request.progress(0.0, "fitting the Kronecker-factored GGN (laplace-torch)")
         la = fit_laplace(request.model, request.x, request.y, subset_for(request, cls.name), "kron", prior, request.batch_size)
         request.progress(1.0, "fitted the Kronecker-factored GGN")
-        return cls(la.posterior_precision, request.n_train, request.param_names)
+        sizes = {n: p.numel() for n, p in request.model.named_parameters() if n in set(request.param_names)}
+        return cls(la.posterior_precision, request.n_train, request.param_names, sizes)
 
-    def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
+    def eigenbasis(self) -> KroneckerEigenbasis:
+        return self._basis
+
+    def library_inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
+        """laplace-torch's own product (the reference the fused path is tested against)."""
         return self._n * self._precision.bmm(grads.unsqueeze(1), exponent=-1).squeeze(1)
