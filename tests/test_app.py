@@ -150,6 +150,31 @@ def test_editing_the_file_reruns_in_the_same_session(tmp_path):
     assert float(after.rstrip("%")) >= 10, after
 
 
+# every page that memoises a run on the user's CSV: (page, dataset box, path box, a metric that follows the labels)
+OWN_CSV_PAGES = {
+    "label_bias": ("pages/label_bias.py", "label_bias_dataset", "label_bias_csv_path", "Held-out accuracy"),
+    "what_if": ("pages/what_if.py", "whatif_dataset", "whatif_csv_path", "Test accuracy"),
+}
+
+
+@pytest.mark.parametrize("page", list(OWN_CSV_PAGES))
+def test_editing_the_file_reruns_on_every_page_that_memoises(tmp_path, page):
+    script, dataset_key, path_key, metric = OWN_CSV_PAGES[page]
+    path = _own_csv(tmp_path / "animals.csv")
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.switch_page(script).run()
+    at.selectbox(key=dataset_key).set_value("csv").run()
+    at.text_input(key=path_key).set_value(str(path)).run()
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
+    before = _metrics(at)[metric]
+    _own_csv(path, flip=0.3)  # same name, labels edited: the held-out labels too, so the accuracy must fall
+    at.run()
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
+    after = _metrics(at)[metric]
+    assert float(after.rstrip("%")) < float(before.rstrip("%")) - 10, f"{page} showed the old file's {metric} ({before} → {after})"
+
+
 def test_a_good_file_after_a_bad_one_gets_fresh_column_choices(tmp_path):
     bad = _own_csv(tmp_path / "bad.csv", x1_typo=True)
     at = _glitch_page_on(bad)
