@@ -198,6 +198,13 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="start a local Dask cluster of N worker processes for the scoring and the retrains (default 0: one process)",
+    )
+    p.add_argument("--scheduler", help="join a running Dask cluster at tcp://HOST:PORT instead (see README: past one machine)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -324,8 +331,14 @@ def _run(argv: Optional[Sequence[str]] = None) -> int:
             if getattr(args, "per_test", None):
                 check_output_path(args.per_test, [*inputs, args.out])
         config = build_config(args)
+        from influence_core import distributed
+
+        setting = distributed.ComputeSetting(workers=args.workers, scheduler=args.scheduler)
         progress = silent if args.quiet else tqdm_progress("influence" if args.command != "lds" else "LDS")
         try:
+            if not setting.local:  # an unreachable scheduler is refused here, in seconds, before any work
+                distributed.configure(setting)
+                print(f"running on {setting.describe()}", file=sys.stderr)
             if args.command == "lds":
                 summary, table = _lds(config, args, progress)
                 result = None
@@ -333,6 +346,7 @@ def _run(argv: Optional[Sequence[str]] = None) -> int:
                 result = compute_influence(config, progress=progress, use_cache=not args.no_cache)
         finally:
             getattr(progress, "close", lambda: None)()
+            distributed.shutdown()
         if args.command == "lds":
             print(summary)
         elif args.command == "check":

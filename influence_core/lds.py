@@ -138,6 +138,15 @@ def measured(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, measure: 
     return out.double().cpu().numpy()
 
 
+def _retrain_subset(mask: np.ndarray, config: RunConfig, dataset: Dataset, measure: str, use_cache: bool) -> tuple[np.ndarray, bool]:
+    """The measured held-out quantity after retraining on one subset, and whether that retrain came from the cache."""
+    from influence_core import experiments
+
+    trained = experiments.train(config, silent, use_cache, dataset.subset_train(mask))
+    _, _, xt, yt = experiments.tensors(dataset, next(trained.model.parameters()).device)
+    return measured(trained.model, xt, yt, measure), bool(trained.metrics["from_cache"])
+
+
 def linear_datamodeling_score(
     config: RunConfig,
     methods: Sequence[str],
@@ -182,14 +191,16 @@ def linear_datamodeling_score(
         scores[name] = method.scores(PerSampleLoss(xt, yt, task), progress=scaled(step, 0.5, 1.0))
         seconds[name], notes[name] = time.perf_counter() - start, method.note
 
-    actual = np.empty((n_subsets, len(ds.y_test)))
-    from_cache, start = 0, time.perf_counter()
-    for k, mask in enumerate(subsets):
-        step = scaled(progress, 0.3 + 0.7 * k / n_subsets, 0.3 + 0.7 * (k + 1) / n_subsets)
-        trained = experiments.train(config, step, use_cache, ds.subset_train(mask))
-        from_cache += bool(trained.metrics["from_cache"])
-        actual[k] = measured(trained.model, xt, yt, measure)
-        step(1.0, f"retrained {k + 1}/{n_subsets} subsets")
+    from influence_core import distributed
+
+    start = time.perf_counter()
+    shared = {"config": config, "dataset": ds, "measure": measure, "use_cache": use_cache}
+    # one task per subset: on the Dask cluster when there is one (each retrain is cached, so a lost worker costs one)
+    retrained = distributed.map_items(
+        _retrain_subset, list(subsets), shared, progress=scaled(progress, 0.3, 1.0), message="retrained subset"
+    )
+    actual = np.stack([values for values, _ in retrained]) if retrained else np.empty((0, len(ds.y_test)))
+    from_cache = sum(hit for _, hit in retrained)
     per_test = {name: lds_from_scores(scores[name], subsets, actual) for name in methods}
     lds = {name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for name, v in per_test.items()}
     interval = {name: bootstrap_interval(v, seed) for name, v in per_test.items()}

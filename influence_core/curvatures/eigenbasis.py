@@ -120,6 +120,14 @@ class EigenbasisCurvature(Curvature):
     def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
         return self.eigenbasis().inverse_hvp(grads)
 
+    def __getstate__(self) -> dict:
+        """Sent to a Dask worker without the library's operator (it holds the model, the data and the factors twice over):
+        the eigenbasis is all that scoring needs."""
+        state = dict(self.__dict__)
+        for name in ("_inverse", "_precision"):
+            state.pop(name, None)
+        return state
+
     def quadratic_form(self, grads: torch.Tensor) -> torch.Tensor:
         from influence_core.gradients import rotate_rows
 

@@ -67,15 +67,20 @@ def stream_scores(
 ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """One streaming pass over per-sample training gradients g_i: (−Q g_i for every query row of
     Q = H⁻¹ G_query, and gᵢᵀ H⁻¹ gᵢ under ``self_curvature``); either may be skipped (None)."""
+    from influence_core import distributed
     from influence_core.gradients import iter_per_sample_grads
 
     n = len(x)
     k = 0 if preconditioned is None else len(preconditioned)
+    n_params = sum(p.numel() for nm, p in model.named_parameters() if nm in set(names))
+    if distributed.client() is not None:  # score blocks over chunks of the rows on the workers (model and queries sent once)
+        rows = distributed.task_rows(n, chunk_rows(n_params, k))
+        kwargs = dict(model=model, names=names, preconditioned=preconditioned, train_task=train_task, self_curvature=self_curvature)
+        return distributed.over_rows(stream_scores, x, y, (1, 0), progress, rows, "score blocks", backend=backend, **kwargs)
     p0 = next(model.parameters())
     dtype = preconditioned.dtype if preconditioned is not None else p0.dtype
     scores = torch.empty(k, n, dtype=dtype, device=x.device) if preconditioned is not None else None
     self_scores = torch.empty(n, dtype=p0.dtype, device=x.device) if self_curvature is not None else None
-    n_params = sum(p.numel() for nm, p in model.named_parameters() if nm in set(names))
     for start, g in iter_per_sample_grads(model, x, y, names, chunk_rows(n_params, k), backend, progress, train_task):
         if scores is not None:
             scores[:, start : start + len(g)] = -(preconditioned @ g.to(dtype).T)

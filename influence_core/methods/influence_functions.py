@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 
 from influence_core.curvatures import CurvatureRequest, fit_curvature
+from influence_core.distributed import over_rows
 from influence_core.methods.base import Attributor, stream_scores
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import Measurement, Task
@@ -31,7 +32,18 @@ class InfluenceFunction(Attributor):
             options=dict(c.curvature_options),
         )
         self.curvature = fit_curvature(c.curvature, request)
+        self._last_queries: list = []  # (measurement, H⁻¹ G_query) of the last scores(): shared by the clones that score blocks
         return self
+
+    def _preconditioned(self, measurement: Measurement):
+        """H⁻¹ ∇f for the measurement's queries, kept for the next call with the same measurement: an out-of-core matrix
+        scores block after block of training rows against the same queries (an iterative inverse would re-solve each time)."""
+        memo = self.__dict__.setdefault("_last_queries", [])
+        if memo and memo[0][0] is measurement:
+            return memo[0][1]
+        pre = self.curvature.inverse_hvp(measurement.query_gradients(self.context.model, self.param_names))
+        memo[:] = [(measurement, pre)]
+        return pre
 
     @property
     def note(self) -> str:
@@ -48,8 +60,7 @@ class InfluenceFunction(Attributor):
 
     def scores(self, measurement: Measurement, train_task: Optional[Task] = None, progress: ProgressFn = silent) -> np.ndarray:
         c = self.context
-        queries = measurement.query_gradients(c.model, self.param_names)
-        pre = self.curvature.inverse_hvp(queries)
+        pre = self._preconditioned(measurement)
         out, _ = stream_scores(
             c.model, self.param_names, c.x_train, c.y_train, pre, train_task or c.task, backend=c.backend, progress=progress
         )
@@ -58,7 +69,7 @@ class InfluenceFunction(Attributor):
     def self_scores(self, progress: ProgressFn = silent) -> np.ndarray:
         c = self.context
         return (
-            self.curvature.self_influence(c.model, c.x_train, c.y_train, backend=c.backend, progress=progress, task=c.task)
+            over_rows(self.curvature.self_influence, c.x_train, c.y_train, 0, progress, model=c.model, backend=c.backend, task=c.task)
             .detach()
             .cpu()
             .numpy()

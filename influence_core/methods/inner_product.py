@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from influence_core.curvatures.identity import IdentityCurvature
+from influence_core.distributed import over_rows
 from influence_core.errors import InputError
 from influence_core.methods.base import Attributor, stream_scores
 from influence_core.progress import ProgressFn, scaled, silent
@@ -26,9 +27,11 @@ def _ip(model: nn.Module, context, names, measurement: Measurement, train_task: 
 
 
 def _ip_self(model: nn.Module, context, names, progress: ProgressFn) -> np.ndarray:
+    curvature = IdentityCurvature(names)
     return (
-        IdentityCurvature(names)
-        .self_influence(model, context.x_train, context.y_train, backend=context.backend, progress=progress, task=context.task)
+        over_rows(
+            curvature.self_influence, context.x_train, context.y_train, 0, progress, model=model, backend=context.backend, task=context.task
+        )
         .detach()
         .cpu()
         .numpy()

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from influence_core.distributed import over_rows
 from influence_core.errors import InputError
 from influence_core.gradients import iter_per_sample_grads
 from influence_core.methods.base import Attributor, chunk_rows
@@ -45,6 +46,12 @@ class RandomProjection:
             part = grads[:, start : start + self.block]
             out += part @ self._block(index, part.shape[1], grads.dtype)
         return out
+
+
+def projected_features(x, y, progress: ProgressFn, model, projection, names, backend: str, task: Task) -> torch.Tensor:
+    """Per-sample gradients of ``task`` at ``model``, projected: (n, k) training features, streamed in chunks."""
+    rows = [projection(g) for _, g in iter_per_sample_grads(model, x, y, names, chunk_rows(projection.n_params), backend, progress, task)]
+    return torch.cat(rows) if rows else torch.zeros(0, projection.dim, device=x.device)
 
 
 class Trak(Attributor):
@@ -86,12 +93,9 @@ class Trak(Attributor):
         return self
 
     def _project(self, model, projection, x, y, task: Task, progress: ProgressFn) -> torch.Tensor:
-        rows = []
-        for _, g in iter_per_sample_grads(
-            model, x, y, self.param_names, chunk_rows(projection.n_params), self.context.backend, progress, task
-        ):
-            rows.append(projection(g))
-        return torch.cat(rows) if rows else torch.zeros(0, self.dim, device=x.device)
+        # chunks of the rows on the Dask workers when there is a cluster (the model and the projection's seed sent once)
+        kwargs = dict(model=model, projection=projection, names=self.param_names, backend=self.context.backend, task=task)
+        return over_rows(projected_features, x, y, 0, progress, rows=None, message="TRAK features", **kwargs)
 
     def _member_scores(self, member, queries: torch.Tensor, train_features: Optional[torch.Tensor] = None) -> torch.Tensor:
         _, projection, features, q, kernel = member
