@@ -133,9 +133,11 @@ def save(kind: str, payload: dict[str, Any], entry: CacheEntry) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cached(kind: str, payload: dict[str, Any], compute: Callable[[], CacheEntry], use_cache: bool = True) -> tuple[CacheEntry, bool]:
-    """Return (entry, was_cached): load if present, else compute and store."""
-    if use_cache:
+def cached(
+    kind: str, payload: dict[str, Any], compute: Callable[[], CacheEntry], use_cache: bool = True, refresh: bool = False
+) -> tuple[CacheEntry, bool]:
+    """Return (entry, was_cached): load if present, else compute and store (``refresh``: compute and store anew)."""
+    if use_cache and not refresh:
         hit = load(kind, payload)
         if hit is not None:
             return hit, True

@@ -30,8 +30,10 @@ from influence_core.training import Checkpoint, TrainResult, evaluate, model_at,
 # datasets decoded from the user's files at load time (the others load in a moment)
 FILE_DATASETS = ("image_folder", "chexpert")
 
-# a pairwise matrix larger than this many entries is not computed by default (memory / time)
+# a pairwise matrix up to this many entries is held in memory; a larger one is written out of core (a zarr store in
+# the cache, read lazily), by default up to MAX_OUT_OF_CORE_ENTRIES (4 GB on disk), and beyond that only when asked
 MAX_PAIRWISE_ENTRIES = 50_000_000
+MAX_OUT_OF_CORE_ENTRIES = 1_000_000_000
 
 
 def load_data(config: RunConfig, progress: Optional[ProgressFn] = None) -> Dataset:
@@ -186,7 +188,7 @@ class InfluenceResult:
     model: nn.Module
     checkpoints: list[Checkpoint]
     self_scores: np.ndarray
-    pairwise: Optional[np.ndarray]
+    pairwise: Optional[Any]  # an ndarray, or a ScoreMatrix read lazily from disk when it is larger than memory
     test_probs: np.ndarray
     train_probs: np.ndarray
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -247,12 +249,57 @@ def fit_method(
     return fit_attributor(method or config.method, attribution_context(config, trained, **{**own, **options}), progress)
 
 
-def _scores(config: RunConfig, trained: Trained, want_pairwise: bool, progress: ProgressFn) -> tuple[dict[str, np.ndarray], str]:
+def pairwise_plan(n_test: int, n_train: int, pairwise: Optional[bool]) -> str:
+    """Where the (test × train) matrix goes: "memory", "disk" (out of core) or "none". ``pairwise`` None decides by
+    size; True always computes it (on disk when it does not fit in memory); False never."""
+    from influence_core.curvatures import memory_budget
+
+    entries = n_test * n_train
+    if pairwise is False or entries == 0:
+        return "none"
+    if entries <= MAX_PAIRWISE_ENTRIES and 4 * entries <= memory_budget() // 2:
+        return "memory"
+    return "disk" if pairwise or entries <= MAX_OUT_OF_CORE_ENTRIES else "none"
+
+
+def check_query_memory(attributor: Attributor, n_queries: int, device: torch.device) -> None:
+    """Refuse, before scoring, queries whose preconditioned gradients (k × p floats) do not fit the memory budget."""
+    from influence_core.curvatures import format_bytes, memory_budget
+
+    params = dict(attributor.context.model.named_parameters())
+    need = 4 * n_queries * sum(params[n].numel() for n in attributor.param_names if n in params)
+    budget = memory_budget(device)
+    if need > budget:
+        raise InputError(
+            f"the {n_queries} held-out rows' preconditioned gradients need {format_bytes(need)} (memory budget {format_bytes(budget)}): "
+            "score fewer held-out rows (a smaller test fraction), take influence over the last layer only (--params last_layer), "
+            "or raise INFLUENCE_LAB_MEMORY_GB"
+        )
+
+
+def _scores(
+    config: RunConfig, trained: Trained, plan: str, progress: ProgressFn, store: Optional[tuple[Any, str]] = None
+) -> tuple[dict[str, np.ndarray], str]:
+    """Self-scores and, by ``plan``, the pairwise matrix: in the returned arrays, or written to ``store`` = (path, key)."""
     attributor = fit_method(config, trained, scaled(progress, 0.0, 0.3))
     out: dict[str, np.ndarray] = {"self": attributor.self_scores(scaled(progress, 0.3, 0.6))}
-    if want_pairwise:
-        _, _, xt, yt = tensors(trained.dataset, next(trained.model.parameters()).device)
-        out["pairwise"] = attributor.scores(PerSampleLoss(xt, yt), progress=scaled(progress, 0.6, 1.0))
+    if plan == "none":
+        return out, attributor.note
+    device = next(trained.model.parameters()).device
+    x, y, xt, yt = tensors(trained.dataset, device)
+    check_query_memory(attributor, len(yt), device)
+    measurement = PerSampleLoss(xt, yt)
+    if plan == "memory":
+        out["pairwise"] = attributor.scores(measurement, progress=scaled(progress, 0.6, 1.0))
+    else:
+        from influence_core import score_store
+        from influence_core.curvatures import memory_budget
+
+        path, key = store
+        row_bytes = 4 * int(np.prod(trained.dataset.input_shape))
+        layout = score_store.StoreLayout(len(yt), len(y), score_store.block_rows_for(len(yt), len(y), memory_budget(device), row_bytes))
+        blocks = score_store.attributor_blocks(attributor, measurement, score_store.TensorRows(x, y), layout)
+        score_store.write_score_matrix(path, layout, key, blocks, scaled(progress, 0.6, 1.0))
     return out, attributor.note
 
 
@@ -266,18 +313,30 @@ def compute_influence(
     """Train (or load) the model and compute self-influence and, if affordable, the pairwise matrix."""
     trained = train(config, scaled(progress, 0.0, 0.5), use_cache, dataset)
     ds = trained.dataset
-    if pairwise is None:
-        pairwise = len(ds.y_test) * len(ds.y_train) <= MAX_PAIRWISE_ENTRIES
+    plan = pairwise_plan(len(ds.y_test), len(ds.y_train), pairwise)
+    payload = {"config": config_payload(config), "pairwise": plan != "none"}
+    if dataset is not None:
+        payload["dataset"] = dataset_fingerprint(dataset)
+    key = cache.entry_key("influence", payload)[0]
+    store = (cache.cache_root() / "matrices" / f"{key}.zarr", key) if plan == "disk" else None
 
     def compute() -> cache.CacheEntry:
         start = time.perf_counter()
-        arrays, note = _scores(config, trained, pairwise, scaled(progress, 0.5, 1.0))
-        return cache.CacheEntry(arrays, {"influence_seconds": time.perf_counter() - start, "method_note": note}, {})
+        arrays, note = _scores(config, trained, plan, scaled(progress, 0.5, 1.0), store)
+        meta = {"influence_seconds": time.perf_counter() - start, "method_note": note}
+        if store is not None:
+            meta["pairwise_store"] = str(store[0])
+        return cache.CacheEntry(arrays, meta, {})
 
-    payload = {"config": config_payload(config), "pairwise": bool(pairwise)}
-    if dataset is not None:
-        payload["dataset"] = dataset_fingerprint(dataset)
     entry, was_cached = cache.cached("influence", payload, compute, use_cache)
+    matrix = entry.arrays.get("pairwise")
+    if "pairwise_store" in entry.meta:
+        from influence_core.score_store import ScoreMatrix
+
+        matrix = ScoreMatrix.open(entry.meta["pairwise_store"])
+        if matrix is None:  # the store was removed or damaged since: compute it again (its finished blocks are kept)
+            entry, was_cached = cache.cached("influence", payload, compute, use_cache, refresh=True)
+            matrix = ScoreMatrix(entry.meta["pairwise_store"])
     metrics = dict(trained.metrics)
     metrics.update(
         influence_seconds=entry.meta["influence_seconds"], influence_from_cache=was_cached, method_note=entry.meta.get("method_note", "")
@@ -289,7 +348,7 @@ def compute_influence(
         model=trained.model,
         checkpoints=trained.checkpoints,
         self_scores=entry.arrays["self"],
-        pairwise=entry.arrays.get("pairwise"),
+        pairwise=matrix,
         test_probs=predict_proba(trained.model, ds.x_test),
         train_probs=predict_proba(trained.model, ds.x_train),
         metrics=metrics,
@@ -327,7 +386,7 @@ def influence_over_epochs(config: RunConfig, progress: ProgressFn = silent, use_
         for k, ckpt in enumerate(trained.checkpoints):
             at_k = model_at(trained.model, ckpt)
             step = scaled(progress, 0.3 + 0.7 * k / len(trained.checkpoints), 0.3 + 0.7 * (k + 1) / len(trained.checkpoints))
-            rows.append(_scores(config, Trained(config, trained.dataset, at_k, trained.checkpoints[: k + 1], {}), False, step)[0]["self"])
+            rows.append(_scores(config, Trained(config, trained.dataset, at_k, trained.checkpoints[: k + 1], {}), "none", step)[0]["self"])
         return cache.CacheEntry({"self": np.stack(rows)}, {"epochs": [c.epoch for c in trained.checkpoints]}, {})
 
     entry, _ = cache.cached("epochs", {"config": config_payload(config)}, compute, use_cache)
