@@ -370,3 +370,45 @@ def test_a_zip_too_large_or_not_a_zip_is_refused(tmp_path, monkeypatch):
         data_access.save_upload("big.zip", raw)
     with pytest.raises(InputError, match="not a readable zip"):
         data_access.save_upload("broken.zip", b"PK not really")
+
+
+def test_following_the_damping_advice_for_an_indefinite_hessian_works():
+    """The advice was computed on the already damped matrix, so following it failed again (0.0058, then 0.0099, where
+    about 0.016 was needed): the damping it names must make the exact Hessian positive definite."""
+    import re
+
+    import torch
+
+    from influence_core.config import ModelConfig
+    from influence_core.curvatures import build_curvature
+    from influence_core.data.synthetic import make_synthetic
+    from influence_core.errors import CurvatureError
+    from influence_core.models import build_model, parameter_names
+    from influence_core.training import train_model
+
+    ds = make_synthetic("moons", 120, 10, seed=0)
+    x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
+    model = build_model(ModelConfig(kind="mlp", hidden=8, depth=1, activation="tanh"), (2,), 2, 0)
+    from influence_core.config import TrainConfig
+
+    train_model(model, x, y, TrainConfig(optimizer="adam", lr=0.05, epochs=60, weight_decay=1e-4), 0)
+    model.eval()
+    names = parameter_names(model, "all")
+    advice = re.compile(r"raise the damping to ([0-9.e-]+)")
+    with pytest.raises(CurvatureError) as err:
+        build_curvature("exact", model, x, y, names, 1e-4, 0.0)
+    needed = float(advice.search(str(err.value)).group(1))
+    with pytest.raises(CurvatureError) as err:  # some damping already, not enough: the advice must count it
+        build_curvature("exact", model, x, y, names, 1e-4, needed / 2)
+    advised = float(advice.search(str(err.value)).group(1))
+    assert advised > needed / 2
+    build_curvature("exact", model, x, y, names, 1e-4, advised)  # no second refusal
+
+
+def test_the_app_listens_on_this_machine_only_by_default():
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
