@@ -245,6 +245,28 @@ def method_specs() -> list[str]:
     return specs
 
 
+def leave_one_out_check(
+    config: RunConfig, result: LDSResult, method: str, test_index: int, removals: int = 10, progress: ProgressFn = silent
+):
+    """The leave-one-out side of one held-out point, for a method of an LDS run: retrain without each of the method's
+    ``removals`` strongest training points for that point, one at a time, and compare the retrained loss change with the
+    one the scores predict (:func:`influence_core.retraining_check.check_by_retraining`, the explorer's check)."""
+    from types import SimpleNamespace
+
+    from influence_core import experiments, retraining_check
+
+    if method not in result.scores:
+        raise InputError(f"{method} is not among the measured methods {result.methods}")
+    scores = np.asarray(result.scores[method])
+    if not 0 <= test_index < scores.shape[0]:
+        raise InputError(f"held-out point {test_index} does not exist: pick one of 0–{scores.shape[0] - 1}")
+    trained = experiments.train(config, scaled(progress, 0.0, 0.1))
+    run, _ = method_run(config, method)
+    scored = SimpleNamespace(pairwise=scores, model=trained.model, dataset=trained.dataset, config=run)
+    strongest = retraining_check.strongest_for_test_point(scores, test_index, removals)
+    return retraining_check.check_by_retraining(scored, strongest, [test_index], scaled(progress, 0.1, 1.0), seed=config.seed)
+
+
 def subset_scatter(result: LDSResult, method: str, test_index: int) -> tuple[np.ndarray, np.ndarray]:
     """For one test point: the datamodel's prediction and the retrained value on every subset (what LDS correlates)."""
     predicted = result.subsets.astype(np.float64) @ np.asarray(result.scores[method][test_index], dtype=np.float64)

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from influence_core import lds
+from influence_core.figures import retraining_check_figure
 from pages._ui import kept_result, page_header, progress_status, run_or_explain
 
 page_header("Trust")
@@ -140,7 +141,27 @@ scatter = px.scatter(
 )
 scatter.update_traces(marker=dict(size=9, color="#5e3c99"))
 p2.plotly_chart(scatter, width="stretch", key="trust_scatter")
-p1.caption(
-    "Each dot is one retrained subset. A method that is right puts them on a rising line; the explorer's "
-    "'check against retraining' shows the leave-one-out version for single removals."
-)
+p1.caption("Each dot is one retrained subset. A method that is right puts them on a rising line.")
+
+st.markdown("**The same point, leave-one-out:** remove the method's strongest training points for it one at a time, retrain each time.")
+l1, l2 = st.columns([1, 3])
+removals = int(l1.slider("Points removed, one at a time", 3, 30, 10, key="trust_loo_removals"))
+loo_clicked = l1.button("Check against leave-one-out", key="trust_loo_go")
+
+
+def _leave_one_out():
+    with progress_status(f"Retraining without each of {removals} points") as report:
+        return lds.leave_one_out_check(config, result, method, point, removals, progress=report)
+
+
+check = kept_result(loo_clicked, f"{store}:loo:{method}:{point}:{removals}", _leave_one_out)
+if check is not None:
+    l2.plotly_chart(retraining_check_figure(check), width="stretch", key="trust_loo_plot")
+    if check.can_tell:
+        l1.metric("Pearson, predicted vs retrained", f"{check.pearson:+.2f}")
+        l1.caption(f"Spearman {check.spearman:+.2f}; same sign {check.sign_agreement:.0%}; size ratio {check.slope:.2f}.")
+    else:
+        l1.info(
+            f"Only {check.n_above_noise} of {len(check.train_indices)} removals moved this point's loss by more than retraining "
+            "noise: the check cannot tell here. Pick a point the method orders worse, or remove more points."
+        )

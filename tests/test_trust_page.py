@@ -21,3 +21,10 @@ def test_trust_page_measures_lds_for_the_chosen_methods():
     assert set(table["method"]) == {"influence@exact", "ip", "trak"}
     assert (table["lds"] > 0.5).all(), table  # logistic regression on moons: every method orders the retrains
     assert len(at.get("plotly_chart")) == 4  # intervals, cost, per-point spread, one point's scatter
+    # the leave-one-out side of the chosen point: exact influence on logistic regression predicts single removals
+    at.selectbox(key="trust_point_method").set_value("influence@exact").run()
+    at.button(key="trust_loo_go").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert len(at.get("plotly_chart")) == 5
+    pearson = [m for m in at.metric if m.label.startswith("Pearson")]
+    assert pearson and float(pearson[0].value) > 0.9, [m.value for m in at.metric] or [i.value for i in at.info]
