@@ -274,6 +274,20 @@ def over_rows(fn: Callable, x, y, axes, progress: ProgressFn = silent, rows: Opt
     return _cat(parts, axes)
 
 
+def sum_over_rows(fn: Callable, x, y, progress: ProgressFn = silent, message: str = "rows", **kwargs):
+    """``fn(x=x, y=y, progress=progress, **kwargs)`` for a function that is a sum over training rows (a curvature's
+    Σᵢ GGNᵢ): on the cluster, the sum of its values over chunks of the rows; without one, the plain call."""
+    if client() is None:
+        return fn(x=x, y=y, progress=progress, **kwargs)
+    parts = map_items(
+        _rows_call, row_bounds(len(x)), {"fn": fn, "x": x, "y": y, "axes": None, "kwargs": kwargs}, progress=progress, message=message
+    )
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
 def worker_pids() -> dict[str, int]:
     """Each worker's process id (to watch a cluster, and for the test that kills one)."""
     c = client()

@@ -67,6 +67,16 @@ def test_two_local_workers_give_the_one_process_scores(cluster, model_and_data, 
         assert _close(on_cluster.scores(queries), local_scores)
 
 
+def test_a_curvature_summed_over_rows_on_the_workers_equals_the_one_process_fit(cluster, model_and_data):
+    from influence_core.curvatures import build_curvature
+
+    model, x, y = model_and_data
+    names = parameter_names(model, "all")
+    local = _one_process(lambda: build_curvature("diag", model, x, y, names, 1e-2, 0.05))
+    on_cluster = build_curvature("diag", model, x, y, names, 1e-2, 0.05)
+    assert _close(on_cluster.diagonal, local.diagonal)
+
+
 def test_lds_retrains_on_the_workers_give_the_one_process_lds(cluster):
     from influence_core.lds import linear_datamodeling_score, trust_config
 

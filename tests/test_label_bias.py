@@ -141,7 +141,8 @@ def test_backpack_diagonal_matches_laplace_default_backend(digits_result):
     x, y = x[:64], y[:64]
     model = r.model.cpu()
     names = [n for n, _ in model.named_parameters()]
-    fast = DiagonalCurvature(_backpack_diagonal(model, x, y, len(x) * (1e-3 + 0.01), 24, lambda *_: None) / len(x), names)
+    summed = _backpack_diagonal(x, y, lambda *_: None, model=model, batch_size=24)
+    fast = DiagonalCurvature((summed + len(x) * (1e-3 + 0.01)) / len(x), names)
     # laplace-torch's own default backend (curvlinops), bypassing the BackPACK route build_curvature takes
     la = fit_laplace(model, x, y, "all", "diag", len(x) * (1e-3 + 0.01), 64)
     reference = DiagonalCurvature(la.posterior_precision.detach() / len(x), names)
