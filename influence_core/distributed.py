@@ -78,13 +78,16 @@ _state: dict[str, Any] = {"setting": ComputeSetting(), "client": None, "cluster"
 def _start(setting: ComputeSetting):
     from distributed import Client, LocalCluster
 
+    # Dask's own INFO lines (scheduler, nanny, connections) are not the user's business: warnings and errors only
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     if setting.workers:
         # one thread per worker process (Dask's nanny sets OMP_NUM_THREADS=1): N processes share the cores without spinning
         cluster = LocalCluster(
             n_workers=setting.workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            host="127.0.0.1",  # a local cluster listens on this machine only
+            scheduler_kwargs={"dashboard": False},  # no web dashboard on a port nobody asked for
             silence_logs=logging.ERROR,
         )
         return Client(cluster, set_as_default=False), cluster
