@@ -331,3 +331,6 @@ def shared_sidebar() -> None:
     with st.sidebar:
         st.caption(f"Device: **{default_device()}**")
         st.caption("Influence sign: " + SIGN_CONVENTION + ".")
+        from pages._compute import compute_setting_panel
+
+        compute_setting_panel()
