@@ -108,6 +108,7 @@ def main() -> None:
         help="the MLP's training: the project's (1 × 128, Adam, weight decay 1e-3) or near the published table's (2 hidden layers, SGD 50 epochs, no weight decay)",
     )
     parser.add_argument("--workers", type=int, default=0, help="retrain on a local Dask cluster of N worker processes")
+    parser.add_argument("--methods", help="comma list of method specs instead of every method (e.g. influence@cg,tracin)")
     args = parser.parse_args()
     subsets = args.subsets or (20 if args.quick else 100)
     print(
@@ -121,7 +122,8 @@ def main() -> None:
         config = run_config(model, args.quick, args.seed, args.mlp_recipe)
         start = time.perf_counter()
         progress = tqdm_progress(f"LDS {model}")
-        result = linear_datamodeling_score(config, METHODS[model], subsets, args.fraction, args.seed, progress=progress)
+        methods = [m.strip() for m in args.methods.split(",")] if args.methods else METHODS[model]
+        result = linear_datamodeling_score(config, methods, subsets, args.fraction, args.seed, progress=progress)
         progress.close()
         wall = time.perf_counter() - start
         print(
