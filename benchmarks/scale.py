@@ -52,7 +52,7 @@ def mnist_train(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     if x.max() > 1.5:
         x = x / 255.0
     print(f"MNIST: {len(x)} training images from {source}")
-    return x, torch.from_numpy(np.asarray(y[:n], dtype=np.int64))
+    return x, torch.from_numpy(np.array(y[:n], dtype=np.int64))  # a copy: the loaded array is read-only
 
 
 def workers_part(n: int, method: str, curvature: str) -> None:
