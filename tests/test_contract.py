@@ -260,3 +260,24 @@ def test_every_study_setting_is_inside_the_one_hashed_config():
     assert RunConfig.from_dict(json.loads(trim.to_json())) == trim  # hashable, and lists come back as tuples
     with pytest.raises(InputError, match="impact"):
         hf.impact_study(hf.synthetic_config("blobs"), impact="speed")
+
+
+def test_chunk_size_follows_the_memory_budget_and_the_models_activations(monkeypatch):
+    """The streamed chunk is sized from the memory there is, not a constant: a small budget gives small chunks, and
+    a model whose per-sample activations dwarf its parameters (a convolution) gets fewer rows than its size alone
+    would allow."""
+    from influence_core.config import ModelConfig
+    from influence_core.models import build_model, parameter_names
+
+    monkeypatch.setenv("INFLUENCE_LAB_MEMORY_GB", "1")  # 1 GiB budget -> chunks of 128 MiB
+    small = method_base.chunk_rows(100_000, 1_000)
+    monkeypatch.setenv("INFLUENCE_LAB_MEMORY_GB", "16")  # -> 1 GiB chunks (the CPU's cap)
+    large = method_base.chunk_rows(100_000, 1_000)
+    assert small == 128 * 2**20 // (8 * 101_000)  # 166 rows
+    assert large == 2**30 // (8 * 101_000)  # 1,328 rows
+    cnn = build_model(ModelConfig(kind="cnn"), (1, 28, 28), 10, 0)
+    names = parameter_names(cnn, "all")
+    params = sum(p.numel() for n, p in cnn.named_parameters() if n in names)
+    with_activations = method_base.model_chunk_rows(cnn, names, (1, 28, 28))
+    assert with_activations < method_base.chunk_rows(params)
+    assert with_activations >= 32

@@ -13,7 +13,7 @@ import copy
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,14 +25,44 @@ from influence_core.training import Checkpoint
 
 REGISTRY: dict[str, type["Attributor"]] = {}
 
-# bytes of gradient rows one streamed chunk may hold (the train rows, their product with the queries)
-CHUNK_BYTES = 256 * 2**20
+# bytes one streamed chunk may hold; None: from the memory budget (chunk_budget). A fixed value is for tests.
+CHUNK_BYTES: Optional[int] = None
 
 
-def chunk_rows(n_params: int, n_queries: int = 0, budget: int = CHUNK_BYTES) -> int:
-    """Training rows per chunk: as many as fit ``budget`` (rows of p floats plus their k scores), within 32..4096."""
-    per_row = 4 * (n_params + n_queries) * 2
-    return int(min(4096, max(32, budget // max(per_row, 1))))
+def chunk_budget(device: Union[str, torch.device, None] = None) -> int:
+    """Bytes one streamed chunk of gradient rows may hold: an eighth of the memory budget (half the free RAM, or of
+    the GPU's free memory; ``INFLUENCE_LAB_MEMORY_GB``), so the curvature, the queries and the machine's other work
+    keep the rest; within 64 MiB..1 GiB on a CPU (larger chunks stop paying there) and up to 4 GiB on a GPU."""
+    from influence_core.curvatures.base import memory_budget
+
+    device = torch.device(device or "cpu")
+    high = 4 * 2**30 if device.type == "cuda" else 2**30
+    return int(min(high, max(64 * 2**20, memory_budget(device) // 8)))
+
+
+def chunk_rows(
+    n_params: int,
+    n_queries: int = 0,
+    budget: Optional[int] = None,
+    activations: int = 0,
+    device: Union[str, torch.device, None] = None,
+) -> int:
+    """Training rows per chunk: as many as fit ``budget`` (default :func:`chunk_budget`) - per row its p gradient
+    floats and their k scores, twice (the chunk and its product), plus the forward and backward activations the
+    per-sample gradients hold (``activations`` elements per sample); within 32..4096 (16,384 on a GPU)."""
+    budget = budget if budget is not None else CHUNK_BYTES if CHUNK_BYTES is not None else chunk_budget(device)
+    per_row = 4 * (n_params + n_queries) * 2 + 4 * 3 * activations
+    most = 16384 if device is not None and torch.device(device).type == "cuda" else 4096
+    return int(min(most, max(32, budget // max(per_row, 1))))
+
+
+def model_chunk_rows(model: nn.Module, names: Sequence[str], sample_shape: tuple[int, ...], n_queries: int = 0) -> int:
+    """:func:`chunk_rows` for ``model``'s selected parameters on its own device, its activations measured once."""
+    from influence_core.curvatures.base import ModelProfile
+
+    profile = ModelProfile.of(model, tuple(sample_shape), list(names))
+    device = next(model.parameters()).device
+    return chunk_rows(profile.n_selected, n_queries, activations=profile.activations_per_sample, device=device)
 
 
 @dataclass
@@ -72,16 +102,16 @@ def stream_scores(
 
     n = len(x)
     k = 0 if preconditioned is None else len(preconditioned)
-    n_params = sum(p.numel() for nm, p in model.named_parameters() if nm in set(names))
+    chunk = model_chunk_rows(model, names, tuple(x.shape[1:]), k)
     if distributed.client() is not None:  # score blocks over chunks of the rows on the workers (model and queries sent once)
-        rows = distributed.task_rows(n, chunk_rows(n_params, k))
+        rows = distributed.task_rows(n, chunk)
         kwargs = dict(model=model, names=names, preconditioned=preconditioned, train_task=train_task, self_curvature=self_curvature)
         return distributed.over_rows(stream_scores, x, y, (1, 0), progress, rows, "score blocks", backend=backend, **kwargs)
     p0 = next(model.parameters())
     dtype = preconditioned.dtype if preconditioned is not None else p0.dtype
     scores = torch.empty(k, n, dtype=dtype, device=x.device) if preconditioned is not None else None
     self_scores = torch.empty(n, dtype=p0.dtype, device=x.device) if self_curvature is not None else None
-    for start, g in iter_per_sample_grads(model, x, y, names, chunk_rows(n_params, k), backend, progress, train_task):
+    for start, g in iter_per_sample_grads(model, x, y, names, chunk, backend, progress, train_task):
         if scores is not None:
             scores[:, start : start + len(g)] = -(preconditioned @ g.to(dtype).T)
         if self_scores is not None:

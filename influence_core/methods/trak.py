@@ -21,7 +21,7 @@ import torch
 from influence_core.distributed import over_rows
 from influence_core.errors import InputError
 from influence_core.gradients import iter_per_sample_grads
-from influence_core.methods.base import Attributor, chunk_rows
+from influence_core.methods.base import Attributor, model_chunk_rows
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import CORRECT_CLASS_MARGIN, Measurement, Task
 from influence_core.training import model_at
@@ -50,7 +50,8 @@ class RandomProjection:
 
 def projected_features(x, y, progress: ProgressFn, model, projection, names, backend: str, task: Task) -> torch.Tensor:
     """Per-sample gradients of ``task`` at ``model``, projected: (n, k) training features, streamed in chunks."""
-    rows = [projection(g) for _, g in iter_per_sample_grads(model, x, y, names, chunk_rows(projection.n_params), backend, progress, task)]
+    chunk = model_chunk_rows(model, names, tuple(x.shape[1:]))
+    rows = [projection(g) for _, g in iter_per_sample_grads(model, x, y, names, chunk, backend, progress, task)]
     return torch.cat(rows) if rows else torch.zeros(0, projection.dim, device=x.device)
 
 
