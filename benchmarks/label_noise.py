@@ -10,8 +10,9 @@ Cases (training subsets, held-out rows only for the printed test accuracy):
 Detectors: every registered method (``influence_core.methods``; influence once per curvature in ``--curvatures``),
 its self-score as the suspicion (higher = more suspicious); the training loss −log p(noisy label | x) of the same model;
 cleanlab's label-quality score on out-of-fold probabilities of the same model and training (``--folds`` folds).
-Reported per case: AUROC and recall at the noise rate (the top k rows, k = the number of flipped rows), the mean over
-``--seeds`` (each seed its own subset, noise draw and initialisation), and the detector that wins on AUROC.
+Reported per case: AUROC, recall at the noise rate (the top k rows, k = the number of flipped rows) and the Spearman ρ
+of each score with the training loss (how much it ranks rows as the loss does), the mean over ``--seeds`` (each seed
+its own subset, noise draw and initialisation), and the detector that wins on AUROC.
 
     python benchmarks/label_noise.py                 # all cases, MLP, 1 seed, 3,000 train rows (2-core CPU: ~25 min)
     python benchmarks/label_noise.py --seeds 3       # the mean over three draws
@@ -33,6 +34,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from influence_core import methods
 from influence_core.baselines import cleanlab_flags, out_of_fold_probabilities
@@ -47,6 +49,7 @@ from influence_core.metrics import auroc
 MNIST_PAIRS = ((4, 9), (3, 8), (1, 7))
 FASHION_PAIRS = ((0, 6), (2, 4), (7, 9))  # T-shirt/top↔shirt, pullover↔coat, sneaker↔ankle boot
 BASELINES = ("training loss", "cleanlab (out-of-fold)")
+TIE = 0.001  # AUROC differences below this are not called a win (one seed's resolution)
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,11 @@ def run_seed(case: Case, args: argparse.Namespace, seed: int) -> tuple[dict[str,
     scores[BASELINES[1]] = cleanlab_flags(ds.y_train, oof)["score"]
     seconds[BASELINES[1]] = time.perf_counter() - start
     print(f"    {BASELINES[1]}: {seconds[BASELINES[1]]:.1f} s ({args.folds} folds trained)", flush=True)
-    rows = {k: {"auroc": auroc(s, mask), "recall": recall_at_k(s, mask), "seconds": seconds[k]} for k, s in scores.items()}
+    loss = scores[BASELINES[0]]
+    rows = {
+        k: {"auroc": auroc(s, mask), "recall": recall_at_k(s, mask), "rho_loss": float(spearmanr(s, loss)[0]), "seconds": seconds[k]}
+        for k, s in scores.items()
+    }
     return rows, info
 
 
@@ -172,7 +179,7 @@ def run_case(key: str, args: argparse.Namespace) -> dict:
     detectors = [d for d in per_seed[0][0] if all(d in rows for rows, _ in per_seed)]
     table = {}
     for d in detectors:
-        table[d] = {col: float(np.mean([rows[d][col] for rows, _ in per_seed])) for col in ("auroc", "recall", "seconds")} | {
+        table[d] = {col: float(np.mean([rows[d][col] for rows, _ in per_seed])) for col in ("auroc", "recall", "rho_loss", "seconds")} | {
             "auroc_std": float(np.std([rows[d]["auroc"] for rows, _ in per_seed]))
         }
     info = {k: float(np.mean([i[k] for _, i in per_seed])) for k in per_seed[0][1]}
@@ -185,7 +192,9 @@ def verdict(result: dict) -> dict:
     best_inf = max(influence, key=lambda d: influence[d]["auroc"])
     best = max(table, key=lambda d: table[d]["auroc"])
     loss, cl = table[BASELINES[0]]["auroc"], table[BASELINES[1]]["auroc"]
-    return {"winner": best, "best_influence": best_inf, "beats_both": influence[best_inf]["auroc"] > max(loss, cl)}
+    margin = influence[best_inf]["auroc"] - max(loss, cl)
+    outcome = "beats both" if margin >= TIE else "ties (within 0.001)" if margin > -TIE else "does NOT beat both"
+    return {"winner": best, "best_influence": best_inf, "beats_both": margin >= TIE, "outcome": outcome}
 
 
 def print_case(result: dict, n_seeds: int) -> None:
@@ -195,17 +204,42 @@ def print_case(result: dict, n_seeds: int) -> None:
         f"train acc {info['train_accuracy']:.3f}, flipped rows fitted {info['flips_fitted']:.1%}, test acc {info['test_accuracy']:.3f}"
     )
     std = n_seeds > 1
-    print(f"{'detector':<26} {'AUROC':>7}{' ±std' if std else ''} {'recall@k':>9} {'seconds':>8}")
+    print(f"{'detector':<24} {'AUROC':>7}{'   ±std' if std else ''} {'recall@k':>9} {'ρ loss':>7} {'seconds':>8}")
     for d, r in sorted(result["table"].items(), key=lambda kv: -kv[1]["auroc"]):
-        spread = f" {r['auroc_std']:.3f}" if std else ""
-        print(f"{d:<26} {r['auroc']:7.3f}{spread} {r['recall']:9.3f} {r['seconds']:8.1f}")
+        spread = f" {r['auroc_std']:6.4f}" if std else ""
+        print(f"{d:<24} {r['auroc']:7.4f}{spread} {r['recall']:9.3f} {r.get('rho_loss', float('nan')):7.3f} {r['seconds']:8.1f}")
     v = verdict(result)
     t = result["table"]
     print(
-        f"winner: {v['winner']}; best influence {v['best_influence']} {t[v['best_influence']]['auroc']:.3f} vs training loss "
-        f"{t[BASELINES[0]]['auroc']:.3f}, cleanlab {t[BASELINES[1]]['auroc']:.3f}: "
-        f"{'beats both' if v['beats_both'] else 'does NOT beat both'}"
+        f"winner: {v['winner']}; best influence {v['best_influence']} {t[v['best_influence']]['auroc']:.4f} vs training loss "
+        f"{t[BASELINES[0]]['auroc']:.4f}, cleanlab {t[BASELINES[1]]['auroc']:.4f}: "
+        f"{v['outcome']}"
     )
+
+
+def print_summary(results: list[dict], seconds: float) -> None:
+    print(f"\n=== summary: AUROC (recall at the noise rate){'' if np.isnan(seconds) else f', total {seconds:.0f} s'}")
+    print(f"{'case':<16} {'best influence':<24} {'':>16} {'training loss':>16} {'cleanlab':>16}  winner on AUROC")
+    for r in results:
+        v, t = verdict(r), r["table"]
+        cell = lambda row: f"{row['auroc']:.4f} ({row['recall']:.3f})"  # noqa: E731
+        print(
+            f"{r['key']:<16} {v['best_influence']:<24} {cell(t[v['best_influence']]):>16} {cell(t[BASELINES[0]]):>16} "
+            f"{cell(t[BASELINES[1]]):>16}  {v['winner']}; influence {v['outcome']}"
+        )
+
+
+def show(path: str) -> None:
+    """Print the tables of a run saved with --json again."""
+    saved = json.loads(Path(path).read_text())
+    a = saved["args"]
+    print(
+        f"saved run {path}: model {a['model']}, {a['n_train']} train rows, {a['epochs']} epochs ({a['memorise_epochs']} memorised), "
+        f"cleanlab {a['folds']}-fold, seeds {a['seeds']}, influence curvatures {', '.join(a['curvatures'])}"
+    )
+    for r in saved["results"]:
+        print_case(r, a["seeds"])
+    print_summary(saved["results"], float("nan"))
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -222,7 +256,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--curvatures", default="auto,last_layer,ekfac", help="curvatures of the influence method")
     parser.add_argument("--folds", type=int, default=None, help="cleanlab's out-of-fold folds (default 5; 2 quick)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--show", default=None, help="print the tables of a run saved with --json (runs nothing)")
     args = parser.parse_args(argv)
+    if args.show:
+        return show(args.show)
     args.n_train = args.n_train or (500 if args.quick else 3000)
     args.epochs = args.epochs or (10 if args.quick else 30)
     args.memorise_epochs = args.memorise_epochs or (150 if args.quick else 400)
@@ -244,17 +281,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     for key in wanted:
         results.append(run_case(key, args))
         print_case(results[-1], args.seeds)
-    print(f"\n=== summary (AUROC; recall at the noise rate in brackets), total {time.perf_counter() - total:.0f} s")
-    print(f"{'case':<17} {'best influence':<34} {'training loss':>15} {'cleanlab':>15}  winner")
-    for r in results:
-        v, t = verdict(r), r["table"]
-        b, lo, cl = t[v["best_influence"]], t[BASELINES[0]], t[BASELINES[1]]
-        print(
-            f"{r['key']:<17} {v['best_influence']:<18} {b['auroc']:.3f} ({b['recall']:.3f}) {lo['auroc']:7.3f} ({lo['recall']:.3f}) "
-            f"{cl['auroc']:7.3f} ({cl['recall']:.3f})  {v['winner']}{'' if v['beats_both'] else '  <- influence does not beat both'}"
-        )
+    print_summary(results, time.perf_counter() - total)
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items()}, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
 
 
 if __name__ == "__main__":
