@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from influence_core.errors import InputError
@@ -76,6 +78,38 @@ def flip_per_class(y: np.ndarray, n_per_class: int, n_classes: int, seed: int) -
     rng = np.random.default_rng(seed)
     chosen = np.concatenate([rng.choice(np.flatnonzero(y == c), n_per_class, replace=False) for c in range(n_classes)])
     return _to_other_classes(y, chosen, n_classes, rng)
+
+
+def pair_flip(y: np.ndarray, pairs: Sequence[tuple[int, int]], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Look-alike noise: ``fraction`` of the rows of every class named in ``pairs`` (e.g. ``[(4, 9), (3, 8)]``) moved to
+    its partner, both ways; classes in no pair keep their labels. Per class exactly ``round(fraction × its rows)``.
+
+    Returns ``(noisy_labels, flipped_mask)``; the input is never modified.
+    """
+    _check_fraction(fraction)
+    y = np.asarray(y)
+    partner: dict[int, int] = {}
+    for a, b in pairs:
+        a, b = int(a), int(b)
+        if a == b:
+            raise InputError(f"a look-alike pair needs two different classes, got ({a}, {b})")
+        for c, other in ((a, b), (b, a)):
+            if c in partner:
+                raise InputError(f"class {c} is in more than one look-alike pair")
+            partner[c] = other
+    present = set(y.tolist())
+    missing = sorted(c for c in partner if c not in present)
+    if missing:
+        raise InputError(f"class(es) {missing} of the look-alike pairs do not occur in the labels (found {sorted(present)})")
+    rng = np.random.default_rng(seed)
+    noisy = y.copy()
+    mask = np.zeros(len(y), dtype=bool)
+    for c in sorted(partner):  # a fixed order: the same seed draws the same rows
+        candidates = np.flatnonzero(y == c)
+        chosen = rng.choice(candidates, size=int(round(fraction * len(candidates))), replace=False)
+        noisy[chosen] = partner[c]
+        mask[chosen] = True
+    return noisy, mask
 
 
 def with_noise(dataset, noisy_and_mask: tuple[np.ndarray, np.ndarray]):
