@@ -14,7 +14,14 @@ flagged share on the clean runs; ``--compare-old`` adds the threshold at a given
 from __future__ import annotations
 
 import argparse
+import atexit
+import io
+import os
+import shutil
 import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,14 +35,26 @@ from influence_core.metrics import detection_at_threshold
 
 
 def threshold_at_revision(revision: str) -> Callable[[np.ndarray], float]:
-    """``default_threshold`` (with the helpers above it) as the file stood at ``revision``."""
+    """``default_threshold`` as the package stood at ``revision``, run against that revision's own package (extracted
+    with ``git archive`` into a temporary folder, in a child process): the old ``label_bias.py`` imports helpers the
+    engine rebuild moved, so it cannot run against today's package."""
     root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(
-        ["git", "show", f"{revision}:influence_core/label_bias.py"], cwd=root, check=True, capture_output=True, text=True
-    ).stdout
-    namespace: dict = {}
-    exec(compile(source, f"label_bias.py@{revision}", "exec"), namespace)  # noqa: S102 — our own file, at a commit
-    return namespace["default_threshold"]
+    tree = Path(tempfile.mkdtemp(prefix=f"influence-lab-{revision}-"))
+    atexit.register(shutil.rmtree, tree, ignore_errors=True)
+    archive = subprocess.run(["git", "archive", revision, "influence_core"], cwd=root, check=True, capture_output=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(tree, filter="data")
+    program = "import sys, numpy as np; from influence_core.label_bias import default_threshold; print(repr(float(default_threshold(np.load(sys.argv[1])))))"
+
+    def old_threshold(scores: np.ndarray) -> float:
+        scores_file = tree / "scores.npy"
+        np.save(scores_file, np.asarray(scores))
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        out = subprocess.run(
+            [sys.executable, "-c", program, str(scores_file)], env=env, cwd=tree, check=True, capture_output=True, text=True
+        )
+        return float(out.stdout.strip().splitlines()[-1])
+
+    return old_threshold
 
 
 def runs(quick: bool) -> list[tuple[str, int, float, int]]:
