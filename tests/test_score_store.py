@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ KILLED_RUN = textwrap.dedent(
     """
     import os
     from influence_core import experiments, score_store
-    from tests.test_score_store import BLOCK, CONFIG
+    from test_score_store import BLOCK, CONFIG  # tests/ on PYTHONPATH: a package named 'tests' in site-packages cannot shadow it
 
     experiments.MAX_PAIRWISE_ENTRIES = 10
     score_store.block_rows_for = lambda *args, **kwargs: BLOCK
@@ -82,9 +83,7 @@ KILLED_RUN = textwrap.dedent(
 
 
 def test_a_run_killed_mid_matrix_resumes_and_gives_the_same_matrix(small_blocks, tmp_path):
-    from tests.conftest import ROOT
-
-    env = {**os.environ, "INFLUENCE_LAB_CACHE": os.environ["INFLUENCE_LAB_CACHE"], "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "INFLUENCE_LAB_CACHE": os.environ["INFLUENCE_LAB_CACHE"], "PYTHONPATH": str(Path(__file__).resolve().parent)}
     killed = subprocess.run([sys.executable, "-c", KILLED_RUN], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == 9, killed.stderr[-2000:]
 
