@@ -31,6 +31,7 @@ from influence_core.config import (
     default_training,
     method_choices,
 )
+from influence_core.data.preprocessing import check_channels, parse_numbers
 from influence_core.errors import CurvatureError, InputError
 
 # the name the README has always used for the Hessian-based method; every other name is the method registry's
@@ -42,8 +43,17 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if not path.exists():
         raise InputError(f"{path} does not exist: give a CSV file or an image folder with one subfolder per class")
     if path.is_dir():
+        if args.feature_columns:
+            raise InputError("--feature-columns is for a CSV; an image folder's input is set by --image-size and --channels")
         data = DataConfig(
-            name="image_folder", path=str(path), image_size=args.image_size, test_fraction=args.test_fraction, n_train=0, n_test=0
+            name="image_folder",
+            path=str(path),
+            image_size=args.image_size,
+            channels=check_channels(args.channels),
+            test_fraction=args.test_fraction,
+            n_train=0,
+            n_test=0,
+            **_normalisation(args),
         )
     else:
         if args.label_column is None:
@@ -56,6 +66,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             test_fraction=args.test_fraction,
             n_train=0,
             n_test=0,
+            feature_columns=tuple(c.strip() for c in args.feature_columns.split(",")) if args.feature_columns else None,
+            **_normalisation(args),
         )
     method = METHOD_ALIASES.get(args.method, args.method)
     from influence_core.data.registry import peek_own_data
@@ -88,6 +100,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         method_options=_method_options(args),
         seed=args.seed,
     )
+
+
+def _normalisation(args: argparse.Namespace) -> dict:
+    return {"mean": parse_numbers(args.mean, "--mean"), "std": parse_numbers(args.std, "--std")}
 
 
 def _method_options(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
@@ -194,6 +210,21 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--epochs", type=int)
     p.add_argument("--image-size", type=int, default=28)
+    p.add_argument(
+        "--channels", type=int, choices=(1, 3), default=None, help="image channels the model takes: 1 grayscale (default), 3 RGB"
+    )
+    p.add_argument(
+        "--mean",
+        default=None,
+        help="normalise inputs as your model was trained: mean per image channel or CSV feature (comma-separated; one number for all). "
+        "Default: images in [0, 1], CSV features standardised on the training split",
+    )
+    p.add_argument("--std", default=None, help="the std beside --mean (comma-separated; one number for all)")
+    p.add_argument(
+        "--feature-columns",
+        default=None,
+        help="a CSV's feature columns in your model's order (comma-separated; default: all but label / id, in file order)",
+    )
     p.add_argument("--test-fraction", type=float, default=test_fraction, help=test_help)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")

@@ -48,6 +48,12 @@ class DataConfig:
     id_column: Optional[str] = None
     classes: Optional[tuple[int, ...]] = None  # keep only these classes (e.g. (4, 9))
     image_size: Optional[int] = None
+    # preprocessing that matches a model trained elsewhere (data.preprocessing): the CSV's feature columns in the model's
+    # order, the images' channels (1 or 3), and a mean / std per channel or feature in place of the default scaling
+    feature_columns: Optional[tuple[str, ...]] = None
+    channels: Optional[int] = None
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
     noise: str = "none"
     noise_fraction: float = 0.0
     noise_source: int = 1  # class whose labels are corrupted (flip_class / singular_class)

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from influence_core.data.base import Dataset, split_indices
+from influence_core.data.preprocessing import normalisation, normalise_images
 from influence_core.errors import DataWarning, InputError
 from influence_core.progress import ProgressFn
 
@@ -207,14 +208,19 @@ def load_image_folder(
     seed: int = 0,
     skip_bad: bool = True,
     progress: Optional[ProgressFn] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
 ) -> Dataset:
     """Load ``path/<class>/**/<image>`` as a seeded, stratified train/test split.
+
+    ``mean`` / ``std`` (one number, or one per channel) normalise the [0, 1] pixels as a model trained elsewhere expects.
 
     x is (n, C, image_size, image_size) float32 in [0, 1] (C = 1 if grayscale else 3); class
     indices follow the sorted subfolder names; ids are file paths relative to ``path``.
     Undecodable files are skipped with a :class:`SkippedImagesWarning` (or raise with ``skip_bad=False``).
     """
     image_size = check_image_size(image_size)
+    normalisation(mean, std, 1 if grayscale else 3, "channels")  # refused before any image is decoded
     root = Path(path).expanduser()
     class_names, files = list_image_folder(root)
     rel = [f for f, _ in files]
@@ -234,6 +240,7 @@ def load_image_folder(
         raise InputError(f"no decodable images left in class folder(s) {', '.join(dead)}; replace the broken files")
     if len(y) < 4:
         raise InputError(f"{root} holds only {len(y)} usable images; add at least 4 (some for training, some for testing)")
+    x = normalise_images(x, mean, std)
     tr, te = split_indices(len(y), test_fraction, seed, stratify=y)
     return Dataset(
         name=f"image_folder:{root.name}",

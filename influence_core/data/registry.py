@@ -335,13 +335,33 @@ def load_dataset(cfg: DataConfig, seed: int, progress: Optional[ProgressFn] = No
 
         if not cfg.path or not cfg.label_column:
             raise InputError("a CSV dataset needs a file path and the name of its label column")
-        ds = load_csv(cfg.path, cfg.label_column, id_column=cfg.id_column, test_fraction=_test_fraction(cfg), seed=seed)
+        ds = load_csv(
+            cfg.path,
+            cfg.label_column,
+            id_column=cfg.id_column,
+            test_fraction=_test_fraction(cfg),
+            seed=seed,
+            feature_columns=cfg.feature_columns,
+            mean=cfg.mean,
+            std=cfg.std,
+        )
     elif name == "image_folder":
         from influence_core.data.image_folder import load_image_folder
 
         if not cfg.path:
             raise InputError("an image-folder dataset needs a path: a folder with one subfolder per class")
-        ds = load_image_folder(cfg.path, image_size=28 if cfg.image_size is None else cfg.image_size, test_fraction=_test_fraction(cfg), seed=seed, progress=progress)
+        from influence_core.data.preprocessing import check_channels
+
+        ds = load_image_folder(
+            cfg.path,
+            image_size=28 if cfg.image_size is None else cfg.image_size,
+            grayscale=check_channels(cfg.channels) == 1,
+            test_fraction=_test_fraction(cfg),
+            seed=seed,
+            progress=progress,
+            mean=cfg.mean,
+            std=cfg.std,
+        )
     else:
         raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 

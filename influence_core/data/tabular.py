@@ -5,11 +5,12 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
 from influence_core.data.base import Dataset, split_indices
+from influence_core.data.preprocessing import normalisation, order_features
 from influence_core.errors import InputError
 
 MIN_ROWS = 4
@@ -154,8 +155,14 @@ def load_csv(
     id_column: Optional[str] = None,
     test_fraction: float = 0.2,
     seed: int = 0,
+    feature_columns: Optional[Sequence[str]] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
 ) -> Dataset:
     """Load a CSV as a seeded, stratified train/test split.
+
+    ``feature_columns`` sets which columns are features and their order (a model trained elsewhere expects its own);
+    ``mean`` / ``std`` (one number, or one per feature) replace the training-split standardisation below.
 
     Every column other than the label and id column is a feature and must be numeric. Labels
     (strings or numbers) are mapped to 0..K-1 in sorted order (``class_names`` keeps the
@@ -176,7 +183,7 @@ def load_csv(
     if len(df) < MIN_ROWS:
         raise InputError(f"{file.name} has {len(df)} data row(s); at least {MIN_ROWS} are needed (some to train, some to test)")
 
-    feature_cols = [c for c in columns if c not in (label_column, id_column)]
+    feature_cols = order_features(columns, feature_columns, (label_column, id_column), file.name)
     if not feature_cols:
         raise InputError(f"{file.name} has no feature columns besides the label{' and id' if id_column else ''} column"
                          + _one_column_hint(file, columns))
@@ -215,9 +222,13 @@ def load_csv(
 
     x = features.to_numpy(dtype=np.float64)
     tr, te = split_indices(len(df), test_fraction, seed, stratify=y)
-    mean = x[tr].mean(axis=0)
-    std = x[tr].std(axis=0)
-    std[std == 0] = 1.0  # a constant column stays 0 after centring
+    given = normalisation(mean, std, len(feature_cols), "feature columns")
+    if given is None:
+        mean = x[tr].mean(axis=0)
+        std = x[tr].std(axis=0)
+        std[std == 0] = 1.0  # a constant column stays 0 after centring
+    else:
+        mean, std = given
     x = (x - mean) / std
     return Dataset(
         name=f"csv:{file.name}",
