@@ -23,6 +23,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ def record(row, ours, t_ours, peer_name, theirs, t_theirs, same: bool, mask=None
         entry["auc"] = f"{auroc(ours, mask):.3f}"
     ROWS.append(entry)
     ratio = f"{t_theirs / t_ours:.2f}×" if t_theirs else "-"
-    log(f"ROW {row}: project {t_ours:.2f} s, {peer_name} {t_theirs or 0:.2f} s, ratio {ratio} {entry['agree']} AUROC {entry['auc']} {note}")
+    log(f"ROW {row}: project {t_ours:.3f} s, {peer_name} {t_theirs or 0:.3f} s, ratio {ratio} {entry['agree']} AUROC {entry['auc']} {note}")
 
 
 def gemm_gflops() -> float:
@@ -189,7 +190,9 @@ def captum_tracin(model, x, y, paths, load_fn, batch: int, fast_layer=None):
     m = copy.deepcopy(model)
     if fast_layer is not None:
         return TracInCPFast(m, getattr(m, fast_layer), loader, paths, load_fn, nn.CrossEntropyLoss(reduction="sum"), batch_size=batch)
-    return TracInCP(m, loader, paths, load_fn, loss_fn=nn.CrossEntropyLoss(reduction="sum"), batch_size=batch, sample_wise_grads_per_batch=True)
+    return TracInCP(
+        m, loader, paths, load_fn, loss_fn=nn.CrossEntropyLoss(reduction="sum"), batch_size=batch, sample_wise_grads_per_batch=True
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ kronfluence
@@ -224,7 +227,9 @@ def kronfluence_scores(model, x, y, strategy: str, xt=None, yt=None, batch: int 
     analyzer.fit_all_factors("f", train_set, per_device_batch_size=batch, factor_args=factor_args, overwrite_output_dir=True)
     score_args = ScoreArguments(damping_factor=WEIGHT_DECAY + DAMPING)
     if xt is None:
-        analyzer.compute_self_scores("s", "f", train_set, per_device_train_batch_size=batch, score_args=score_args, overwrite_output_dir=True)
+        analyzer.compute_self_scores(
+            "s", "f", train_set, per_device_train_batch_size=batch, score_args=score_args, overwrite_output_dir=True
+        )
         return analyzer.load_self_scores("s")["all_modules"]
     analyzer.compute_pairwise_scores(
         "p",
@@ -298,8 +303,17 @@ def mlp_rows(model, ckpts, x, y, xt, yt, mask, groups, gflops, folder):
     if "mlp-diag" in groups:
         log("MLP self-influence, diagonal curvature")
         ours, t = timed(lambda: project_self("influence", model, x, y, names, "diag"))
-        theirs, tp = (timed(lambda: kronfluence_scores(model, x, y, "diagonal", folder=folder)) if kron else (None, None))
-        record("MLP self diagonal", ours, t, f"kronfluence {version('kronfluence')}", None if theirs is None else as_np(theirs), tp, False, mask)
+        theirs, tp = timed(lambda: kronfluence_scores(model, x, y, "diagonal", folder=folder)) if kron else (None, None)
+        record(
+            "MLP self diagonal",
+            ours,
+            t,
+            f"kronfluence {version('kronfluence')}",
+            None if theirs is None else as_np(theirs),
+            tp,
+            False,
+            mask,
+        )
 
     if "mlp-matrix" in groups:
         log(f"MLP full-parameter IP matrix {k} × {n} ({p:,} parameters)")
@@ -321,11 +335,28 @@ def mlp_rows(model, ckpts, x, y, xt, yt, mask, groups, gflops, folder):
         log(f"MLP {label}: fit + {k} × {n} scores")
         ours, t = timed(lambda: project_matrix("influence", model, x, y, names, xt, yt, curvature))
         theirs, tp = timed(lambda: kronfluence_scores(model, x, y, strategy, xt, yt, folder=folder)) if kron else (None, None)
-        record(f"MLP {label} matrix {k}×{n}", ours, t, f"kronfluence {version('kronfluence')}", None if theirs is None else -as_np(theirs), tp, False)
+        record(
+            f"MLP {label} matrix {k}×{n}",
+            ours,
+            t,
+            f"kronfluence {version('kronfluence')}",
+            None if theirs is None else -as_np(theirs),
+            tp,
+            False,
+        )
         log(f"MLP {label}: fit + self-influence")
         ours, t = timed(lambda: project_self("influence", model, x, y, names, curvature))
         theirs, tp = timed(lambda: kronfluence_scores(model, x, y, strategy, folder=folder)) if kron else (None, None)
-        record(f"MLP {label} self", ours, t, f"kronfluence {version('kronfluence')}", None if theirs is None else as_np(theirs), tp, False, mask)
+        record(
+            f"MLP {label} self",
+            ours,
+            t,
+            f"kronfluence {version('kronfluence')}",
+            None if theirs is None else as_np(theirs),
+            tp,
+            False,
+            mask,
+        )
 
     if "tracin" in groups:
         log(f"TracIn over {len(ckpts)} checkpoints: self-influence and the {k} × {n} matrix")
@@ -358,7 +389,16 @@ def cnn_rows(model, x, y, xt, yt, mask, groups, folder):
         log("CNN self-influence, diagonal curvature")
         ours, t = timed(lambda: project_self("influence", model, x, y, names, "diag"))
         theirs, tp = timed(lambda: kronfluence_scores(model, x, y, "diagonal", folder=folder)) if kron else (None, None)
-        record("CNN self diagonal", ours, t, f"kronfluence {version('kronfluence')}", None if theirs is None else as_np(theirs), tp, False, mask)
+        record(
+            "CNN self diagonal",
+            ours,
+            t,
+            f"kronfluence {version('kronfluence')}",
+            None if theirs is None else as_np(theirs),
+            tp,
+            False,
+            mask,
+        )
     if "cnn-ip" in groups:
         log("CNN self-influence and matrix, identity (IP)")
         ours, t = timed(lambda: project_self("ip", model, x, y, names))
@@ -385,8 +425,8 @@ def print_table(gflops: float) -> None:
     print("|---|--:|---|--:|--:|---|---|---|")
     for r in ROWS:
         ratio = f"{r['peer_s'] / r['ours_s']:.2f}×" if r["peer_s"] else "-"
-        peer_s = f"{r['peer_s']:.2f}" if r["peer_s"] else "-"
-        print(f"| {r['row']} | {r['ours_s']:.2f} | {r['peer']} | {peer_s} | {ratio} | {r['agree']} | {r['auc']} | {r['note']} |")
+        peer_s = f"{r['peer_s']:.3f}" if r["peer_s"] else "-"
+        print(f"| {r['row']} | {r['ours_s']:.3f} | {r['peer']} | {peer_s} | {ratio} | {r['agree']} | {r['auc']} | {r['note']} |")
     print(f"\nfloat32 GEMM (2048³, best of 5): {gflops:.0f} GFLOP/s")
 
 
@@ -406,6 +446,7 @@ def main() -> None:
     groups = set(args.only.split(","))
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
+    warnings.filterwarnings("ignore")  # the peers' deprecation and autograd-hook warnings
 
     log(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
@@ -414,7 +455,9 @@ def main() -> None:
     gflops = gemm_gflops()
     log(f"float32 GEMM: {gflops:.0f} GFLOP/s")
     x, y, xt, yt, mask = load(n_train, n_test, args.seed)
-    log(f"MNIST 10 classes: {len(x)} train ({int(mask.sum())} labels flipped), {len(xt)} queries; weight decay {WEIGHT_DECAY}, damping {DAMPING}")
+    log(
+        f"MNIST 10 classes: {len(x)} train ({int(mask.sum())} labels flipped), {len(xt)} queries; weight decay {WEIGHT_DECAY}, damping {DAMPING}"
+    )
     epochs = 3 if args.quick else 8
     with tempfile.TemporaryDirectory() as folder:
         if groups & {"mlp-ip", "mlp-diag", "mlp-matrix", "mlp-kfac", "mlp-ekfac", "tracin"}:
