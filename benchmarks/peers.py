@@ -427,7 +427,7 @@ def print_table(gflops: float) -> None:
         ratio = f"{r['peer_s'] / r['ours_s']:.2f}×" if r["peer_s"] else "-"
         peer_s = f"{r['peer_s']:.3f}" if r["peer_s"] else "-"
         print(f"| {r['row']} | {r['ours_s']:.3f} | {r['peer']} | {peer_s} | {ratio} | {r['agree']} | {r['auc']} | {r['note']} |")
-    print(f"\nfloat32 GEMM (2048³, best of 5): {gflops:.0f} GFLOP/s")
+    print(f"\nfloat32 GEMM (2048³, best of 5): {gflops:.0f} GFLOP/s; load average now {os.getloadavg()[0]:.1f} (a shared machine)")
 
 
 GROUPS = ("mlp-ip", "mlp-diag", "mlp-matrix", "mlp-kfac", "mlp-ekfac", "tracin", "cnn-diag", "cnn-ip")
@@ -452,6 +452,7 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
         f"captum {version('captum')}, kronfluence {version('kronfluence')}, dattri {version('dattri')}"
     )
+    log(f"load average {os.getloadavg()[0]:.1f} (above the core count: other jobs share the machine, and the seconds vary)")
     gflops = gemm_gflops()
     log(f"float32 GEMM: {gflops:.0f} GFLOP/s")
     x, y, xt, yt, mask = load(n_train, n_test, args.seed)
