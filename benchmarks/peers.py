@@ -144,13 +144,15 @@ def train(kind: str, x, y, epochs: int, seed: int):
     return model.eval(), result.checkpoints
 
 
-def project(method: str, model, x, y, names, curvature="identity", checkpoints=()):
-    ctx = AttributionContext(model, x, y, names, WEIGHT_DECAY, curvature, DAMPING, checkpoints, seed=0)
+def project(method: str, model, x, y, names, curvature="identity", checkpoints=(), curvature_options=None):
+    ctx = AttributionContext(
+        model, x, y, names, WEIGHT_DECAY, curvature, DAMPING, checkpoints, seed=0, curvature_options=dict(curvature_options or {})
+    )
     return fit_attributor(method, ctx)
 
 
-def project_self(method, model, x, y, names, curvature="identity", checkpoints=()):
-    return as_np(project(method, model, x, y, names, curvature, checkpoints).self_scores())
+def project_self(method, model, x, y, names, curvature="identity", checkpoints=(), curvature_options=None):
+    return as_np(project(method, model, x, y, names, curvature, checkpoints, curvature_options).self_scores())
 
 
 def project_matrix(method, model, x, y, names, xt, yt, curvature="identity", checkpoints=()):
@@ -389,16 +391,12 @@ def cnn_rows(model, x, y, xt, yt, mask, groups, folder):
         log("CNN self-influence, diagonal curvature")
         ours, t = timed(lambda: project_self("influence", model, x, y, names, "diag"))
         theirs, tp = timed(lambda: kronfluence_scores(model, x, y, "diagonal", folder=folder)) if kron else (None, None)
-        record(
-            "CNN self diagonal",
-            ours,
-            t,
-            f"kronfluence {version('kronfluence')}",
-            None if theirs is None else as_np(theirs),
-            tp,
-            False,
-            mask,
-        )
+        theirs = None if theirs is None else as_np(theirs)
+        record("CNN self diagonal", ours, t, f"kronfluence {version('kronfluence')}", theirs, tp, False, mask)
+        # like for like: kronfluence's Fisher samples one label per row; so does the project's diag with sampled=1
+        log("CNN self-influence, diagonal curvature from sampled labels")
+        ours, t = timed(lambda: project_self("influence", model, x, y, names, "diag", curvature_options={"sampled": 1}))
+        record("CNN self diagonal, sampled labels", ours, t, f"kronfluence {version('kronfluence')}", theirs, tp, False, mask)
     if "cnn-ip" in groups:
         log("CNN self-influence and matrix, identity (IP)")
         ours, t = timed(lambda: project_self("ip", model, x, y, names))

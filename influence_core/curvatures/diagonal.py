@@ -17,6 +17,10 @@ class DiagonalCurvature(Curvature):
     name = "diag"
     label = "diagonal GGN (laplace-torch)"
     auto_rank = 20
+    knobs = {
+        "sampled": "1: a Monte-Carlo GGN from one label sampled from the model per row, as kronfluence's Fisher "
+        "(one backward per batch instead of one per class; BackPACK chains only); 0: the exact expectation (default)",
+    }
 
     def __init__(self, diagonal: torch.Tensor, param_names):
         self.param_names = list(param_names)
@@ -59,7 +63,14 @@ class DiagonalCurvature(Curvature):
 
         # Σᵢ diag GGNᵢ over chunks of the rows (on the Dask workers when there is a cluster), then the prior once
         summed = sum_over_rows(
-            _backpack_diagonal, request.x, request.y, request.progress, "diagonal GGN", model=request.model, batch_size=request.batch_size
+            _backpack_diagonal,
+            request.x,
+            request.y,
+            request.progress,
+            "diagonal GGN",
+            model=request.model,
+            batch_size=request.batch_size,
+            sampled=bool(cls.option(request, "sampled", 0)),
         )
         return cls((summed + prior) / n, request.param_names)
 
@@ -82,8 +93,13 @@ class DiagonalCurvature(Curvature):
         return per_sample_grad_sq_norms(model, x, y, self.param_names, 1.0 / self.diagonal, chunk_size, backend, progress, task)
 
 
-def _backpack_diagonal(x: torch.Tensor, y: torch.Tensor, progress: ProgressFn, model: nn.Module, batch_size: int) -> torch.Tensor:
+def _backpack_diagonal(
+    x: torch.Tensor, y: torch.Tensor, progress: ProgressFn, model: nn.Module, batch_size: int, sampled: bool = False
+) -> torch.Tensor:
     """Σ_i diag GGN_i over all weights (no prior), from laplace-torch with its BackPACK backend.
+
+    ``sampled``: BackPACK's DiagGGNMC, an unbiased estimate from one label drawn from the model's predictive per row
+    (seeded), which costs one backward per batch where the exact expectation costs one per class.
 
     laplace-torch's default (curvlinops) diagonal materialises per-sample Jacobians over all weights
     (≈ 9 GB and 45 s for 512 MNIST images on CPU); BackPACK's DiagGGNExact gives the same numbers in one
@@ -94,12 +110,22 @@ def _backpack_diagonal(x: torch.Tensor, y: torch.Tensor, progress: ProgressFn, m
 
     seq = as_sequential(model)
     seq.eval()
-    la = Laplace(seq, "classification", subset_of_weights="all", hessian_structure="diag", prior_precision=0.0, backend=BackPackGGN)
+    la = Laplace(
+        seq,
+        "classification",
+        subset_of_weights="all",
+        hessian_structure="diag",
+        prior_precision=0.0,
+        backend=BackPackGGN,
+        backend_kwargs={"stochastic": sampled},
+    )
     n = len(x)
     starts = list(range(0, n, batch_size))
-    for k, start in enumerate(starts):
-        part = DataLoader(TensorDataset(x[start : start + batch_size], y[start : start + batch_size]), batch_size=batch_size)
-        la.fit(part, override=(k == 0), progress_bar=False)
-        progress((k + 1) / len(starts), "diagonal GGN (laplace-torch, BackPACK)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the sampled labels: the same rows give the same estimate
+        for k, start in enumerate(starts):
+            part = DataLoader(TensorDataset(x[start : start + batch_size], y[start : start + batch_size]), batch_size=batch_size)
+            la.fit(part, override=(k == 0), progress_bar=False)
+            progress((k + 1) / len(starts), "diagonal GGN (laplace-torch, BackPACK)")
     # with override=False laplace keeps summing the GGN; with a zero prior its posterior precision is that sum
     return la.posterior_precision.detach()
