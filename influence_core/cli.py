@@ -71,6 +71,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         )
     method = METHOD_ALIASES.get(args.method, args.method)
     from influence_core.data.registry import peek_own_data
+    from influence_core.model_files import own_model_config
 
     train = default_training(args.model, peek_own_data(data).n_train(data))
     if args.epochs is not None:
@@ -78,16 +79,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         data=data,
         model=(
-            ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth)
+            ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth, activation=args.activation)
             if not args.model_file
-            else ModelConfig(
-                kind="file",
-                file=args.model_file,
-                arch=args.arch,
-                hidden=args.hidden,
-                depth=args.depth,
-                checkpoint_files=tuple(args.checkpoint_file),
-            )
+            else own_model_config(args.model_file, args.arch, args.hidden, args.depth, args.checkpoint_file, args.activation)
         ),
         train=train,
         curvature=CurvatureConfig(
@@ -208,6 +202,7 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     )
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu", help="the MLP's (trained here or yours)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument(

@@ -254,9 +254,12 @@ def explorer_config(
     curvature: str = "last_layer",
     damping: Optional[float] = None,
     seed: int = 0,
+    own_model: Optional[ModelConfig] = None,
 ) -> RunConfig:
     """The 2D explorer's run (its defaults are the landing view's): L-BFGS to the optimum for
-    logistic regression, full-batch Adam for the MLP, 200 test points; damping by default from :func:`default_damping`."""
+    logistic regression, full-batch Adam for the MLP, 200 test points; damping by default from :func:`default_damping`.
+    ``own_model`` (:func:`model_files.own_model_config`) takes a model the user trained on this toy data in place of
+    training one (the training settings then only fill the hashed config)."""
     train = (
         TrainConfig(optimizer="lbfgs", epochs=20, weight_decay=weight_decay, checkpoint_spacing="log")
         if model == "logreg"
@@ -264,7 +267,7 @@ def explorer_config(
     )
     return RunConfig(
         data=DataConfig(name=dataset, n_train=n_train, n_test=200, noise=noise, noise_fraction=noise_fraction if noise != "none" else 0.0),
-        model=ModelConfig(kind=model, hidden=hidden, depth=depth, activation=activation),
+        model=own_model or ModelConfig(kind=model, hidden=hidden, depth=depth, activation=activation),
         train=train,
         curvature=CurvatureConfig(kind=curvature, damping=default_damping(model) if damping is None else damping),
         method=method,

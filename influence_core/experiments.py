@@ -161,7 +161,7 @@ def _own_model(config: RunConfig, dataset: Dataset, payload: dict[str, Any]) -> 
         if not (np.array_equal(loaded.x_train, dataset.x_train) and np.array_equal(loaded.y_train, dataset.y_train)):
             raise InputError(RETRAIN_OWN_MODEL)
     m = config.model
-    own = load_user_model(m.file, m.arch, dataset.input_shape, dataset.n_classes, m.hidden, m.depth, m.checkpoint_files)
+    own = load_user_model(m.file, m.arch, dataset.input_shape, dataset.n_classes, m.hidden, m.depth, m.checkpoint_files, m.activation)
     device = default_device()
     model = own.model.to(device)
     x, y, xt, yt = tensors(dataset, device)

@@ -98,6 +98,8 @@ def preset_config(
     id_column: Optional[str] = None,
     flip: tuple[int, int] = (1, 0),
     method: str = "influence",
+    own_model: Optional[ModelConfig] = None,
+    inputs: Optional[dict] = None,
 ) -> RunConfig:
     """The paper's set-ups as configs: ``digits`` / ``mnist`` (4 vs 9, 20% of the 9s flipped to 4,
     3-conv CNN, diagonal GGN over all weights) and ``chexpert`` (Pleural Effusion, 20% of the
@@ -109,11 +111,23 @@ def preset_config(
     diagonal GGN for images). ``flip`` = (source, target) class indices of an injected flip;
     ``noise_fraction`` defaults to 0 here (the labels as they are: no ground truth), 0.2 for the
     paper's presets.
+
+    ``own_model`` (:func:`model_files.own_model_config`) scores a model the user trained on that data, as it is:
+    nothing is trained, so no flip can be injected (a flip needs a model trained on it), and the curvature
+    defaults to the last layer's, which every classifier with a linear head allows. ``inputs``
+    (:func:`data.preprocessing.input_settings`) feeds it the inputs as it was trained on them.
     """
     if dataset not in PRESETS:
         raise InputError(f"label-bias preset must be one of {PRESETS}, got {dataset!r}")
     if noise_fraction is None:
         noise_fraction = 0.0 if dataset in OWN_DATA else 0.2
+    if own_model is not None and dataset not in OWN_DATA:
+        raise InputError(f"your model goes with your data: choose one of {OWN_DATA} for it, not {dataset!r}")
+    if own_model is not None and noise_fraction > 0:
+        raise InputError(
+            "flipping labels to measure detection needs a model trained on the flipped labels, and your model was "
+            "trained on your labels as they are: set the flipped share to 0, or choose an architecture to train here"
+        )
     if dataset in OWN_DATA:
         noise = (
             dict(noise="flip_class", noise_fraction=noise_fraction, noise_source=int(flip[0]), noise_target=int(flip[1]))
@@ -129,13 +143,18 @@ def preset_config(
             n_test=n_test,
             image_size=image_size,
             **noise,
+            **(inputs or {}),
         )  # None: the loader's default size
-        kind = model or ("logreg" if dataset == "csv" else "cnn")
-        train = default_training(kind, peek_own_data(data).n_train(data))
-        if epochs:
-            train = replace(train, epochs=epochs)
-        curv = CurvatureConfig(kind=curvature or ("exact" if kind == "logreg" else "diag"), damping=damping)
-        return RunConfig(data=data, model=ModelConfig(kind=kind), train=train, curvature=curv, method=method, seed=seed)
+        if own_model is not None:  # not trained here: the training config only fills the hashed config
+            model_cfg, train, default_curvature = own_model, TrainConfig(), "last_layer"
+        else:
+            kind = model or ("logreg" if dataset == "csv" else "cnn")
+            model_cfg, default_curvature = ModelConfig(kind=kind), ("exact" if kind == "logreg" else "diag")
+            train = default_training(kind, peek_own_data(data).n_train(data))
+            if epochs:
+                train = replace(train, epochs=epochs)
+        curv = CurvatureConfig(kind=curvature or default_curvature, damping=damping)
+        return RunConfig(data=data, model=model_cfg, train=train, curvature=curv, method=method, seed=seed)
     if dataset == "chexpert":
         data = DataConfig(
             name="chexpert",
@@ -300,6 +319,7 @@ def run_label_bias(
         "device": trained.metrics["device"],
         "n_params": trained.metrics["n_params"],
         "from_cache": trained.metrics["from_cache"],
+        **({"own_model": trained.metrics["own_model"]} if "own_model" in trained.metrics else {}),
     }
     if train_clean and ds.flipped.any():
         if dataset is None:

@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from influence_core.config import ModelConfig
 from influence_core.errors import InputError
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -37,12 +38,12 @@ def file_fingerprint(path: str) -> str:
     return h.hexdigest()[:24]
 
 
-def _architecture(arch: str, input_shape: tuple[int, ...], n_classes: int, hidden: int, depth: int) -> nn.Module:
-    from influence_core.config import MODEL_KINDS, ModelConfig
+def _architecture(arch: str, input_shape: tuple[int, ...], n_classes: int, hidden: int, depth: int, activation: str = "relu") -> nn.Module:
+    from influence_core.config import MODEL_KINDS
     from influence_core.models import build_model
 
     if arch in MODEL_KINDS:
-        return build_model(ModelConfig(kind=arch, hidden=hidden, depth=depth), input_shape, n_classes, 0)
+        return build_model(ModelConfig(kind=arch, hidden=hidden, depth=depth, activation=activation), input_shape, n_classes, 0)
     import torchvision
 
     try:
@@ -161,6 +162,7 @@ def load_user_model(
     hidden: int = 32,
     depth: int = 2,
     checkpoint_files: Sequence[str] = (),
+    activation: str = "relu",
 ) -> LoadedModel:
     """The user's model, checked against the data; extra weight files become checkpoints for TracIn."""
     from influence_core.models import parameter_names
@@ -177,7 +179,7 @@ def load_user_model(
     elif file.suffix in WEIGHT_SUFFIXES:
         if not arch:
             raise InputError(f"{file.name} holds weights only: name their architecture (--arch, e.g. mlp, cnn, resnet18)")
-        model = _architecture(arch, input_shape, n_classes, hidden, depth)
+        model = _architecture(arch, input_shape, n_classes, hidden, depth, activation)
         load_weights(model, read_state_dict(path), path)
         what = f"{arch} with {file.name}"
     else:
@@ -188,7 +190,7 @@ def load_user_model(
     checkpoints = []
     for k, extra in enumerate(checkpoint_files):
         state = read_state_dict(extra)
-        load_weights(_architecture(arch, input_shape, n_classes, hidden, depth), state, extra)  # checked like the model
+        load_weights(_architecture(arch, input_shape, n_classes, hidden, depth, activation), state, extra)  # checked like the model
         checkpoints.append(Checkpoint(k + 1, 1.0, {n: t.clone() for n, t in state.items()}))
     from influence_core.curvatures.base import head_names
 
@@ -201,3 +203,37 @@ def load_user_model(
         "layers": len(names),
     }
     return LoadedModel(model.eval(), checkpoints, description)
+
+
+def own_model_config(
+    file: str,
+    arch: Optional[str] = None,
+    hidden: int = 32,
+    depth: int = 2,
+    checkpoint_files: Sequence[str] = (),
+    activation: str = "relu",
+) -> ModelConfig:
+    """The model config of a model the user brings, checked for what can be told without loading it: the file's form,
+    and an architecture named for weights (the app and the CLI build it here, so both refuse the same things)."""
+    suffix = Path(file).suffix
+    if suffix not in (*WEIGHT_SUFFIXES, *PROGRAM_SUFFIXES):
+        raise InputError(f"{Path(file).name}: give a state_dict (.pt, .pth, .bin), .safetensors or a torch.export program (.pt2)")
+    if suffix in PROGRAM_SUFFIXES:
+        if checkpoint_files:
+            raise InputError("checkpoints are weight files of an architecture: name it and give state_dicts, not a .pt2 program")
+        arch = None  # a program carries its own architecture
+    elif not arch:
+        raise InputError(f"{Path(file).name} holds weights only: name their architecture (e.g. mlp, cnn, resnet18)")
+    from influence_core.models import ACTIVATIONS
+
+    if activation not in ACTIVATIONS:
+        raise InputError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    return ModelConfig(
+        kind="file",
+        file=str(file),
+        arch=arch,
+        hidden=int(hidden),
+        depth=int(depth),
+        activation=activation,
+        checkpoint_files=tuple(checkpoint_files),
+    )

@@ -160,7 +160,10 @@ def trace_head(
 ) -> HeadTrace:
     """Forward passes at every checkpoint: what the closed-form TracIn needs (no gradients taken)."""
     if not checkpoints:
-        raise InputError("TracIn needs saved checkpoints: train with n_checkpoints ≥ 1")
+        raise InputError(
+            "TracIn needs saved checkpoints: train with n_checkpoints ≥ 1 (your own model: give its earlier weight "
+            "files as checkpoints, or pick a method that needs none, such as influence or IP)"
+        )
     dtype = dtype or torch.float32  # ranks only: float32 is ample and twice as fast as float64 on CPU
     n_classes = _head(model).out_features
     trace = HeadTrace([], [], [], [], [], y_train, y_val, n_classes, include_bias)
@@ -526,6 +529,8 @@ def signal_run_config(
     image_size: Optional[int] = None,
     method: str = "tracin",
     glitch: Optional[GlitchConfig] = None,
+    own_model: Optional[ModelConfig] = None,
+    inputs: Optional[dict] = None,
 ) -> RunConfig:
     """A run config that trains with plain SGD (no momentum) and 10 checkpoints, as TracIn assumes; influence is taken
     over the last layer (the paper's setting) by ``method`` (TracIn by default: its closed form).
@@ -534,7 +539,22 @@ def signal_run_config(
     ``dataset`` "csv" / "image_folder" reads the user's data at ``path`` (CSV: ``label_column``,
     optional ``id_column``; images resized to ``image_size``, the loader's default when None). ``glitch``:
     what to inject, kept in the config's hashed ``study`` (the paper's singular-class flip by default).
+
+    ``own_model`` (:func:`model_files.own_model_config`) ranks the user's data under a model the user trained on it,
+    as it is: nothing is trained here, so nothing can be injected and cleanlab (which retrains per fold) is not run.
+    ``inputs`` (:func:`data.preprocessing.input_settings`) feeds it the inputs as it was trained on them.
+    TracIn needs the model's earlier weight files as checkpoints (``own_model.checkpoint_files``, learning rate 1 each).
     """
+    glitch = glitch or GlitchConfig()
+    if own_model is not None:
+        if dataset not in ("csv", "image_folder"):
+            raise InputError(f"your model goes with your data: choose your CSV file or image folder for it, not {dataset!r}")
+        if glitch.kind != "none" or glitch.cleanlab_folds >= 2:
+            raise InputError(
+                "your model was trained on your data as it is, and it is not retrained here: injected glitches and "
+                "cleanlab's out-of-fold probabilities both need a model to train; choose the glitch 'none' and skip "
+                "cleanlab, or choose an architecture to train here"
+            )
     if model == "cnn":
         train_cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=epochs or 15, batch_size=64, weight_decay=1e-4, n_checkpoints=10)
         model_cfg = ModelConfig(kind="cnn")
@@ -546,14 +566,21 @@ def signal_run_config(
         model_cfg = ModelConfig(kind="mlp", hidden=128, depth=1)
     return RunConfig(
         data=DataConfig(
-            name=dataset, n_train=n_train, n_test=n_test, path=path, label_column=label_column, id_column=id_column, image_size=image_size
+            name=dataset,
+            n_train=n_train,
+            n_test=n_test,
+            path=path,
+            label_column=label_column,
+            id_column=id_column,
+            image_size=image_size,
+            **(inputs or {}),
         ),  # None: the loader's default size
-        model=model_cfg,
+        model=own_model or model_cfg,
         train=train_cfg,
         curvature=CurvatureConfig(kind="auto", params="last_layer"),
         method=method,
         seed=seed,
-    ).with_study(glitch or GlitchConfig())
+    ).with_study(glitch)
 
 
 def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, np.ndarray, np.ndarray, np.ndarray]:

@@ -277,6 +277,109 @@ def ask_for_own_data(dataset: str, inputs: OwnDataInputs) -> None:
     st.stop()
 
 
+OWN_MODEL = "file"  # the model choice "your trained model": ModelConfig(kind="file")
+ZOO_ARCHITECTURES = {
+    "mlp": "MLP (Linear + activation, width × hidden layers)",
+    "logreg": "logistic regression (one linear layer)",
+    "cnn": "3-conv CNN (the zoo's)",
+    "resnet18": "ResNet18",
+    "torchvision": "another torchvision classifier…",
+}
+MODEL_FILE_TYPES = ["pt", "pth", "bin", "safetensors", "pt2"]
+
+
+def own_model_inputs(container: Any, key_prefix: str, dataset: str) -> tuple[Optional[Any], Optional[dict]]:
+    """The inputs that name the user's trained model: its file (weights or a torch.export program), the weights'
+    architecture, optional earlier weight files as TracIn's checkpoints, and how its inputs were prepared.
+    Returns (the model config, ``model_files.own_model_config``; the data's input settings,
+    ``preprocessing.input_settings``), each None until a file is named or while refused (the message is shown)."""
+    from influence_core.data_access import check_server_path
+    from influence_core.model_files import own_model_config
+
+    path = data_path(
+        container,
+        "Model file",
+        f"{key_prefix}_model_file",
+        "/path/to/model.safetensors",
+        "Weights (a state_dict saved with torch.save, or safetensors) of an architecture named below, or a program "
+        "saved with torch.export (.pt2). Read without running any code the file carries.",
+        MODEL_FILE_TYPES,
+    )
+    program = bool(path) and path.endswith(".pt2")
+    names = list(ZOO_ARCHITECTURES)
+    arch = container.selectbox(
+        "Architecture of the weights",
+        names,
+        index=names.index("cnn" if dataset == "image_folder" else "mlp"),
+        format_func=ZOO_ARCHITECTURES.get,
+        key=f"{key_prefix}_model_arch",
+        disabled=program,
+        help="A .pt2 program carries its own architecture.",
+    )
+    hidden, depth, activation = 32, 2, "relu"
+    if arch == "torchvision":
+        arch = container.text_input("torchvision name", "mobilenet_v3_small", key=f"{key_prefix}_model_tv").strip()
+    elif arch == "mlp" and not program:
+        w, d, a = container.columns(3)
+        hidden = int(w.number_input("Width", 1, 4096, 32, key=f"{key_prefix}_model_hidden"))
+        depth = int(d.number_input("Hidden layers", 1, 16, 2, key=f"{key_prefix}_model_depth"))
+        activation = a.selectbox("Activation", ["relu", "tanh", "sigmoid"], key=f"{key_prefix}_model_activation")
+    typed = container.text_area(
+        "TracIn checkpoints (optional)",
+        key=f"{key_prefix}_model_checkpoints",
+        placeholder="earlier weight files, one path per line",
+        help="TracIn sums over training checkpoints; without them it is not available for your model.",
+        disabled=program,
+    )
+    # a toy's two coordinates go in as they are; a CSV's or an image folder's as the model was trained on them
+    inputs = model_input_settings(container, key_prefix, dataset) if dataset in ("csv", "image_folder") else {}
+    checkpoints: list[str] = []
+    with container:
+        for line in typed.splitlines():
+            if line.strip():
+                allowed = run_or_explain(check_server_path, line.strip(), st.get_option("server.address"))
+                if allowed is None:
+                    return None, None
+                checkpoints.append(allowed)
+        if not path or inputs is None:
+            return None, None
+        return run_or_explain(own_model_config, path, None if program else arch, hidden, depth, checkpoints, activation), inputs
+
+
+def model_input_settings(container: Any, key_prefix: str, dataset: str) -> Optional[dict]:
+    """How the user's model was fed (``preprocessing.input_settings``): a CSV's feature order, images' channels, the
+    mean / std; empty fields keep the defaults. None while refused (the message is shown)."""
+    from influence_core.data.preprocessing import input_settings
+
+    tabular = dataset == "csv"
+    with container.expander("Inputs as your model was trained on them"):
+        columns, channels = "", None
+        if tabular:
+            columns = st.text_input(
+                "Feature columns, in the model's order", key=f"{key_prefix}_model_columns", placeholder="a, b, c (empty: the file's order)"
+            )
+        else:
+            channels = st.radio(
+                "Channels", [1, 3], horizontal=True, key=f"{key_prefix}_model_channels", format_func={1: "grayscale", 3: "RGB"}.get
+            )
+        mean = st.text_input(
+            "Mean",
+            key=f"{key_prefix}_model_mean",
+            placeholder="empty: " + ("standardised on the training split" if tabular else "pixels in [0, 1]"),
+            help="one number, or one per " + ("feature" if tabular else "channel"),
+        )
+        std = st.text_input("Std", key=f"{key_prefix}_model_std", placeholder="e.g. 1 (raw features: mean 0, std 1)")
+        return run_or_explain(input_settings, dataset, columns, channels, mean, std)
+
+
+def own_model_card(metrics: dict[str, Any]) -> None:
+    """What was loaded: parameter count, the input shape it takes, the layers influence is taken over."""
+    described = metrics.get("own_model")
+    if described:
+        with st.expander(f"Your model, as loaded: {described['parameters']:,} parameters", expanded=False):
+            st.dataframe({"": list(described), "value": [str(v) for v in described.values()]}, hide_index=True, width="stretch")
+
+
 # (file, title, icon), relative to app.py; the first is the landing page on the embedded default dataset
 VIEWS = [
     ("pages/explorer.py", "2D explorer", ":material/scatter_plot:"),

@@ -2,7 +2,18 @@
 
 import streamlit as st
 
-from pages._ui import import_with_progress, kept_result, memoised, one_torch_thread, page_header, progress_status, run_or_explain
+from pages._ui import (
+    OWN_MODEL,
+    import_with_progress,
+    kept_result,
+    memoised,
+    one_torch_thread,
+    own_model_card,
+    own_model_inputs,
+    page_header,
+    progress_status,
+    run_or_explain,
+)
 
 # the title and a progress box first: on a fresh server the imports below take seconds
 page_header("2D explorer")
@@ -45,8 +56,15 @@ with st.container(border=True):
     )
     fraction = c2.slider("Noise fraction", 0.0, 0.4, 0.1, step=0.01, disabled=noise == "none", key="explorer_fraction")
     model_kind = c3.selectbox(
-        "Model", ["mlp", "logreg"], format_func={"mlp": "MLP", "logreg": "L2 logistic regression"}.get, key="explorer_model"
+        "Model",
+        ["mlp", "logreg", OWN_MODEL],
+        format_func={"mlp": "MLP", "logreg": "L2 logistic regression", OWN_MODEL: "your trained model (a file)"}.get,
+        key="explorer_model",
+        help="Your model: one you trained on this toy data (export it below: the coordinates are in the CSV), with "
+        "two inputs and one output per class.",
     )
+    yours = model_kind == OWN_MODEL  # scored as it is: nothing here retrains it
+    own_model, _ = own_model_inputs(c3, "explorer", "toy") if yours else (None, None)  # the toy's two coordinates, as they are
     with c3.expander("Model details"):
         depth = st.slider("Hidden layers", 1, 4, 1, disabled=model_kind != "mlp")
         hidden = st.select_slider("Width", [4, 8, 16, 32, 64], 16, disabled=model_kind != "mlp")
@@ -63,6 +81,7 @@ with st.container(border=True):
             "L2 weight decay",
             [1e-4, 1e-3, 1e-2, 1e-1],
             EXPLORER_WEIGHT_DECAY,
+            disabled=yours,
             help="lighter weight decay makes influence on an MLP less reliable (check it against retraining)",
         )
     method = method_picker(c4, "explorer_method")
@@ -77,8 +96,24 @@ with st.container(border=True):
         )
         seed = st.number_input("Seed", 0, 10_000, 0)
 
+if yours and own_model is None:
+    st.info("Name your trained model above: its weights file and architecture, or a torch.export program (.pt2).")
+    st.stop()
 config = explorer_config(
-    dataset, n_train, noise, fraction, model_kind, hidden, depth, activation, weight_decay, method, curvature, damping, int(seed)
+    dataset,
+    n_train,
+    noise,
+    fraction,
+    "mlp" if yours else model_kind,
+    hidden,
+    depth,
+    activation,
+    weight_decay,
+    method,
+    curvature,
+    damping,
+    int(seed),
+    own_model=own_model,
 )
 
 
@@ -99,6 +134,11 @@ k2.metric("Test accuracy", f"{m['test']['accuracy']:.1%}")
 k3.metric("Flipped labels", int(ds.flipped.sum()))
 k4.metric("AUROC (self-influence → flipped)", f"{summary['auroc']:.3f}" if summary.get("auroc") is not None else "—")
 k5.metric("Compute", "cached" if m["influence_from_cache"] else f"{m['train_seconds'] + m['influence_seconds']:.1f} s")
+own_model_card(m)
+NOT_RETRAINED = (
+    "Your model is not retrained here, so this needs an architecture trained here (MLP or logistic regression): "
+    "or retrain yours on the exported points without the ones you pick, and compare."
+)
 
 POINT_TRACES = {1: "train", 2: "test"}  # trace order of figures.decision_region_figure
 
@@ -249,7 +289,10 @@ def _points_view() -> None:
                 f"{method_label(method)} has no inverse Hessian, so its scores are not loss changes: read the ranking and the signs."
             )
 
-    if view != "self":
+    if view != "self" and yours:
+        with st.expander("Is the influence right here? Check against retraining"):
+            st.info(NOT_RETRAINED)
+    elif view != "self":
         with st.expander("Is the influence right here? Check against retraining"):
             st.caption(
                 "Removes training points one at a time and retrains (full-batch L-BFGS from the trained weights: exact "
@@ -270,7 +313,10 @@ def _points_view() -> None:
                     [idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}", f"Retrain without training point #{idx}"
                 )
 
-    if view == "train":
+    if view == "train" and yours:
+        with st.expander(f"Remove or relabel training point #{idx} and retrain"):
+            st.info(NOT_RETRAINED)
+    elif view == "train":
         with st.expander(f"Remove or relabel training point #{idx} and retrain"):
             st.caption(
                 "Retrains the same model from the same seed, from scratch, without the point or with its label changed "
@@ -331,6 +377,7 @@ def _points_view() -> None:
         table = pd.DataFrame(
             {
                 "id": ds.ids_train,
+                **{name: ds.x_train[:, j] for j, name in enumerate(ds.feature_names)},  # to train a model of your own on
                 "label used": ds.y_train,
                 "clean label": ds.y_train_clean,
                 "flipped": ds.flipped,
@@ -355,6 +402,9 @@ def _epochs():
 @st.fragment
 def _over_training() -> None:
     st.subheader("Influence over training")
+    if yours and not config.model.checkpoint_files:
+        st.info("Your model came without its training checkpoints: give its earlier weight files (TracIn checkpoints, above) to see this.")
+        return
     epochs_result = memoised("epochs:" + content_key(config), lambda: run_or_explain(_epochs))
     if epochs_result is not None:
         epochs, per_epoch = epochs_result

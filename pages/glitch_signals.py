@@ -20,11 +20,14 @@ from influence_core.signals import (
 from pages._pickers import method_picker
 from pages._ui import (
     OWN_DATA,
+    OWN_MODEL,
     OwnDataInputs,
     ask_for_own_data,
     kept_result,
     memoised,
     own_data_inputs,
+    own_model_card,
+    own_model_inputs,
     page_header,
     progress_status,
     run_or_explain,
@@ -45,7 +48,12 @@ DATASETS = {
     "fashion_mnist": "Fashion-MNIST (28×28)",
     **OWN_DATA,
 }
-MODELS = {"mlp": "MLP (one hidden layer of 128)", "logreg": "logistic regression", "cnn": "small CNN"}
+MODELS = {
+    "mlp": "MLP (one hidden layer of 128)",
+    "logreg": "logistic regression",
+    "cnn": "small CNN",
+    OWN_MODEL: "your trained model (a file)",
+}
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
@@ -56,31 +64,47 @@ with st.container(border=True):
         n_train = c1.select_slider(
             "Training rows (MNIST sets)", [1000, 2000, 4000, 6000], 2000, disabled=dataset == "digits", key="glitch_n_train"
         )
+    models = [m for m in MODELS if not (dataset == "csv" and m == "cnn") and (own or m != OWN_MODEL)]
+    model = c3.selectbox("Model", models, format_func=MODELS.get, key=f"glitch_model_{dataset == 'csv'}" + ("_own" if own else ""))
+    yours = model == OWN_MODEL  # trained on the data as it is: nothing injected, nothing retrained
+    own_model, inputs = own_model_inputs(c3, "glitch", dataset) if yours else (None, None)
     kinds = [k for k in GLITCH_KINDS if k != "none" and not (dataset == "csv" and k in ("brightness", "stripe"))]
     if own:  # the data as it is first: the point of bringing your own
         kinds = ["none"] + kinds
-    kind = c2.selectbox("Glitch", kinds, format_func=GLITCH_KINDS.get, key=f"glitch_kind_{'own' if own else 'builtin'}")
+    kind = c2.selectbox(
+        "Glitch",
+        kinds[:1] if yours else kinds,
+        format_func=GLITCH_KINDS.get,
+        key=f"glitch_kind_{'own' if own else 'builtin'}" + ("_yours" if yours else ""),
+        help="Your model was trained on your data as it is: injecting glitches would need a model trained on them." if yours else None,
+    )
     ratio = c2.slider("Glitch ratio", 0.02, 0.3, 0.1, step=0.01, key="glitch_ratio", disabled=kind == "none")
-    models = [m for m in MODELS if not (dataset == "csv" and m == "cnn")]
-    model = c3.selectbox("Model", models, format_func=MODELS.get, key=f"glitch_model_{dataset == 'csv'}")
-    epochs = c3.slider("Epochs (SGD, no momentum)", 5, 60, 15, step=5, key="glitch_epochs")
+    epochs = c3.slider("Epochs (SGD, no momentum)", 5, 60, 15, step=5, key="glitch_epochs", disabled=yours)
     method = method_picker(
         c3,
-        "glitch_method",
-        "tracin",
+        "glitch_method" + ("_yours" if yours else ""),
+        "ip" if yours else "tracin",  # at one set of weights, TracIn's gradient product is IP
         label="Influence matrix (last layer)",
-        help="TracIn is the paper's (closed form, fastest); every other method runs through the engine",
+        help="TracIn is the paper's (closed form, fastest; it needs training checkpoints); every other method runs through the engine",
     )
     with c4:
         seed = st.number_input("Seed", 0, 10_000, 0, key="glitch_seed")
         val_fraction = st.slider("Validation share of the test split", 0.1, 0.9, 0.5, step=0.1, key="glitch_val")
         folds = st.selectbox(
-            "cleanlab folds", [0, 2, 3, 5], index=1, key="glitch_folds", format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold"
+            "cleanlab folds",
+            [0] if yours else [0, 2, 3, 5],
+            index=0 if yours else 1,
+            key="glitch_folds" + ("_yours" if yours else ""),
+            format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold",
+            help="cleanlab's out-of-fold probabilities retrain the model per fold: not for your model" if yours else None,
         )
         include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias", disabled=method != "tracin")
 
 if own and not mine.complete:
     ask_for_own_data(dataset, mine)
+if yours and own_model is None:
+    st.info("Name your trained model above: its weights file and architecture, or a torch.export program (.pt2).")
+    st.stop()
 is_mnist = dataset in ("mnist", "fashion_mnist")
 run = run_or_explain(
     signal_run_config,
@@ -95,6 +119,8 @@ run = run_or_explain(
     id_column=mine.id_column,
     image_size=mine.image_size,
     method=method,
+    own_model=own_model,
+    inputs=inputs,
     glitch=GlitchConfig(
         kind=kind, ratio=float(ratio), val_fraction=float(val_fraction), include_bias=include_bias, cleanlab_folds=int(folds)
     ),
@@ -105,7 +131,7 @@ run_key = f"glitch:{content_key(run)}"  # the glitch settings are inside the run
 
 
 def _compute():
-    what = "Training" if kind == "none" else "Injecting glitches, training"
+    what = "Loading your model" if yours else "Training" if kind == "none" else "Injecting glitches, training"
     with progress_status(f"{what}, computing signals and baselines") as report:
         return detect_glitches(run, progress=report)
 
@@ -136,6 +162,7 @@ else:
     )
 k4.metric("Train / validation rows", f"{m['n_train']} / {m['n_val']}")
 k5.metric("Signals / training time", "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s / {m['train_seconds']:.1f} s")
+own_model_card(m)
 
 if truth:
     st.subheader("Signals and baselines")
@@ -258,6 +285,13 @@ if signal in SIGNALS:
                 hide_index=True,
                 key="glitch_doubted",
             )
+
+    if yours:
+        st.info(
+            "Your model is not retrained here. Export the ranked rows above, apply the repairs you accept to your "
+            "data, and retrain your model on it; or choose an architecture to train here, and this section retrains it."
+        )
+        st.stop()
 
     def _retrain():
         with progress_status("Retraining on the repaired data") as progress:

@@ -14,11 +14,14 @@ from influence_core.metrics import detection_at_threshold
 from pages._pickers import curvature_picker, method_picker
 from pages._ui import (
     OWN_DATA,
+    OWN_MODEL,
     OwnDataInputs,
     ask_for_own_data,
     kept_result,
     memoised,
     own_data_inputs,
+    own_model_card,
+    own_model_inputs,
     page_header,
     progress_status,
     run_or_explain,
@@ -37,7 +40,13 @@ DATASETS = {
     "chexpert": "CheXpert Pleural Effusion (your folder)",
     **OWN_DATA,
 }
-MODELS = {"cnn": "3-conv CNN", "mlp": "MLP", "logreg": "logistic regression", "resnet18": "ResNet18"}
+MODELS = {
+    "cnn": "3-conv CNN",
+    "mlp": "MLP",
+    "logreg": "logistic regression",
+    "resnet18": "ResNet18",
+    OWN_MODEL: "your trained model (a file)",
+}
 MODEL_OPTIONS = {"chexpert": ["resnet18", "cnn"], "csv": ["logreg", "mlp"]}
 
 with st.container(border=True):
@@ -66,6 +75,10 @@ with st.container(border=True):
             format_func=lambda n: "all" if n == 0 else f"{n:,}",
             key="label_bias_own_n_train" if own else "label_bias_n_train",
         )
+    model_options = MODEL_OPTIONS.get(dataset, ["cnn", "mlp", "logreg"]) + ([OWN_MODEL] if own else [])
+    model = c3.selectbox("Model", model_options, format_func=MODELS.get, key=f"label_bias_model_{dataset}")
+    yours = model == OWN_MODEL
+    own_model, inputs = own_model_inputs(c3, "label_bias", dataset) if yours else (None, None)
     flip = (1, 0)
     if own:
         fraction = c2.slider(
@@ -77,7 +90,11 @@ with st.container(border=True):
             key="label_bias_own_fraction",
             help="0 = your labels as they are: the page ranks and flags samples, but without a ground truth it "
             "cannot say how many it caught. Flip a share of one class to see the detection rates.",
+            disabled=yours,
         )
+        if yours:
+            fraction = 0.0
+            c2.caption("Your model was trained on your labels as they are: a flip would need a model trained on it.")
         if fraction > 0 and class_names:
             f1, f2 = c2.columns(2)
             source = f1.selectbox(
@@ -92,12 +109,10 @@ with st.container(border=True):
     else:
         fraction = c2.slider("Share of the class flipped", 0.0, 0.5, 0.2, step=0.05, key="label_bias_fraction")
         c2.caption("9 → 4" if dataset != "chexpert" else "positive → negative")
-    model_options = MODEL_OPTIONS.get(dataset, ["cnn", "mlp", "logreg"])
-    model = c3.selectbox("Model", model_options, format_func=MODELS.get, key=f"label_bias_model_{dataset}")
     weights = None
     if model == "resnet18":
         weights = c3.text_input("ImageNet weights file (optional)", "", key="label_bias_weights") or None
-    default_curvature = {"resnet18": "last_layer", "logreg": "exact"}.get(model, "diag")
+    default_curvature = {"resnet18": "last_layer", "logreg": "exact", OWN_MODEL: "last_layer"}.get(model, "diag")
     method = method_picker(c4, "label_bias_method")
     curvature = curvature_picker(
         c4,
@@ -113,6 +128,9 @@ with st.container(border=True):
 
 if own and class_names is None:
     ask_for_own_data(dataset, mine)
+if yours and own_model is None:
+    st.info("Name your trained model above: its weights file and architecture, or a torch.export program (.pt2).")
+    st.stop()
 config = run_or_explain(
     lb.preset_config,
     dataset,
@@ -130,13 +148,15 @@ config = run_or_explain(
     label_column=mine.label_column,
     id_column=mine.id_column,
     flip=flip,
+    own_model=own_model,
+    inputs=inputs,
 )
 if config is None:
     st.stop()
 
 
 def _compute():
-    what = "Training clean and noisy models" if config.data.noise_fraction > 0 else "Training the model"
+    what = "Training clean and noisy models" if config.data.noise_fraction > 0 else "Loading your model" if yours else "Training the model"
     with progress_status(f"{what}, scoring training samples") as report:
         return lb.run_label_bias(config, progress=report)
 
@@ -172,6 +192,7 @@ k[2].metric(
 )
 k[3].metric("Misclassified held-out", m["n_misclassified"])
 k[4].metric("Compute", "cached" if m.get("scores_from_cache") and m.get("from_cache") else f"{m['total_seconds']:.1f} s on {m['device']}")
+own_model_card(m)
 if clean:
     with st.expander("Step 1: is the model hurt by the flipped labels?"):
         st.plotly_chart(lb_figures.model_comparison_figure(m), width="stretch", key="label_bias_models")
@@ -226,7 +247,9 @@ if not truth:  # no ground truth: a second, independent opinion on which labels 
         e1.button(
             "Second opinion: cleanlab",
             key="label_bias_cleanlab",
-            help="cleanlab's find_label_issues on out-of-fold probabilities of the same model (5 trainings)",
+            help="cleanlab's find_label_issues on out-of-fold probabilities of the same model (5 trainings)"
+            + (": not for your model, which is not retrained here" if yours else ""),
+            disabled=yours,
         ),
         f"label_bias_cleanlab:{content_key(config)}",
         _cleanlab,
@@ -316,6 +339,12 @@ if tables is not None:
             st.image(images, caption=captions, width=80)
 
 st.subheader("What if: fix the flagged samples and retrain")
+if yours:
+    st.info(
+        "Your model is not retrained here. Export the flagged samples above, fix or drop them in your data, and "
+        "retrain your model on it; or choose an architecture to train here, and this section retrains it for you."
+    )
+    st.stop()
 a1, a2 = st.columns([1, 3])
 relabel_to = "the other class" if ds.n_classes == 2 else "the model's likeliest other class"
 action = a1.radio(

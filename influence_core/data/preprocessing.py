@@ -24,6 +24,24 @@ def parse_numbers(text: Optional[str], flag: str) -> Optional[tuple[float, ...]]
         raise InputError(f"{flag} takes numbers separated by commas (e.g. 0.1307 or 0.485,0.456,0.406), got {text!r}") from None
 
 
+def input_settings(
+    dataset: str, feature_columns: str = "", channels: Optional[int] = None, mean: str = "", std: str = ""
+) -> dict:
+    """The DataConfig fields that feed a model its inputs the way it was trained, from the app's text fields
+    (comma-separated; empty = the default: the file's column order, grayscale, the default scaling)."""
+    if dataset == "csv" and channels not in (None, 1):
+        raise InputError("channels are for images; a CSV's input is its feature columns")
+    if dataset != "csv" and feature_columns.strip():
+        raise InputError("feature columns are for a CSV; an image folder's input is set by its image size and channels")
+    columns = tuple(c.strip() for c in feature_columns.split(",") if c.strip()) or None
+    return {
+        "feature_columns": columns,
+        "channels": None if dataset == "csv" else check_channels(channels),
+        "mean": parse_numbers(mean, "the mean"),
+        "std": parse_numbers(std, "the std"),
+    }
+
+
 def check_channels(channels: Optional[int]) -> int:
     """1 (grayscale) or 3 (RGB); None = grayscale, the loaders' default."""
     if channels is None:
