@@ -86,7 +86,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         train=train,
         curvature=CurvatureConfig(
             kind=args.curvature,
-            damping=default_damping(args.model) if args.damping is None else args.damping,
+            # your model's damping follows its architecture (--model's default, logreg, has none: wrong for an MLP)
+            damping=default_damping((args.arch or "file") if args.model_file else args.model) if args.damping is None else args.damping,
             params=args.params,
             options=_options(args.curvature_option, "--curvature-option"),
         ),
@@ -257,13 +258,26 @@ def _parser() -> argparse.ArgumentParser:
     lds.add_argument("--max-test", type=int, help="score only the first N held-out rows")
     lds.add_argument("--per-test", help="optional CSV of each held-out row's correlation per method")
     lds.add_argument("--out", required=True, help="output CSV: method, lds, lds_low, lds_high, seconds")
+    lds.add_argument(
+        "--retrain",
+        action="store_true",
+        help="with --model-file: allow retraining its architecture (a zoo kind) from scratch on each subset, with the "
+        "zoo's default training for it (--epochs sets the epochs); your model itself is scored as it is",
+    )
     return parser
 
 
 def _lds(config: RunConfig, args: argparse.Namespace, progress) -> tuple[str, pd.DataFrame]:
-    from influence_core.lds import linear_datamodeling_score
+    from influence_core.lds import linear_datamodeling_score, retraining_config
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    retrain = None
+    if args.retrain:
+        if config.model.kind != "file":
+            raise InputError("--retrain is for --model-file: a model trained here is retrained anyway")
+        # the training `--model ARCH` would get on this data (epochs for its size; --epochs when given)
+        zoo = build_config(argparse.Namespace(**{**vars(args), "model_file": None, "model": config.model.arch or "file"}))
+        retrain = retraining_config(config, zoo.train)
     result = linear_datamodeling_score(
         config,
         methods,
@@ -274,6 +288,7 @@ def _lds(config: RunConfig, args: argparse.Namespace, progress) -> tuple[str, pd
         max_test=args.max_test,
         progress=progress,
         use_cache=not args.no_cache,
+        retrain=retrain,
     )
     if args.per_test:
         pd.DataFrame(result.per_test).to_csv(args.per_test, index_label="test_row")
@@ -281,6 +296,11 @@ def _lds(config: RunConfig, args: argparse.Namespace, progress) -> tuple[str, pd
         f"LDS over {args.subsets} retrained subsets of {args.fraction:.0%} ({result.retrains_from_cache} from the cache), "
         f"{result.actual.shape[1]} held-out rows, measure: {args.measure}"
     ]
+    if retrain is not None:
+        lines.append(
+            f"  scores of your model as it is; the subsets retrain {retrain.model.kind} from scratch ({retrain.train.optimizer}, "
+            f"{retrain.train.epochs} epochs): a recipe far from yours lowers every method's LDS alike"
+        )
     lines += [
         f"  {m:<22} {result.lds[m]:+.3f}  [{result.interval[m][0]:+.3f}, {result.interval[m][1]:+.3f}]  {result.seconds[m]:.1f} s"
         + (f"  ({result.notes[m]})" if result.notes[m] else "")

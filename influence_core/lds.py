@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from influence_core.config import RunConfig
+from influence_core.config import RunConfig, TrainConfig
 from influence_core.data.base import Dataset
 from influence_core.errors import InputError
 from influence_core.methods import get as get_method
@@ -138,6 +138,24 @@ def measured(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, measure: 
     return out.double().cpu().numpy()
 
 
+def retraining_config(config: RunConfig, train: Optional[TrainConfig] = None) -> RunConfig:
+    """The run the subsets retrain: ``config`` itself, or for a model the user brings (which is never retrained
+    unasked) its architecture from the zoo, trained from scratch by ``train`` (the zoo's default for it when None).
+    LDS then asks how well the scores of the user's weights predict what that training does without each row."""
+    from influence_core.config import MODEL_KINDS, ModelConfig, default_training
+
+    m = config.model
+    if m.kind != "file":
+        return config
+    if m.arch not in MODEL_KINDS:
+        raise InputError(
+            f"retraining your model needs an architecture this project can train ({', '.join(MODEL_KINDS)}); "
+            + ("a .pt2 program has none to retrain" if m.arch is None else f"{m.arch!r} is a torchvision name")
+        )
+    model = ModelConfig(kind=m.arch, hidden=m.hidden, depth=m.depth, activation=m.activation)
+    return config.replace(model=model, train=train or default_training(m.arch))
+
+
 def _retrain_subset(mask: np.ndarray, config: RunConfig, dataset: Dataset, measure: str, use_cache: bool) -> tuple[np.ndarray, bool]:
     """The measured held-out quantity after retraining on one subset, and whether that retrain came from the cache."""
     from influence_core import experiments
@@ -158,17 +176,24 @@ def linear_datamodeling_score(
     max_test: Optional[int] = None,
     progress: ProgressFn = silent,
     use_cache: bool = True,
+    retrain: Optional[RunConfig] = None,
 ) -> LDSResult:
     """LDS of every method in ``methods`` for the run ``config`` (its curvature, damping and knobs), over one shared
-    set of retrained subsets. ``max_test`` scores the first that many held-out points only."""
+    set of retrained subsets. ``max_test`` scores the first that many held-out points only. A model the user brings
+    (``config.model.kind == "file"``) is scored as it is, and the subsets retrain ``retrain``
+    (:func:`retraining_config`), which the user must allow: without it such a run is refused."""
     from influence_core import experiments
 
     if measure not in MEASURES:
         raise InputError(f"measure must be one of {MEASURES}, got {measure!r}")
     if not methods:
         raise InputError("name at least one method")
-    if config.model.kind == "file":
-        raise InputError(f"LDS retrains on random subsets, and {experiments.RETRAIN_OWN_MODEL}")
+    if config.model.kind == "file" and retrain is None:
+        raise InputError(
+            f"LDS retrains on random subsets, and {experiments.RETRAIN_OWN_MODEL}; or allow retraining your "
+            "architecture from scratch on each subset (--retrain)"
+        )
+    retrain = retrain or config
     runs = {spec: method_run(config, spec) for spec in methods}  # unknown names are refused before anything runs
     ds = dataset if dataset is not None else experiments.load_data(config)
     if max_test is not None:
@@ -194,7 +219,7 @@ def linear_datamodeling_score(
     from influence_core import distributed
 
     start = time.perf_counter()
-    shared = {"config": config, "dataset": ds, "measure": measure, "use_cache": use_cache}
+    shared = {"config": retrain, "dataset": ds, "measure": measure, "use_cache": use_cache}
     # one task per subset: on the Dask cluster when there is one (each retrain is cached, so a lost worker costs one)
     retrained = distributed.map_items(
         _retrain_subset, list(subsets), shared, progress=scaled(progress, 0.3, 1.0), message="retrained subset"

@@ -160,3 +160,27 @@ def test_the_cli_scores_your_model_and_refuses_to_retrain_it(own_csv, tmp_path, 
         == 2
     )
     assert "not retrained here" in capsys.readouterr().err
+
+
+def test_lds_of_your_model_with_retraining_allowed_equals_the_same_model_trained_here(own_csv, tmp_path, capsys):
+    """`lds --model-file --retrain`: your weights are scored as they are and the subsets retrain the architecture
+    with the training `--model mlp` gets; a model trained by that very recipe then has exactly that LDS."""
+    common = ["--data", str(own_csv), "--label-column", "target", "--methods", "influence,ip", "--subsets", "4", "--quiet"]
+    common += ["--test-fraction", "0.2", "--curvature", "exact", "--hidden", "8", "--depth", "1", "--no-cache"]
+    assert main(["lds", *common, "--model", "mlp", "--out", str(tmp_path / "zoo.csv")]) == 0
+    from influence_core.cli import _parser, build_config
+
+    zoo_config = build_config(_parser().parse_args(["lds", *common, "--model", "mlp", "--out", "x.csv"]))
+    torch.save(train(zoo_config, use_cache=False).model.state_dict(), tmp_path / "mine.pt")  # trained as the CLI trains
+    capsys.readouterr()
+    mine = ["--model-file", str(tmp_path / "mine.pt"), "--arch", "mlp", "--retrain", "--out", str(tmp_path / "mine.csv")]
+    assert main(["lds", *common, *mine]) == 0
+    assert "the subsets retrain mlp from scratch" in capsys.readouterr().out
+    zoo, yours = pd.read_csv(tmp_path / "zoo.csv"), pd.read_csv(tmp_path / "mine.csv")
+    np.testing.assert_allclose(yours["lds"], zoo["lds"], rtol=1e-6, atol=1e-9)
+    assert zoo["lds"].notna().all()
+    # a program has no architecture to retrain: refused, saying so
+    with pytest.raises(InputError, match="a .pt2 program has none"):
+        from influence_core.lds import retraining_config
+
+        retraining_config(zoo_config.replace(model=ModelConfig(kind="file", file="m.pt2")))
