@@ -199,6 +199,7 @@ def load_user_model(
         "parameters": sum(p.numel() for p in model.parameters()),
         "input shape": tuple(input_shape),
         "classes": n_classes,
+        **({"activation": activation} if arch == "mlp" else {}),
         "last layer": ", ".join(head_names(model)) or "none found (an exported program keeps no layers: all-parameter curvatures only)",
         "layers": len(names),
     }

@@ -61,7 +61,11 @@ def progress_status(label: str) -> Iterator[Callable[[float, str], None]]:
             bar.progress(min(max(float(fraction), 0.0), 1.0), text=text)
             status.update(label=f"{label}: {text.split(': ')[0]}")
 
-        yield report
+        try:
+            yield report
+        except BaseException:  # a refusal (shown below by run_or_explain) must not leave the box reading "starting"
+            status.update(label=f"{label}: stopped (see the message below)", state="error")
+            raise
         status.update(label=f"{label}: done in {duration_text(time.perf_counter() - start)}", state="complete")
 
 
@@ -320,10 +324,15 @@ def own_model_inputs(container: Any, key_prefix: str, dataset: str) -> tuple[Opt
     if arch == "torchvision":
         arch = container.text_input("torchvision name", "mobilenet_v3_small", key=f"{key_prefix}_model_tv").strip()
     elif arch == "mlp" and not program:
-        w, d, a = container.columns(3)
+        w, d = container.columns(2)
         hidden = int(w.number_input("Width", 1, 4096, 32, key=f"{key_prefix}_model_hidden"))
-        depth = int(d.number_input("Hidden layers", 1, 16, 2, key=f"{key_prefix}_model_depth"))
-        activation = a.selectbox("Activation", ["relu", "tanh", "sigmoid"], key=f"{key_prefix}_model_activation")
+        depth = int(d.number_input("Layers", 1, 16, 2, key=f"{key_prefix}_model_depth", help="hidden layers"))
+        activation = container.selectbox(
+            "Activation",
+            ["relu", "tanh", "sigmoid"],
+            key=f"{key_prefix}_model_activation",
+            help="the one it was trained with: the weights do not say, and another one scores another model",
+        )
     typed = container.text_area(
         "TracIn checkpoints (optional)",
         key=f"{key_prefix}_model_checkpoints",

@@ -61,29 +61,30 @@ with st.container(border=True):
         format_func={"mlp": "MLP", "logreg": "L2 logistic regression", OWN_MODEL: "your trained model (a file)"}.get,
         key="explorer_model",
         help="Your model: one you trained on this toy data (export it below: the coordinates are in the CSV), with "
-        "two inputs and one output per class.",
+        "two inputs and one output per class. Keep the dataset, points, noise and seed it was trained on.",
     )
     yours = model_kind == OWN_MODEL  # scored as it is: nothing here retrains it
     own_model, _ = own_model_inputs(c3, "explorer", "toy") if yours else (None, None)  # the toy's two coordinates, as they are
-    with c3.expander("Model details"):
-        depth = st.slider("Hidden layers", 1, 4, 1, disabled=model_kind != "mlp")
-        hidden = st.select_slider("Width", [4, 8, 16, 32, 64], 16, disabled=model_kind != "mlp")
-        activations = ["tanh", "relu", "sigmoid"]
-        activation = st.selectbox(
-            "Activation",
-            activations,
-            index=activations.index(EXPLORER_ACTIVATION),
-            disabled=model_kind != "mlp",
-            help="tanh is smooth: influence functions assume a twice-differentiable objective, and "
-            "retraining settles at an optimum (ReLU's kinks stop it short)",
-        )
-        weight_decay = st.select_slider(
-            "L2 weight decay",
-            [1e-4, 1e-3, 1e-2, 1e-1],
-            EXPLORER_WEIGHT_DECAY,
-            disabled=yours,
-            help="lighter weight decay makes influence on an MLP less reliable (check it against retraining)",
-        )
+    depth, hidden, activation, weight_decay = 1, 16, EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY  # yours brings its own
+    if not yours:
+        with c3.expander("Model details"):
+            depth = st.slider("Hidden layers", 1, 4, 1, disabled=model_kind != "mlp")
+            hidden = st.select_slider("Width", [4, 8, 16, 32, 64], 16, disabled=model_kind != "mlp")
+            activations = ["tanh", "relu", "sigmoid"]
+            activation = st.selectbox(
+                "Activation",
+                activations,
+                index=activations.index(EXPLORER_ACTIVATION),
+                disabled=model_kind != "mlp",
+                help="tanh is smooth: influence functions assume a twice-differentiable objective, and "
+                "retraining settles at an optimum (ReLU's kinks stop it short)",
+            )
+            weight_decay = st.select_slider(
+                "L2 weight decay",
+                [1e-4, 1e-3, 1e-2, 1e-1],
+                EXPLORER_WEIGHT_DECAY,
+                help="lighter weight decay makes influence on an MLP less reliable (check it against retraining)",
+            )
     method = method_picker(c4, "explorer_method")
     curvature = curvature_picker(c4, "explorer_curvature", "last_layer", method)
     with c4.expander("Damping and seed"):
@@ -118,7 +119,7 @@ config = explorer_config(
 
 
 def _compute():
-    with one_torch_thread(), progress_status("Training and computing influence") as report:
+    with one_torch_thread(), progress_status(("Loading your model" if yours else "Training") + " and computing influence") as report:
         return compute_influence(config, progress=report)
 
 
@@ -136,7 +137,7 @@ k4.metric("AUROC (self-influence → flipped)", f"{summary['auroc']:.3f}" if sum
 k5.metric("Compute", "cached" if m["influence_from_cache"] else f"{m['train_seconds'] + m['influence_seconds']:.1f} s")
 own_model_card(m)
 NOT_RETRAINED = (
-    "Your model is not retrained here, so this needs an architecture trained here (MLP or logistic regression): "
+    "Your model is not retrained here. To check it, choose the MLP or logistic regression, which this page retrains; "
     "or retrain yours on the exported points without the ones you pick, and compare."
 )
 
@@ -313,10 +314,7 @@ def _points_view() -> None:
                     [idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}", f"Retrain without training point #{idx}"
                 )
 
-    if view == "train" and yours:
-        with st.expander(f"Remove or relabel training point #{idx} and retrain"):
-            st.info(NOT_RETRAINED)
-    elif view == "train":
+    if view == "train" and not yours:  # yours: the check above says why nothing retrains it
         with st.expander(f"Remove or relabel training point #{idx} and retrain"):
             st.caption(
                 "Retrains the same model from the same seed, from scratch, without the point or with its label changed "

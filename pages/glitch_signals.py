@@ -161,7 +161,12 @@ else:
         "a second opinion on the signals' ranking.",
     )
 k4.metric("Train / validation rows", f"{m['n_train']} / {m['n_val']}")
-k5.metric("Signals / training time", "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s / {m['train_seconds']:.1f} s")
+if yours:  # not trained here: no training time to show
+    k5.metric("Signals time", "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s")
+else:
+    k5.metric(
+        "Signals / training time", "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s / {m['train_seconds']:.1f} s"
+    )
 own_model_card(m)
 
 if truth:
@@ -182,8 +187,9 @@ if truth:
 else:
     st.caption(
         "Your data as it is: no glitch was injected, so there is nothing to score the signals against. "
-        "The signals rank every row, so some row always comes first: trust the top rows where cleanlab "
-        "flags them too and the model disagrees with their label. The validation rows (held out, labels as "
+        "The signals rank every row, so some row always comes first: trust the top rows where "
+        + ("cleanlab flags them too and " if "cleanlab" in report.baselines else "")
+        + "the model disagrees with their label. The validation rows (held out, labels as "
         "given) are what the signals measure influence on."
     )
 
@@ -256,7 +262,7 @@ else:
 n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(n_default))), key=f"glitch_n_repair_{run_key}")
 if signal in SIGNALS:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
-    r2.write(f"{len(relabel)} rows relabelled, {len(remove)} removed.")
+    r2.write(f"Suggested: relabel {len(relabel)} rows, remove {len(remove)}.")
     # before anyone accepts: how large a change the test split can show at all (two binomial standard errors)
     n_test, acc = len(report.dataset.y_test), float(m["test"]["accuracy"])
     noise = 2 * np.sqrt(max(acc * (1 - acc), 1.0 / n_test) / n_test)

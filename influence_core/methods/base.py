@@ -141,8 +141,9 @@ class Attributor(ABC):
     def unavailable_reason(cls, context: AttributionContext) -> Optional[str]:
         if cls.needs_checkpoints and not context.checkpoints:
             return (
-                f"{cls.label} needs saved training checkpoints: train with n_checkpoints ≥ 1 (your own model: give its "
-                "earlier weight files with --checkpoint-file)"
+                f"{cls.label} needs checkpoints saved during training: train with checkpoints kept (n_checkpoints ≥ 1), "
+                "or, for your own model, give its earlier weight files (TracIn checkpoints in the app, --checkpoint-file "
+                "on the command line); methods that need none: influence, IP, TRAK"
             )
         return None
 
