@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from influence_core.config import ModelConfig
+from influence_core.config import ModelConfig, TrainConfig
 from influence_core.curvatures import build_curvature
 from influence_core.data.synthetic import make_synthetic
 from influence_core.errors import InputError
@@ -154,3 +154,35 @@ def test_the_sampled_diagonal_estimates_the_exact_one_from_one_backward_per_batc
     assert not torch.equal(sampled, exact)  # it is an estimate, not the same computation
     assert torch.corrcoef(torch.stack([sampled, exact]))[0, 1] > 0.97
     assert abs(sampled.sum() / exact.sum() - 1) < 0.05
+
+
+def test_an_indefinite_exact_hessian_is_found_by_lanczos_before_the_matrix_is_formed(convex, monkeypatch):
+    """A ReLU network's Hessian is indefinite away from a strict minimum: a few Hessian-vector products prove it (a
+    negative Ritz value lies inside the spectrum), so exact is refused, and auto moves on, without the p columns."""
+    from influence_core.curvatures import exact
+    from influence_core.errors import CurvatureError
+
+    monkeypatch.setattr(exact, "INDEFINITE_CHECK_SECONDS", 0.0)  # check even this small model
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="mlp", hidden=16, depth=2), (2,), 2, 0)
+    ds = make_synthetic("moons", 200, 20, 0)
+    x, y = torch.tensor(ds.x_train), torch.tensor(ds.y_train)
+    train_model(model, x, y, TrainConfig(epochs=30), 0)
+    names = parameter_names(model, "all")
+    h = exact.exact_hessian(model, x, y, names, 0.0)
+    smallest = float(torch.linalg.eigvalsh(h.double()).min())
+    assert smallest < -1e-4  # the premise: this model's Hessian is indefinite
+    formed, form = [], exact.exact_hessian
+    monkeypatch.setattr(exact, "exact_hessian", lambda *a, **k: formed.append(1) or form(*a, **k))
+    with pytest.raises(CurvatureError, match="found by Lanczos") as refused:
+        build_curvature("exact", model, x, y, names, 0.0, 0.0)
+    assert not formed
+    bound = float(str(refused.value).split("an eigenvalue of ")[1].split(" ")[0])
+    assert smallest - 1e-6 <= bound < 0  # a Ritz value: never below the true smallest eigenvalue
+    note = build_curvature("auto", model, x, y, names, 0.0, 0.0).note
+    assert "skipped exact: the exact Hessian is not positive definite" in note and not formed
+    # a positive definite Hessian (logistic regression with weight decay) passes the check and is formed as before
+    model, x, y, names, g, reference = convex
+    assert exact.smallest_ritz_value(exact.CurvatureRequest(model, x, y, names, WD, 0.0)) > 0
+    torch.testing.assert_close(build_curvature("exact", model, x, y, names, WD, 0.0).inverse_hvp(g), reference)
+    assert formed == [1]
