@@ -34,7 +34,8 @@ def _legend_swatch(fig: go.Figure, name: str, colour: str, symbol: str = "circle
             name=name,
             legendgroup=group,
             hoverinfo="skip",
-            marker=dict(size=10, color=colour, symbol=symbol),
+            # an outline, so a white swatch (the flipped label's ⊗) shows on the white legend
+            marker=dict(size=10, color=colour, symbol=symbol, line=dict(width=1.5, color="black" if colour == "white" else colour)),
         )
     )
 
@@ -161,7 +162,7 @@ def decision_region_figure(
     fig.update_layout(
         height=560,
         margin=dict(l=10, r=10, t=30, b=10),
-        legend=dict(orientation="h", y=-0.08),
+        legend=dict(orientation="h", y=-0.1, yanchor="top"),  # below the x-axis title, not over it
         xaxis=dict(title="x1", constrain="domain"),
         yaxis=dict(title="x2", scaleanchor="x"),
         title=dict(
