@@ -57,8 +57,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def cold_server():
-    """A fresh `streamlit run app.py` with an empty result cache; yields (url, seconds to healthy)."""
+def cold_server(launcher: str = "serve"):
+    """A fresh server with an empty result cache, started as `make run` does (``serve``: serve.py, which warms the
+    heavy imports while the server starts) or bare (``streamlit``: `streamlit run app.py`); yields (url, seconds to
+    healthy)."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="ui_latency_cache_") as cache_dir:
         env = dict(os.environ, INFLUENCE_LAB_CACHE=cache_dir)
@@ -66,10 +68,7 @@ def cold_server():
         proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(ROOT / "app.py"),
+                *((str(ROOT / "serve.py"),) if launcher == "serve" else ("-m", "streamlit", "run", str(ROOT / "app.py"))),
                 "--server.headless",
                 "true",
                 "--server.port",
@@ -248,11 +247,11 @@ def label_bias_interactions(page, clock: RunClock) -> dict[str, float]:
 INTERACTIONS = {"explorer": explorer_interactions, "label_bias": label_bias_interactions}
 
 
-def run_view(view: str, viewport: dict, screenshot_dir: Path | None) -> tuple[float, float, dict[str, float]]:
+def run_view(view: str, viewport: dict, screenshot_dir: Path | None, launcher: str = "serve") -> tuple[float, float, dict[str, float]]:
     from playwright.sync_api import sync_playwright
 
     path, selector = VIEWS[view]
-    with cold_server() as (url, server_s), sync_playwright() as p:
+    with cold_server(launcher) as (url, server_s), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=viewport)
         clock = RunClock(page)
@@ -276,6 +275,11 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=900)
     parser.add_argument("--repeats", type=int, default=1, help="cold runs per view (the median is printed)")
     parser.add_argument("--screenshots", type=Path, default=None, help="folder for a full-page PNG of each view")
+    parser.add_argument(
+        "--launchers",
+        default="serve",
+        help="comma-separated: serve (serve.py, as `make run` starts it) and/or streamlit (a bare `streamlit run app.py`)",
+    )
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit("Debian's chromium is needed: apt-get install chromium")
@@ -287,12 +291,14 @@ def main() -> None:
         f"load average before {os.getloadavg()[0]:.1f} (an idle machine reads ~0)"
     )
     rows = []
-    for view in args.views.split(","):
-        runs = [run_view(view, viewport, args.screenshots) for _ in range(args.repeats)]
+    launchers = args.launchers.split(",")
+    for view, launcher in [(v, launcher) for v in args.views.split(",") for launcher in launchers]:
+        runs = [run_view(view, viewport, args.screenshots, launcher) for _ in range(args.repeats)]
         server_s = statistics.median(r[0] for r in runs)
         first = statistics.median(r[1] for r in runs)
         target = LANDING_TARGET_S if view == "explorer" else VIEW_TARGET_S
-        rows.append((f"{view}: first result (server up in {server_s:.1f} s)", first, target))
+        started = f", {launcher}" if len(launchers) > 1 else ""
+        rows.append((f"{view}: first result (server up in {server_s:.1f} s{started})", first, target))
         for name in runs[0][2]:
             rows.append((name + " (server time)", statistics.median(r[2][name] for r in runs), INTERACTION_TARGET_S))
     print(f"load average after {os.getloadavg()[0]:.1f}")

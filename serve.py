@@ -1,0 +1,57 @@
+"""Start the dashboard with the heavy imports already under way: `python serve.py [streamlit options]`.
+
+`streamlit run app.py` imports nothing of the app until the first browser session runs it, so the first visit waits
+for torch, torch._dynamo (pulled in by the first optimiser step), scikit-learn and laplace-torch: about 4 s of the
+landing view's first plot on an idle 2-core machine (benchmarks/README.md, ui_latency.py). Here a background thread
+imports them and trains a toy model once while Streamlit's server starts and the person opens the page; the app
+itself is unchanged, and a session that arrives before the warm-up ends simply waits on the same imports.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def warm_up() -> None:
+    """What the landing view's first run would import and warm up (a failure here only costs the head start)."""
+    try:
+        import sklearn.datasets  # noqa: F401
+        import torch
+
+        import influence_core.experiments  # noqa: F401  (laplace-torch, the curvatures, the data registry)
+
+        model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        optimiser = torch.optim.Adam(model.parameters())  # its first step imports torch._dynamo
+        loss = torch.nn.functional.cross_entropy(model(torch.zeros(3, 2)), torch.tensor([0, 1, 0]))
+        loss.backward()
+        optimiser.step()
+    except Exception as err:  # noqa: BLE001 — the app imports again, and reports its own errors, when it runs
+        print(
+            f"influence-lab: the background warm-up stopped ({type(err).__name__}: {err}); the first view imports instead", file=sys.stderr
+        )
+
+
+def main(argv: list[str]) -> None:
+    # Streamlit's own modules first, in this thread: imported from two threads at once, modules that import each other
+    # in a cycle deadlock (narwhals' stable.v1 / v2 did, in 2 of 12 starts, when the warm-up imported them meanwhile)
+    import narwhals.stable.v1  # noqa: F401
+    import narwhals.stable.v2  # noqa: F401
+    import pandas  # noqa: F401
+    import pyarrow  # noqa: F401
+    import streamlit.runtime.scriptrunner  # noqa: F401
+    import streamlit.web.bootstrap  # noqa: F401
+    import streamlit.web.server  # noqa: F401
+    from streamlit.web import cli
+
+    threading.Thread(target=warm_up, name="influence-lab-warm-up", daemon=True).start()
+
+    sys.argv = ["streamlit", "run", str(APP), *argv]
+    cli.main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
