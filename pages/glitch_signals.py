@@ -225,7 +225,15 @@ shown = [
     *([] if truth else ["cleanlab flags"]),
 ]
 shown = list(dict.fromkeys(c for c in shown if c in frame.columns))
-st.dataframe(frame[shown].head(top), hide_index=True, width="stretch", key="glitch_flagged")
+# signals span many orders of magnitude (PCID reached 1.8e10): three significant digits, not 17
+score_columns = [c for c in shown if c in SIGNALS or c in ("cleanlab", "IsolationForest")]
+st.dataframe(
+    frame[shown].head(top),
+    hide_index=True,
+    width="stretch",
+    key="glitch_flagged",
+    column_config={c: st.column_config.NumberColumn(format="%.3g") for c in score_columns},
+)
 st.download_button(
     "Export all rows with every signal (CSV)",
     frame.to_csv(index=False),
