@@ -19,15 +19,18 @@ from influence_core.tasks import CROSS_ENTROPY, CrossEntropyTask, Task
 # minutes to hours on a CPU; auto moves on to a factored curvature.
 MAX_EXACT_PARAMS = 20_000
 # past this estimated fitting time, a few Lanczos steps first ask whether the Hessian is indefinite (a ReLU network's
-# usually is): a 14k-parameter CNN took ~100 s to form a Hessian that Cholesky then refused
+# usually is), and forming it costs p Hessian-vector products over the data before Cholesky can refuse it
 INDEFINITE_CHECK_SECONDS = 5.0
+# Hessian columns computed at once (forward-over-reverse, vmapped): all p at once, as torch.func.hessian does, is
+# memory-bound; blocks of 256 were 21x faster on a 14k-parameter CNN (85.8 s -> 4.0 s) and 5.7x on a 9k MLP
+TANGENT_BLOCK = 256
 
 
 def _chunk_bytes_per_sample(request: CurvatureRequest) -> int:
-    # forward-over-reverse pushes p tangents through each sample's graph; several float32 copies of every activation per
-    # tangent are alive at once (measured: ~18 bytes per tangent × activation on an MLP, tests/test_contract.py)
+    # forward-over-reverse pushes a block of tangents through each sample's graph; several float32 copies of every
+    # activation per tangent are alive at once (measured: ~18 bytes per tangent × activation on an MLP, tests/test_contract.py)
     prof = request.profile
-    return 20 * prof.n_selected * max(prof.activations_per_sample, 1)
+    return 20 * min(prof.n_selected, TANGENT_BLOCK) * max(prof.activations_per_sample, 1)
 
 
 # a chunk larger than this buys no speed (the p tangents are already a large batch) and takes memory others need
@@ -45,6 +48,22 @@ def _flat_params(model: nn.Module, names: Sequence[str]) -> torch.Tensor:
     return torch.cat([params[n].detach().reshape(-1) for n in names])
 
 
+def _loss_of_flat_parameters(model: nn.Module, param_names: Sequence[str], task: Task):
+    """(θ flattened over ``param_names``, summed task loss as a function of (θ, x, y)) for torch.func."""
+    params = dict(model.named_parameters())
+    shapes = [params[n].shape for n in param_names]
+    sizes = [params[n].numel() for n in param_names]
+    others = {n: p.detach() for n, p in params.items() if n not in param_names}
+    buffers = dict(model.named_buffers())
+
+    def summed_loss(theta: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        pieces = dict(zip(param_names, (t.reshape(s) for t, s in zip(torch.split(theta, sizes), shapes))))
+        out = functional_call(model, ({**others, **pieces}, buffers), (xb,))
+        return task.summed(out, yb)
+
+    return _flat_params(model, param_names), summed_loss
+
+
 def exact_hessian(
     model: nn.Module,
     x: torch.Tensor,
@@ -56,29 +75,28 @@ def exact_hessian(
     task: Task = CROSS_ENTROPY,
 ) -> torch.Tensor:
     """Hessian of mean task loss + (λ/2)‖θ‖² with respect to the flattened ``param_names``."""
-    params = dict(model.named_parameters())
-    shapes = [params[n].shape for n in param_names]
-    sizes = [params[n].numel() for n in param_names]
-    others = {n: p.detach() for n, p in params.items() if n not in param_names}
-    buffers = dict(model.named_buffers())
-    flat = _flat_params(model, param_names)
+    flat, summed_loss = _loss_of_flat_parameters(model, param_names, task)
     if flat.numel() > MAX_EXACT_PARAMS:
         raise InputError(
             f"the exact Hessian over {flat.numel():,} parameters is too large (limit {MAX_EXACT_PARAMS:,}); "
             "use the auto, kron, diag or last-layer curvature"
         )
-
-    def summed_loss(theta: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        pieces = dict(zip(param_names, (t.reshape(s) for t, s in zip(torch.split(theta, sizes), shapes))))
-        out = functional_call(model, ({**others, **pieces}, buffers), (xb,))
-        return task.summed(out, yb)
-
     model.eval()
-    hessian = torch.zeros(flat.numel(), flat.numel(), dtype=flat.dtype, device=flat.device)
-    n = len(x)
+    p, n = flat.numel(), len(x)
+    hessian = torch.zeros(p, p, dtype=flat.dtype, device=flat.device)
+
+    def hessian_column(v: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:  # H v, forward over reverse
+        return torch.func.jvp(lambda theta: torch.func.grad(summed_loss)(theta, xb, yb), (flat,), (v,))[1]
+
     for start in range(0, n, chunk_size):
-        hessian += torch.func.hessian(summed_loss)(flat, x[start : start + chunk_size], y[start : start + chunk_size])
-        progress(min(start + chunk_size, n) / n, "exact Hessian")
+        xb, yb = x[start : start + chunk_size], y[start : start + chunk_size]
+        for first in range(0, p, TANGENT_BLOCK):
+            last = min(p, first + TANGENT_BLOCK)
+            basis = torch.zeros(last - first, p, dtype=flat.dtype, device=flat.device)
+            basis[torch.arange(last - first), torch.arange(first, last)] = 1.0
+            hessian[first:last] += torch.func.vmap(hessian_column, in_dims=(0, None, None))(basis, xb, yb)
+            done = (start + len(xb) * last / p) / n
+            progress(min(done, 1.0), "exact Hessian")
     hessian /= n
     # the L2 penalty covers all trainable parameters, so it contributes λ·I on any subset
     hessian += weight_decay * torch.eye(flat.numel(), dtype=flat.dtype, device=flat.device)
