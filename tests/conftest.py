@@ -28,3 +28,23 @@ def one_torch_thread():
 def shared_dir() -> Path:
     """../shared beside the checkout (ACAS Xu networks, papers)."""
     return Path(os.environ.get("INFLUENCE_LAB_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture()
+def animals(tmp_path):
+    """A user's CSV (id `name`, features a–d, label `animal`) whose file carries 15 wrong labels of 300, and the
+    row ids of those."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(["cat", "dog"], 150)
+    x = rng.normal(size=(300, 4)) + np.where(y == "dog", 2.5, -2.5)[:, None]
+    wrong = rng.choice(300, 15, replace=False)
+    y[wrong] = np.where(y[wrong] == "cat", "dog", "cat")
+    table = pd.DataFrame(x, columns=["a", "b", "c", "d"])
+    table.insert(0, "name", [f"r{i:03d}" for i in range(300)])
+    table["animal"] = y
+    path = tmp_path / "animals.csv"
+    table.to_csv(path, index=False)
+    return path, {f"r{i:03d}" for i in wrong}

@@ -4,7 +4,6 @@ scores of the same model trained here, refuse what would need retraining it, and
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -15,22 +14,6 @@ from influence_core.model_files import own_model_config
 from influence_core.signals import GlitchConfig, detect_glitches, signal_run_config
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-@pytest.fixture()
-def animals(tmp_path):
-    """A user's CSV whose file carries 15 wrong labels of 300, and the row ids of those."""
-    rng = np.random.default_rng(3)
-    y = np.repeat(["cat", "dog"], 150)
-    x = rng.normal(size=(300, 4)) + np.where(y == "dog", 2.5, -2.5)[:, None]
-    wrong = rng.choice(300, 15, replace=False)
-    y[wrong] = np.where(y[wrong] == "cat", "dog", "cat")
-    table = pd.DataFrame(x, columns=["a", "b", "c", "d"])
-    table.insert(0, "name", [f"r{i:03d}" for i in range(300)])
-    table["animal"] = y
-    path = tmp_path / "animals.csv"
-    table.to_csv(path, index=False)
-    return path, {f"r{i:03d}" for i in wrong}
 
 
 def _saved(model: torch.nn.Module, path: Path) -> str:

@@ -332,23 +332,12 @@ def test_glitch_page_runs_compares_and_repairs():
     assert any("after repair" in label for label in labels), labels
 
 
-def test_glitch_page_on_own_csv_ranks_the_wrong_labels_it_was_not_told_about(tmp_path):
+def test_glitch_page_on_own_csv_ranks_the_wrong_labels_it_was_not_told_about(animals):
     """A user's CSV with labels that are wrong in the file itself: with nothing injected the page claims no
     scores against a ground truth, yet the default signal ranks the file's wrong labels first and repairs them."""
-    import pandas as pd
     from streamlit.testing.v1 import AppTest
 
-    rng = np.random.default_rng(3)
-    y = np.repeat(["cat", "dog"], 150)
-    x = rng.normal(size=(300, 4)) + np.where(y == "dog", 2.5, -2.5)[:, None]
-    wrong = rng.choice(300, 15, replace=False)
-    y[wrong] = np.where(y[wrong] == "cat", "dog", "cat")
-    table = pd.DataFrame(x, columns=["a", "b", "c", "d"])
-    table.insert(0, "name", [f"r{i:03d}" for i in range(300)])
-    table["animal"] = y
-    path = tmp_path / "animals.csv"
-    table.to_csv(path, index=False)
-    wrong_ids = {f"r{i:03d}" for i in wrong}
+    path, wrong_ids = animals
 
     at = AppTest.from_file(APP, default_timeout=240)
     at.run()

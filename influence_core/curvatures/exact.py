@@ -111,19 +111,11 @@ def smallest_ritz_value(request: CurvatureRequest, steps: int = 40) -> Optional[
     on a 14k-parameter CNN it returned none after 60 products, where 20 plain Lanczos steps proved a negative one.)"""
     from curvlinops import HessianLinearOperator
 
-    from influence_core.curvatures.operators import batches, selected_parameters
+    from influence_core.curvatures.operators import cross_entropy_operator
 
     if not isinstance(request.task, CrossEntropyTask):
         return None
-    request.model.eval()
-    operator = HessianLinearOperator(
-        request.model,
-        nn.CrossEntropyLoss(reduction="mean"),
-        selected_parameters(request.model, request.param_names),
-        batches(request),
-        check_deterministic=False,
-        num_data=request.n_train,
-    )
+    operator = cross_entropy_operator(HessianLinearOperator, request)
     shift = request.weight_decay + request.damping
     p = request.profile.n_selected
     basis = [torch.full((p,), p**-0.5, dtype=torch.float64, device=request.x.device)]

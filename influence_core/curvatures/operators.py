@@ -60,8 +60,13 @@ def ggn_operator(request: CurvatureRequest):
 
     if not isinstance(request.task, CrossEntropyTask):
         raise InputError(f"the iterative curvatures use the GGN of the cross-entropy; this task is {request.task.name}")
+    return cross_entropy_operator(GGNLinearOperator, request)
+
+
+def cross_entropy_operator(operator_class, request: CurvatureRequest):
+    """A curvlinops operator (GGN, Hessian, ...) of the mean cross-entropy over the request's parameters and data."""
     request.model.eval()
-    return GGNLinearOperator(
+    return operator_class(
         request.model,
         nn.CrossEntropyLoss(reduction="mean"),
         selected_parameters(request.model, request.param_names),
