@@ -390,6 +390,37 @@ class _LayersEngine:
         _layer_grads_into(out, self.cols, self.params_of, calls, grads)
         return out
 
+    def factors(self, x: torch.Tensor, y: torch.Tensor):
+        """The chunk's rows as :class:`~influence_core.factored.FactoredRows`: a Linear layer on (B, features) called
+        once keeps its weight gradient as g aᵀ and its bias gradient as g · 1 (rank one, never formed); every other
+        block is formed as :meth:`chunk` forms it."""
+        from influence_core.factored import FactoredRows, Outer
+
+        calls, grads = self._calls(x, y)
+        batch = len(x)
+        once = not self.tied and len({id(c.module) for c in calls}) == len(calls)
+        blocks, formed_calls, formed_grads = {}, [], []
+        for call, g in zip(calls, grads):
+            which = self.params_of[id(call.module)]
+            if once and _linear_2d(call.module, call.a):
+                if "weight" in which:
+                    blocks[which["weight"]] = Outer(g.unsqueeze(1), call.a.unsqueeze(1))
+                if "bias" in which:
+                    blocks[which["bias"]] = Outer(g.unsqueeze(1), g.new_ones(batch, 1, 1))
+            else:
+                formed_calls.append(call)
+                formed_grads.append(g)
+        rest = [n for n in self.names if n not in blocks]
+        if rest:
+            sub_cols, start = {}, 0
+            for n in rest:
+                size = self.cols[n].stop - self.cols[n].start
+                sub_cols[n], start = slice(start, start + size), start + size
+            rows = torch.empty(batch, start, dtype=self.dtype, device=self.device)
+            _layer_grads_into(rows, sub_cols, self.params_of, formed_calls, formed_grads)
+            blocks.update({n: rows[:, cs] for n, cs in sub_cols.items()})
+        return FactoredRows({n: blocks[n] for n in self.names})
+
     def sq_norms(self, x: torch.Tensor, y: torch.Tensor, weights: Optional[torch.Tensor], rotations: Optional[dict] = None) -> torch.Tensor:
         """Σ_j w_j (Rg)_ij² per sample (R: the per-parameter ``rotations``, identity when None); Linear layers on
         (B, features) never form their gradient rows: the rotation of g aᵀ is (g Q_out)(a Q_in)ᵀ."""
@@ -473,7 +504,22 @@ def iter_per_sample_grads(
     Row i is ∇_θ ℓ(model(x_i), y_i) (``task``'s loss, cross-entropy by default) over the parameters in
     ``param_names`` (all when None), flattened and concatenated in that order. The model is put in eval mode.
     """
-    yield from _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, False, None, task)
+    yield from _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, "rows", None, task)
+
+
+def iter_factored_grads(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    param_names: Optional[Sequence[str]] = None,
+    chunk_size: int = 1024,
+    backend: str = "auto",
+    progress: ProgressFn = silent,
+    task: Task = CROSS_ENTROPY,
+):
+    """Like :func:`iter_per_sample_grads`, with each chunk a :class:`~influence_core.factored.FactoredRows`: Linear
+    layers' blocks as outer products (the ``layers`` backend), every other block formed."""
+    yield from _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, "factors", None, task)
 
 
 def per_sample_grads(
@@ -520,18 +566,20 @@ def per_sample_grad_sq_norms(
         if weights.shape != (expected,):
             raise ValueError(f"weights must have one entry per gradient column ({expected}), got shape {tuple(weights.shape)}")
         weights = weights.to(device=p.device, dtype=p.dtype)
-    parts = [s for _, s in _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, True, weights, task, rotations)]
+    parts = [s for _, s in _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, "norms", weights, task, rotations)]
     if not parts:
         return torch.zeros(0, dtype=p.dtype, device=p.device)
     return torch.cat(parts)
 
 
 def _iter_chunks(
-    model, x, y, param_names, chunk_size, backend, progress, norms: bool, sq_weights, task: Task = CROSS_ENTROPY, rotations=None
+    model, x, y, param_names, chunk_size, backend, progress, output: str, sq_weights, task: Task = CROSS_ENTROPY, rotations=None
 ):
-    """``(start, chunk)``: gradient rows, or with ``norms`` their ``sq_weights``-weighted squared norms."""
+    """``(start, chunk)``: ``output`` "rows" (gradient rows), "norms" (their ``sq_weights``-weighted squared norms) or
+    "factors" (:class:`~influence_core.factored.FactoredRows`)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    norms = output == "norms"
     message = "gradient norms" if norms else "per-sample gradients"
     model.eval()
     chosen_backend = resolve_backend(model, param_names, backend)
@@ -544,7 +592,10 @@ def _iter_chunks(
         result = None
         if engine is not None:
             try:
-                result = engine.sq_norms(xb, yb, sq_weights, rotations) if norms else engine.chunk(xb, yb)
+                if output == "factors":
+                    result = engine.factors(xb, yb)
+                else:
+                    result = engine.sq_norms(xb, yb, sq_weights, rotations) if norms else engine.chunk(xb, yb)
             except _LayersUnsupported as err:
                 if backend == "layers":
                     raise ValueError(
@@ -555,5 +606,9 @@ def _iter_chunks(
             result = _vmap_chunk(model, names, chosen, frozen, buffers, xb, yb, task)
             if norms:
                 result = _weighted_sq(rotate_rows(result, columns, rotations or {}), sq_weights)
+            elif output == "factors":
+                from influence_core.factored import FactoredRows
+
+                result = FactoredRows({n: result[:, cs] for n, cs in columns.items()})
         yield start, result
         progress(min(start + chunk_size, n) / max(n, 1), message)

@@ -16,6 +16,7 @@ from torch import nn
 
 from influence_core.curvatures import Curvature
 from influence_core.methods import AttributionContext, stream_scores
+from influence_core.methods.base import preconditioned_queries
 from influence_core.methods.inner_product import TracIn
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import PerSampleLoss
@@ -36,8 +37,8 @@ def pairwise_influence(
     """(n_test, n_train) influence scores, positive = harmful. Train gradients are streamed in chunks
     (``chunk_size`` is kept for callers; the stream sizes its chunks from the memory they take)."""
     names = curvature.param_names
-    queries = PerSampleLoss(x_test, y_test).query_gradients(model, names)
-    scores, _ = stream_scores(model, names, x_train, y_train, curvature.inverse_hvp(queries), backend=backend, progress=progress)
+    queries = preconditioned_queries(curvature, PerSampleLoss(x_test, y_test), model, names)
+    scores, _ = stream_scores(model, names, x_train, y_train, queries, backend=backend, progress=progress)
     return scores.cpu().numpy()
 
 

@@ -128,6 +128,11 @@ class Measurement:
     def query_gradients(self, model: nn.Module, names: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    def query_factors(self, model: nn.Module, names: Sequence[str]):
+        """The query rows as :class:`~influence_core.factored.FactoredRows` (Linear layers' blocks as outer products),
+        or None where they are sums over many points and are best formed (:meth:`query_gradients`)."""
+        return None
+
     def n_queries(self) -> int:
         raise NotImplementedError
 
@@ -148,6 +153,14 @@ class PerSampleLoss(Measurement):
         from influence_core.gradients import per_sample_grads
 
         return per_sample_grads(model, self.x, self.y, names, task=self.task)
+
+    def query_factors(self, model: nn.Module, names: Sequence[str]):
+        from influence_core.factored import FactoredRows
+        from influence_core.gradients import iter_factored_grads
+
+        if len(self.x) == 0:
+            return None
+        return FactoredRows.cat([rows for _, rows in iter_factored_grads(model, self.x, self.y, names, task=self.task)])
 
 
 def margin_measurement(x: torch.Tensor) -> PerSampleLoss:

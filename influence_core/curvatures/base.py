@@ -211,6 +211,11 @@ class Curvature(ABC):
     def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
         """(k, p) gradients → (k, p) rows of (H + damping·I)⁻¹ g."""
 
+    def precondition_factors(self, rows):
+        """(H + damping·I)⁻¹ of :class:`~influence_core.factored.FactoredRows`, kept factored where the curvature's form
+        allows it (identity, the Kronecker eigenbases), or None: the caller forms the rows and uses :meth:`inverse_hvp`."""
+        return None
+
     def quadratic_form(self, grads: torch.Tensor) -> torch.Tensor:
         """(k,) values gᵀ (H + damping·I)⁻¹ g, one per row."""
         return (grads * self.inverse_hvp(grads).to(grads.dtype)).sum(1)

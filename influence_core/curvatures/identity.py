@@ -25,6 +25,9 @@ class IdentityCurvature(Curvature):
     def inverse_hvp(self, grads: torch.Tensor) -> torch.Tensor:
         return grads
 
+    def precondition_factors(self, rows):
+        return rows
+
     def self_influence(
         self,
         model: nn.Module,

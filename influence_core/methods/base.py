@@ -56,11 +56,15 @@ def chunk_rows(
     return int(min(most, max(32, budget // max(per_row, 1))))
 
 
-def model_chunk_rows(model: nn.Module, names: Sequence[str], sample_shape: tuple[int, ...], n_queries: int = 0) -> int:
-    """:func:`chunk_rows` for ``model``'s selected parameters on its own device, its activations measured once."""
+def _profile(model: nn.Module, names: Sequence[str], sample_shape: tuple[int, ...]):
     from influence_core.curvatures.base import ModelProfile
 
-    profile = ModelProfile.of(model, tuple(sample_shape), list(names))
+    return ModelProfile.of(model, tuple(sample_shape), list(names))
+
+
+def model_chunk_rows(model: nn.Module, names: Sequence[str], sample_shape: tuple[int, ...], n_queries: int = 0) -> int:
+    """:func:`chunk_rows` for ``model``'s selected parameters on its own device, its activations measured once."""
+    profile = _profile(model, names, sample_shape)
     device = next(model.parameters()).device
     return chunk_rows(profile.n_selected, n_queries, activations=profile.activations_per_sample, device=device)
 
@@ -84,25 +88,44 @@ class AttributionContext:
     curvature_options: dict[str, Any] = field(default_factory=dict)  # the curvature's knobs (CG iterations, Arnoldi rank, ...)
 
 
+def preconditioned_queries(curvature, measurement: Measurement, model: nn.Module, names: Sequence[str]):
+    """H⁻¹ ∇f for the measurement's queries: kept as outer products where the measurement and the curvature allow it
+    (:mod:`influence_core.factored`; scored by :func:`stream_scores` without forming any Linear layer's rows), else
+    the formed (k, p) rows."""
+    factors = measurement.query_factors(model, names)
+    pre = curvature.precondition_factors(factors) if factors is not None else None
+    return pre if pre is not None else curvature.inverse_hvp(measurement.query_gradients(model, names))
+
+
 def stream_scores(
     model: nn.Module,
     names: Sequence[str],
     x: torch.Tensor,
     y: torch.Tensor,
-    preconditioned: Optional[torch.Tensor],
+    preconditioned,
     train_task: Task = CROSS_ENTROPY,
     self_curvature=None,
     backend: str = "auto",
     progress: ProgressFn = silent,
 ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """One streaming pass over per-sample training gradients g_i: (−Q g_i for every query row of
-    Q = H⁻¹ G_query, and gᵢᵀ H⁻¹ gᵢ under ``self_curvature``); either may be skipped (None)."""
+    Q = H⁻¹ G_query, and gᵢᵀ H⁻¹ gᵢ under ``self_curvature``); either may be skipped (None). Q is a (k, p) tensor or
+    :class:`~influence_core.factored.FactoredRows` (then the training rows are taken factored too)."""
     from influence_core import distributed
-    from influence_core.gradients import iter_per_sample_grads
+    from influence_core.factored import FactoredRows, pairwise_scores
+    from influence_core.gradients import iter_factored_grads, iter_per_sample_grads
 
     n = len(x)
     k = 0 if preconditioned is None else len(preconditioned)
-    chunk = model_chunk_rows(model, names, tuple(x.shape[1:]), k)
+    factored = isinstance(preconditioned, FactoredRows)
+    if factored and self_curvature is not None:  # the self-scores need the formed rows anyway
+        preconditioned, factored = preconditioned.dense(), False
+    if factored:
+        profile = _profile(model, names, tuple(x.shape[1:]))
+        device = next(model.parameters()).device
+        chunk = chunk_rows(preconditioned.train_row_floats(), k, activations=profile.activations_per_sample, device=device)
+    else:
+        chunk = model_chunk_rows(model, names, tuple(x.shape[1:]), k)
     if distributed.client() is not None:  # score blocks over chunks of the rows on the workers (model and queries sent once)
         rows = distributed.task_rows(n, chunk)
         kwargs = dict(model=model, names=names, preconditioned=preconditioned, train_task=train_task, self_curvature=self_curvature)
@@ -111,6 +134,10 @@ def stream_scores(
     dtype = preconditioned.dtype if preconditioned is not None else p0.dtype
     scores = torch.empty(k, n, dtype=dtype, device=x.device) if preconditioned is not None else None
     self_scores = torch.empty(n, dtype=p0.dtype, device=x.device) if self_curvature is not None else None
+    if factored:
+        for start, rows in iter_factored_grads(model, x, y, names, chunk, backend, progress, train_task):
+            scores[:, start : start + len(rows)] = -pairwise_scores(preconditioned, rows)
+        return scores, None
     for start, g in iter_per_sample_grads(model, x, y, names, chunk, backend, progress, train_task):
         if scores is not None:
             scores[:, start : start + len(g)] = -(preconditioned @ g.to(dtype).T)

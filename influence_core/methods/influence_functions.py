@@ -8,7 +8,7 @@ import numpy as np
 
 from influence_core.curvatures import CurvatureRequest, fit_curvature
 from influence_core.distributed import over_rows
-from influence_core.methods.base import Attributor, stream_scores
+from influence_core.methods.base import Attributor, preconditioned_queries, stream_scores
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import Measurement, Task
 
@@ -41,7 +41,7 @@ class InfluenceFunction(Attributor):
         memo = self.__dict__.setdefault("_last_queries", [])
         if memo and memo[0][0] is measurement:
             return memo[0][1]
-        pre = self.curvature.inverse_hvp(measurement.query_gradients(self.context.model, self.param_names))
+        pre = preconditioned_queries(self.curvature, measurement, self.context.model, self.param_names)
         memo[:] = [(measurement, pre)]
         return pre
 

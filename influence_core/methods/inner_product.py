@@ -14,14 +14,14 @@ from torch import nn
 from influence_core.curvatures.identity import IdentityCurvature
 from influence_core.distributed import over_rows
 from influence_core.errors import InputError
-from influence_core.methods.base import Attributor, stream_scores
+from influence_core.methods.base import Attributor, preconditioned_queries, stream_scores
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import Measurement, Task
 from influence_core.training import model_at
 
 
 def _ip(model: nn.Module, context, names, measurement: Measurement, train_task: Task, progress: ProgressFn) -> np.ndarray:
-    queries = measurement.query_gradients(model, names)
+    queries = preconditioned_queries(IdentityCurvature(names), measurement, model, names)
     out, _ = stream_scores(model, names, context.x_train, context.y_train, queries, train_task, backend=context.backend, progress=progress)
     return out.detach().cpu().numpy().astype(np.float64)
 
