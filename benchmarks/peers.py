@@ -320,8 +320,8 @@ def mlp_rows(model, ckpts, x, y, xt, yt, mask, groups, gflops, folder):
     if "mlp-matrix" in groups:
         log(f"MLP full-parameter IP matrix {k} × {n} ({p:,} parameters)")
         ours, t = timed(lambda: project_matrix("ip", model, x, y, names, xt, yt))
-        flop = 2.0 * k * n * p
-        note = f"{flop / t / 1e9:.0f} GFLOP/s of the GEMM product (machine peak {gflops:.0f})"
+        floor = 2.0 * k * n * p / (gflops * 1e9)  # the formed product k × p × n at the machine's measured GEMM peak
+        note = f"formed rows would need ≥ {floor:.2f} s at the machine's {gflops:.0f} GFLOP/s; outer products skip that product"
         if captum:
             paths = _final_only(model, folder)
             theirs, tp = timed(lambda: captum_tracin(model, x, y, paths, _load_lr, 512).influence((xt, yt)))

@@ -451,15 +451,44 @@ class _LayersEngine:
                     total += g2.sum(1) if weights is None else g2 @ weights[self.cols[which["bias"]]]
                 continue
             # anything else: this module's gradient rows, materialised one module at a time
-            names = [n for n in self.names if n in which.values()]
-            sub_cols, start = {}, 0
-            for n in names:
-                size = self.cols[n].stop - self.cols[n].start
-                sub_cols[n], start = slice(start, start + size), start + size
-            rows = torch.empty(batch, start, dtype=self.dtype, device=self.device)
-            _layer_grads_into(rows, sub_cols, {id(module): which}, [call], [g])
+            names, rows, sub_cols = self._module_rows(call, g)
             rows = rotate_rows(rows, sub_cols, rotations)
             total += _weighted_sq(rows, None if weights is None else torch.cat([weights[self.cols[n]] for n in names]))
+        return total
+
+    def _module_rows(self, call: _Call, g: torch.Tensor):
+        """One call's gradient rows over its module's selected parameters: (names, rows, their columns in rows)."""
+        which = self.params_of[id(call.module)]
+        names = [n for n in self.names if n in which.values()]
+        sub_cols, start = {}, 0
+        for n in names:
+            size = self.cols[n].stop - self.cols[n].start
+            sub_cols[n], start = slice(start, start + size), start + size
+        rows = torch.empty(len(g), start, dtype=self.dtype, device=self.device)
+        _layer_grads_into(rows, sub_cols, {id(call.module): which}, [call], [g])
+        return names, rows, sub_cols
+
+    def sq_column_sums(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Σ_i g_ij² over the chunk's samples, per column; a Linear layer's as (g²)ᵀ (a²), its rows never formed."""
+        calls, grads = self._calls(x, y)
+        if self.tied or len({id(c.module) for c in calls}) != len(calls):
+            rows = torch.empty(len(x), self.total, dtype=self.dtype, device=self.device)
+            _layer_grads_into(rows, self.cols, self.params_of, calls, grads)
+            return rows.square_().sum(0)
+        total = torch.zeros(self.total, dtype=self.dtype, device=self.device)
+        for call, g in zip(calls, grads):
+            which = self.params_of[id(call.module)]
+            if _linear_2d(call.module, call.a):
+                g2 = g.square()
+                if "weight" in which:
+                    total[self.cols[which["weight"]]] += (g2.T @ call.a.square()).reshape(-1)
+                if "bias" in which:
+                    total[self.cols[which["bias"]]] += g2.sum(0)
+                continue
+            names, rows, sub_cols = self._module_rows(call, g)
+            sums = rows.square_().sum(0)
+            for n in names:
+                total[self.cols[n]] += sums[sub_cols[n]]
         return total
 
 
@@ -572,11 +601,32 @@ def per_sample_grad_sq_norms(
     return torch.cat(parts)
 
 
+def per_sample_grad_sq_sums(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    param_names: Optional[Sequence[str]] = None,
+    chunk_size: int = 1024,
+    backend: str = "auto",
+    progress: ProgressFn = silent,
+    task: Task = CROSS_ENTROPY,
+) -> torch.Tensor:
+    """Σ_i g_ij² over all samples, one entry per gradient column (with labels drawn from the model,
+    :class:`~influence_core.tasks.SampledLabelCrossEntropy`: the Monte-Carlo GGN diagonal, summed)."""
+    total = None
+    for _, part in _iter_chunks(model, x, y, param_names, chunk_size, backend, progress, "column_sums", None, task):
+        total = part if total is None else total + part
+    if total is None:
+        p = next(model.parameters())
+        return torch.zeros(n_params(model, param_names), dtype=p.dtype, device=p.device)
+    return total
+
+
 def _iter_chunks(
     model, x, y, param_names, chunk_size, backend, progress, output: str, sq_weights, task: Task = CROSS_ENTROPY, rotations=None
 ):
-    """``(start, chunk)``: ``output`` "rows" (gradient rows), "norms" (their ``sq_weights``-weighted squared norms) or
-    "factors" (:class:`~influence_core.factored.FactoredRows`)."""
+    """``(start, chunk)``: ``output`` "rows" (gradient rows), "norms" (their ``sq_weights``-weighted squared norms),
+    "column_sums" (Σ over the chunk's rows of their squares) or "factors" (:class:`~influence_core.factored.FactoredRows`)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     norms = output == "norms"
@@ -594,6 +644,8 @@ def _iter_chunks(
             try:
                 if output == "factors":
                     result = engine.factors(xb, yb)
+                elif output == "column_sums":
+                    result = engine.sq_column_sums(xb, yb)
                 else:
                     result = engine.sq_norms(xb, yb, sq_weights, rotations) if norms else engine.chunk(xb, yb)
             except _LayersUnsupported as err:
@@ -606,6 +658,8 @@ def _iter_chunks(
             result = _vmap_chunk(model, names, chosen, frozen, buffers, xb, yb, task)
             if norms:
                 result = _weighted_sq(rotate_rows(result, columns, rotations or {}), sq_weights)
+            elif output == "column_sums":
+                result = result.square_().sum(0)
             elif output == "factors":
                 from influence_core.factored import FactoredRows
 

@@ -139,8 +139,9 @@ def test_the_cli_passes_curvature_options_and_prints_the_convergence(tmp_path):
 
 
 def test_the_sampled_diagonal_estimates_the_exact_one_from_one_backward_per_batch():
-    """diag's ``sampled`` knob (BackPACK's DiagGGNMC, kronfluence's sampled-label Fisher): unbiased, so on many rows its
-    diagonal is close to the exact expectation's; seeded, so the same rows give the same estimate."""
+    """diag's ``sampled`` knob (squared per-sample gradients at labels drawn from the model, kronfluence's sampled-label
+    Fisher): unbiased, so on many rows its diagonal is close to the exact expectation's (BackPACK's); seeded, so the same
+    rows give the same estimate."""
     from influence_core.models import SmallCNN
 
     torch.manual_seed(0)
@@ -154,6 +155,37 @@ def test_the_sampled_diagonal_estimates_the_exact_one_from_one_backward_per_batc
     assert not torch.equal(sampled, exact)  # it is an estimate, not the same computation
     assert torch.corrcoef(torch.stack([sampled, exact]))[0, 1] > 0.97
     assert abs(sampled.sum() / exact.sum() - 1) < 0.05
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_summed_squared_gradients_equal_the_formed_rows_and_sampled_labels_are_drawn_from_the_model(kind):
+    """The sampled diagonal's engine: Σ_i g_ij² per column, a Linear layer's as (g²)ᵀ(a²), equals the formed rows'; with
+    labels drawn from a model that is sure of one class, it is the squared gradient at that class."""
+    from influence_core.gradients import per_sample_grad_sq_sums, per_sample_grads
+    from influence_core.models import build_model
+    from influence_core.tasks import SampledLabelCrossEntropy
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, hidden=10, depth=2), (1, 8, 8), 3, 0).eval()
+    x, y = torch.randn(70, 1, 8, 8), torch.randint(0, 3, (70,))
+    names = parameter_names(model, "all")
+    rows = per_sample_grads(model, x, y, names, backend="vmap")
+    assert torch.allclose(per_sample_grad_sq_sums(model, x, y, names, chunk_size=16), rows.square().sum(0), rtol=1e-4, atol=1e-9)
+    with torch.no_grad():  # a head that always answers class 2 with certainty: the draws are all 2
+        model.head.bias.copy_(torch.tensor([-60.0, -60.0, 60.0]))
+    sure = per_sample_grad_sq_sums(model, x, y, names, chunk_size=16, task=SampledLabelCrossEntropy(seed=1))
+    at_two = per_sample_grads(model, x, torch.full_like(y, 2), names, backend="vmap").square().sum(0)
+    assert torch.allclose(sure, at_two, rtol=1e-4, atol=1e-12)
+
+
+def test_the_sampled_diagonal_serves_the_last_layer_too():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="mlp", hidden=8, depth=1), (5,), 3, 0).eval()
+    x, y = torch.randn(3000, 5), torch.randint(0, 3, (3000,))
+    head = parameter_names(model, "last_layer")
+    exact = build_curvature("diag", model, x, y, head, WD, 0.0).diagonal
+    sampled = build_curvature("diag", model, x, y, head, WD, 0.0, options={"sampled": 1}).diagonal
+    assert sampled.shape == exact.shape and abs(sampled.sum() / exact.sum() - 1) < 0.05
 
 
 def test_an_indefinite_exact_hessian_is_found_by_lanczos_before_the_matrix_is_formed(convex, monkeypatch):

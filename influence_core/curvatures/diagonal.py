@@ -9,8 +9,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from influence_core.curvatures.base import Curvature, CurvatureRequest, head_names, passes_seconds
 from influence_core.curvatures.laplace_fit import as_sequential, fit_laplace, prior_precision, subset_for, subset_reason
 from influence_core.errors import CurvatureError
+from influence_core.gradients import per_sample_grad_sq_sums
 from influence_core.progress import ProgressFn, silent
-from influence_core.tasks import CROSS_ENTROPY, Task
+from influence_core.tasks import CROSS_ENTROPY, SampledLabelCrossEntropy, Task
 
 
 class DiagonalCurvature(Curvature):
@@ -19,7 +20,7 @@ class DiagonalCurvature(Curvature):
     auto_rank = 20
     knobs = {
         "sampled": "1: a Monte-Carlo GGN from one label sampled from the model per row, as kronfluence's Fisher "
-        "(one backward per batch instead of one per class; BackPACK chains only); 0: the exact expectation (default)",
+        "(one backward per batch instead of one per class); 0: the exact expectation (default)",
     }
 
     def __init__(self, diagonal: torch.Tensor, param_names):
@@ -48,19 +49,34 @@ class DiagonalCurvature(Curvature):
 
     @classmethod
     def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        return passes_seconds(request, 1)
+        return passes_seconds(request, 1, per_output=not cls.option(request, "sampled", 0))
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "DiagonalCurvature":
         prior = prior_precision(request, cls.name)
         n = request.n_train
+        from influence_core.distributed import sum_over_rows
+
+        if cls.option(request, "sampled", 0):
+            # squared per-sample gradients at labels drawn from the model, from the gradient engine: one backward per
+            # chunk, and a Linear layer's as (g²)ᵀ(a²) without its rows (any model, any parameters)
+            summed = sum_over_rows(
+                per_sample_grad_sq_sums,
+                request.x,
+                request.y,
+                request.progress,
+                "diagonal GGN (sampled labels)",
+                model=request.model,
+                param_names=list(request.param_names),
+                chunk_size=request.batch_size,
+                task=SampledLabelCrossEntropy(seed=0),
+            )
+            return cls((summed.detach() + prior) / n, request.param_names)
         if not cls._uses_backpack(request):
             request.progress(0.0, "fitting the diagonal GGN (laplace-torch)")
             la = fit_laplace(request.model, request.x, request.y, subset_for(request, cls.name), "diag", prior, request.batch_size)
             request.progress(1.0, "fitted the diagonal GGN")
             return cls(la.posterior_precision.detach() / n, request.param_names)
-        from influence_core.distributed import sum_over_rows
-
         # Σᵢ diag GGNᵢ over chunks of the rows (on the Dask workers when there is a cluster), then the prior once
         summed = sum_over_rows(
             _backpack_diagonal,
@@ -70,7 +86,6 @@ class DiagonalCurvature(Curvature):
             "diagonal GGN",
             model=request.model,
             batch_size=request.batch_size,
-            sampled=bool(cls.option(request, "sampled", 0)),
         )
         return cls((summed + prior) / n, request.param_names)
 
@@ -93,13 +108,8 @@ class DiagonalCurvature(Curvature):
         return per_sample_grad_sq_norms(model, x, y, self.param_names, 1.0 / self.diagonal, chunk_size, backend, progress, task)
 
 
-def _backpack_diagonal(
-    x: torch.Tensor, y: torch.Tensor, progress: ProgressFn, model: nn.Module, batch_size: int, sampled: bool = False
-) -> torch.Tensor:
+def _backpack_diagonal(x: torch.Tensor, y: torch.Tensor, progress: ProgressFn, model: nn.Module, batch_size: int) -> torch.Tensor:
     """Σ_i diag GGN_i over all weights (no prior), from laplace-torch with its BackPACK backend.
-
-    ``sampled``: BackPACK's DiagGGNMC, an unbiased estimate from one label drawn from the model's predictive per row
-    (seeded), which costs one backward per batch where the exact expectation costs one per class.
 
     laplace-torch's default (curvlinops) diagonal materialises per-sample Jacobians over all weights
     (≈ 9 GB and 45 s for 512 MNIST images on CPU); BackPACK's DiagGGNExact gives the same numbers in one
@@ -117,15 +127,12 @@ def _backpack_diagonal(
         hessian_structure="diag",
         prior_precision=0.0,
         backend=BackPackGGN,
-        backend_kwargs={"stochastic": sampled},
     )
     n = len(x)
     starts = list(range(0, n, batch_size))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # the sampled labels: the same rows give the same estimate
-        for k, start in enumerate(starts):
-            part = DataLoader(TensorDataset(x[start : start + batch_size], y[start : start + batch_size]), batch_size=batch_size)
-            la.fit(part, override=(k == 0), progress_bar=False)
-            progress((k + 1) / len(starts), "diagonal GGN (laplace-torch, BackPACK)")
+    for k, start in enumerate(starts):
+        part = DataLoader(TensorDataset(x[start : start + batch_size], y[start : start + batch_size]), batch_size=batch_size)
+        la.fit(part, override=(k == 0), progress_bar=False)
+        progress((k + 1) / len(starts), "diagonal GGN (laplace-torch, BackPACK)")
     # with override=False laplace keeps summing the GGN; with a zero prior its posterior precision is that sum
     return la.posterior_precision.detach()
