@@ -30,6 +30,14 @@ def duration_text(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def compute_seconds_text(seconds: float) -> str:
+    """A measured compute time for a metric: '0.4 s', '12 s'; under 0.05 s '< 0.1 s' (a loaded model's scores take
+    milliseconds, and '0.0 s' reads as nothing done)."""
+    if seconds < 0.05:
+        return "< 0.1 s"
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
 def progress_text(fraction: float, elapsed: float, message: str = "") -> str:
     """'42 % done, about 6 s left: message'. The time left extrapolates the pace so far (elapsed × (1 − f) / f);
     below 2 % done, or in the first half second, there is no pace to go on yet."""

@@ -4,6 +4,7 @@ import streamlit as st
 
 from pages._ui import (
     OWN_MODEL,
+    compute_seconds_text,
     import_with_progress,
     kept_result,
     memoised,
@@ -134,7 +135,7 @@ k1.metric("Train accuracy", f"{m['train']['accuracy']:.1%}")
 k2.metric("Test accuracy", f"{m['test']['accuracy']:.1%}")
 k3.metric("Flipped labels", int(ds.flipped.sum()))
 k4.metric("AUROC (self-influence → flipped)", f"{summary['auroc']:.3f}" if summary.get("auroc") is not None else "—")
-k5.metric("Compute", "cached" if m["influence_from_cache"] else f"{m['train_seconds'] + m['influence_seconds']:.1f} s")
+k5.metric("Compute", "cached" if m["influence_from_cache"] else compute_seconds_text(m["train_seconds"] + m["influence_seconds"]))
 own_model_card(m)
 NOT_RETRAINED = (
     "Your model is not retrained here. To check it, choose the MLP or logistic regression, which this page retrains; "

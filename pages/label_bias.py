@@ -17,6 +17,7 @@ from pages._ui import (
     OWN_MODEL,
     OwnDataInputs,
     ask_for_own_data,
+    compute_seconds_text,
     kept_result,
     memoised,
     own_data_inputs,
@@ -191,7 +192,10 @@ k[2].metric(
     delta_color="inverse",
 )
 k[3].metric("Misclassified held-out", m["n_misclassified"])
-k[4].metric("Compute", "cached" if m.get("scores_from_cache") and m.get("from_cache") else f"{m['total_seconds']:.1f} s on {m['device']}")
+k[4].metric(
+    "Compute",
+    "cached" if m.get("scores_from_cache") and m.get("from_cache") else f"{compute_seconds_text(m['total_seconds'])} on {m['device']}",
+)
 own_model_card(m)
 if clean:
     with st.expander("Step 1: is the model hurt by the flipped labels?"):

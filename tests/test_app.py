@@ -219,6 +219,13 @@ def test_progress_says_share_done_and_time_left():
     assert duration_text(0.2) == "1 s" and duration_text(7201) == "2 h 00 min"
 
 
+def test_a_compute_time_of_milliseconds_does_not_read_as_nothing():
+    from pages._ui import compute_seconds_text
+
+    assert compute_seconds_text(0.004) == "< 0.1 s"
+    assert compute_seconds_text(0.26) == "0.3 s" and compute_seconds_text(42.4) == "42 s"
+
+
 def test_explorer_progress_box_says_how_long_it_took(explorer):
     labels = [box.label for box in explorer.get("status")]
     # the box's label is what shows while it is collapsed: the share done and the time left while running, then this
