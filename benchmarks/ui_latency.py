@@ -46,7 +46,7 @@ VIEWS = {
     "label_bias": ("/label_bias", ".js-plotly-plot .main-svg"),
     "glitch_signals": ("/glitch_signals", "[data-testid='stDataFrame']"),
     "what_if": ("/what_if", ".js-plotly-plot .main-svg"),
-    "region_cuts": ("/region_cuts", ".js-plotly-plot .main-svg"),
+    "region_cuts": ("/region_cuts", ".js-plotly-plot .scatterlayer .point"),  # not .main-svg: the plotly preload has one
 }
 
 

@@ -12,6 +12,7 @@ from pages._ui import (
     own_model_card,
     own_model_inputs,
     page_header,
+    preload_plotly,
     progress_status,
     run_or_explain,
 )
@@ -22,6 +23,7 @@ st.caption(
     "Train a small model on a toy dataset, then see which training points it leans on. "
     "Point size = influence; click a point (or pick its id) to see its influence on, or from, the others."
 )
+plotly_slot = preload_plotly("explorer_plotly_preload")  # the browser loads plotly.js while the server imports
 import_with_progress()
 
 import numpy as np  # noqa: E402
@@ -125,6 +127,7 @@ def _compute():
 
 
 result = memoised("explorer:" + content_key(config), lambda: run_or_explain(_compute))
+plotly_slot.empty()
 if result is None:
     st.stop()
 

@@ -1,16 +1,30 @@
 """Region cuts: a surrogate of a collision-avoidance network, its most influential points, 2D cuts."""
 
-import time
-
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from influence_core.data.acas import ACASXU_TAU_SECONDS, ADVISORIES, DEFAULT_ACASXU_FOLDER, HCAS_TAUS
-from influence_core.figures.mislabel_roc import roc_figure
-from influence_core.figures.regions import cut_figure, cut_title
-from influence_core.mislabel_roc import default_arms, load_study_data, run_mislabel_roc
-from influence_core.regions import (
+from pages._ui import import_with_progress, memoised, page_header, preload_plotly, progress_status, run_or_explain
+
+# the title and a progress box first: on a fresh server the imports below take seconds
+page_header("Region cuts")
+st.caption(
+    "A collision-avoidance network plays the lookup table: its advisories label a sampled table, a ReLU "
+    "surrogate learns them, and Cook's distance (last-layer self-influence, ≥ 0) ranks the training points. "
+    "Cuts sweep two inputs through the most influential points with the others fixed; point size = Cook's "
+    "distance (larger = the surrogate would change more without it). Click a training point to centre a cut on it."
+)
+plotly_slot = preload_plotly("rc_plotly_preload")  # the browser loads plotly.js while the server imports
+import_with_progress()
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from influence_core.data.acas import ACASXU_TAU_SECONDS, ADVISORIES, DEFAULT_ACASXU_FOLDER, HCAS_TAUS  # noqa: E402
+from influence_core.figures.mislabel_roc import roc_figure  # noqa: E402
+from influence_core.figures.regions import cut_figure, cut_title  # noqa: E402
+from influence_core.mislabel_roc import default_arms, load_study_data, run_mislabel_roc  # noqa: E402
+from influence_core.regions import (  # noqa: E402
     ACASXU_LARGE,
     RegionConfig,
     boundary_distance_ratio,
@@ -19,16 +33,7 @@ from influence_core.regions import (
     rank_cut_centres,
     run_region_study,
 )
-from pages._pickers import curvature_picker, method_picker
-from pages._ui import memoised, page_header, progress_status, run_or_explain
-
-page_header("Region cuts")
-st.caption(
-    "A collision-avoidance network plays the lookup table: its advisories label a sampled table, a ReLU "
-    "surrogate learns them, and Cook's distance (last-layer self-influence, ≥ 0) ranks the training points. "
-    "Cuts sweep two inputs through the most influential points with the others fixed; point size = Cook's "
-    "distance (larger = the surrogate would change more without it). Click a training point to centre a cut on it."
-)
+from pages._pickers import curvature_picker, method_picker  # noqa: E402
 
 STUDY_DATASETS = {
     "digits": "scikit-learn digits (embedded)",
@@ -188,6 +193,7 @@ with tab_cuts:
             return run_region_study(config, progress=report)
 
     study = memoised(f"regions:{config}", lambda: run_or_explain(_study))
+    plotly_slot.empty()
     if study is None:
         st.stop()
 

@@ -232,6 +232,12 @@ def test_explorer_progress_box_says_how_long_it_took(explorer):
     assert any(label.startswith("Training and computing influence: done in ") for label in labels), labels
 
 
+def test_the_plotly_preload_is_gone_once_the_results_are_in(explorer):
+    """The empty chart that makes the browser load plotly.js during the imports must not stay on the page."""
+    ids = [c.proto.id for c in explorer.get("plotly_chart")]
+    assert ids and not any("plotly_preload" in i for i in ids), ids
+
+
 def _figure(at: AppTest, key: str) -> dict:
     import json
 
