@@ -629,8 +629,7 @@ def _iter_chunks(
     "column_sums" (Σ over the chunk's rows of their squares) or "factors" (:class:`~influence_core.factored.FactoredRows`)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    norms = output == "norms"
-    message = "gradient norms" if norms else "per-sample gradients"
+    message = "gradient norms" if output == "norms" else "per-sample gradients"
     model.eval()
     chosen_backend = resolve_backend(model, param_names, backend)
     names, chosen, frozen, buffers = _split_params(model, param_names)
@@ -646,8 +645,10 @@ def _iter_chunks(
                     result = engine.factors(xb, yb)
                 elif output == "column_sums":
                     result = engine.sq_column_sums(xb, yb)
+                elif output == "norms":
+                    result = engine.sq_norms(xb, yb, sq_weights, rotations)
                 else:
-                    result = engine.sq_norms(xb, yb, sq_weights, rotations) if norms else engine.chunk(xb, yb)
+                    result = engine.chunk(xb, yb)
             except _LayersUnsupported as err:
                 if backend == "layers":
                     raise ValueError(
@@ -656,7 +657,7 @@ def _iter_chunks(
                 engine = None  # auto: this model needs the general vmap path from here on
         if result is None:
             result = _vmap_chunk(model, names, chosen, frozen, buffers, xb, yb, task)
-            if norms:
+            if output == "norms":
                 result = _weighted_sq(rotate_rows(result, columns, rotations or {}), sq_weights)
             elif output == "column_sums":
                 result = result.square_().sum(0)

@@ -48,3 +48,16 @@ def animals(tmp_path):
     path = tmp_path / "animals.csv"
     table.to_csv(path, index=False)
     return path, {f"r{i:03d}" for i in wrong}
+
+
+@pytest.fixture(scope="module", params=["mlp", "cnn"])
+def small_mlp_and_cnn(request):
+    """A 3-class MLP (two hidden layers of 12) or SmallCNN on 60 random 1 × 8 × 8 inputs: (model, x, y)."""
+    import torch
+
+    from influence_core.config import ModelConfig
+    from influence_core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=request.param, hidden=12, depth=2), (1, 8, 8), 3, 0).eval()
+    return model, torch.randn(60, 1, 8, 8), torch.randint(0, 3, (60,))

@@ -23,15 +23,6 @@ from influence_core.tasks import PerSampleLoss
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(scope="module", params=["mlp", "cnn"])
-def model_and_data(request):
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=request.param, hidden=12, depth=2), SHAPE, 3, 0).eval()
-    x = torch.randn(80, *SHAPE)
-    y = torch.randint(0, 3, (80,))
-    return model, x, y
-
-
 def _reference(curvature, model, names, x, y, xq, yq) -> torch.Tensor:
     """−(H⁻¹ G_query) G_trainᵀ from formed rows (H⁻¹ by the library; None: IP)."""
     train = per_sample_grads(model, x, y, names, backend="vmap").double()
@@ -41,8 +32,8 @@ def _reference(curvature, model, names, x, y, xq, yq) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("curvature", ["identity", "kron", "ekfac"])
-def test_factored_matrix_equals_formed_rows_times_the_library_inverse(model_and_data, curvature, monkeypatch):
-    model, x, y = model_and_data
+def test_factored_matrix_equals_formed_rows_times_the_library_inverse(small_mlp_and_cnn, curvature, monkeypatch):
+    model, x, y = small_mlp_and_cnn
     names = parameter_names(model, "all")
     method_name = "ip" if curvature == "identity" else "influence"
     method = fit_attributor(method_name, AttributionContext(model, x, y, names, 1e-2, curvature, 0.05))

@@ -10,29 +10,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from influence_core.config import ModelConfig
 from influence_core.curvatures import build_curvature
 from influence_core.gradients import per_sample_grads
 from influence_core.methods import AttributionContext, fit_attributor
-from influence_core.models import build_model, parameter_names
+from influence_core.models import parameter_names
 from influence_core.tasks import PerSampleLoss
-
-SHAPE = (1, 8, 8)
-
-
-@pytest.fixture(scope="module", params=["mlp", "cnn"])
-def model_and_data(request):
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=request.param, hidden=12, depth=2), SHAPE, 3, 0).eval()
-    x = torch.randn(60, *SHAPE)
-    y = torch.randint(0, 3, (60,))
-    return model, x, y
 
 
 @pytest.mark.parametrize("kind", ["kron", "ekfac"])
 @pytest.mark.parametrize("scope", ["all", "last_layer"])
-def test_fused_self_influence_and_inverse_agree_with_the_library_on_explicit_rows(model_and_data, kind, scope):
-    model, x, y = model_and_data
+def test_fused_self_influence_and_inverse_agree_with_the_library_on_explicit_rows(small_mlp_and_cnn, kind, scope):
+    model, x, y = small_mlp_and_cnn
     names = parameter_names(model, scope)
     curv = build_curvature(kind, model, x, y, names, 1e-2, 0.05)
     rows = per_sample_grads(model, x, y, names, backend="vmap").double()
@@ -49,9 +37,9 @@ def test_fused_self_influence_and_inverse_agree_with_the_library_on_explicit_row
 
 
 @pytest.mark.parametrize("kind", ["kron", "ekfac"])
-def test_the_influence_method_scores_through_the_fused_path_consistently(model_and_data, kind):
+def test_the_influence_method_scores_through_the_fused_path_consistently(small_mlp_and_cnn, kind):
     """A training point's score on its own loss is minus its (fused) self-score, in one pass or two."""
-    model, x, y = model_and_data
+    model, x, y = small_mlp_and_cnn
     ctx = AttributionContext(model, x, y, parameter_names(model, "all"), 1e-2, kind, 0.05)
     method = fit_attributor("influence", ctx)
     scores, own = method.scores_and_self(PerSampleLoss(x[:9], y[:9]))

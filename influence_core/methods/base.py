@@ -93,8 +93,10 @@ def preconditioned_queries(curvature, measurement: Measurement, model: nn.Module
     (:mod:`influence_core.factored`; scored by :func:`stream_scores` without forming any Linear layer's rows), else
     the formed (k, p) rows."""
     factors = measurement.query_factors(model, names)
-    pre = curvature.precondition_factors(factors) if factors is not None else None
-    return pre if pre is not None else curvature.inverse_hvp(measurement.query_gradients(model, names))
+    if factors is None:
+        return curvature.inverse_hvp(measurement.query_gradients(model, names))
+    pre = curvature.precondition_factors(factors)
+    return pre if pre is not None else curvature.inverse_hvp(factors.dense())  # formed from the same pass
 
 
 def stream_scores(
