@@ -9,8 +9,13 @@ message (read off the websocket, so the browser's drawing is not counted).
     .venv/bin/python benchmarks/ui_latency.py                  # every view, each on its own cold server
     .venv/bin/python benchmarks/ui_latency.py --views explorer # the landing view and its interactions only
     .venv/bin/python benchmarks/ui_latency.py --repeats 3      # interactions: median of 3 moves each
+    .venv/bin/python benchmarks/ui_latency.py --views explorer --busy-cores 1  # with the other core busy
 
-Targets (printed PASS/MISS): landing view ≤ 3 s, every other view ≤ 10 s, every interaction ≤ 0.3 s.
+The landing view's first plot is its data, drawn while torch loads; its influence result (decision regions, points
+sized by influence) is timed too, from the same moment.
+
+Targets (printed PASS/MISS): landing view's first plot ≤ 3 s (≤ 8 s with the other core busy), every other view's
+first result ≤ 10 s, every interaction ≤ 0.3 s.
 """
 
 from __future__ import annotations
@@ -39,15 +44,21 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LANDING_TARGET_S, VIEW_TARGET_S, INTERACTION_TARGET_S = 3.0, 10.0, 0.3
+LANDING_BUSY_TARGET_S = 8.0  # the landing view with the other core busy (--busy-cores 1)
 
 # view → (url path, what its first result is: a CSS selector)
 VIEWS = {
-    "explorer": ("", ".js-plotly-plot .scatterlayer .point"),
+    "explorer": ("", ".js-plotly-plot .scatterlayer .point"),  # its first plot: on a cold server, the data alone
     "label_bias": ("/label_bias", ".js-plotly-plot .main-svg"),
     "glitch_signals": ("/glitch_signals", "[data-testid='stDataFrame']"),
     "what_if": ("/what_if", ".js-plotly-plot .main-svg"),
     "region_cuts": ("/region_cuts", ".js-plotly-plot .scatterlayer .point"),  # not .main-svg: the plotly preload has one
 }
+
+
+# view → (what, CSS selector) of a later result also timed from opening the page: the landing view's first plot is the
+# data, drawn while torch loads; its influence result (decision regions, points sized by influence) follows
+LATER_RESULTS = {"explorer": ("influence result", ".st-key-explorer_plot .scatterlayer .point")}
 
 
 def _free_port() -> int:
@@ -260,7 +271,12 @@ def run_view(view: str, viewport: dict, screenshot_dir: Path | None, launcher: s
         page.wait_for_selector(selector, timeout=600_000, state="attached")
         first = time.perf_counter() - start
         _log(f"{view}: first result after {first:.1f} s")
-        times = INTERACTIONS[view](page, clock) if view in INTERACTIONS else {}
+        times = {}
+        if view in LATER_RESULTS:
+            what, later = LATER_RESULTS[view]
+            page.wait_for_selector(later, timeout=600_000, state="attached")
+            times[what] = time.perf_counter() - start
+        times.update(INTERACTIONS[view](page, clock) if view in INTERACTIONS else {})
         if screenshot_dir is not None:
             clock.idle(page)
             page.screenshot(path=str(screenshot_dir / f"{view}.png"), full_page=True)
@@ -280,6 +296,9 @@ def main() -> None:
         default="serve",
         help="comma-separated: serve (serve.py, as `make run` starts it) and/or streamlit (a bare `streamlit run app.py`)",
     )
+    parser.add_argument(
+        "--busy-cores", type=int, default=0, help="keep this many cores busy (a Python spin loop each) during the runs: a shared machine"
+    )
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit("Debian's chromium is needed: apt-get install chromium")
@@ -292,20 +311,32 @@ def main() -> None:
     )
     rows = []
     launchers = args.launchers.split(",")
-    for view, launcher in [(v, launcher) for v in args.views.split(",") for launcher in launchers]:
-        runs = [run_view(view, viewport, args.screenshots, launcher) for _ in range(args.repeats)]
-        server_s = statistics.median(r[0] for r in runs)
-        first = statistics.median(r[1] for r in runs)
-        target = LANDING_TARGET_S if view == "explorer" else VIEW_TARGET_S
-        started = f", {launcher}" if len(launchers) > 1 else ""
-        rows.append((f"{view}: first result (server up in {server_s:.1f} s{started})", first, target))
-        for name in runs[0][2]:
-            rows.append((name + " (server time)", statistics.median(r[2][name] for r in runs), INTERACTION_TARGET_S))
-    print(f"load average after {os.getloadavg()[0]:.1f}")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)]
+    try:
+        _measure_views(args, viewport, launchers, rows)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+    print(f"load average after {os.getloadavg()[0]:.1f}" + (f" ({args.busy_cores} cores kept busy)" if args.busy_cores else ""))
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  seconds  target  check")
     for name, seconds, target in rows:
         print(f"{name:<{width}}  {seconds:7.2f}  ≤ {target:<4g}  {'PASS' if seconds <= target else 'MISS'}")
+
+
+def _measure_views(args, viewport: dict, launchers: list[str], rows: list) -> None:
+    for view, launcher in [(v, launcher) for v in args.views.split(",") for launcher in launchers]:
+        runs = [run_view(view, viewport, args.screenshots, launcher) for _ in range(args.repeats)]
+        server_s = statistics.median(r[0] for r in runs)
+        first = statistics.median(r[1] for r in runs)
+        landing = LANDING_BUSY_TARGET_S if args.busy_cores else LANDING_TARGET_S
+        target = landing if view == "explorer" else VIEW_TARGET_S
+        started = f", {launcher}" if len(launchers) > 1 else ""
+        rows.append((f"{view}: first {'plot' if view == 'explorer' else 'result'} (server up in {server_s:.1f} s{started})", first, target))
+        for name in runs[0][2]:
+            later = view in LATER_RESULTS and name == LATER_RESULTS[view][0]
+            label = f"{view}: {name} (from opening the page)" if later else name + " (server time)"
+            rows.append((label, statistics.median(r[2][name] for r in runs), VIEW_TARGET_S if later else INTERACTION_TARGET_S))
 
 
 if __name__ == "__main__":

@@ -240,6 +240,11 @@ def default_damping(model: str) -> float:
 EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY = "tanh", 1e-3
 
 
+def explorer_data_config(dataset: str = "single_flip", n_train: int = 200, noise: str = "none", noise_fraction: float = 0.1) -> DataConfig:
+    """The 2D explorer's data: ``n_train`` training and 200 test points (no torch: the page draws it while torch loads)."""
+    return DataConfig(name=dataset, n_train=n_train, n_test=200, noise=noise, noise_fraction=noise_fraction if noise != "none" else 0.0)
+
+
 def explorer_config(
     dataset: str = "single_flip",
     n_train: int = 200,
@@ -266,7 +271,7 @@ def explorer_config(
         else TrainConfig(optimizer="adam", lr=0.02, epochs=400, weight_decay=weight_decay, checkpoint_spacing="log")
     )
     return RunConfig(
-        data=DataConfig(name=dataset, n_train=n_train, n_test=200, noise=noise, noise_fraction=noise_fraction if noise != "none" else 0.0),
+        data=explorer_data_config(dataset, n_train, noise, noise_fraction),
         model=own_model or ModelConfig(kind=model, hidden=hidden, depth=depth, activation=activation),
         train=train,
         curvature=CurvatureConfig(kind=curvature, damping=default_damping(model) if damping is None else damping),

@@ -102,27 +102,35 @@ def preload_plotly(key: str):
     return slot
 
 
+def imports_pending() -> bool:
+    """Whether :func:`import_with_progress` still has work (a fresh server's first run)."""
+    import sys
+
+    return any(name not in sys.modules for name, _ in HEAVY_IMPORTS)
+
+
 def import_with_progress(
-    modules: Sequence[tuple[str, float]] = HEAVY_IMPORTS, label: str = "Loading PyTorch and scikit-learn (once per server start)"
+    modules: Optional[Sequence[tuple[str, float]]] = None, label: str = "Loading PyTorch and scikit-learn (once per server start)"
 ) -> None:
     """Import the modules not imported yet under a progress box: on a fresh server the first view's imports are
-    seconds of blank page otherwise (torch, and torch._dynamo that torch.optim pulls in on first use)."""
+    seconds of blank page otherwise (torch, and torch._dynamo that torch.optim pulls in on first use). Then the
+    sidebar's device line."""
     import importlib
     import sys
 
-    missing = [(name, weight) for name, weight in modules if name not in sys.modules]
-    if not missing:
-        return
-    total = sum(weight for _, weight in missing)
-    with progress_status(label) as report:
-        done = 0.0
-        for name, weight in missing:
-            report(done / total, f"importing {name}")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation, raised on import
-                importlib.import_module(name)
-            done += weight
-        report(1.0, "imported")
+    missing = [(name, weight) for name, weight in (HEAVY_IMPORTS if modules is None else modules) if name not in sys.modules]
+    if missing:
+        total = sum(weight for _, weight in missing)
+        with progress_status(label) as report:
+            done = 0.0
+            for name, weight in missing:
+                report(done / total, f"importing {name}")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation, raised on import
+                    importlib.import_module(name)
+                done += weight
+            report(1.0, "imported")
+    show_device()
 
 
 @contextmanager
@@ -438,8 +446,9 @@ def run_app() -> None:
     navigation.run()
 
 
-def page_header(title: str) -> None:
-    """The page's title, with app.py's navigation and sidebar in place.
+def page_header(title: str, device_after_imports: bool = False) -> None:
+    """The page's title, with app.py's navigation and sidebar in place. The sidebar's device line follows at once,
+    or, with ``device_after_imports``, at the page's :func:`import_with_progress` (it waits for torch).
 
     When the first visit to a freshly started server is a deep link (``/what_if``), Streamlit runs the page
     file alone in its legacy ``pages/`` mode: no shared sidebar, and a navigation listing ``app`` and ``ui``.
@@ -457,14 +466,28 @@ def page_header(title: str) -> None:
             with ctx.run_with_active_hash(ctx.pages_manager.current_page_script_hash):
                 app_frame()
     st.title(title)
+    if not device_after_imports:
+        show_device()
+
+
+_DEVICE_SLOT = "_sidebar_device_slot"
 
 
 def shared_sidebar() -> None:
-    from influence_core.device import default_device  # imports torch: after st.navigation (see the imports above)
-
+    """The sidebar. Its device line (which imports torch) is written by :func:`show_device`, after the page's own
+    first elements: the landing view shows its data while torch still loads."""
     with st.sidebar:
-        st.caption(f"Device: **{default_device()}**")
+        st.session_state[_DEVICE_SLOT] = st.empty()
         st.caption("Influence sign: " + SIGN_CONVENTION + ".")
         from pages._compute import compute_setting_panel
 
         compute_setting_panel()
+
+
+def show_device() -> None:
+    """Write the sidebar's device line (once per run; imports torch)."""
+    slot = st.session_state.pop(_DEVICE_SLOT, None)
+    if slot is not None:
+        from influence_core.device import default_device
+
+        slot.caption(f"Device: **{default_device()}**")

@@ -318,3 +318,57 @@ def test_glitch_repairs_show_their_noise_and_the_models_doubts_before_accepting(
             from streamlit.proto.Metric_pb2 import Metric
 
             assert "no measured change" in after.delta and after.proto.color == Metric.MetricColor.GRAY, (after.delta, after.proto.color)
+
+
+def test_a_fresh_server_shows_the_landing_data_before_torch_has_loaded(tmp_path, monkeypatch):
+    """On a fresh server the landing view draws its training data before the heavy imports (issue 20: a first plot
+    within 3 s, where training waits ~4 s for torch). Simulated here by one import still to do: the preview must be
+    the chosen data, drawn with no model, and gone once the real figure is in; the sidebar's device line follows."""
+    import sys
+
+    import influence_core.figures
+    import pages._ui
+
+    (tmp_path / "lab_not_yet_imported.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "lab_not_yet_imported", raising=False)
+    monkeypatch.setattr(pages._ui, "HEAVY_IMPORTS", (*pages._ui.HEAVY_IMPORTS, ("lab_not_yet_imported", 1.0)))
+    drawn = []
+    real = influence_core.figures.decision_region_figure
+
+    def spy(xs, ys, probs, x_train, *args, **kwargs):
+        drawn.append((probs is None, len(x_train), "lab_not_yet_imported" in sys.modules))
+        return real(xs, ys, probs, x_train, *args, **kwargs)
+
+    monkeypatch.setattr(influence_core.figures, "decision_region_figure", spy)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["explorer_n_train"] = 150  # the preview follows the chosen settings
+    at.run()
+    assert not at.exception, at.exception
+    assert drawn and drawn[0] == (True, 150, False), drawn  # the data alone, before the pending import
+    assert "lab_not_yet_imported" in sys.modules
+    ids = [c.proto.id for c in at.get("plotly_chart")]
+    assert not any("explorer_data_preview" in i for i in ids), ids
+    assert any("explorer_plot" in i for i in ids), ids
+    assert any(c.value.startswith("Device: **") for c in at.sidebar.caption), [c.value for c in at.sidebar.caption]
+
+
+def test_the_landing_data_draws_without_torch():
+    """The preview's modules (the explorer's data config, the toy loaders, the figure) must not import torch, or the
+    landing view's first plot waits for it again."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from influence_core.config import explorer_data_config\n"
+        "from influence_core.data.registry import load_dataset\n"
+        "from influence_core.figures import decision_region_figure\n"
+        "ds = load_dataset(explorer_data_config('moons', 100, 'uniform', 0.2), 0)\n"
+        "fig = decision_region_figure(None, None, None, ds.x_train, ds.y_train, None, ds.flipped, '', x_test=ds.x_test, "
+        "y_test=ds.y_test, class_names=ds.class_names)\n"
+        "print(len(ds.y_train), int(ds.flipped.sum()), len(fig.data[0].x), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["100", "20", "0", "False"], out.stdout

@@ -94,9 +94,9 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
         assert _nav_titles(page) == VIEW_TITLES
         plot = page.wait_for_selector(".js-plotly-plot .main-svg", timeout=150_000)
         assert plot.is_visible()
-        # the decision-region heatmap and the training points are drawn
-        page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=30_000)
-        assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 200
+        # the decision regions and the training points sized by influence (on a fresh server the data comes first)
+        page.wait_for_selector(".st-key-explorer_plot .heatmaplayer", timeout=150_000)
+        assert page.locator(".st-key-explorer_plot .scatterlayer .point").count() >= 200
         assert page.get_by_text("2D explorer").first.is_visible()
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)

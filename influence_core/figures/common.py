@@ -48,12 +48,12 @@ def marker_sizes(values: np.ndarray, smallest: float = 5.0, largest: float = 26.
 
 
 def decision_region_figure(
-    xs: np.ndarray,
-    ys: np.ndarray,
-    probs: np.ndarray,
+    xs: Optional[np.ndarray],
+    ys: Optional[np.ndarray],
+    probs: Optional[np.ndarray],
     x_train: np.ndarray,
     y_train: np.ndarray,
-    train_values: np.ndarray,
+    train_values: Optional[np.ndarray],
     flipped: np.ndarray,
     value_label: str,
     signed: bool = False,
@@ -69,22 +69,31 @@ def decision_region_figure(
     Unsigned values (self-influence) colour points by label (the class palette); signed values (influence on or
     from a chosen point) colour them by sign (orange = harmful, purple = helpful); the legend names both. Trace 1 =
     train, trace 2 = test, so a page can map click events back to ids; legend swatches come last.
+
+    With no model yet (``probs`` and ``train_values`` None) it shows the data alone: trace 0 is then empty, and the
+    training points share one size.
     """
     fig = go.Figure()
-    fig.add_trace(
-        go.Heatmap(
-            x=xs,
-            y=ys,
-            z=probs[..., -1],
-            zmin=0,
-            zmax=1,
-            colorscale=class_colourscale(0, len(class_names) - 1),
-            opacity=0.35,
-            showscale=True,
-            colorbar=dict(title=f"P({class_names[-1]})", len=0.5, y=0.8),
-            hoverinfo="skip",
+    if probs is None:
+        fig.add_trace(go.Scatter(x=[], y=[], showlegend=False, hoverinfo="skip"))  # keeps the trace numbers
+    else:
+        fig.add_trace(
+            go.Heatmap(
+                x=xs,
+                y=ys,
+                z=probs[..., -1],
+                zmin=0,
+                zmax=1,
+                colorscale=class_colourscale(0, len(class_names) - 1),
+                opacity=0.35,
+                showscale=True,
+                colorbar=dict(title=f"P({class_names[-1]})", len=0.5, y=0.8),
+                hoverinfo="skip",
+            )
         )
-    )
+    sized = train_values is not None
+    sizes = marker_sizes(train_values) if sized else np.full(len(x_train), 8.0)
+    train_values = train_values if sized else np.full(len(x_train), np.nan)
     train_colour = (
         np.where(np.asarray(train_values) > 0, HARMFUL, HELPFUL) if signed else np.array([CLASS_COLOURS[int(c) % 10] for c in y_train])
     )
@@ -93,9 +102,9 @@ def decision_region_figure(
             x=x_train[:, 0],
             y=x_train[:, 1],
             mode="markers",
-            name="train (size = |" + value_label + "|)",
+            name="train (size = |" + value_label + "|)" if sized else "train",
             marker=dict(
-                size=np.where(flipped, np.maximum(marker_sizes(train_values), 12), marker_sizes(train_values)),
+                size=np.where(flipped, np.maximum(sizes, 12), sizes),
                 color=train_colour,
                 opacity=0.85,
                 line=dict(width=np.where(flipped, 2.5, 0.5), color=np.where(flipped, "black", "white")),
@@ -169,7 +178,8 @@ def decision_region_figure(
             text=(
                 "colour = sign of the influence (orange harmful, purple helpful)"
                 if signed
-                else "colour = label, ⊗ = flipped label; background = P(" + str(class_names[-1]) + ")"
+                else "colour = label, ⊗ = flipped label; "
+                + ("background = P(" + str(class_names[-1]) + ")" if probs is not None else "the model is still training")
             ),
             font=dict(size=13),
         ),
