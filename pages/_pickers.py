@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from influence_core import curvatures, methods
+from pages._ui import described_select
 
 
 def method_picker(container: Any, key: str, default: str = "influence", label: str = "Method", **kwargs: Any) -> str:
     names = list(methods.method_names())
-    return container.selectbox(label, names, index=names.index(default), format_func=methods.method_label, key=key, **kwargs)
+    return described_select(
+        container, label, names, methods.method_label, methods.method_short_label, index=names.index(default), key=key, **kwargs
+    )
 
 
 def curvature_picker(
@@ -17,11 +20,13 @@ def curvature_picker(
 ) -> str:
     """Disabled (and ignored) for methods that take no curvature."""
     names = list(curvatures.curvature_names())
-    return container.selectbox(
+    return described_select(
+        container,
         label,
         names,
+        curvatures.curvature_label,
+        curvatures.curvature_short_label,
         index=names.index(default),
-        format_func=curvatures.curvature_label,
         key=key,
         disabled=not methods.get(method).uses_curvature,
         **kwargs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 import warnings
@@ -100,6 +101,31 @@ def preload_plotly(key: str):
     }
     slot.plotly_chart(blank, config={"displayModeBar": False, "staticPlot": True}, key=key)
     return slot
+
+
+def short_name(description: str) -> str:
+    """An option's name without its explanation: the text before the first " (", ", " or ": "."""
+    return re.split(r" \(|, |: ", description, maxsplit=1)[0]
+
+
+def described_select(
+    container: Any,
+    label: str,
+    options: Sequence[Any],
+    describe: Callable[[Any], str],
+    short: Optional[Callable[[Any], str]] = None,
+    **kwargs: Any,
+) -> Any:
+    """A select box showing each option's short name, with the chosen option's whole description in a caption under
+    it and every option's in its help: a quarter of a 1280-px page holds about 20 characters, and the descriptions
+    were cut off in the box (issue 20)."""
+    short = short or (lambda option: short_name(describe(option)))
+    if kwargs.get("help") is None:
+        kwargs["help"] = "\n".join(f"- **{short(option)}**: {describe(option)}" for option in options)
+    value = container.selectbox(label, options, format_func=short, **kwargs)
+    if value is not None and describe(value) != short(value):
+        container.caption(describe(value))
+    return value
 
 
 def imports_pending() -> bool:

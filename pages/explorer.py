@@ -5,6 +5,7 @@ import streamlit as st
 from pages._ui import (
     OWN_MODEL,
     compute_seconds_text,
+    described_select,
     import_with_progress,
     imports_pending,
     kept_result,
@@ -57,7 +58,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, default_damping, explorer_config  # noqa: E402
-from influence_core.data.synthetic import DESCRIPTIONS  # noqa: E402
+from influence_core.data.synthetic import DESCRIPTIONS, SHORT_NAMES  # noqa: E402
 from influence_core.experiments import (  # noqa: E402
     EDITS,
     compute_influence,
@@ -74,21 +75,29 @@ from pages._pickers import curvature_picker, method_picker  # noqa: E402
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox(
-        "Dataset", list(DESCRIPTIONS), index=list(DESCRIPTIONS).index("single_flip"), format_func=DESCRIPTIONS.get, key="explorer_dataset"
+    dataset = described_select(
+        c1,
+        "Dataset",
+        list(DESCRIPTIONS),
+        DESCRIPTIONS.get,
+        SHORT_NAMES.get,
+        index=list(DESCRIPTIONS).index("single_flip"),
+        key="explorer_dataset",
     )
     n_train = c1.slider("Training points", 50, 1000, 200, step=50, key="explorer_n_train")
-    noise = c2.selectbox(
+    noise = described_select(
+        c2,
         "Label noise",
         ["none", "uniform", "flip_class"],
-        format_func={"none": "none", "uniform": "uniform (any class → other)", "flip_class": "class 1 → class 0"}.get,
+        {"none": "none", "uniform": "uniform (any class → other)", "flip_class": "class 1 → class 0"}.get,
         key="explorer_noise",
     )
     fraction = c2.slider("Noise fraction", 0.0, 0.4, 0.1, step=0.01, disabled=noise == "none", key="explorer_fraction")
-    model_kind = c3.selectbox(
+    model_kind = described_select(
+        c3,
         "Model",
         ["mlp", "logreg", OWN_MODEL],
-        format_func={"mlp": "MLP", "logreg": "L2 logistic regression", OWN_MODEL: "your trained model (a file)"}.get,
+        {"mlp": "MLP", "logreg": "logistic regression (L2)", OWN_MODEL: "your trained model (a file)"}.get,
         key="explorer_model",
         help="Your model: one you trained on this toy data (export it below: the coordinates are in the CSV), with "
         "two inputs and one output per class. Keep the dataset, points, noise and seed it was trained on.",
@@ -164,7 +173,11 @@ k1, k2, k3, k4, k5 = st.columns(5)
 k1.metric("Train accuracy", f"{m['train']['accuracy']:.1%}")
 k2.metric("Test accuracy", f"{m['test']['accuracy']:.1%}")
 k3.metric("Flipped labels", int(ds.flipped.sum()))
-k4.metric("AUROC (self-influence → flipped)", f"{summary['auroc']:.3f}" if summary.get("auroc") is not None else "—")
+k4.metric(
+    "Flip AUROC",
+    f"{summary['auroc']:.3f}" if summary.get("auroc") is not None else "—",
+    help="how well self-influence ranks the flipped labels first: 1 = all of them on top, 0.5 = no better than chance",
+)
 k5.metric("Compute", "cached" if m["influence_from_cache"] else compute_seconds_text(m["train_seconds"] + m["influence_seconds"]))
 own_model_card(m)
 NOT_RETRAINED = (

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from influence_core.data.glitches import GLITCH_KINDS
+from influence_core.data.glitches import GLITCH_KINDS, GLITCH_SHORT_NAMES
 from influence_core.experiments import content_key
 from influence_core.signals import (
     SIGNALS,
@@ -23,6 +23,8 @@ from pages._ui import (
     OWN_MODEL,
     OwnDataInputs,
     ask_for_own_data,
+    compute_seconds_text,
+    described_select,
     kept_result,
     memoised,
     own_data_inputs,
@@ -57,7 +59,7 @@ MODELS = {
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="glitch_dataset")
+    dataset = described_select(c1, "Dataset", list(DATASETS), DATASETS.get, key="glitch_dataset")
     own = dataset in OWN_DATA
     mine = own_data_inputs(c1, dataset, "glitch") if own else OwnDataInputs()
     if not own:
@@ -65,16 +67,18 @@ with st.container(border=True):
             "Training rows (MNIST sets)", [1000, 2000, 4000, 6000], 2000, disabled=dataset == "digits", key="glitch_n_train"
         )
     models = [m for m in MODELS if not (dataset == "csv" and m == "cnn") and (own or m != OWN_MODEL)]
-    model = c3.selectbox("Model", models, format_func=MODELS.get, key=f"glitch_model_{dataset == 'csv'}" + ("_own" if own else ""))
+    model = described_select(c3, "Model", models, MODELS.get, key=f"glitch_model_{dataset == 'csv'}" + ("_own" if own else ""))
     yours = model == OWN_MODEL  # trained on the data as it is: nothing injected, nothing retrained
     own_model, inputs = own_model_inputs(c3, "glitch", dataset) if yours else (None, None)
     kinds = [k for k in GLITCH_KINDS if k != "none" and not (dataset == "csv" and k in ("brightness", "stripe"))]
     if own:  # the data as it is first: the point of bringing your own
         kinds = ["none"] + kinds
-    kind = c2.selectbox(
+    kind = described_select(
+        c2,
         "Glitch",
         kinds[:1] if yours else kinds,
-        format_func=GLITCH_KINDS.get,
+        GLITCH_KINDS.get,
+        GLITCH_SHORT_NAMES.get,
         key=f"glitch_kind_{'own' if own else 'builtin'}" + ("_yours" if yours else ""),
         help="Your model was trained on your data as it is: injecting glitches would need a model trained on them." if yours else None,
     )
@@ -162,10 +166,12 @@ else:
     )
 k4.metric("Train / validation rows", f"{m['n_train']} / {m['n_val']}")
 if yours:  # not trained here: no training time to show
-    k5.metric("Signals time", "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s")
-else:
+    k5.metric("Signals time", "cached" if m["signals_from_cache"] else compute_seconds_text(m["signal_seconds"]))
+else:  # one figure: "0.03 s / 0.4 s" did not fit a fifth of a 1280-px page
     k5.metric(
-        "Signals / training time", "cached" if m["signals_from_cache"] else f"{m['signal_seconds']:.2f} s / {m['train_seconds']:.1f} s"
+        "Compute",
+        "cached" if m["signals_from_cache"] else compute_seconds_text(m["signal_seconds"] + m["train_seconds"]),
+        help=f"signals {m['signal_seconds']:.2f} s, training {m['train_seconds']:.1f} s",
     )
 own_model_card(m)
 

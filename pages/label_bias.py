@@ -18,6 +18,7 @@ from pages._ui import (
     OwnDataInputs,
     ask_for_own_data,
     compute_seconds_text,
+    described_select,
     kept_result,
     memoised,
     own_data_inputs,
@@ -52,7 +53,7 @@ MODEL_OPTIONS = {"chexpert": ["resnet18", "cnn"], "csv": ["logreg", "mlp"]}
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="label_bias_dataset")
+    dataset = described_select(c1, "Dataset", list(DATASETS), DATASETS.get, key="label_bias_dataset")
     own = dataset in lb.OWN_DATA
     mine = OwnDataInputs()
     class_names = peek = None
@@ -77,7 +78,7 @@ with st.container(border=True):
             key="label_bias_own_n_train" if own else "label_bias_n_train",
         )
     model_options = MODEL_OPTIONS.get(dataset, ["cnn", "mlp", "logreg"]) + ([OWN_MODEL] if own else [])
-    model = c3.selectbox("Model", model_options, format_func=MODELS.get, key=f"label_bias_model_{dataset}")
+    model = described_select(c3, "Model", model_options, MODELS.get, key=f"label_bias_model_{dataset}")
     yours = model == OWN_MODEL
     own_model, inputs = own_model_inputs(c3, "label_bias", dataset) if yours else (None, None)
     flip = (1, 0)
@@ -179,22 +180,24 @@ else:
         f"{len(ds.y_train):,}",
         help="No label was flipped on purpose: there is no ground truth to score the flags against.",
     )
-suffix = f" ({labels_were})" if truth else ""  # without flips the labels are the user's, scored as they are
+trained_on = f"of the model trained on the {labels_were}" + (", against the one trained on the clean labels" if clean else "")
 k[1].metric(
-    f"Held-out accuracy{suffix}",
+    "Held-out accuracy",
     f"{noisy['accuracy']:.1%}",
     delta=f"{noisy['accuracy'] - clean['accuracy']:+.1%} vs clean" if clean else None,
+    help=trained_on,
 )
 k[2].metric(
-    f"Held-out loss{suffix}",
+    "Held-out loss",
     f"{noisy['loss']:.3f}",
     delta=f"{noisy['loss'] - clean['loss']:+.3f} vs clean" if clean else None,
     delta_color="inverse",
+    help=trained_on,
 )
 k[3].metric("Misclassified held-out", m["n_misclassified"])
-k[4].metric(
-    "Compute",
-    "cached" if m.get("scores_from_cache") and m.get("from_cache") else f"{compute_seconds_text(m['total_seconds'])} on {m['device']}",
+k[4].metric(  # the device in the label: "3.4 s on cpu" did not fit the value's fifth of a 1280-px page
+    f"Compute on {m['device']}",
+    "cached" if m.get("scores_from_cache") and m.get("from_cache") else compute_seconds_text(m["total_seconds"]),
 )
 own_model_card(m)
 if clean:
@@ -364,7 +367,7 @@ def _fix():
         return score_name, threshold, lb.retrain_after_fix(result, scores >= threshold, action, report)
 
 
-clicked = a1.button(f"{action.capitalize()} {at['flagged']} flagged and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0)
+clicked = a1.button(f"{action.capitalize()} {at['flagged']} and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0)
 saved = kept_result(clicked, f"label_bias_fix:{content_key(config)}", _fix)
 if saved:
     fixed_by, fixed_at, fix = saved

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._ui import import_with_progress, memoised, page_header, preload_plotly, progress_status, run_or_explain
+from pages._ui import described_select, import_with_progress, memoised, page_header, preload_plotly, progress_status, run_or_explain
 
 # the title and a progress box first: on a fresh server the imports below take seconds
 page_header("Region cuts")
@@ -53,7 +53,7 @@ def mislabel_roc_section() -> None:
         "ROC per arm bold and the random baseline dashed. Runs are cached on disk."
     )
     m1, m2, m3, m4 = st.columns([1, 1, 2, 1])
-    study_data = m1.selectbox("Dataset", list(STUDY_DATASETS), format_func=STUDY_DATASETS.get, key="mr_dataset")
+    study_data = described_select(m1, "Dataset", list(STUDY_DATASETS), STUDY_DATASETS.get, key="mr_dataset")
     study_n_train = m2.select_slider(
         "Training images",
         [1000, 2000, 4000],
@@ -119,7 +119,7 @@ with tab_cuts:
 
     with st.container(border=True):
         c1, c2, c3, c4 = st.columns(4)
-        family = c1.selectbox("Network family", list(FAMILIES), format_func=FAMILIES.get, key="rc_family")
+        family = described_select(c1, "Network family", list(FAMILIES), FAMILIES.get, key="rc_family")
         folder = DEFAULT_ACASXU_FOLDER
         if family == "acasxu":
             folder = c1.text_input("ACAS Xu folder", DEFAULT_ACASXU_FOLDER + "/", key="rc_folder").strip() or DEFAULT_ACASXU_FOLDER
@@ -204,9 +204,9 @@ with tab_cuts:
     k1.metric("Surrogate agreement (held-out)", f"{study.agreement:.1%}")
     k2.metric("Training points", f"{len(ds.y_train):,}")
     k3.metric(
-        "Boundary distance: top 10 % / rest",
+        "Boundary distance ratio",
         f"{ratio['ratio']:.2f}",
-        help="median distance to the nearest table point with another advisory (box-scaled); "
+        help="the top 10 % most influential points against the rest: median distance to the nearest table point with another advisory (box-scaled); "
         "< 1 = influential points lie nearer the boundary",
     )
     k4.metric("Held-out disagreements", summary["n_disagree"])

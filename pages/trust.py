@@ -8,7 +8,7 @@ import streamlit as st
 
 from influence_core import lds
 from influence_core.figures import retraining_check_figure
-from pages._ui import kept_result, page_header, progress_status, run_or_explain
+from pages._ui import described_select, kept_result, page_header, progress_status, run_or_explain
 
 page_header("Trust")
 st.caption(
@@ -20,8 +20,8 @@ st.caption(
 
 with st.container(border=True):
     c1, c2, c3 = st.columns([1, 1, 2])
-    dataset = c1.selectbox("Dataset", list(lds.TRUST_DATASETS), format_func=lds.TRUST_DATASETS.get, key="trust_dataset")
-    model = c1.selectbox("Model", list(lds.TRUST_MODELS), format_func=lds.TRUST_MODELS.get, key="trust_model")
+    dataset = described_select(c1, "Dataset", list(lds.TRUST_DATASETS), lds.TRUST_DATASETS.get, key="trust_dataset")
+    model = described_select(c1, "Model", list(lds.TRUST_MODELS), lds.TRUST_MODELS.get, key="trust_model")
     subsets = c2.slider(
         "Retrained subsets",
         5,

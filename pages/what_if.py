@@ -9,10 +9,10 @@ import streamlit as st
 from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.experiments import content_key
-from influence_core.figures import CLASS_COLOURS, sign_note
+from influence_core.figures import CLASS_COLOURS, legend_below, sign_note
 from influence_core.metrics import auroc
 from pages._pickers import method_picker
-from pages._ui import csv_inputs, kept_result, memoised, page_header, progress_status, run_or_explain
+from pages._ui import csv_inputs, described_select, kept_result, memoised, page_header, progress_status, run_or_explain
 
 page_header("What-if")
 st.caption(
@@ -23,7 +23,7 @@ st.caption(
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    name = c1.selectbox("Dataset", list(fs.WHAT_IF_DATASETS), format_func=fs.WHAT_IF_DATASETS.get, key="whatif_dataset")
+    name = described_select(c1, "Dataset", list(fs.WHAT_IF_DATASETS), fs.WHAT_IF_DATASETS.get, key="whatif_dataset")
     classes, csv_path, label_column, id_column = (3, 8), None, None, None
     if name in ("digits", "mnist"):
         a, b = c1.columns(2)
@@ -34,12 +34,13 @@ with st.container(border=True):
     elif name == "csv":
         csv_path, label_column, id_column = csv_inputs(c1, "whatif")
     noise = c2.slider("Extra label noise (uniform)", 0.0, 0.3, 0.0, step=0.05, key="whatif_noise")
-    model_kind = c2.selectbox(
+    model_kind = described_select(
+        c2,
         "Model",
         ["logreg", "mlp"],
+        {"logreg": "L2 logistic regression (exact Hessian)", "mlp": "MLP 2×32 (last-layer curvature)"}.get,
         index=1 if name == "moons" else 0,
         key="whatif_model",
-        format_func={"logreg": "L2 logistic regression (exact Hessian)", "mlp": "MLP 2×32 (last-layer curvature)"}.get,
     )
     weight_decay = c3.select_slider("L2 weight decay λ", [1e-3, 1e-2, 1e-1, 1.0], 1e-2, key="whatif_wd")
     tau = c3.slider("Threshold τ on p(class 1)", 0.05, 0.95, 0.5, step=0.05, key="whatif_tau")
@@ -253,10 +254,10 @@ with left:
         height=520,
         xaxis_title=axes[0],
         yaxis_title=axes[1],
-        legend=dict(orientation="h", y=-0.12),
-        margin=dict(l=10, r=10, t=30, b=10),
+        margin=dict(l=10, r=10, t=30),
         title="Colour = class (test: predicted); ringed = the flip set",
     )
+    legend_below(fig)
     st.plotly_chart(fig, on_select=_on_click, selection_mode=("points",), key="whatif_plot", width="stretch")
 
 tab_k, tab_cmp, tab_trim = st.tabs(["Distribution of k", "IF vs IP vs leave-one-out", "Trim and retrain"])

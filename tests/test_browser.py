@@ -269,3 +269,78 @@ def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
         assert shown.startswith(f"#{first} ({expected.dataset.ids_test[first]})"), shown
         assert (chosen("Label column"), chosen("Id column")) == ("target", "patient")
         browser.close()
+
+
+# Text the layout cut off or drew over other text, as a person would see it: an element that clips its text (an ellipsis
+# or hidden overflow) with more text than it shows, a select box or text field wider than its box, and in each plotly
+# figure the title, legend, subplot titles, axis titles and colour-bar title overlapping each other or leaving the figure.
+LAYOUT_PROBLEMS_JS = """
+() => {
+  const problems = [];
+  const text = el => (el.innerText || el.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 70);
+  const main = document.querySelector("[data-testid='stMain']") || document.body;
+  for (const el of main.querySelectorAll('*')) {
+    if (!el.offsetParent || el.closest('.js-plotly-plot, [data-testid="stDataFrame"], [data-testid="stTable"]')) continue;
+    if (!text(el) || el.children.length > 3) continue;
+    const cs = getComputedStyle(el);
+    const clips = cs.textOverflow === 'ellipsis' || ((cs.overflowX === 'hidden' || cs.overflowX === 'clip') && cs.whiteSpace === 'nowrap');
+    if (clips && el.scrollWidth > el.clientWidth + 1) problems.push(`cut: '${text(el)}' (${el.scrollWidth}px in ${el.clientWidth}px)`);
+  }
+  for (const el of main.querySelectorAll('input[type=text], input:not([type])')) {
+    if (el.offsetParent && el.value && el.scrollWidth > el.clientWidth + 1) problems.push(`cut: '${el.value.slice(0, 70)}' (${el.scrollWidth}px in ${el.clientWidth}px)`);
+  }
+  document.querySelectorAll('.js-plotly-plot').forEach((plot, k) => {
+    const svg = plot.querySelector('.main-svg');
+    if (!svg) return;
+    const frame = svg.getBoundingClientRect();
+    if (frame.height < 20) return;
+    const parts = [];
+    const add = (sel, kind) => plot.querySelectorAll(sel).forEach(el => {
+      const r = el.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0) parts.push({kind, r, text: (el.textContent || '').trim().slice(0, 50)});
+    });
+    add('.gtitle', 'title'); add('.legend .bg', 'legend'); add('.annotation-text-g', 'annotation');
+    add('.g-xtitle', 'x-axis title'); add('.g-ytitle', 'y-axis title'); add('.cbtitle', 'colour-bar title');
+    const where = `plot ${k} '${((plot.querySelector('.gtitle') || {}).textContent || '').slice(0, 40)}'`;
+    for (const p of parts)
+      if (p.r.left < frame.left - 2 || p.r.right > frame.right + 2 || p.r.top < frame.top - 2 || p.r.bottom > frame.bottom + 2)
+        problems.push(`${where}: ${p.kind} '${p.text}' leaves the figure`);
+    for (let i = 0; i < parts.length; i++) for (let j = i + 1; j < parts.length; j++) {
+      const a = parts[i].r, b = parts[j].r;
+      if (Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1)
+        problems.push(`${where}: ${parts[i].kind} '${parts[i].text}' overlaps ${parts[j].kind} '${parts[j].text}'`);
+    }
+  });
+  return problems;
+}
+"""
+
+
+def test_no_text_is_cut_off_or_drawn_over_at_1440_and_1280(served_app, tmp_path):
+    """Every view's default screen at 1440×900 and at 1280×800 (issue 20): select boxes showed "sklearn digits 4 vs 9
+    (bundled,", metric labels ended in "…", legends sat on axis titles and figure titles. Screenshots of each view at
+    each size are left in the test's tmp_path."""
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    sizes = [(1440, 900), (1280, 800)]
+    problems = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": sizes[0][0], "height": sizes[0][1]})
+        finished = _script_runs(page)
+        for path in ["", "/label_bias", "/glitch_signals", "/what_if", "/region_cuts", "/trust"]:
+            del finished[:]
+            page.goto(served_app + path, timeout=120_000)
+            _wait_until_idle(page, finished, timeout_s=300)
+            assert page.locator("[data-testid='stException']").count() == 0, path
+            for width, height in sizes:  # the same session: resizing redraws, it does not recompute
+                page.set_viewport_size({"width": width, "height": height})
+                page.wait_for_timeout(1500)  # plotly redraws its figures to the new width
+                found = page.evaluate(LAYOUT_PROBLEMS_JS)
+                page.screenshot(path=str(tmp_path / f"{path.strip('/') or 'explorer'}_{width}.png"))
+                if found:
+                    problems[f"{path or '/'} at {width}×{height}"] = sorted(set(found))
+            page.set_viewport_size({"width": sizes[0][0], "height": sizes[0][1]})
+        browser.close()
+    assert not problems, problems

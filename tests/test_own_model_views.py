@@ -156,7 +156,7 @@ def test_the_explorer_scores_your_model_of_its_toy_data_as_the_same_model_traine
     assert not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
     auroc = detection_summary(trained_here.self_scores, trained_here.dataset.flipped)["auroc"]
-    assert metrics["AUROC (self-influence → flipped)"] == f"{auroc:.3f}"
+    assert metrics["Flip AUROC"] == f"{auroc:.3f}"
     assert metrics["Test accuracy"] == f"{trained_here.metrics['test']['accuracy']:.1%}"
     assert any(e.label.startswith("Your model, as loaded") for e in at.expander)
     assert any("without its training checkpoints" in i.value for i in at.info)
@@ -167,7 +167,7 @@ def test_the_explorer_scores_your_model_of_its_toy_data_as_the_same_model_traine
     at.selectbox(key="explorer_model_activation").set_value("relu").run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Test accuracy"] != metrics["Test accuracy"] or (
-        {m.label: m.value for m in at.metric}["AUROC (self-influence → flipped)"] != metrics["AUROC (self-influence → flipped)"]
+        {m.label: m.value for m in at.metric}["Flip AUROC"] != metrics["Flip AUROC"]
     )
 
 

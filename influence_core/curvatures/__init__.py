@@ -43,6 +43,10 @@ def curvature_label(name: str) -> str:
     return REGISTRY[name].label
 
 
+def curvature_short_label(name: str) -> str:
+    return "auto" if name == AUTO else REGISTRY[name].short_label or REGISTRY[name].label
+
+
 def get(name: str) -> type[Curvature]:
     if name not in REGISTRY:
         raise InputError(f"unknown curvature {name!r}; choose one of {curvature_names()}")

@@ -15,6 +15,7 @@ ARNOLDI_RANK = 50
 class ArnoldiCurvature(Curvature):
     name = "arnoldi"
     label = "Arnoldi: top eigenvectors of the GGN (curvlinops + scipy)"
+    short_label = "Arnoldi"
     knobs = {"rank": f"eigenpairs kept (default {ARNOLDI_RANK}; the parameter count = exact)"}
 
     def __init__(self, vectors: torch.Tensor, values: torch.Tensor, shift: float, param_names):

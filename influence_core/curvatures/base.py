@@ -166,6 +166,7 @@ class Curvature(ABC):
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""  # what the UI shows
+    short_label: ClassVar[str] = ""  # what a select box shows (about 20 characters fit a quarter of a 1280-px page)
     auto_rank: ClassVar[Optional[int]] = None  # order ``auto`` tries (lower = more accurate); None = never chosen by auto
     last_layer_only: ClassVar[bool] = False  # always works over the ``head`` parameters, whatever scope is asked
 

@@ -13,6 +13,7 @@ CG_MAX_ITER, CG_TOLERANCE = 200, 1e-6
 class ConjugateGradientCurvature(Curvature):
     name = "cg"
     label = "conjugate gradients on the GGN (curvlinops)"
+    short_label = "CG"
     # not chosen by auto: it converges to what exact / kron already give, at one pass over the data per iteration
     knobs = {
         "max_iter": f"most CG iterations (default {CG_MAX_ITER})",

@@ -17,6 +17,7 @@ from influence_core.tasks import CROSS_ENTROPY, SampledLabelCrossEntropy, Task
 class DiagonalCurvature(Curvature):
     name = "diag"
     label = "diagonal GGN (laplace-torch)"
+    short_label = "diagonal GGN"
     auto_rank = 20
     knobs = {
         "sampled": "1: a Monte-Carlo GGN from one label sampled from the model per row, as kronfluence's Fisher "

@@ -17,6 +17,7 @@ from influence_core.tasks import CrossEntropyTask
 class EkfacCurvature(EigenbasisCurvature):
     name = "ekfac"
     label = "EK-FAC: eigenvalue-corrected KFAC (curvlinops)"
+    short_label = "EK-FAC"
     auto_rank = 5  # at least as close to exact as KFAC, at a second pass over the data
 
     def __init__(self, inverse, param_names, param_sizes: dict[str, int]):

@@ -140,6 +140,7 @@ def smallest_ritz_value(request: CurvatureRequest, steps: int = 40) -> Optional[
 class ExactCurvature(Curvature):
     name = "exact"
     label = "exact Hessian (torch.func)"
+    short_label = "exact Hessian"
     auto_rank = 0
 
     def __init__(self, hessian: torch.Tensor, param_names: Sequence[str], damping: float):

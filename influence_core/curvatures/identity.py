@@ -13,6 +13,7 @@ from influence_core.tasks import CROSS_ENTROPY, Task
 class IdentityCurvature(Curvature):
     name = "identity"
     label = "identity (Hessian-free inner product)"
+    short_label = "identity"
     auto_rank = 100  # always fits: the last resort
 
     def __init__(self, param_names):

@@ -14,6 +14,7 @@ KRON_LAYER_TYPES = {"Linear", "Conv2d"}
 class KroneckerCurvature(EigenbasisCurvature):
     name = "kron"
     label = "Kronecker-factored GGN, KFAC (laplace-torch)"
+    short_label = "KFAC"
     auto_rank = 10
 
     def __init__(self, precision, n_train: int, param_names, param_sizes: dict[str, int]):

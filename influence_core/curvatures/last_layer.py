@@ -12,6 +12,7 @@ from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision
 class LastLayerCurvature(Curvature):
     name = "last_layer"
     label = "full GGN, last layer (laplace-torch)"
+    short_label = "last-layer GGN"
     auto_rank = 30
     last_layer_only = True
 

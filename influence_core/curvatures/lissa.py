@@ -26,6 +26,7 @@ def largest_eigenvalue(operator, p: int, iterations: int = 30, seed: int = 0) ->
 class LissaCurvature(Curvature):
     name = "lissa"
     label = "LiSSA / Neumann series on the GGN (curvlinops)"
+    short_label = "LiSSA"
     knobs = {
         "depth": f"terms of the series (default {LISSA_DEPTH})",
         "scale": "α, below 2 / λ_max (default: 1 / (1.05 λ_max), by power iteration)",

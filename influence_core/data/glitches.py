@@ -50,6 +50,16 @@ GLITCH_KINDS: dict[str, str] = {
     "none": "none: the data as it is (your own data: no ground truth to score against)",
 }
 """Every glitch kind :func:`inject_glitches` accepts → a one-line description for the UI."""
+GLITCH_SHORT_NAMES: dict[str, str] = {  # what a select box shows (about 20 characters fit)
+    "singular_class": "singular class",
+    "uniform": "uniform noise",
+    "class_dependent": "class-dependent",
+    "far_clustered": "far clustered",
+    "brightness": "brightness",
+    "stripe": "stripe",
+    "mixture": "mixture",
+    "none": "none",
+}
 
 MISLABEL_KINDS = ("singular_class", "uniform", "class_dependent")
 ANOMALY_KINDS = ("far_clustered", "brightness", "stripe")

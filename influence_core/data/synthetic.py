@@ -83,6 +83,15 @@ DESCRIPTIONS: dict[str, str] = {
     "line_to_sine": "Line boundary turning into a sine",
     "single_flip": "Split at x = 0 with exactly one flipped label",
 }
+SHORT_NAMES: dict[str, str] = {  # what a select box shows (the descriptions do not fit one)
+    "blobs": "two blobs",
+    "moons": "two moons",
+    "circle": "circle",
+    "circle_downsampled": "circle, under-sampled",
+    "circle_noisy_band": "circle, noisy band",
+    "line_to_sine": "line to sine",
+    "single_flip": "one flipped label",
+}
 
 
 def make_synthetic(name: str, n_train: int = 300, n_test: int = 200, seed: int = 0) -> Dataset:

@@ -40,6 +40,23 @@ def _legend_swatch(fig: go.Figure, name: str, colour: str, symbol: str = "circle
     )
 
 
+def legend_below(fig: go.Figure, width_px: int = 600, axis_px: int = 70) -> go.Figure:
+    """A horizontal legend under the x-axis title, never over it (a legend at a fixed paper y sat on the axis title at
+    1280 px): anchored to the figure's bottom edge, with the bottom margin sized for the tick labels and axis title
+    (``axis_px``) and the legend's rows, estimated for ``width_px`` of width at ~7 px a character."""
+    rows, used = 1, 0
+    for trace in fig.data:
+        if trace.name and trace.showlegend is not False:
+            entry = 40 + 7 * len(trace.name)
+            if used and used + entry > width_px:
+                rows, used = rows + 1, 0
+            used += entry
+    fig.update_layout(
+        legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"), margin=dict(b=axis_px + 24 * rows)
+    )
+    return fig
+
+
 def marker_sizes(values: np.ndarray, smallest: float = 5.0, largest: float = 26.0) -> np.ndarray:
     """Marker sizes proportional to |value| (square-root scaled, so area tracks magnitude)."""
     mag = np.sqrt(np.abs(np.asarray(values, dtype=float)))
@@ -171,7 +188,6 @@ def decision_region_figure(
     fig.update_layout(
         height=560,
         margin=dict(l=10, r=10, t=30, b=10),
-        legend=dict(orientation="h", y=-0.1, yanchor="top"),  # below the x-axis title, not over it
         xaxis=dict(title="x1", constrain="domain"),
         yaxis=dict(title="x2", scaleanchor="x"),
         title=dict(
@@ -185,7 +201,7 @@ def decision_region_figure(
         ),
         clickmode="event+select",
     )
-    return fig
+    return legend_below(fig)
 
 
 def epochs_figure(epochs: Sequence[int], share: np.ndarray, label: str) -> go.Figure:
@@ -231,10 +247,9 @@ def retraining_check_figure(check) -> go.Figure:
     _legend_swatch(fig, "removing it raises the loss (helpful point)", HELPFUL)
     fig.update_layout(
         height=380,
-        margin=dict(l=10, r=10, t=30, b=10),
-        legend=dict(orientation="h", y=-0.2),
+        margin=dict(l=10, r=10, t=30),
         xaxis_title="predicted Δ test loss (−score / N)" if check.on_loss_scale else "−score / N (no H⁻¹: not a loss change)",
         yaxis_title="Δ test loss after retraining",
         title=dict(text="each dot: one removal, one test point", font=dict(size=13)),
     )
-    return fig
+    return legend_below(fig)

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from influence_core.figures.common import legend_below
 from influence_core.metrics import threshold_sweep
 
 FLIPPED_COLOUR, CLEAN_COLOUR = "#d62728", "#1f77b4"
@@ -37,9 +38,8 @@ def influence_bar_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Opt
         title=dict(text=title, font=dict(size=13)),
         xaxis_title="training sample",
         yaxis_title="score (positive = harmful)",
-        legend=dict(orientation="h", y=1.12),
     )
-    return fig
+    return legend_below(fig)
 
 
 def threshold_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optional[float] = None) -> go.Figure:
@@ -103,8 +103,8 @@ def detection_curves_figure(scores: dict[str, np.ndarray], flipped: np.ndarray, 
     fig.update_yaxes(title="true-positive rate (flipped detected)", row=1, col=1)
     fig.update_xaxes(title="recall", row=1, col=2)
     fig.update_yaxes(title="precision", row=1, col=2)
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
-    return fig
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40))
+    return legend_below(fig)
 
 
 def model_comparison_figure(metrics: dict[str, Any]) -> go.Figure:

@@ -20,6 +20,10 @@ def method_label(name: str) -> str:
     return REGISTRY[name].label
 
 
+def method_short_label(name: str) -> str:
+    return REGISTRY[name].short_label or REGISTRY[name].label
+
+
 def get(name: str) -> type[Attributor]:
     if name not in REGISTRY:
         raise InputError(f"unknown method {name!r}; choose one of {method_names()}")

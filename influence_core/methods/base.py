@@ -153,6 +153,7 @@ class Attributor(ABC):
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
+    short_label: ClassVar[str] = ""  # what a select box shows (about 20 characters fit a quarter of a 1280-px page)
     uses_curvature: ClassVar[bool] = False  # whether the run's curvature setting matters to it
     needs_checkpoints: ClassVar[bool] = False
     knobs: ClassVar[dict[str, str]] = {}  # option name → what it sets (RunConfig.method_options, the CLI's --method-option)

@@ -16,6 +16,7 @@ from influence_core.tasks import Measurement, Task
 class InfluenceFunction(Attributor):
     name = "influence"
     label = "influence function (H⁻¹)"
+    short_label = "influence (H⁻¹)"
     uses_curvature = True
 
     def fit(self, progress: ProgressFn = silent) -> "InfluenceFunction":

@@ -42,6 +42,7 @@ def _ip_self(model: nn.Module, context, names, progress: ProgressFn) -> np.ndarr
 class InnerProduct(Attributor):
     name = "ip"
     label = "IP (Hessian-free inner product)"
+    short_label = "IP"
 
     def scores(self, measurement: Measurement, train_task: Optional[Task] = None, progress: ProgressFn = silent) -> np.ndarray:
         c = self.context
@@ -56,6 +57,7 @@ class TracIn(Attributor):
 
     name = "tracin"
     label = "TracIn (checkpoints)"
+    short_label = "TracIn"
     needs_checkpoints = True
 
     def fit(self, progress: ProgressFn = silent) -> "TracIn":
@@ -102,6 +104,7 @@ class IPEnsemble(Attributor):
 
     name = "ip_ensemble"
     label = "IP Ensemble (dropout copies)"
+    short_label = "IP Ensemble"
     knobs = {"ensemble_size": "dropout copies averaged (default 20)", "dropout_rate": "share of weights zeroed per copy (default 0.05)"}
 
     def fit(self, progress: ProgressFn = silent) -> "IPEnsemble":

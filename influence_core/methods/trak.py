@@ -58,6 +58,7 @@ def projected_features(x, y, progress: ProgressFn, model, projection, names, bac
 class Trak(Attributor):
     name = "trak"
     label = "TRAK (random projections)"
+    short_label = "TRAK"
     knobs = {
         "projection_dim": f"k, the projected dimension (default {PROJECTION_DIM})",
         "ensemble": "models averaged: the run's last checkpoints (default 1: the trained model)",
