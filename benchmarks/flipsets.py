@@ -31,6 +31,11 @@ from influence_core.experiments import load_data
 RESULTS: list[tuple[str, str, bool]] = []
 
 
+# tabular sets reported beside the paper's only tabular row (Table 1, the loan data, bag-of-words logistic regression):
+# Algorithm 1 found a set for 61 % of test points, and retraining flipped 49 %
+PAPER_FIGURES = {"breast_cancer": ("the paper's loan data (Table 1)", 0.61, 0.49)}
+
+
 def target(name: str, value: str, ok: bool) -> None:
     RESULTS.append((name, value, ok))
     print(f"  [{'MET ' if ok else 'MISS'}] {name}: {value}")
@@ -118,6 +123,14 @@ def section_flipsets(quick: bool, n_verify: int) -> None:
                 f"    iterative refinement (≤ 4 retrain + re-run rounds) of the {len(fails)} unconfirmed sets: {sum(x.flipped for x in refined)} "
                 f"flipped, sets grew ×{grow:.2f} on average → {confirmed / len(pick):.0%} confirmed in all ({time.perf_counter() - start:.1f} s)"
             )
+        if name in PAPER_FIGURES:  # tabular data: beside the paper's own tabular row, not against a fixed target
+            what, paper_found, paper_flipped = PAPER_FIGURES[name]
+            print(
+                f"    beside {what}: found {r.relabel.found.mean():.0%} (paper {paper_found:.0%}); flipped by retraining "
+                f"{v.success_rate:.0%} of the checked found sets = {r.relabel.found.mean() * v.success_rate:.0%} of all test points "
+                f"(paper {paper_flipped:.0%}; its table does not say of which)"
+            )
+            continue
         target(f"{name}: flip set found for ≥ 60% of test points", f"{r.relabel.found.mean():.0%}", r.relabel.found.mean() >= 0.6)
         target(
             f"{name}: retraining confirms ≥ 75% of the found sets (one-shot Algorithm 1)",
