@@ -82,9 +82,14 @@ def mislabel_roc_section() -> None:
         roc_study = memoised(study_key, lambda: run_or_explain(_mislabel_study))
         if roc_study is not None:
             st.plotly_chart(roc_figure(roc_study), key="mr_figure")
-            table = pd.DataFrame(roc_study.summary()).rename(
+            for note in roc_study.notes():
+                st.caption(note)
+            rows = pd.DataFrame(roc_study.summary()).drop(columns="regime")
+            if rows["runs"].max() < 2:  # a std over one run is 0 by construction, not a measurement
+                rows = rows.drop(columns="auroc_std")
+            table = rows.rename(
                 columns={
-                    "regime": "noise",
+                    "noise": "noise",
                     "arm": "arm",
                     "runs": "runs",
                     "flipped": "flipped labels",

@@ -206,6 +206,8 @@ def test_page_runs_the_mislabel_roc_study_on_request() -> None:
     table = at.dataframe[-1].value
     assert list(table["arm"]) == ["MLP", "MLP"] and set(table["flipped labels"]) == {5, 1}
     assert (table["AUROC mean"] > 0.5).all()  # Cook's distance ranks the flips above chance on digits
+    assert "AUROC std" not in table.columns  # one run per arm: no spread to show
+    assert list(table["noise"]) == ["5 of 1,257 labels flipped (0.40%)", "1 of 1,257 labels flipped (0.08%)"], list(table["noise"])
     at.slider(key="mr_runs").set_value(2).run()  # a new setting waits for the button again
     assert len(at.get("plotly_chart")) == n_charts
 
@@ -235,3 +237,29 @@ def test_mislabel_roc_study_on_digits() -> None:
     assert len(fig.data) == 4 + 2 + 1  # faint runs, mean per arm, random baseline
     with pytest.raises(InputError):
         NoiseRegime("none", 0.0, 0).n_flipped(100)
+
+
+def test_mislabel_study_says_what_its_figure_hides():
+    """A regime labelled "≈0.05 % flipped" flipped its floor of 5 (0.40 % of the training digits), a std came from one run,
+    identical arms hid each other and a below-chance AUROC went without a word (issue 20)."""
+    from influence_core.mislabel_roc import MislabelROCStudy, RunScores
+
+    rng = np.random.default_rng(0)
+    flipped = np.zeros(200, bool)
+    flipped[:5] = True
+    good = np.where(flipped, 5.0, 0.0) + rng.random(200)  # the flips ranked on top
+    bad = np.where(flipped, 0.0, 5.0) + rng.random(200)  # the flips ranked at the bottom
+    regime = "≈0.05 % flipped"
+    study = MislabelROCStudy(
+        runs=[RunScores(arm, regime, 0, cook, flipped, 0.9, 1.0) for arm, cook in (("A", good), ("B", good.copy()), ("C", bad))]
+    )
+    label = study.regime_label(regime)
+    assert label == "5 of 200 labels flipped (2.50%)", label
+    rows = {r["arm"]: r for r in study.summary()}
+    assert rows["A"]["noise"] == label and rows["A"]["auroc_std"] is None  # one run: no spread to report
+    notes = study.notes()
+    assert any("A and B rank the points identically" in n for n in notes), notes
+    assert any("C's mean AUROC is 0.000, below 0.5" in n for n in notes), notes
+    assert not any("A's mean AUROC" in n or "C rank" in n for n in notes), notes
+    two = MislabelROCStudy(runs=[RunScores("A", regime, s, good + s, flipped, 0.9, 1.0) for s in (0, 1)])
+    assert two.summary()[0]["auroc_std"] == 0.0  # two runs: a measured spread (here none)

@@ -14,7 +14,7 @@ def roc_figure(study: MislabelROCStudy, height: int = 420) -> go.Figure:
     """Per regime: each run's ROC faint, the mean ROC per arm bold, the random baseline dashed."""
     regimes = list(dict.fromkeys(r.regime for r in study.runs))
     arms = list(dict.fromkeys(r.arm for r in study.runs))
-    fig = make_subplots(rows=1, cols=max(len(regimes), 1), subplot_titles=regimes, shared_yaxes=True)
+    fig = make_subplots(rows=1, cols=max(len(regimes), 1), subplot_titles=[study.regime_label(r) for r in regimes], shared_yaxes=True)
     for c, regime in enumerate(regimes, start=1):
         for a, arm in enumerate(arms):
             colour = CLASS_COLOURS[a % len(CLASS_COLOURS)]
