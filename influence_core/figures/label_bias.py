@@ -30,7 +30,13 @@ def influence_bar_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Opt
             )
         )
     if threshold is not None:
-        fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text=f"threshold {threshold:.3g}")
+        fig.add_hline(
+            y=threshold,
+            line_dash="dash",
+            line_color="black",
+            annotation_text=f"threshold {threshold:.3g}",
+            annotation_bgcolor="rgba(255, 255, 255, 0.85)",  # readable over the bars it crosses
+        )
     fig.update_layout(
         height=340,
         bargap=0,
@@ -57,9 +63,8 @@ def threshold_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optiona
         margin=dict(l=10, r=10, t=30, b=10),
         xaxis_title="threshold",
         yaxis_title="% at or above",
-        legend=dict(orientation="h", y=1.12),
     )
-    return fig
+    return legend_below(fig, width_px=300)  # a narrow column: above the plot, its two rows hung over the curves
 
 
 def score_histogram_figure(scores: np.ndarray, threshold: Optional[float] = None) -> go.Figure:
