@@ -40,7 +40,9 @@ def show_training_data(slot) -> None:
     )
     with slot.container():
         st.plotly_chart(figure, key="explorer_data_preview", width="stretch", config={"displayModeBar": False})
-        st.caption("The training data (circles) and test points (diamonds). The model trains once PyTorch has loaded (the first visit after a server start).")
+        st.caption(
+            "The training data (circles) and test points (diamonds). The model trains once PyTorch has loaded (the first visit after a server start)."
+        )
 
 
 # the title, then (on a fresh server) the data: the imports below take seconds
