@@ -56,7 +56,7 @@ def main() -> None:
     for row in study.summary():
         spread = f"±{row['auroc_std']:.3f}" if row["auroc_std"] is not None else " (1 run)"
         print(
-            f"{row['regime']:<18} {row['arm']:<34} {row['flipped']:>5} {row['auroc_mean']:>9.3f}{spread:<7} "
+            f"{row['regime']:<18} {row['arm']:<34} {row['flipped']:>5} {row['auroc_mean']:>9.3f}{spread:<8} "
             f"{row['found_in_top5pct']:>11.0%} {row['test_accuracy']:>8.1%} {row['seconds_per_run']:>6.1f}"
         )
     roc_figure(study).write_html(args.out)

@@ -53,7 +53,7 @@ VIEWS = {
     "glitch_signals": ("/glitch_signals", "[data-testid='stDataFrame']"),
     "what_if": ("/what_if", ".js-plotly-plot .main-svg"),
     "region_cuts": ("/region_cuts", ".js-plotly-plot .scatterlayer .point"),  # not .main-svg: the plotly preload has one
-    "trust": ("/trust", "[data-testid='stButton'] button"),  # it measures on request: first the page, ready for the button
+    "trust": ("/trust", ".st-key-trust_go button"),  # it measures on request: first the page, ready for its button
 }
 
 

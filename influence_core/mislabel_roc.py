@@ -175,10 +175,14 @@ class MislabelROCStudy:
             label = self.regime_label(regime)
             arms = [arm for arm in dict.fromkeys(r.arm for r in self.runs) if self.select(arm, regime)]
             curves = {arm: self.mean_roc(arm, regime) for arm in arms}
+            grouped: set[str] = set()
             for i, first in enumerate(arms):
+                if first in grouped:
+                    continue
                 same = [other for other in arms[i + 1 :] if np.allclose(curves[first], curves[other], atol=1e-9)]
-                if same:
-                    out.append(f"{label}: {first} and {', '.join(same)} rank the points identically; their curves coincide.")
+                grouped.update(same)
+                if same:  # with one flipped label, any two arms that rank it equally high have the same curve
+                    out.append(f"{label}: the mean ROC curves of {first} and {' and '.join(same)} coincide (one hides the other).")
             for arm in arms:
                 auc = float(np.mean([r.auroc for r in self.select(arm, regime)]))
                 if auc < 0.5:

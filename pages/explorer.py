@@ -473,7 +473,7 @@ def _over_training() -> None:
                     ds.flipped,
                     f"self-influence at epoch {epoch}",
                     class_names=ds.class_names,
-                ).update_layout(height=380, showlegend=False),
+                ).update_layout(height=380, showlegend=False, margin=dict(b=10)),  # no legend: no room kept for one
             ),
             width="stretch",
             key="explorer_epoch_plot",

