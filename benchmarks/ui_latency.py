@@ -256,6 +256,10 @@ def label_bias_interactions(page, clock: RunClock) -> dict[str, float]:
     return times
 
 
+TRUST_RESULT = "trust: LDS result after the button (from the click)"
+ON_REQUEST_RESULTS = {TRUST_RESULT}  # results computed on request: a view's target, not an interaction's
+
+
 def trust_interactions(page, clock: RunClock) -> dict[str, float]:
     """Trust measures on request: its result is the LDS figure after the button (retrains and scoring, default methods)."""
     clock.idle(page)
@@ -263,7 +267,7 @@ def trust_interactions(page, clock: RunClock) -> dict[str, float]:
     start = time.perf_counter()
     button.click()
     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=600_000, state="attached")
-    return {"trust: LDS result after the button (from the click)": time.perf_counter() - start}
+    return {TRUST_RESULT: time.perf_counter() - start}
 
 
 INTERACTIONS = {"explorer": explorer_interactions, "label_bias": label_bias_interactions, "trust": trust_interactions}
@@ -346,7 +350,7 @@ def _measure_views(args, viewport: dict, launchers: list[str], rows: list) -> No
         rows.append((f"{view}: first {'plot' if view == 'explorer' else 'result'} (server up in {server_s:.1f} s{started})", first, target))
         for name in runs[0][2]:
             later = view in LATER_RESULTS and name == LATER_RESULTS[view][0]
-            on_request = "(from the click)" in name  # a result computed on request, not an interaction
+            on_request = name in ON_REQUEST_RESULTS
             label = f"{view}: {name} (from opening the page)" if later else name if on_request else name + " (server time)"
             target = VIEW_TARGET_S if later or on_request else INTERACTION_TARGET_S
             rows.append((label, statistics.median(r[2][name] for r in runs), target))

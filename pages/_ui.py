@@ -128,11 +128,15 @@ def described_select(
     return value
 
 
-def imports_pending() -> bool:
-    """Whether :func:`import_with_progress` still has work (a fresh server's first run)."""
+def _not_imported(modules: Optional[Sequence[tuple[str, float]]] = None) -> list[tuple[str, float]]:
     import sys
 
-    return any(name not in sys.modules for name, _ in HEAVY_IMPORTS)
+    return [(name, weight) for name, weight in (HEAVY_IMPORTS if modules is None else modules) if name not in sys.modules]
+
+
+def imports_pending() -> bool:
+    """Whether :func:`import_with_progress` still has work (a fresh server's first run)."""
+    return bool(_not_imported())
 
 
 def import_with_progress(
@@ -142,9 +146,8 @@ def import_with_progress(
     seconds of blank page otherwise (torch, and torch._dynamo that torch.optim pulls in on first use). Then the
     sidebar's device line."""
     import importlib
-    import sys
 
-    missing = [(name, weight) for name, weight in (HEAVY_IMPORTS if modules is None else modules) if name not in sys.modules]
+    missing = _not_imported(modules)
     if missing:
         total = sum(weight for _, weight in missing)
         with progress_status(label) as report:

@@ -28,12 +28,13 @@ def show_training_data(slot) -> None:
     from influence_core.figures import decision_region_figure
 
     state = st.session_state
-    data = explorer_data_config(
-        state.get("explorer_dataset", "single_flip"),
-        state.get("explorer_n_train", 200),
-        state.get("explorer_noise", "none"),
-        state.get("explorer_fraction", 0.1),
-    )
+    widgets = {
+        "dataset": "explorer_dataset",
+        "n_train": "explorer_n_train",
+        "noise": "explorer_noise",
+        "noise_fraction": "explorer_fraction",
+    }
+    data = explorer_data_config(**{arg: state[key] for arg, key in widgets.items() if key in state})  # its defaults: the widgets'
     ds = load_dataset(data, int(state.get("explorer_seed", 0)))
     figure = decision_region_figure(
         None, None, None, ds.x_train, ds.y_train, None, ds.flipped, "", x_test=ds.x_test, y_test=ds.y_test, class_names=ds.class_names
