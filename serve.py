@@ -47,6 +47,9 @@ def main(argv: list[str]) -> None:
     import streamlit.web.server  # noqa: F401
     from streamlit.web import cli
 
+    from influence_core.processes import start_process_pools_fresh
+
+    start_process_pools_fresh()  # before any thread starts: a library's process pool must not fork the server
     threading.Thread(target=warm_up, name="influence-lab-warm-up", daemon=True).start()
 
     sys.argv = ["streamlit", "run", str(APP), *argv]

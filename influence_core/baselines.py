@@ -46,7 +46,10 @@ def cleanlab_flags(labels: np.ndarray, pred_probs: np.ndarray) -> dict[str, np.n
     pred_probs = pred_probs / pred_probs.sum(1, keepdims=True)
     with warnings.catch_warnings():  # cleanlab warns about small classes; the page says what it found instead
         warnings.simplefilter("ignore")
-        issues = find_label_issues(labels, pred_probs)
+        # n_jobs=1: by default cleanlab forks a process pool (one per physical core) from whatever process calls it;
+        # forked from the app's server, which already runs torch's threads, a child could sleep forever on a lock
+        # it inherited held, and the page with it (issue 34). One core sorts these few thousand rows in milliseconds.
+        issues = find_label_issues(labels, pred_probs, n_jobs=1)
         quality = get_label_quality_scores(labels, pred_probs)
     return {"issues": np.asarray(issues, bool), "score": 1.0 - quality, "suggested": pred_probs.argmax(1)}
 

@@ -17,6 +17,7 @@ import streamlit as st
 # machine) would hold back the navigation and leave Streamlit's raw file list over a blank page meanwhile
 from influence_core import SIGN_CONVENTION
 from influence_core.errors import CurvatureError, DataWarning, InputError
+from influence_core.processes import start_process_pools_fresh
 
 log = logging.getLogger("influence_lab")
 
@@ -462,6 +463,7 @@ _RUN_BY_APP = "_run_by_app_navigation"
 
 def app_frame() -> Any:
     """Page config, ``st.navigation`` over the views and the shared sidebar."""
+    start_process_pools_fresh()  # a library's process pool must not fork the server (influence_core.processes)
     st.set_page_config(page_title="Influence Lab", page_icon=":material/search:", layout="wide")
     navigation = st.navigation([st.Page(file, title=title, icon=icon, default=(i == 0)) for i, (file, title, icon) in enumerate(VIEWS)])
     shared_sidebar()
