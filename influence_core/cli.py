@@ -158,7 +158,8 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     p.add_argument(
         "--arch",
         help="the architecture of --model-file's weights: a zoo kind (logreg, mlp, cnn, resnet18) or a "
-        "torchvision classifier name (e.g. resnet18, mobilenet_v3_small)",
+        "torchvision classifier name (e.g. resnet18, mobilenet_v3_small); a name both have means the one the weights "
+        "fit, zoo:NAME or torchvision:NAME pins it",
     )
     p.add_argument(
         "--checkpoint-file",

@@ -3,12 +3,15 @@
 Two safe forms, and nothing else is unpickled:
 
 - an architecture by name (the zoo's ``logreg`` / ``mlp`` / ``cnn`` / ``resnet18``, or any torchvision classifier such as
-  ``resnet18`` / ``mobilenet_v3_small``) plus a weights file: a state_dict read with ``torch.load(weights_only=True)``
-  (``.pt``, ``.pth``, ``.bin``) or ``.safetensors``;
+  ``resnet18`` / ``mobilenet_v3_small``, built untrained for the file's class count) plus a weights file: a state_dict
+  read with ``torch.load(weights_only=True)`` (``.pt``, ``.pth``, ``.bin``) or ``.safetensors``. A name both have
+  (``resnet18``) means the zoo's where the weights fit it (its ``body.`` / ``head.`` tensors) and torchvision's otherwise;
+  ``zoo:NAME`` / ``torchvision:NAME`` pin one;
 - a program exported with ``torch.export`` (``.pt2``).
 
 Every check runs before any work: the weights must match the architecture tensor for tensor (the first mismatch is
-named), and the model must take the data's input shape and give one output per class.
+named, and the architecture the file's tensors do fit), and the model must take the data's input shape and give one
+output per class.
 """
 
 from __future__ import annotations
@@ -38,21 +41,197 @@ def file_fingerprint(path: str) -> str:
     return h.hexdigest()[:24]
 
 
-def _architecture(arch: str, input_shape: tuple[int, ...], n_classes: int, hidden: int, depth: int, activation: str = "relu") -> nn.Module:
-    from influence_core.config import MODEL_KINDS
-    from influence_core.models import build_model
+ARCH_SOURCES = {"zoo": "the zoo's", "torchvision": "torchvision's"}
 
-    if arch in MODEL_KINDS:
-        return build_model(ModelConfig(kind=arch, hidden=hidden, depth=depth, activation=activation), input_shape, n_classes, 0)
+
+def torchvision_classifiers() -> list[str]:
+    """The names of torchvision's classification models (not its detection / segmentation / video ones)."""
     import torchvision
 
-    try:
-        return torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
-    except ValueError:
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """An architecture by name: the zoo's (``models.build_model``) or a torchvision classifier's."""
+
+    source: str  # "zoo" or "torchvision"
+    name: str
+
+    @property
+    def spelled(self) -> str:
+        return f"{self.source}:{self.name}"
+
+    @property
+    def label(self) -> str:
+        return f"{ARCH_SOURCES[self.source]} {self.name}"
+
+    def build(self, input_shape: tuple[int, ...], n_classes: int, hidden: int, depth: int, activation: str = "relu") -> nn.Module:
+        if self.source == "zoo":
+            from influence_core.models import build_model
+
+            return build_model(ModelConfig(kind=self.name, hidden=hidden, depth=depth, activation=activation), input_shape, n_classes, 0)
+        import torchvision
+
+        # never pretrained weights (nothing is downloaded): the file's are loaded over these; googlenet's and
+        # inception's own initialisation is slow and would be overwritten
+        slow_init = {"init_weights": False} if self.name in ("googlenet", "inception_v3") else {}
+        return torchvision.models.get_model(self.name, weights=None, num_classes=n_classes, **slow_init)
+
+
+def parse_arch(arch: str) -> list[Architecture]:
+    """The architectures a name can mean, the zoo's first: ``zoo:NAME`` or ``torchvision:NAME`` pins one; a bare name
+    means the zoo's and torchvision's where both have it (``resnet18``: the weights' tensor names decide)."""
+    from influence_core.config import MODEL_KINDS
+
+    source, sep, name = arch.strip().partition(":")
+    if not sep:
+        source, name = "", source
+    elif source not in ARCH_SOURCES:
+        raise InputError(f"architecture {arch!r}: the prefix is zoo: or torchvision:, e.g. torchvision:{name or 'resnet18'}")
+    found = {"zoo": name in MODEL_KINDS, "torchvision": name in torchvision_classifiers()}
+    if source and not found[source]:
+        other = next(s for s in ARCH_SOURCES if s != source)
+        raise InputError(
+            f"{_owner(source)} has no architecture {name!r}: "
+            + (f"{_owner(other)} has, use {other}:{name}" if found[other] else _known(source))
+        )
+    candidates = [Architecture(s, name) for s in ARCH_SOURCES if source in ("", s) and found[s]]
+    if not candidates:
         raise InputError(
             f"unknown architecture {arch!r}: use one of the zoo's {MODEL_KINDS} or a torchvision classifier "
-            "name (torchvision.models.list_models())"
-        ) from None
+            "name (torchvision.models.list_models(module=torchvision.models))"
+        )
+    return candidates
+
+
+def _owner(source: str) -> str:
+    return "the zoo" if source == "zoo" else source
+
+
+def _known(source: str) -> str:
+    from influence_core.config import MODEL_KINDS
+
+    if source == "zoo":
+        return "it has " + ", ".join(MODEL_KINDS)
+    return "its classifiers are torchvision.models.list_models(module=torchvision.models)"
+
+
+def canonical_arch(arch: str) -> str:
+    """The shortest spelling that means the same: a prefix only where the zoo and torchvision share the name."""
+    candidates = parse_arch(arch)
+    if len(candidates) == 1 and len(parse_arch(candidates[0].name)) == 1:
+        return candidates[0].name
+    return arch.strip()
+
+
+def _misfit(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> Optional[str]:
+    """The first tensor that is missing, of another shape or unexpected; None when the weights fit."""
+    for name, tensor in expected.items():
+        if name not in state:
+            return f"it has no tensor {name!r} (the file's first tensors: {', '.join(list(state)[:4])})"
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            return (
+                f"{name!r} is {tuple(state[name].shape)} in the file, {tuple(tensor.shape)} in the model "
+                "(another width, input size or class count?)"
+            )
+    extra = [k for k in state if k not in expected]
+    return f"unexpected tensor {extra[0]!r}" if extra else None
+
+
+def _file_classes(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], n_classes: int) -> Optional[int]:
+    """The class count of weights that differ from ``expected`` (built for ``n_classes``) only in the classifier:
+    each tensor of another shape has ``n_classes`` rows in the model and the same other dimensions in the file."""
+    if set(expected) != set(state):
+        return None
+    counts = set()
+    for name, tensor in expected.items():
+        have, want = tuple(state[name].shape), tuple(tensor.shape)
+        if have != want:
+            if not want or want[0] != n_classes or len(have) != len(want) or have[1:] != want[1:]:
+                return None
+            counts.add(have[0])
+    return counts.pop() if len(counts) == 1 else None
+
+
+def _skeleton(arch: Architecture) -> Optional[dict[str, torch.Tensor]]:
+    """A torchvision classifier's tensors, shapes only (built on the meta device: nothing allocated); None for one
+    that cannot be built there (regnet computes its widths from tensors)."""
+    import warnings
+
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return arch.build((3, 224, 224), 1000, 0, 0).state_dict()
+    except Exception:  # noqa: BLE001 — any model's constructor may refuse the meta device
+        return None
+
+
+def _zoo_like(state: dict[str, torch.Tensor]) -> bool:
+    return all(k.startswith(("body.", "head.")) for k in state)
+
+
+def identify(state: dict[str, torch.Tensor], near: str = "") -> Optional[Architecture]:
+    """The architecture whose tensors the file's are (any class count), told by their names and shapes: the zoo's
+    by its layout, a torchvision classifier by comparing with each (``near``'s family first); None when none is."""
+    import re
+
+    if _zoo_like(state):
+        body = [k for k in state if k.startswith("body.")]
+        if "body.conv1.weight" in state:
+            return Architecture("zoo", "resnet18")
+        if not body:
+            return Architecture("zoo", "logreg")
+        first = state.get("body.0.weight")
+        if first is not None:
+            return Architecture("zoo", "cnn" if first.dim() == 4 else "mlp")
+        return None
+    family = re.match(r"[a-z]*", near).group(0)
+    names = sorted(torchvision_classifiers(), key=lambda n: (not (family and n.startswith(family)), n))
+    same_names = None
+    for name in names:
+        expected = _skeleton(Architecture("torchvision", name))
+        if expected is None or set(expected) != set(state):
+            continue
+        if _misfit(expected, state) is None or _file_classes(expected, state, 1000) is not None:
+            return Architecture("torchvision", name)
+        same_names = same_names or Architecture("torchvision", name)  # resnet50 / resnext50 / wide_resnet50: shapes tell
+    return same_names
+
+
+def resolve_architecture(
+    arch: str,
+    state: dict[str, torch.Tensor],
+    path: str,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    hidden: int = 32,
+    depth: int = 2,
+    activation: str = "relu",
+) -> tuple[Architecture, nn.Module]:
+    """The model ``arch`` names, with ``state`` loaded: of the architectures the name can mean, the first the weights
+    fit (the zoo's takes precedence only where they fit it), built for the file's class count. Refused, naming the
+    first mismatched tensor and the architecture the file does hold, when none fits."""
+    # a name both have: the zoo's (its body. / head. tensors) cannot fit a file of another layout, so try that first
+    candidates = sorted(parse_arch(arch), key=lambda c: (c.source == "zoo") != _zoo_like(state))
+    problems = []
+    for candidate in candidates:
+        model = candidate.build(input_shape, n_classes, hidden, depth, activation)
+        classes = _file_classes(model.state_dict(), state, n_classes)
+        if classes is not None and classes != n_classes:  # built for the file's classes (then checked against the data's)
+            model = candidate.build(input_shape, classes, hidden, depth, activation)
+        problem = _misfit(model.state_dict(), state)
+        if problem is None:
+            load_weights(model, state, path)
+            return candidate, model
+        problems.append(problem)
+    # the first one's mismatch (of the file's layout), and the fix if the file holds another architecture
+    held = identify(state, candidates[0].name)
+    fix = ""
+    if held is not None and held not in candidates:
+        spelled = held.spelled if len(parse_arch(held.name)) > 1 else held.name
+        fix = f"; this file holds {held.label} weights: use --arch {spelled}"
+    raise InputError(f"{path} does not fit this architecture ({candidates[0].label}): {problems[0]}{fix}")
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -83,19 +262,9 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
     """Load, naming the first tensor that is missing, unexpected or of another shape."""
     expected = model.state_dict()
-    for name, tensor in expected.items():
-        if name not in state:
-            raise InputError(
-                f"{path} does not fit this architecture: it has no tensor {name!r} (the file's first tensors: {', '.join(list(state)[:4])})"
-            )
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise InputError(
-                f"{path} does not fit this architecture: {name!r} is {tuple(state[name].shape)} in the file, "
-                f"{tuple(tensor.shape)} in the model (another width, input size or class count?)"
-            )
-    extra = [k for k in state if k not in expected]
-    if extra:
-        raise InputError(f"{path} does not fit this architecture: unexpected tensor {extra[0]!r}")
+    problem = _misfit(expected, state)
+    if problem is not None:
+        raise InputError(f"{path} does not fit this architecture: {problem}")
     model.load_state_dict({k: state[k].to(tensor.dtype) for k, tensor in expected.items()})
 
 
@@ -174,14 +343,13 @@ def load_user_model(
     if file.suffix in PROGRAM_SUFFIXES:
         if checkpoint_files:
             raise InputError("checkpoints are weight files of an architecture: give --arch and state_dicts, not a .pt2 program")
-        model = load_program(path)
+        model, architecture = load_program(path), None
         what = f"the exported program {file.name}"
     elif file.suffix in WEIGHT_SUFFIXES:
         if not arch:
             raise InputError(f"{file.name} holds weights only: name their architecture (--arch, e.g. mlp, cnn, resnet18)")
-        model = _architecture(arch, input_shape, n_classes, hidden, depth, activation)
-        load_weights(model, read_state_dict(path), path)
-        what = f"{arch} with {file.name}"
+        architecture, model = resolve_architecture(arch, read_state_dict(path), path, input_shape, n_classes, hidden, depth, activation)
+        what = f"{architecture.label} with {file.name}"
     else:
         raise InputError(f"{file.name}: give a state_dict (.pt, .pth, .bin), .safetensors or a torch.export program (.pt2)")
     for p in model.parameters():
@@ -190,7 +358,8 @@ def load_user_model(
     checkpoints = []
     for k, extra in enumerate(checkpoint_files):
         state = read_state_dict(extra)
-        load_weights(_architecture(arch, input_shape, n_classes, hidden, depth, activation), state, extra)  # checked like the model
+        # checked like the model, as the architecture its weights were read as
+        load_weights(architecture.build(input_shape, n_classes, hidden, depth, activation), state, extra)
         checkpoints.append(Checkpoint(k + 1, 1.0, {n: t.clone() for n, t in state.items()}))
     from influence_core.curvatures.base import head_names
 
@@ -199,9 +368,10 @@ def load_user_model(
         "parameters": sum(p.numel() for p in model.parameters()),
         "input shape": tuple(input_shape),
         "classes": n_classes,
-        **({"activation": activation} if arch == "mlp" else {}),
+        **({"activation": activation} if architecture == Architecture("zoo", "mlp") else {}),
         "last layer": ", ".join(head_names(model)) or "none found (an exported program keeps no layers: all-parameter curvatures only)",
         "layers": len(names),
+        **({"architecture": architecture.spelled} if architecture else {}),
     }
     return LoadedModel(model.eval(), checkpoints, description)
 
@@ -225,6 +395,8 @@ def own_model_config(
         arch = None  # a program carries its own architecture
     elif not arch:
         raise InputError(f"{Path(file).name} holds weights only: name their architecture (e.g. mlp, cnn, resnet18)")
+    else:
+        arch = canonical_arch(arch)  # an unknown name is refused here; zoo:mlp and mlp are one model (and cache key)
     from influence_core.models import ACTIVATIONS
 
     if activation not in ACTIVATIONS:
