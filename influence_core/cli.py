@@ -348,7 +348,11 @@ def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
         f"held-out row {row} (id {ds.ids_test[row]}, label {ds.class_names[ds.y_test[row]]}, loss {-np.log(max(label_prob, 1e-12)):.3f}): "
         f"{len(removed)} strongest training rows removed one at a time, retrained in {check.seconds:.1f} s",
         f"  Pearson {check.pearson:.3f}   Spearman {check.spearman:.3f}   same sign {check.sign_agreement:.0%}"
-        + (f"   retrained / predicted {check.slope:.2f}" if check.on_loss_scale else "   (no H⁻¹: read the ranking and signs)"),
+        + (
+            f"   retrained / predicted {check.slope:.2f}"
+            if check.on_loss_scale
+            else "   (not on the loss scale: read the ranking and signs)"
+        ),
         f"  L-BFGS left a gradient of {check.leftover_gradient:.1e}; one removal pushes {check.removal_push:.1e}: "
         + (
             "settled"

@@ -25,7 +25,7 @@ from influence_core.methods import AttributionContext, Attributor, fit_attributo
 from influence_core.models import build_model, parameter_names
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import PerSampleLoss
-from influence_core.training import Checkpoint, TrainResult, evaluate, model_at, train_model
+from influence_core.training import Checkpoint, TrainingRecipe, TrainResult, evaluate, model_at, train_model
 
 # datasets decoded from the user's files at load time (the others load in a moment)
 FILE_DATASETS = ("image_folder", "chexpert")
@@ -75,9 +75,12 @@ def dataset_fingerprint(dataset: Dataset) -> str:
 def config_payload(config: RunConfig) -> dict[str, Any]:
     """The config as a cache key; for a user's csv / image folder also what the file holds now,
     so that editing it (fixing labels) invalidates the cached results instead of bringing them back."""
+    from influence_core import methods
     from influence_core.data.registry import source_fingerprint
 
     d = config.to_dict()
+    if config.method in methods.REGISTRY and not methods.get(config.method).uses_curvature:
+        d["curvature"] = {"params": d["curvature"]["params"]}  # settings the method ignores do not split the cache
     source = source_fingerprint(config.data)
     if source is not None:
         d["source"] = source
@@ -213,11 +216,14 @@ def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 4096) -> np
 
 
 def influence_params(config: RunConfig, model: nn.Module) -> list[str]:
-    """The parameters influence is taken over: the config's scope, or the head where the curvature works there only."""
-    from influence_core import curvatures
+    """The parameters influence is taken over, decided here once: the config's scope, or the head where the method
+    inverts a curvature that works there only. A method that uses no curvature (IP, TracIn) is never narrowed by the
+    curvature box it ignores (the explorer's greyed-out last-layer default once narrowed IP to the head)."""
+    from influence_core import curvatures, methods
 
     kind = config.curvature.kind
-    last_only = kind != curvatures.AUTO and curvatures.get(kind).last_layer_only
+    uses = methods.get(config.method).uses_curvature
+    last_only = uses and kind != curvatures.AUTO and curvatures.get(kind).last_layer_only
     return parameter_names(model, "last_layer" if last_only else config.curvature.params)
 
 
@@ -237,7 +243,17 @@ def attribution_context(config: RunConfig, trained: "Trained", **options: Any) -
         seed=config.seed,
         options=options,
         curvature_options=dict(config.curvature.options),
+        training=training_recipe(config, trained),
     )
+
+
+def training_recipe(config: RunConfig, trained: "Trained") -> Optional[TrainingRecipe]:
+    """How the run's model was trained (its seeded initial weights, settings and seed), for methods that replay it;
+    None for a model the user brought (its training is not known here)."""
+    if config.model.kind == "file":
+        return None
+    initial = build_model(config.model, trained.dataset.input_shape, trained.dataset.n_classes, config.seed)
+    return TrainingRecipe({k: v.detach().clone() for k, v in initial.state_dict().items()}, config.train, config.seed)
 
 
 def fit_method(

@@ -25,7 +25,8 @@ from torch import nn
 from influence_core.config import RunConfig
 from influence_core.data.base import Dataset, split_indices
 from influence_core.errors import CurvatureError, InputError
-from influence_core.methods import AttributionContext, fit_attributor, method_label, method_names
+from influence_core.methods import AttributionContext, fit_attributor, method_label, method_names, method_short_label, names_where
+from influence_core.methods import get as get_method
 from influence_core.progress import ProgressFn, scaled, silent, track
 from influence_core.tasks import ScalarObjective
 from influence_core.training import Checkpoint
@@ -39,8 +40,26 @@ def method_title(key: str) -> str:
     return {"none": "untrimmed", "loo": "leave-one-out"}.get(key) or method_label(key)
 
 
+def method_short_title(key: str) -> str:
+    """A method's short name for button labels."""
+    return method_short_label(key)
+
+
+def predicts_loss_change(key: str) -> bool:
+    """Whether a method's scores are on the leave-one-out scale N·Δf (see ``Attributor.predicts_loss_change``)."""
+    return get_method(key).predicts_loss_change
+
+
 TRIM_BALANCE = ("none", "class", "auto")
-TRIM_METHODS = ("ip", "ip_ensemble", "tracin", "influence")
+TRIM_METHODS = names_where("trim_by_default")
+
+
+def comparison_pair(methods: Sequence[str]) -> Optional[tuple[str, str]]:
+    """The paper's comparison among ``methods``: the first that inverts a curvature against the first that uses none
+    (the influence function against IP with the registry as it ships), or None where one side is missing."""
+    with_h = [m for m in methods if get_method(m).uses_curvature]
+    without = [m for m in methods if not get_method(m).uses_curvature]
+    return (with_h[0], without[0]) if with_h and without else None
 
 
 @dataclass(frozen=True)
@@ -215,10 +234,19 @@ class HessianFreeResult:
     scores: dict[str, np.ndarray]
     metrics: dict[str, Any] = field(default_factory=dict)
 
-    def correlation(self, a: str = "influence", b: str = "ip") -> dict[str, float]:
-        """Pearson and Spearman correlation between two methods' scores."""
+    @property
+    def compared(self) -> Optional[tuple[str, str]]:
+        """The two scored methods the IF-vs-IP comparison shows (:func:`comparison_pair`), or None."""
+        return comparison_pair(list(self.scores))
+
+    def correlation(self, a: Optional[str] = None, b: Optional[str] = None) -> dict[str, float]:
+        """Pearson and Spearman correlation between two methods' scores (by default :attr:`compared`; NaN without it)."""
         from scipy.stats import pearsonr, spearmanr
 
+        if a is None or b is None:
+            if self.compared is None:
+                return {"pearson": float("nan"), "spearman": float("nan")}
+            a, b = self.compared
         return {
             "pearson": float(pearsonr(self.scores[a], self.scores[b])[0]),
             "spearman": float(spearmanr(self.scores[a], self.scores[b])[0]),
@@ -362,11 +390,7 @@ def synthetic_check(
 
     ds = synthetic_flip_dataset(name, seed)
     result = hessian_free_scores(impact_study(synthetic_config(name, seed), methods=methods), ds, progress=progress, use_cache=use_cache)
-    corr = (
-        result.correlation("influence", "ip")
-        if {"influence", "ip"} <= set(methods)
-        else {"pearson": float("nan"), "spearman": float("nan")}
-    )
+    corr = result.correlation()
     aucs = {m: float(auroc(s, ds.flipped) or float("nan")) for m, s in result.scores.items()}
     return SyntheticCheck(name, result, corr["pearson"], corr["spearman"], aucs)
 

@@ -25,8 +25,9 @@ such a removal says nothing about the influence;
 the statistics are read over the removals above it, and with fewer than ``MIN_ABOVE_NOISE`` of those the check
 cannot tell (``can_tell``). A fitted point's removal (a predicted change of ~1e-8) lands there.
 
-Only Hessian-based scores are predictions of a loss change. IP and TracIn scores have no H⁻¹,
-so for them only the ranking (Spearman) and the signs mean something; ``on_loss_scale`` says which.
+Only some methods' scores predict a loss change (those that declare ``predicts_loss_change``: the influence
+function, TRAK, exact attribution); IP and TracIn scores have no H⁻¹, so for them only the ranking (Spearman)
+and the signs mean something; ``on_loss_scale`` says which.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from influence_core import methods
 from influence_core.errors import InputError
 from influence_core.gradients import per_sample_grads
 from influence_core.influence import predicted_loss_change_on_removal
@@ -227,7 +229,7 @@ def check_by_retraining(
         measured,
         predicted,
         actual,
-        result.config.method == "influence",
+        methods.get(result.config.method).predicts_loss_change,
         time.perf_counter() - start,
         leftover,
         removal_push,

@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from influence_core import cache
+from influence_core import cache, methods
 from influence_core.baselines import cleanlab_flags, isolation_forest_scores, out_of_fold_probabilities
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from influence_core.data.base import Dataset
@@ -399,7 +399,7 @@ def compute_signals_by_method(
 def uses_head_closed_form(run: RunConfig) -> bool:
     """TracIn over the head is computed in closed form (two small matmuls per checkpoint); every other method goes
     through the method registry."""
-    return run.method == "tracin" and run.curvature.params == "last_layer"
+    return methods.get(run.method).head_closed_form and run.curvature.params == "last_layer"
 
 
 # ------------------------------------------------------------------------------------------
@@ -642,8 +642,11 @@ def _prepare(run: RunConfig, glitch: GlitchConfig) -> tuple[Dataset, np.ndarray,
     glitch.validate()
     if run.data.noise != "none" and run.data.noise_fraction > 0:
         raise InputError("set the dataset's label noise to 'none': the glitch settings inject the corruption")
-    if run.method == "tracin" and run.train.optimizer != "sgd":
-        raise InputError(f"TracIn signals assume plain SGD (no momentum); set the optimizer to 'sgd' (got {run.train.optimizer!r})")
+    method = methods.get(run.method)
+    if method.assumes_sgd and run.train.optimizer != "sgd":
+        raise InputError(
+            f"{method.short_label or method.label} signals assume plain SGD (no momentum); set the optimizer to 'sgd' (got {run.train.optimizer!r})"
+        )
     ds = load_data(run)
     ds, x_val, y_val, ids_val = split_validation(ds, glitch.val_fraction, run.seed)
     ds, truth = inject_glitches(ds, glitch.kind, glitch.ratio, run.seed, glitch.source_class)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -26,6 +27,16 @@ class Checkpoint:
     state: dict[str, torch.Tensor]
 
 
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """What fixes a training run besides its data: the initial weights, the settings and the seed. With the same
+    data and per-row weights, :func:`train_model` (and :mod:`influence_core.replay`) run it again step for step."""
+
+    initial_state: dict[str, torch.Tensor]
+    config: TrainConfig
+    seed: int
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -38,10 +49,21 @@ def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor:
 
 
 def objective(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float, head_l1: float = 0.0, head_l2: float = 0.0
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weight_decay: float,
+    head_l1: float = 0.0,
+    head_l2: float = 0.0,
+    sample_weights: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Mean cross-entropy plus the L2 penalty (and the head's elastic net when asked): the function training minimises."""
-    loss = nn.functional.cross_entropy(model(x), y)
+    """Mean cross-entropy plus the L2 penalty (and the head's elastic net when asked): the function training minimises.
+    With ``sample_weights`` the cross-entropy is Σ wᵢ ℓᵢ / batch size: a row of weight 0 contributes nothing and the
+    rest are weighted as before (all ones is the mean)."""
+    if sample_weights is None:
+        loss = nn.functional.cross_entropy(model(x), y)
+    else:
+        loss = (sample_weights * nn.functional.cross_entropy(model(x), y, reduction="none")).sum() / len(y)
     if weight_decay:
         loss = loss + l2_penalty(model, weight_decay)
     if head_l1 or head_l2:
@@ -76,7 +98,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def fit_lbfgs(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float, max_iter: int = 500, tol: float = 1e-10
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weight_decay: float,
+    max_iter: int = 500,
+    tol: float = 1e-10,
+    sample_weights: Optional[torch.Tensor] = None,
 ) -> nn.Module:
     """Full-batch L-BFGS to (near) the optimum of a convex model; also used for fast warm-started retraining."""
     opt = torch.optim.LBFGS(
@@ -91,7 +119,7 @@ def fit_lbfgs(
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = objective(model, x, y, weight_decay)
+        loss = objective(model, x, y, weight_decay, sample_weights=sample_weights)
         loss.backward()
         return loss
 
@@ -106,6 +134,46 @@ def polished_convex(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_d
     polished = copy.deepcopy(model).double()
     fit_lbfgs(polished, x.double(), y, weight_decay, max_iter=max_iter, tol=1e-12)
     return polished.eval()
+
+
+def step_learning_rates(cfg: TrainConfig, n: int) -> list[list[float]]:
+    """The learning rate of every optimiser step, epoch by epoch, as :func:`train_model` runs them (its scheduler
+    stepped the same way, on a stand-in parameter): what a replay of the run needs."""
+    stand_in = [torch.zeros(1, requires_grad=True)]
+    opt = torch.optim.SGD(stand_in, lr=cfg.lr)
+    batch = cfg.batch_size if 0 < cfg.batch_size < n else n
+    steps = -(-n // batch)
+    schedule, per_step = _schedule(cfg, opt, steps)
+    rates = []
+    for _ in range(cfg.epochs):
+        epoch = []
+        for _ in range(steps):
+            epoch.append(opt.param_groups[0]["lr"])
+            opt.step()  # no gradient: nothing moves, and the scheduler sees a step before it
+            if per_step:
+                schedule.step()
+        rates.append(epoch)
+        if schedule is not None and not per_step:
+            schedule.step()
+    return rates
+
+
+def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, steps: int):
+    per_step = cfg.lr_schedule == "cosine_per_step"
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps if per_step else cfg.epochs)
+        if cfg.lr_schedule in ("cosine", "cosine_per_step")
+        else None
+    )
+    return schedule, per_step
+
+
+def batch_orders(n: int, batch: int, epochs: int, seed: int, device=None):
+    """The rows of every mini-batch, epoch by epoch (None: the full batch), from the run's seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(device) if batch < n else None
+        yield [order[start : start + batch] if order is not None else None for start in range(0, n, batch)]
 
 
 def _optimiser(cfg: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -126,15 +194,20 @@ def train_model(
     cfg: TrainConfig,
     seed: int,
     progress: ProgressFn = silent,
+    sample_weights: Optional[torch.Tensor] = None,
 ) -> TrainResult:
-    """Train ``model`` in place on (x, y) and return it with checkpoints and a loss history."""
+    """Train ``model`` in place on (x, y) and return it with checkpoints and a loss history.
+
+    ``sample_weights`` (one per row, default all 1) weight each row's loss; every random choice (initial weights,
+    batch order) depends on the seed alone, so zeroing a set of rows replays the same run without them: the same
+    batches, in which those rows contribute nothing (the single-model counterfactual of exact attribution)."""
     torch.manual_seed(seed)
     result = TrainResult(model=model)
     if cfg.optimizer == "lbfgs":
         # L-BFGS in "epochs" of a bounded number of iterations, so checkpoints exist along the way
         keep = checkpoint_epochs(cfg.epochs, cfg.n_checkpoints, cfg.checkpoint_spacing)
         for epoch in range(1, cfg.epochs + 1):
-            fit_lbfgs(model, x, y, cfg.weight_decay, max_iter=20)
+            fit_lbfgs(model, x, y, cfg.weight_decay, max_iter=20, sample_weights=sample_weights)
             if epoch in keep:
                 result.checkpoints.append(Checkpoint(epoch, cfg.lr, _snapshot(model)))
                 result.history.append({"epoch": epoch, **evaluate(model, x, y)})
@@ -145,23 +218,17 @@ def train_model(
     opt = _optimiser(cfg, params)
     n = len(x)
     batch = cfg.batch_size if 0 < cfg.batch_size < n else n
-    generator = torch.Generator().manual_seed(seed)
     keep = checkpoint_epochs(cfg.epochs, cfg.n_checkpoints, cfg.checkpoint_spacing)
     steps = -(-n // batch)
-    per_step = cfg.lr_schedule == "cosine_per_step"
-    schedule = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps if per_step else cfg.epochs)
-        if cfg.lr_schedule in ("cosine", "cosine_per_step")
-        else None
-    )
-    for epoch in range(1, cfg.epochs + 1):
+    schedule, per_step = _schedule(cfg, opt, steps)
+    for epoch, batches in enumerate(batch_orders(n, batch, cfg.epochs, seed, x.device), start=1):
         epoch_lr = opt.param_groups[0]["lr"]  # the rate this epoch's steps used (TracIn weights by it)
         model.train()
-        order = torch.randperm(n, generator=generator).to(x.device) if batch < n else None
-        for start in range(0, n, batch):
-            idx = order[start : start + batch] if order is not None else slice(None)
+        for rows in batches:
+            idx = rows if rows is not None else slice(None)
             opt.zero_grad()
-            loss = objective(model, x[idx], y[idx], 0.0, cfg.head_l1, cfg.head_l2)  # the L2 term: in the optimiser
+            weights = sample_weights[idx] if sample_weights is not None else None
+            loss = objective(model, x[idx], y[idx], 0.0, cfg.head_l1, cfg.head_l2, weights)  # the L2 term: in the optimiser
             loss.backward()
             opt.step()
             if per_step:

@@ -15,6 +15,11 @@ def method_picker(container: Any, key: str, default: str = "influence", label: s
     )
 
 
+def method_has(method: str, capability: str) -> bool:
+    """Whether the chosen method declares a capability (e.g. ``head_closed_form``): what a page greys out by."""
+    return bool(getattr(methods.get(method), capability))
+
+
 def curvature_picker(
     container: Any, key: str, default: str = "auto", method: str = "influence", label: str = "Curvature", **kwargs: Any
 ) -> str:

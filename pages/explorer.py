@@ -334,7 +334,7 @@ def _points_view() -> None:
         st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
         if not check.on_loss_scale:
             st.caption(
-                f"{method_label(method)} has no inverse Hessian, so its scores are not loss changes: read the ranking and the signs."
+                f"{method_label(method)} does not predict the size of a loss change (it declares no loss scale), so read the ranking and the signs."
             )
 
     if view != "self" and yours:

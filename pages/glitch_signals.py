@@ -17,7 +17,7 @@ from influence_core.signals import (
     suggested_repairs,
     thumbnail,
 )
-from pages._pickers import method_picker
+from pages._pickers import method_has, method_picker
 from pages._ui import (
     OWN_DATA,
     OWN_MODEL,
@@ -102,7 +102,7 @@ with st.container(border=True):
             format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold",
             help="cleanlab's out-of-fold probabilities retrain the model per fold: not for your model" if yours else None,
         )
-        include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias", disabled=method != "tracin")
+        include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias", disabled=not method_has(method, "head_closed_form"))
 
 if own and not mine.complete:
     ask_for_own_data(dataset, mine)

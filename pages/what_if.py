@@ -10,6 +10,7 @@ from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.experiments import content_key
 from influence_core.figures import CLASS_COLOURS, legend_below, sign_note
+from influence_core.figures.what_if import method_scatter_figure, removal_check_figure
 from influence_core.metrics import auroc
 from pages._pickers import method_picker
 from pages._ui import csv_inputs, described_select, kept_result, memoised, page_header, progress_status, run_or_explain
@@ -342,31 +343,33 @@ with tab_cmp:
         }.get,
     )
     st.caption("The test set serves as validation set here. " + sign_note() + ".")
-    if st.button("Compute IF, IP, IP Ensemble and TracIn", key="whatif_scores_go"):
+    study = hf.impact_study(config, impact=impact)
+    if st.button("Compute " + ", ".join(hf.method_short_title(m) for m in hf.study_of(study).methods), key="whatif_scores_go"):
         st.session_state["whatif_scores_on"] = True
     if st.session_state.get("whatif_scores_on"):
         scored_ds = _with_sensitive_attribute(ds, impact)
 
         def _scores():
             with progress_status("Scoring training points") as report:
-                return hf.hessian_free_scores(hf.impact_study(config, impact=impact), scored_ds, progress=report)
+                return hf.hessian_free_scores(study, scored_ds, progress=report)
 
         scored = memoised(run_key + ":hf:" + impact, lambda: run_or_explain(_scores))
         if scored is not None:
-            corr = scored.correlation("influence", "ip")
-            frame = pd.DataFrame({k: v for k, v in scored.scores.items()}).assign(flipped=scored.dataset.flipped)
-            st.plotly_chart(
-                px.scatter(
-                    frame,
-                    x="influence",
-                    y="ip",
-                    color="flipped",
-                    labels={"influence": "IF (Hessian)", "ip": "IP"},
-                    title=f"IF vs IP: Pearson {corr['pearson']:.3f}, Spearman {corr['spearman']:.3f}",
-                ),
-                width="stretch",
-                key="whatif_ifip",
-            )
+            pair = scored.compared
+            if pair is not None:
+                a, b = pair
+                st.plotly_chart(
+                    method_scatter_figure(
+                        scored.scores[a],
+                        scored.scores[b],
+                        scored.dataset.flipped,
+                        hf.method_title(a),
+                        hf.method_title(b),
+                        scored.correlation(),
+                    ),
+                    width="stretch",
+                    key="whatif_ifip",
+                )
             if scored.dataset.flipped.any():
                 st.dataframe(
                     pd.DataFrame(
@@ -378,7 +381,8 @@ with tab_cmp:
                     hide_index=True,
                     key="whatif_auroc",
                 )
-            top = np.argsort(-np.abs(scored.scores["influence"]))[:20]
+            ranked_by = pair[0] if pair is not None else next(iter(scored.scores))
+            top = np.argsort(-np.abs(scored.scores[ranked_by]))[:20]
 
             def _loo():
                 with progress_status("Retraining without each of the 20") as report:
@@ -387,14 +391,12 @@ with tab_cmp:
             clicked = model_kind == "logreg" and st.button("Leave-one-out for the 20 strongest", key="whatif_loo")
             loo = kept_result(clicked, run_key + ":loo:" + impact, _loo)
             if loo is not None:
-                frame = pd.DataFrame({"train #": top, "LOO": loo, "IF": scored.scores["influence"][top], "IP": scored.scores["ip"][top]})
+                shown = pair or (ranked_by,)
                 st.plotly_chart(
-                    px.scatter(
-                        frame.melt(["train #", "LOO"], var_name="method", value_name="score"),
-                        x="LOO",
-                        y="score",
-                        color="method",
-                        title="Predicted vs actual (retrained) effect of removal",
+                    removal_check_figure(
+                        loo,
+                        {hf.method_title(m): scored.scores[m][top] for m in shown},
+                        {hf.method_title(m): hf.predicts_loss_change(m) for m in shown},
                     ),
                     width="stretch",
                     key="whatif_loo_plot",

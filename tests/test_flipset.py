@@ -198,8 +198,10 @@ def test_what_if_page_shows_a_flip_set_and_verifies_it(tmp_path):
     assert pearson > 0.95
     at.button(key="whatif_loo").click().run()
     assert not at.exception, at.exception
-    loo_plot = lambda: [c for c in at.get("plotly_chart") if "Predicted vs actual" in c.proto.spec]  # noqa: E731
+    loo_plot = lambda: [c for c in at.get("plotly_chart") if "Predicted vs retrained" in c.proto.spec]  # noqa: E731
     assert loo_plot()
+    # every leave-one-out scatter carries its correlation and the y = x line (issue 34)
+    assert "y = x" in loo_plot()[0].proto.spec and "Pearson" in loo_plot()[0].proto.spec
     # trim and retrain: a table with the untrimmed baseline and every method
     at.button(key="whatif_trim_go").click().run()
     assert not at.exception, at.exception

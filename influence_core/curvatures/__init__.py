@@ -53,6 +53,11 @@ def get(name: str) -> type[Curvature]:
     return REGISTRY[name]
 
 
+def why_not(cls: type[Curvature], request: CurvatureRequest) -> Optional[str]:
+    """Why a backend cannot serve a request: its declared tasks first, then its own model checks."""
+    return cls.task_reason(request) or cls.unsupported_reason(request)
+
+
 def _request_for(cls: type[Curvature], request: CurvatureRequest) -> CurvatureRequest:
     if cls.last_layer_only and list(request.param_names) != head_names(request.model):
         return dataclasses.replace(request, param_names=head_names(request.model))
@@ -63,7 +68,7 @@ def assess(name: str, request: CurvatureRequest) -> tuple[Optional[str], int, fl
     """(why not, or None; estimated bytes; estimated seconds) for one backend on this request."""
     cls = get(name)
     req = _request_for(cls, request)
-    reason = cls.unsupported_reason(req)
+    reason = why_not(cls, req)
     if reason is not None:
         return reason, 0, 0.0
     return None, cls.estimate_bytes(req), cls.estimate_seconds(req)
@@ -94,7 +99,7 @@ def fit_curvature(kind: str, request: CurvatureRequest) -> Curvature:
         return _fit_auto(request)
     cls = get(kind)
     req = _request_for(cls, request)
-    reason = cls.unsupported_reason(req)
+    reason = why_not(cls, req)
     if reason is not None:
         raise InputError(f"the {kind} curvature cannot serve this model: {reason}; choose auto or one of {_fits_now(request)}")
     need = cls.estimate_bytes(req)
@@ -113,7 +118,7 @@ def _fit_auto(request: CurvatureRequest) -> Curvature:
         if cls.auto_rank is None:
             continue
         req = _request_for(cls, request)
-        reason = cls.unsupported_reason(req)
+        reason = why_not(cls, req)
         if reason is None:
             need, seconds = cls.estimate_bytes(req), cls.estimate_seconds(req)
             if need > req.budget:
@@ -174,4 +179,5 @@ __all__ = [
     "head_names",
     "memory_budget",
     "trainable_names",
+    "why_not",
 ]

@@ -169,6 +169,10 @@ class Curvature(ABC):
     short_label: ClassVar[str] = ""  # what a select box shows (about 20 characters fit a quarter of a 1280-px page)
     auto_rank: ClassVar[Optional[int]] = None  # order ``auto`` tries (lower = more accurate); None = never chosen by auto
     last_layer_only: ClassVar[bool] = False  # always works over the ``head`` parameters, whatever scope is asked
+    # the per-sample losses it is a curvature of: a request with another task is refused before fitting, where auto and
+    # the "ones that fit" list see it (a GGN of the cross-entropy means nothing for a margin)
+    tasks: ClassVar[tuple[type[Task], ...]] = (Task,)
+    applies_damping: ClassVar[bool] = True  # (H + λI)⁻¹ with the request's λ (the identity is H⁻¹ = I, undamped)
 
     knobs: ClassVar[dict[str, str]] = {}  # option name → what it sets (the CLI's --curvature-option, the config's options)
 
@@ -188,14 +192,23 @@ class Curvature(ABC):
     # ---- before fitting
 
     @classmethod
+    def task_reason(cls, request: CurvatureRequest) -> Optional[str]:
+        """Why this backend cannot serve the request's task (its declared ``tasks``), or None."""
+        if isinstance(request.task, cls.tasks):
+            return None
+        served = ", ".join(t.name if isinstance(t.name, str) and t.name != "task" else t.__name__ for t in cls.tasks)
+        return f"it is a curvature of the {served} loss, and this task is {request.task.name}"
+
+    @classmethod
     def unsupported_reason(cls, request: CurvatureRequest) -> Optional[str]:
         """Why this backend cannot serve the request (a model it does not handle), or None."""
         return None
 
     @classmethod
     def estimate_bytes(cls, request: CurvatureRequest) -> int:
-        """Peak memory the fit and the inverse need, beyond the model and the data."""
-        return 0
+        """Peak memory the fit and the inverse need, beyond the model and the data: at least the (k, p) rows it is
+        applied to and one p-vector of its own, unless a backend says better (the identity stores nothing)."""
+        return 4 * 2 * request.profile.n_selected
 
     @classmethod
     def estimate_seconds(cls, request: CurvatureRequest) -> float:

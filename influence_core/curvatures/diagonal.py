@@ -11,11 +11,12 @@ from influence_core.curvatures.laplace_fit import as_sequential, fit_laplace, pr
 from influence_core.errors import CurvatureError
 from influence_core.gradients import per_sample_grad_sq_sums
 from influence_core.progress import ProgressFn, silent
-from influence_core.tasks import CROSS_ENTROPY, SampledLabelCrossEntropy, Task
+from influence_core.tasks import CROSS_ENTROPY, CrossEntropyTask, SampledLabelCrossEntropy, Task
 
 
 class DiagonalCurvature(Curvature):
     name = "diag"
+    tasks = (CrossEntropyTask,)  # a GGN of the cross-entropy (laplace-torch)
     label = "diagonal GGN (laplace-torch)"
     short_label = "diagonal GGN"
     auto_rank = 20

@@ -10,12 +10,12 @@ from influence_core.curvatures.base import CurvatureRequest
 from influence_core.curvatures.eigenbasis import EigenbasisCurvature, KroneckerEigenbasis, curvlinops_eigenbasis
 from influence_core.curvatures.kronecker import KroneckerCurvature
 from influence_core.curvatures.operators import apply_in_chunks, batches, selected_parameters
-from influence_core.errors import InputError
 from influence_core.tasks import CrossEntropyTask
 
 
 class EkfacCurvature(EigenbasisCurvature):
     name = "ekfac"
+    tasks = (CrossEntropyTask,)  # a GGN of the cross-entropy (curvlinops' EKFAC operator)
     label = "EK-FAC: eigenvalue-corrected KFAC (curvlinops)"
     short_label = "EK-FAC"
     auto_rank = 5  # at least as close to exact as KFAC, at a second pass over the data
@@ -45,8 +45,6 @@ class EkfacCurvature(EigenbasisCurvature):
     def fit(cls, request: CurvatureRequest) -> "EkfacCurvature":
         from curvlinops import EKFACLinearOperator, KFACInverseLinearOperator
 
-        if not isinstance(request.task, CrossEntropyTask):
-            raise InputError(f"EK-FAC here is a GGN of the cross-entropy; this task is {request.task.name}")
         request.model.eval()
         request.progress(0.0, "EK-FAC: Kronecker factors and corrected eigenvalues (curvlinops)")
         operator = EKFACLinearOperator(

@@ -15,6 +15,11 @@ class IdentityCurvature(Curvature):
     label = "identity (Hessian-free inner product)"
     short_label = "identity"
     auto_rank = 100  # always fits: the last resort
+    applies_damping = False  # H⁻¹ = I: the inner product itself
+
+    @classmethod
+    def estimate_bytes(cls, request: CurvatureRequest) -> int:
+        return 0  # returns the rows it is given
 
     def __init__(self, param_names):
         self.param_names = list(param_names)

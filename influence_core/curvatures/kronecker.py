@@ -7,12 +7,14 @@ import torch
 from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, CurvatureRequest, passes_seconds
 from influence_core.curvatures.eigenbasis import EigenbasisCurvature, KroneckerEigenbasis, laplace_eigenbasis
 from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision, subset_for, subset_reason
+from influence_core.tasks import CrossEntropyTask
 
 KRON_LAYER_TYPES = {"Linear", "Conv2d"}
 
 
 class KroneckerCurvature(EigenbasisCurvature):
     name = "kron"
+    tasks = (CrossEntropyTask,)  # a GGN of the cross-entropy (laplace-torch)
     label = "Kronecker-factored GGN, KFAC (laplace-torch)"
     short_label = "KFAC"
     auto_rank = 10

@@ -7,10 +7,12 @@ import torch
 from influence_core.curvatures.base import Curvature, CurvatureRequest, head_names
 from influence_core.curvatures.dense import DenseInverse, dense_bytes
 from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision
+from influence_core.tasks import CrossEntropyTask
 
 
 class LastLayerCurvature(Curvature):
     name = "last_layer"
+    tasks = (CrossEntropyTask,)  # a GGN of the cross-entropy (laplace-torch)
     label = "full GGN, last layer (laplace-torch)"
     short_label = "last-layer GGN"
     auto_rank = 30

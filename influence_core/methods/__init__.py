@@ -16,6 +16,13 @@ def method_names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
+def names_where(capability: str) -> tuple[str, ...]:
+    """The registered methods that declare ``capability`` (a boolean class attribute of :class:`Attributor`)."""
+    if not isinstance(getattr(Attributor, capability, None), bool):
+        raise AttributeError(f"methods declare no capability {capability!r}")
+    return tuple(name for name, cls in REGISTRY.items() if getattr(cls, capability))
+
+
 def method_label(name: str) -> str:
     return REGISTRY[name].label
 
@@ -59,5 +66,6 @@ __all__ = [
     "get",
     "method_label",
     "method_names",
+    "names_where",
     "stream_scores",
 ]

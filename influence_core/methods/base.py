@@ -21,7 +21,7 @@ from torch import nn
 
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import CROSS_ENTROPY, Measurement, Task
-from influence_core.training import Checkpoint
+from influence_core.training import Checkpoint, TrainingRecipe
 
 REGISTRY: dict[str, type["Attributor"]] = {}
 
@@ -86,6 +86,7 @@ class AttributionContext:
     options: dict[str, Any] = field(default_factory=dict)  # method knobs (ensemble size, dropout rate, ...)
     backend: str = "auto"
     curvature_options: dict[str, Any] = field(default_factory=dict)  # the curvature's knobs (CG iterations, Arnoldi rank, ...)
+    training: Optional[TrainingRecipe] = None  # how the model was trained (initial weights, settings, seed): for replays
 
 
 def preconditioned_queries(curvature, measurement: Measurement, model: nn.Module, names: Sequence[str]):
@@ -154,8 +155,15 @@ class Attributor(ABC):
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     short_label: ClassVar[str] = ""  # what a select box shows (about 20 characters fit a quarter of a 1280-px page)
-    uses_curvature: ClassVar[bool] = False  # whether the run's curvature setting matters to it
+    # What the method is, read by every caller instead of its name (a new method declares these and nothing else
+    # needs an edit):
+    uses_curvature: ClassVar[bool] = False  # whether the run's curvature setting matters to it (and narrows its scope)
     needs_checkpoints: ClassVar[bool] = False
+    predicts_loss_change: ClassVar[bool] = False  # −score / N predicts the measured change when the row is removed
+    assumes_sgd: ClassVar[bool] = False  # its derivation assumes plain SGD steps (no momentum) between checkpoints
+    trim_by_default: ClassVar[bool] = True  # offered by default in the Hessian-free trim-and-retrain study
+    self_scores_nonnegative: ClassVar[bool] = True  # its self-score is a quadratic form gᵀMg with M ⪰ 0
+    head_closed_form: ClassVar[bool] = False  # over the head alone, the glitch signals have its closed form (TracIn)
     knobs: ClassVar[dict[str, str]] = {}  # option name → what it sets (RunConfig.method_options, the CLI's --method-option)
 
     def __init_subclass__(cls, **kwargs) -> None:

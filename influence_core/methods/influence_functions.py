@@ -18,6 +18,7 @@ class InfluenceFunction(Attributor):
     label = "influence function (H⁻¹)"
     short_label = "influence (H⁻¹)"
     uses_curvature = True
+    predicts_loss_change = True
 
     def fit(self, progress: ProgressFn = silent) -> "InfluenceFunction":
         c = self.context

@@ -59,6 +59,8 @@ class TracIn(Attributor):
     label = "TracIn (checkpoints)"
     short_label = "TracIn"
     needs_checkpoints = True
+    assumes_sgd = True
+    head_closed_form = True  # signals.compute_signals: two small matmuls per checkpoint over the head
 
     def fit(self, progress: ProgressFn = silent) -> "TracIn":
         reason = self.unavailable_reason(self.context)

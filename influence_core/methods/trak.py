@@ -59,6 +59,8 @@ class Trak(Attributor):
     name = "trak"
     label = "TRAK (random projections)"
     short_label = "TRAK"
+    predicts_loss_change = True  # the influence function with a projected GGN: its scores are on the loss scale
+    trim_by_default = False  # not in the Hessian-free paper's trim study
     knobs = {
         "projection_dim": f"k, the projected dimension (default {PROJECTION_DIM})",
         "ensemble": "models averaged: the run's last checkpoints (default 1: the trained model)",
