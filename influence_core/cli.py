@@ -21,6 +21,7 @@ import pandas as pd
 
 from influence_core.config import (
     MODEL_KINDS,
+    SMOOTH_ACTIVATION,
     CurvatureConfig,
     DataConfig,
     ModelConfig,
@@ -30,6 +31,7 @@ from influence_core.config import (
     default_damping,
     default_training,
     method_choices,
+    smooth_training,
 )
 from influence_core.data.preprocessing import check_channels, parse_numbers
 from influence_core.errors import CurvatureError, InputError
@@ -76,10 +78,13 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     train = default_training(args.model, peek_own_data(data).n_train(data))
     if args.epochs is not None:
         train = TrainConfig(**{**train.__dict__, "epochs": args.epochs})
+    activation = args.activation
+    if getattr(args, "smooth", False) and not args.model_file:
+        train, activation = smooth_training(train), SMOOTH_ACTIVATION
     return RunConfig(
         data=data,
         model=(
-            ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth, activation=args.activation)
+            ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth, activation=activation)
             if not args.model_file
             else own_model_config(args.model_file, args.arch, args.hidden, args.depth, args.checkpoint_file, args.activation)
         ),
@@ -206,6 +211,12 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu", help="the MLP's (trained here or yours)")
     p.add_argument("--epochs", type=int)
+    p.add_argument(
+        "--smooth",
+        action="store_true",
+        help="train smoothly in the rows' weights (tanh, learning rate annealed to 0, weight decay ≥ 1e-2): where exact "
+        "attribution (--method metagradient) predicts retraining; the default training is chaotic in them",
+    )
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument(
         "--channels", type=int, choices=(1, 3), default=None, help="image channels the model takes: 1 grayscale (default), 3 RGB"
@@ -265,6 +276,19 @@ def _parser() -> argparse.ArgumentParser:
         help="with --model-file: allow retraining its architecture (a zoo kind) from scratch on each subset, with the "
         "zoo's default training for it (--epochs sets the epochs); your model itself is scored as it is",
     )
+    lds.add_argument(
+        "--randomness",
+        default="resampled",
+        choices=["resampled", "fixed"],
+        help="what retraining without rows means: 'resampled' (default) a new run on each subset; 'fixed' the same run "
+        "(same initial weights and batches) with the dropped rows' weights zeroed, the single-model question",
+    )
+    lds.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="with resampled randomness: retrain every subset under a second seed and print the LDS that training noise "
+        "leaves to any method (doubles the retrains)",
+    )
     return parser
 
 
@@ -290,13 +314,21 @@ def _lds(config: RunConfig, args: argparse.Namespace, progress) -> tuple[str, pd
         progress=progress,
         use_cache=not args.no_cache,
         retrain=retrain,
+        randomness=args.randomness,
+        ceiling=args.ceiling,
     )
     if args.per_test:
         pd.DataFrame(result.per_test).to_csv(args.per_test, index_label="test_row")
     lines = [
         f"LDS over {args.subsets} retrained subsets of {args.fraction:.0%} ({result.retrains_from_cache} from the cache), "
-        f"{result.actual.shape[1]} held-out rows, measure: {args.measure}"
+        f"{result.actual.shape[1]} held-out rows, measure: {args.measure}, randomness: {result.randomness}"
+        + (" (the same run with the dropped rows' weights zeroed)" if result.randomness == "fixed" else "")
     ]
+    if result.ceiling is not None and result.randomness == "resampled":
+        low, high = result.ceiling_interval
+        lines.append(
+            f"  {'seed-noise ceiling':<22} {result.ceiling:+.3f}  [{low:+.3f}, {high:+.3f}]  (a second seed's retrains as the predictor)"
+        )
     if retrain is not None:
         lines.append(
             f"  scores of your model as it is; the subsets retrain {retrain.model.kind} from scratch ({retrain.train.optimizer}, "

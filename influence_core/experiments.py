@@ -102,9 +102,22 @@ def _training_payload(config: RunConfig, dataset: Optional[Dataset]) -> dict[str
     return payload
 
 
-def train(config: RunConfig, progress: ProgressFn = silent, use_cache: bool = True, dataset: Optional[Dataset] = None) -> Trained:
-    """Load the data and train the configured model (cached: weights and checkpoints)."""
+def train(
+    config: RunConfig,
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+    dataset: Optional[Dataset] = None,
+    sample_weights: Optional[np.ndarray] = None,
+) -> Trained:
+    """Load the data and train the configured model (cached: weights and checkpoints). ``sample_weights`` (one per
+    training row) replays the same run with rows weighted, zero for a row left out: the same initial weights and
+    batches (the fixed-randomness counterfactual of exact attribution and ``lds --randomness fixed``)."""
     payload = _training_payload(config, dataset)
+    if sample_weights is not None:
+        import hashlib
+
+        weights = np.ascontiguousarray(sample_weights, dtype=np.float64)
+        payload["sample_weights"] = hashlib.sha256(weights.tobytes()).hexdigest()
     if dataset is None:  # decoding a folder of images can take longer than training on it
         dataset = load_data(config, scaled(progress, 0.0, 0.2) if config.data.name in FILE_DATASETS else None)
         progress = scaled(progress, 0.2, 1.0) if config.data.name in FILE_DATASETS else progress
@@ -118,7 +131,10 @@ def train(config: RunConfig, progress: ProgressFn = silent, use_cache: bool = Tr
 
     def compute() -> cache.CacheEntry:
         start = time.perf_counter()
-        result: TrainResult = train_model(model, x, y, config.train, config.seed, progress)
+        weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=x.dtype, device=device)
+        if weights is not None and len(weights) != len(y):
+            raise InputError(f"{len(weights)} sample weights for {len(y)} training rows")
+        result: TrainResult = train_model(model, x, y, config.train, config.seed, progress, sample_weights=weights)
         meta = {
             "train_seconds": time.perf_counter() - start,
             "history": result.history,

@@ -25,6 +25,10 @@ from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import CORRECT_CLASS_MARGIN, CROSS_ENTROPY, PerSampleLoss
 
 MEASURES = ("loss", "margin")
+# what "retrained without these rows" means: the same run with their weights zeroed (same initial weights, same
+# batches: the single-model question exact attribution answers), or a new run on the subset (today's LDS, whose
+# training noise no method can predict; the seed-noise ceiling measures it)
+RANDOMNESS = ("resampled", "fixed")
 
 
 @dataclass
@@ -42,6 +46,11 @@ class LDSResult:
     retrain_seconds: float = 0.0
     retrains_from_cache: int = 0
     notes: dict[str, str] = field(default_factory=dict)
+    randomness: str = "resampled"
+    # the LDS of an independently seeded retrain of each subset used as the predictor: the most any method can reach
+    # under resampled randomness (None where not measured; 1 by construction under fixed randomness)
+    ceiling: Optional[float] = None
+    ceiling_interval: Optional[tuple[float, float]] = None
 
     def table(self):
         import pandas as pd
@@ -156,11 +165,17 @@ def retraining_config(config: RunConfig, train: Optional[TrainConfig] = None) ->
     return config.replace(model=model, train=train or default_training(m.arch))
 
 
-def _retrain_subset(mask: np.ndarray, config: RunConfig, dataset: Dataset, measure: str, use_cache: bool) -> tuple[np.ndarray, bool]:
-    """The measured held-out quantity after retraining on one subset, and whether that retrain came from the cache."""
+def _retrain_subset(
+    mask: np.ndarray, config: RunConfig, dataset: Dataset, measure: str, use_cache: bool, randomness: str = "resampled"
+) -> tuple[np.ndarray, bool]:
+    """The measured held-out quantity after retraining on one subset, and whether that retrain came from the cache:
+    a new run on the subset (``resampled``), or the same run with the other rows' weights zeroed (``fixed``)."""
     from influence_core import experiments
 
-    trained = experiments.train(config, silent, use_cache, dataset.subset_train(mask))
+    if randomness == "fixed":
+        trained = experiments.train(config, silent, use_cache, dataset, sample_weights=np.asarray(mask, dtype=np.float64))
+    else:
+        trained = experiments.train(config, silent, use_cache, dataset.subset_train(mask))
     _, _, xt, yt = experiments.tensors(dataset, next(trained.model.parameters()).device)
     return measured(trained.model, xt, yt, measure), bool(trained.metrics["from_cache"])
 
@@ -177,6 +192,8 @@ def linear_datamodeling_score(
     progress: ProgressFn = silent,
     use_cache: bool = True,
     retrain: Optional[RunConfig] = None,
+    randomness: str = "resampled",
+    ceiling: bool = False,
 ) -> LDSResult:
     """LDS of every method in ``methods`` for the run ``config`` (its curvature, damping and knobs), over one shared
     set of retrained subsets. ``max_test`` scores the first that many held-out points only. A model the user brings
@@ -186,6 +203,12 @@ def linear_datamodeling_score(
 
     if measure not in MEASURES:
         raise InputError(f"measure must be one of {MEASURES}, got {measure!r}")
+    if randomness not in RANDOMNESS:
+        raise InputError(f"randomness must be one of {RANDOMNESS}, got {randomness!r}")
+    if randomness == "fixed" and config.model.kind == "file":
+        raise InputError(
+            "fixed randomness replays the run that trained the model: a model file brings no run to replay; use --randomness resampled"
+        )
     if not methods:
         raise InputError("name at least one method")
     if config.model.kind == "file" and retrain is None:
@@ -219,19 +242,46 @@ def linear_datamodeling_score(
     from influence_core import distributed
 
     start = time.perf_counter()
-    shared = {"config": retrain, "dataset": ds, "measure": measure, "use_cache": use_cache}
+    shared = {"config": retrain, "dataset": ds, "measure": measure, "use_cache": use_cache, "randomness": randomness}
+    measure_ceiling = ceiling and randomness == "resampled" and len(subsets) > 0
     # one task per subset: on the Dask cluster when there is one (each retrain is cached, so a lost worker costs one)
     retrained = distributed.map_items(
-        _retrain_subset, list(subsets), shared, progress=scaled(progress, 0.3, 1.0), message="retrained subset"
+        _retrain_subset,
+        list(subsets),
+        shared,
+        progress=scaled(progress, 0.3, 0.65 if measure_ceiling else 1.0),
+        message="retrained subset",
     )
     actual = np.stack([values for values, _ in retrained]) if retrained else np.empty((0, len(ds.y_test)))
     from_cache = sum(hit for _, hit in retrained)
     per_test = {name: lds_from_scores(scores[name], subsets, actual) for name in methods}
     lds = {name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for name, v in per_test.items()}
     interval = {name: bootstrap_interval(v, seed) for name, v in per_test.items()}
+    ceiling_value, ceiling_interval = (1.0, (1.0, 1.0)) if randomness == "fixed" else (None, None)
+    if measure_ceiling:  # the same subsets, retrained under another seed: how far training noise alone moves the values
+        other = {**shared, "config": retrain.replace(seed=retrain.seed + 1)}
+        again = distributed.map_items(
+            _retrain_subset, list(subsets), other, progress=scaled(progress, 0.65, 1.0), message="reseeded subset"
+        )
+        noise = spearman_per_row(np.stack([values for values, _ in again]), actual)
+        ceiling_value = float(np.nanmean(noise)) if np.isfinite(noise).any() else float("nan")
+        ceiling_interval = bootstrap_interval(noise, seed)
     progress(1.0, "LDS done")
     return LDSResult(
-        list(methods), lds, interval, per_test, seconds, subsets, actual, scores, time.perf_counter() - start, from_cache, notes
+        list(methods),
+        lds,
+        interval,
+        per_test,
+        seconds,
+        subsets,
+        actual,
+        scores,
+        time.perf_counter() - start,
+        from_cache,
+        notes,
+        randomness,
+        ceiling_value,
+        ceiling_interval,
     )
 
 

@@ -1,0 +1,139 @@
+"""Exact attribution: the metagradient τᵢ = ∂f(θ_T(w))/∂wᵢ of a measurement through the recorded training run
+(MAGIC, Ilyas & Engstrom 2025), randomness fixed: "this run, with row i weighted a little less".
+
+Scores are N·τᵢ, on the influence function's scale: removing row i changes f by about −score / N (to first order in
+its weight; exactly so for small sets, as the tests check against replayed retrains). Reverse-mode through every
+step (:mod:`influence_core.replay`), √T memory, several measurements per reverse pass. A run trained to its optimum
+by L-BFGS (logistic regression) is not replayed: there the metagradient is the implicit-function derivative
+−∇fᵀH⁻¹∇ℓᵢ / N, which the exact-Hessian influence function computes without damping, and the note says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from influence_core import replay
+from influence_core.errors import InputError
+from influence_core.methods.base import AttributionContext, Attributor
+from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.tasks import Measurement, PerSampleLoss, Task
+
+# self-scores take one reverse pass per batch of training rows: past this many rows they are refused, with the reason
+MAX_SELF_ROWS = 4096
+
+
+class ExactAttribution(Attributor):
+    name = "metagradient"
+    label = "exact attribution (metagradient through training)"
+    short_label = "exact (replay)"
+    predicts_loss_change = True
+    # the self-score is a measured effect, −N ∂ℓᵢ(θ_T)/∂wᵢ: Adam's normalisation and a non-convex loss can make it
+    # negative (weighting a row up can raise its own final loss), where a quadratic form cannot be
+    self_scores_nonnegative = False
+    trim_by_default = False  # a reverse pass per measurement: not one of the Hessian-free paper's cheap scores
+    knobs = {"queries_per_pass": "measurements sharing one reverse pass (default: as many as the memory budget allows)"}
+
+    @classmethod
+    def unavailable_reason(cls, context: AttributionContext) -> Optional[str]:
+        if context.training is not None and context.training.config.optimizer == "lbfgs":
+            return None  # the implicit-function form at the optimum
+        return replay.unsupported_reason(context.model, context.training)
+
+    def fit(self, progress: ProgressFn = silent) -> "ExactAttribution":
+        c = self.context
+        self.implicit = None
+        if c.training is not None and c.training.config.optimizer == "lbfgs":
+            from influence_core.methods.influence_functions import InfluenceFunction
+
+            names = [n for n, p in c.model.named_parameters() if p.requires_grad]
+            exact = dataclasses.replace(c, curvature="exact", damping=0.0, param_names=names)
+            self.implicit = InfluenceFunction(exact).fit(progress)
+            self.note = (
+                "trained to its optimum by L-BFGS: the metagradient there is the implicit-function derivative "
+                "−∇fᵀH⁻¹∇ℓᵢ/N, computed with the exact Hessian and no damping"
+            )
+            return self
+        start = time.perf_counter()
+        self.replay = replay.Replay(c.model, c.training, c.x_train, c.y_train, c.task)
+        progress(0.0, f"replaying the training run forwards ({len(self.replay.steps)} steps)")
+        self.final_state, self.kept = self.replay.run(keep=True)
+        self.final_model = self.replay.final_model(self.final_state)
+        self.forward_seconds = time.perf_counter() - start
+        final = self.replay.unflatten(self.final_state.params[0])
+        drift = max(float((final[n] - c.model.get_parameter(n).detach()).abs().max()) for n in self.replay.names)
+        self.note = (
+            f"replayed {len(self.replay.steps)} steps ({self.forward_seconds:.1f} s), checkpoints every {self.replay.segment}; "
+            f"largest weight difference from the trained model {drift:.1e}"
+        )
+        progress(1.0, "replayed")
+        return self
+
+    @property
+    def param_names(self) -> list[str]:
+        return [n for n, p in self.context.model.named_parameters() if p.requires_grad]  # every weight is trained
+
+    def queries_per_pass(self, n_queries: int) -> int:
+        """Measurements per reverse pass: the knob, else as many as the memory budget allows (at least one)."""
+        from influence_core.curvatures.base import format_bytes, memory_budget
+
+        fixed = self.context.options.get("queries_per_pass")
+        if fixed:
+            return max(1, min(int(fixed), n_queries))
+        budget = memory_budget(self.context.x_train.device)
+        if self.replay.estimate_bytes(1) > budget:
+            raise InputError(
+                f"one reverse pass through this run needs about {format_bytes(self.replay.estimate_bytes(1))}, over the memory "
+                f"budget of {format_bytes(budget)}: train for fewer steps (epochs or a larger batch), or use TRAK or an "
+                "influence function"
+            )
+        k = n_queries
+        while k > 1 and self.replay.estimate_bytes(k) > budget:
+            k //= 2
+        return k
+
+    def estimate_seconds(self, n_queries: int) -> float:
+        """Wall time of scoring ``n_queries`` measurements: reverse passes × steps × one timed step."""
+        if self.implicit is not None:
+            return 0.0
+        per_pass = self.queries_per_pass(n_queries)
+        passes = -(-n_queries // per_pass)
+        return self.forward_seconds + passes * len(self.replay.steps) * self.replay.time_step(per_pass)
+
+    def scores(self, measurement: Measurement, train_task: Optional[Task] = None, progress: ProgressFn = silent) -> np.ndarray:
+        if train_task is not None and train_task is not self.context.task:
+            raise InputError("exact attribution differentiates the training run's own loss; it takes no other training-side task")
+        if self.implicit is not None:
+            return self.implicit.scores(measurement, progress=progress)
+        cotangents = measurement.query_gradients(self.final_model, self.replay.names).detach()
+        k, n = len(cotangents), len(self.context.y_train)
+        per_pass = self.queries_per_pass(k)
+        out = np.zeros((k, n))
+        for lo in range(0, k, per_pass):
+            hi = min(k, lo + per_pass)
+            step = scaled(progress, lo / k, hi / k)
+            out[lo:hi] = self.replay.metagradient(cotangents[lo:hi], self.kept, step).cpu().numpy()
+        return n * out
+
+    def self_scores(self, progress: ProgressFn = silent) -> np.ndarray:
+        c = self.context
+        n = len(c.y_train)
+        if self.implicit is not None:
+            return self.implicit.self_scores(progress)
+        if n > MAX_SELF_ROWS:
+            raise InputError(
+                f"exact self-scores take one reverse pass per training row ({n:,} here, more than {MAX_SELF_ROWS:,}): score "
+                "held-out measurements with it, and take self-scores from TRAK or an influence function"
+            )
+        on_itself = self.scores(PerSampleLoss(c.x_train, c.y_train, c.task), progress=progress)
+        return -np.diag(on_itself).copy()
+
+    def on_training_rows(self, x: torch.Tensor, y: torch.Tensor) -> "ExactAttribution":
+        raise InputError(
+            "exact attribution scores the rows the run was trained on; a relabelled row was never in the run (the glitch "
+            "signals' counterfactuals need TracIn, IP or an influence function)"
+        )
