@@ -79,7 +79,15 @@ def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
 class Replay:
     """A recorded run as a function of the rows' weights: its steps (batches and rates) and its update rule."""
 
-    def __init__(self, model: nn.Module, recipe: TrainingRecipe, x: torch.Tensor, y: torch.Tensor, task: Task = CROSS_ENTROPY):
+    def __init__(
+        self,
+        model: nn.Module,
+        recipe: TrainingRecipe,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        task: Task = CROSS_ENTROPY,
+        segment: Optional[int] = None,
+    ):
         reason = unsupported_reason(model, recipe)
         if reason:
             raise InputError(reason)
@@ -96,7 +104,9 @@ class Replay:
             for batches, epoch_rates in zip(batch_orders(n, batch, cfg.epochs, recipe.seed, x.device), rates)
             for rows, lr in zip(batches, epoch_rates)
         ]
-        self.segment = max(1, math.ceil(math.sqrt(len(self.steps))))
+        # steps per recomputed segment: ⌈√T⌉ keeps √T states and one √T-step graph (``segment=T``: one graph of the
+        # whole run, every step's state held, as plain backpropagation through training would)
+        self.segment = segment or max(1, math.ceil(math.sqrt(len(self.steps))))
         head = model.head.weight if isinstance(getattr(model, "head", None), nn.Linear) else None
         self.head_name = next((n for n, p in model.named_parameters() if p is head), None)
 

@@ -45,7 +45,7 @@ from influence_core import methods
 from influence_core.errors import InputError
 from influence_core.gradients import per_sample_grads
 from influence_core.influence import predicted_loss_change_on_removal
-from influence_core.progress import ProgressFn, silent, track
+from influence_core.progress import ProgressFn, scaled, silent, track
 
 MAX_ITER, TOLERANCE = 1000, 1e-10
 # the runs count as settled when the gradient left where they stopped is at most this share of one removal's push
@@ -235,3 +235,71 @@ def check_by_retraining(
         removal_push,
         noise_floor,
     )
+
+
+# ------------------------------------------------------------------------------ this run, without each point
+
+
+@dataclass
+class FixedRandomnessCheck:
+    """Each method's predicted test-loss change for removing each training point, against the change measured by
+    retraining the same run (same initial weights, same batches) with that point's weight zeroed: the question exact
+    attribution answers, for every method side by side."""
+
+    train_indices: np.ndarray  # (n_removed,)
+    test_indices: np.ndarray  # (n_measured,)
+    actual: np.ndarray  # (n_removed, n_measured) retrained loss − trained loss
+    predicted: dict[str, np.ndarray]  # method → (n_removed, n_measured) −score / N
+    on_loss_scale: dict[str, bool]
+    method_seconds: dict[str, float]
+    retrain_seconds: float
+
+    def pearson(self, method: str) -> float:
+        p, a = self.predicted[method].ravel(), self.actual.ravel()
+        return float(np.corrcoef(p, a)[0, 1]) if len(p) > 2 and p.std() > 0 and a.std() > 0 else float("nan")
+
+    def slope(self, method: str) -> float:
+        p, a = self.predicted[method].ravel(), self.actual.ravel()
+        return float(p @ a / (p @ p)) if p @ p > 0 else float("nan")
+
+
+def check_with_fixed_randomness(
+    result,  # experiments.InfluenceResult
+    train_indices: Sequence[int],
+    test_indices: Sequence[int],
+    method_names: Sequence[str],
+    progress: ProgressFn = silent,
+) -> FixedRandomnessCheck:
+    """Retrain the run once per removed point with its weight zeroed (cached per point) and score the same removals
+    with each of ``method_names`` (the run's own settings): which approximation follows this run, and which fails where."""
+    from influence_core import experiments
+    from influence_core.tasks import PerSampleLoss
+
+    if result.config.model.kind == "file":
+        raise InputError("this check retrains the run that trained the model: a model file brings no run to retrain")
+    removed = np.asarray(train_indices, dtype=np.int64)
+    measured = np.asarray(test_indices, dtype=np.int64)
+    n = len(result.dataset.y_train)
+    if len(removed) == 0 or len(measured) == 0 or removed.min() < 0 or removed.max() >= n:
+        raise InputError(f"name training points between 0 and {n - 1} to remove, and at least one test point")
+    device = next(result.model.parameters()).device
+    _, _, xt, yt = experiments.tensors(result.dataset, device)
+    xt, yt = xt[measured], yt[measured]
+    base = _losses(result.model, xt, yt)
+    predicted, on_scale, seconds = {}, {}, {}
+    for k, name in enumerate(method_names):
+        step = scaled(progress, 0.5 * k / len(method_names), 0.5 * (k + 1) / len(method_names))
+        step(0.0, f"scoring with {methods.method_short_label(name)}")
+        start = time.perf_counter()
+        fitted = experiments.fit_method(result.config, result, scaled(step, 0.0, 0.5), method=name)
+        scores = fitted.scores(PerSampleLoss(xt, yt), progress=scaled(step, 0.5, 1.0))
+        predicted[name] = predicted_loss_change_on_removal(scores[:, removed].T, n)
+        on_scale[name], seconds[name] = type(fitted).predicts_loss_change, time.perf_counter() - start
+    start = time.perf_counter()
+    actual = np.zeros((len(removed), len(measured)))
+    for row, i in enumerate(track(removed, len(removed), "retraining this run without each point", scaled(progress, 0.5, 1.0))):
+        weights = np.ones(n)
+        weights[int(i)] = 0.0
+        retrained = experiments.train(result.config, silent, True, result.dataset, sample_weights=weights)
+        actual[row] = _losses(retrained.model, xt, yt) - base
+    return FixedRandomnessCheck(removed, measured, actual, predicted, on_scale, seconds, time.perf_counter() - start)

@@ -71,9 +71,14 @@ from influence_core.experiments import (  # noqa: E402
     retrain_with_edit,
 )
 from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note  # noqa: E402
-from influence_core.methods import method_label  # noqa: E402
+from influence_core.figures.what_if import removal_check_figure  # noqa: E402
+from influence_core.methods import (  # noqa: E402
+    method_label,  # noqa: E402
+    method_short_label,
+    names_where,
+)
 from influence_core.metrics import detection_summary  # noqa: E402
-from influence_core.retraining_check import check_by_retraining, strongest_for_test_point  # noqa: E402
+from influence_core.retraining_check import check_by_retraining, check_with_fixed_randomness, strongest_for_test_point  # noqa: E402
 from pages._pickers import curvature_picker, method_picker  # noqa: E402
 
 with st.container(border=True):
@@ -337,6 +342,51 @@ def _points_view() -> None:
                 f"{method_label(method)} does not predict the size of a loss change (it declares no loss scale), so read the ranking and the signs."
             )
 
+    def _show_exact_check(train_indices, test_index: int) -> None:
+        """The same removals, asked of this very run: exact attribution and the chosen method against retraining with
+        the point's weight zeroed (same initial weights, same batches)."""
+        st.markdown("**This run without each point** (fixed randomness: the same initial weights and batches)")
+        exact = names_where("exact_for_the_run")[0]
+        compared = list(dict.fromkeys([exact, method]))
+        seconds = len(train_indices) * float(result.metrics.get("train_seconds", 0.0))
+        st.caption(
+            f"Exact attribution differentiates through the recorded training run; the retrains are that run with one weight "
+            f"zeroed. About {seconds:.0f} s of retraining ({len(train_indices)} runs of {result.metrics.get('train_seconds', 0.0):.1f} s) "
+            "plus one reverse pass through training."
+        )
+
+        def _exact():
+            with one_torch_thread(), progress_status("Exact attribution and fixed-randomness retrains") as report:
+                return check_with_fixed_randomness(result, train_indices, [test_index], compared, progress=report)
+
+        check = kept_result(
+            st.button(f"Compare with exact attribution ({len(train_indices)} retrains)", key="explorer_exact_button"),
+            f"explorer_exact:{config.key()}:test{test_index}:{len(train_indices)}",
+            _exact,
+        )
+        if check is None:
+            return
+        columns = st.columns(len(compared))
+        for column, name in zip(columns, compared):
+            column.metric(
+                f"{method_short_label(name)}: Pearson", f"{check.pearson(name):.3f}", help=f"{check.method_seconds[name]:.1f} s to score"
+            )
+        st.plotly_chart(
+            removal_check_figure(
+                check.actual[:, 0],
+                {method_short_label(m): check.predicted[m][:, 0] for m in compared},
+                {method_short_label(m): check.on_loss_scale[m] for m in compared},
+            ),
+            width="stretch",
+            key="explorer_exact_plot",
+        )
+        if check.pearson(exact) < 0.9:
+            st.caption(
+                "Exact attribution is exact for small weight changes; removing a whole point is a large one where training "
+                "is not smooth in the weights (ReLU, Adam at a constant rate). A smooth activation, a decaying learning "
+                "rate and more weight decay make the run smooth, and the prediction follows."
+            )
+
     if view != "self" and yours:
         with st.expander("Is the influence right here? Check against retraining"):
             st.info(NOT_RETRAINED)
@@ -356,6 +406,7 @@ def _points_view() -> None:
                 n_check = st.slider("Strongest training points to remove, one at a time", 5, 50, 20, step=5, key="explorer_check_n")
                 top = strongest_for_test_point(result.pairwise, idx, n_check)
                 _show_check(top, [idx], f"explorer_check:{config.key()}:test{idx}:{n_check}", f"Retrain without each of the {n_check}")
+                _show_exact_check(top, idx)
             else:
                 _show_check(
                     [idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}", f"Retrain without training point #{idx}"

@@ -187,3 +187,26 @@ def test_the_cli_scores_and_lds_take_exact_attribution(tmp_path, capsys):
     assert "randomness: fixed" in printed
     lds = pd.read_csv(out).set_index("method")["lds"]
     assert lds["metagradient"] > 0.8 and lds["metagradient"] > lds["ip"] + 0.2, lds
+
+
+def test_the_explorer_compares_exact_attribution_with_this_run_retrained():
+    """The landing view's test-point check: exact attribution and the chosen method against the same run retrained with
+    each point's weight zeroed, with each one's Pearson and the y = x line; exact attribution follows the run."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=240)
+    at.run()
+    at.radio(key="explorer_view").set_value("test").run()
+    at.slider(key="explorer_check_n").set_value(10).run()
+    assert not at.exception, at.exception
+    assert any("retraining" in c.value and "reverse pass" in c.value for c in at.caption), "the cost is said before the start"
+    at.button(key="explorer_exact_button").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    exact = next(v for k, v in metrics.items() if k.startswith("exact (replay)"))
+    assert float(exact) > 0.9, metrics
+    spec = next(c.proto.spec for c in at.get("plotly_chart") if "Predicted vs retrained" in c.proto.spec)
+    assert "y = x" in spec and "Pearson" in spec

@@ -32,6 +32,7 @@ class ExactAttribution(Attributor):
     label = "exact attribution (metagradient through training)"
     short_label = "exact (replay)"
     predicts_loss_change = True
+    exact_for_the_run = True
     # the self-score is a measured effect, −N ∂ℓᵢ(θ_T)/∂wᵢ: Adam's normalisation and a non-convex loss can make it
     # negative (weighting a row up can raise its own final loss), where a quadratic form cannot be
     self_scores_nonnegative = False

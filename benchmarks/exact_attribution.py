@@ -1,0 +1,231 @@
+"""Exact attribution (the metagradient through training): is it right, what does it cost, and where does it predict
+retraining? Every figure is measured in this run and printed with how.
+
+    python benchmarks/exact_attribution.py            # sklearn digits MLP, 30 subsets per drop fraction
+    python benchmarks/exact_attribution.py --quick    # 10 subsets, 100 held-out points
+
+1. Correctness: the metagradient against central finite differences of the replayed run (float64 MLP, Adam, mini-batches,
+   cosine schedule), and against the exact-Hessian influence function at a gradient-descent-trained logistic
+   regression's optimum (relative errors).
+2. Cost on this machine, in one process: one training run (torch's fused Adam), the forward replay, and one reverse
+   pass for 1 and for 64 measurements, as multiples of the training run; the explorer's default MLP toy.
+3. Memory: peak RSS growth of one reverse pass with a state kept every ⌈√T⌉ steps against one graph of the whole run
+   (every step held), each in a fresh process, beside the estimate the method checks before it starts.
+4. LDS under fixed randomness (the same run with the dropped rows' weights zeroed) at 1 %, 5 %, 10 % and 50 % dropped,
+   for the zoo's default training and the smooth one (``config.smooth_training``), every method side by side; and
+   LDS under resampled randomness (a new run per subset) at 50 % with the seed-noise ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from influence_core.config import SMOOTH_ACTIVATION, CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, smooth_training
+from influence_core.lds import linear_datamodeling_score
+from influence_core.methods import AttributionContext, fit_attributor
+from influence_core.models import build_model, parameter_names
+from influence_core.replay import Replay
+from influence_core.tasks import PerSampleLoss
+from influence_core.training import TrainingRecipe, train_model
+
+METHODS = ["metagradient", "trak", "influence@ekfac", "influence@kron", "tracin", "ip"]
+
+
+def _toy(n: int, seed: int = 0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g, dtype=dtype)
+    y = (x[:, 0] + 0.5 * x[:, 1] + 0.4 * torch.randn(n, generator=g, dtype=dtype) > 0).long()
+    return x, y
+
+
+def correctness() -> None:
+    torch.manual_seed(0)
+    cfg = TrainConfig(optimizer="adam", lr=0.03, epochs=12, batch_size=16, weight_decay=1e-3, lr_schedule="cosine")
+    x, y = _toy(60, dtype=torch.float64)
+    xt, yt = _toy(5, seed=1, dtype=torch.float64)
+    model = build_model(ModelConfig(kind="mlp", hidden=8, depth=1, activation="tanh"), (2,), 2, 0).double()
+    recipe = TrainingRecipe(copy.deepcopy(model.state_dict()), cfg, 0)
+    train_model(model, x, y, cfg, 0)
+    method = fit_attributor("metagradient", AttributionContext(model, x, y, parameter_names(model, "all"), 1e-3, training=recipe))
+    tau = method.scores(PerSampleLoss(xt, yt)) / len(y)
+    replay, eps, errors = method.replay, 1e-5, []
+    for row in range(0, 60, 6):
+        up, down = torch.ones(60, dtype=torch.float64), torch.ones(60, dtype=torch.float64)
+        up[row], down[row] = 1 + eps, 1 - eps
+        values = []
+        for w in (up, down):
+            final, _ = replay.run(w)
+            values.append(torch.nn.functional.cross_entropy(replay.final_model(final)(xt), yt, reduction="none").detach().numpy())
+        finite = (values[0] - values[1]) / (2 * eps)
+        errors.append(np.abs(tau[:, row] - finite).max() / np.abs(finite).max())
+    print(f"  metagradient vs central finite differences of the replay (10 rows × 5 test points): largest relative error {max(errors):.1e}")
+
+    cfg = TrainConfig(optimizer="sgd", lr=1.0, epochs=600, batch_size=0, weight_decay=5e-2)
+    model = build_model(ModelConfig(kind="logreg"), (2,), 2, 0).double()
+    recipe = TrainingRecipe(copy.deepcopy(model.state_dict()), cfg, 0)
+    train_model(model, x, y, cfg, 0)
+    context = AttributionContext(model, x, y, parameter_names(model, "all"), 5e-2, "exact", 0.0, training=recipe)
+    exact = fit_attributor("metagradient", context).scores(PerSampleLoss(xt, yt))
+    influence = fit_attributor("influence", context).scores(PerSampleLoss(xt, yt))
+    print(
+        "  L2 logistic regression, 600 full-batch GD steps: metagradient vs exact-Hessian influence function, largest relative "
+        f"error {np.abs(exact - influence).max() / np.abs(influence).max():.1e}"
+    )
+
+
+def cost() -> None:
+    torch.set_num_threads(1)  # one thread: the ratios are of work, not of how a shared machine schedules two
+    for name, n, cfg, hidden in (
+        (
+            "explorer MLP toy (200 rows, Adam, 400 full-batch steps)",
+            200,
+            TrainConfig(optimizer="adam", lr=0.02, epochs=400, weight_decay=1e-3),
+            16,
+        ),
+        (
+            "MLP 1 × 64, 1,000 rows, Adam, batch 64, 20 epochs",
+            1000,
+            TrainConfig(optimizer="adam", lr=1e-3, epochs=20, batch_size=64, weight_decay=1e-3),
+            64,
+        ),
+    ):
+        x, y = _toy(n)
+        xt, yt = _toy(64, seed=2)
+        model = build_model(ModelConfig(kind="mlp", hidden=hidden, depth=1, activation="tanh"), (2,), 2, 0)
+        recipe = TrainingRecipe(copy.deepcopy(model.state_dict()), cfg, 0)
+        warm = copy.deepcopy(model)
+        train_model(warm, x, y, TrainConfig(optimizer="adam", epochs=2), 0)  # torch.optim's first step imports its compiler
+        start = time.perf_counter()
+        train_model(model, x, y, cfg, 0)
+        trained = time.perf_counter() - start
+        replay = Replay(model, recipe, x, y)
+        start = time.perf_counter()
+        final, kept = replay.run(keep=True)
+        forward = time.perf_counter() - start
+        at = replay.final_model(final)
+        row = [f"  {name}: training {trained:.2f} s; forward replay {forward / trained:.1f}×"]
+        for k in (1, 64):
+            cotangents = PerSampleLoss(xt[:k], yt[:k]).query_gradients(at, replay.names)
+            start = time.perf_counter()
+            replay.metagradient(cotangents, kept)
+            row.append(f"reverse pass for {k} measurement{'s' * (k > 1)} {(time.perf_counter() - start) / trained:.1f}×")
+        print("; ".join(row) + " (of the training run)")
+
+
+PEAK = """
+import copy, json, resource, sys, torch
+from influence_core.config import ModelConfig, TrainConfig
+from influence_core.models import build_model
+from influence_core.replay import Replay
+from influence_core.tasks import PerSampleLoss
+from influence_core.training import TrainingRecipe, train_model
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+x = torch.randn(512, 64, generator=g); y = torch.randint(0, 4, (512,), generator=g)
+cfg = TrainConfig(optimizer="adam", lr=1e-3, epochs=int(sys.argv[2]), batch_size=128, weight_decay=1e-3)
+model = build_model(ModelConfig(kind="mlp", hidden=256, depth=2, activation="tanh"), (64,), 4, 0)
+recipe = TrainingRecipe(copy.deepcopy(model.state_dict()), cfg, 0)
+train_model(model, x, y, cfg, 0)
+replay = Replay(model, recipe, x, y, segment=None if sys.argv[1] == "sqrt" else 10**9)
+final, kept = replay.run(keep=True)
+cot = PerSampleLoss(x[:8], y[:8]).query_gradients(replay.final_model(final), replay.names)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+replay.metagradient(cot, kept)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"grew": after - before, "estimate": replay.estimate_bytes(8), "steps": len(replay.steps), "kept": len(kept)}))
+"""
+
+
+def memory() -> None:
+    for epochs in (10, 40):
+        figures = {}
+        for mode in ("sqrt", "every step"):
+            out = subprocess.run([sys.executable, "-c", PEAK, mode, str(epochs)], capture_output=True, text=True, timeout=900)
+            if out.returncode != 0:
+                print(f"  memory run failed: {out.stderr[-500:]}")
+                return
+            figures[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        sqrt, full = figures["sqrt"], figures["every step"]
+        print(
+            f"  MLP 2 × 256 (84k weights), Adam, {sqrt['steps']} steps, 8 measurements: peak growth {sqrt['grew'] / 2**20:.0f} MiB with "
+            f"{sqrt['kept']} kept states (estimate {sqrt['estimate'] / 2**20:.0f} MiB) vs {full['grew'] / 2**20:.0f} MiB for one graph of every step"
+        )
+
+
+def lds_figures(quick: bool, seed: int) -> None:
+    subsets = 10 if quick else 30
+    data = DataConfig(name="digits", n_train=600, n_test=100 if quick else 200)
+    default = TrainConfig(optimizer="adam", lr=1e-3, epochs=30, batch_size=64, weight_decay=1e-3, n_checkpoints=10)
+    runs = {
+        "zoo default (ReLU, Adam, constant rate)": RunConfig(
+            data=data,
+            model=ModelConfig(kind="mlp", hidden=64, depth=1, activation="relu"),
+            train=default,
+            curvature=CurvatureConfig(kind="auto", damping=1e-2),
+            seed=seed,
+        ),
+        "smooth (tanh, cosine to 0, weight decay 1e-2)": RunConfig(
+            data=data,
+            model=ModelConfig(kind="mlp", hidden=64, depth=1, activation=SMOOTH_ACTIVATION),
+            train=smooth_training(default),
+            curvature=CurvatureConfig(kind="auto", damping=1e-2),
+            seed=seed,
+        ),
+    }
+    for title, config in runs.items():
+        print(f"\n  digits MLP 1 × 64, 600 train / {data.n_test} held-out, {title}; {subsets} subsets per fraction")
+        header = (
+            f"  {'method':<18}"
+            + "".join(f"{f'fixed {d:.0%}':>12}" for d in (0.01, 0.05, 0.1, 0.5))
+            + f"{'resampled 50%':>15}{'seconds':>9}"
+        )
+        print(header)
+        rows: dict[str, list[str]] = {m: [] for m in METHODS}
+        seconds: dict[str, float] = {}
+        for drop in (0.01, 0.05, 0.1, 0.5):
+            result = linear_datamodeling_score(config, METHODS, subsets, 1 - drop, seed, randomness="fixed")
+            for m in METHODS:
+                rows[m].append(f"{result.lds[m]:>12.3f}")
+                seconds[m] = result.seconds[m]
+        resampled = linear_datamodeling_score(config, METHODS, subsets, 0.5, seed, randomness="resampled", ceiling=True)
+        for m in METHODS:
+            print(f"  {m:<18}" + "".join(rows[m]) + f"{resampled.lds[m]:>15.3f}{seconds[m]:>9.1f}")
+        print(f"  {'seed-noise ceiling':<18}{'':>48}{resampled.ceiling:>15.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parts", default="correctness,cost,memory,lds")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    )
+    if "correctness" in parts:
+        print("1. correctness")
+        correctness()
+    if "cost" in parts:
+        print("2. cost, as multiples of one training run of the same model in this process")
+        cost()
+    if "memory" in parts:
+        print("3. memory of a reverse pass")
+        memory()
+    if "lds" in parts:
+        print("4. linear datamodeling score")
+        lds_figures(args.quick, args.seed)
+
+
+if __name__ == "__main__":
+    main()
