@@ -28,3 +28,22 @@ def test_trust_page_measures_lds_for_the_chosen_methods():
     assert len(at.get("plotly_chart")) == 5
     pearson = [m for m in at.metric if m.label.startswith("Pearson")]
     assert pearson and float(pearson[0].value) > 0.9, [m.value for m in at.metric] or [i.value for i in at.info]
+
+
+def test_trust_asks_this_run_with_rows_zeroed_and_exact_attribution_leads_on_smooth_training():
+    """Fixed randomness on the smooth MLP: exact attribution is listed by default and leads every approximation."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/trust.py").run()
+    at.selectbox(key="trust_model").set_value("mlp").run()
+    assert "metagradient" in at.multiselect(key="trust_methods").value
+    at.radio(key="trust_randomness").set_value("fixed")
+    at.checkbox(key="trust_smooth").check()
+    at.multiselect(key="trust_methods").set_value(["metagradient", "influence@ekfac", "trak", "ip"])
+    at.slider(key="trust_subsets").set_value(10)
+    at.slider(key="trust_fraction").set_value(0.9)
+    at.button(key="trust_go").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    lds = at.dataframe[0].value.set_index("method")["lds"]
+    assert lds["metagradient"] > 0.9 and lds["metagradient"] == lds.max(), lds
+    assert any("rows' weights zeroed" in c.value for c in at.caption)
