@@ -29,7 +29,7 @@ from influence_core.methods import AttributionContext, fit_attributor, method_la
 from influence_core.methods import get as get_method
 from influence_core.progress import ProgressFn, scaled, silent, track
 from influence_core.tasks import ScalarObjective
-from influence_core.training import Checkpoint
+from influence_core.training import Checkpoint, TrainingRecipe
 
 IMPACTS = ("utility", "fairness", "robustness")
 METHODS = method_names()  # the registry's, in its order
@@ -200,6 +200,7 @@ def impact_scores(
     seed: int = 0,
     gamma: float = 1.5,
     progress: ProgressFn = silent,
+    training: Optional[TrainingRecipe] = None,
     **options: Any,
 ) -> np.ndarray:
     """Any registered method's scores of every training point on the impact f (positive = harmful): IP, IP Ensemble
@@ -208,7 +209,7 @@ def impact_scores(
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     measurement = impact_measurement(impact, x_val, y_val, groups_val, gamma)
     context = AttributionContext(
-        model, x_train, y_train, names, weight_decay, curvature, damping, list(checkpoints), seed=seed, options=options
+        model, x_train, y_train, names, weight_decay, curvature, damping, list(checkpoints), seed=seed, options=options, training=training
     )
     try:
         attributor = fit_attributor(method, context, scaled(progress, 0.0, 0.5))
@@ -271,7 +272,7 @@ def hessian_free_scores(
 
     Logistic regression is polished to its optimum in float64 (influence assumes one).
     """
-    from influence_core.experiments import load_data, train
+    from influence_core.experiments import load_data, train, training_recipe
     from influence_core.training import evaluate, polished_convex
 
     study = study_of(config)  # validated: bad settings stop here, before any training
@@ -308,6 +309,7 @@ def hessian_free_scores(
             config.seed,
             study.gamma,
             step,
+            training=training_recipe(config, trained),
             ensemble_size=study.ensemble_size,
             dropout_rate=study.dropout_rate,
         )
@@ -439,6 +441,37 @@ class TrimResult:
         (nan with one seed). The seeds share most of their noise, so the pairing is what makes a small change readable."""
         diff = np.asarray(self.accuracy[method]) - np.asarray(self.accuracy["none"])
         return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+
+    def raised_beyond_noise(self) -> list[str]:
+        """The methods whose trim raised held-out accuracy by more than two standard errors of the paired change (with
+        one seed there is no standard error, and nothing is called beyond noise)."""
+        out = []
+        for m in self.accuracy:
+            if m == "none":
+                continue
+            change, se = self.accuracy_change(m)
+            if np.isfinite(se) and change > 0 and change > 2 * se:
+                out.append(m)
+        return out
+
+    def recommendation(self) -> tuple[bool, str]:
+        """(trimming helped, what to say), computed from the paired changes the table shows."""
+        raised = self.raised_beyond_noise()
+        if raised:
+            best = max(raised, key=lambda m: self.accuracy_change(m)[0])
+            change, se = self.accuracy_change(best)
+            return True, (
+                f"Trimming by {method_title(best)} raised held-out accuracy by {change:+.1%} ± {se:.1%} (paired over seeds, "
+                f"beyond two standard errors){'; so did ' + ', '.join(method_title(m) for m in raised if m != best) if len(raised) > 1 else ''}: "
+                "this data holds rows worth removing. Review the removed rows before dropping them from the source."
+            )
+        seeds = len(next(iter(self.accuracy.values())))
+        if seeds < 2:
+            return False, "One seed gives no noise estimate: no change can be told from the split's noise. Use more seeds."
+        return (
+            False,
+            "No method raised held-out accuracy beyond two standard errors of its paired change: this measurement does not support trimming.",
+        )
 
     def table(self) -> "Any":
         """A pandas table: method, mean ± std accuracy, paired change vs untrimmed ± its standard error, mean DP gap,

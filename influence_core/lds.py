@@ -52,6 +52,20 @@ class LDSResult:
     ceiling: Optional[float] = None
     ceiling_interval: Optional[tuple[float, float]] = None
 
+    def equal_groups(self) -> list[list[str]]:
+        """Methods whose per-point LDS are the same to 1e-9: they order every subset alike (e.g. TracIn with one
+        checkpoint is IP scaled), so a page names them equal instead of showing two bars as two findings."""
+        groups: list[list[str]] = []
+        for m in self.methods:
+            for g in groups:
+                a, b = self.per_test[g[0]], self.per_test[m]
+                if np.allclose(np.nan_to_num(a, nan=9.0), np.nan_to_num(b, nan=9.0), rtol=0, atol=1e-9):
+                    g.append(m)
+                    break
+            else:
+                groups.append([m])
+        return [g for g in groups if len(g) > 1]
+
     def table(self):
         import pandas as pd
 

@@ -73,3 +73,17 @@ def detection_summary(scores: np.ndarray, mask: np.ndarray) -> dict[str, Optiona
         "tpr_at_1%_fpr": tpr_at_fpr(scores, mask, 0.01),
         "tpr_at_5%_fpr": tpr_at_fpr(scores, mask, 0.05),
     }
+
+
+def accuracy_noise(accuracy: float, n_rows: int) -> float:
+    """Two binomial standard errors of an accuracy read on ``n_rows`` rows: a change within it is not a measured one
+    (the standard error is floored at one row's worth, so 100 % accuracy still has a band)."""
+    n = max(int(n_rows), 1)
+    return float(2 * np.sqrt(max(accuracy * (1 - accuracy), 1.0 / n) / n))
+
+
+def accuracy_change(before: float, after: float, n_rows: int) -> tuple[str, bool]:
+    """The change as a page writes it, and whether it is beyond :func:`accuracy_noise` of the reading before."""
+    change, noise = after - before, accuracy_noise(before, n_rows)
+    measured = abs(change) > noise
+    return f"{change:+.1%}" + ("" if measured else f" (within ±{noise:.1%}: no measured change)"), measured

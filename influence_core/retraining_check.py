@@ -114,6 +114,12 @@ class RetrainingCheck:
         return float(np.mean(np.sign(p) == np.sign(a))) if len(p) else float("nan")
 
     @property
+    def signs_beyond_chance(self) -> bool:
+        """Whether the sign agreement is further from a coin's 50 % than two binomial standard errors of its pairs."""
+        p, _ = self._pairs()
+        return bool(len(p)) and abs(self.sign_agreement - 0.5) > 2 * np.sqrt(0.25 / len(p))
+
+    @property
     def slope(self) -> float:
         """Least-squares slope of retrained on predicted through the origin (1 = right size)."""
         p, a = self._pairs()

@@ -798,6 +798,7 @@ class RepairOutcome:
     test_accuracy_after: float
     n_relabelled: int
     n_relabelled_correctly: int  # new label = the true class
+    n_clean_made_wrong: int  # relabels of rows whose label was right: a repair that put an error in
     n_removed: int
     n_removed_glitches: int
     n_train_after: int
@@ -844,6 +845,7 @@ def retrain_with_repairs(
         n_relabelled_correctly=int(
             sum(int(c) == int(truth_labels[int(r)]) and not report.truth.anomalous[int(r)] for r, c in relabel.items())
         ),
+        n_clean_made_wrong=int(sum(not report.truth.glitched[int(r)] and int(c) != int(truth_labels[int(r)]) for r, c in relabel.items())),
         n_removed=len(removed),
         n_removed_glitches=int(report.truth.glitched[removed].sum()) if len(removed) else 0,
         n_train_after=len(repaired.y_train),

@@ -77,7 +77,7 @@ from influence_core.methods import (  # noqa: E402
     method_short_label,
     names_where,
 )
-from influence_core.metrics import detection_summary  # noqa: E402
+from influence_core.metrics import accuracy_change, detection_summary  # noqa: E402
 from influence_core.retraining_check import check_by_retraining, check_with_fixed_randomness, strongest_for_test_point  # noqa: E402
 from pages._pickers import curvature_picker, method_picker  # noqa: E402
 
@@ -319,12 +319,19 @@ def _points_view() -> None:
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Pearson", f"{check.pearson:.3f}", help="of predicted and retrained loss changes, over the dots")
         c2.metric("Spearman", f"{check.spearman:.3f}", help="rank agreement: does the score order the removals right?")
-        c3.metric("Same sign", f"{check.sign_agreement:.0%}", help="removals whose predicted and retrained changes agree in sign")
+        c3.metric(
+            "Same sign", f"{check.sign_agreement:.0%}", help="removals whose predicted and retrained changes agree in sign (a coin: 50%)"
+        )
         c4.metric(
             "Retrained / predicted",
             f"{check.slope:.2f}" if check.on_loss_scale else "—",
             help="least-squares slope through 0: 1 = the right size; > 1 = influence understates the change",
         )
+        if not check.signs_beyond_chance:
+            st.caption(
+                f"Same sign {check.sign_agreement:.0%} over {check.n_above_noise} removals is within two standard errors of a coin's "
+                "50%: here the scores do not tell which way a removal moves this loss."
+            )
         if not check.settled:
             st.warning(
                 f"L-BFGS stopped short of an optimum: a gradient of {check.leftover_gradient:.1e} was left, "
@@ -434,8 +441,13 @@ def _points_view() -> None:
                 after, edited_ds = edited
                 before_test, after_test = m["test"], after.metrics["test"]
                 e1, e2, e3 = st.columns(3)
+                delta, measured = accuracy_change(before_test["accuracy"], after_test["accuracy"], len(ds.y_test))
                 e1.metric(
-                    "Test accuracy after", f"{after_test['accuracy']:.1%}", f"{after_test['accuracy'] - before_test['accuracy']:+.1%}"
+                    "Test accuracy after",
+                    f"{after_test['accuracy']:.1%}",
+                    delta,
+                    delta_color="normal" if measured else "off",
+                    help="two binomial standard errors of the test accuracy: a change within them is not a measured one",
                 )
                 e2.metric(
                     "Mean test loss after",

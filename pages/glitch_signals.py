@@ -1,11 +1,11 @@
 """Glitch signals: inject mislabels / anomalies, rank training data by influence signals, repair."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from influence_core.data.glitches import GLITCH_KINDS, GLITCH_SHORT_NAMES
 from influence_core.experiments import content_key
+from influence_core.metrics import accuracy_change, accuracy_noise
 from influence_core.signals import (
     SIGNALS,
     GlitchConfig,
@@ -279,7 +279,7 @@ if signal in SIGNALS:
     r2.write(f"Suggested: relabel {len(relabel)} rows, remove {len(remove)}.")
     # before anyone accepts: how large a change the test split can show at all (two binomial standard errors)
     n_test, acc = len(report.dataset.y_test), float(m["test"]["accuracy"])
-    noise = 2 * np.sqrt(max(acc * (1 - acc), 1.0 / n_test) / n_test)
+    noise = accuracy_noise(acc, n_test)
     r2.caption(
         f"Test accuracy is read on {n_test:,} rows ({acc:.1%} now): a change within ±{noise:.1%} (two standard "
         "errors) is not a measured gain. The expected gain itself is only known by retraining."
@@ -321,17 +321,17 @@ if signal in SIGNALS:
     if outcome is not None:
         o1, o2, o3, o4 = st.columns(4)
         o1.metric("Test accuracy before", f"{outcome.test_accuracy_before:.1%}")
-        change = outcome.test_accuracy_after - outcome.test_accuracy_before
-        measured = abs(change) > noise
+        delta, measured = accuracy_change(outcome.test_accuracy_before, outcome.test_accuracy_after, n_test)
         # a change within the noise gets no coloured arrow ("+0.0%" came with a green one)
-        o2.metric(
-            "Test accuracy after repair",
-            f"{outcome.test_accuracy_after:.1%}",
-            f"{change:+.1%}" + ("" if measured else f" (within ±{noise:.1%}: no measured change)"),
-            delta_color="normal" if measured else "off",
-        )
+        o2.metric("Test accuracy after repair", f"{outcome.test_accuracy_after:.1%}", delta, delta_color="normal" if measured else "off")
         if truth:
-            o3.metric("Relabelled to the true class", f"{outcome.n_relabelled_correctly} / {outcome.n_relabelled}")
+            o3.metric(
+                "Relabelled to the true class",
+                f"{outcome.n_relabelled_correctly} / {outcome.n_relabelled}",
+                f"{outcome.n_clean_made_wrong} clean made wrong" if outcome.n_clean_made_wrong else "none made wrong",
+                delta_color="inverse" if outcome.n_clean_made_wrong else "off",
+                help="a relabel of a row whose label was right puts an error in; the rest relabelled a glitch to another wrong class",
+            )
             o4.metric("Removed rows that were glitches", f"{outcome.n_removed_glitches} / {outcome.n_removed}")
         else:
             o3.metric("Relabelled", outcome.n_relabelled)

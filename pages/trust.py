@@ -91,6 +91,11 @@ if result is None:
     st.stop()
 
 table = result.table().sort_values("lds", ascending=False)
+for group in result.equal_groups():
+    st.info(
+        f"{' and '.join(group)} have the same LDS at every held-out point: their scores order every retrained subset alike "
+        "(one is a positive multiple of the other here), so they are one result, not two."
+    )
 left, right = st.columns([3, 2])
 with left:
     figure = go.Figure(

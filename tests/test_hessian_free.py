@@ -146,3 +146,32 @@ def test_trim_selection_per_label_keeps_the_label_shares():
     assert set(picked[labels[picked] == 1]) == {96, 97, 98, 99}  # the top scores within label 1
     with pytest.raises(InputError, match="balance"):
         hf.trim_selection(scores, labels, 10, "auto")
+
+
+def test_the_trim_recommendation_is_computed_from_the_paired_changes_it_sits_above():
+    """A +2.8 % ± 0.9 % paired gain is a measured gain (the page once said 'do not trim' above it); a flat change is not;
+    one seed measures no noise at all."""
+    from influence_core.hessian_free import TrimResult
+
+    untrimmed = [0.90, 0.91, 0.89, 0.90, 0.92]
+    helped = TrimResult(
+        fraction=0.05,
+        seeds=[0, 1, 2, 3, 4],
+        accuracy={"none": untrimmed, "ip": [a + d for a, d in zip(untrimmed, (0.02, 0.03, 0.04, 0.02, 0.03))], "tracin": untrimmed},
+        fairness={"none": [0.0] * 5, "ip": [0.0] * 5, "tracin": [0.0] * 5},
+        removed={"ip": [1, 2], "tracin": [3, 4]},
+        flipped_share_removed={"none": 0.0, "ip": 0.5, "tracin": 0.0},
+    )
+    ok, said = helped.recommendation()
+    assert ok and helped.raised_beyond_noise() == ["ip"] and "+2.8%" in said
+    flat = TrimResult(
+        fraction=0.05,
+        seeds=[0, 1, 2, 3, 4],
+        accuracy={"none": untrimmed, "ip": untrimmed},
+        fairness={"none": [0.0] * 5, "ip": [0.0] * 5},
+        removed={"ip": [1]},
+        flipped_share_removed={"none": 0.0, "ip": 0.0},
+    )
+    assert flat.recommendation()[0] is False and "does not support" in flat.recommendation()[1]
+    one = TrimResult(0.05, [0], {"none": [0.9], "ip": [0.95]}, {"none": [0.0], "ip": [0.0]}, {"ip": [1]}, {})
+    assert one.recommendation() == (False, one.recommendation()[1]) and "One seed" in one.recommendation()[1]

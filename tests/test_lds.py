@@ -65,3 +65,20 @@ def test_bad_settings_are_refused_before_any_retraining(kwargs, message, monkeyp
     args = {"methods": ["influence"], "n_subsets": 5, "fraction": 0.5, **kwargs}
     with pytest.raises(InputError, match=message):
         linear_datamodeling_score(CONVEX, args.pop("methods"), **args)
+
+
+def test_methods_that_order_every_subset_alike_are_named_equal():
+    """Trust showed IP and TracIn with identical LDS and no note: equal results are grouped from the per-point values."""
+    from influence_core.lds import LDSResult
+
+    same = np.array([0.5, 0.7, np.nan])
+    result = LDSResult(
+        ["ip", "tracin", "trak"],
+        {},
+        {},
+        {"ip": same, "tracin": same.copy(), "trak": np.array([0.5, 0.6, 0.1])},
+        {},
+        np.zeros((2, 3), bool),
+        np.zeros((2, 3)),
+    )
+    assert result.equal_groups() == [["ip", "tracin"]]

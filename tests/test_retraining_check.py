@@ -160,3 +160,19 @@ def test_noise_floor_marks_removals_retraining_cannot_resolve():
     assert strong.can_tell and strong.n_above_noise >= 100, strong.n_above_noise
     assert np.abs(strong.predicted).max() > 100 * strong.noise_floor
     assert strong.pearson > 0.3, strong.pearson
+
+
+def test_a_sign_agreement_near_a_coin_is_called_so():
+    """'Same sign 55 %' stood without comment: the check says whether its sign agreement is beyond chance."""
+    import numpy as np
+
+    from influence_core.retraining_check import RetrainingCheck
+
+    rng = np.random.default_rng(0)
+    predicted = rng.normal(size=(20, 1))
+    coin = RetrainingCheck(
+        np.arange(20), np.zeros(1, int), predicted, np.where(np.arange(20)[:, None] < 11, predicted, -predicted), True, 0.0
+    )
+    assert coin.sign_agreement == 0.55 and not coin.signs_beyond_chance
+    right = RetrainingCheck(np.arange(20), np.zeros(1, int), predicted, 1.1 * predicted, True, 0.0)
+    assert right.sign_agreement == 1.0 and right.signs_beyond_chance

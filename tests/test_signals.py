@@ -304,6 +304,11 @@ def test_digits_pipeline_scores_signals_and_repairs():
     assert relabel and not remove
     outcome = retrain_with_repairs(report, relabel, remove)
     assert outcome.n_relabelled == len(relabel) and outcome.n_relabelled_correctly > 0.8 * len(relabel)
+    # what the count of right relabels hid: the clean rows the repair made wrong, counted from the truth directly
+    truth, clean = report.dataset.y_train_clean, ~report.truth.glitched
+    made_wrong = sum(1 for r, c in relabel.items() if clean[r] and c != truth[r])
+    assert outcome.n_clean_made_wrong == made_wrong
+    assert outcome.n_relabelled_correctly + outcome.n_clean_made_wrong <= outcome.n_relabelled
     assert outcome.test_accuracy_after >= outcome.test_accuracy_before - 0.02
 
 
@@ -330,6 +335,9 @@ def test_glitch_page_runs_compares_and_repairs():
     assert not at.exception, at.exception
     labels = [m.label for m in at.metric]
     assert any("after repair" in label for label in labels), labels
+    # the count of right relabels comes with the clean rows the repair made wrong (issue 34: "7 / 12" hid 5 of them)
+    relabelled = next(m for m in at.metric if m.label == "Relabelled to the true class")
+    assert "made wrong" in relabelled.proto.delta, relabelled.proto
 
 
 def test_glitch_page_on_own_csv_ranks_the_wrong_labels_it_was_not_told_about(animals):
