@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -216,15 +217,22 @@ class Replay:
         return int(self.state_bytes() * (kept + 8 * self.segment + 4 * n_queries) + self.segment * activations * (1 + n_queries))
 
     def time_step(self, n_queries: int = 1, repeats: int = 3) -> float:
-        """Seconds per training step of a reverse pass over ``n_queries`` measurements, measured here on a short segment
-        (its recomputation, its vector-Jacobian products batched over the queries)."""
-        steps = min(repeats, len(self.steps))
+        """Seconds per training step of a reverse pass over ``n_queries`` measurements, measured here on one segment as
+        the pass runs it (recomputed from a kept state, its pullback batched over the queries); the median of
+        ``repeats`` timings, so one interrupted timing does not set the estimate."""
+        steps = min(self.segment, len(self.steps))
         state = tuple(self.initial_state().tensors())
         cotangents = tuple(torch.zeros(n_queries, *t.shape, dtype=t.dtype, device=t.device) for t in state)
-        start = time.perf_counter()
-        _, pullback = torch.func.vjp(self.segment_fn(0, steps), state, self._weights(None))
-        torch.func.vmap(pullback)(cotangents)
-        return (time.perf_counter() - start) / max(steps, 1)
+        timings = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            _, pullback = torch.func.vjp(self.segment_fn(0, steps), state, self._weights(None))
+            if n_queries == 1:
+                pullback(tuple(c[0] for c in cotangents))
+            else:
+                torch.func.vmap(pullback)(cotangents)
+            timings.append((time.perf_counter() - start) / max(steps, 1))
+        return float(np.median(timings))
 
     # ---- the metagradient
 

@@ -210,3 +210,22 @@ def test_the_explorer_compares_exact_attribution_with_this_run_retrained():
     assert float(exact) > 0.9, metrics
     spec = next(c.proto.spec for c in at.get("plotly_chart") if "Predicted vs retrained" in c.proto.spec)
     assert "y = x" in spec and "Pearson" in spec
+
+
+@pytest.mark.parametrize("k", [1, 8])
+def test_the_estimate_said_before_a_reverse_pass_is_within_twice_its_time(k):
+    """The estimate (a segment timed here) against the scoring it precedes, in the same process: within 2×."""
+    import time
+
+    config = TrainConfig(optimizer="adam", lr=0.01, epochs=40, batch_size=32, weight_decay=1e-2, lr_schedule="cosine")
+    model, recipe, x, y = _trained(config, n=320, dtype=torch.float32)
+    method = fit_attributor("metagradient", _context(model, recipe, x, y))
+    xt, yt = _data(k, seed=6, dtype=torch.float32)
+    messages = []
+    method.estimate_seconds(k)  # the first transform of a process pays its set-up once
+    estimate = method.estimate_seconds(k)
+    start = time.perf_counter()
+    method.scores(PerSampleLoss(xt, yt), progress=lambda f, m: messages.append(m))
+    took = time.perf_counter() - start
+    assert "about" in messages[0] and "reverse pass" in messages[0]
+    assert 0.5 <= took / estimate <= 2.0, (estimate, took)

@@ -97,13 +97,14 @@ class ExactAttribution(Attributor):
             k //= 2
         return k
 
-    def estimate_seconds(self, n_queries: int) -> float:
-        """Wall time of scoring ``n_queries`` measurements: reverse passes × steps × one timed step."""
+    def estimate_seconds(self, n_queries: int, repeats: int = 3) -> float:
+        """Wall time of scoring ``n_queries`` measurements: reverse passes × steps × one step timed here (a short
+        segment recomputed and pulled back with as many queries as a pass takes)."""
         if self.implicit is not None:
             return 0.0
         per_pass = self.queries_per_pass(n_queries)
         passes = -(-n_queries // per_pass)
-        return self.forward_seconds + passes * len(self.replay.steps) * self.replay.time_step(per_pass)
+        return passes * len(self.replay.steps) * self.replay.time_step(per_pass, repeats)
 
     def scores(self, measurement: Measurement, train_task: Optional[Task] = None, progress: ProgressFn = silent) -> np.ndarray:
         if train_task is not None and train_task is not self.context.task:
@@ -113,6 +114,10 @@ class ExactAttribution(Attributor):
         cotangents = measurement.query_gradients(self.final_model, self.replay.names).detach()
         k, n = len(cotangents), len(self.context.y_train)
         per_pass = self.queries_per_pass(k)
+        estimate = self.estimate_seconds(k, repeats=1)  # one segment timed: a few per cent of the pass
+        progress(
+            0.0, f"exact attribution: {-(-k // per_pass)} reverse pass(es) through {len(self.replay.steps)} steps, about {estimate:.0f} s"
+        )
         out = np.zeros((k, n))
         for lo in range(0, k, per_pass):
             hi = min(k, lo + per_pass)
