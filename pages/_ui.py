@@ -9,6 +9,7 @@ import traceback
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import streamlit as st
@@ -450,6 +451,7 @@ def own_model_card(metrics: dict[str, Any]) -> None:
 
 
 # (file, title, icon), relative to app.py; the first is the landing page on the embedded default dataset
+PAGE_ICON = Path(__file__).resolve().parents[1] / "docs" / "icon.png"
 VIEWS = [
     ("pages/explorer.py", "2D explorer", ":material/scatter_plot:"),
     ("pages/label_bias.py", "Label bias", ":material/label:"),
@@ -464,7 +466,8 @@ _RUN_BY_APP = "_run_by_app_navigation"
 def app_frame() -> Any:
     """Page config, ``st.navigation`` over the views and the shared sidebar."""
     start_process_pools_fresh()  # a library's process pool must not fork the server (influence_core.processes)
-    st.set_page_config(page_title="Influence Lab", page_icon=":material/search:", layout="wide")
+    # a local file: a material-icon favicon is fetched from a font server, which fails offline on every page
+    st.set_page_config(page_title="Influence Lab", page_icon=str(PAGE_ICON), layout="wide")
     navigation = st.navigation([st.Page(file, title=title, icon=icon, default=(i == 0)) for i, (file, title, icon) in enumerate(VIEWS)])
     shared_sidebar()
     return navigation

@@ -88,6 +88,12 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         finished = _script_runs(page)
+        # nothing the page needs comes from outside this machine (the favicon came from a font server: offline it failed)
+        outside = []
+        page.on(
+            "request",
+            lambda r: outside.append(r.url) if not r.url.startswith(("http://localhost", "http://127.0.0.1", "data:", "blob:")) else None,
+        )
         page.goto(served_app)
         # the navigation is the app's from the first moment (it listed raw file names "app … ui …" while torch loaded)
         page.wait_for_selector("[data-testid='stSidebarNav'] a", timeout=60_000)
@@ -100,6 +106,7 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
         assert page.get_by_text("2D explorer").first.is_visible()
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+        assert not outside, outside
 
         # clicking a training point switches the view to that point's influence on the test points;
         # wait until the page has finished drawing (the epoch plots below move the layout)
