@@ -201,7 +201,9 @@ def lds_figures(quick: bool, seed: int, settings: set[str]) -> None:
         from influence_core.experiments import train
 
         accuracy = train(config).metrics["test"]["accuracy"]
-        print(f"\n  digits MLP 1 × 64, 600 train / {data.n_test} held-out, {title}: test accuracy {accuracy:.1%}; {subsets} subsets per fraction")
+        print(
+            f"\n  digits MLP 1 × 64, 600 train / {data.n_test} held-out, {title}: test accuracy {accuracy:.1%}; {subsets} subsets per fraction"
+        )
         header = (
             f"  {'method':<18}"
             + "".join(f"{f'fixed {d:.0%}':>12}" for d in (0.01, 0.05, 0.1, 0.5))
