@@ -33,7 +33,8 @@ page_header("Label bias")
 st.caption(
     "The pipeline of *Detecting labeling bias using influence functions*: flip a share of one class "
     "(digits / MNIST: 9 → 4; CheXpert: Pleural Effusion positive → negative), train on clean and on flipped "
-    "labels, score every training sample by its influence on the misclassified held-out samples, and threshold."
+    f"labels, score every training sample by its {lb.SCORE_DESCRIPTIONS[lb.DEFAULT_SCORE]} (the default score, "
+    f"`{lb.DEFAULT_SCORE}`; the paper's own, `{lb.REFERENCE_SCORE}`, is among the other choices), and threshold."
 )
 
 DATASETS = {
@@ -204,7 +205,7 @@ if clean:
     with st.expander("Step 1: is the model hurt by the flipped labels?"):
         st.plotly_chart(lb_figures.model_comparison_figure(m), width="stretch", key="label_bias_models")
 
-st.subheader("Group level: which training samples hurt the misclassified held-out samples")
+st.subheader(f"Group level: training samples ranked by {lb.SCORE_DESCRIPTIONS[lb.DEFAULT_SCORE]} (default score) or another")
 names = list(result.scores)
 score_name = st.selectbox(
     "Score", names, index=names.index(lb.DEFAULT_SCORE), format_func=lambda s: f"{s}: {lb.SCORE_DESCRIPTIONS[s]}", key="label_bias_score"
@@ -214,7 +215,8 @@ lo, hi = float(np.min(scores)), float(np.max(scores))
 if not hi > lo:
     st.warning("Every training sample has the same score: nothing to threshold.")
     st.stop()
-default = float(np.clip(result.default_threshold(score_name), lo, hi))
+choice = result.threshold_choice(score_name)
+default = float(np.clip(choice.value, lo, hi))
 threshold = st.slider(
     "Threshold (flag samples scoring at or above)",
     lo,
@@ -223,6 +225,11 @@ threshold = st.slider(
     step=(hi - lo) / 400,
     format="%.3g",
     key=f"label_bias_threshold_{score_name}",
+)
+st.caption(
+    ("" if threshold == default else f"The slider is at {threshold:.3g}, not the default. ")
+    + choice.explanation()
+    + (" The flip mask is not used to choose it." if truth else " No ground truth is used.")
 )
 at = detection_at_threshold(scores, ds.flipped, threshold)
 d = st.columns(4)
@@ -274,15 +281,7 @@ with left:
         width="stretch",
         key="label_bias_bars",
     )
-    st.caption(
-        sign_note()
-        + (
-            ". Red = truly flipped (ground truth, used only to colour and to score the detection)."
-            if truth
-            else ". The default threshold is set where the scores' suspicious tail separates from the rest (a mixture "
-            "fit; for influence, over the harmful scores on a log scale), not from any ground truth."
-        )
-    )
+    st.caption(sign_note() + (". Red = truly flipped (ground truth, used only to colour and to score the detection)." if truth else "."))
 with right:
     if truth:
         st.markdown("**Flagged vs truly flipped**")

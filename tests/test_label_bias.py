@@ -5,6 +5,7 @@ loads the trained models and scores instead of recomputing them.
 """
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -384,3 +385,121 @@ def test_own_image_folder_names_skipped_files_and_shows_galleries(tmp_path, digi
     assert any("light/broken.png" in w.value for w in at.warning)
     at.text_input(key="label_bias_folder").set_value(str(root / "dark")).run()
     assert not at.exception and at.error and "no class subfolders" in at.error[0].value
+
+
+# ------------------------------------------------------------- the default threshold on planted flips (issue 34)
+
+
+def _planted_csv(tmp_path: Path, seed: int = 0, also_toggle: Optional[int] = None) -> tuple[Path, set[str]]:
+    """The breast-cancer table with 15 labels flipped in the file itself (a user's data with errors nobody marked):
+    the pipeline sees no ground truth; the test knows which ids were flipped. ``also_toggle``: one more row's label
+    flipped (a one-label edit)."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.insert(0, "patient", [f"p{i:03d}" for i in range(len(frame))])
+    rows = set(np.random.default_rng(seed).choice(len(frame), 15, replace=False).tolist())
+    if also_toggle is not None:
+        rows ^= {also_toggle}
+    rows_list = sorted(rows)
+    frame.loc[rows_list, "target"] = 1 - frame.loc[rows_list, "target"]
+    frame["target"] = np.where(frame["target"] == 1, "benign", "malignant")
+    path = tmp_path / f"planted_{seed}_{also_toggle}.csv"
+    frame.to_csv(path, index=False)
+    return path, set(frame["patient"].iloc[rows_list])
+
+
+def _planted_run(path: Path) -> lb.LabelBiasResult:
+    # the page's own-CSV run with its defaults: logistic regression, exact Hessian, all rows, the labels as given
+    return lb.run_label_bias(lb.preset_config("csv", path=str(path), label_column="target", id_column="patient"))
+
+
+def test_default_threshold_does_not_hide_planted_flips_the_ranking_finds(tmp_path, shared_cache):
+    # Before: the fit's threshold sat above the top score (median + 3 robust SD of the log-harm), the page clipped it
+    # to the maximum and flagged exactly 1 of 455 rows, on `heldout` and on `paper`, while `heldout`'s own top 13
+    # held 6 of the 13 planted flips that landed in training.
+    path, planted = _planted_csv(tmp_path)
+    result = _planted_run(path)
+    is_planted = np.isin(result.dataset.ids_train, list(planted))
+    assert not result.has_ground_truth and is_planted.sum() >= 10
+    n_planted = int(is_planted.sum())
+    for score in (lb.DEFAULT_SCORE, lb.REFERENCE_SCORE, "self"):
+        s = result.scores[score]
+        flagged = s >= result.default_threshold(score)
+        top = np.argsort(-s, kind="stable")[:n_planted]
+        assert flagged.sum() >= 10, f"{score}: the default flags {flagged.sum()} rows"
+        assert flagged.sum() <= lb.MAX_FLAGGED_SHARE * len(s)
+        # whatever the ranking's top holds, the default's flags hold at least as much
+        assert (flagged & is_planted).sum() >= is_planted[top].sum() or flagged.sum() >= n_planted, score
+    caught = int((result.default_threshold(lb.DEFAULT_SCORE) <= result.scores[lb.DEFAULT_SCORE])[is_planted].sum())
+    assert caught >= 5, caught
+    # the choice says how it was made, with the numbers the page shows
+    choice = result.threshold_choice(lb.DEFAULT_SCORE)
+    assert choice.n_flagged == int((result.scores[lb.DEFAULT_SCORE] >= choice.value).sum())
+    assert choice.n_doubted == int(result.model_disagrees.sum()) and choice.n_flagged >= choice.floor >= choice.n_doubted
+    assert f"flags {choice.n_flagged} of {len(result.scores[lb.DEFAULT_SCORE])}" in choice.explanation()
+
+
+def test_default_threshold_is_stable_under_a_one_label_edit(tmp_path, shared_cache):
+    # Before: the number flagged swung between 1 and dozens when one label was edited; now every variant flags a
+    # comparable number of rows.
+    counts = []
+    for toggle in (None, 531, 358):
+        path, _ = _planted_csv(tmp_path, also_toggle=toggle)
+        result = _planted_run(path)
+        counts.append(int((result.scores[lb.DEFAULT_SCORE] >= result.default_threshold(lb.DEFAULT_SCORE)).sum()))
+    assert min(counts) >= 10 and max(counts) <= 2 * min(counts), counts
+
+
+def test_threshold_floor_when_the_fit_flags_nothing():
+    # harmful scores spread over orders of magnitude with a long low tail: median + 3 robust SD of their logs lies
+    # above the top score, so the fit alone flags nothing; the floor flags 2 % (or as many as the model doubts)
+    rng = np.random.default_rng(0)
+    scores = np.r_[np.exp(-np.abs(rng.normal(0, 3, 300))), -rng.exponential(1.0, 200)]
+    choice = lb.choose_threshold(scores)
+    assert choice.fit_flagged == 0 and choice.lifted_to_floor
+    assert choice.n_flagged == choice.floor == 10 and choice.value <= scores.max()
+    assert lb.default_threshold(scores) == choice.value
+    doubted = lb.choose_threshold(scores, n_doubted=40)
+    assert doubted.n_flagged == 40 and doubted.value > 0  # only harmful samples are flagged
+    assert lb.choose_threshold(scores, n_doubted=10_000).n_flagged == int(lb.MAX_FLAGGED_SHARE * len(scores))
+    text = doubted.explanation()
+    assert "flags 40 of 500" in text and "max(40 samples the model predicts another label for, 2% of 500 = 10)" in text
+    assert "40th highest score" in text
+    # a separated tail sets the threshold itself when it flags more than the floor
+    bulk, tail = rng.lognormal(0, 0.5, 360), rng.lognormal(3, 0.3, 40)
+    tail_choice = lb.choose_threshold(np.r_[bulk, tail], n_doubted=5)
+    assert tail_choice.fit == "mixture" and not tail_choice.lifted_to_floor and 38 <= tail_choice.n_flagged <= 45
+
+
+def test_page_states_the_default_score_and_how_the_threshold_was_chosen(tmp_path, shared_cache):
+    """The user's CSV with 15 silently flipped labels: the page's default flags a useful number of rows (before: 1)
+    and says how that number was reached; the section title names the default score (before: the paper's)."""
+    path, planted = _planted_csv(tmp_path)
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.session_state["label_bias_dataset"] = "csv"  # straight to the CSV: no digits run first
+    at.session_state["label_bias_csv_path"] = str(path)
+    at.run()
+    at.switch_page("pages/label_bias.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    n_flagged = int(metrics["Flagged samples"])
+    assert n_flagged >= 10, metrics
+    assert at.selectbox(key="label_bias_score").value == lb.DEFAULT_SCORE
+    group = next(h.value for h in at.subheader if h.value.startswith("Group level"))
+    assert lb.SCORE_DESCRIPTIONS[lb.DEFAULT_SCORE] in group and "misclassified" not in group
+    how = [c.value for c in at.caption if c.value.startswith("Default threshold")]
+    assert how and f"flags {n_flagged} of {metrics['Training samples']}" in how[0], how
+    assert "Floor: at least" in how[0] and "samples the model predicts another label for" in how[0]
+    flagged = next(d.value for d in at.dataframe if "suggested label" in d.value.columns)
+    assert len(flagged) == n_flagged and len(set(flagged["id"]) & planted) >= 5
+    # the paper's score: a useful number too, and the caption follows the score
+    at.selectbox(key="label_bias_score").set_value(lb.REFERENCE_SCORE).run()
+    assert not at.exception, at.exception
+    assert int({m.label: m.value for m in at.metric}["Flagged samples"]) >= 10
+    # moving the slider: the caption says the slider is not at the default any more
+    slider = at.slider(key=f"label_bias_threshold_{lb.REFERENCE_SCORE}")
+    slider.set_value(slider.max).run()
+    assert any(c.value.startswith("The slider is at") for c in at.caption)
