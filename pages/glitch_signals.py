@@ -1,5 +1,6 @@
 """Glitch signals: inject mislabels / anomalies, rank training data by influence signals, repair."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -289,9 +290,11 @@ if signal in SIGNALS:
         cleanlab_says = report.baselines["cleanlab"]["suggested"]
         doubted = [r for r, c in relabel.items() if int(cleanlab_says[r]) != int(c)]
         if doubted:
+            flagged = int(np.asarray(report.baselines["cleanlab"]["issues"])[doubted].sum())
             r2.warning(
-                f"**{len(doubted)} of {len(relabel)} relabels go to a class the model itself doubts**: its "
-                "out-of-fold probabilities (cleanlab) favour another label. Review these before accepting."
+                f"**{len(doubted)} of {len(relabel)} relabels go to a class the out-of-fold models do not favour**: the "
+                f"likeliest class of the probabilities cleanlab reads is another label (cleanlab's own filter flags {flagged} "
+                f"of these {len(doubted)} rows). Review these before accepting."
             )
             r2.dataframe(
                 pd.DataFrame(

@@ -313,6 +313,10 @@ def test_glitch_repairs_show_their_noise_and_the_models_doubts_before_accepting(
     at.switch_page("pages/glitch_signals.py").run()
     assert not at.exception, at.exception
     assert any("not a measured gain" in c.value for c in at.caption), "the noise is shown before accepting"
+    # the caution names cleanlab's own count of those rows beside its probabilities' preference (a page said "the model
+    # itself doubts (cleanlab)" beside a cleanlab flag count of 0)
+    for caution in (w.value for w in at.warning if "relabels go to a class" in w.value):
+        assert "cleanlab's own filter flags" in caution and "the model itself doubts" not in caution, caution
     if any(getattr(b, "key", None) == "glitch_repair" for b in at.button):
         at.button(key="glitch_repair").click().run()
         assert not at.exception, at.exception
