@@ -97,6 +97,15 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
         page.goto(served_app)
         # the navigation is the app's from the first moment (it listed raw file names "app … ui …" while torch loaded)
         page.wait_for_selector("[data-testid='stSidebarNav'] a", timeout=60_000)
+        # Streamlit sends the pages/ folder's listing with a new session, and app.py's st.navigation replaces it as soon
+        # as its script runs: that must be within seconds (it listed raw file names until torch had loaded), not at once
+        # (on a busy machine the listing can be what the first frame shows)
+        page.wait_for_function(
+            "titles => JSON.stringify([...document.querySelectorAll(\"[data-testid='stSidebarNav'] a\")]"
+            ".map(e => e.innerText.split('\\n').pop().trim())) === JSON.stringify(titles)",
+            arg=VIEW_TITLES,
+            timeout=5_000,
+        )
         assert _nav_titles(page) == VIEW_TITLES
         plot = page.wait_for_selector(".js-plotly-plot .main-svg", timeout=150_000)
         assert plot.is_visible()
