@@ -61,6 +61,7 @@ METHODS = {
         "trak",
         "tracin",
         "ip",
+        "metagradient",
     ],
 }
 
@@ -109,6 +110,13 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=0, help="retrain on a local Dask cluster of N worker processes")
     parser.add_argument("--methods", help="comma list of method specs instead of every method (e.g. influence@cg,tracin)")
+    parser.add_argument(
+        "--randomness",
+        default="resampled",
+        choices=["resampled", "fixed"],
+        help="a new run per subset (the published setting) or the same run with the dropped rows' weights zeroed",
+    )
+    parser.add_argument("--ceiling", action="store_true", help="with resampled randomness: the seed-noise ceiling (doubles the retrains)")
     args = parser.parse_args()
     subsets = args.subsets or (20 if args.quick else 100)
     print(
@@ -123,7 +131,9 @@ def main() -> None:
         start = time.perf_counter()
         progress = tqdm_progress(f"LDS {model}")
         methods = [m.strip() for m in args.methods.split(",")] if args.methods else METHODS[model]
-        result = linear_datamodeling_score(config, methods, subsets, args.fraction, args.seed, progress=progress)
+        result = linear_datamodeling_score(
+            config, methods, subsets, args.fraction, args.seed, progress=progress, randomness=args.randomness, ceiling=args.ceiling
+        )
         progress.close()
         wall = time.perf_counter() - start
         print(
@@ -139,7 +149,9 @@ def main() -> None:
                 f"{'' if published is None else f'{published:.2f}'}"
             )
         best = max(result.methods, key=lambda m: result.lds[m])
-        print(f"  best: {best} {result.lds[best]:.3f}")
+        print(f"  best: {best} {result.lds[best]:.3f}  (randomness: {result.randomness})")
+        if result.ceiling is not None and result.randomness == "resampled":
+            print(f"  seed-noise ceiling: {result.ceiling:.3f} (a second seed's retrains as the predictor)")
 
 
 if __name__ == "__main__":
