@@ -25,7 +25,7 @@ from torch import nn
 from influence_core.config import RunConfig
 from influence_core.data.base import Dataset, split_indices
 from influence_core.errors import CurvatureError, InputError
-from influence_core.methods import AttributionContext, fit_attributor, method_label, method_names, method_short_label, names_where
+from influence_core.methods import AttributionContext, fit_attributor, method_label, method_names, names_where
 from influence_core.methods import get as get_method
 from influence_core.progress import ProgressFn, scaled, silent, track
 from influence_core.tasks import ScalarObjective
@@ -38,16 +38,6 @@ METHODS = method_names()  # the registry's, in its order
 def method_title(key: str) -> str:
     """A method's name for tables and plots (also the trim study's baseline and leave-one-out)."""
     return {"none": "untrimmed", "loo": "leave-one-out"}.get(key) or method_label(key)
-
-
-def method_short_title(key: str) -> str:
-    """A method's short name for button labels."""
-    return method_short_label(key)
-
-
-def predicts_loss_change(key: str) -> bool:
-    """Whether a method's scores are on the leave-one-out scale N·Δf (see ``Attributor.predicts_loss_change``)."""
-    return get_method(key).predicts_loss_change
 
 
 TRIM_BALANCE = ("none", "class", "auto")

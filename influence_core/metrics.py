@@ -87,3 +87,9 @@ def accuracy_change(before: float, after: float, n_rows: int) -> tuple[str, bool
     change, noise = after - before, accuracy_noise(before, n_rows)
     measured = abs(change) > noise
     return f"{change:+.1%}" + ("" if measured else f" (within ±{noise:.1%}: no measured change)"), measured
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two paired samples; NaN with fewer than three pairs or a constant side."""
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and a.std() > 0 and b.std() > 0 else float("nan")

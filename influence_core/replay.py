@@ -67,8 +67,8 @@ class _State:
         tensors = list(tensors)
         return cls(tensors[:n], tensors[n : 2 * n], tensors[2 * n :])
 
-    def detached(self, requires_grad: bool = False) -> "_State":
-        return _State.of([t.detach().clone().requires_grad_(requires_grad) for t in self.tensors()], len(self.params))
+    def detached(self) -> "_State":
+        return _State.of([t.detach().clone() for t in self.tensors()], len(self.params))
 
 
 def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:

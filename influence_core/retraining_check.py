@@ -45,6 +45,7 @@ from influence_core import methods
 from influence_core.errors import InputError
 from influence_core.gradients import per_sample_grads
 from influence_core.influence import predicted_loss_change_on_removal
+from influence_core.metrics import pearson
 from influence_core.progress import ProgressFn, scaled, silent, track
 
 MAX_ITER, TOLERANCE = 1000, 1e-10
@@ -97,8 +98,7 @@ class RetrainingCheck:
 
     @property
     def pearson(self) -> float:
-        p, a = self._pairs()
-        return float(np.corrcoef(p, a)[0, 1]) if len(p) > 2 and p.std() > 0 and a.std() > 0 else float("nan")
+        return pearson(*self._pairs())
 
     @property
     def spearman(self) -> float:
@@ -261,12 +261,7 @@ class FixedRandomnessCheck:
     retrain_seconds: float
 
     def pearson(self, method: str) -> float:
-        p, a = self.predicted[method].ravel(), self.actual.ravel()
-        return float(np.corrcoef(p, a)[0, 1]) if len(p) > 2 and p.std() > 0 and a.std() > 0 else float("nan")
-
-    def slope(self, method: str) -> float:
-        p, a = self.predicted[method].ravel(), self.actual.ravel()
-        return float(p @ a / (p @ p)) if p @ p > 0 else float("nan")
+        return pearson(self.predicted[method], self.actual)
 
 
 def check_with_fixed_randomness(

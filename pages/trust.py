@@ -1,13 +1,11 @@
 """Trust: how right are the scores? The linear datamodeling score of the methods you pick, on one set of retrains."""
 
 import numpy as np
-import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from influence_core import lds
 from influence_core.figures import retraining_check_figure
+from influence_core.figures import trust as trust_figures
 from influence_core.methods import names_where
 from pages._ui import described_select, kept_result, page_header, progress_status, run_or_explain
 
@@ -42,6 +40,11 @@ with st.container(border=True):
         help="a new run on each subset (training noise included: no method can predict it; the ceiling measures it), or "
         "the same run with the dropped rows' weights zeroed: same initial weights, same batches (what exact attribution answers)",
     )
+    # a disabled box shows the value the run uses: unchecked where it does not apply (it stayed ticked and greyed)
+    if model == "logreg":
+        st.session_state["trust_smooth"] = False
+    if randomness == "fixed":
+        st.session_state["trust_ceiling"] = False
     smooth = c1.checkbox(
         "Smooth training",
         False,
@@ -69,16 +72,16 @@ with st.container(border=True):
     )
     clicked = c3.button("Measure LDS", type="primary", key="trust_go", disabled=not chosen)
 
-config = run_or_explain(lds.trust_config, dataset, model, seed, smooth and model != "logreg")
+config = run_or_explain(lds.trust_config, dataset, model, seed, smooth)
 if config is None:
     st.stop()
-store = f"trust:{config.key()}:{subsets}:{fraction}:{','.join(chosen)}:{randomness}:{ceiling and randomness == 'resampled'}"
+store = f"trust:{config.key()}:{subsets}:{fraction}:{','.join(chosen)}:{randomness}:{ceiling}"
 
 
 def _measure():
     with progress_status(f"Scoring with {len(chosen)} methods and retraining {subsets} subsets") as report:
         return lds.linear_datamodeling_score(
-            config, chosen, subsets, fraction, seed, progress=report, randomness=randomness, ceiling=ceiling and randomness == "resampled"
+            config, chosen, subsets, fraction, seed, progress=report, randomness=randomness, ceiling=ceiling
         )
 
 
@@ -98,26 +101,7 @@ for group in result.equal_groups():
     )
 left, right = st.columns([3, 2])
 with left:
-    figure = go.Figure(
-        go.Bar(
-            x=table["lds"],
-            y=table["method"],
-            orientation="h",
-            marker_color="#5e3c99",
-            error_x=dict(type="data", symmetric=False, array=table["lds_high"] - table["lds"], arrayminus=table["lds"] - table["lds_low"]),
-        )
-    )
-    figure.update_layout(
-        title="LDS with its 95 % interval over held-out points",
-        xaxis_title="LDS",
-        xaxis_range=[min(0, table["lds_low"].min() - 0.05), 1],
-        yaxis=dict(autorange="reversed"),
-        height=60 + 36 * len(table),
-        margin=dict(l=10, r=10, t=50, b=40),
-    )
-    if result.ceiling is not None and result.randomness == "resampled":
-        figure.add_vline(x=result.ceiling, line_dash="dash", line_color="grey", annotation_text=f"seed-noise ceiling {result.ceiling:.2f}")
-    st.plotly_chart(figure, width="stretch", key="trust_bars")
+    st.plotly_chart(trust_figures.lds_bars_figure(table, result), width="stretch", key="trust_bars")
     st.caption(
         "Retrained as "
         + (
@@ -127,18 +111,7 @@ with left:
         )
     )
 with right:
-    cost = px.scatter(
-        table,
-        x="seconds",
-        y="lds",
-        text="method",
-        log_x=True,
-        labels={"seconds": "seconds to score (log)", "lds": "LDS"},
-        title="Cost beside accuracy",
-    )
-    cost.update_traces(textposition="top center", marker=dict(size=11, color="#e66101"))
-    cost.update_layout(height=60 + 36 * len(table), margin=dict(l=10, r=10, t=50, b=40))
-    st.plotly_chart(cost, width="stretch", key="trust_cost")
+    st.plotly_chart(trust_figures.cost_figure(table), width="stretch", key="trust_cost")
 
 shown = table.assign(
     interval=[f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(table["lds_low"], table["lds_high"])],
@@ -158,16 +131,7 @@ st.caption(
     f"{result.actual.shape[1]} held-out points. An interval that overlaps another's is not a measured difference."
 )
 
-spread = pd.DataFrame({m: result.per_test[m] for m in table["method"]}).melt(var_name="method", value_name="per-point correlation")
-box = px.box(
-    spread.dropna(),
-    x="per-point correlation",
-    y="method",
-    points="outliers",
-    title="Per held-out point: how well each method orders the retrains",
-)
-box.update_layout(height=80 + 40 * len(table), margin=dict(l=10, r=10, t=50, b=40))
-st.plotly_chart(box, width="stretch", key="trust_box")
+st.plotly_chart(trust_figures.spread_figure(result, list(table["method"])), width="stretch", key="trust_box")
 
 st.subheader("One held-out point")
 p1, p2 = st.columns([1, 3])
@@ -175,14 +139,8 @@ method = p1.selectbox("Method", list(table["method"]), key="trust_point_method")
 worst_first = np.argsort(np.nan_to_num(result.per_test[method], nan=2.0))
 point = int(p1.selectbox("Held-out point (worst ordered first)", worst_first, key="trust_point"))
 predicted, retrained = lds.subset_scatter(result, method, point)
-scatter = px.scatter(
-    x=predicted,
-    y=retrained,
-    labels={"x": "predicted by the linear datamodel (sum of kept scores)", "y": "loss after retraining"},
-    title=f"{method} on held-out point {point}: Spearman {result.per_test[method][point]:+.2f} over {subsets} subsets",
-)
-scatter.update_traces(marker=dict(size=9, color="#5e3c99"))
-p2.plotly_chart(scatter, width="stretch", key="trust_scatter")
+title = f"{method} on held-out point {point}: Spearman {result.per_test[method][point]:+.2f} over {subsets} subsets"
+p2.plotly_chart(trust_figures.subset_figure(predicted, retrained, title), width="stretch", key="trust_scatter")
 p1.caption("Each dot is one retrained subset. A method that is right puts them on a rising line.")
 
 st.markdown("**The same point, leave-one-out:** remove the method's strongest training points for it one at a time, retrain each time.")

@@ -11,6 +11,8 @@ from influence_core import hessian_free as hf
 from influence_core.experiments import content_key
 from influence_core.figures import CLASS_COLOURS, legend_below, sign_note
 from influence_core.figures.what_if import method_scatter_figure, removal_check_figure
+from influence_core.methods import get as get_method
+from influence_core.methods import method_short_label
 from influence_core.metrics import auroc
 from pages._pickers import method_picker
 from pages._ui import csv_inputs, described_select, kept_result, memoised, page_header, progress_status, run_or_explain
@@ -344,7 +346,7 @@ with tab_cmp:
     )
     st.caption("The test set serves as validation set here. " + sign_note() + ".")
     study = hf.impact_study(config, impact=impact)
-    if st.button("Compute " + ", ".join(hf.method_short_title(m) for m in hf.study_of(study).methods), key="whatif_scores_go"):
+    if st.button("Compute " + ", ".join(method_short_label(m) for m in hf.study_of(study).methods), key="whatif_scores_go"):
         st.session_state["whatif_scores_on"] = True
     if st.session_state.get("whatif_scores_on"):
         scored_ds = _with_sensitive_attribute(ds, impact)
@@ -396,7 +398,7 @@ with tab_cmp:
                     removal_check_figure(
                         loo,
                         {hf.method_title(m): scored.scores[m][top] for m in shown},
-                        {hf.method_title(m): hf.predicts_loss_change(m) for m in shown},
+                        {hf.method_title(m): get_method(m).predicts_loss_change for m in shown},
                     ),
                     width="stretch",
                     key="whatif_loo_plot",

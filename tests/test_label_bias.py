@@ -189,14 +189,19 @@ def test_mnist_subset_flipped_score_above_clean():
     _margin_checks(r, lb.DEFAULT_SCORE, min_auroc=0.95, min_margin=0.6)
 
 
-def test_page_renders_and_threshold_changes_the_detection(digits_result, shared_cache):
-    at = AppTest.from_file(APP, default_timeout=180)
+def _open_label_bias(at: AppTest) -> dict[str, str]:
+    """Run the app, switch to Label bias, check it ran clean, and return its metrics by label."""
     at.run()
     at.switch_page("pages/label_bias.py")
     at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    metrics = {m.label: m.value for m in at.metric}
+    return {m.label: m.value for m in at.metric}
+
+
+def test_page_renders_and_threshold_changes_the_detection(digits_result, shared_cache):
+    at = AppTest.from_file(APP, default_timeout=180)
+    metrics = _open_label_bias(at)
     assert metrics["Flipped training labels"] == f"{int(digits_result.flipped.sum())} / {len(digits_result.flipped)}"
     assert len(at.get("plotly_chart")) >= 3 and len(at.get("image")) == 3  # held-out sample + two galleries
     slider = at.slider(key=f"label_bias_threshold_{lb.DEFAULT_SCORE}")
@@ -479,12 +484,7 @@ def test_page_states_the_default_score_and_how_the_threshold_was_chosen(tmp_path
     at = AppTest.from_file(APP, default_timeout=240)
     at.session_state["label_bias_dataset"] = "csv"  # straight to the CSV: no digits run first
     at.session_state["label_bias_csv_path"] = str(path)
-    at.run()
-    at.switch_page("pages/label_bias.py")
-    at.run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    metrics = {m.label: m.value for m in at.metric}
+    metrics = _open_label_bias(at)
     n_flagged = int(metrics["Flagged samples"])
     assert n_flagged >= 10, metrics
     assert at.selectbox(key="label_bias_score").value == lb.DEFAULT_SCORE

@@ -47,3 +47,8 @@ def test_trust_asks_this_run_with_rows_zeroed_and_exact_attribution_leads_on_smo
     lds = at.dataframe[0].value.set_index("method")["lds"]
     assert lds["metagradient"] > 0.9 and lds["metagradient"] == lds.max(), lds
     assert any("rows' weights zeroed" in c.value for c in at.caption)
+    # the data under the widgets changes: a box that no longer applies shows what the run uses (unticked), not a greyed tick
+    at.selectbox(key="trust_model").set_value("logreg").run()
+    assert not at.exception, at.exception
+    assert at.checkbox(key="trust_smooth").value is False and at.checkbox(key="trust_smooth").disabled
+    assert at.checkbox(key="trust_ceiling").value is False and at.checkbox(key="trust_ceiling").disabled

@@ -8,10 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from influence_core.figures.common import CLASS_COLOURS, legend_below
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and np.std(a) > 0 and np.std(b) > 0 else float("nan")
+from influence_core.metrics import pearson
 
 
 def method_scatter_figure(x: np.ndarray, y: np.ndarray, flipped: np.ndarray, x_title: str, y_title: str, correlation: Mapping) -> go.Figure:
@@ -46,7 +43,7 @@ def removal_check_figure(actual: np.ndarray, predicted: Mapping[str, np.ndarray]
             x=fitted,
             y=actual,
             mode="markers",
-            name=f"{name}{'' if on_scale[name] else ' × fitted scale'} (Pearson {_pearson(scores, actual):+.2f})",
+            name=f"{name}{'' if on_scale[name] else ' × fitted scale'} (Pearson {pearson(scores, actual):+.2f})",
             marker=dict(color=CLASS_COLOURS[k % len(CLASS_COLOURS)], size=8),
         )
     fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line=dict(color="grey", dash="dash"))
