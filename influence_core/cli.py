@@ -324,6 +324,7 @@ def _lds(config: RunConfig, args: argparse.Namespace, progress) -> tuple[str, pd
         f"{result.actual.shape[1]} held-out rows, measure: {args.measure}, randomness: {result.randomness}"
         + (" (the same run with the dropped rows' weights zeroed)" if result.randomness == "fixed" else "")
     ]
+    lines += [f"  {m:<22} left out: {why}" for m, why in result.skipped.items()]
     if result.ceiling is not None and result.randomness == "resampled":
         low, high = result.ceiling_interval
         lines.append(

@@ -19,7 +19,7 @@ import torch
 
 from influence_core.config import RunConfig, TrainConfig
 from influence_core.data.base import Dataset
-from influence_core.errors import InputError
+from influence_core.errors import CurvatureError, InputError
 from influence_core.methods import get as get_method
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import CORRECT_CLASS_MARGIN, CROSS_ENTROPY, PerSampleLoss
@@ -51,6 +51,7 @@ class LDSResult:
     # under resampled randomness (None where not measured; 1 by construction under fixed randomness)
     ceiling: Optional[float] = None
     ceiling_interval: Optional[tuple[float, float]] = None
+    skipped: dict[str, str] = field(default_factory=dict)  # methods that could not be fitted here, and why
 
     def equal_groups(self) -> list[list[str]]:
         """Methods whose per-point LDS are the same to 1e-9: they order every subset alike (e.g. TracIn with one
@@ -243,15 +244,22 @@ def linear_datamodeling_score(
     _, _, xt, yt = experiments.tensors(ds, device)
     task = CROSS_ENTROPY if measure == "loss" else CORRECT_CLASS_MARGIN
 
-    scores, seconds, notes = {}, {}, {}
+    scores, seconds, notes, skipped = {}, {}, {}, {}
     for j, name in enumerate(methods):
         step = scaled(progress, 0.05 + 0.25 * j / len(methods), 0.05 + 0.25 * (j + 1) / len(methods))
         step(0.0, f"scoring with {name}")
         start = time.perf_counter()
         run, method_name = runs[name]
-        method = experiments.fit_method(run, full, scaled(step, 0.0, 0.5), method=method_name)
+        try:
+            method = experiments.fit_method(run, full, scaled(step, 0.0, 0.5), method=method_name)
+        except CurvatureError as err:  # one method's curvature that cannot serve this model does not stop the others
+            skipped[name] = str(err)
+            continue
         scores[name] = method.scores(PerSampleLoss(xt, yt, task), progress=scaled(step, 0.5, 1.0))
         seconds[name], notes[name] = time.perf_counter() - start, method.note
+    methods = [m for m in methods if m not in skipped]
+    if not methods:
+        raise InputError("no chosen method could be fitted here: " + "; ".join(f"{m}: {why}" for m, why in skipped.items()))
 
     from influence_core import distributed
 
@@ -296,6 +304,7 @@ def linear_datamodeling_score(
         randomness,
         ceiling_value,
         ceiling_interval,
+        skipped,
     )
 
 

@@ -94,6 +94,8 @@ if result is None:
     st.stop()
 
 table = result.table().sort_values("lds", ascending=False)
+for name, why in result.skipped.items():
+    st.warning(f"**{name}** is left out: {why}.")
 for group in result.equal_groups():
     st.info(
         f"{' and '.join(group)} have the same LDS at every held-out point: their scores order every retrained subset alike "

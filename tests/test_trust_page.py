@@ -39,11 +39,14 @@ def test_trust_asks_this_run_with_rows_zeroed_and_exact_attribution_leads_on_smo
     assert "metagradient" in at.multiselect(key="trust_methods").value
     at.radio(key="trust_randomness").set_value("fixed")
     at.checkbox(key="trust_smooth").check()
-    at.multiselect(key="trust_methods").set_value(["metagradient", "influence@ekfac", "trak", "ip"])
+    at.multiselect(key="trust_methods").set_value(["metagradient", "influence@exact", "influence@ekfac", "trak", "ip"])
     at.slider(key="trust_subsets").set_value(10)
     at.slider(key="trust_fraction").set_value(0.9)
     at.button(key="trust_go").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    # the smooth MLP's exact Hessian is indefinite: that method is left out with the reason, the others are measured
+    # (the whole measurement stopped with the error, found walking the view in Chromium)
+    assert any("influence@exact" in w.value and "left out" in w.value for w in at.warning), [w.value for w in at.warning]
     lds = at.dataframe[0].value.set_index("method")["lds"]
     assert lds["metagradient"] > 0.9 and lds["metagradient"] == lds.max(), lds
     assert any("rows' weights zeroed" in c.value for c in at.caption)
