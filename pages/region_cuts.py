@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from influence_core.data.acas import ACASXU_TAU_SECONDS, ADVISORIES, DEFAULT_ACASXU_FOLDER, HCAS_TAUS  # noqa: E402
+from influence_core.figures import column_widths  # noqa: E402
 from influence_core.figures.mislabel_roc import roc_figure  # noqa: E402
 from influence_core.figures.regions import cut_figure, cut_title  # noqa: E402
 from influence_core.mislabel_roc import default_arms, load_study_data, run_mislabel_roc  # noqa: E402
@@ -81,7 +82,7 @@ def mislabel_roc_section() -> None:
     if st.button("Run the study", key="mr_run", type="primary", disabled=not arm_names) or ran_before:
         roc_study = memoised(study_key, lambda: run_or_explain(_mislabel_study))
         if roc_study is not None:
-            st.plotly_chart(roc_figure(roc_study), key="mr_figure")
+            st.plotly_chart(roc_figure(roc_study), width="stretch", key="mr_figure")
             for note in roc_study.notes():
                 st.caption(note)
             rows = pd.DataFrame(roc_study.summary()).drop(columns="regime")
@@ -101,16 +102,18 @@ def mislabel_roc_section() -> None:
                     "seconds_per_run": "s / run",
                 }
             )
+            # the app's one percent format (90.8%): the table's shares are scaled to percent here
+            printf = {"flips in top 5 %": "%.1f%%", "test accuracy": "%.1f%%", "AUROC mean": "%.3f", "AUROC std": "%.3f", "s / run": "%.1f"}
+            # each column as wide as its header and its longest value, so no header or noise label is cut to "…"
+            widths = column_widths(table, {c: f[1:].rstrip("%") for c, f in printf.items()})
             st.dataframe(
                 table,
                 hide_index=True,
                 column_config={
-                    # the app's one percent format (90.8%): the table's shares are scaled to percent here
-                    "flips in top 5 %": st.column_config.NumberColumn(format="%.1f%%"),
-                    "test accuracy": st.column_config.NumberColumn(format="%.1f%%"),
-                    "AUROC mean": st.column_config.NumberColumn(format="%.3f"),
-                    "AUROC std": st.column_config.NumberColumn(format="%.3f"),
-                    "s / run": st.column_config.NumberColumn(format="%.1f"),
+                    c: st.column_config.NumberColumn(format=printf[c], width=widths[c] + 8)
+                    if c in printf
+                    else st.column_config.Column(width=widths[c])
+                    for c in table.columns
                 },
             )
     elif not arm_names:

@@ -13,12 +13,16 @@ from influence_core.figures.common import (
     SIGN_COLOURSCALE,
     SIGN_LEGEND,
     class_colourscale,
+    column_widths,
     decision_region_figure,
     epochs_figure,
     legend_below,
     marker_sizes,
+    number_format,
+    readable_axes,
     retraining_check_figure,
     sign_note,
+    wrap_text,
 )
 
 __all__ = [
@@ -29,10 +33,14 @@ __all__ = [
     "SIGN_COLOURSCALE",
     "SIGN_LEGEND",
     "class_colourscale",
+    "column_widths",
     "decision_region_figure",
     "epochs_figure",
     "legend_below",
     "marker_sizes",
+    "number_format",
+    "readable_axes",
     "retraining_check_figure",
     "sign_note",
+    "wrap_text",
 ]

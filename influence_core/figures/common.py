@@ -43,18 +43,81 @@ def _legend_swatch(fig: go.Figure, name: str, colour: str, symbol: str = "circle
 def legend_below(fig: go.Figure, width_px: int = 600, axis_px: int = 70) -> go.Figure:
     """A horizontal legend under the x-axis title, never over it (a legend at a fixed paper y sat on the axis title at
     1280 px): anchored to the figure's bottom edge, with the bottom margin sized for the tick labels and axis title
-    (``axis_px``) and the legend's rows, estimated for ``width_px`` of width at ~7 px a character."""
-    rows, used = 1, 0
-    for trace in fig.data:
-        if trace.name and trace.showlegend is not False:
-            entry = 40 + 7 * len(trace.name)
+    (``axis_px``) and the legend's rows, estimated for ``width_px`` of width at ~7 px a character.
+
+    A legend that needs more than one row is laid out by plotly in columns as wide as its widest entry, not packed:
+    the rows are counted that way, and where several entries fit a row each gets a fixed share of the width
+    (``entrywidth``), so plotly draws the rows counted here."""
+    shown = [t for t in fig.data if t.name and t.showlegend is not False]
+    entries = [40 + 7 * len(t.name) for t in shown]
+    legend = dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left")
+    if any(t.legendgroup for t in shown) or sum(entries) <= width_px:  # grouped legends pack their groups
+        rows, used = 1, 0
+        for entry in entries:
             if used and used + entry > width_px:
                 rows, used = rows + 1, 0
             used += entry
-    fig.update_layout(
-        legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"), margin=dict(b=axis_px + 24 * rows)
-    )
+    else:
+        per_row = max(1, min(len(entries), int(width_px // max(entries))))
+        rows = -(-len(entries) // per_row)
+        if per_row > 1:  # one a row is the most rows plotly can draw: its own columns then fit the margin
+            legend.update(entrywidthmode="fraction", entrywidth=1 / per_row)
+    fig.update_layout(legend=legend, margin=dict(b=axis_px + 24 * rows))
     return fig
+
+
+def readable_axes(fig: go.Figure) -> go.Figure:
+    """Tick labels a user reads on every axis: plotly's default exponent format ("B") writes small numbers with SI
+    prefixes ("100µ" for 1e-4 s, "−200µ" for a score of −2e-4); "e" writes 1e−4 and −2e−4, and a log axis reads
+    10⁻⁴, 10⁻³, … ("power": with "e" its decades mixed 1e−3 and 0.01). An axis that chose its own ``tickformat`` or
+    ``exponentformat`` keeps it."""
+    for axis in (*fig.select_xaxes(), *fig.select_yaxes()):
+        if axis.tickformat is None and axis.exponentformat is None:
+            axis.exponentformat = "power" if axis.type == "log" else "e"
+    return fig
+
+
+def wrap_text(text: str, max_chars: int) -> str:
+    """``text`` broken at spaces into lines of at most ``max_chars`` characters (a longer word keeps its own line),
+    joined with plotly's ``<br>``: a subplot or axis title wider than its plot runs into its neighbour's."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= max(max_chars, 1):
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines)
+
+
+def number_format(values, signed: bool = False, printf: bool = False) -> str:
+    """One format for a whole column of numbers, so its rows read alike ("+1.25e+03" beside "+852" did not): integers
+    as integers; fixed decimals (3 significant digits on the largest) where every nonzero value then shows at least
+    one digit; else scientific notation for all. A Python format spec ("+.2e"), or with ``printf`` a printf string
+    for ``st.column_config.NumberColumn`` ("%+.2e")."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = np.abs(v[np.isfinite(v)])
+    sign = "+" if signed else ""
+    if not len(v) or (v == np.round(v)).all() and v.max() < 1e6:
+        spec = f"{sign}.0f"
+    else:
+        top, nonzero = float(v.max()), v[v > 0]
+        decimals = int(np.clip(2 - np.floor(np.log10(top)), 0, 6))
+        fixed = 1e-3 <= top < 1e5 and (not len(nonzero) or float(nonzero.min()) >= 10.0**-decimals)
+        spec = f"{sign}.{decimals}f" if fixed else f"{sign}.2e"
+    return "%" + spec if printf else spec
+
+
+def column_widths(frame, formats: Optional[dict] = None, px_per_char: float = 7.0, most: int = 360) -> dict[str, int]:
+    """Pixel widths for a table's columns that fit their header and their longest value as shown (``formats``: a
+    Python format spec per numeric column), so nothing is cut to "cleanlab (own thres…": ~7 px a character of the
+    14-px table font (Source Sans measures 5.5–6.4) and room for the header's sort mark; at most ``most``."""
+    widths = {}
+    for name in frame.columns:
+        spec = (formats or {}).get(name)
+        texts = [format(v, spec) if spec and isinstance(v, (int, float, np.number)) and np.isfinite(v) else str(v) for v in frame[name]]
+        chars = max([len(str(name)), *map(len, texts)])
+        widths[name] = int(min(most, max(56, 28 + px_per_char * chars)))
+    return widths
 
 
 def marker_sizes(values: np.ndarray, smallest: float = 5.0, largest: float = 26.0) -> np.ndarray:
@@ -201,14 +264,25 @@ def decision_region_figure(
         ),
         clickmode="event+select",
     )
-    return legend_below(fig)
+    return readable_axes(legend_below(fig))
 
 
-def epochs_figure(epochs: Sequence[int], share: np.ndarray, label: str) -> go.Figure:
-    """A line of one quantity over training epochs (e.g. the flipped point's share of self-influence)."""
-    fig = go.Figure(go.Scatter(x=list(epochs), y=share, mode="lines+markers", name=label))
+def epochs_figure(epochs: Sequence[int], share: np.ndarray, label: str, percent: bool = True) -> go.Figure:
+    """A line of one quantity over training epochs (e.g. the flipped point's share of self-influence), a share in
+    percent as the pages write shares (``percent=False`` for another quantity)."""
+    fig = go.Figure(
+        go.Scatter(
+            x=list(epochs),
+            y=share,
+            mode="lines+markers",
+            name=label,
+            hovertemplate="epoch %{x}: %{y:" + (".2~%" if percent else ".3g") + "}<extra></extra>",
+        )
+    )
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="epoch", yaxis_title=label)
-    return fig
+    if percent:
+        fig.update_yaxes(tickformat="~%")
+    return readable_axes(fig)
 
 
 def sign_note() -> str:
@@ -246,10 +320,13 @@ def retraining_check_figure(check) -> go.Figure:
     _legend_swatch(fig, "removing it lowers the loss (harmful point)", HARMFUL)
     _legend_swatch(fig, "removing it raises the loss (helpful point)", HELPFUL)
     fig.update_layout(
-        height=380,
         margin=dict(l=10, r=10, t=30),
         xaxis_title="predicted Δ test loss (−score / N)" if check.on_loss_scale else "−score / N (no H⁻¹: not a loss change)",
         yaxis_title="Δ test loss after retraining",
         title=dict(text="each dot: one removal, one test point", font=dict(size=13)),
     )
-    return legend_below(fig)
+    legend_below(fig)
+    # the plot keeps its height however many rows the legend takes (at 1280 px its long entries take one row each, and
+    # the y-axis title outgrew a squeezed plot into the figure title)
+    fig.update_layout(height=250 + fig.layout.margin.b)
+    return readable_axes(fig)

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from influence_core.figures.common import legend_below
+from influence_core.figures.common import legend_below, readable_axes
 from influence_core.metrics import threshold_sweep
 
 FLIPPED_COLOUR, CLEAN_COLOUR = "#d62728", "#1f77b4"
@@ -45,7 +45,7 @@ def influence_bar_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Opt
         xaxis_title="training sample",
         yaxis_title="score (positive = harmful)",
     )
-    return legend_below(fig)
+    return readable_axes(legend_below(fig))
 
 
 def threshold_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optional[float] = None) -> go.Figure:
@@ -62,9 +62,9 @@ def threshold_figure(scores: np.ndarray, flipped: np.ndarray, threshold: Optiona
         height=340,
         margin=dict(l=10, r=10, t=30, b=10),
         xaxis_title="threshold",
-        yaxis_title="% at or above",
+        yaxis=dict(title="% at or above", ticksuffix="%"),
     )
-    return legend_below(fig, width_px=300)  # a narrow column: above the plot, its two rows hung over the curves
+    return readable_axes(legend_below(fig, width_px=300))  # a narrow column: above the plot, its two rows hung over the curves
 
 
 def score_histogram_figure(scores: np.ndarray, threshold: Optional[float] = None) -> go.Figure:
@@ -77,15 +77,23 @@ def score_histogram_figure(scores: np.ndarray, threshold: Optional[float] = None
     )
     if threshold is not None:
         above = int(np.sum(scores >= threshold))
-        fig.add_vline(x=threshold, line_dash="dash", line_color="black", annotation_text=f"{above} at or above")
+        # the label on the side of the line with the room: right of a threshold in the long tail it left the figure
+        right_half = len(scores) and threshold > (float(np.min(scores)) + float(np.max(scores))) / 2
+        fig.add_vline(
+            x=threshold,
+            line_dash="dash",
+            line_color="black",
+            annotation_text=f"{above} at or above",
+            annotation_position="top left" if right_half else "top right",
+        )
     fig.update_layout(
         height=340,
         margin=dict(l=10, r=10, t=30, b=10),
         xaxis_title="score (positive = harmful)",
-        yaxis=dict(title="training samples", type="log", dtick=1),
+        yaxis=dict(title="training samples", type="log", dtick=1, tickformat=",d"),  # counts: 1,000, not 10³
         bargap=0,
     )
-    return fig
+    return readable_axes(fig)
 
 
 def detection_curves_figure(scores: dict[str, np.ndarray], flipped: np.ndarray, fpr_mark: float = 0.005) -> go.Figure:
@@ -95,7 +103,7 @@ def detection_curves_figure(scores: dict[str, np.ndarray], flipped: np.ndarray, 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("ROC", "precision–recall"))
     palette = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f"]
     if not flipped.any() or flipped.all():
-        return fig
+        return readable_axes(fig)
     for k, (name, s) in enumerate(scores.items()):
         colour = palette[k % len(palette)]
         fprs, tprs, _ = roc_curve(flipped, s)
@@ -104,16 +112,19 @@ def detection_curves_figure(scores: dict[str, np.ndarray], flipped: np.ndarray, 
         fig.add_trace(go.Scatter(x=np.maximum(fprs, 1e-4), y=tprs, name=label, line_color=colour, legendgroup=name), 1, 1)
         fig.add_trace(go.Scatter(x=rec, y=prec, name=name, line_color=colour, legendgroup=name, showlegend=False), 1, 2)
     fig.add_vline(x=fpr_mark, line_dash="dot", line_color="grey", row=1, col=1)
-    fig.update_xaxes(type="log", title="false-positive rate (clean flagged)", row=1, col=1)
-    fig.update_yaxes(title="true-positive rate (flipped detected)", row=1, col=1)
-    fig.update_xaxes(title="recall", row=1, col=2)
-    fig.update_yaxes(title="precision", row=1, col=2)
+    # rates in percent, as the page's metrics write them ("Clean flagged 0.4%" beside an axis of 0.004 read as two
+    # quantities); the log axis labels its decades only (0.01%, 0.1%, …)
+    fig.update_xaxes(type="log", title="false-positive rate (clean flagged)", tickformat="~%", dtick=1, row=1, col=1)
+    fig.update_yaxes(title="true-positive rate (flipped detected)", tickformat=".0%", row=1, col=1)
+    fig.update_xaxes(title="recall", tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(title="precision", tickformat=".0%", row=1, col=2)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40))
-    return legend_below(fig)
+    return readable_axes(legend_below(fig))
 
 
 def model_comparison_figure(metrics: dict[str, Any]) -> go.Figure:
-    """Held-out loss and accuracy of the clean and the noisy model side by side (step 1)."""
+    """Held-out loss and accuracy of the clean and the noisy model side by side (step 1); accuracy in percent, as the
+    page's metrics show it (0.936 on the bar beside 93.6 % above it read as two quantities)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("held-out loss", "held-out accuracy"))
     names = [n for n in ("clean", "noisy") if n in metrics]
     colours = {"clean": CLEAN_COLOUR, "noisy": FLIPPED_COLOUR}
@@ -123,11 +134,12 @@ def model_comparison_figure(metrics: dict[str, Any]) -> go.Figure:
                 x=names,
                 y=[metrics[n]["test"][key] for n in names],
                 marker_color=[colours[n] for n in names],
-                text=[f"{metrics[n]['test'][key]:.3f}" for n in names],
+                text=[f"{metrics[n]['test'][key]:.1%}" if key == "accuracy" else f"{metrics[n]['test'][key]:.3f}" for n in names],
                 showlegend=False,
             ),
             1,
             col,
         )
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
-    return fig
+    return readable_axes(fig)

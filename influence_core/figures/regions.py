@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from influence_core.figures.common import marker_sizes
+from influence_core.figures.common import marker_sizes, readable_axes
 from influence_core.regions import ADVISORY_COLOURS, DISAGREE_COLOUR, Cut, RegionStudy, TableInfo
 
 
@@ -16,10 +16,18 @@ def _label_with_unit(info: TableInfo, i: int) -> str:
 
 
 def cut_title(study: RegionStudy, cut: Cut) -> str:
-    """'ψ = 0.52 rad · Σ Cook 1.2e+01 · 3.1 % disagree' style caption of a cut."""
+    """'psi = 0.52 · Σ Cook 1.20e+01 · 3.1% disagree' style caption of a cut. Every cut of a study writes its numbers
+    alike, so a gallery's lines compare (".3g" gave "Σ Cook 1.23e+03" above "Σ Cook 852", "rho = 6e+04" above
+    "rho = 852"): each fixed input to 3 significant digits of its table range, Σ Cook in scientific notation."""
     info = study.info
-    fixed = [f"{info.input_names[i]} = {cut.center_raw[i]:.3g}" for i in range(len(info.input_names)) if i not in cut.axes]
-    return " · ".join(fixed + [f"Σ Cook {cut.total_influence:.3g}", f"{cut.disagreement_fraction:.1%} disagree"])
+    fixed = []
+    for i in range(len(info.input_names)):
+        if i in cut.axes:
+            continue
+        span = float(info.box[i, 1] - info.box[i, 0])
+        decimals = int(np.clip(2 - np.floor(np.log10(span)), 0, 6)) if span > 0 else 3
+        fixed.append(f"{info.input_names[i]} = {cut.center_raw[i]:.{decimals}f}")
+    return " · ".join(fixed + [f"Σ Cook {cut.total_influence:.2e}", f"{cut.disagreement_fraction:.1%} disagree"])
 
 
 def cut_figure(study: RegionStudy, cut: Cut, height: int = 380) -> go.Figure:
@@ -110,7 +118,9 @@ def cut_figure(study: RegionStudy, cut: Cut, height: int = 380) -> go.Figure:
             col=1,
         )
     a, b = cut.axes
-    fig.update_xaxes(title_text=_label_with_unit(study.info, a))
+    # the inputs in their units, written out (60,000 ft, not 60k or 6e+4); none of them is small
+    fig.update_xaxes(title_text=_label_with_unit(study.info, a), exponentformat="none", separatethousands=True)
+    fig.update_yaxes(exponentformat="none", separatethousands=True)
     fig.update_yaxes(title_text=_label_with_unit(study.info, b), row=1, col=1)
     # the legend sits in a bottom margin of its own: placed in plot coordinates it covered the x-axis title
     fig.update_layout(
@@ -119,4 +129,4 @@ def cut_figure(study: RegionStudy, cut: Cut, height: int = 380) -> go.Figure:
         legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom"),
         clickmode="event+select",
     )
-    return fig
+    return readable_axes(fig)

@@ -7,7 +7,7 @@ from typing import Mapping
 import numpy as np
 import plotly.graph_objects as go
 
-from influence_core.figures.common import CLASS_COLOURS, legend_below
+from influence_core.figures.common import CLASS_COLOURS, legend_below, readable_axes
 from influence_core.metrics import pearson
 
 
@@ -23,7 +23,7 @@ def method_scatter_figure(x: np.ndarray, y: np.ndarray, flipped: np.ndarray, x_t
         xaxis_title=x_title,
         yaxis_title=y_title,
     )
-    return legend_below(fig)
+    return readable_axes(legend_below(fig))
 
 
 def removal_check_figure(actual: np.ndarray, predicted: Mapping[str, np.ndarray], on_scale: Mapping[str, bool]) -> go.Figure:
@@ -52,4 +52,4 @@ def removal_check_figure(actual: np.ndarray, predicted: Mapping[str, np.ndarray]
         xaxis_title="predicted effect (score)",
         yaxis_title="retrained change (leave-one-out)",
     )
-    return legend_below(fig)
+    return readable_axes(legend_below(fig))
