@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from influence_core import curvatures, methods
-from pages._ui import described_select
+from pages._ui import described_select, settle_widget
 
 
 def method_picker(container: Any, key: str, default: str = "influence", label: str = "Method", **kwargs: Any) -> str:
     names = list(methods.method_names())
-    return described_select(
-        container, label, names, methods.method_label, methods.method_short_label, index=names.index(default), key=key, **kwargs
-    )
+    settle_widget(key, default, names)
+    return described_select(container, label, names, methods.method_label, methods.method_short_label, key=key, **kwargs)
 
 
 def method_has(method: str, capability: str) -> bool:
@@ -25,13 +24,13 @@ def curvature_picker(
 ) -> str:
     """Disabled (and ignored) for methods that take no curvature."""
     names = list(curvatures.curvature_names())
+    settle_widget(key, default, names)  # keyed by model on some pages: it comes back when the model does (issue 34)
     return described_select(
         container,
         label,
         names,
         curvatures.curvature_label,
         curvatures.curvature_short_label,
-        index=names.index(default),
         key=key,
         disabled=not methods.get(method).uses_curvature,
         **kwargs,

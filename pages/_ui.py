@@ -105,6 +105,65 @@ def preload_plotly(key: str):
     return slot
 
 
+def settle_widget(
+    key: str,
+    default: Any,
+    options: Optional[Sequence[Any]] = None,
+    bounds: Optional[tuple[Any, Any]] = None,
+    basis: Any = None,
+) -> Any:
+    """The value a keyed widget is to show and the page to compute with, put in ``st.session_state[key]`` before the
+    widget is drawn (issue 34): the value kept under ``key`` while it is still one of ``options`` (or within
+    ``bounds``, both ends included), else ``default`` (itself brought into the options or bounds). With ``basis``
+    (what the kept value was chosen for, e.g. the range of the data's scores), a new basis takes the default, as a
+    widget keyed by it would. Call it on every run, right before drawing the widget with ``key=key`` and no
+    ``index=`` / ``value=`` (the session state sets it).
+
+    Why every run: a widget whose options or range follow the data or model came back showing one choice while the
+    page computed with another (Label bias's Score box read "heldout" over a chart of "paper"; What-if's test-point box
+    0 beside "Test #3"). When the data changes under a widget, or the page stops for a run and the widget comes back,
+    the server may keep a value the browser does not show, or reset one the browser still shows. A value written here
+    is sent to the browser with the widget, so the two agree whatever happened in between. A value the run cannot use
+    (a disabled slider whose setting is ignored) is given as the only option: the widget then shows what is used."""
+    if options is not None:
+        options = list(options)
+        if not options:
+            st.session_state.pop(key, None)
+            return None
+        if not any(_same(default, option) for option in options):
+            default = options[0]
+    if bounds is not None:
+        lo, hi = bounds
+        default = min(max(default, lo), hi)
+    value = st.session_state.get(key, default)
+    if basis is not None:
+        kept_for = st.session_state.get(f"_basis_of_{key}")
+        if kept_for is not None and kept_for != basis:
+            value = default
+        st.session_state[f"_basis_of_{key}"] = basis
+    if options is not None:
+        # the option itself: a value stored from an earlier run may be a copy of another type (numpy's int64 for an int)
+        value = next((option for option in options if _same(value, option)), default)
+    if bounds is not None and not _within(value, lo, hi):
+        value = default
+    st.session_state[key] = value
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays and the like compare element by element
+        return False
+
+
+def _within(value: Any, lo: Any, hi: Any) -> bool:
+    try:
+        return bool(lo <= value <= hi)
+    except TypeError:  # None, or a value of another kind
+        return False
+
+
 def short_name(description: str) -> str:
     """An option's name without its explanation: the text before the first " (", ", " or ": "."""
     return re.split(r" \(|, |: ", description, maxsplit=1)[0]
@@ -261,14 +320,15 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
         for widget in (f"{key_prefix}_label_column", f"{key_prefix}_id_column"):
             st.session_state.pop(widget, None)
         st.session_state[f"{key_prefix}_csv_fitted"] = fitted
-    label = container.selectbox("Label column", columns, index=columns.index(guess_label_column(columns)), key=f"{key_prefix}_label_column")
+    settle_widget(f"{key_prefix}_label_column", guess_label_column(columns), columns)
+    label = container.selectbox("Label column", columns, key=f"{key_prefix}_label_column")
     ids = [NO_ID_COLUMN] + [c for c in columns if c != label]
     with container:
         guessed = run_or_explain(guess_id_column, path, columns, label)
+    settle_widget(f"{key_prefix}_id_column", guessed if guessed in ids else NO_ID_COLUMN, ids)
     id_column = container.selectbox(
         "Id column",
         ids,
-        index=ids.index(guessed) if guessed in ids else 0,
         key=f"{key_prefix}_id_column",
         help="Names each row in tables and exports; every other column is a feature.",
     )

@@ -17,6 +17,7 @@ from pages._ui import (
     preload_plotly,
     progress_status,
     run_or_explain,
+    settle_widget,
 )
 
 
@@ -135,10 +136,11 @@ with st.container(border=True):
     method = method_picker(c4, "explorer_method")
     curvature = curvature_picker(c4, "explorer_curvature", "last_layer", method)
     with c4.expander("Damping and seed"):
+        dampings = [0.0, 1e-3, 1e-2, 1e-1, 1.0]
+        settle_widget(f"explorer_damping_{model_kind}", default_damping(model_kind), dampings)  # keyed by model: comes back
         damping = st.select_slider(
             "Damping",
-            [0.0, 1e-3, 1e-2, 1e-1, 1.0],
-            default_damping(model_kind),
+            dampings,
             key=f"explorer_damping_{model_kind}",
             help="added to the Hessian's diagonal before inverting",
         )
@@ -227,9 +229,13 @@ def _kept_figure(name: str, build):
 # training, metrics and the other part (issue 20: ≤ 300 ms server time per interaction)
 @st.fragment
 def _points_view() -> None:
+    # without the pairwise matrix (too large for this data) only self-influence can be shown: the radio offers only it,
+    # so it reads what the plot shows (it read "influence on one test point" over a self-influence plot, issue 34)
+    views = ["self", "test", "train"] if result.pairwise is not None else ["self"]
+    settle_widget("explorer_view", "self", views)
     view = st.radio(
         "Size points by",
-        ["self", "test", "train"],
+        views,
         horizontal=True,
         key="explorer_view",
         format_func={
@@ -238,23 +244,20 @@ def _points_view() -> None:
             "train": "influence of one training point",
         }.get,
     )
-    # start where there is something to see: the test point with the largest loss, the training point that pulls hardest
-    # (test #0 is often fitted with ~zero loss gradient, and nothing moves it)
-    starts = {"train": int(np.argmax(result.self_scores)), "test": int(result.hardest_test_points(1)[0])}
-    for which, n in (("train", len(ds.y_train)), ("test", len(ds.y_test))):
-        # widget state is kept only while the widget is on screen; keep ids valid when the dataset size changes
-        if not 0 <= st.session_state.get(f"explorer_{which}_id", -1) < n:
-            st.session_state[f"explorer_{which}_id"] = starts[which]
-    if view != "self" and result.pairwise is None:
-        st.warning("The pairwise matrix was too large to compute for this dataset size.")
-        view = "self"
+    if result.pairwise is None:
+        st.warning("The pairwise matrix was too large to compute for this dataset size: only self-influence can be shown.")
 
     test_values, highlight, signed = None, None, False
     train_values, label = result.self_scores, "self-influence"
+    # ids within this data (its size changes under the box), kept while valid; they start where there is something to
+    # see: the test point with the largest loss, the training point that pulls hardest (test #0 is often fitted with
+    # ~zero loss gradient, and nothing moves it)
     if view == "test":
+        settle_widget("explorer_test_id", int(result.hardest_test_points(1)[0]), bounds=(0, len(ds.y_test) - 1))
         idx = int(st.number_input("Test point id", 0, len(ds.y_test) - 1, key="explorer_test_id"))
         train_values, label, signed, highlight = result.pairwise[idx], f"influence on test #{idx}", True, ("test", idx)
     elif view == "train":
+        settle_widget("explorer_train_id", int(np.argmax(result.self_scores)), bounds=(0, len(ds.y_train) - 1))
         idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, key="explorer_train_id"))
         test_values, highlight = result.pairwise[:, idx], ("train", idx)
 
@@ -410,7 +413,8 @@ def _points_view() -> None:
                     "Pick a point near the boundary or a misclassified one."
                 )
             elif view == "test":
-                n_check = st.slider("Strongest training points to remove, one at a time", 5, 50, 20, step=5, key="explorer_check_n")
+                settle_widget("explorer_check_n", 20, bounds=(5, 50))
+                n_check = st.slider("Strongest training points to remove, one at a time", 5, 50, step=5, key="explorer_check_n")
                 top = strongest_for_test_point(result.pairwise, idx, n_check)
                 _show_check(top, [idx], f"explorer_check:{config.key()}:test{idx}:{n_check}", f"Retrain without each of the {n_check}")
                 _show_exact_check(top, idx)
@@ -426,6 +430,7 @@ def _points_view() -> None:
                 "to the likeliest other class, and redraws the regions. The influence above predicted the change; "
                 "this is the change."
             )
+            settle_widget("explorer_edit", EDITS[0], EDITS)
             edit = st.radio(
                 "Edit", EDITS, horizontal=True, key="explorer_edit", format_func={"remove": "remove it", "relabel": "change its label"}.get
             )
@@ -520,7 +525,8 @@ def _over_training() -> None:
         if ds.flipped.any():
             share = per_epoch[:, ds.flipped].sum(1) / np.maximum(per_epoch.sum(1), 1e-30)
             over.plotly_chart(epochs_figure(epochs, share, "flipped points' share of self-influence"), width="stretch")
-        epoch = over.select_slider("Epoch", options=list(epochs), value=epochs[-1], key="explorer_epoch")
+        settle_widget("explorer_epoch", epochs[-1], list(epochs))  # the run's checkpoints: another run saves others
+        epoch = over.select_slider("Epoch", options=list(epochs), key="explorer_epoch")
         k = list(epochs).index(epoch)
         top = np.argsort(-per_epoch[k])[:5]
         over.dataframe(pd.DataFrame({"id": top, "flipped": ds.flipped[top], "self-influence": per_epoch[k][top]}), hide_index=True)

@@ -27,6 +27,7 @@ from pages._ui import (
     page_header,
     progress_status,
     run_or_explain,
+    settle_widget,
 )
 
 page_header("Label bias")
@@ -71,24 +72,28 @@ with st.container(border=True):
     if own:  # subsets smaller than the data, and only once its size is known
         sizes = [n for n in sizes[:-1] if peek and n < 0.8 * peek.n_rows] + [0]
     if dataset != "digits" and len(sizes) > 1:
+        # the sizes follow the data's (a subset smaller than the user's file): a size kept from a larger file is not one
+        sizes_key = "label_bias_own_n_train" if own else "label_bias_n_train"
+        settle_widget(sizes_key, 0 if own else 2000, sizes)
         n_train = c1.select_slider(
             "Training images" if dataset != "csv" else "Training rows",
             sizes,
-            0 if own else 2000,
             format_func=lambda n: "all" if n == 0 else f"{n:,}",
-            key="label_bias_own_n_train" if own else "label_bias_n_train",
+            key=sizes_key,
         )
     model_options = MODEL_OPTIONS.get(dataset, ["cnn", "mlp", "logreg"]) + ([OWN_MODEL] if own else [])
+    settle_widget(f"label_bias_model_{dataset}", model_options[0], model_options)
     model = described_select(c3, "Model", model_options, MODELS.get, key=f"label_bias_model_{dataset}")
     yours = model == OWN_MODEL
     own_model, inputs = own_model_inputs(c3, "label_bias", dataset) if yours else (None, None)
     flip = (1, 0)
     if own:
+        # your model was trained on your labels as they are: the greyed slider shows the 0 the run uses
+        settle_widget("label_bias_own_fraction", 0.0, [0.0] if yours else None, (0.0, 0.5))
         fraction = c2.slider(
             "Share of a class flipped (to measure detection)",
             0.0,
             0.5,
-            0.0,
             step=0.05,
             key="label_bias_own_fraction",
             help="0 = your labels as they are: the page ranks and flags samples, but without a ground truth it "
@@ -96,18 +101,14 @@ with st.container(border=True):
             disabled=yours,
         )
         if yours:
-            fraction = 0.0
             c2.caption("Your model was trained on your labels as they are: a flip would need a model trained on it.")
         if fraction > 0 and class_names:
             f1, f2 = c2.columns(2)
-            source = f1.selectbox(
-                "Flip",
-                range(len(class_names)),
-                min(1, len(class_names) - 1),
-                format_func=class_names.__getitem__,
-                key="label_bias_flip_source",
-            )
-            target = f2.selectbox("to", range(len(class_names)), 0, format_func=class_names.__getitem__, key="label_bias_flip_target")
+            classes = range(len(class_names))  # the data's classes: another file has others
+            settle_widget("label_bias_flip_source", min(1, len(class_names) - 1), classes)
+            source = f1.selectbox("Flip", classes, format_func=class_names.__getitem__, key="label_bias_flip_source")
+            settle_widget("label_bias_flip_target", 0, classes)
+            target = f2.selectbox("to", classes, format_func=class_names.__getitem__, key="label_bias_flip_target")
             flip = (int(source), int(target))
     else:
         fraction = c2.slider("Share of the class flipped", 0.0, 0.5, 0.2, step=0.05, key="label_bias_fraction")
@@ -207,9 +208,8 @@ if clean:
 
 st.subheader(f"Group level: training samples ranked by {lb.SCORE_DESCRIPTIONS[lb.DEFAULT_SCORE]} (default score) or another")
 names = list(result.scores)
-score_name = st.selectbox(
-    "Score", names, index=names.index(lb.DEFAULT_SCORE), format_func=lambda s: f"{s}: {lb.SCORE_DESCRIPTIONS[s]}", key="label_bias_score"
-)
+settle_widget("label_bias_score", lb.DEFAULT_SCORE, names)
+score_name = st.selectbox("Score", names, format_func=lambda s: f"{s}: {lb.SCORE_DESCRIPTIONS[s]}", key="label_bias_score")
 scores = result.scores[score_name]
 lo, hi = float(np.min(scores)), float(np.max(scores))
 if not hi > lo:
@@ -217,11 +217,12 @@ if not hi > lo:
     st.stop()
 choice = result.threshold_choice(score_name)
 default = float(np.clip(choice.value, lo, hi))
+# new scores (other data) start at their own default, as the slider did when its range changed
+settle_widget(f"label_bias_threshold_{score_name}", default, bounds=(lo, hi), basis=(lo, hi))
 threshold = st.slider(
     "Threshold (flag samples scoring at or above)",
     lo,
     hi,
-    default,
     step=(hi - lo) / 400,
     format="%.3g",
     key=f"label_bias_threshold_{score_name}",
@@ -324,9 +325,10 @@ def _describe(i: int) -> str:
 
 
 # keyed by the run: a held-out index picked on other data means nothing here
-test_index = st.selectbox(
-    "Held-out sample (misclassified first)", list(order), format_func=_describe, key=f"label_bias_test_{config.key()}"
-)
+held_out = [int(i) for i in order]
+test_key = f"label_bias_test_{config.key()}"
+settle_widget(test_key, held_out[0], held_out)
+test_index = st.selectbox("Held-out sample (misclassified first)", held_out, format_func=_describe, key=test_key)
 tables = run_or_explain(lb.top_influencers, result, int(test_index), 10)
 if tables is not None:
     if tabular:
@@ -353,6 +355,7 @@ if yours:
     st.stop()
 a1, a2 = st.columns([1, 3])
 relabel_to = "the other class" if ds.n_classes == 2 else "the model's likeliest other class"
+settle_widget("label_bias_action", "relabel", ["relabel", "remove"])  # off the page while your model is scored
 action = a1.radio(
     "Action",
     ["relabel", "remove"],

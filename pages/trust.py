@@ -7,7 +7,7 @@ from influence_core import lds
 from influence_core.figures import retraining_check_figure
 from influence_core.figures import trust as trust_figures
 from influence_core.methods import names_where
-from pages._ui import described_select, kept_result, page_header, progress_status, run_or_explain
+from pages._ui import described_select, kept_result, page_header, progress_status, run_or_explain, settle_widget
 
 page_header("Trust")
 st.caption(
@@ -41,13 +41,10 @@ with st.container(border=True):
         "the same run with the dropped rows' weights zeroed: same initial weights, same batches (what exact attribution answers)",
     )
     # a disabled box shows the value the run uses: unchecked where it does not apply (it stayed ticked and greyed)
-    if model == "logreg":
-        st.session_state["trust_smooth"] = False
-    if randomness == "fixed":
-        st.session_state["trust_ceiling"] = False
+    settle_widget("trust_smooth", False, [False] if model == "logreg" else [False, True])
+    settle_widget("trust_ceiling", False, [False] if randomness == "fixed" else [False, True])
     smooth = c1.checkbox(
         "Smooth training",
-        False,
         key="trust_smooth",
         disabled=model == "logreg",
         help="the MLP's learning rate annealed to 0 and weight decay 1e-2: training smooth in the rows' weights, where exact "
@@ -55,7 +52,6 @@ with st.container(border=True):
     )
     ceiling = c1.checkbox(
         "Seed-noise ceiling",
-        False,
         key="trust_ceiling",
         disabled=randomness == "fixed",
         help="retrain each subset under a second seed: doubles the retrains",
@@ -137,8 +133,12 @@ st.plotly_chart(trust_figures.spread_figure(result, list(table["method"])), widt
 
 st.subheader("One held-out point")
 p1, p2 = st.columns([1, 3])
-method = p1.selectbox("Method", list(table["method"]), key="trust_point_method")
-worst_first = np.argsort(np.nan_to_num(result.per_test[method], nan=2.0))
+# the methods measured and their held-out points follow the run: the boxes show the ones the figures use (issue 34)
+methods = list(table["method"])
+settle_widget("trust_point_method", methods[0], methods)
+method = p1.selectbox("Method", methods, key="trust_point_method")
+worst_first = [int(i) for i in np.argsort(np.nan_to_num(result.per_test[method], nan=2.0))]
+settle_widget("trust_point", worst_first[0], worst_first)
 point = int(p1.selectbox("Held-out point (worst ordered first)", worst_first, key="trust_point"))
 predicted, retrained = lds.subset_scatter(result, method, point)
 title = f"{method} on held-out point {point}: Spearman {result.per_test[method][point]:+.2f} over {subsets} subsets"
@@ -147,7 +147,8 @@ p1.caption("Each dot is one retrained subset. A method that is right puts them o
 
 st.markdown("**The same point, leave-one-out:** remove the method's strongest training points for it one at a time, retrain each time.")
 l1, l2 = st.columns([1, 3])
-removals = int(l1.slider("Points removed, one at a time", 3, 30, 10, key="trust_loo_removals"))
+settle_widget("trust_loo_removals", 10, bounds=(3, 30))
+removals = int(l1.slider("Points removed, one at a time", 3, 30, key="trust_loo_removals"))
 loo_clicked = l1.button("Check against leave-one-out", key="trust_loo_go")
 
 

@@ -15,7 +15,7 @@ from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
 from influence_core.metrics import auroc
 from pages._pickers import method_picker
-from pages._ui import csv_inputs, described_select, kept_result, memoised, page_header, progress_status, run_or_explain
+from pages._ui import csv_inputs, described_select, kept_result, memoised, page_header, progress_status, run_or_explain, settle_widget
 
 page_header("What-if")
 st.caption(
@@ -30,9 +30,12 @@ with st.container(border=True):
     classes, csv_path, label_column, id_column = (3, 8), None, None, None
     if name in ("digits", "mnist"):
         a, b = c1.columns(2)
+        # drawn for digits and MNIST only: back from another dataset, the boxes show the classes the run uses
+        settle_widget("whatif_class_a", 3, bounds=(0, 9))
+        settle_widget("whatif_class_b", 8, bounds=(0, 9))
         classes = (
-            int(a.number_input("Class A", 0, 9, 3, key="whatif_class_a")),
-            int(b.number_input("Class B", 0, 9, 8, key="whatif_class_b")),
+            int(a.number_input("Class A", 0, 9, key="whatif_class_a")),
+            int(b.number_input("Class B", 0, 9, key="whatif_class_b")),
         )
     elif name == "csv":
         csv_path, label_column, id_column = csv_inputs(c1, "whatif")
@@ -81,8 +84,6 @@ if result is None:
     st.stop()
 ds, search = result.dataset, result.relabel
 n_test = len(ds.y_test)
-if not 0 <= st.session_state.get("whatif_test_id", -1) < n_test:
-    st.session_state["whatif_test_id"] = int(np.argmin(np.where(search.found, search.k, 10**9)))
 
 m1, m2, m3, m4, m5 = st.columns(5)
 m1.metric("Test accuracy", f"{result.metrics['test']['accuracy']:.1%}")
@@ -122,7 +123,10 @@ with right:
     if rows and rows[0] != st.session_state.get("whatif_last_row"):
         st.session_state["whatif_last_row"] = rows[0]
         st.session_state["whatif_test_id"] = int(rows[0])
+    # a test point of this data (the smallest flip set first); the box shows the point the page describes (issue 34)
+    settle_widget("whatif_test_id", int(np.argmin(np.where(search.found, search.k, 10**9))), bounds=(0, n_test - 1))
     t = int(st.number_input("Test point (click one in the plot or the table)", 0, n_test - 1, key="whatif_test_id"))
+    settle_widget("whatif_mode", "relabel", ["relabel", "remove"])
     mode = st.radio(
         "Set",
         ["relabel", "remove"],
@@ -280,16 +284,8 @@ with tab_k:
     found_rows = np.flatnonzero(search.found)
     # How far to trust the one-shot sets on this data: the paper's "flip successful" share, by retraining a sample.
     v1, v2 = st.columns([1, 3])
-    n_check = int(
-        v1.number_input(
-            "Sets to verify",
-            1,
-            max(1, len(found_rows)),
-            min(100, max(1, len(found_rows))),
-            key="whatif_n_check",
-            disabled=not len(found_rows),
-        )
-    )
+    settle_widget("whatif_n_check", min(100, max(1, len(found_rows))), bounds=(1, max(1, len(found_rows))))
+    n_check = int(v1.number_input("Sets to verify", 1, max(1, len(found_rows)), key="whatif_n_check", disabled=not len(found_rows)))
 
     def _check_sample():
         sample = np.random.default_rng(seed).permutation(found_rows)[:n_check]
@@ -333,6 +329,7 @@ with tab_k:
     )
 
 with tab_cmp:
+    settle_widget("whatif_impact", "utility", list(hf.IMPACTS))
     impact = st.radio(
         "Impact",
         list(hf.IMPACTS),
@@ -511,12 +508,13 @@ with tab_trim:
             "cancer: −0.5 points of accuracy over 50 seeds, benchmarks/README.md); the measurement below says whether it "
             "does on yours."
         )
+    settle_widget("whatif_trim_impact", "utility", ["utility", "fairness"])
     trim_impact = st.radio("Rank by", ["utility", "fairness"], horizontal=True, key="whatif_trim_impact")
+    settle_widget("whatif_trim_seeds", 5, bounds=(1, 20))
     n_seeds = st.slider(
         "Seeds",
         1,
         20,
-        5,
         key="whatif_trim_seeds",
         help="Each seed is a new validation / held-out split and training. Below ~10 seeds a change of "
         "half a point is mostly the split's noise (measured on breast cancer: benchmarks/README.md).",

@@ -287,6 +287,39 @@ def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
         browser.close()
 
 
+def test_what_if_test_point_box_shows_the_point_the_text_describes_after_the_data_changes(served_app):
+    """Issue 34: pick test #3, choose "Your CSV" (the page stops until a file is named), then the half moons. The box
+    read 0 while the text described test #3: the server kept the point, the browser drew the box anew at its minimum."""
+    _require_chromium()
+    import re
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(served_app + "/what_if")
+        page.wait_for_selector("text=Test points", timeout=240_000)
+        box = page.get_by_label("Test point (click one in the plot or the table)")
+
+        def described() -> str:
+            page.wait_for_timeout(3000)  # the rerun's text and box settle
+            texts = page.locator("[data-testid='stMarkdownContainer']").all_inner_texts()
+            return next(m.group(1) for t in texts if (m := re.match(r"Test #(\d+):", t)))
+
+        picked = "3" if box.input_value() != "3" else "4"
+        box.fill(picked)
+        box.press("Enter")
+        assert described() == picked
+        _choose(page, "Dataset", re.compile("Your CSV"))
+        page.wait_for_selector("text=Name your CSV", timeout=60_000)
+        _choose(page, "Dataset", re.compile("half moons"))
+        page.wait_for_selector("text=Test points", timeout=240_000)
+        t = described()
+        assert box.input_value() == t, f"the test-point box shows {box.input_value()}; the text describes test #{t}"
+        browser.close()
+
+
 # Text the layout cut off or drew over other text, as a person would see it: an element that clips its text (an ellipsis
 # or hidden overflow) with more text than it shows, a select box or text field wider than its box, and in each plotly
 # figure the title, legend, subplot titles, axis titles and colour-bar title overlapping each other or leaving the figure.
