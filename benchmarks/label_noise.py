@@ -1,23 +1,33 @@
-"""Label-noise detection (issue 15): every attribution method's self-influence against the training loss and cleanlab.
+"""Label-noise detection (issues 15 and 32): every registered detector (``influence_core.detectors``) and the default
+ranking, on the noise users meet, over several seeds.
 
-Cases (training subsets, held-out rows only for the printed test accuracy):
-- ``mnist_uniform10`` / ``mnist_uniform30``: MNIST, 10 % / 30 % of all rows to a uniformly random other class;
-- ``mnist_pairs10`` / ``mnist_pairs30``: MNIST look-alike pairs 4↔9, 3↔8, 1↔7 (10 % / 30 % of each paired class);
-- ``fashion_pairs10`` / ``fashion_pairs30``: Fashion-MNIST T-shirt↔shirt, pullover↔coat, sneaker↔ankle boot;
-- ``mnist_memorised``: MNIST, 500 rows, 10 % uniform, trained long enough to fit every training label (the flips too),
-  so the training loss is ~0 on every row.
+Cases (training subsets; flips drawn per seed; ``--cases`` picks):
+- ``mnist_uniform10``: MNIST 1,000 rows, 10 % of all rows to a uniformly random other class;
+- ``mnist_pairs30``: MNIST look-alike pairs 4↔9, 3↔8, 1↔7 (30 % of each paired class);
+- ``fashion_pairs30``: Fashion-MNIST T-shirt↔shirt, pullover↔coat, sneaker↔ankle boot (30 %);
+- ``mnist_oneway30``: MNIST, one-way (asymmetric) flips 7→1, 3→8, 4→9, 5→6 of 30 % of each source class;
+- ``mnist_memorised``: MNIST 500 rows, uniform 10 %, trained until it fits every label (the flips too);
+- ``mnist_cnn_pairs20``: the zoo CNN with its default training (Adam), 1,000 MNIST rows, pairs at 20 %;
+- ``digits_csv_pairs20``: sklearn digits written as a CSV, 20 % of 1/7, 3/8, 4/9, 5/6 flipped within their pair,
+  the MLP with the CLI's default training for a CSV (``scores --model mlp``): the case the issue was filed on;
+- ``wine_csv_uniform10`` / ``breast_cancer_csv_uniform5``: sklearn's wine and breast-cancer tables as CSVs.
 
-Detectors: every registered method (``influence_core.methods``; influence once per curvature in ``--curvatures``),
-its self-score as the suspicion (higher = more suspicious); the training loss −log p(noisy label | x) of the same model;
-cleanlab's label-quality score on out-of-fold probabilities of the same model and training (``--folds`` folds).
-Reported per case: AUROC, recall at the noise rate (the top k rows, k = the number of flipped rows) and the Spearman ρ
-of each score with the training loss (how much it ranks rows as the loss does), the mean over ``--seeds`` (each seed
-its own subset, noise draw and initialisation), and the detector that wins on AUROC.
+MNIST-family cases train the MLP (784-128-10) or CNN with plain SGD (lr 0.1, batch 64, 20 epochs, 10 checkpoints:
+TracIn's assumption); CSV cases train as the CLI does by default. Detectors: everything registered (training loss,
+AUM, forgetting events, loss over training, TracIn self-influence, out-of-fold loss and cleanlab on the same model,
+cleanlab on scikit-learn's logistic regression, the combined default); ``--influence`` adds every attribution
+method's self-score (the comparison of issue 15). Reported per case: AUROC, average precision (AP) and recall@k
+(k = the number of flips), mean ± standard deviation over ``--seeds``; the verdict checks issue 32's target: the
+default ≥ the best baseline (training loss, out-of-fold loss, AUM, both cleanlabs) minus one seed-std, on AUROC and
+AP, and its mean AUROC over all cases ≥ the best baseline's mean + 0.01.
 
-    python benchmarks/label_noise.py                 # all cases, MLP, 1 seed, 3,000 train rows (2-core CPU: ~25 min)
-    python benchmarks/label_noise.py --seeds 3       # the mean over three draws
-    python benchmarks/label_noise.py --quick         # smoke run: 3 cases, 500 rows, fewer epochs (< 2 min)
-    python benchmarks/label_noise.py --cases mnist_pairs10,mnist_memorised --model logreg
+``--develop`` is how the combined ranking's components were chosen: on development seeds (100+, never an evaluation
+seed), every rank average of 2–4 detectors is scored, and the one with the best mean AUROC over the cases is printed.
+
+    python benchmarks/label_noise.py --seeds 0,1,2 --json eval.json      # the evaluation (2-core CPU: ~40 min)
+    python benchmarks/label_noise.py --develop --seeds 100 --json dev.json
+    python benchmarks/label_noise.py --quick                              # smoke: 3 small cases, 1 seed (< 2 min)
+    python benchmarks/label_noise.py --show eval.json                     # the tables of a saved run again
 
 Nothing is read from the result cache: every run trains and scores from scratch.
 """
@@ -26,89 +36,126 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 import torch
-from scipy.stats import spearmanr
 
-from influence_core import methods
-from influence_core.baselines import cleanlab_flags, out_of_fold_probabilities
-from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core import detectors, methods
+from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_damping, default_training
 from influence_core.data import noise
-from influence_core.data.registry import load_dataset
+from influence_core.data.registry import load_dataset, peek_own_data
+from influence_core.detectors.combined import rank_average
 from influence_core.device import default_device
 from influence_core.errors import CurvatureError, InputError
 from influence_core.experiments import fit_method, predict_proba, train
-from influence_core.metrics import auroc
+from influence_core.metrics import auroc, average_precision
 
 MNIST_PAIRS = ((4, 9), (3, 8), (1, 7))
 FASHION_PAIRS = ((0, 6), (2, 4), (7, 9))  # T-shirt/top↔shirt, pullover↔coat, sneaker↔ankle boot
-BASELINES = ("training loss", "cleanlab (out-of-fold)")
-TIE = 0.001  # AUROC differences below this are not called a win (one seed's resolution)
+DIGITS_PAIRS = ((1, 7), (3, 8), (4, 9), (5, 6))
+ONE_WAY = ((7, 1), (3, 8), (4, 9), (5, 6))
+# issue 32's baselines: what a user already has
+BASELINES = ("loss", "oof_loss", "aum", "cleanlab", "cleanlab_logreg")
+METRICS = ("auroc", "ap", "recall")
 
 
 @dataclass(frozen=True)
 class Case:
     label: str
-    dataset: str
-    kind: str  # uniform | pairs
+    dataset: str  # a registered dataset, or csv:wine / csv:breast_cancer / csv:digits (sklearn's, written as a CSV)
+    noise: str  # uniform | pairs | oneway
     fraction: float
     pairs: tuple[tuple[int, int], ...] = ()
-    n_train: Optional[int] = None  # its own size (at most --n-train); None: --n-train
-    memorise: bool = False
+    n_train: int = 3000
+    model: str = "mlp"
+    training: str = "sgd"  # sgd: the benchmark's plain SGD; memorise: long SGD; default: the CLI's for a CSV
 
 
 CASES = {
     "mnist_uniform10": Case("MNIST, uniform 10 %", "mnist", "uniform", 0.1),
-    "mnist_uniform30": Case("MNIST, uniform 30 %", "mnist", "uniform", 0.3),
-    "mnist_pairs10": Case("MNIST, pairs 4↔9 3↔8 1↔7, 10 %", "mnist", "pairs", 0.1, MNIST_PAIRS),
-    "mnist_pairs30": Case("MNIST, pairs 4↔9 3↔8 1↔7, 30 %", "mnist", "pairs", 0.3, MNIST_PAIRS),
-    "fashion_pairs10": Case(
-        "Fashion-MNIST, pairs tee↔shirt pullover↔coat sneaker↔boot, 10 %", "fashion_mnist", "pairs", 0.1, FASHION_PAIRS
+    "mnist_pairs30": Case("MNIST, pairs, 30 %", "mnist", "pairs", 0.3, MNIST_PAIRS),
+    "fashion_pairs30": Case("Fashion-MNIST, pairs, 30 %", "fashion_mnist", "pairs", 0.3, FASHION_PAIRS),
+    "mnist_oneway30": Case("MNIST, one-way 7→1 3→8 4→9 5→6, 30 %", "mnist", "oneway", 0.3, ONE_WAY),
+    "mnist_memorised": Case("MNIST 500 rows, uniform 10 %, memorised", "mnist", "uniform", 0.1, n_train=500, training="memorise"),
+    "mnist_cnn_pairs20": Case(
+        "MNIST 1,000 rows, CNN (its default training), pairs, 20 %",
+        "mnist",
+        "pairs",
+        0.2,
+        MNIST_PAIRS,
+        n_train=1000,
+        model="cnn",
+        training="default",
     ),
-    "fashion_pairs30": Case(
-        "Fashion-MNIST, pairs tee↔shirt pullover↔coat sneaker↔boot, 30 %", "fashion_mnist", "pairs", 0.3, FASHION_PAIRS
+    "digits_csv_pairs20": Case(
+        "digits CSV, pairs 1↔7 3↔8 4↔9 5↔6, 20 %, CLI defaults", "csv:digits", "pairs", 0.2, DIGITS_PAIRS, training="default"
     ),
-    "mnist_memorised": Case("MNIST 500 rows, uniform 10 %, memorised", "mnist", "uniform", 0.1, n_train=500, memorise=True),
+    "wine_csv_uniform10": Case("wine CSV, uniform 10 %, CLI defaults", "csv:wine", "uniform", 0.1, training="default"),
+    "breast_cancer_csv_uniform5": Case(
+        "breast-cancer CSV, uniform 5 %, CLI defaults", "csv:breast_cancer", "uniform", 0.05, training="default"
+    ),
 }
-QUICK_CASES = "mnist_uniform10,mnist_pairs30,mnist_memorised"
+QUICK_CASES = "mnist_uniform10,mnist_memorised,wine_csv_uniform10"
 
 
-def run_config(model: str, n_train: int, epochs: int, seed: int, dataset: str) -> RunConfig:
-    """Plain SGD in mini-batches with 10 checkpoints (TracIn's assumption), as benchmarks/signals.py trains."""
-    model_cfg = ModelConfig(kind="mlp", hidden=128, depth=1) if model == "mlp" else ModelConfig(kind=model)
+def sklearn_csv(name: str, folder: Path) -> Path:
+    """One of scikit-learn's bundled tables written as a user's CSV (features + a ``label`` column)."""
+    from sklearn import datasets
+
+    bunch = {"digits": datasets.load_digits, "wine": datasets.load_wine, "breast_cancer": datasets.load_breast_cancer}[name]()
+    path = folder / f"{name}.csv"
+    if not path.exists():
+        table = pd.DataFrame(bunch.data, columns=[f"f{i}" for i in range(bunch.data.shape[1])])
+        table["label"] = bunch.target
+        table.to_csv(path, index=False)
+    return path
+
+
+def run_config(case: Case, seed: int, args: argparse.Namespace, folder: Path) -> RunConfig:
+    if case.dataset.startswith("csv:"):
+        data = DataConfig(
+            name="csv", path=str(sklearn_csv(case.dataset[4:], folder)), label_column="label", test_fraction=0.2, n_train=0, n_test=0
+        )
+    else:
+        data = DataConfig(name=case.dataset, n_train=min(case.n_train, args.n_train), n_test=500)
+    model = (
+        ModelConfig(kind="mlp", hidden=128, depth=1) if case.model == "mlp" and case.training != "default" else ModelConfig(kind=case.model)
+    )
+    if case.training == "default":  # the CLI's and the app's training for this model on this many rows
+        rows = peek_own_data(data).n_train(data) if data.name == "csv" else data.n_train
+        training = default_training(case.model, rows)
+    else:
+        epochs = args.memorise_epochs if case.training == "memorise" else args.epochs
+        training = TrainConfig(
+            optimizer="sgd", lr=0.1 if case.model == "mlp" else 0.05, epochs=epochs, batch_size=64, weight_decay=1e-4, n_checkpoints=10
+        )
     return RunConfig(
-        data=DataConfig(name=dataset, n_train=n_train, n_test=500),
-        model=model_cfg,
-        train=TrainConfig(optimizer="sgd", lr=0.1, epochs=epochs, batch_size=64, weight_decay=1e-4, n_checkpoints=10),
-        curvature=CurvatureConfig(kind="auto", damping=0.01),
-        seed=seed,
+        data=data, model=model, train=training, curvature=CurvatureConfig(kind="auto", damping=default_damping(case.model)), seed=seed
     )
 
 
 def noisy_dataset(case: Case, config: RunConfig):
     ds = load_dataset(config.data, config.seed)
-    if case.kind == "uniform":
-        drawn = noise.uniform_noise(ds.y_train, case.fraction, ds.n_classes, config.seed)
-    else:
-        drawn = noise.pair_flip(ds.y_train, case.pairs, case.fraction, config.seed)
+    y, seed = ds.y_train, config.seed
+    if case.noise == "uniform":
+        drawn = noise.uniform_noise(y, case.fraction, ds.n_classes, seed)
+    elif case.noise == "pairs":
+        drawn = noise.pair_flip(y, case.pairs, case.fraction, seed)
+    else:  # one way: each source class loses a share of its rows to its target, nothing comes back
+        noisy = y.copy()
+        for k, (source, target) in enumerate(case.pairs):
+            flipped, mask = noise.flip_class(y, source, target, case.fraction, seed + k)
+            noisy[mask] = flipped[mask]
+        drawn = (noisy, noisy != y)
     return noise.with_noise(ds, drawn)
-
-
-def detector_specs(curvatures: list[str]) -> list[tuple[str, str, Optional[str]]]:
-    """(label, method, curvature) for every registered method; the curvature-using ones once per curvature."""
-    specs = []
-    for name in methods.method_names():
-        if methods.get(name).uses_curvature:
-            specs += [(f"{name} [{c}]", name, c) for c in curvatures]
-        else:
-            specs.append((name, name, None))
-    return specs
 
 
 def recall_at_k(scores: np.ndarray, mask: np.ndarray) -> float:
@@ -117,173 +164,247 @@ def recall_at_k(scores: np.ndarray, mask: np.ndarray) -> float:
     return float(mask[np.argsort(-scores, kind="stable")[:k]].mean()) if k else float("nan")
 
 
-def run_seed(case: Case, args: argparse.Namespace, seed: int) -> tuple[dict[str, dict[str, float]], dict]:
-    n_train = min(case.n_train, args.n_train) if case.n_train else args.n_train
-    epochs = args.memorise_epochs if case.memorise else args.epochs
-    config = run_config(args.model, n_train, epochs, seed, case.dataset)
+def measures(scores: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    return {"auroc": auroc(scores, mask), "ap": average_precision(scores, mask), "recall": recall_at_k(scores, mask)}
+
+
+def influence_scores(config: RunConfig, trained, curvatures: list[str]) -> dict[str, np.ndarray]:
+    """Every attribution method's self-score (influence once per curvature): issue 15's comparison."""
+    out = {}
+    for name in methods.method_names():
+        for curvature in curvatures if methods.get(name).uses_curvature else [None]:
+            cfg = config.replace(method=name)
+            if curvature is not None:
+                cfg = cfg.replace(curvature=dataclasses.replace(cfg.curvature, kind=curvature))
+            label = f"self:{name}" + (f"[{curvature}]" if curvature else "")
+            try:
+                out[label] = np.asarray(fit_method(cfg, trained).self_scores(), dtype=np.float64)
+            except (InputError, CurvatureError) as err:
+                print(f"    {label}: skipped ({err})", flush=True)
+    return out
+
+
+def run_seed(case: Case, seed: int, args: argparse.Namespace, folder: Path, key: str = "") -> dict:
+    saved = Path(args.save_scores or "") / f"{key}_seed{seed}.npz"
+    if args.save_scores and saved.exists():  # a resumed run: this case and seed were scored already
+        print(f"  seed {seed}: scores saved in {saved}, not computed again", flush=True)
+        return _load_run(saved, seed)
+    config = run_config(case, seed, args, folder)
     ds = noisy_dataset(case, config)
     mask = ds.flipped
     start = time.perf_counter()
     trained = train(config, use_cache=False, dataset=ds)
     train_s = time.perf_counter() - start
-    probs = predict_proba(trained.model, ds.x_train)
-    fitted = probs.argmax(1) == ds.y_train
+    fitted = predict_proba(trained.model, ds.x_train).argmax(1) == ds.y_train
+    found = detectors.detect(trained, n_folds=args.folds, use_cache=False)
+    scores = dict(found.scores)
+    if args.influence:
+        scores.update(influence_scores(config, trained, args.curvatures))
     info = {
         "n_train": len(ds.y_train),
         "n_flipped": int(mask.sum()),
         "train_accuracy": float(fitted.mean()),
-        "flips_fitted": float(fitted[mask].mean()),  # flipped rows the model predicts with their wrong label
+        "flips_fitted": float(fitted[mask].mean()),
         "test_accuracy": trained.metrics["test"]["accuracy"],
         "train_seconds": train_s,
+        "detector_seconds": found.seconds,
     }
     print(
         f"  seed {seed}: {info['n_train']} rows, {info['n_flipped']} flipped; train acc {info['train_accuracy']:.3f} "
-        f"(flipped rows fitted to the wrong label {info['flips_fitted']:.1%}), test acc {info['test_accuracy']:.3f}, "
-        f"training {train_s:.1f} s",
+        f"(flips fitted {info['flips_fitted']:.0%}), test acc {info['test_accuracy']:.3f}, training {train_s:.1f} s; "
+        + ", ".join(f"{d} {s:.1f} s" for d, s in found.seconds.items() if s >= 0.5),
         flush=True,
     )
-    scores: dict[str, np.ndarray] = {}
-    seconds: dict[str, float] = {}
-    for label, method, curvature in detector_specs(args.curvatures):
-        cfg = config if curvature is None else config.replace(curvature=dataclasses.replace(config.curvature, kind=curvature))
-        start = time.perf_counter()
-        try:
-            attributor = fit_method(cfg, trained, method=method)
-            scores[label] = np.asarray(attributor.self_scores(), dtype=np.float64)
-        except (InputError, CurvatureError) as err:
-            print(f"    {label}: skipped ({err})", flush=True)
-            continue
-        seconds[label] = time.perf_counter() - start
-        note = f" - {attributor.note}" if attributor.note else ""
-        print(f"    {label}: {seconds[label]:.1f} s{note}", flush=True)
-    p_label = probs[np.arange(len(ds.y_train)), ds.y_train]
-    scores[BASELINES[0]] = -np.log(np.clip(p_label, 1e-12, None))
-    seconds[BASELINES[0]] = 0.0
-    start = time.perf_counter()
-    oof = out_of_fold_probabilities(config, ds, n_folds=args.folds, use_cache=False)
-    scores[BASELINES[1]] = cleanlab_flags(ds.y_train, oof)["score"]
-    seconds[BASELINES[1]] = time.perf_counter() - start
-    print(f"    {BASELINES[1]}: {seconds[BASELINES[1]]:.1f} s ({args.folds} folds trained)", flush=True)
-    loss = scores[BASELINES[0]]
-    rows = {
-        k: {"auroc": auroc(s, mask), "recall": recall_at_k(s, mask), "rho_loss": float(spearmanr(s, loss)[0]), "seconds": seconds[k]}
-        for k, s in scores.items()
-    }
-    return rows, info
+    if args.save_scores:
+        Path(args.save_scores).mkdir(parents=True, exist_ok=True)
+        path = Path(args.save_scores) / f"{key}_seed{seed}.npz"
+        np.savez(path, mask=mask, info=json.dumps(info), **{f"score_{d}": s for d, s in scores.items()})
+    return {"seed": seed, "info": info, "rows": {d: measures(s, mask) for d, s in scores.items()}, "scores": scores, "mask": mask}
 
 
-def run_case(key: str, args: argparse.Namespace) -> dict:
-    case = CASES[key]
-    print(f"\n=== {key}: {case.label} ({args.model}, seeds {args.seeds})", flush=True)
-    per_seed = [run_seed(case, args, seed) for seed in range(args.seeds)]
-    detectors = [d for d in per_seed[0][0] if all(d in rows for rows, _ in per_seed)]
+def rescored(folder: str, seeds: list[int], cases: list[str]) -> dict[str, list[dict]]:
+    """Per-seed results from scores saved with --save-scores, the default ranking recomputed from its components as
+    the registry's combined detector computes it (``rank_average`` of the same scores): a new choice of components
+    measured on the saved runs without training them again."""
+    default = detectors.get(detectors.DEFAULT_DETECTOR)
+    out = {}
+    for key in cases:
+        runs = []
+        for seed in seeds:
+            path = Path(folder) / f"{key}_seed{seed}.npz"
+            if not path.exists():
+                break
+            run = _load_run(path, seed)
+            run["scores"][default.name] = rank_average([run["scores"][c] for c in default.components])
+            run["rows"][default.name] = measures(run["scores"][default.name], run["mask"])
+            runs.append(run)
+        else:
+            out[key] = runs
+    return out
+
+
+def _load_run(path: Path, seed: int) -> dict:
+    saved = np.load(path)
+    mask = saved["mask"]
+    scores = {f[6:]: saved[f] for f in saved.files if f.startswith("score_")}
+    rows = {d: measures(s, mask) for d, s in scores.items()}
+    return {"seed": seed, "info": json.loads(str(saved["info"])), "rows": rows, "scores": scores, "mask": mask}
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    names = [d for d in per_seed[0]["rows"] if all(d in r["rows"] for r in per_seed)]
     table = {}
-    for d in detectors:
-        table[d] = {col: float(np.mean([rows[d][col] for rows, _ in per_seed])) for col in ("auroc", "recall", "rho_loss", "seconds")} | {
-            "auroc_std": float(np.std([rows[d]["auroc"] for rows, _ in per_seed]))
-        }
-    info = {k: float(np.mean([i[k] for _, i in per_seed])) for k in per_seed[0][1]}
-    return {"key": key, "label": case.label, "table": table, "info": info}
+    for d in names:
+        values = {m: [r["rows"][d][m] for r in per_seed] for m in METRICS}
+        table[d] = {m: float(np.mean(v)) for m, v in values.items()} | {f"{m}_std": float(np.std(v)) for m, v in values.items()}
+    info = {k: float(np.mean([r["info"][k] for r in per_seed])) for k in per_seed[0]["info"] if k != "detector_seconds"}
+    info["detector_seconds"] = {
+        d: float(np.mean([r["info"]["detector_seconds"].get(d, 0.0) for r in per_seed])) for d in per_seed[0]["info"]["detector_seconds"]
+    }
+    return {"table": table, "info": info}
 
 
-def verdict(result: dict) -> dict:
-    table = result["table"]
-    influence = {d: r for d, r in table.items() if d not in BASELINES}
-    best_inf = max(influence, key=lambda d: influence[d]["auroc"])
-    best = max(table, key=lambda d: table[d]["auroc"])
-    loss, cl = table[BASELINES[0]]["auroc"], table[BASELINES[1]]["auroc"]
-    margin = influence[best_inf]["auroc"] - max(loss, cl)
-    outcome = "beats both" if margin >= TIE else "ties (within 0.001)" if margin > -TIE else "does NOT beat both"
-    return {"winner": best, "best_influence": best_inf, "beats_both": margin >= TIE, "outcome": outcome}
+def case_verdict(table: dict, default: str) -> dict:
+    """Issue 32's per-case target: the default ≥ the best baseline − one seed-std, on AUROC and on AP."""
+    out = {}
+    for m in ("auroc", "ap"):
+        present = [b for b in BASELINES if b in table]
+        best = max(present, key=lambda b: table[b][m])
+        slack = table[best][f"{m}_std"]
+        out[m] = {"best_baseline": best, "met": table[default][m] >= table[best][m] - slack, "gap": table[default][m] - table[best][m]}
+    return out
 
 
-def print_case(result: dict, n_seeds: int) -> None:
-    info = result["info"]
+def print_case(key: str, result: dict, default: str) -> None:
+    info, table = result["info"], result["table"]
     print(
-        f"\n--- {result['key']}: {result['label']}: {info['n_train']:.0f} rows, {info['n_flipped']:.0f} flipped; "
-        f"train acc {info['train_accuracy']:.3f}, flipped rows fitted {info['flips_fitted']:.1%}, test acc {info['test_accuracy']:.3f}"
+        f"\n--- {key}: {CASES[key].label if key in CASES else key}: {info['n_train']:.0f} rows, {info['n_flipped']:.0f} flipped; "
+        f"train acc {info['train_accuracy']:.3f}, flips fitted {info['flips_fitted']:.0%}, test acc {info['test_accuracy']:.3f}"
     )
-    std = n_seeds > 1
-    print(f"{'detector':<24} {'AUROC':>7}{'   ±std' if std else ''} {'recall@k':>9} {'ρ loss':>7} {'seconds':>8}")
-    for d, r in sorted(result["table"].items(), key=lambda kv: -kv[1]["auroc"]):
-        spread = f" {r['auroc_std']:6.4f}" if std else ""
-        print(f"{d:<24} {r['auroc']:7.4f}{spread} {r['recall']:9.3f} {r.get('rho_loss', float('nan')):7.3f} {r['seconds']:8.1f}")
-    v = verdict(result)
-    t = result["table"]
+    print(f"{'detector':<28} {'AUROC':>15} {'AP':>15} {'recall@k':>15}")
+    for d, r in sorted(table.items(), key=lambda kv: -kv[1]["auroc"]):
+        cells = "".join(f" {r[m]:7.4f} ± {r[m + '_std']:.3f}" for m in METRICS)
+        tag = " (default)" if d == default else " (baseline)" if d in BASELINES else ""
+        print(f"{d + tag:<28}{cells}")
+    v = case_verdict(table, default)
     print(
-        f"winner: {v['winner']}; best influence {v['best_influence']} {t[v['best_influence']]['auroc']:.4f} vs training loss "
-        f"{t[BASELINES[0]]['auroc']:.4f}, cleanlab {t[BASELINES[1]]['auroc']:.4f}: "
-        f"{v['outcome']}"
-    )
-
-
-def print_summary(results: list[dict], seconds: float) -> None:
-    print(f"\n=== summary: AUROC (recall at the noise rate){'' if np.isnan(seconds) else f', total {seconds:.0f} s'}")
-    print(f"{'case':<16} {'best influence':<24} {'':>16} {'training loss':>16} {'cleanlab':>16}  winner on AUROC")
-    for r in results:
-        v, t = verdict(r), r["table"]
-        cell = lambda row: f"{row['auroc']:.4f} ({row['recall']:.3f})"  # noqa: E731
-        print(
-            f"{r['key']:<16} {v['best_influence']:<24} {cell(t[v['best_influence']]):>16} {cell(t[BASELINES[0]]):>16} "
-            f"{cell(t[BASELINES[1]]):>16}  {v['winner']}; influence {v['outcome']}"
+        "target (default ≥ best baseline − 1 std): "
+        + "; ".join(
+            f"{m.upper()} {'met' if v[m]['met'] else 'NOT met'} ({v[m]['gap']:+.4f} vs {v[m]['best_baseline']})" for m in ("auroc", "ap")
         )
-
-
-def show(path: str) -> None:
-    """Print the tables of a run saved with --json again."""
-    saved = json.loads(Path(path).read_text())
-    a = saved["args"]
-    print(
-        f"saved run {path}: model {a['model']}, {a['n_train']} train rows, {a['epochs']} epochs ({a['memorise_epochs']} memorised), "
-        f"cleanlab {a['folds']}-fold, seeds {a['seeds']}, influence curvatures {', '.join(a['curvatures'])}"
     )
-    for r in saved["results"]:
-        print_case(r, a["seeds"])
-    print_summary(saved["results"], float("nan"))
+
+
+def print_summary(results: dict[str, dict], default: str) -> None:
+    names = [d for d in next(iter(results.values()))["table"] if all(d in r["table"] for r in results.values())]
+    means = {d: float(np.mean([r["table"][d]["auroc"] for r in results.values()])) for d in names}
+    print("\n=== summary: mean AUROC over the cases")
+    for d in sorted(names, key=lambda d: -means[d]):
+        tag = " (default)" if d == default else " (baseline)" if d in BASELINES else ""
+        print(f"{d + tag:<28} {means[d]:.4f}")
+    best_base = max((b for b in BASELINES if b in means), key=lambda b: means[b])
+    lead = means[default] - means[best_base]
+    print(f"default − best baseline ({best_base}): {lead:+.4f} (target ≥ +0.01: {'met' if lead >= 0.01 else 'NOT met'})")
+    missed = [k for k, r in results.items() if not all(v["met"] for v in case_verdict(r["table"], default).values())]
+    print(f"cases where the default is below the best baseline − 1 std: {', '.join(missed) if missed else 'none'}")
+
+
+def develop(per_case: dict[str, list[dict]], max_size: int = 4) -> list[tuple[float, tuple[str, ...]]]:
+    """Mean AUROC over the cases of every rank average of 2..max_size single detectors (development seeds only)."""
+    singles = [d for d in next(iter(per_case.values()))[0]["scores"] if d != detectors.DEFAULT_DETECTOR and not d.startswith("self:")]
+    ranking = []
+    for size in range(2, max_size + 1):
+        for combo in itertools.combinations(singles, size):
+            per = []
+            for runs in per_case.values():
+                if not all(all(c in r["scores"] for c in combo) for r in runs):
+                    break
+                per.append(np.mean([auroc(rank_average([r["scores"][c] for c in combo]), r["mask"]) for r in runs]))
+            else:
+                ranking.append((float(np.mean(per)), combo))
+    return sorted(ranking, reverse=True)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--quick", action="store_true", help=f"smoke run: cases {QUICK_CASES}, 500 rows, 10 epochs (memorised 150), 2 folds"
-    )
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_CASES}, 500 rows, 10 epochs (memorised 150), 2 folds")
     parser.add_argument("--cases", default=None, help=f"comma-separated, from {', '.join(CASES)} (default all)")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds averaged per case (each: subset, noise draw, initialisation)")
-    parser.add_argument("--n-train", type=int, default=None, help="training rows of the non-memorised cases (default 3000; 500 quick)")
-    parser.add_argument("--epochs", type=int, default=None, help="SGD epochs of the non-memorised cases (default 30; 10 quick)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (each: subset, noise draw, initialisation); e.g. 0,1,2")
+    parser.add_argument(
+        "--n-train", type=int, default=None, help="at most this many training rows per MNIST-family case (default 1000; 500 quick)"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="SGD epochs of the MNIST-family cases (default 20; 10 quick)")
     parser.add_argument("--memorise-epochs", type=int, default=None, help="SGD epochs of the memorised case (default 400; 150 quick)")
-    parser.add_argument("--model", default="mlp", choices=["mlp", "logreg"], help="mlp: 784-128-10 ReLU; logreg: softmax regression")
-    parser.add_argument("--curvatures", default="auto,last_layer,ekfac", help="curvatures of the influence method")
-    parser.add_argument("--folds", type=int, default=None, help="cleanlab's out-of-fold folds (default 5; 2 quick)")
+    parser.add_argument("--folds", type=int, default=None, help="out-of-fold folds (default 5; 2 quick)")
+    parser.add_argument("--influence", action="store_true", help="also every attribution method's self-score (slow)")
+    parser.add_argument("--curvatures", default="auto,last_layer,ekfac", help="with --influence: the influence method's curvatures")
+    parser.add_argument(
+        "--develop", action="store_true", help="score every rank average of 2-4 detectors (use development seeds, e.g. 100)"
+    )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--show", default=None, help="print the tables of a run saved with --json (runs nothing)")
+    parser.add_argument("--save-scores", default=None, help="folder: keep every run's scores and flip mask (one .npz per case and seed)")
+    parser.add_argument(
+        "--rescore", default=None, help="folder saved with --save-scores: the tables again, the default recomputed from its components"
+    )
     args = parser.parse_args(argv)
+    default = detectors.DEFAULT_DETECTOR
+    if args.develop and any(int(s) < 100 for s in args.seeds.split(",")):
+        parser.error("--develop chooses on development seeds (100 and above), never on the evaluation seeds 0-99")
+    if args.rescore:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        wanted = [c.strip() for c in (args.cases or ",".join(CASES)).split(",") if c.strip()]
+        per_case = rescored(args.rescore, seeds, wanted)
+        print(f"rescored {args.rescore}: seeds {seeds}; default {default} = rank average of {', '.join(detectors.get(default).components)}")
+        results = {key: summarise(runs) for key, runs in per_case.items()}
+        for key, result in results.items():
+            print_case(key, result, default)
+        print_summary(results, default)
+        if args.develop:
+            for score, combo in develop(per_case)[:10]:
+                print(f"{score:.4f}  {' + '.join(combo)}")
+        return None
     if args.show:
-        return show(args.show)
-    args.n_train = args.n_train or (500 if args.quick else 3000)
-    args.epochs = args.epochs or (10 if args.quick else 30)
+        saved = json.loads(Path(args.show).read_text())
+        print(f"saved run {args.show}: {saved['settings']}")
+        for key, result in saved["results"].items():
+            print_case(key, result, saved.get("default", default))
+        return print_summary(saved["results"], saved.get("default", default))
+    args.n_train = args.n_train or (500 if args.quick else 1000)
+    args.epochs = args.epochs or (10 if args.quick else 20)
     args.memorise_epochs = args.memorise_epochs or (150 if args.quick else 400)
     args.folds = args.folds or (2 if args.quick else 5)
     args.curvatures = [c.strip() for c in args.curvatures.split(",") if c.strip()]
+    seeds = [int(s) for s in args.seeds.split(",")]
     wanted = [c.strip() for c in (args.cases or (QUICK_CASES if args.quick else ",".join(CASES))).split(",") if c.strip()]
     unknown = [c for c in wanted if c not in CASES]
     if unknown:
         parser.error(f"unknown cases {unknown}; choose from {', '.join(CASES)}")
-    device = default_device()
-    print(
-        f"device: {device} (torch threads {torch.get_num_threads()}); model {args.model}, SGD lr 0.1 batch 64, "
-        f"{args.epochs} epochs ({args.memorise_epochs} memorised), 10 checkpoints; {args.n_train} train rows; "
-        f"cleanlab {args.folds}-fold; seeds {args.seeds}; methods {', '.join(methods.method_names())}; "
-        f"influence curvatures {', '.join(args.curvatures)}"
+    if args.develop and any(s < 100 for s in seeds):
+        parser.error("--develop chooses on development seeds (100 and above), never on the evaluation seeds 0-99")
+    settings = (
+        f"device {default_device()} (torch threads {torch.get_num_threads()}); seeds {seeds}; {args.folds}-fold; MNIST-family "
+        f"SGD {args.epochs} epochs ({args.memorise_epochs} memorised), at most {args.n_train} rows; detectors "
+        f"{', '.join(detectors.detector_names())}; default {default} = rank average of {', '.join(detectors.get(default).components)}"
     )
+    print(settings, flush=True)
     total = time.perf_counter()
-    results = []
-    for key in wanted:
-        results.append(run_case(key, args))
-        print_case(results[-1], args.seeds)
-    print_summary(results, time.perf_counter() - total)
+    per_case, results = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in wanted:
+            print(f"\n=== {key}: {CASES[key].label}", flush=True)
+            per_case[key] = [run_seed(CASES[key], seed, args, Path(tmp), key) for seed in seeds]
+            results[key] = summarise(per_case[key])
+            print_case(key, results[key], default)
+    print_summary(results, default)
+    print(f"total {time.perf_counter() - total:.0f} s")
+    if args.develop:
+        ranking = develop(per_case)
+        print("\n=== development: rank averages by mean AUROC over the cases (top 10)")
+        for score, combo in ranking[:10]:
+            print(f"{score:.4f}  {' + '.join(combo)}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"settings": settings, "default": default, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

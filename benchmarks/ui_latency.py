@@ -10,12 +10,18 @@ message (read off the websocket, so the browser's drawing is not counted).
     .venv/bin/python benchmarks/ui_latency.py --views explorer # the landing view and its interactions only
     .venv/bin/python benchmarks/ui_latency.py --repeats 3      # interactions: median of 3 moves each
     .venv/bin/python benchmarks/ui_latency.py --views explorer --busy-cores 1  # with the other core busy
+    .venv/bin/python benchmarks/ui_latency.py --views region_cuts,label_bias --busy-cores 1
 
 The landing view's first plot is its data, drawn while torch loads; its influence result (decision regions, points
 sized by influence) is timed too, from the same moment.
 
-Targets (printed PASS/MISS): landing view's first plot ≤ 3 s (≤ 8 s with the other core busy), every other view's
-first result ≤ 10 s, every interaction ≤ 0.3 s.
+Region cuts: its psi slider (the focus cut's fragment) and a click on a training point of the focus cut. Label bias:
+its threshold slider, and "Relabel N and retrain": the click's server time, and the training it runs against the same
+training in the cold view (each one's ``train_seconds`` as the server's result cache recorded it, so both are timed
+in the same server under the same load).
+
+Targets (printed PASS/MISS): landing view's first plot ≤ 3 s (≤ 4 s with the other core busy, issue 34), every other
+view's first result ≤ 10 s, every interaction ≤ 0.3 s, a retrain's training ≤ 2× the same training in the cold view.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LANDING_TARGET_S, VIEW_TARGET_S, INTERACTION_TARGET_S = 3.0, 10.0, 0.3
-LANDING_BUSY_TARGET_S = 8.0  # the landing view with the other core busy (--busy-cores 1)
+LANDING_BUSY_TARGET_S = 4.0  # the landing view with the other core busy (--busy-cores 1; issue 34, item 6)
+RETRAIN_RATIO_TARGET = 2.0  # a retrain action's training against the same training in the cold view
 
 # view → (url path, what its first result is: a CSS selector)
 VIEWS = {
@@ -56,6 +63,8 @@ VIEWS = {
     "trust": ("/trust", ".st-key-trust_go button"),  # it measures on request: first the page, ready for its button
 }
 
+
+CONFIRM_BUTTON = "[class*='st-key-confirm_'] button"  # the app's "start work estimated at …" button
 
 # view → (what, CSS selector) of a later result also timed from opening the page: the landing view's first plot is the
 # data, drawn while torch loads; its influence result (decision regions, points sized by influence) follows
@@ -72,7 +81,7 @@ def _free_port() -> int:
 def cold_server(launcher: str = "serve"):
     """A fresh server with an empty result cache, started as `make run` does (``serve``: serve.py, which warms the
     heavy imports while the server starts) or bare (``streamlit``: `streamlit run app.py`); yields (url, seconds to
-    healthy)."""
+    healthy, its result cache folder)."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="ui_latency_cache_") as cache_dir:
         env = dict(os.environ, INFLUENCE_LAB_CACHE=cache_dir)
@@ -105,7 +114,7 @@ def cold_server(launcher: str = "serve"):
                     if time.perf_counter() - start > 60:
                         raise SystemExit("streamlit did not start within 60 s") from None
                     time.sleep(0.1)
-            yield url, time.perf_counter() - start
+            yield url, time.perf_counter() - start, Path(cache_dir)
         finally:
             proc.terminate()
             try:
@@ -187,7 +196,7 @@ def _slider(page, label: str):
     return page.get_by_role("slider", name=label)
 
 
-def explorer_interactions(page, clock: RunClock) -> dict[str, float]:
+def explorer_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str, float]:
     """Click a training point, move the epoch slider, switch what the points are sized by."""
     times: dict[str, float] = {}
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=120_000)
@@ -237,8 +246,18 @@ def explorer_interactions(page, clock: RunClock) -> dict[str, float]:
     return times
 
 
-def label_bias_interactions(page, clock: RunClock) -> dict[str, float]:
-    times: dict[str, float] = {}
+def _trainings(cache_dir: Path) -> list[tuple[Path, float]]:
+    """The server's training entries, oldest first: (folder, the training's seconds as it recorded them)."""
+    import json
+
+    entries = []
+    for meta in (cache_dir / "train").glob("*/meta.json"):
+        entries.append((meta.stat().st_mtime, meta.parent, float(json.loads(meta.read_text())["train_seconds"])))
+    return [(folder, seconds) for _, folder, seconds in sorted(entries)]
+
+
+def label_bias_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str, float]:
+    times: dict = {}
     clock.idle(page)
 
     def nudge(key: str):
@@ -253,6 +272,22 @@ def label_bias_interactions(page, clock: RunClock) -> dict[str, float]:
     times["label bias: threshold slider"] = clock.measure(page, nudge("ArrowRight"))
     clock.idle(page)
     times["label bias: threshold slider (again)"] = clock.measure(page, nudge("ArrowRight"))
+    clock.idle(page)
+
+    # "Relabel N and retrain" at the default threshold (nudged twice): one training of the model the cold view trained
+    # first (the noisy one), on the edited labels
+    before = _trainings(cache_dir)
+
+    def retrain():
+        button = page.locator(".st-key-label_bias_retrain button")
+        button.scroll_into_view_if_needed()
+        button.click()
+
+    times["label bias: relabel and retrain (server time, one training)"] = (clock.measure(page, retrain, timeout_s=900), None)
+    new = [seconds for folder, seconds in _trainings(cache_dir) if folder not in {f for f, _ in before}]
+    if before and new:
+        cold = before[0][1]
+        times["label bias: the retrain's training (target: 2× the same training in the cold view)"] = (new[-1], RETRAIN_RATIO_TARGET * cold)
     return times
 
 
@@ -260,7 +295,7 @@ TRUST_RESULT = "trust: LDS result after the button (from the click)"
 ON_REQUEST_RESULTS = {TRUST_RESULT}  # results computed on request: a view's target, not an interaction's
 
 
-def trust_interactions(page, clock: RunClock) -> dict[str, float]:
+def trust_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str, float]:
     """Trust measures on request: its result is the LDS figure after the button (retrains and scoring, default methods)."""
     clock.idle(page)
     button = page.get_by_role("button", name="Measure LDS")
@@ -270,28 +305,70 @@ def trust_interactions(page, clock: RunClock) -> dict[str, float]:
     return {TRUST_RESULT: time.perf_counter() - start}
 
 
-INTERACTIONS = {"explorer": explorer_interactions, "label_bias": label_bias_interactions, "trust": trust_interactions}
+def region_cuts_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str, float]:
+    """Move the focus cut's psi slider (its fragment reruns), then click a training point of the focus cut."""
+    times: dict[str, float] = {}
+    clock.idle(page)
+
+    def psi(key: str):
+        def action():
+            thumb = _slider(page, "psi (rad)")
+            thumb.scroll_into_view_if_needed()
+            thumb.focus()
+            page.keyboard.press(key)
+
+        return action
+
+    times["region cuts: psi slider"] = clock.measure(page, psi("ArrowRight"))
+    clock.idle(page)
+    times["region cuts: psi slider (again)"] = clock.measure(page, psi("ArrowRight"))
+    clock.idle(page)
+
+    def click_point():
+        points = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").nth(0).locator(".point")
+        points.nth(min(2, points.count() - 1)).scroll_into_view_if_needed()
+        box = points.nth(min(2, points.count() - 1)).bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+    times["region cuts: click a training point of the focus cut"] = clock.measure(page, click_point)
+    return times
+
+
+INTERACTIONS = {
+    "explorer": explorer_interactions,
+    "label_bias": label_bias_interactions,
+    "region_cuts": region_cuts_interactions,
+    "trust": trust_interactions,
+}
 
 
 def run_view(view: str, viewport: dict, screenshot_dir: Path | None, launcher: str = "serve") -> tuple[float, float, dict[str, float]]:
     from playwright.sync_api import sync_playwright
 
     path, selector = VIEWS[view]
-    with cold_server(launcher) as (url, server_s), sync_playwright() as p:
+    with cold_server(launcher) as (url, server_s, cache_dir), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=viewport)
         clock = RunClock(page)
         start = time.perf_counter()
         page.goto(url + path)
-        page.wait_for_selector(selector, timeout=600_000, state="attached")
+        times = {}
+        # a run estimated past the app's confirmation threshold waits for a click on the button stating the estimate
+        # (pages/_ui.py confirm_start): click it at once, and say so beside the first result
+        page.wait_for_selector(f"{selector}, {CONFIRM_BUTTON}", timeout=600_000, state="attached")
+        if page.locator(selector).count() == 0 and page.locator(CONFIRM_BUTTON).count():
+            asked = page.locator(CONFIRM_BUTTON).first.inner_text()
+            _log(f"{view}: the app asked to confirm ({asked!r}); clicked after {time.perf_counter() - start:.1f} s")
+            page.locator(CONFIRM_BUTTON).first.click()
+            times[f"{view}: (the first result needed a click on '{asked}')"] = (time.perf_counter() - start, None)
+            page.wait_for_selector(selector, timeout=600_000, state="attached")
         first = time.perf_counter() - start
         _log(f"{view}: first result after {first:.1f} s")
-        times = {}
         if view in LATER_RESULTS:
             what, later = LATER_RESULTS[view]
             page.wait_for_selector(later, timeout=600_000, state="attached")
             times[what] = time.perf_counter() - start
-        times.update(INTERACTIONS[view](page, clock) if view in INTERACTIONS else {})
+        times.update(INTERACTIONS[view](page, clock, cache_dir) if view in INTERACTIONS else {})
         if screenshot_dir is not None:
             clock.idle(page)
             page.screenshot(path=str(screenshot_dir / f"{view}.png"), full_page=True)
@@ -336,7 +413,10 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  seconds  target  check")
     for name, seconds, target in rows:
-        print(f"{name:<{width}}  {seconds:7.2f}  ≤ {target:<4g}  {'PASS' if seconds <= target else 'MISS'}")
+        if target is None:
+            print(f"{name:<{width}}  {seconds:7.2f}")
+            continue
+        print(f"{name:<{width}}  {seconds:7.2f}  ≤ {target:<4.3g}  {'PASS' if seconds <= target else 'MISS'}")
 
 
 def _measure_views(args, viewport: dict, launchers: list[str], rows: list) -> None:
@@ -351,6 +431,11 @@ def _measure_views(args, viewport: dict, launchers: list[str], rows: list) -> No
         for name in runs[0][2]:
             later = view in LATER_RESULTS and name == LATER_RESULTS[view][0]
             on_request = name in ON_REQUEST_RESULTS
+            if isinstance(runs[0][2][name], tuple):  # (seconds, its own target or None: shown, not judged)
+                values = [r[2][name] for r in runs if name in r[2]]
+                targets = [t for _, t in values if t is not None]
+                rows.append((name, statistics.median(v for v, _ in values), statistics.median(targets) if targets else None))
+                continue
             label = f"{view}: {name} (from opening the page)" if later else name if on_request else name + " (server time)"
             target = VIEW_TARGET_S if later or on_request else INTERACTION_TARGET_S
             rows.append((label, statistics.median(r[2][name] for r in runs), target))

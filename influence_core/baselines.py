@@ -10,17 +10,18 @@ import numpy as np
 from influence_core.config import RunConfig
 from influence_core.data.base import Dataset
 from influence_core.errors import InputError
-from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.progress import ProgressFn, silent
 
 
 def out_of_fold_probabilities(
     config: RunConfig, dataset: Dataset, n_folds: int = 5, progress: ProgressFn = silent, use_cache: bool = True
 ) -> np.ndarray:
     """Class probabilities of every training row from the same model and training without it: K folds (seeded,
-    stratified; plain K-fold when a class has fewer rows than folds)."""
+    stratified; plain K-fold when a class has fewer rows than folds), trained on the Dask workers when a cluster is
+    configured (:mod:`influence_core.distributed`), else here one after another (never a forked pool)."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    from influence_core.experiments import predict_proba, train
+    from influence_core import distributed
 
     if n_folds < 2:
         raise InputError(f"out-of-fold probabilities need at least 2 folds, got {n_folds}")
@@ -30,10 +31,25 @@ def out_of_fold_probabilities(
     except ValueError:  # a class with fewer rows than folds
         splits = list(KFold(n_folds, shuffle=True, random_state=config.seed).split(np.zeros(n)))
     probs = np.zeros((n, dataset.n_classes), dtype=np.float64)
-    for k, (fit_rows, held_rows) in enumerate(splits):
-        trained = train(config, scaled(progress, k / n_folds, (k + 1) / n_folds), use_cache, dataset.subset_train(fit_rows))
-        probs[held_rows] = predict_proba(trained.model, dataset.x_train[held_rows])
+    folds = distributed.map_items(
+        _fold_probabilities,
+        splits,
+        shared={"config": config, "dataset": dataset, "use_cache": use_cache},
+        progress=progress,
+        message="out-of-fold training",
+    )
+    for (_, held_rows), fold_probs in zip(splits, folds):
+        probs[held_rows] = fold_probs
     return probs
+
+
+def _fold_probabilities(split, config: RunConfig, dataset: Dataset, use_cache: bool) -> np.ndarray:
+    """One fold: train without its held rows, predict them."""
+    from influence_core.experiments import predict_proba, train
+
+    fit_rows, held_rows = split
+    trained = train(config, silent, use_cache, dataset.subset_train(fit_rows))
+    return predict_proba(trained.model, dataset.x_train[held_rows])
 
 
 def cleanlab_flags(labels: np.ndarray, pred_probs: np.ndarray) -> dict[str, np.ndarray]:

@@ -33,6 +33,7 @@ from influence_core.config import (
     method_choices,
     smooth_training,
 )
+from influence_core.costs import duration_text
 from influence_core.data.preprocessing import check_channels, parse_numbers
 from influence_core.errors import CurvatureError, InputError
 
@@ -127,26 +128,100 @@ def _options(pairs: Sequence[str], flag: str) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(dict(out).items()))
 
 
-def scores_table(result) -> pd.DataFrame:
-    """One row per training sample: id, label, suspicion (higher = more suspicious) and extras."""
+def scores_table(result, detection=None) -> pd.DataFrame:
+    """One row per training sample: id, label, suspicion (higher = more suspicious) and the evidence beside it.
+
+    With a :class:`~influence_core.detectors.Detection`, ``suspicion`` is its default ranking (``suspicion_by`` names
+    it), ``suggested`` the label it would give, ``flagged_by`` the detectors that rank the row among their top k
+    (k = the rows the default suggests another label for), and every detector's score has its own column; without
+    one, ``suspicion`` is the method's self-influence as before. ``self_influence`` is always the method's score."""
     ds = result.dataset
     probs = result.train_probs
     label_prob = probs[np.arange(len(ds.y_train)), ds.y_train]
+    suspicion = result.self_scores if detection is None else detection.suspicion
     table = pd.DataFrame(
         {
             "id": ds.ids_train,
             "label": [ds.class_names[c] for c in ds.y_train],
-            "suspicion": result.self_scores,
-            "rank": pd.Series(result.self_scores).rank(ascending=False, method="first").astype(int).to_numpy(),
+            "suspicion": suspicion,
+            "rank": pd.Series(suspicion).rank(ascending=False, method="first").astype(int).to_numpy(),
             "predicted": [ds.class_names[c] for c in probs.argmax(1)],
             "prob_of_label": label_prob,
             "loss": -np.log(np.clip(label_prob, 1e-12, None)),
+            "self_influence": result.self_scores,
         }
     )
+    if detection is not None:
+        table.insert(4, "suspicion_by", detection.default)
+        suggested = detection.suggested.get(detection.default, probs.argmax(1))
+        table.insert(5, "suggested", [ds.class_names[c] for c in suggested])
+        k = max(1, int(np.sum(suggested != ds.y_train)))
+        flags = detection.flagged_by(k)
+        table["flagged_by"] = [";".join(n for n in flags.columns if row[n]) for _, row in flags.iterrows()]
+        for name, scores in detection.scores.items():
+            table[f"score_{name}"] = scores
     if result.pairwise is not None and len(ds.y_test):
         # mean influence on the held-out set: positive = harmful to test loss on average
         table["mean_test_influence"] = result.pairwise.mean(0)
     return table
+
+
+def _detection(result, args: argparse.Namespace, progress):
+    """The detectors asked for on the scored run, their cost said before they start (stderr)."""
+    from influence_core import detectors
+
+    if args.detectors in ("all", "untrained"):  # untrained: every detector that does not train the model again
+        names = [n for n in detectors.detector_names() if args.detectors == "all" or not detectors.get(n).out_of_fold]
+    else:
+        names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    for name in names:
+        detectors.get(name)
+    context = detectors.DetectionContext(result, use_cache=not args.no_cache)
+    for name in [args.detector, *names]:
+        reason = detectors.get(name).unavailable_reason(context)
+        if reason:
+            print(f"detector {name} left out: {reason}", file=sys.stderr)
+    trainings = detectors.extra_trainings(context, [args.detector, *names])
+    if trainings:
+        estimate = detectors.estimate_seconds(context, [args.detector, *names])
+        about = f", about {estimate:.0f} s from this run's training time" if estimate else ""
+        print(f"detectors: the out-of-fold ones train the model {trainings} more times{about}", file=sys.stderr)
+    return detectors.detect(result, names, args.detector, progress, context=context)
+
+
+# estimates under this are not worth a line of their own
+SAY_COSTS_FROM = 1.0
+
+
+def _say(line: str) -> None:
+    """A line on stderr that a progress bar drawn there does not overwrite."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def _cost_announcer(config: RunConfig, args: argparse.Namespace):
+    """Before the scores start (the model trained): their cost estimated on this machine, on stderr; past the limit
+    (--max-seconds, else the time auto allows a curvature) the curvatures that would fit in it; past --max-seconds, a
+    refusal before anything is spent."""
+    from influence_core import costs
+    from influence_core.curvatures import AUTO_SECONDS
+
+    def announce(trained, n_queries: int) -> None:
+        cost = costs.estimate_influence(config, trained, n_queries)
+        if cost.seconds < SAY_COSTS_FROM:
+            return
+        _say(cost.line(f"influence ({config.curvature.kind} curvature): estimated"))
+        limit = args.max_seconds if args.max_seconds is not None else AUTO_SECONDS
+        if cost.seconds <= limit:
+            return
+        cheaper = costs.suggest_cheaper(config, trained, limit, n_queries)[:3]
+        offer = ", ".join(f"--curvature {name} ({c.text()})" for name, c in cheaper) or "none estimated within it"
+        if args.max_seconds is not None:
+            raise InputError(f"the scores are estimated at {cost.text()}, past --max-seconds {args.max_seconds:g}; within it: {offer}")
+        _say(f"that is past {duration_text(limit)} (set a limit with --max-seconds); cheaper: {offer}")
+
+    return announce
 
 
 def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_help: str) -> None:
@@ -252,8 +327,31 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scores", help="score every training sample of a CSV or image folder; write a CSV")
     _add_run_arguments(s, 0.0, "held-out share (default 0: every row is scored)")
     s.add_argument("--out", required=True, help="output CSV path")
+    from influence_core import detectors
+
+    s.add_argument(
+        "--detector",
+        default=detectors.DEFAULT_DETECTOR,
+        choices=list(detectors.detector_names()),
+        help=f"the ranking in the suspicion column (default {detectors.DEFAULT_DETECTOR}: "
+        f"{detectors.get(detectors.DEFAULT_DETECTOR).description})",
+    )
+    s.add_argument(
+        "--detectors",
+        default="untrained",
+        help="detectors whose scores get a column each, comma-separated; 'untrained' (default): every one that does not "
+        "train the model again; 'all' adds the out-of-fold ones (the model trained 5 more times). The detectors: "
+        + ", ".join(f"{n} ({detectors.label(n)})" for n in detectors.detector_names()),
+    )
     c = sub.add_parser("check", help="does the influence predict retraining on your data? (leave-one-out for the strongest rows)")
     _add_run_arguments(c, 0.2, "held-out share the test rows come from (default 0.2)")
+    for command in (s, c):
+        command.add_argument(
+            "--max-seconds",
+            type=float,
+            help="refuse, before the scores start, a run estimated (on this machine) to take longer, and name the "
+            "curvatures estimated within it; without it the estimate is printed and the run goes on",
+        )
     c.add_argument("--test-row", type=int, help="held-out row number (0-based; default: the one with the largest loss)")
     c.add_argument("--removals", type=int, default=20, help="strongest training rows to remove, one at a time (default 20)")
     c.add_argument("--out", help="optional CSV: one line per removed row with its predicted and retrained loss change")
@@ -362,6 +460,11 @@ def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
     if not 0 <= row < len(ds.y_test):
         raise InputError(f"--test-row must be between 0 and {len(ds.y_test) - 1} (the held-out rows), got {row}")
     removed = strongest_for_test_point(result.pairwise, row, args.removals)
+    from influence_core.retraining_check import retraining_check_cost
+
+    retraining = retraining_check_cost(result, len(removed))
+    if retraining.seconds >= SAY_COSTS_FROM:
+        _say(retraining.line("retraining: estimated"))
     progress = silent if args.quiet else tqdm_progress("retraining")
     try:
         check = check_by_retraining(result, removed, [row], progress=progress)
@@ -427,7 +530,11 @@ def _run(argv: Optional[Sequence[str]] = None) -> int:
                 summary, table = _lds(config, args, progress)
                 result = None
             else:
-                result = compute_influence(config, progress=progress, use_cache=not args.no_cache)
+                result = compute_influence(
+                    config, progress=progress, use_cache=not args.no_cache, before_scoring=_cost_announcer(config, args)
+                )
+            # the detectors before the cluster goes: their out-of-fold trainings run on it
+            detection = _detection(result, args, progress) if args.command == "scores" else None
         finally:
             getattr(progress, "close", lambda: None)()
             distributed.shutdown()
@@ -437,7 +544,7 @@ def _run(argv: Optional[Sequence[str]] = None) -> int:
             summary, table = _check(result, args)
             print(summary)
         else:
-            table = scores_table(result)
+            table = scores_table(result, detection)
         out = Path(args.out) if args.out else None
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from influence_core.methods import AttributionContext, Attributor, fit_attributo
 from influence_core.models import build_model, parameter_names
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import PerSampleLoss
-from influence_core.training import Checkpoint, TrainingRecipe, TrainResult, evaluate, model_at, train_model
+from influence_core.training import Checkpoint, TrainingDynamics, TrainingRecipe, TrainResult, evaluate, model_at, train_model
 
 # datasets decoded from the user's files at load time (the others load in a moment)
 FILE_DATASETS = ("image_folder", "chexpert")
@@ -62,6 +62,7 @@ class Trained:
     model: nn.Module
     checkpoints: list[Checkpoint]
     metrics: dict[str, Any]
+    dynamics: Optional[TrainingDynamics] = None  # per-row margins and losses while it trained (None: not trained here)
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -99,6 +100,7 @@ def _training_payload(config: RunConfig, dataset: Optional[Dataset]) -> dict[str
         payload["source"] = d["source"]
     if dataset is not None:  # an edited dataset: key on its content, not only on the config
         payload["dataset"] = dataset_fingerprint(dataset)
+    payload["records"] = "dynamics"  # entries from before training recorded its dynamics are not brought back
     return payload
 
 
@@ -143,7 +145,8 @@ def train(
         }
         tensors_out = {"final": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
         tensors_out.update({f"ckpt{i}": c.state for i, c in enumerate(result.checkpoints)})
-        return cache.CacheEntry({}, meta, tensors_out)
+        arrays = {"dynamics_margins": result.dynamics.margins, "dynamics_losses": result.dynamics.losses}
+        return cache.CacheEntry(arrays, meta, tensors_out)
 
     entry, was_cached = cache.cached("train", payload, compute, use_cache)
     model.load_state_dict(entry.tensors["final"])
@@ -162,7 +165,8 @@ def train(
         "device": str(device),
     }
     progress(1.0, "trained")
-    return Trained(config, dataset, model, checkpoints, metrics)
+    dynamics = TrainingDynamics(entry.arrays["dynamics_margins"], entry.arrays["dynamics_losses"])
+    return Trained(config, dataset, model, checkpoints, metrics, dynamics)
 
 
 RETRAIN_OWN_MODEL = (
@@ -211,6 +215,7 @@ class InfluenceResult:
     test_probs: np.ndarray
     train_probs: np.ndarray
     metrics: dict[str, Any] = field(default_factory=dict)
+    dynamics: Optional[TrainingDynamics] = None  # what training recorded per row (the detectors read it)
 
     @property
     def misclassified_test(self) -> np.ndarray:
@@ -335,24 +340,35 @@ def _scores(
     return out, attributor.note
 
 
+def influence_payload(config: RunConfig, plan: str, dataset: Optional[Dataset] = None) -> dict[str, Any]:
+    """The disk cache's key of a run's scores (``plan``: :func:`pairwise_plan`'s answer)."""
+    payload = {"config": config_payload(config), "pairwise": plan != "none"}
+    if dataset is not None:
+        payload["dataset"] = dataset_fingerprint(dataset)
+    return payload
+
+
 def compute_influence(
     config: RunConfig,
     progress: ProgressFn = silent,
     use_cache: bool = True,
     pairwise: Optional[bool] = None,
     dataset: Optional[Dataset] = None,
+    before_scoring: Optional[Callable[[Trained, int], None]] = None,
 ) -> InfluenceResult:
-    """Train (or load) the model and compute self-influence and, if affordable, the pairwise matrix."""
+    """Train (or load) the model and compute self-influence and, if affordable, the pairwise matrix.
+    ``before_scoring(trained, n_queries)`` is called once the model is trained, just before the scores are computed
+    (not when they come from the cache): the CLI says there what they will cost (:mod:`influence_core.costs`)."""
     trained = train(config, scaled(progress, 0.0, 0.5), use_cache, dataset)
     ds = trained.dataset
     plan = pairwise_plan(len(ds.y_test), len(ds.y_train), pairwise)
-    payload = {"config": config_payload(config), "pairwise": plan != "none"}
-    if dataset is not None:
-        payload["dataset"] = dataset_fingerprint(dataset)
+    payload = influence_payload(config, plan, dataset)
     key = cache.entry_key("influence", payload)[0]
     store = (cache.cache_root() / "matrices" / f"{key}.zarr", key) if plan == "disk" else None
 
     def compute() -> cache.CacheEntry:
+        if before_scoring is not None:
+            before_scoring(trained, 0 if plan == "none" else len(ds.y_test))
         start = time.perf_counter()
         arrays, note = _scores(config, trained, plan, scaled(progress, 0.5, 1.0), store)
         meta = {"influence_seconds": time.perf_counter() - start, "method_note": note}
@@ -384,6 +400,7 @@ def compute_influence(
         test_probs=predict_proba(trained.model, ds.x_test),
         train_probs=predict_proba(trained.model, ds.x_train),
         metrics=metrics,
+        dynamics=trained.dynamics,
     )
 
 

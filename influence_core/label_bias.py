@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from influence_core import cache, experiments
+from influence_core import cache, detectors, experiments
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_training
 from influence_core.data.base import Dataset, likeliest_other_labels
 from influence_core.data.registry import peek_own_data
@@ -69,6 +69,10 @@ SCORE_DESCRIPTIONS: dict[str, str] = {
     "self": "self-influence ∇Lᵀ H⁻¹ ∇L",
     "train_loss": "training loss (not influence; reference)",
 }
+# the label-noise detectors (issue 32) beside the influence scores, under their registered names; the training loss is
+# here already as ``train_loss``
+DETECTOR_SCORES = tuple(n for n in detectors.detector_names() if n != "loss")
+SCORE_DESCRIPTIONS.update({n: detectors.get(n).label + ": " + detectors.get(n).description for n in DETECTOR_SCORES})
 REFERENCE_SCORE = "paper"
 DEFAULT_SCORE = "heldout"
 
@@ -248,6 +252,8 @@ class LabelBiasResult:
     test_rows: dict[int, np.ndarray]
     affected_class: int
     metrics: dict[str, Any] = field(default_factory=dict)  # noisy / clean held-out loss+accuracy, timings
+    detection: Optional[detectors.Detection] = None  # the detectors side by side (their scores are in ``scores`` too)
+    detection_context: Optional[detectors.DetectionContext] = field(default=None, repr=False)
     _method: Optional[Attributor] = None  # the fitted method, kept for rows asked for later
     _checkpoints: list = field(default_factory=list, repr=False)
     _thresholds: dict[str, ThresholdChoice] = field(default_factory=dict, repr=False)
@@ -309,11 +315,14 @@ def run_label_bias(
     use_cache: bool = True,
     dataset: Optional[Dataset] = None,
     train_clean: bool = True,
+    out_of_fold: bool = False,
 ) -> LabelBiasResult:
-    """Steps 1–3 of the pipeline: train noisy (and clean) models, fit curvature, score all training samples.
+    """Steps 1–3 of the pipeline: train noisy (and clean) models, fit curvature, score all training samples, and run
+    the label-noise detectors beside the influence scores.
 
     ``dataset`` replaces the config's data (an edited copy: relabelled / removed rows); its
-    content keys the cache. Cached on disk by config (and dataset) hash.
+    content keys the cache. Cached on disk by config (and dataset) hash. ``out_of_fold``: whether the detectors that
+    retrain on folds run now (the default ranking needs none of them; the page offers them with their estimate).
     """
     start_all = time.perf_counter()
     trained = experiments.train(config, scaled(progress, 0.0, 0.35), use_cache, dataset)
@@ -393,6 +402,13 @@ def run_label_bias(
         "self": a["self"],
         "train_loss": -np.log(np.clip(train_probs[np.arange(len(ds.y_train)), ds.y_train], 1e-12, None)),
     }
+    context = detectors.DetectionContext(trained, use_cache=use_cache)
+    estimate = out_of_fold_estimate(context)
+    context.allow_out_of_fold = out_of_fold
+    progress(0.95, "label-noise detectors" + ("" if not context.allow_out_of_fold else f" (out-of-fold trainings, about {estimate:.0f} s)"))
+    detection = detectors.detect(trained, DETECTOR_SCORES, progress=scaled(progress, 0.95, 1.0), context=context)
+    scores.update({name: detection.scores[name] for name in DETECTOR_SCORES if name in detection.scores})
+    metrics["out_of_fold_estimate"] = estimate
     metrics.update(entry.meta)
     metrics["scores_from_cache"] = was_cached
     metrics["n_misclassified"] = int(len(misclassified))
@@ -410,9 +426,39 @@ def run_label_bias(
         test_rows={int(i): r for i, r in zip(a["row_ids"], a["rows"])},
         affected_class=target,
         metrics=metrics,
+        detection=detection,
+        detection_context=context,
         _method=holder.get("method"),
         _checkpoints=trained.checkpoints,
     )
+
+
+def kept_influence(result: LabelBiasResult) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out ids, their influence rows (k, n_train)) kept by the run: every held-out row's on small sets, the
+    misclassified ones' on large sets (what a flagged row's explanation reads, without computing anything)."""
+    ids = np.array(sorted(result.test_rows), dtype=int)
+    matrix = np.stack([result.test_rows[i] for i in ids]) if len(ids) else np.zeros((0, len(result.dataset.y_train)))
+    return ids, matrix
+
+
+def add_out_of_fold_detectors(result: LabelBiasResult, progress: ProgressFn = silent) -> LabelBiasResult:
+    """Run the detectors that retrain on folds (the page's click after their estimate), and put their scores and the
+    combined ranking that now includes them in the result."""
+    context = result.detection_context
+    context.allow_out_of_fold = True
+    detection = detectors.detect(context.trained, DETECTOR_SCORES, progress=progress, context=context)
+    result.scores.update({name: detection.scores[name] for name in DETECTOR_SCORES if name in detection.scores})
+    result.detection = detection
+    result._thresholds.clear()  # the combined ranking changed: its threshold is fitted again
+    result.metrics["detection"] = _detection_metrics(result.scores, result.flipped)
+    return result
+
+
+def out_of_fold_estimate(context: detectors.DetectionContext) -> Optional[float]:
+    """Seconds the out-of-fold detectors' trainings would take on this machine (None: a model not retrained here)."""
+    if not context.trained_here:
+        return None
+    return detectors.estimate_seconds(context, [n for n in DETECTOR_SCORES if detectors.get(n).out_of_fold])
 
 
 # ------------------------------------------------------------------------------------ detection
@@ -631,6 +677,9 @@ def flagged_table(result: LabelBiasResult, score: str, threshold: float, cleanla
     )
     if cleanlab_issues is not None:
         table["cleanlab flags"] = np.asarray(cleanlab_issues, bool)[idx]
+    if result.detection is not None and len(idx):  # the explanation travels with the export
+        flags = result.detection.flagged_by(len(idx))
+        table["flagged by detectors"] = [", ".join(n for n in flags.columns if flags.at[r, n]) for r in idx]
     if result.has_ground_truth:
         table["truly flipped"] = ds.flipped[idx]
     return table
@@ -694,7 +743,10 @@ def held_out_features(result: LabelBiasResult, test_index: int) -> pd.DataFrame:
 def gallery(result: LabelBiasResult, table: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
     """Images and captions ("label used", "F" if flipped, influence) of a ``top_influencers`` table."""
     images = [image_of(result.dataset.x_train[int(r)]) for r in table["row"]]
-    captions = [f"{lab}{' F' if f else ''} · {v:+.3g}" for lab, f, v in zip(table["label used"], table["flipped"], table["influence"])]
+    from influence_core.figures.common import number_format
+
+    spec = number_format(table["influence"], signed=True)  # one format for the gallery: "+1.25e+03" sat beside "+852"
+    captions = [f"{lab}{' F' if f else ''} · {v:{spec}}" for lab, f, v in zip(table["label used"], table["flipped"], table["influence"])]
     return images, captions
 
 

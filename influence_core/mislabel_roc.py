@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from influence_core import cache
 from influence_core.config import DataConfig, ModelConfig, TrainConfig
+from influence_core.costs import Cost
 from influence_core.curvatures import build_curvature
 from influence_core.data.base import Dataset
 from influence_core.device import default_device
@@ -37,6 +38,7 @@ from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.training import train_model
 
 FPR_GRID = np.linspace(0.0, 1.0, 201)
+CURVATURE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -227,17 +229,8 @@ def flip_labels(dataset: Dataset, n_flipped: int, seed: int) -> Dataset:
     return with_noise(dataset, flip_count(dataset.y_train, n_flipped, dataset.n_classes, seed))
 
 
-def run_once(
-    dataset: Dataset,
-    arm: StudyArm,
-    regime: NoiseRegime,
-    seed: int,
-    damping: float = 1e-3,
-    progress: ProgressFn = silent,
-    use_cache: bool = True,
-) -> RunScores:
-    """Flip labels, train one model of ``arm``, return its Cook's distances (cached on disk)."""
-    arm.validate()
+def _job(dataset: Dataset, arm: StudyArm, regime: NoiseRegime, seed: int, damping: float) -> tuple[Dataset, dict]:
+    """One run's noisy data and its cache key."""
     noisy = flip_labels(dataset, regime.n_flipped(len(dataset.y_train)), seed)
     payload = {
         "model": asdict(arm.model_config()),
@@ -247,19 +240,50 @@ def run_once(
         "damping": damping,
         "dataset": dataset_fingerprint(noisy),
     }
+    return noisy, payload
+
+
+# the share of a run's progress its training takes when the run was not estimated
+TRAINING_SHARE = 0.8
+
+
+def run_once(
+    dataset: Dataset,
+    arm: StudyArm,
+    regime: NoiseRegime,
+    seed: int,
+    damping: float = 1e-3,
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+    training_share: float = TRAINING_SHARE,
+) -> RunScores:
+    """Flip labels, train one model of ``arm``, return its Cook's distances (cached on disk). ``training_share``: the
+    part of ``progress`` the training takes (its estimated share of the run)."""
+    arm.validate()
+    noisy, payload = _job(dataset, arm, regime, seed, damping)
 
     def compute() -> cache.CacheEntry:
         start = time.perf_counter()
         device = default_device()
         model = build_model(arm.model_config(), noisy.input_shape, noisy.n_classes, seed).to(device)
         x, y, xt, yt = tensors(noisy, device)
-        train_model(model, x, y, arm.train_config(), seed, scaled(progress, 0.0, 0.8))
+        split = min(max(training_share, 0.0), 1.0)
+        train_model(model, x, y, arm.train_config(), seed, scaled(progress, 0.0, split))
         model.eval()
         head = parameter_names(model, "last_layer")
+        middle = split + (1.0 - split) / 2
         curvature = build_curvature(
-            "last_layer", model, x, y, head, arm.weight_decay + arm.head_l2, damping, batch_size=256, progress=scaled(progress, 0.8, 0.9)
+            "last_layer",
+            model,
+            x,
+            y,
+            head,
+            arm.weight_decay + arm.head_l2,
+            damping,
+            batch_size=CURVATURE_BATCH,
+            progress=scaled(progress, split, middle),
         )
-        cook = self_influence(model, curvature, x, y, progress=scaled(progress, 0.9, 1.0))
+        cook = self_influence(model, curvature, x, y, progress=scaled(progress, middle, 1.0))
         with torch.no_grad():
             acc = float(
                 sum((model(xt[i : i + 1024]).argmax(1) == yt[i : i + 1024]).sum().item() for i in range(0, len(xt), 1024)) / max(len(xt), 1)
@@ -289,6 +313,72 @@ def load_study_data(name: str = "mnist", n_train: int = 4000, n_test: int = 1000
     return load_dataset(DataConfig(name=name, n_train=n_train, n_test=n_test), seed)
 
 
+@dataclass
+class StudyEstimate:
+    """What each run of a study will cost, in run order: (training, Cook's distances) per run, zero for a cached one."""
+
+    runs: list[tuple[Cost, Cost]]
+
+    @property
+    def total(self) -> Cost:
+        parts = [part for run in self.runs for part in run]
+        cached = sum(1 for train, score in self.runs if train.seconds == 0 and score.seconds == 0)
+        fresh = len(self.runs) - cached
+        seconds = sum(p.seconds for p in parts)
+        what = f"{fresh} run(s) to train and score" + (f", {cached} from the cache" if cached else "")
+        if fresh:
+            slowest = max(self.runs, key=lambda run: run[0].seconds + run[1].seconds)
+            what += f"; the longest: {slowest[0].what}; {slowest[1].what}"
+        return Cost(seconds, what)
+
+    def seconds(self) -> list[float]:
+        return [train.seconds + score.seconds for train, score in self.runs]
+
+
+def _jobs(arms: Sequence[StudyArm], regimes: Sequence[NoiseRegime], n_runs: int, seed: int) -> list[tuple[StudyArm, NoiseRegime, int]]:
+    if n_runs < 1 or not arms or not regimes:
+        raise InputError("the study needs at least one arm, one noise regime and one run each")
+    return [(a, r, seed + k) for r in regimes for a in arms for k in range(n_runs)]
+
+
+def estimate_study(
+    dataset: Dataset,
+    arms: Sequence[StudyArm],
+    regimes: Sequence[NoiseRegime] = DEFAULT_REGIMES,
+    n_runs: int = 6,
+    seed: int = 0,
+    damping: float = 1e-3,
+    use_cache: bool = True,
+) -> StudyEstimate:
+    """Each run's cost, measured here per arm (the runs of an arm differ only in their noise and seed): its training
+    from a few of its own mini-batch steps, its Cook's distances from the head's curvature and one gradient pass
+    (:mod:`influence_core.costs`); nothing for a run in the disk cache."""
+    from influence_core import costs
+    from influence_core.curvatures import CurvatureRequest, estimate_cost
+
+    per_arm: dict[str, tuple[Cost, Cost]] = {}
+    device = default_device()
+    runs = []
+    for arm, regime, run_seed in _jobs(arms, regimes, n_runs, seed):
+        arm.validate()
+        noisy, payload = _job(dataset, arm, regime, run_seed, damping)
+        if use_cache and cache.load("mislabel_roc", payload) is not None:
+            runs.append((Cost(0.0), Cost(0.0)))
+            continue
+        if arm.name not in per_arm:
+            model = build_model(arm.model_config(), noisy.input_shape, noisy.n_classes, run_seed).to(device)
+            x, y, _, _ = tensors(noisy, device)
+            training = costs.steps_cost(model, x, y, arm.train_config(), run_seed)
+            model.eval()
+            head = parameter_names(model, "last_layer")
+            request = CurvatureRequest(model, x, y, head, arm.weight_decay + arm.head_l2, damping, batch_size=CURVATURE_BATCH)
+            gradients = costs.gradient_pass_seconds(model, head, x, y)
+            scoring = estimate_cost("last_layer", request) + Cost(gradients, f"Cook's distances: {costs.seconds_text(gradients)}")
+            per_arm[arm.name] = (training, scoring)
+        runs.append(per_arm[arm.name])
+    return StudyEstimate(runs)
+
+
 def run_mislabel_roc(
     dataset: Dataset,
     arms: Sequence[StudyArm],
@@ -297,15 +387,25 @@ def run_mislabel_roc(
     seed: int = 0,
     progress: ProgressFn = silent,
     use_cache: bool = True,
+    estimate: Optional[StudyEstimate] = None,
 ) -> MislabelROCStudy:
-    """Train ``n_runs`` models per (arm, regime) and collect their Cook's-distance rankings."""
-    if n_runs < 1 or not arms or not regimes:
-        raise InputError("the study needs at least one arm, one noise regime and one run each")
+    """Train ``n_runs`` models per (arm, regime) and collect their Cook's-distance rankings. Each run takes the share of
+    ``progress`` its estimate gives it (``estimate``, else :func:`estimate_study` measures it first), so a cached run
+    takes none and a slow arm its due: the time left extrapolated from the share done is the estimate's."""
+    from influence_core.costs import weights_of
+
+    jobs = _jobs(arms, regimes, n_runs, seed)
+    if estimate is None or len(estimate.runs) != len(jobs):
+        progress(0.0, "timing a few training steps of each arm")
+        estimate = estimate_study(dataset, arms, regimes, n_runs, seed, use_cache=use_cache)
+    shares = weights_of(estimate.seconds())
     study = MislabelROCStudy()
-    jobs = [(a, r, seed + k) for r in regimes for a in arms for k in range(n_runs)]
-    for j, (arm, regime, run_seed) in enumerate(jobs):
-        step = scaled(progress, j / len(jobs), (j + 1) / len(jobs))
+    done = 0.0
+    for (arm, regime, run_seed), share, (train, score) in zip(jobs, shares, estimate.runs):
+        step = scaled(progress, done, done + share)
+        done += share
         step(0.0, f"{regime.name} · {arm.name} · run {run_seed - seed + 1}/{n_runs}")
-        study.runs.append(run_once(dataset, arm, regime, run_seed, progress=step, use_cache=use_cache))
+        split = train.seconds / (train.seconds + score.seconds) if train.seconds + score.seconds > 0 else TRAINING_SHARE
+        study.runs.append(run_once(dataset, arm, regime, run_seed, progress=step, use_cache=use_cache, training_share=split))
     progress(1.0, "mislabel ROC study done")
     return study

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -53,6 +54,11 @@ DISAGREE_COLOUR = "#000000"
 #: Surrogate setting that reaches ≥ 95 % held-out agreement on ACAS Xu 1_1 (benchmarks/acasxu.py measures it):
 #: five inputs need a far denser table than HCAS's three, and the larger table is what closes the generalisation gap.
 ACASXU_LARGE = {"n_points": 1_000_000, "hidden": 256, "depth": 6, "epochs": 60, "batch_size": 2048, "lr": 1e-3}
+#: A surrogate whose widest matmul (batch × width²) is at most this trains and is scored on one torch thread on a CPU.
+#: Its steps are a few milliseconds of small ops: two OpenMP threads gain little on an idle 2-core machine and wait on
+#: each other at every op when another job holds a core (the default 4 × 64 surrogate at batch 1,024: 4.2 ms a step on
+#: one thread, 13 ms on two, at load 6-8; the whole study 4.2 s against 113 s at load 3-4; benchmarks/README.md).
+ONE_THREAD_MAX_MACS = 1024 * 128 * 128
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,11 @@ class RegionConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
+
+    @property
+    def one_thread(self) -> bool:
+        """Whether the surrogate is small enough to train on one torch thread (:data:`ONE_THREAD_MAX_MACS`)."""
+        return self.effective_batch_size * self.hidden**2 <= ONE_THREAD_MAX_MACS
 
     @property
     def effective_batch_size(self) -> int:
@@ -204,9 +215,33 @@ def _surrogate_dataset(dataset: Dataset, info: TableInfo) -> Dataset:
     )
 
 
+@contextmanager
+def _torch_threads(n: Optional[int]) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` on a CPU for the block (None, or a GPU: unchanged), restored after."""
+    import torch
+
+    from influence_core.device import default_device
+
+    if n is None or default_device().type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_region_study(config: RegionConfig, progress: ProgressFn = silent, use_cache: bool = True) -> RegionStudy:
-    """Sample and label the table, train the surrogate, compute Cook's distance (cached on disk)."""
+    """Sample and label the table, train the surrogate, compute Cook's distance (cached on disk). A small surrogate
+    (:attr:`RegionConfig.one_thread`) runs on one torch thread."""
     config.validate()
+    with _torch_threads(1 if config.one_thread else None):
+        return _run_region_study(config, progress, use_cache)
+
+
+def _run_region_study(config: RegionConfig, progress: ProgressFn, use_cache: bool) -> RegionStudy:
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     progress(0.0, "loading the oracle network")
@@ -286,8 +321,9 @@ def make_cut(
     start = time.perf_counter()
     axes = tuple(axes) if axes is not None else default_cut_axes(study.info)
     grid_raw, _, xx, yy = cut_grid(study.info, center_raw, axes, resolution)
-    model_labels = study.surrogate_advisories(grid_raw).reshape(xx.shape)
-    oracle_labels = study.oracle.advisories(grid_raw).reshape(xx.shape)
+    with _torch_threads(1 if study.config.one_thread else None):  # a few thousand rows through small networks
+        model_labels = study.surrogate_advisories(grid_raw).reshape(xx.shape)
+        oracle_labels = study.oracle.advisories(grid_raw).reshape(xx.shape)
     pos = slice_positions(study, center_raw, axes, tolerance)
     x_raw = study.x_train_raw[pos]
     return Cut(

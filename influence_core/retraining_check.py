@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ MAX_ITER, TOLERANCE = 1000, 1e-10
 SETTLED_SHARE = 0.1
 NULL_RUNS = 3  # retrainings without a removal, from a displaced start: the noise floor
 MIN_ABOVE_NOISE = 3  # removals above the floor needed for a correlation to mean anything
+
+if TYPE_CHECKING:
+    from influence_core.costs import Cost
 
 
 @dataclass
@@ -304,3 +307,23 @@ def check_with_fixed_randomness(
         retrained = experiments.train(result.config, silent, True, result.dataset, sample_weights=weights)
         actual[row] = _losses(retrained.model, xt, yt) - base
     return FixedRandomnessCheck(removed, measured, actual, predicted, on_scale, seconds, time.perf_counter() - start)
+
+
+def retraining_check_cost(result, n_removals: int) -> "Cost":
+    """The retraining check (:func:`~influence_core.retraining_check.check_by_retraining`) before it starts: polishing
+    the trained model, then one warm-started L-BFGS retraining per removal and per null run; the polish and one removal
+    timed here on the run's own model and data."""
+    from influence_core.costs import Cost, seconds_text
+    from influence_core.experiments import tensors
+
+    x, y, _, _ = tensors(result.dataset, next(result.model.parameters()).device)
+    x = x.double()
+    weight_decay = result.config.train.weight_decay
+    start = time.perf_counter()
+    baseline, _ = _polished(copy.deepcopy(result.model).double(), x, y, weight_decay)
+    polish = time.perf_counter() - start
+    start = time.perf_counter()
+    retrained_without(baseline, x, y, weight_decay, 0)
+    one = time.perf_counter() - start
+    runs = n_removals + NULL_RUNS
+    return Cost(polish + runs * one, f"{runs} L-BFGS retrainings × {seconds_text(one)}, after a polish of {seconds_text(polish)}")

@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from influence_core import cache, methods
+from influence_core import cache, detectors, methods
 from influence_core.baselines import cleanlab_flags, isolation_forest_scores, out_of_fold_probabilities
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from influence_core.data.base import Dataset
@@ -70,6 +70,8 @@ from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import PerSampleLoss
 from influence_core.training import Checkpoint, model_at
 
+# the label-noise detectors shown beside the signals: all but the training loss and cleanlab, which are here already
+GLITCH_DETECTORS = tuple(n for n in detectors.detector_names() if n not in ("loss", "cleanlab"))
 SIGNALS: dict[str, str] = {
     "SI": "self-influence Σ η‖∇L‖² (mislabeled)",
     "MI": "marginal influence: total harm on the validation set (mislabeled)",
@@ -425,8 +427,10 @@ def score_methods(
     truth: GlitchTruth,
     y_true: np.ndarray,
     baselines: dict[str, Any],
+    detection: Optional["detectors.Detection"] = None,
 ) -> list[dict[str, Any]]:
-    """One row per signal and baseline: F1 at the true glitch ratio, AUROC, AP, repair and type accuracy.
+    """One row per signal, baseline and label-noise detector: F1 at the true glitch ratio, AUROC, AP, repair and type
+    accuracy.
 
     Every method is scored against all glitches of the run (for single-type runs, that type).
     Repair accuracy (detected) = share of the flagged mislabeled rows whose suggested label is the
@@ -477,6 +481,13 @@ def score_methods(
             rows.append(entry)
     if "isolation_forest" in baselines:
         rows.append(row("IsolationForest", "baseline", baselines["isolation_forest"]))
+    for name, scores in detection.scores.items() if detection is not None else ():
+        entry = row(detectors.label(name), "label-noise detector", scores)
+        suggestion = detection.suggested.get(name)
+        if suggestion is not None and mislabeled.any():
+            entry["repair accuracy (detected)"] = repair_accuracy(suggestion, y_true, flagged_at_ratio(scores, ratio) & mislabeled)
+            entry["repair accuracy (all)"] = repair_accuracy(suggestion, y_true, mislabeled)
+        rows.append(entry)
     return rows
 
 
@@ -625,6 +636,8 @@ class GlitchReport:
     baselines: dict[str, Any]
     table: list[dict[str, Any]]
     metrics: dict[str, Any] = field(default_factory=dict)
+    detection: Optional["detectors.Detection"] = None  # the label-noise detectors side by side
+    detection_context: Optional["detectors.DetectionContext"] = field(default=None, repr=False)
 
     @property
     def ratio(self) -> float:
@@ -721,9 +734,16 @@ def detect_glitches(
     if glitch.isolation_forest:
         progress(0.95, "IsolationForest")
         baselines["isolation_forest"] = isolation_forest_scores(ds.x_train, run.seed)
+    # the label-noise detectors (issue 32) beside the signals; the out-of-fold ones share cleanlab's folds (the same
+    # model, training, seed and fold count: the same probabilities), and wait when cleanlab is switched off
+    context = detectors.DetectionContext(trained, max(glitch.cleanlab_folds, 2), use_cache, allow_out_of_fold=glitch.cleanlab_folds >= 2)
+    if "cleanlab" in baselines:
+        context.memo("oof_probs", lambda: probs)
+    progress(0.97, "label-noise detectors")
+    detection = detectors.detect(trained, GLITCH_DETECTORS, context=context)
     baseline_seconds = time.perf_counter() - start
 
-    table = score_methods(signals, truth, ds.y_train_clean, baselines)
+    table = score_methods(signals, truth, ds.y_train_clean, baselines, detection)
     metrics = dict(trained.metrics)
     metrics.update(
         signal_seconds=signals.seconds,
@@ -736,7 +756,7 @@ def detect_glitches(
         n_anomalous=int(truth.anomalous.sum()),
     )
     progress(1.0, "done")
-    return GlitchReport(run, glitch, ds, x_val, y_val, truth, signals, baselines, table, metrics)
+    return GlitchReport(run, glitch, ds, x_val, y_val, truth, signals, baselines, table, metrics, detection, context)
 
 
 # ------------------------------------------------------------------------------------------
@@ -751,7 +771,8 @@ def flagged_frame(report: GlitchReport, signal: str) -> "Any":
     """
     import pandas as pd
 
-    if signal not in report.signals.scores and signal not in ("cleanlab", "IsolationForest"):
+    ranked_by_detector = report.detection is not None and signal in report.detection.scores
+    if signal not in report.signals.scores and signal not in ("cleanlab", "IsolationForest") and not ranked_by_detector:
         raise InputError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
     ds, names = report.dataset, [str(c) for c in report.dataset.class_names]
     frame = pd.DataFrame(
@@ -770,6 +791,12 @@ def flagged_frame(report: GlitchReport, signal: str) -> "Any":
         frame["cleanlab flags"] = report.baselines["cleanlab"]["issues"]
     if "isolation_forest" in report.baselines:
         frame["IsolationForest"] = report.baselines["isolation_forest"]
+    if report.detection is not None:  # each detector's score, and which of them rank the row among their top k
+        for name, scores in report.detection.scores.items():
+            frame[name] = scores
+        k = max(1, int(np.sum(report.detection.suggested.get(report.detection.default, ds.y_train) != ds.y_train)))
+        flags = report.detection.flagged_by(k)
+        frame["flagged by"] = [", ".join(n for n in flags.columns if row[n]) for _, row in flags.iterrows()]
     if report.has_ground_truth:
         frame["true type"] = report.truth.types
         frame["true label"] = [names[c] if t != "anomaly" else "—" for c, t in zip(ds.y_train_clean, report.truth.types)]
@@ -854,7 +881,12 @@ def retrain_with_repairs(
 
 def suggested_repairs(report: GlitchReport, signal: str, top: int) -> tuple[dict[int, int], list[int]]:
     """Repairs for the ``top`` rows by ``signal``: relabel the ones CFRank types as mislabeled to their
-    ncf (when it differs from the label), remove the ones typed as anomalies."""
+    ncf (when it differs from the label), remove the ones typed as anomalies. Ranked by a label-noise detector, the
+    top rows are relabelled to the label it suggests (its model's that never saw the row; CNCI's where it has none)."""
+    if report.detection is not None and signal in report.detection.scores:
+        suggestion = report.detection.suggested.get(signal, report.signals.ncf)
+        order = np.argsort(-report.detection.scores[signal], kind="stable")[: max(0, int(top))]
+        return {int(r): int(suggestion[r]) for r in order if suggestion[r] != report.dataset.y_train[r]}, []
     scores = report.signals.scores[signal] if signal in report.signals.scores else None
     if scores is None:
         raise InputError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")

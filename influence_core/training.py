@@ -38,10 +38,64 @@ class TrainingRecipe:
 
 
 @dataclass
+class TrainingDynamics:
+    """What every row looked like to the model while it trained, epoch by epoch: ``margins[e, i]`` is row i's
+    assigned-label logit minus its largest other logit, and ``losses[e, i]`` its cross-entropy, both from the forward
+    pass that trained on it in epoch e (before that step; AUM, Pleiss et al. 2020, and forgetting events, Toneva et
+    al. 2019, read them there). Full-batch L-BFGS records once per outer iteration, after it.
+    Recorded from logits the step computes anyway, so it costs no second pass."""
+
+    margins: np.ndarray  # (epochs, n) float32
+    losses: np.ndarray  # (epochs, n) float32
+
+    @property
+    def n_epochs(self) -> int:
+        return int(self.margins.shape[0])
+
+
+class _DynamicsRecorder:
+    """Keeps each step's logits (detached: no copy, no kernel) and turns an epoch's into margins and losses at its
+    end, in one vectorised pass: per-step work would cost a tiny model's step a fifth of its time."""
+
+    def __init__(self, epochs: int, n: int):
+        self.shape = (epochs, n)
+        self.margins: Optional[torch.Tensor] = None  # on the logits' device: no host sync per step on a GPU
+        self.losses: Optional[torch.Tensor] = None
+        self._pending: list[tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]] = []
+
+    def observe(self, rows: Optional[torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self._pending.append((rows, logits.detach(), labels))
+
+    @torch.no_grad()
+    def end_epoch(self, epoch: int) -> None:
+        if not self._pending:
+            return
+        whole = self._pending[0][0] is None
+        logits = torch.cat([p[1] for p in self._pending]).float()
+        labels = torch.cat([p[2] for p in self._pending])
+        rows = None if whole else torch.cat([p[0] for p in self._pending])
+        self._pending.clear()
+        assigned = logits.gather(1, labels[:, None])[:, 0]
+        others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+        if self.margins is None:
+            self.margins = torch.zeros(self.shape, device=logits.device)
+            self.losses = torch.zeros(self.shape, device=logits.device)
+        idx = rows if rows is not None else slice(None)
+        self.margins[epoch - 1, idx] = assigned - others
+        self.losses[epoch - 1, idx] = torch.logsumexp(logits, 1) - assigned
+
+    def result(self) -> TrainingDynamics:
+        if self.margins is None:
+            self.margins = self.losses = torch.zeros(self.shape)
+        return TrainingDynamics(self.margins.cpu().numpy(), self.losses.cpu().numpy())
+
+
+@dataclass
 class TrainResult:
     model: nn.Module
     checkpoints: list[Checkpoint] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
+    dynamics: Optional[TrainingDynamics] = None
 
 
 def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor:
@@ -60,10 +114,23 @@ def objective(
     """Mean cross-entropy plus the L2 penalty (and the head's elastic net when asked): the function training minimises.
     With ``sample_weights`` the cross-entropy is Σ wᵢ ℓᵢ / batch size: a row of weight 0 contributes nothing and the
     rest are weighted as before (all ones is the mean)."""
+    return objective_of_logits(model, model(x), y, weight_decay, head_l1, head_l2, sample_weights)
+
+
+def objective_of_logits(
+    model: nn.Module,
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    weight_decay: float,
+    head_l1: float = 0.0,
+    head_l2: float = 0.0,
+    sample_weights: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """:func:`objective` from logits already computed (the training loop reads them for the dynamics too)."""
     if sample_weights is None:
-        loss = nn.functional.cross_entropy(model(x), y)
+        loss = nn.functional.cross_entropy(logits, y)
     else:
-        loss = (sample_weights * nn.functional.cross_entropy(model(x), y, reduction="none")).sum() / len(y)
+        loss = (sample_weights * nn.functional.cross_entropy(logits, y, reduction="none")).sum() / len(y)
     if weight_decay:
         loss = loss + l2_penalty(model, weight_decay)
     if head_l1 or head_l2:
@@ -195,6 +262,7 @@ def train_model(
     seed: int,
     progress: ProgressFn = silent,
     sample_weights: Optional[torch.Tensor] = None,
+    record_dynamics: bool = True,
 ) -> TrainResult:
     """Train ``model`` in place on (x, y) and return it with checkpoints and a loss history.
 
@@ -203,15 +271,21 @@ def train_model(
     batches, in which those rows contribute nothing (the single-model counterfactual of exact attribution)."""
     torch.manual_seed(seed)
     result = TrainResult(model=model)
+    recorder = _DynamicsRecorder(cfg.epochs, len(x)) if record_dynamics else None
     if cfg.optimizer == "lbfgs":
         # L-BFGS in "epochs" of a bounded number of iterations, so checkpoints exist along the way
         keep = checkpoint_epochs(cfg.epochs, cfg.n_checkpoints, cfg.checkpoint_spacing)
         for epoch in range(1, cfg.epochs + 1):
             fit_lbfgs(model, x, y, cfg.weight_decay, max_iter=20, sample_weights=sample_weights)
+            if recorder is not None:
+                with torch.no_grad():
+                    recorder.observe(None, model(x), y)
+                recorder.end_epoch(epoch)
             if epoch in keep:
                 result.checkpoints.append(Checkpoint(epoch, cfg.lr, _snapshot(model)))
                 result.history.append({"epoch": epoch, **evaluate(model, x, y)})
             progress(epoch / cfg.epochs, f"training (L-BFGS) step {epoch}/{cfg.epochs}")
+        result.dynamics = recorder.result() if recorder is not None else None
         return result
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -228,11 +302,16 @@ def train_model(
             idx = rows if rows is not None else slice(None)
             opt.zero_grad()
             weights = sample_weights[idx] if sample_weights is not None else None
-            loss = objective(model, x[idx], y[idx], 0.0, cfg.head_l1, cfg.head_l2, weights)  # the L2 term: in the optimiser
+            logits = model(x[idx])
+            if recorder is not None:
+                recorder.observe(rows, logits, y[idx])
+            loss = objective_of_logits(model, logits, y[idx], 0.0, cfg.head_l1, cfg.head_l2, weights)  # L2: in the optimiser
             loss.backward()
             opt.step()
             if per_step:
                 schedule.step()
+        if recorder is not None:
+            recorder.end_epoch(epoch)
         if epoch in keep:
             result.checkpoints.append(Checkpoint(epoch, epoch_lr, _snapshot(model)))
             result.history.append({"epoch": epoch, **evaluate(model, x, y)})
@@ -240,6 +319,7 @@ def train_model(
             schedule.step()
         progress(epoch / cfg.epochs, f"training epoch {epoch}/{cfg.epochs}")
     model.eval()
+    result.dynamics = recorder.result() if recorder is not None else None
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -17,20 +18,11 @@ import streamlit as st
 # light imports only: app.py imports this module before st.navigation, and torch (~1.5 s, far more on a busy
 # machine) would hold back the navigation and leave Streamlit's raw file list over a blank page meanwhile
 from influence_core import SIGN_CONVENTION
+from influence_core.costs import Cost, duration_text
 from influence_core.errors import CurvatureError, DataWarning, InputError
 from influence_core.processes import start_process_pools_fresh
 
 log = logging.getLogger("influence_lab")
-
-
-def duration_text(seconds: float) -> str:
-    """'4 s', '1 min 05 s', '2 h 03 min': rounded up, so a short wait never reads '0 s'."""
-    seconds = max(int(-(-seconds // 1)), 1)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def compute_seconds_text(seconds: float) -> str:
@@ -41,26 +33,32 @@ def compute_seconds_text(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
-def progress_text(fraction: float, elapsed: float, message: str = "") -> str:
-    """'42 % done, about 6 s left: message'. The time left extrapolates the pace so far (elapsed × (1 − f) / f);
-    below 2 % done, or in the first half second, there is no pace to go on yet."""
+def progress_text(fraction: float, elapsed: float, message: str = "", estimate: Optional[float] = None) -> str:
+    """'42 % done, about 6 s left: message'. The time left extrapolates the pace so far (elapsed × (1 − f) / f); below
+    2 % done, or in the first half second, there is no pace to go on yet: the estimate measured before the start
+    (``estimate`` seconds in all) says it, where there is one. The work's fractions should follow its estimated costs
+    (as the long pipelines' do), so the pace is not that of its first, cheapest step."""
     fraction = min(max(float(fraction), 0.0), 1.0)
     if fraction >= 1.0:
         left = "finishing"
     elif fraction < 0.02 or elapsed < 0.5:
-        left = "estimating the time left"
+        left = f"about {duration_text(estimate * (1 - fraction))} left (estimated)" if estimate else "estimating the time left"
     else:
         left = f"about {duration_text(elapsed * (1 - fraction) / fraction)} left"
     return f"{fraction:.0%} done, {left}" + (f": {message}" if message else "")
 
 
 @contextmanager
-def progress_status(label: str) -> Iterator[Callable[[float, str], None]]:
+def progress_status(label: str, estimate: Optional[Cost] = None) -> Iterator[Callable[[float, str], None]]:
     """An st.status box with a progress bar; yields a ProgressFn for influence_core. The box's label (seen while
-    collapsed) and the bar say the share done and the time left; when done, the label says how long it took."""
+    collapsed) and the bar say the share done and the time left (from ``estimate`` until there is a pace); when done,
+    the label says how long it took."""
     start = time.perf_counter()
     shown = [0.0]  # when the box was last redrawn: at most ~10 redraws a second, every one is a message to the browser
-    with st.status(label + ": starting", expanded=False) as status:
+    expected = estimate.seconds if estimate is not None else None
+    with st.status(
+        label + (f": starting, {estimate.text()} estimated" if estimate is not None else ": starting"), expanded=False
+    ) as status:
         bar = st.progress(0.0)
 
         def report(fraction: float, message: str) -> None:
@@ -68,7 +66,7 @@ def progress_status(label: str) -> Iterator[Callable[[float, str], None]]:
             if now - shown[0] < 0.1 and fraction < 1.0:
                 return
             shown[0] = now
-            text = progress_text(fraction, now - start, message)
+            text = progress_text(fraction, now - start, message, expected)
             bar.progress(min(max(float(fraction), 0.0), 1.0), text=text)
             status.update(label=f"{label}: {text.split(': ')[0]}")
 
@@ -78,6 +76,38 @@ def progress_status(label: str) -> Iterator[Callable[[float, str], None]]:
             status.update(label=f"{label}: stopped (see the message below)", state="error")
             raise
         status.update(label=f"{label}: done in {duration_text(time.perf_counter() - start)}", state="complete")
+
+
+def cost_note(container: Any, cost: Optional[Cost], subject: str = "On this machine") -> None:
+    """The estimate beside the choice it is for: '… about 4 min 03 s (CG: 200 iterations × …)'."""
+    if cost is not None:
+        container.caption(cost.line(f"{subject}:"))
+
+
+def estimated(estimate: Callable[[], Any]) -> Optional[Any]:
+    """An estimate, or None where it cannot be made: the work it is for then starts unestimated, and where the work
+    itself is refused (a curvature past the memory budget) its own run says why, once."""
+    try:
+        return estimate()
+    except (InputError, CurvatureError):
+        return None
+    except Exception:  # noqa: BLE001 — an estimate must not stand between the person and the work; the log keeps it
+        log.warning("could not estimate the cost\n%s", traceback.format_exc())
+        return None
+
+
+def confirm_start(cost: Optional[Cost], key: str, action: str) -> bool:
+    """Whether work estimated at ``cost`` may start: at once when it is under ``costs.CONFIRM_SECONDS`` (or not
+    estimated), else once the person clicks the button that states the estimate (remembered for ``key`` in this
+    session). Until then the page shows the estimate and that button; the caller stops the run."""
+    confirmed = st.session_state.setdefault("_confirmed_starts", set())
+    if cost is None or not cost.needs_confirmation or key in confirmed:
+        return True
+    st.info(f"{action} is estimated at {cost.text()} on this machine" + (f" ({cost.what})" if cost.what else "") + ".")
+    if st.button(f"{action}: {cost.text()}", key="confirm_" + hashlib.sha256(key.encode()).hexdigest()[:16], type="primary"):
+        confirmed.add(key)
+        return True
+    return False
 
 
 # what a first visit to a view imports, with each module's rough share of the wait (measured with -X importtime)
@@ -287,6 +317,25 @@ def kept_result(clicked: bool, store_key: str, compute: Callable[[], Any]) -> Op
         value = run_or_explain(compute)
         if value is not None:
             st.session_state[store_key] = value
+    return st.session_state.get(store_key)
+
+
+def gated_result(
+    clicked: bool, store_key: str, action: str, estimate: Callable[[], Optional[Cost]], compute: Callable[[Optional[Cost]], Any]
+) -> Optional[Any]:
+    """:func:`kept_result` with the cost said first: a click has the work estimated (``estimate``, measured on this
+    machine, kept for the session) and starts it at once when it is under ``costs.CONFIRM_SECONDS``, else after a
+    second click on a button that states the estimate; ``compute(cost)`` shows it in its progress box."""
+    asked = st.session_state.setdefault("_asked_starts", set())
+    if clicked:
+        asked.add(store_key)
+    if store_key in asked:
+        cost = memoised(f"cost:{store_key}", lambda: estimated(estimate))
+        if confirm_start(cost, store_key, action):
+            asked.discard(store_key)
+            value = run_or_explain(compute, cost)
+            if value is not None:
+                st.session_state[store_key] = value
     return st.session_state.get(store_key)
 
 

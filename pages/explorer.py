@@ -5,10 +5,13 @@ import streamlit as st
 from pages._ui import (
     OWN_MODEL,
     compute_seconds_text,
+    confirm_start,
+    cost_note,
     described_select,
+    estimated,
+    gated_result,
     import_with_progress,
     imports_pending,
-    kept_result,
     memoised,
     one_torch_thread,
     own_model_card,
@@ -62,6 +65,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, default_damping, explorer_config  # noqa: E402
+from influence_core.costs import Cost, estimate_run, influence_is_cached  # noqa: E402
 from influence_core.data.synthetic import DESCRIPTIONS, SHORT_NAMES  # noqa: E402
 from influence_core.experiments import (  # noqa: E402
     EDITS,
@@ -71,7 +75,7 @@ from influence_core.experiments import (  # noqa: E402
     influence_over_epochs,
     retrain_with_edit,
 )
-from influence_core.figures import decision_region_figure, epochs_figure, retraining_check_figure, sign_note  # noqa: E402
+from influence_core.figures import decision_region_figure, epochs_figure, number_format, retraining_check_figure, sign_note  # noqa: E402
 from influence_core.figures.what_if import removal_check_figure  # noqa: E402
 from influence_core.methods import (  # noqa: E402
     method_label,  # noqa: E402
@@ -79,7 +83,12 @@ from influence_core.methods import (  # noqa: E402
     names_where,
 )
 from influence_core.metrics import accuracy_change, detection_summary  # noqa: E402
-from influence_core.retraining_check import check_by_retraining, check_with_fixed_randomness, strongest_for_test_point  # noqa: E402
+from influence_core.retraining_check import (  # noqa: E402
+    check_by_retraining,
+    check_with_fixed_randomness,
+    retraining_check_cost,  # noqa: E402
+    strongest_for_test_point,
+)
 from pages._pickers import curvature_picker, method_picker  # noqa: E402
 
 with st.container(border=True):
@@ -167,12 +176,28 @@ config = explorer_config(
 )
 
 
+def _estimate():
+    with one_torch_thread(), st.spinner("Timing this choice on this machine"):
+        return estimate_run(config)
+
+
+run_key = "explorer:" + content_key(config)
+cost = None
+if run_key not in st.session_state.get("_results", {}) and run_or_explain(influence_is_cached, config) is False:
+    cost = memoised("explorer_cost:" + content_key(config), lambda: estimated(_estimate))
+    cost_note(c4, cost)
+    if not confirm_start(cost, run_key, "Training and computing influence"):
+        plotly_slot.empty()
+        st.stop()
+
+
 def _compute():
-    with one_torch_thread(), progress_status(("Loading your model" if yours else "Training") + " and computing influence") as report:
+    what = ("Loading your model" if yours else "Training") + " and computing influence"
+    with one_torch_thread(), progress_status(what, cost) as report:
         return compute_influence(config, progress=report)
 
 
-result = memoised("explorer:" + content_key(config), lambda: run_or_explain(_compute))
+result = memoised(run_key, lambda: run_or_explain(_compute))
 plotly_slot.empty()
 if result is None:
     st.stop()
@@ -297,11 +322,15 @@ def _points_view() -> None:
     def _show_check(train_indices, test_indices, store_key: str, button: str) -> None:
         """A button that retrains without the named points and plots predicted vs retrained loss changes."""
 
-        def _check():
-            with one_torch_thread(), progress_status("Retraining") as report:
+        def _estimate():
+            with one_torch_thread():
+                return retraining_check_cost(result, len(train_indices))
+
+        def _check(cost):
+            with one_torch_thread(), progress_status("Retraining", cost) as report:
                 return check_by_retraining(result, train_indices, test_indices, progress=report)
 
-        check = kept_result(st.button(button, key="explorer_check_button"), store_key, _check)
+        check = gated_result(st.button(button, key="explorer_check_button"), store_key, "Retraining", _estimate, _check)
         if check is None:
             return
         n_pairs = int(np.isfinite(check.actual).sum())
@@ -365,13 +394,16 @@ def _points_view() -> None:
             "plus one reverse pass through training."
         )
 
-        def _exact():
-            with one_torch_thread(), progress_status("Exact attribution and fixed-randomness retrains") as report:
+        def _exact(cost):
+            with one_torch_thread(), progress_status("Exact attribution and fixed-randomness retrains", cost) as report:
                 return check_with_fixed_randomness(result, train_indices, [test_index], compared, progress=report)
 
-        check = kept_result(
-            st.button(f"Compare with exact attribution ({len(train_indices)} retrains)", key="explorer_exact_button"),
+        retrains = Cost(seconds, f"{len(train_indices)} retrains of this run's {result.metrics.get('train_seconds', 0.0):.1f} s")
+        check = gated_result(
+            st.button(f"Compare with exact attribution ({len(train_indices)} retrains, {retrains.text()})", key="explorer_exact_button"),
             f"explorer_exact:{config.key()}:test{test_index}:{len(train_indices)}",
+            "Exact attribution and the retrains",
+            lambda: retrains,
             _exact,
         )
         if check is None:
@@ -435,16 +467,23 @@ def _points_view() -> None:
                 "Edit", EDITS, horizontal=True, key="explorer_edit", format_func={"remove": "remove it", "relabel": "change its label"}.get
             )
 
-            def _retrain():
-                with one_torch_thread(), progress_status("Retraining with the edit") as report:
+            def _retrain(cost):
+                with one_torch_thread(), progress_status("Retraining with the edit", cost) as report:
                     return retrain_with_edit(result, idx, edit, report)
 
-            edited = kept_result(
-                st.button("Retrain with this edit", key="explorer_edit_button"), f"explorer_edit:{config.key()}:{idx}:{edit}", _retrain
+            # the same run again on edited data: its own training and scoring, as timed when it ran
+            again = Cost(m["train_seconds"] + m["influence_seconds"], "this run's training and scoring, as timed")
+            edited = gated_result(
+                st.button(f"Retrain with this edit ({again.text()})", key="explorer_edit_button"),
+                f"explorer_edit:{config.key()}:{idx}:{edit}",
+                "Retraining with the edit",
+                lambda: again,
+                _retrain,
             )
             if edited is not None:
                 after, edited_ds = edited
                 before_test, after_test = m["test"], after.metrics["test"]
+                loss_spec = number_format([after_test["loss"], after_test["loss"] - before_test["loss"]])  # one format for both
                 e1, e2, e3 = st.columns(3)
                 delta, measured = accuracy_change(before_test["accuracy"], after_test["accuracy"], len(ds.y_test))
                 e1.metric(
@@ -456,8 +495,8 @@ def _points_view() -> None:
                 )
                 e2.metric(
                     "Mean test loss after",
-                    f"{after_test['loss']:.4f}",
-                    f"{after_test['loss'] - before_test['loss']:+.2e}",
+                    f"{after_test['loss']:{loss_spec}}",
+                    f"{after_test['loss'] - before_test['loss']:+{loss_spec}}",
                     delta_color="inverse",
                     help="the removal's first-order prediction is in the text above",
                 )

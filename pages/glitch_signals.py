@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from influence_core import detectors
 from influence_core.data.glitches import GLITCH_KINDS, GLITCH_SHORT_NAMES
 from influence_core.experiments import content_key
 from influence_core.figures import column_widths, number_format
@@ -19,6 +20,7 @@ from influence_core.signals import (
     suggested_repairs,
     thumbnail,
 )
+from pages._detectors import detectors_panel
 from pages._pickers import method_has, method_picker
 from pages._ui import (
     OWN_DATA,
@@ -35,6 +37,7 @@ from pages._ui import (
     page_header,
     progress_status,
     run_or_explain,
+    settle_widget,
 )
 
 page_header("Glitch signals")
@@ -223,18 +226,27 @@ else:
     )
 
 st.subheader("Flagged training samples")
-choices = list(SIGNALS) + [
-    b
-    for b, present in (("cleanlab", "cleanlab" in report.baselines), ("IsolationForest", "isolation_forest" in report.baselines))
-    if present
-]
+ranked_by_detector = list(report.detection.scores) if report.detection is not None else []
+choices = (
+    list(SIGNALS)
+    + [
+        b
+        for b, present in (("cleanlab", "cleanlab" in report.baselines), ("IsolationForest", "isolation_forest" in report.baselines))
+        if present
+    ]
+    + ranked_by_detector
+)
+# injected glitches: the paper's pick per kind; your data as it is (wrong labels to find): the measured default detector
+lead = report.detection.default if kind == "none" and report.detection is not None else default_signal(kind)
 f1, f2 = st.columns([2, 1])
+settle_widget(f"glitch_signal_{kind}", lead, choices)
 signal = f1.selectbox(
     "Rank by",
     choices,
-    index=choices.index(default_signal(kind)),
-    key=f"glitch_signal_{kind}",  # the paper's pick per kind
-    format_func=lambda s: f"{s}: {SIGNALS.get(s, 'baseline')}",
+    key=f"glitch_signal_{kind}",
+    format_func=lambda s: (
+        f"{s}: {SIGNALS[s]}" if s in SIGNALS else f"{detectors.label(s)}" if s in ranked_by_detector else f"{s}: baseline"
+    ),
 )
 top = f2.slider("Show the top", 5, 100, 20, step=5, key="glitch_top")
 frame = run_or_explain(flagged_frame, report, signal)
@@ -252,11 +264,12 @@ shown = [
     "true type",
     "true label",
     *([] if truth else ["cleanlab flags"]),
+    "flagged by",
 ]
 shown = list(dict.fromkeys(c for c in shown if c in frame.columns))
 # signals span many orders of magnitude (PCID reached 1.8e10): one format per column, fixed where its values allow it
 # and scientific for every row where not (%.3g wrote 1.25e+3 in the row above 852)
-score_columns = [c for c in shown if c in SIGNALS or c in ("cleanlab", "IsolationForest")]
+score_columns = [c for c in shown if c in SIGNALS or c in ("cleanlab", "IsolationForest") or c in ranked_by_detector]
 flagged_rows = frame[shown].head(top)
 formats = {c: number_format(flagged_rows[c]) for c in score_columns}
 widths = column_widths(flagged_rows, formats)
@@ -291,11 +304,22 @@ if report.dataset.is_image:
             + (f" (truth: {row['true type']})" if truth else ""),
         )
 
+if report.detection is not None:
+    with st.expander("Label-noise detectors side by side, and why each row is flagged", expanded=False):
+        detectors_panel(
+            report.detection,
+            report.detection_context,
+            k=max(int(round(report.ratio * len(report.dataset.y_train))), 1) if truth else top,
+            key="glitch_detectors",
+            mask=report.truth.mislabeled if truth and report.truth.mislabeled.any() else None,
+            picture=thumbnail if report.dataset.is_image else None,
+        )
+
 st.subheader("Repair and retrain")
 st.caption(
     "Accept the suggested repairs of the top rows by the chosen signal: relabel the rows typed "
-    "'mislabeled' to CNCI's suggested label; with PCID / CFRank, remove the rows typed 'anomaly'. "
-    "Then retrain the same configuration and compare test accuracy."
+    "'mislabeled' to CNCI's suggested label; with PCID / CFRank, remove the rows typed 'anomaly'; ranked by a "
+    "label-noise detector, relabel to the label it suggests. Then retrain the same configuration and compare test accuracy."
 )
 r1, r2 = st.columns([1, 2])
 # without a ground truth, start from as many rows as cleanlab flags (else as the model disagrees with)
@@ -306,7 +330,7 @@ elif "cleanlab" in report.baselines:
 else:
     n_default = (1 - m["train"]["accuracy"]) * len(frame)
 n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(n_default))), key=f"glitch_n_repair_{run_key}")
-if signal in SIGNALS:
+if signal in SIGNALS or signal in ranked_by_detector:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
     r2.write(f"Suggested: relabel {len(relabel)} rows, remove {len(remove)}.")
     # before anyone accepts: how large a change the test split can show at all (two binomial standard errors)

@@ -6,11 +6,13 @@ import streamlit as st
 
 from influence_core import label_bias as lb
 from influence_core.config import DataConfig
+from influence_core.costs import estimate_run
 from influence_core.data.registry import peek_own_data
 from influence_core.experiments import content_key
+from influence_core.figures import column_widths, sign_note
 from influence_core.figures import label_bias as lb_figures
-from influence_core.figures import sign_note
 from influence_core.metrics import detection_at_threshold
+from pages._detectors import detectors_panel
 from pages._pickers import curvature_picker, method_picker
 from pages._ui import (
     OWN_DATA,
@@ -18,7 +20,10 @@ from pages._ui import (
     OwnDataInputs,
     ask_for_own_data,
     compute_seconds_text,
+    confirm_start,
+    cost_note,
     described_select,
+    estimated,
     kept_result,
     memoised,
     own_data_inputs,
@@ -159,13 +164,29 @@ if config is None:
     st.stop()
 
 
+def _estimate():
+    # the clean model too where labels are flipped; queries: each held-out row, the misclassified, all, each class
+    clean = [lb.clean_config(config)] if config.data.noise_fraction > 0 else []
+    with st.spinner("Timing this choice on this machine"):
+        return estimate_run(config, n_queries=lambda data: len(data.y_test) + 2 + data.n_classes, trainings=clean)
+
+
+run_key = "label_bias:" + content_key(config)
+cost = None
+if run_key not in st.session_state.get("_results", {}):
+    cost = memoised("label_bias_cost:" + content_key(config), lambda: estimated(_estimate))
+    cost_note(c4, cost)
+    if not confirm_start(cost, run_key, "Training and scoring"):
+        st.stop()
+
+
 def _compute():
     what = "Training clean and noisy models" if config.data.noise_fraction > 0 else "Loading your model" if yours else "Training the model"
-    with progress_status(f"{what}, scoring training samples") as report:
+    with progress_status(f"{what}, scoring training samples", cost) as report:
         return lb.run_label_bias(config, progress=report)
 
 
-result = memoised("label_bias:" + content_key(config), lambda: run_or_explain(_compute))
+result = memoised(run_key, lambda: run_or_explain(_compute))
 if result is None:
     st.stop()
 
@@ -215,177 +236,236 @@ lo, hi = float(np.min(scores)), float(np.max(scores))
 if not hi > lo:
     st.warning("Every training sample has the same score: nothing to threshold.")
     st.stop()
-choice = result.threshold_choice(score_name)
-default = float(np.clip(choice.value, lo, hi))
-# new scores (other data) start at their own default, as the slider did when its range changed
-settle_widget(f"label_bias_threshold_{score_name}", default, bounds=(lo, hi), basis=(lo, hi))
-threshold = st.slider(
-    "Threshold (flag samples scoring at or above)",
-    lo,
-    hi,
-    step=(hi - lo) / 400,
-    format="%.3g",
-    key=f"label_bias_threshold_{score_name}",
-)
-st.caption(
-    ("" if threshold == default else f"The slider is at {threshold:.3g}, not the default. ")
-    + choice.explanation()
-    + (" The flip mask is not used to choose it." if truth else " No ground truth is used.")
-)
-at = detection_at_threshold(scores, ds.flipped, threshold)
-d = st.columns(4)
-d[0].metric("Flagged samples", at["flagged"])
-if truth:
-    d[1].metric("Flipped detected", f"{at['detected_share']:.1%}")
-    d[2].metric("Clean flagged", f"{at['clean_flagged_share']:.1%}")
-    d[3].metric("Precision of the flags", f"{at['precision']:.1%}" if at["flagged"] else "—")
-else:
-    flagged_rows = scores >= threshold
-    doubted = result.model_disagrees
-    d[1].metric("Share of the training set", f"{at['flagged'] / len(scores):.1%}")
-    d[2].metric(
-        "Flagged the model predicts otherwise",
-        f"{doubted[flagged_rows].mean():.1%}" if at["flagged"] else "—",
-        help="Flagged samples whose label the trained model does not predict: the likeliest wrong labels.",
+
+
+@st.fragment(key="label_bias_threshold")
+def threshold_and_what_it_flags() -> None:
+    """The threshold slider and everything that follows it (the metrics, charts, flagged table and export, the
+    detectors' panel, the retrain button's count): a fragment, so a move of the slider reruns this part alone, not the
+    data, the models or the scores above (issue 34). The held-out sample section sits in it too, between parts that
+    follow the threshold; it reads only kept results. It reads the page's values of the last whole run."""
+    choice = result.threshold_choice(score_name)
+    default = float(np.clip(choice.value, lo, hi))
+    # new scores (other data) start at their own default, as the slider did when its range changed
+    settle_widget(f"label_bias_threshold_{score_name}", default, bounds=(lo, hi), basis=(lo, hi))
+    threshold = st.slider(
+        "Threshold (flag samples scoring at or above)",
+        lo,
+        hi,
+        step=(hi - lo) / 400,
+        format="%.3g",
+        key=f"label_bias_threshold_{score_name}",
     )
-    d[3].metric("Same, among the rest", f"{doubted[~flagged_rows].mean():.1%}" if (~flagged_rows).any() else "—")
-
-cleanlab_issues = None
-if not truth:  # no ground truth: a second, independent opinion on which labels are wrong
-
-    def _cleanlab():
-        with progress_status("cleanlab: 5-fold out-of-fold probabilities (five more trainings)") as report:
-            return lb.cleanlab_baseline(config, ds, 5, report)
-
-    e1, e2, e3 = st.columns([1, 1, 2])
-    second = kept_result(
-        e1.button(
-            "Second opinion: cleanlab",
-            key="label_bias_cleanlab",
-            help="cleanlab's find_label_issues on out-of-fold probabilities of the same model (5 trainings)"
-            + (": not for your model, which is not retrained here" if yours else ""),
-            disabled=yours,
-        ),
-        f"label_bias_cleanlab:{content_key(config)}",
-        _cleanlab,
+    st.caption(
+        ("" if threshold == default else f"The slider is at {threshold:.3g}, not the default. ")
+        + choice.explanation()
+        + (" The flip mask is not used to choose it." if truth else " No ground truth is used.")
     )
-    if second is not None:
-        cleanlab_issues = second["issues"]
-        both = int((cleanlab_issues & flagged_rows).sum())
-        e2.metric("cleanlab flags", int(cleanlab_issues.sum()))
-        e3.metric("Of the flagged, cleanlab flags too", f"{both} / {at['flagged']}" if at["flagged"] else "—")
-
-left, right = st.columns([3, 2])
-with left:
-    st.plotly_chart(
-        lb_figures.influence_bar_figure(scores, ds.flipped, threshold, title=lb.SCORE_DESCRIPTIONS[score_name]),
-        width="stretch",
-        key="label_bias_bars",
-    )
-    st.caption(sign_note() + (". Red = truly flipped (ground truth, used only to colour and to score the detection)." if truth else "."))
-with right:
+    at = detection_at_threshold(scores, ds.flipped, threshold)
+    d = st.columns(4)
+    d[0].metric("Flagged samples", at["flagged"])
     if truth:
-        st.markdown("**Flagged vs truly flipped**")
-        st.dataframe(
-            pd.DataFrame({"truly flipped": [at["tp"], at["fn"]], "truly clean": [at["fp"], at["tn"]]}, index=["flagged", "not flagged"]),
+        d[1].metric("Flipped detected", f"{at['detected_share']:.1%}")
+        d[2].metric("Clean flagged", f"{at['clean_flagged_share']:.1%}")
+        d[3].metric("Precision of the flags", f"{at['precision']:.1%}" if at["flagged"] else "—")
+    else:
+        flagged_rows = scores >= threshold
+        doubted = result.model_disagrees
+        d[1].metric("Share of the training set", f"{at['flagged'] / len(scores):.1%}")
+        d[2].metric(
+            "Flagged, model disagrees",
+            f"{doubted[flagged_rows].mean():.1%}" if at["flagged"] else "—",
+            help="Flagged samples whose label the trained model does not predict: the likeliest wrong labels.",
+        )
+        d[3].metric("Same, among the rest", f"{doubted[~flagged_rows].mean():.1%}" if (~flagged_rows).any() else "—")
+
+    cleanlab_issues = None
+    if not truth:  # no ground truth: a second, independent opinion on which labels are wrong
+
+        def _cleanlab():
+            with progress_status("cleanlab: 5-fold out-of-fold probabilities (five more trainings)") as report:
+                return lb.cleanlab_baseline(config, ds, 5, report)
+
+        e1, e2, e3 = st.columns([1, 1, 2])
+        second = kept_result(
+            e1.button(
+                "Second opinion: cleanlab",
+                key="label_bias_cleanlab",
+                help="cleanlab's find_label_issues on out-of-fold probabilities of the same model (5 trainings)"
+                + (": not for your model, which is not retrained here" if yours else ""),
+                disabled=yours,
+            ),
+            f"label_bias_cleanlab:{content_key(config)}",
+            _cleanlab,
+        )
+        if second is not None:
+            cleanlab_issues = second["issues"]
+            both = int((cleanlab_issues & flagged_rows).sum())
+            e2.metric("cleanlab flags", int(cleanlab_issues.sum()))
+            e3.metric("Of the flagged, cleanlab flags too", f"{both} / {at['flagged']}" if at["flagged"] else "—")
+
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(
+            lb_figures.influence_bar_figure(scores, ds.flipped, threshold, title=lb.SCORE_DESCRIPTIONS[score_name]),
             width="stretch",
-            key="label_bias_confusion",
+            key="label_bias_bars",
         )
-        st.plotly_chart(lb_figures.threshold_figure(scores, ds.flipped, threshold), width="stretch", key="label_bias_sweep")
-    else:
-        st.markdown("**How the scores spread** (log count)")
-        st.plotly_chart(lb_figures.score_histogram_figure(scores, threshold), width="stretch", key="label_bias_histogram")
-
-if truth:
-    with st.expander("Detection curves and every score against the ground truth", expanded=False):
-        st.plotly_chart(lb_figures.detection_curves_figure(result.scores, ds.flipped), width="stretch", key="label_bias_curves")
-        st.dataframe(lb.detection_table(result), hide_index=True, width="stretch", key="label_bias_detection_table")
-
-flagged = lb.flagged_table(result, score_name, threshold, cleanlab_issues)
-with st.expander(f"The {len(flagged)} flagged samples, most suspicious first", expanded=not truth):
-    st.dataframe(flagged.drop(columns=["row"]), hide_index=True, width="stretch", key="label_bias_flagged_table")
-st.download_button(
-    "Export flagged samples (CSV)",
-    flagged.to_csv(index=False),
-    f"label_bias_{dataset}_flagged_by_{score_name}_at_{threshold:.3g}.csv",
-    "text/csv",
-    key="label_bias_export",
-)
-
-st.subheader("Sample level: the training samples behind one held-out prediction")
-order = result.test_order()
-pred = result.test_probs.argmax(1)
-class_names = np.asarray(ds.class_names)
-tabular = ds.x_train.ndim == 2
-
-
-def _describe(i: int) -> str:
-    wrong = "✗ misclassified" if pred[i] != ds.y_test[i] else "✓"
-    return f"#{i} ({ds.ids_test[i]}): true {class_names[ds.y_test[i]]}, predicted {class_names[pred[i]]} ({result.test_probs[i, pred[i]]:.0%}) {wrong}"
-
-
-# keyed by the run: a held-out index picked on other data means nothing here
-held_out = [int(i) for i in order]
-test_key = f"label_bias_test_{config.key()}"
-settle_widget(test_key, held_out[0], held_out)
-test_index = st.selectbox("Held-out sample (misclassified first)", held_out, format_func=_describe, key=test_key)
-tables = run_or_explain(lb.top_influencers, result, int(test_index), 10)
-if tables is not None:
-    if tabular:
-        st.caption("Feature values in training standard deviations (what the model sees).")
-        st.dataframe(lb.held_out_features(result, int(test_index)), width="stretch", key="label_bias_test_row")
-    else:
-        st.image(lb.image_of(ds.x_test[int(test_index)]), caption=_describe(int(test_index)), width=96)
-    for title, table in zip(("10 most harmful (positive)", "10 most helpful (negative)"), tables):
-        if tabular:
-            st.markdown(f"**{title}**" + (" — F = flipped" if truth else ""))
-            shown = lb.with_features(result, table)
-            st.dataframe(shown if truth else shown.drop(columns=["flipped"]), hide_index=True, width="stretch")
+        st.caption(
+            sign_note() + (". Red = truly flipped (ground truth, used only to colour and to score the detection)." if truth else ".")
+        )
+    with right:
+        if truth:
+            st.markdown("**Flagged vs truly flipped**")
+            st.dataframe(
+                pd.DataFrame(
+                    {"truly flipped": [at["tp"], at["fn"]], "truly clean": [at["fp"], at["tn"]]}, index=["flagged", "not flagged"]
+                ),
+                width="stretch",
+                key="label_bias_confusion",
+            )
+            st.plotly_chart(lb_figures.threshold_figure(scores, ds.flipped, threshold), width="stretch", key="label_bias_sweep")
         else:
-            st.markdown(f"**{title}** — caption: label used in training" + (", F = flipped" if truth else "") + ", influence")
-            images, captions = lb.gallery(result, table)
-            st.image(images, caption=captions, width=80)
+            st.markdown("**How the scores spread** (log count)")
+            st.plotly_chart(lb_figures.score_histogram_figure(scores, threshold), width="stretch", key="label_bias_histogram")
 
-st.subheader("What if: fix the flagged samples and retrain")
-if yours:
-    st.info(
-        "Your model is not retrained here. Export the flagged samples above, fix or drop them in your data, and "
-        "retrain your model on it; or choose an architecture to train here, and this section retrains it for you."
-    )
-    st.stop()
-a1, a2 = st.columns([1, 3])
-relabel_to = "the other class" if ds.n_classes == 2 else "the model's likeliest other class"
-settle_widget("label_bias_action", "relabel", ["relabel", "remove"])  # off the page while your model is scored
-action = a1.radio(
-    "Action",
-    ["relabel", "remove"],
-    key="label_bias_action",
-    format_func={"relabel": f"relabel to {relabel_to}", "remove": "remove from training"}.get,
-)
-
-
-def _fix():
-    with progress_status("Retraining on the edited training set") as report:
-        return score_name, threshold, lb.retrain_after_fix(result, scores >= threshold, action, report)
-
-
-clicked = a1.button(f"{action.capitalize()} {at['flagged']} and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0)
-saved = kept_result(clicked, f"label_bias_fix:{content_key(config)}", _fix)
-if saved:
-    fixed_by, fixed_at, fix = saved
-    rows = {f"{labels_were} (before)": fix["before"], f"after {fix['action']}": fix["after"]}
-    if fix["clean"]:
-        rows["clean labels (reference)"] = fix["clean"]
-    a2.dataframe(
-        pd.DataFrame(rows).T.rename(columns={"accuracy": "held-out accuracy", "loss": "held-out loss"}),
-        width="stretch",
-        key="label_bias_fix_table",
-    )
-    caption = f"{fix['n_flagged']} flagged at threshold {fixed_at:.3g} ({fixed_by})"
     if truth:
-        caption += f", {fix['flagged_truly_flipped']} of them truly flipped; {fix['flipped_left']} flipped labels left in training."
-    else:
-        caption += (
-            ". Held-out labels are yours too: if they share the training set's errors, accuracy on them can fall when the fix is right."
+        with st.expander("Detection curves and every score against the ground truth", expanded=False):
+            # kept: it does not follow the threshold, and the fragment draws it again on every move (new scores: a new one)
+            curves = memoised(
+                f"label_bias_curves:{content_key(config)}:{','.join(result.scores)}",
+                lambda: lb_figures.detection_curves_figure(result.scores, ds.flipped),
+            )
+            st.plotly_chart(curves, width="stretch", key="label_bias_curves")
+            detection = lb.detection_table(result)
+            rates = [c for c in detection.columns if c.startswith(("TPR", "flipped detected", "clean flagged"))]
+            detection[rates] = 100 * detection[rates]  # percent, as the metrics above read (0.9358 sat beside 93.6 %)
+            widths = column_widths(detection, {**{c: ".1f" for c in rates}, "AUROC": ".3f", "AP": ".3f"})
+            st.dataframe(
+                detection,
+                hide_index=True,
+                width="stretch",
+                key="label_bias_detection_table",
+                column_config={
+                    c: st.column_config.NumberColumn(format="%.1f%%" if c in rates else "%.3f", width=widths[c] + 8)
+                    if c in rates or c in ("AUROC", "AP")
+                    else st.column_config.TextColumn(width=widths[c])
+                    for c in detection.columns
+                },
+            )
+
+    flagged = lb.flagged_table(result, score_name, threshold, cleanlab_issues)
+    with st.expander(f"The {len(flagged)} flagged samples, most suspicious first", expanded=not truth):
+        st.dataframe(flagged.drop(columns=["row"]), hide_index=True, width="stretch", key="label_bias_flagged_table")
+    st.download_button(
+        "Export flagged samples (CSV)",
+        flagged.to_csv(index=False),
+        f"label_bias_{dataset}_flagged_by_{score_name}_at_{threshold:.3g}.csv",
+        "text/csv",
+        key="label_bias_export",
+    )
+
+    if result.detection is not None:
+        with st.expander("Label-noise detectors side by side, and why each flagged sample is flagged", expanded=False):
+
+            def _out_of_fold():
+                with progress_status("Out-of-fold detectors: training the model on 5 folds") as report:
+                    lb.add_out_of_fold_detectors(result, report)
+                st.rerun()
+
+            test_ids, influence_rows = lb.kept_influence(result)
+            detectors_panel(
+                result.detection,
+                result.detection_context,
+                k=max(int(at["flagged"]), 1),
+                key="label_bias_detectors",
+                mask=ds.flipped if truth else None,
+                influence_rows=influence_rows,
+                test_ids=test_ids,
+                picture=None if ds.x_train.ndim == 2 else lb.image_of,
+                run_out_of_fold=None if yours else _out_of_fold,
+                out_of_fold_seconds=m.get("out_of_fold_estimate"),
+            )
+
+    st.subheader("Sample level: the training samples behind one held-out prediction")
+    order = result.test_order()
+    pred = result.test_probs.argmax(1)
+    class_names = np.asarray(ds.class_names)
+    tabular = ds.x_train.ndim == 2
+
+    def _describe(i: int) -> str:
+        wrong = "✗ misclassified" if pred[i] != ds.y_test[i] else "✓"
+        return f"#{i} ({ds.ids_test[i]}): true {class_names[ds.y_test[i]]}, predicted {class_names[pred[i]]} ({result.test_probs[i, pred[i]]:.0%}) {wrong}"
+
+    # keyed by the run: a held-out index picked on other data means nothing here
+    held_out = [int(i) for i in order]
+    test_key = f"label_bias_test_{config.key()}"
+    settle_widget(test_key, held_out[0], held_out)
+    test_index = st.selectbox("Held-out sample (misclassified first)", held_out, format_func=_describe, key=test_key)
+    tables = run_or_explain(lb.top_influencers, result, int(test_index), 10)
+    if tables is not None:
+        if tabular:
+            st.caption("Feature values in training standard deviations (what the model sees).")
+            st.dataframe(lb.held_out_features(result, int(test_index)), width="stretch", key="label_bias_test_row")
+        else:
+            st.image(lb.image_of(ds.x_test[int(test_index)]), caption=_describe(int(test_index)), width=96)
+        for title, table in zip(("10 most harmful (positive)", "10 most helpful (negative)"), tables):
+            if tabular:
+                st.markdown(f"**{title}**" + (" — F = flipped" if truth else ""))
+                shown = lb.with_features(result, table)
+                st.dataframe(shown if truth else shown.drop(columns=["flipped"]), hide_index=True, width="stretch")
+            else:
+                st.markdown(f"**{title}** — caption: label used in training" + (", F = flipped" if truth else "") + ", influence")
+                images, captions = lb.gallery(result, table)
+                st.image(images, caption=captions, width=80)
+
+    st.subheader("What if: fix the flagged samples and retrain")
+    if yours:
+        st.info(
+            "Your model is not retrained here. Export the flagged samples above, fix or drop them in your data, and "
+            "retrain your model on it; or choose an architecture to train here, and this section retrains it for you."
         )
-    a2.caption(caption)
+        st.stop()
+    a1, a2 = st.columns([1, 3])
+    relabel_to = "the other class" if ds.n_classes == 2 else "the model's likeliest other class"
+    settle_widget("label_bias_action", "relabel", ["relabel", "remove"])  # off the page while your model is scored
+    action = a1.radio(
+        "Action",
+        ["relabel", "remove"],
+        key="label_bias_action",
+        format_func={"relabel": f"relabel to {relabel_to}", "remove": "remove from training"}.get,
+    )
+
+    def _fix():
+        with progress_status("Retraining on the edited training set") as report:
+            return score_name, threshold, lb.retrain_after_fix(result, scores >= threshold, action, report)
+
+    clicked = a1.button(f"{action.capitalize()} {at['flagged']} and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0)
+    saved = kept_result(clicked, f"label_bias_fix:{content_key(config)}", _fix)
+    if saved:
+        fixed_by, fixed_at, fix = saved
+        rows = {f"{labels_were} (before)": fix["before"], f"after {fix['action']}": fix["after"]}
+        if fix["clean"]:
+            rows["clean labels (reference)"] = fix["clean"]
+        fixed = pd.DataFrame(rows).T.rename(columns={"accuracy": "held-out accuracy", "loss": "held-out loss"})
+        fixed["held-out accuracy"] *= 100
+        a2.dataframe(
+            fixed,
+            width="stretch",
+            key="label_bias_fix_table",
+            column_config={
+                "held-out accuracy": st.column_config.NumberColumn(format="%.1f%%"),
+                "held-out loss": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
+        caption = f"{fix['n_flagged']} flagged at threshold {fixed_at:.3g} ({fixed_by})"
+        if truth:
+            caption += f", {fix['flagged_truly_flipped']} of them truly flipped; {fix['flipped_left']} flipped labels left in training."
+        else:
+            caption += (
+                ". Held-out labels are yours too: if they share the training set's errors, accuracy on them can fall when the fix is right."
+            )
+        a2.caption(caption)
+
+
+threshold_and_what_it_flags()

@@ -2,7 +2,18 @@
 
 import streamlit as st
 
-from pages._ui import described_select, import_with_progress, memoised, page_header, preload_plotly, progress_status, run_or_explain
+from pages._ui import (
+    confirm_start,
+    cost_note,
+    described_select,
+    estimated,
+    import_with_progress,
+    memoised,
+    page_header,
+    preload_plotly,
+    progress_status,
+    run_or_explain,
+)
 
 # the title and a progress box first: on a fresh server the imports below take seconds
 page_header("Region cuts")
@@ -24,7 +35,7 @@ from influence_core.data.acas import ACASXU_TAU_SECONDS, ADVISORIES, DEFAULT_ACA
 from influence_core.figures import column_widths  # noqa: E402
 from influence_core.figures.mislabel_roc import roc_figure  # noqa: E402
 from influence_core.figures.regions import cut_figure, cut_title  # noqa: E402
-from influence_core.mislabel_roc import default_arms, load_study_data, run_mislabel_roc  # noqa: E402
+from influence_core.mislabel_roc import default_arms, estimate_study, load_study_data, run_mislabel_roc  # noqa: E402
 from influence_core.regions import (  # noqa: E402
     ACASXU_LARGE,
     RegionConfig,
@@ -73,14 +84,32 @@ def mislabel_roc_section() -> None:
     study_runs = m4.slider("Runs per arm", 1, 10, 3, key="mr_runs")
     study_key = f"mislabel-roc:{study_data}:{study_n_train}:{arm_names}:{study_runs}"
 
-    def _mislabel_study():
-        with progress_status("Flipping labels, training every arm, ranking by Cook's distance") as report:
-            data = load_study_data(study_data, n_train=int(study_n_train), n_test=1000, seed=0)
-            return run_mislabel_roc(data, [ARMS[name] for name in arm_names], n_runs=int(study_runs), progress=report)
+    arms = [ARMS[name] for name in arm_names]
 
-    ran_before = study_key in st.session_state.get("_results", {})
-    if st.button("Run the study", key="mr_run", type="primary", disabled=not arm_names) or ran_before:
-        roc_study = memoised(study_key, lambda: run_or_explain(_mislabel_study))
+    def _estimate():
+        with st.spinner("Timing a few training steps of each arm on this machine"):
+            data = load_study_data(study_data, n_train=int(study_n_train), n_test=1000, seed=0)
+            return estimate_study(data, arms, n_runs=int(study_runs))
+
+    def _mislabel_study(estimate):
+        total = estimate.total if estimate is not None else None
+        with progress_status("Flipping labels, training every arm, ranking by Cook's distance", total) as report:
+            data = load_study_data(study_data, n_train=int(study_n_train), n_test=1000, seed=0)
+            return run_mislabel_roc(data, arms, n_runs=int(study_runs), progress=report, estimate=estimate)
+
+    results = st.session_state.get("_results", {})
+    if st.button("Run the study", key="mr_run", type="primary", disabled=not arm_names):
+        st.session_state["mr_asked"] = study_key  # a new setting waits for the button again
+    roc_study = None
+    if study_key in results:
+        roc_study = memoised(study_key, lambda: None)
+    elif st.session_state.get("mr_asked") == study_key:
+        estimate = memoised(f"cost:{study_key}", lambda: estimated(_estimate))
+        total = estimate.total if estimate is not None else None
+        cost_note(st, total)
+        if confirm_start(total, study_key, "Running the study"):
+            roc_study = memoised(study_key, lambda: run_or_explain(_mislabel_study, estimate))
+    if study_key in results or st.session_state.get("mr_asked") == study_key:
         if roc_study is not None:
             st.plotly_chart(roc_figure(roc_study), width="stretch", key="mr_figure")
             for note in roc_study.notes():
@@ -118,6 +147,12 @@ def mislabel_roc_section() -> None:
             )
     elif not arm_names:
         st.caption("Choose at least one arm.")
+
+
+def _cut_and_figure(study, position: int, resolution: int, tolerance: float):
+    """A gallery cut through a training point and its figure."""
+    cut = make_cut(study, study.x_train_raw[position], None, resolution, tolerance, position)
+    return cut, cut_figure(study, cut, height=330)
 
 
 tab_cuts, tab_roc = st.tabs(["Region cuts", "Mislabel ROC study"])
@@ -208,17 +243,11 @@ with tab_cuts:
         st.stop()
 
     info, ds = study.info, study.dataset
-    ratio = memoised(f"regions-ratio:{config}", lambda: boundary_distance_ratio(study))
     summary = disagreement_summary(study)
     k1, k2, k3, k4 = st.columns(4)
     k1.metric("Surrogate agreement (held-out)", f"{study.agreement:.1%}")
     k2.metric("Training points", f"{len(ds.y_train):,}")
-    k3.metric(
-        "Boundary distance ratio",
-        f"{ratio['ratio']:.2f}",
-        help="the top 10 % most influential points against the rest: median distance to the nearest table point with another advisory (box-scaled); "
-        "< 1 = influential points lie nearer the boundary",
-    )
+    ratio_slot = k3.empty()  # filled after the cuts: its nearest-neighbour search is not on the way to the first plot
     k4.metric("Held-out disagreements", summary["n_disagree"])
     with st.expander("Where surrogate and oracle disagree (held-out points)"):
         names = ds.class_names
@@ -234,63 +263,72 @@ with tab_cuts:
     if state_key not in st.session_state:
         st.session_state[state_key] = centres[0][0]
 
-    def _clicked_position(event, cut, chart_key: str) -> None:
-        """Centre the cut on the training point the user clicked in ``chart_key`` (new clicks only)."""
+    def _centre_on_click(chart_key: str, cut, state_key: str = state_key) -> None:
+        """A chart's on_select callback: centre the cut on the training point clicked in ``chart_key``. It runs before
+        the rerun the click causes (the focus cut's fragment for its own chart, the page for the gallery's), so that
+        rerun draws the new centre: no second run."""
+        event = st.session_state.get(chart_key)
         selection = event.get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", None)
         points = (selection.get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])) or []
-        chosen = None
         for p in points:
             data = p.get("customdata")
             if data is not None and np.ndim(data) >= 1 and len(data) >= 1:
-                chosen = int(data[0])
-            elif "x" in p and "y" in p and len(cut.point_positions):  # fall back to the nearest slice point
-                chosen = int(cut.point_positions[int(np.hypot(cut.point_xy[:, 0] - p["x"], cut.point_xy[:, 1] - p["y"]).argmin())])
-            if chosen is not None:
-                break
-        seen_key = f"rc_seen:{chart_key}"
-        if chosen is None or st.session_state.get(seen_key) == chosen:
-            return
-        st.session_state[seen_key] = chosen
-        if chosen != st.session_state[state_key]:
-            st.session_state[state_key] = chosen
-            st.rerun()
+                st.session_state[state_key] = int(data[0])
+                return
+            if "x" in p and "y" in p and len(cut.point_positions):  # fall back to the nearest slice point
+                nearest = int(np.hypot(cut.point_xy[:, 0] - p["x"], cut.point_xy[:, 1] - p["y"]).argmin())
+                st.session_state[state_key] = int(cut.point_positions[nearest])
+                return
 
-    st.subheader("Cut through a chosen training point")
-    position = int(st.session_state[state_key])
-    centre = study.x_train_raw[position].copy()
-    fixed = [i for i in range(len(info.input_names)) if i not in (0, 1)]
-    st.caption(
-        f"Centred on training point #{position} (Cook's distance {study.cook[position]:.3g}, "
-        f"rank {int(np.flatnonzero(study.ranking == position)[0]) + 1} of {len(study.cook):,}). Move the fixed inputs below."
-    )
-    slider_cols = st.columns(max(len(fixed), 1))
-    for col, i in zip(slider_cols, fixed):
-        lo, hi = float(info.box[i, 0]), float(info.box[i, 1])
-        unit = info.input_units[i]
-        centre[i] = col.slider(
-            f"{info.input_names[i]} ({unit})" if unit else info.input_names[i],
-            lo,
-            hi,
-            float(np.clip(centre[i], lo, hi)),
-            key=f"rc_fix_{info.input_names[i]}_{position}",
+    @st.fragment(key="rc_focus_cut")
+    def focus_cut(study, state_key: str, resolution: int, tolerance: float) -> None:
+        """The cut through the chosen point and its fixed-input sliders: a fragment, so moving a slider or clicking a
+        point reruns this alone (not the surrogate, the metrics or the gallery)."""
+        info = study.info
+        st.subheader("Cut through a chosen training point")
+        position = int(st.session_state[state_key])
+        centre = study.x_train_raw[position].copy()
+        fixed = [i for i in range(len(info.input_names)) if i not in (0, 1)]
+        st.caption(
+            f"Centred on training point #{position} (Cook's distance {study.cook[position]:.3g}, "
+            f"rank {int(np.flatnonzero(study.ranking == position)[0]) + 1} of {len(study.cook):,}). Move the fixed inputs below."
         )
-    start = time.perf_counter()
-    focus = run_or_explain(make_cut, study, centre, None, resolution, tolerance, position)
-    if focus is not None:
-        fig = cut_figure(study, focus)
-        elapsed = time.perf_counter() - start
-        st.caption(cut_title(study, focus) + f" · rendered in {elapsed * 1000:.0f} ms")
-        _clicked_position(st.plotly_chart(fig, key="rc_focus_chart", on_select="rerun", selection_mode="points"), focus, "rc_focus_chart")
+        slider_cols = st.columns(max(len(fixed), 1))
+        for col, i in zip(slider_cols, fixed):
+            lo, hi = float(info.box[i, 0]), float(info.box[i, 1])
+            unit = info.input_units[i]
+            centre[i] = col.slider(
+                f"{info.input_names[i]} ({unit})" if unit else info.input_names[i],
+                lo,
+                hi,
+                float(np.clip(centre[i], lo, hi)),
+                key=f"rc_fix_{info.input_names[i]}_{position}",
+            )
+        start = time.perf_counter()
+        focus = run_or_explain(make_cut, study, centre, None, resolution, tolerance, position)
+        if focus is not None:
+            fig = cut_figure(study, focus)
+            elapsed = time.perf_counter() - start
+            st.caption(cut_title(study, focus) + f" · rendered in {elapsed * 1000:.0f} ms")
+            st.plotly_chart(fig, key="rc_focus_chart", on_select=lambda: _centre_on_click("rc_focus_chart", focus), selection_mode="points")
+
+    focus_cut(study, state_key, resolution, tolerance)
 
     st.subheader("Top cuts, ranked by total Cook's distance in their slice")
     for rank, (seed_position, _total) in enumerate(centres, start=1):
-        cut = memoised(
+        # the cut and its figure, kept: a rerun of the page (another cut clicked, a widget above) only sends them again
+        cut, fig = memoised(
             f"regions-cut:{config}:{seed_position}:{resolution}:{tolerance}",
-            lambda p=seed_position: make_cut(study, study.x_train_raw[p], None, resolution, tolerance, p),
+            lambda p=seed_position: _cut_and_figure(study, p, resolution, tolerance),
         )
         st.markdown(f"**#{rank}** — through training point #{seed_position} · {cut_title(study, cut)}")
-        _clicked_position(
-            st.plotly_chart(cut_figure(study, cut, height=330), key=f"rc_cut_{rank}", on_select="rerun", selection_mode="points"),
-            cut,
-            f"rc_cut_{rank}",
-        )
+        chart_key = f"rc_cut_{rank}"
+        st.plotly_chart(fig, key=chart_key, on_select=lambda k=chart_key, c=cut: _centre_on_click(k, c), selection_mode="points")
+
+    ratio = memoised(f"regions-ratio:{config}", lambda: boundary_distance_ratio(study))
+    ratio_slot.metric(
+        "Boundary distance ratio",
+        f"{ratio['ratio']:.2f}",
+        help="the top 10 % most influential points against the rest: median distance to the nearest table point with another advisory (box-scaled); "
+        "< 1 = influential points lie nearer the boundary",
+    )

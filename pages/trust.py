@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from influence_core import lds
-from influence_core.figures import retraining_check_figure
+from influence_core.figures import number_format, retraining_check_figure
 from influence_core.figures import trust as trust_figures
 from influence_core.methods import names_where
 from pages._ui import described_select, kept_result, page_header, progress_status, run_or_explain, settle_widget
@@ -121,7 +121,8 @@ st.dataframe(
     key="trust_table",
     column_config={
         "lds": st.column_config.NumberColumn("LDS", format="%.3f"),
-        "seconds": st.column_config.NumberColumn("seconds", format="%.2f"),
+        # IP's 1.2e-4 s read 0.00 at two decimals
+        "seconds": st.column_config.NumberColumn("seconds", format=number_format(table["seconds"], printf=True)),
     },
 )
 st.caption(

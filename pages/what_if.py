@@ -9,7 +9,7 @@ import streamlit as st
 from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.experiments import content_key
-from influence_core.figures import CLASS_COLOURS, legend_below, sign_note
+from influence_core.figures import CLASS_COLOURS, legend_below, readable_axes, sign_note
 from influence_core.figures.what_if import method_scatter_figure, removal_check_figure
 from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
@@ -311,18 +311,20 @@ with tab_k:
     a, b = st.columns(2)
     ks = pd.DataFrame({"k": search.k[found_rows], "|p − τ|": result.confidence_distance()[found_rows], "retraining": status[found_rows]})
     a.plotly_chart(
-        px.histogram(ks, x="k", nbins=40, title=f"k = |S_t| over {len(found_rows)} test points with a set"),
+        readable_axes(px.histogram(ks, x="k", nbins=40, title=f"k = |S_t| over {len(found_rows)} test points with a set")),
         width="stretch",
         key="whatif_hist",
     )
     b.plotly_chart(
-        px.scatter(
-            ks,
-            x="|p − τ|",
-            y="k",
-            color="retraining",
-            title="k vs distance of p from the threshold",
-            color_discrete_map={"not checked": "#9aa5b1", "flipped": "#2a9d8f", "did not flip": "#d62828"},
+        readable_axes(
+            px.scatter(
+                ks,
+                x="|p − τ|",
+                y="k",
+                color="retraining",
+                title="k vs distance of p from the threshold",
+                color_discrete_map={"not checked": "#9aa5b1", "flipped": "#2a9d8f", "did not flip": "#d62828"},
+            )
         ),
         width="stretch",
         key="whatif_kp",
@@ -494,9 +496,11 @@ def _show_trim(trimmed, n_seeds: int) -> None:
         else "Accuracy after trimming vs the share of flipped labels it removed",
     )
     fig.update_traces(marker=dict(size=12))
-    fig.update_layout(xaxis_tickformat=".1%", legend=dict(orientation="h", y=-0.25), margin=dict(t=50))
+    # the gap is a fraction the table shows in percent; the legend under the axis title, never on it
+    fig.update_layout(xaxis_tickformat=".1%", yaxis_tickformat=".1%", margin=dict(t=50))
     if y == "flipped_share_removed":
         fig.update_layout(yaxis=dict(range=[0, 1], tickformat=".0%"))
+    legend_below(fig)
     st.plotly_chart(fig, width="stretch", key="whatif_trim_plot")
 
 

@@ -118,7 +118,7 @@ def test_cli_numbers_equal_the_pipeline_the_app_calls(noisy_csv, tmp_path):
     assert main(argv) == 0
     config = build_config(_parser().parse_args(argv))
     direct = compute_influence(config, use_cache=False)
-    np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["suspicion"], direct.self_scores, rtol=1e-5)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["self_influence"], direct.self_scores, rtol=1e-5)
 
 
 def test_editing_the_csv_invalidates_the_cached_scores(noisy_csv, tmp_path):
@@ -129,14 +129,14 @@ def test_editing_the_csv_invalidates_the_cached_scores(noisy_csv, tmp_path):
     assert main(argv + ["--out", str(tmp_path / "before.csv")]) == 0
     before = pd.read_csv(tmp_path / "before.csv").set_index("id")
     fixed = pd.read_csv(path)
-    worst = before["suspicion"].idxmax()
+    worst = before["self_influence"].idxmax()
     row = fixed["sample"] == worst
     fixed.loc[row, "target"] = np.where(fixed.loc[row, "target"] == "yes", "no", "yes")
     fixed.to_csv(path, index=False)
     assert main(argv + ["--out", str(tmp_path / "after.csv")]) == 0
     after = pd.read_csv(tmp_path / "after.csv").set_index("id")
     assert after.loc[worst, "label"] != before.loc[worst, "label"]
-    assert after.loc[worst, "suspicion"] < before.loc[worst, "suspicion"] / 2
+    assert after.loc[worst, "self_influence"] < before.loc[worst, "self_influence"] / 2
 
 
 @pytest.mark.parametrize(

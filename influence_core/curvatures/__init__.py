@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from influence_core.costs import Cost
 from influence_core.curvatures.base import REGISTRY, Curvature, CurvatureRequest, format_bytes, head_names, memory_budget, trainable_names
 from influence_core.errors import CurvatureError, InputError
 from influence_core.progress import ProgressFn, silent
@@ -75,10 +76,12 @@ def assess(name: str, request: CurvatureRequest) -> tuple[Optional[str], int, fl
 
 
 def _fits_now(request: CurvatureRequest) -> list[str]:
+    """The backends that can serve the request within its memory budget (nothing is timed for this list)."""
     out = []
     for name in curvature_names(include_auto=False):
-        reason, need, _ = assess(name, request)
-        if reason is None and need <= request.budget:
+        cls = get(name)
+        req = _request_for(cls, request)
+        if why_not(cls, req) is None and cls.estimate_bytes(req) <= req.budget:
             out.append(name)
     return out
 
@@ -97,6 +100,13 @@ def fit_curvature(kind: str, request: CurvatureRequest) -> Curvature:
     check_options(kind, request.options)
     if kind == AUTO:
         return _fit_auto(request)
+    cls, req = _explicit(kind, request)
+    return cls.fit(req)
+
+
+def _explicit(kind: str, request: CurvatureRequest) -> tuple[type[Curvature], CurvatureRequest]:
+    """A named backend and its request, refused (before anything is allocated or timed) where it cannot serve it or
+    does not fit the memory budget."""
     cls = get(kind)
     req = _request_for(cls, request)
     reason = why_not(cls, req)
@@ -108,11 +118,12 @@ def fit_curvature(kind: str, request: CurvatureRequest) -> Curvature:
             f"the {kind} curvature needs about {format_bytes(need)} here (memory budget {format_bytes(req.budget)}: half of the "
             f"free memory unless INFLUENCE_LAB_MEMORY_GB sets it); choose auto or one that fits: {', '.join(_fits_now(request))}"
         )
-    return cls.fit(req)
+    return cls, req
 
 
-def _fit_auto(request: CurvatureRequest) -> Curvature:
-    skipped: list[str] = []
+def _auto_candidates(request: CurvatureRequest):
+    """auto's order: (name, class, its request, why not before fitting or None); the estimates it reads are measured
+    once per request."""
     for name in curvature_names(include_auto=False):
         cls = REGISTRY[name]
         if cls.auto_rank is None:
@@ -120,11 +131,33 @@ def _fit_auto(request: CurvatureRequest) -> Curvature:
         req = _request_for(cls, request)
         reason = why_not(cls, req)
         if reason is None:
-            need, seconds = cls.estimate_bytes(req), cls.estimate_seconds(req)
+            need = cls.estimate_bytes(req)
             if need > req.budget:
                 reason = f"needs {format_bytes(need)} > budget {format_bytes(req.budget)}"
-            elif seconds > AUTO_SECONDS:
-                reason = f"would take about {seconds:.0f} s"
+            else:
+                seconds = cls.estimate_seconds(req)
+                if seconds > AUTO_SECONDS:
+                    reason = f"would take about {seconds:.0f} s"
+        yield name, cls, req, reason
+
+
+def estimate_cost(kind: str, request: CurvatureRequest) -> Cost:
+    """What fitting ``kind`` on the request and applying it to ``request.rows_to_solve`` rows will take, measured here
+    (:meth:`Curvature.estimate_cost`); for ``auto``, the backend it would try first. Refuses what ``fit_curvature`` would."""
+    check_options(kind, request.options)
+    if kind == AUTO:
+        for name, cls, req, reason in _auto_candidates(request):
+            if reason is None:
+                cost = cls.estimate_cost(req)
+                return Cost(cost.seconds, f"auto: {name}; {cost.what}" if cost.what else f"auto: {name}")
+        return Cost(0.0, "auto: nothing fits")
+    cls, req = _explicit(kind, request)
+    return cls.estimate_cost(req)
+
+
+def _fit_auto(request: CurvatureRequest) -> Curvature:
+    skipped: list[str] = []
+    for name, cls, req, reason in _auto_candidates(request):
         if reason is None:
             try:
                 fitted = cls.fit(req)
@@ -166,6 +199,7 @@ def build_curvature(
 __all__ = [
     "AUTO",
     "REGISTRY",
+    "Cost",
     "Curvature",
     "CurvatureRequest",
     "assess",
@@ -173,6 +207,7 @@ __all__ = [
     "check_options",
     "curvature_label",
     "curvature_names",
+    "estimate_cost",
     "fit_curvature",
     "format_bytes",
     "get",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from influence_core.curvatures.base import Curvature, CurvatureRequest, passes_seconds
+from influence_core.costs import Cost, dense_seconds, product_model, seconds_text
+from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.operators import ggn_operator, operator_bytes
 
 ARNOLDI_RANK = 50
@@ -30,8 +31,17 @@ class ArnoldiCurvature(Curvature):
         return operator_bytes(request, vectors=2, columns=1) + 8 * p * (2 * rank + 2) + (16 * p * p if rank >= p - 1 else 0)
 
     @classmethod
-    def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        return passes_seconds(request, 4 * ARNOLDI_RANK)  # Lanczos takes a few products per eigenpair
+    def estimate_cost(cls, request: CurvatureRequest) -> Cost:
+        """Lanczos (ARPACK): about 4 one-column GGN products per eigenpair kept, each timed here; at full rank the
+        matrix itself (p columns) and its eigendecomposition."""
+        p = request.profile.n_selected
+        rank = min(cls.option(request, "rank", ARNOLDI_RANK), p)
+        if rank >= p - 1:
+            product = product_model(request, ggn_operator, min(p, 256))
+            seconds = product(p) + dense_seconds(request, "eigh", p)
+            return Cost(seconds, f"Arnoldi at full rank: the {p:,}² GGN and its eigendecomposition, {seconds_text(seconds)}")
+        one = product_model(request, ggn_operator, 1)(1)
+        return Cost.of(4 * rank, one, f"Arnoldi: about {4 * rank} GGN products × {seconds_text(one)}")
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "ArnoldiCurvature":

@@ -4,8 +4,9 @@ H is the Hessian (or GGN) of the *training objective*, mean task loss + (λ/2)�
 parameters, plus ``damping·I``. Each backend is a subclass of :class:`Curvature` with a ``name``; defining
 the class registers it (``REGISTRY``), so the config, the CLI and every page's picker see it with no other
 edit. A backend says what it cannot do (:meth:`unsupported_reason`), what it would allocate
-(:meth:`estimate_bytes`) and roughly how long it takes (:meth:`estimate_seconds`) before anything is fitted;
-``auto`` (:func:`influence_core.curvatures.choose`) reads those to pick the most accurate one that fits.
+(:meth:`estimate_bytes`) and how long it takes (:meth:`estimate_cost`: its own count of units, each timed on this
+machine, :mod:`influence_core.costs`) before anything is fitted; ``auto`` (:func:`influence_core.curvatures.fit_curvature`)
+reads those to pick the most accurate one that fits, and the app and the CLI say the cost before a fit starts.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from typing import ClassVar, Optional, Sequence
 import torch
 from torch import nn
 
+from influence_core.costs import Cost, seconds_text
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, Task
-
-# A rough sustained rate for the estimates (2-core CPU, float32 matmuls); only ratios between backends matter.
-ASSUMED_FLOPS_PER_SECOND = 2e10
 
 
 @dataclass
@@ -41,6 +40,9 @@ class CurvatureRequest:
     progress: ProgressFn = silent
     memory_budget: Optional[int] = None  # bytes; None = :func:`memory_budget` for the model's device
     options: dict = field(default_factory=dict)  # the backend's knobs (``Curvature.knobs``), e.g. {"rank": 20}
+    # gradient rows the fitted inverse will be applied to (its cost for an iterative backend); None: every training row,
+    # as the self-influence of every row is
+    rows: Optional[int] = None
 
     @property
     def n_train(self) -> int:
@@ -49,6 +51,10 @@ class CurvatureRequest:
     @cached_property
     def profile(self) -> "ModelProfile":
         return ModelProfile.of(self.model, tuple(self.x.shape[1:]), list(self.param_names))
+
+    @property
+    def rows_to_solve(self) -> int:
+        return self.n_train if self.rows is None else int(self.rows)
 
     @property
     def budget(self) -> int:
@@ -122,13 +128,6 @@ class ModelProfile:
             factor_sides=sides,
             selected_module_types=types,
         )
-
-
-def passes_seconds(request: "CurvatureRequest", passes: float, per_output: bool = True) -> float:
-    """Rough seconds of ``passes`` forward-and-backward sweeps over the training data (× the outputs for GGN products)."""
-    prof = request.profile
-    width = prof.n_outputs if per_output else 1
-    return passes * 3.0 * width * request.n_train * max(prof.forward_flops_per_sample, 1.0) / ASSUMED_FLOPS_PER_SECOND
 
 
 def memory_budget(device: Optional[torch.device] = None) -> int:
@@ -211,8 +210,18 @@ class Curvature(ABC):
         return 4 * 2 * request.profile.n_selected
 
     @classmethod
+    def estimate_cost(cls, request: CurvatureRequest) -> Cost:
+        """Wall time of fitting on the request and applying the inverse to its ``rows_to_solve`` gradient rows, measured
+        here (:mod:`influence_core.costs`). By default: the fit itself timed on one and on four mini-batches of the rows,
+        extrapolated to all of them (a pass over the data, plus what does not grow with it: factor decompositions,
+        a library's set-up), as the one- and two-pass backends take; a backend whose cost lies elsewhere (an iterative
+        inverse, p tangents per sample) counts its own units."""
+        seconds = subset_fit_seconds(cls, request)
+        return Cost(seconds, f"{cls.short_label or cls.name}: the fit timed on part of the data, {seconds_text(seconds)} for all")
+
+    @classmethod
     def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        return 0.0
+        return cls.estimate_cost(request).seconds
 
     @classmethod
     @abstractmethod
@@ -251,6 +260,23 @@ class Curvature(ABC):
         for start, grads in iter_per_sample_grads(model, x, y, self.param_names, chunk_size, backend, progress, task):
             out[start : start + len(grads)] = self.quadratic_form(grads)
         return out
+
+
+def subset_fit_seconds(cls: type["Curvature"], request: CurvatureRequest) -> float:
+    """``cls.fit`` timed on the first mini-batch of rows and on the first four, extrapolated (affine) to every row."""
+    from influence_core.costs import affine, on_rows, remember, time_call
+
+    n = request.n_train
+    batch = max(1, min(request.batch_size, n))
+    small, large = batch, min(n, 4 * batch)
+
+    def measure() -> tuple[float, float]:
+        t_small = time_call(lambda: cls.fit(on_rows(request, small)), request.x.device)
+        t_large = time_call(lambda: cls.fit(on_rows(request, large)), request.x.device, warm=lambda: None) if large > small else t_small
+        return t_small, t_large
+
+    t_small, t_large = remember(request, ("fit", cls.name), measure)
+    return affine(small, t_small, large, t_large)(n)
 
 
 def head_names(model: nn.Module) -> list[str]:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from influence_core.curvatures.base import Curvature, CurvatureRequest, head_names, passes_seconds
+from influence_core.curvatures.base import Curvature, CurvatureRequest, head_names
 from influence_core.curvatures.laplace_fit import as_sequential, fit_laplace, prior_precision, subset_for, subset_reason
 from influence_core.errors import CurvatureError
 from influence_core.gradients import per_sample_grad_sq_sums
@@ -48,10 +48,6 @@ class DiagonalCurvature(Curvature):
             return 8 * batch * prof.activations_per_sample * prof.n_outputs + 8 * prof.n_selected
         # laplace-torch's default backend forms per-sample Jacobians over every selected weight
         return 4 * batch * prof.n_outputs * prof.n_selected * 2 + 8 * prof.n_selected
-
-    @classmethod
-    def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        return passes_seconds(request, 1, per_output=not cls.option(request, "sampled", 0))
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "DiagonalCurvature":

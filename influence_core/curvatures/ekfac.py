@@ -38,10 +38,6 @@ class EkfacCurvature(EigenbasisCurvature):
         return 8 * 3 * factors + 8 * 2 * prof.n_selected + 8 * batch * prof.activations_per_sample * prof.n_outputs * 2
 
     @classmethod
-    def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        return 2.0 * KroneckerCurvature.estimate_seconds(request)
-
-    @classmethod
     def fit(cls, request: CurvatureRequest) -> "EkfacCurvature":
         from curvlinops import EKFACLinearOperator, KFACInverseLinearOperator
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from influence_core.costs import Cost
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, Task
@@ -20,6 +21,10 @@ class IdentityCurvature(Curvature):
     @classmethod
     def estimate_bytes(cls, request: CurvatureRequest) -> int:
         return 0  # returns the rows it is given
+
+    @classmethod
+    def estimate_cost(cls, request: CurvatureRequest) -> Cost:
+        return Cost(0.0)  # nothing to fit, nothing to solve
 
     def __init__(self, param_names):
         self.param_names = list(param_names)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from influence_core.curvatures.base import ASSUMED_FLOPS_PER_SECOND, CurvatureRequest, passes_seconds
+from influence_core.curvatures.base import CurvatureRequest
 from influence_core.curvatures.eigenbasis import EigenbasisCurvature, KroneckerEigenbasis, laplace_eigenbasis
 from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision, subset_for, subset_reason
 from influence_core.tasks import CrossEntropyTask
@@ -42,11 +42,6 @@ class KroneckerCurvature(EigenbasisCurvature):
         batch = min(request.batch_size, request.n_train)
         # two copies of each factor (and its eigendecomposition) in float64, plus a batch's backward with C outputs
         return 16 * 2 * factors + 8 * batch * prof.activations_per_sample * prof.n_outputs
-
-    @classmethod
-    def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        eig = sum(a**3 + g**3 for a, g in request.profile.factor_sides)
-        return passes_seconds(request, 1) + 10 * eig / ASSUMED_FLOPS_PER_SECOND
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "KroneckerCurvature":

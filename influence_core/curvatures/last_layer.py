@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from influence_core.costs import Cost, dense_seconds, seconds_text
 from influence_core.curvatures.base import Curvature, CurvatureRequest, head_names
 from influence_core.curvatures.dense import DenseInverse, dense_bytes
 from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision
@@ -34,6 +35,14 @@ class LastLayerCurvature(Curvature):
         prof = request.profile
         batch = min(request.batch_size, request.n_train)
         return dense_bytes(prof.n_head) + 4 * batch * prof.n_outputs * prof.n_head
+
+    @classmethod
+    def estimate_cost(cls, request: CurvatureRequest) -> Cost:
+        """The fit timed on part of the data (its GGN pass, laplace-torch's set-up, the head's Cholesky factor), and
+        the solves of the rows (2p² each)."""
+        fit = super().estimate_cost(request)
+        solves = dense_seconds(request, "solve", request.profile.n_head, request.rows_to_solve)
+        return fit + Cost(solves, f"solves of {request.rows_to_solve:,} rows, {seconds_text(solves)}")
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "LastLayerCurvature":

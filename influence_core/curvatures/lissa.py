@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import torch
 
-from influence_core.curvatures.base import Curvature, CurvatureRequest, passes_seconds
-from influence_core.curvatures.operators import apply_in_chunks, damped_ggn, operator_bytes
+from influence_core.costs import Cost, product_model, seconds_text
+from influence_core.curvatures.base import Curvature, CurvatureRequest
+from influence_core.curvatures.operators import SOLVE_COLUMNS, apply_in_chunks, damped_ggn, operator_bytes, solve_cost_blocks
 
 LISSA_DEPTH = 1000
+POWER_ITERATIONS = 30
 
 
-def largest_eigenvalue(operator, p: int, iterations: int = 30, seed: int = 0) -> float:
+def largest_eigenvalue(operator, p: int, iterations: int = POWER_ITERATIONS, seed: int = 0) -> float:
     """Power iteration (seeded): the scale LiSSA needs, α < 2 / λ_max."""
     v = torch.randn(p, generator=torch.Generator().manual_seed(seed), dtype=operator.dtype).to(operator.device)
     v /= v.norm()
@@ -47,8 +49,19 @@ class LissaCurvature(Curvature):
         return operator_bytes(request, vectors=3)
 
     @classmethod
-    def estimate_seconds(cls, request: CurvatureRequest) -> float:
-        return passes_seconds(request, LISSA_DEPTH)
+    def estimate_cost(cls, request: CurvatureRequest) -> Cost:
+        """Power iteration (30 one-column GGN products) when the scale is not given, then the series: depth × one GGN
+        product per block of up to 256 right-hand sides (the rows to solve), each timed here."""
+        depth = cls.option(request, "depth", LISSA_DEPTH)
+        blocks = solve_cost_blocks(request)
+        product = product_model(request, damped_ggn, min(SOLVE_COLUMNS, max(request.rows_to_solve, 1)))
+        power = 0.0 if request.options.get("scale") else POWER_ITERATIONS * product(1)
+        series = depth * sum(product(b) for b in blocks)
+        what = (
+            f"LiSSA: {depth} terms × {len(blocks)} block(s) of up to {SOLVE_COLUMNS} rows ({request.rows_to_solve:,} rows), "
+            f"{seconds_text(product(blocks[0]) if blocks else 0.0)} per product"
+        )
+        return Cost(power + series, what)
 
     @classmethod
     def fit(cls, request: CurvatureRequest) -> "LissaCurvature":

@@ -81,13 +81,24 @@ def damped_ggn(request: CurvatureRequest):
     return DampedOperator(ggn_operator(request), request.weight_decay + request.damping)
 
 
-def apply_in_chunks(operator, grads: Tensor, chunk: int = 256) -> Tensor:
+# right-hand sides an iterative inverse solves at once (and what its cost is counted in)
+SOLVE_COLUMNS = 256
+
+
+def apply_in_chunks(operator, grads: Tensor, chunk: int = SOLVE_COLUMNS) -> Tensor:
     """(k, p) rows → (k, p) rows of ``operator @ gᵀ``, ``chunk`` right-hand sides at a time (their vectors stay small)."""
     out = torch.empty_like(grads)
     for start in range(0, len(grads), chunk):
         block = grads[start : start + chunk]
         out[start : start + len(block)] = (operator @ block.T.to(operator.dtype)).T.to(grads.dtype)
     return out
+
+
+def solve_cost_blocks(request: CurvatureRequest) -> list[int]:
+    """The column widths the request's rows are solved in."""
+    from influence_core.costs import column_blocks
+
+    return column_blocks(request.rows_to_solve, SOLVE_COLUMNS)
 
 
 def operator_bytes(request: CurvatureRequest, vectors: int = 8, columns: int = 256) -> int:

@@ -1,0 +1,117 @@
+"""Why a row is flagged: the detectors' verdicts side by side, the label the evidence suggests, the held-out
+predictions the row harms most (influence), and its nearest training rows of the given and of the suggested class.
+
+Everything here reads what the run already holds (scores, probabilities, an influence matrix when one was kept), so
+an explanation takes milliseconds: the views show it as soon as a row is selected. Retraining to check the predicted
+effect is the caller's, on request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from influence_core.detectors.base import REGISTRY, DetectionContext
+
+
+@dataclass
+class RowExplanation:
+    row: int
+    given: int
+    suggested: Optional[int]  # the default ranking's suggestion (the out-of-fold model's where it ran)
+    verdicts: pd.DataFrame  # one line per detector: its score, rank, percentile and whether it flags the row
+    evidence: pd.DataFrame  # the probability of the given and the suggested label under each model that has one
+    harms: Optional[pd.DataFrame]  # held-out rows it harms most (influence > 0 = harmful), when influence was kept
+    nearest_given: np.ndarray  # nearest training rows labelled as this row is
+    nearest_suggested: np.ndarray  # nearest training rows labelled with the suggestion
+
+    @property
+    def flagged_by(self) -> list[str]:
+        return self.verdicts.loc[self.verdicts["flags"], "detector"].tolist()
+
+    def summary(self, class_names, row_id) -> str:
+        """One sentence: which row, how many detectors flag it and what the evidence suggests."""
+        n = len(self.verdicts)
+        who = ", ".join(self.flagged_by) or "none"
+        text = f"Row {row_id}: {len(self.flagged_by)} of {n} detectors flag it ({who})"
+        if self.suggested is not None and self.suggested != self.given:
+            text += f"; the evidence suggests {class_names[self.suggested]} instead of {class_names[self.given]}"
+        return text + "."
+
+
+def nearest_rows(x: np.ndarray, row: int, candidates: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` candidate rows nearest to ``row`` (Euclidean, on flattened inputs), the row itself excluded."""
+    candidates = candidates[candidates != row]
+    if not len(candidates):
+        return candidates
+    flat = x.reshape(len(x), -1)
+    distance = ((flat[candidates] - flat[row]) ** 2).sum(1)
+    return candidates[np.argsort(distance, kind="stable")[:n]]
+
+
+def explain_row(
+    detection,
+    context: DetectionContext,
+    row: int,
+    k: int,
+    influence_rows: Optional[np.ndarray] = None,
+    test_ids: Optional[np.ndarray] = None,
+    n: int = 5,
+) -> RowExplanation:
+    """Explain training row ``row``. ``k``: how many rows count as flagged per detector (the view's flagged count);
+    ``influence_rows`` (n_test, n_train) with ``test_ids`` the held-out index of each of its rows (default 0..n_test),
+    positive = harmful, when the run kept them."""
+    ds = context.dataset
+    given = int(ds.y_train[row])
+    ranks = detection.ranks()
+    n_rows = len(ds.y_train)
+    verdicts = pd.DataFrame(
+        {
+            "detector": list(detection.scores),
+            "label": [REGISTRY[name].label for name in detection.scores],
+            "score": [float(s[row]) for s in detection.scores.values()],
+            "rank": [int(ranks[name][row]) for name in detection.scores],
+        }
+    )
+    verdicts["top share"] = verdicts["rank"] / n_rows
+    verdicts["flags"] = verdicts["rank"] <= k
+    suggestion = detection.suggested.get(detection.default)
+    suggested = int(suggestion[row]) if suggestion is not None else None
+    models = {"final model": context.train_probs()}
+    if context.computed("oof_probs") is not None:  # only what already ran: an explanation never starts a training
+        models["out-of-fold model"] = context.computed("oof_probs")
+    evidence = pd.DataFrame(
+        [
+            {
+                "model": name,
+                "p(given)": float(p[row, given]),
+                "likeliest": int(p[row].argmax()),
+                "p(likeliest)": float(p[row].max()),
+            }
+            for name, p in models.items()
+        ]
+    )
+    harms = None
+    if influence_rows is not None and len(influence_rows):
+        column = np.asarray(influence_rows[:, row], dtype=np.float64)
+        order = np.argsort(-column, kind="stable")[:n]
+        ids = np.arange(len(column)) if test_ids is None else np.asarray(test_ids)
+        harms = pd.DataFrame({"held-out row": ids[order], "influence": column[order]})
+        harms = harms[harms["influence"] > 0]
+        harms["label"] = ds.y_test[harms["held-out row"].to_numpy()]
+    target = suggested if suggested is not None and suggested != given else None
+    return RowExplanation(
+        row=row,
+        given=given,
+        suggested=suggested,
+        verdicts=verdicts,
+        evidence=evidence,
+        harms=harms,
+        nearest_given=nearest_rows(ds.x_train, row, np.flatnonzero(ds.y_train == given), n),
+        nearest_suggested=(
+            nearest_rows(ds.x_train, row, np.flatnonzero(ds.y_train == target), n) if target is not None else np.array([], dtype=int)
+        ),
+    )

@@ -1,0 +1,110 @@
+"""The label-noise detectors side by side and the explanation of one flagged row (issue 32), placed by the detection
+views (Label bias, Glitch signals). Layout only: the numbers come from ``influence_core.detectors``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+import streamlit as st
+
+from influence_core import detectors
+from influence_core.detectors.explain import explain_row
+from influence_core.figures import detectors as figures
+from pages._ui import settle_widget
+
+
+def detectors_panel(
+    detection: "detectors.Detection",
+    context: "detectors.DetectionContext",
+    k: int,
+    key: str,
+    mask: Optional[np.ndarray] = None,
+    influence_rows: Optional[np.ndarray] = None,
+    test_ids: Optional[np.ndarray] = None,
+    picture: Optional[Callable[[np.ndarray], Any]] = None,
+    run_out_of_fold: Optional[Callable[[], None]] = None,
+    out_of_fold_seconds: Optional[float] = None,
+) -> None:
+    """``k``: the rows the view flags (each detector's top ``k`` counts as its flags); ``mask``: planted flips, when
+    there are any; ``picture``: a training row's image, for image data; ``run_out_of_fold``: the view's way to run the
+    detectors that train on folds, offered with its estimate when they have not run."""
+    lead = detectors.get(detection.default)
+    made_of = f" of {', '.join(detectors.label(c) for c in detection.components)}" if detection.components else ""
+    st.markdown(f"**Ranked by {lead.label}**{made_of}: {lead.description}.")
+    waiting = {n: why for n, why in detection.skipped.items() if "not run yet" in why}
+    for name, why in detection.skipped.items():
+        if name not in waiting:
+            st.caption(f"{detectors.label(name)} left out: {why}.")
+    if waiting and run_out_of_fold is not None:
+        about = f" (about {out_of_fold_seconds:.0f} s)" if out_of_fold_seconds else ""
+        st.info(
+            f"{', '.join(detectors.label(n) for n in waiting)} train the model {context.n_folds} more times{about}; "
+            "the ranking above is made without them."
+        )
+        if st.button(f"Run them{about}", key=f"{key}_out_of_fold"):
+            run_out_of_fold()
+    table = detection.side_by_side(k, mask)
+    share = f"shares of the default's top {k}"
+    config = {share: st.column_config.ProgressColumn(share, format="percent", min_value=0.0, max_value=1.0)}
+    config["seconds"] = st.column_config.NumberColumn(format="%.2f s")
+    for column in ("AUROC", "AP"):
+        if column in table:
+            config[column] = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_side_by_side", column_config=config)
+    st.caption(
+        "Equal rankings are named in 'same ranking as' (cleanlab's label quality is the out-of-fold probability of the "
+        "given label, so it ranks rows as the out-of-fold loss does)."
+        + (" AUROC and AP are measured against the planted flips." if "AUROC" in table else "")
+    )
+    st.plotly_chart(figures.agreement_figure(detection, k), width="stretch", key=f"{key}_agreement")
+
+    _explanation(detection, context, k, key, influence_rows, test_ids, picture)
+
+
+@st.fragment
+def _explanation(detection, context, k, key, influence_rows, test_ids, picture) -> None:
+    """One flagged row's explanation; a fragment, so picking another row reruns only this (not the view's charts)."""
+    ds = context.dataset
+    names = np.asarray(ds.class_names)
+    order = np.argsort(-detection.suspicion, kind="stable")[:k]
+    if not len(order):
+        return
+    rows = [int(r) for r in order]
+    settle_widget(f"{key}_row", rows[0], rows)
+    suggestion = detection.suggested.get(detection.default)
+
+    def describe(r: int) -> str:
+        rank = rows.index(r) + 1
+        to = f" → {names[suggestion[r]]}" if suggestion is not None and suggestion[r] != ds.y_train[r] else ""
+        return f"#{rank}: {ds.ids_train[r]} ({names[ds.y_train[r]]}{to})"
+
+    row = st.selectbox("Why is this row flagged?", rows, format_func=describe, key=f"{key}_row")
+    why = explain_row(detection, context, row, k, influence_rows, test_ids)
+    st.markdown(why.summary(names, ds.ids_train[row]))
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(figures.verdicts_figure(why.verdicts), width="stretch", key=f"{key}_verdicts")
+    with right:
+        if picture is not None:
+            st.image(picture(ds.x_train[row]), width=96, caption=f"{ds.ids_train[row]}: labelled {names[why.given]}")
+        evidence = why.evidence.assign(likeliest=names[why.evidence["likeliest"].to_numpy()])
+        st.markdown("**The models' view of its label**")
+        st.dataframe(evidence, hide_index=True, width="stretch", key=f"{key}_evidence")
+    if why.harms is not None and len(why.harms):
+        st.markdown("**Held-out predictions it harms most** (influence > 0: removing it is predicted to lower their loss)")
+        harms = why.harms.assign(label=names[why.harms["label"].to_numpy()])
+        st.dataframe(harms, hide_index=True, width="stretch", key=f"{key}_harms")
+    elif influence_rows is None:
+        st.caption("No held-out influence was kept for this run: the rows it harms are not shown.")
+    near = [("labelled " + names[why.given], why.nearest_given)]
+    if len(why.nearest_suggested):
+        near.append(("labelled " + names[why.suggested], why.nearest_suggested))
+    for title, found in near:
+        st.markdown(f"**Nearest training rows {title}**")
+        if picture is not None:
+            cols = st.columns(len(found) or 1)
+            for col, r in zip(cols, found):
+                col.image(picture(ds.x_train[int(r)]), width=64, caption=str(ds.ids_train[int(r)]))
+        else:
+            st.write(", ".join(str(ds.ids_train[int(r)]) for r in found))

@@ -1,0 +1,256 @@
+"""Costs said before they are spent (issue 34, item 5): estimates measured on this machine, within 2× of the time taken.
+
+The timing tests run small, fast cases on one torch thread (the shared machine's second core is someone else's). A
+case is measured twice at most: an estimate and its run that straddle a stall of the machine get a second try.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from influence_core import costs, curvatures
+from influence_core.config import DataConfig, ModelConfig, TrainConfig
+from influence_core.costs import Cost
+from influence_core.curvatures import CurvatureRequest
+from influence_core.gradients import per_sample_grads
+from influence_core.models import build_model
+from influence_core.training import train_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+WITHIN = (0.5, 2.0)
+
+
+def _digits_mlp(n: int, hidden: int = 32, epochs: int = 40):
+    from influence_core.data.registry import load_dataset
+
+    ds = load_dataset(DataConfig(name="digits", n_train=0, n_test=0), 0)
+    x, y = torch.from_numpy(ds.x_train[:n]), torch.from_numpy(ds.y_train[:n])
+    model = build_model(ModelConfig(kind="mlp", hidden=hidden, depth=2), ds.input_shape, ds.n_classes, 0)
+    cfg = TrainConfig(optimizer="adam", lr=0.01, epochs=epochs, batch_size=128, weight_decay=1e-3)
+    train_model(model, x, y, cfg, 0, record_dynamics=False)
+    return model.eval(), x, y
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    return _digits_mlp(300)
+
+
+def _ratio(estimate, run) -> tuple[float, float, float]:
+    """(estimate / actual, estimate, actual), a second try where the first falls outside ``WITHIN``."""
+    for _attempt in range(2):
+        cost = estimate()
+        start = time.perf_counter()
+        run()
+        actual = time.perf_counter() - start
+        ratio = cost.seconds / actual
+        if WITHIN[0] <= ratio <= WITHIN[1]:
+            break
+    return ratio, cost.seconds, actual
+
+
+@pytest.mark.parametrize(
+    "kind, options",
+    [("exact", {}), ("cg", {}), ("lissa", {"depth": 30})],
+)
+def test_a_curvature_estimate_is_within_2x_of_its_fit_and_solves(digits_mlp, kind, options):
+    """Each backend counts its own units (CG: its iterations, probed; LiSSA: depth; exact: p tangents per sample and
+    a Cholesky factor) and times one of each here: fitting and solving every training row takes what it said."""
+    model, x, y = digits_mlp
+    names = [n for n, _ in model.named_parameters()]
+    grads = per_sample_grads(model, x, y, names).detach()
+
+    def request():
+        return CurvatureRequest(model, x, y, names, 1e-3, 0.1, options=dict(options), rows=len(x))
+
+    def run():
+        curvatures.fit_curvature(kind, request()).inverse_hvp(grads)
+
+    ratio, estimate, actual = _ratio(lambda: curvatures.estimate_cost(kind, request()), run)
+    assert WITHIN[0] <= ratio <= WITHIN[1], f"{kind}: estimated {estimate:.2f} s, took {actual:.2f} s"
+
+
+def test_a_training_estimate_is_within_2x_of_the_training():
+    """Retraining is timed from a few of the trainer's own epochs on a few mini-batches: the label-bias CNN on digits."""
+    from influence_core import experiments
+    from influence_core import label_bias as lb
+
+    config = lb.preset_config("digits", model="cnn", noise_fraction=0.2)
+    data = experiments.load_data(config)
+    ratio, estimate, actual = _ratio(lambda: costs.training_cost(config, data), lambda: experiments.train(config, use_cache=False))
+    assert WITHIN[0] <= ratio <= WITHIN[1], f"estimated {estimate:.2f} s, took {actual:.2f} s"
+
+
+def test_cg_counts_its_iterations_instead_of_assuming_its_cap(digits_mlp):
+    """A well-damped solve stops long before max_iter: the estimate follows the count, not the cap."""
+    model, x, y = digits_mlp
+    names = [n for n, _ in model.named_parameters()]
+    cls = curvatures.get("cg")
+    iterations, counted = cls.iterations(CurvatureRequest(model, x, y, names, 1e-3, 1.0))
+    assert counted and iterations < 100, iterations
+    tight = CurvatureRequest(model, x, y, names, 1e-3, 1.0, options={"max_iter": 15})
+    assert cls.iterations(tight)[0] <= 15
+
+
+def test_the_estimates_follow_the_counts_they_multiply(digits_mlp):
+    """Twice the LiSSA depth or twice the rows to solve: about twice the estimate (the units are timed once)."""
+    model, x, y = digits_mlp
+    names = [n for n, _ in model.named_parameters()]
+    request = CurvatureRequest(model, x, y, names, 1e-3, 1e-2, options={"depth": 100, "scale": 0.1}, rows=256)
+    one = curvatures.estimate_cost("lissa", request).seconds
+    request.options["depth"] = 200
+    assert curvatures.estimate_cost("lissa", request).seconds == pytest.approx(2 * one)
+    request.rows = 512
+    assert curvatures.estimate_cost("lissa", request).seconds == pytest.approx(4 * one)
+    assert curvatures.estimate_cost("identity", CurvatureRequest(model, x, y, names, 1e-3, 1e-2)).seconds == 0.0
+
+
+def test_auto_says_which_backend_it_would_fit_and_what_that_costs(digits_mlp):
+    model, x, y = digits_mlp
+    names = [n for n, _ in model.named_parameters()]
+    cost = curvatures.estimate_cost("auto", CurvatureRequest(model, x, y, names, 1e-3, 1e-2))
+    assert cost.what.startswith("auto: exact") and cost.seconds > 0
+
+
+def test_a_whole_run_is_estimated_within_2x_of_its_scoring(tmp_path):
+    """The pipeline's estimate (curvature, solves of every training and held-out row, the gradient passes) against
+    compute_influence's own timing of the scores, on a CLI-built run of a digits CSV."""
+    from influence_core import cli
+    from influence_core.experiments import compute_influence
+
+    path = _digits_csv(tmp_path, 400)
+    args = cli._parser().parse_args(
+        ["scores", "--data", str(path), "--label-column", "label", "--model", "mlp", "--curvature", "cg", "--out", "o.csv"]
+    )
+    args.epochs = 30
+    config = cli.build_config(args)
+    for _attempt in range(2):
+        seen = {}
+        result = compute_influence(
+            config,
+            use_cache=False,
+            before_scoring=lambda trained, n, seen=seen: seen.setdefault("cost", costs.estimate_influence(config, trained, n)),
+        )
+        ratio = seen["cost"].seconds / result.metrics["influence_seconds"]
+        if WITHIN[0] <= ratio <= WITHIN[1]:
+            break
+    assert WITHIN[0] <= ratio <= WITHIN[1], (seen["cost"].line(), result.metrics["influence_seconds"])
+    assert "CG:" in seen["cost"].what and "per-sample gradients" in seen["cost"].what
+
+
+def _digits_csv(tmp_path, n: int):
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    table = pd.DataFrame(digits.data[:n], columns=[f"p{i}" for i in range(64)])
+    table["label"] = digits.target[:n]
+    path = tmp_path / "digits.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_the_cli_says_the_cost_before_the_scores_and_refuses_past_a_limit(tmp_path, capsys):
+    from influence_core.cli import main
+
+    path = _digits_csv(tmp_path, 150)
+    out = tmp_path / "scores.csv"
+    common = ["scores", "--data", str(path), "--label-column", "label", "--model", "mlp", "--epochs", "5", "--quiet"]
+    assert main([*common, "--curvature", "lissa", "--out", str(out), "--max-seconds", "0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "influence (lissa curvature): estimated" in err and "LiSSA: 1000 terms" in err
+    assert "past --max-seconds 0.001" in err and not out.exists()  # refused before the scores were computed
+    assert main([*common, "--curvature", "exact", "--damping", "1", "--out", str(out), "--detectors", "loss"]) == 0
+    err = capsys.readouterr().err
+    assert "influence (exact curvature): estimated" in err and "forming: " in err and out.exists()
+
+
+def test_the_roc_study_shares_its_progress_by_measured_cost(monkeypatch):
+    """A run's share of the study's progress is its estimated share of the time (none for a cached run), so the time
+    left extrapolated from the share done is the measured one, not the pace of the first, cheapest run."""
+    from influence_core import mislabel_roc as mr
+
+    data = mr.load_study_data("digits", seed=0)
+    arms = [mr.StudyArm("fast", model="mlp", hidden=16, epochs=1), mr.StudyArm("slow", model="mlp", hidden=16, epochs=3)]
+    regime = mr.NoiseRegime("5 flips", 0.0, min_flipped=5)
+    estimate = mr.StudyEstimate([(Cost(1.0), Cost(0.0)), (Cost(3.0), Cost(0.0))])
+    spans = []
+
+    def fake_run(dataset, arm, regime, seed, progress, use_cache, training_share):
+        progress(0.0, "")
+        progress(1.0, "")
+        spans.append(training_share)
+        return mr.RunScores(arm.name, regime.name, seed, np.zeros(3), np.array([True, False, False]), 1.0, 0.0)
+
+    monkeypatch.setattr(mr, "run_once", fake_run)
+    seen = []
+    mr.run_mislabel_roc(data, arms, [regime], n_runs=1, estimate=estimate, progress=lambda f, m: seen.append(round(f, 6)))
+    # the first run ends at its quarter of the time (equal shares by count would say half), the second at the end
+    assert set(seen) == {0.0, 0.25, 1.0} and spans == [1.0, 1.0]
+
+
+def test_the_roc_study_estimate_is_within_2x_and_its_eta_is_the_measured_one():
+    from influence_core import mislabel_roc as mr
+
+    data = mr.load_study_data("digits", seed=0)
+    arms = [mr.StudyArm("small", model="mlp", hidden=16, epochs=2), mr.StudyArm("long", model="mlp", hidden=32, epochs=12)]
+    regimes = [mr.NoiseRegime("5 flips", 0.0, min_flipped=5)]
+    for _attempt in range(2):
+        estimate = mr.estimate_study(data, arms, regimes, n_runs=1, use_cache=False)
+        marks = []
+        start = time.perf_counter()
+        mr.run_mislabel_roc(
+            data,
+            arms,
+            regimes,
+            n_runs=1,
+            use_cache=False,
+            estimate=estimate,
+            progress=lambda f, m, marks=marks: marks.append((time.perf_counter(), f)),
+        )
+        actual = time.perf_counter() - start
+        ratio = estimate.total.seconds / actual
+        # the time left said at a third of the way (the pace so far on cost-weighted shares) against what was left
+        at, fraction = next((t, f) for t, f in marks if f >= 1 / 3)
+        said = (at - start) * (1 - fraction) / fraction
+        left = start + actual - at
+        if WITHIN[0] <= ratio <= WITHIN[1] and WITHIN[0] <= said / left <= WITHIN[1]:
+            break
+    assert WITHIN[0] <= ratio <= WITHIN[1], (estimate.total.line(), actual)
+    assert WITHIN[0] <= said / left <= WITHIN[1], (said, left)
+
+
+def test_progress_text_says_the_estimate_until_there_is_a_pace(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from pages._ui import progress_text
+
+    assert progress_text(0.0, 0.0, "fitting", estimate=130.0) == "0% done, about 2 min 10 s left (estimated): fitting"
+    assert progress_text(0.5, 10.0, estimate=130.0) == "50% done, about 10 s left"  # then the measured pace
+    assert progress_text(0.0, 0.0) == "0% done, estimating the time left"
+
+
+def test_cost_text():
+    assert Cost(0.3).text() == "under a second" and Cost(61).text() == "about 1 min 01 s"
+    assert (Cost(2, "a") + Cost(3, "b")).line() == "estimated about 5 s (a; b)"
+    assert Cost(31).needs_confirmation and not Cost(29).needs_confirmation
+
+
+def test_the_explorer_asks_before_a_start_estimated_past_the_threshold(monkeypatch):
+    """Past ``CONFIRM_SECONDS`` nothing trains or scores until the button that states the estimate is clicked."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(costs, "CONFIRM_SECONDS", 0.0)  # every start asks
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    buttons = [b for b in at.button if b.label.startswith("Training and computing influence: ")]
+    assert len(buttons) == 1 and not any(m.label == "Flip AUROC" for m in at.metric)
+    assert any("On this machine:" in c.value for c in at.caption)
+    buttons[0].click().run()
+    assert not at.exception, at.exception
+    assert any(m.label == "Flip AUROC" for m in at.metric)
