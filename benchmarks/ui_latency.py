@@ -4,7 +4,8 @@ Debian Chromium (Playwright, executable /usr/bin/chromium), viewport 1440×900.
 Prints, per view, the time from opening the page on a cold server (a fresh `streamlit run`, an empty
 result cache, no script run yet) to its first result, and for the interactions after it the *server time*
 of the rerun they cause: from the browser sending the rerun request to Streamlit's "script finished"
-message (read off the websocket, so the browser's drawing is not counted).
+message (read off the websocket; the page reports a frame as it handles it, so when it is busy drawing a large
+chart the "script finished" frame can be seen late: up to 0.8 s after the chart's own frame in Region cuts at load ~2).
 
     .venv/bin/python benchmarks/ui_latency.py                  # every view, each on its own cold server
     .venv/bin/python benchmarks/ui_latency.py --views explorer # the landing view and its interactions only

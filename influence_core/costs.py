@@ -379,7 +379,7 @@ def estimate_influence(config: "RunConfig", trained: "Trained", n_queries: Optio
 
 # training estimated under this is done before the rest is estimated (on the trained model: an iterative solver's
 # iteration count depends on it); the run would train first anyway, and finds it cached
-TRAIN_FIRST_SECONDS = CONFIRM_SECONDS / 2
+TRAIN_FIRST_SECONDS = 15.0  # half the app's 30 s confirmation threshold
 
 
 def estimate_run(
