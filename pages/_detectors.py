@@ -32,7 +32,7 @@ def detectors_panel(
     lead = detectors.get(detection.default)
     made_of = f" of {', '.join(detectors.label(c) for c in detection.components)}" if detection.components else ""
     st.markdown(f"**Ranked by {lead.label}**{made_of}: {lead.description}.")
-    waiting = {n: why for n, why in detection.skipped.items() if "not run yet" in why}
+    waiting = detection.waiting
     for name, why in detection.skipped.items():
         if name not in waiting:
             st.caption(f"{detectors.label(name)} left out: {why}.")

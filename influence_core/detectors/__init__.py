@@ -50,6 +50,7 @@ class Detection:
     seconds: dict[str, float] = field(default_factory=dict)
     suggested: dict[str, np.ndarray] = field(default_factory=dict)
     components: tuple[str, ...] = ()  # what the default averaged, where it is the combined ranking
+    waiting: tuple[str, ...] = ()  # skipped only because out-of-fold trainings were not asked for yet
 
     @property
     def suspicion(self) -> np.ndarray:
@@ -150,7 +151,8 @@ def detect(
     if not scores:
         raise InputError("no detector can run on this model: " + "; ".join(skipped.values()))
     lead = default if default in scores else next(iter(scores))
-    return Detection(scores, lead, skipped, seconds, suggested, get(lead).used_components(context))
+    waiting = tuple(n for n in skipped if get(n).out_of_fold and context.trained_here and not context.allow_out_of_fold)
+    return Detection(scores, lead, skipped, seconds, suggested, get(lead).used_components(context), waiting)
 
 
 __all__ = [
