@@ -4,6 +4,9 @@
     python benchmarks/peers.py --quick      # smoke run: N = 600 train, 100 queries, short training
     python benchmarks/peers.py              # N = 6,000 train, 1,000 queries (MNIST, 10 classes, 10 % labels flipped)
     python benchmarks/peers.py --only mlp-ip,tracin   # a subset of the row groups
+    python benchmarks/peers.py --dataset fashion --n-train 10000 --n-test 500 --only cnn-ip   # Fashion-MNIST (Debian's
+                                            # dataset-fashion-mnist, /usr/share/datasets/fashion-mnist)
+    python benchmarks/peers.py --only resnet-ip   # ResNet18 (torchvision) on random 3×32×32 images: speed only
 
 Each row times the project and a peer on the same trained model (fit + scoring, seconds, wall clock), prints the
 ratio peer ÷ project (above 1: the project is faster), the agreement of the scores and the AUROC of self-influence
@@ -12,6 +15,11 @@ compute the same quantity (signs aligned: the project's scores are + = harmful, 
 + = helpful), and Spearman's ρ where they approximate the same thing differently (kronfluence's KFAC / EK-FAC /
 diagonal use a Fisher with labels sampled from the model; the project's use the exact GGN expectation).
 Any peer that is not installed is skipped with the install hint.
+
+The CNN rows print the path the gradient engine takes for each convolution (issue 35: formed per-sample weight
+gradients where positions are many, the pairwise "ghost" form where they are few, by a cost model per layer and
+device: ``influence_core.gradients.conv_paths``). The ResNet18 rows select every Conv2d and Linear parameter (its
+BatchNorms frozen), as kronfluence tracks those modules and captum is given them as ``layers``.
 """
 
 from __future__ import annotations
@@ -35,8 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from influence_core.config import ModelConfig, TrainConfig  # noqa: E402
-from influence_core.data.mnist import load_mnist  # noqa: E402
+from influence_core.data.mnist import load_fashion_mnist, load_mnist  # noqa: E402
 from influence_core.data.noise import uniform_noise  # noqa: E402
+from influence_core.gradients import conv_paths  # noqa: E402
 from influence_core.methods import AttributionContext, fit_attributor  # noqa: E402
 from influence_core.metrics import auroc  # noqa: E402
 from influence_core.models import build_model, parameter_names  # noqa: E402
@@ -77,11 +86,32 @@ def version(name: str) -> str:
         return "-"
 
 
+REPEAT = 1  # runs per cell (--repeat): the median is reported, which also takes the first call's warm-up out
+
+
 def timed(fn):
-    torch.manual_seed(0)
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
+    seconds = []
+    for _ in range(REPEAT):
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        out = fn()
+        seconds.append(time.perf_counter() - t0)
+    return out, float(np.median(seconds))
+
+
+def side_by_side(ours_fn, theirs_fn):
+    """(ours, seconds, theirs, seconds): both run ``REPEAT`` times, alternating which goes first, and the medians, so
+    a change of load on a shared machine falls on both alike."""
+    times: dict[int, list[float]] = {0: [], 1: []}
+    outs: dict[int, object] = {}
+    fns = (ours_fn, theirs_fn)
+    for r in range(REPEAT):
+        for i in (0, 1) if r % 2 == 0 else (1, 0):
+            torch.manual_seed(0)
+            t0 = time.perf_counter()
+            outs[i] = fns[i]()
+            times[i].append(time.perf_counter() - t0)
+    return outs[0], float(np.median(times[0])), outs[1], float(np.median(times[1]))
 
 
 def as_np(a) -> np.ndarray:
@@ -126,8 +156,11 @@ def gemm_gflops() -> float:
 # ----------------------------------------------------------------------------------------------------------- data
 
 
-def load(n_train: int, n_test: int, seed: int):
-    ds = load_mnist(n_train=n_train, n_test=n_test, seed=seed)
+DATASETS = {"mnist": ("MNIST", load_mnist), "fashion": ("Fashion-MNIST", load_fashion_mnist)}
+
+
+def load(n_train: int, n_test: int, seed: int, dataset: str = "mnist"):
+    ds = DATASETS[dataset][1](n_train=n_train, n_test=n_test, seed=seed)
     noisy, mask = uniform_noise(ds.y_train, 0.10, 10, seed)
     x = torch.tensor(ds.x_train, dtype=torch.float32)
     y = torch.tensor(noisy, dtype=torch.long)
@@ -184,7 +217,7 @@ def _final_only(model, folder: str):
     return [path]
 
 
-def captum_tracin(model, x, y, paths, load_fn, batch: int, fast_layer=None):
+def captum_tracin(model, x, y, paths, load_fn, batch: int, fast_layer=None, layers=None):
     from captum.influence import TracInCP, TracInCPFast
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -193,7 +226,14 @@ def captum_tracin(model, x, y, paths, load_fn, batch: int, fast_layer=None):
     if fast_layer is not None:
         return TracInCPFast(m, getattr(m, fast_layer), loader, paths, load_fn, nn.CrossEntropyLoss(reduction="sum"), batch_size=batch)
     return TracInCP(
-        m, loader, paths, load_fn, loss_fn=nn.CrossEntropyLoss(reduction="sum"), batch_size=batch, sample_wise_grads_per_batch=True
+        m,
+        loader,
+        paths,
+        load_fn,
+        layers=layers,
+        loss_fn=nn.CrossEntropyLoss(reduction="sum"),
+        batch_size=batch,
+        sample_wise_grads_per_batch=True,
     )
 
 
@@ -383,38 +423,91 @@ def _load_lr(m, path):
     return saved["lr"]
 
 
+def log_conv_paths(model, sample_shape, names) -> None:
+    """Which path the gradient engine takes for each convolution on this machine (issue 35's cost model)."""
+    for name, plan in conv_paths(model, sample_shape, names).items():
+        d_out, d_in = plan["sides"]
+        log(
+            f"  {name}: P = {plan['positions']} positions, {d_out} × {d_in}: formed by {plan['form']}; "
+            f"squared norm {plan['norm']}, pairs {plan['pair']}"
+        )
+
+
 def cnn_rows(model, x, y, xt, yt, mask, groups, folder):
     names = parameter_names(model, "all")
-    captum, kron = peer("captum"), peer("kronfluence")
-    n, k = len(x), len(xt)
+    kron = peer("kronfluence")
+    log_conv_paths(model, tuple(x.shape[1:]), names)
     if "cnn-diag" in groups:
-        log("CNN self-influence, diagonal curvature")
-        ours, t = timed(lambda: project_self("influence", model, x, y, names, "diag"))
-        theirs, tp = timed(lambda: kronfluence_scores(model, x, y, "diagonal", folder=folder)) if kron else (None, None)
-        theirs = None if theirs is None else as_np(theirs)
-        record("CNN self diagonal", ours, t, f"kronfluence {version('kronfluence')}", theirs, tp, False, mask)
-        # like for like: kronfluence's Fisher samples one label per row; so does the project's diag with sampled=1
+        # like for like first: kronfluence's Fisher samples one label per row; so does the project's diag with sampled=1
         log("CNN self-influence, diagonal curvature from sampled labels")
-        ours, t = timed(lambda: project_self("influence", model, x, y, names, "diag", curvature_options={"sampled": 1}))
+
+        def sampled():
+            return project_self("influence", model, x, y, names, "diag", curvature_options={"sampled": 1})
+
+        if kron:
+            ours, t, theirs, tp = side_by_side(sampled, lambda: kronfluence_scores(model, x, y, "diagonal", folder=folder))
+            theirs = as_np(theirs)
+        else:
+            (ours, t), theirs, tp = timed(sampled), None, None
         record("CNN self diagonal, sampled labels", ours, t, f"kronfluence {version('kronfluence')}", theirs, tp, False, mask)
+        log("CNN self-influence, diagonal curvature (exact GGN expectation)")
+        ours, t = timed(lambda: project_self("influence", model, x, y, names, "diag"))
+        record("CNN self diagonal", ours, t, f"kronfluence {version('kronfluence')}", theirs, tp, False, mask)
     if "cnn-ip" in groups:
         log("CNN self-influence and matrix, identity (IP)")
-        ours, t = timed(lambda: project_self("ip", model, x, y, names))
-        if captum:
-            paths = _final_only(model, folder)
-            theirs, tp = timed(lambda: captum_tracin(model, x, y, paths, _load_lr, 512).self_influence())
-            record("CNN self IP (all)", ours, t, f"captum {version('captum')}", as_np(theirs), tp, True, mask)
-        if kron:
-            theirs, tp = timed(lambda: kronfluence_scores(model, x, y, "identity", folder=folder))
-            record("CNN self IP (all)", ours, t, f"kronfluence {version('kronfluence')}", as_np(theirs), tp, True, mask)
-        ours, t = timed(lambda: project_matrix("ip", model, x, y, names, xt, yt))
-        if captum:
-            paths = _final_only(model, folder)
-            theirs, tp = timed(lambda: captum_tracin(model, x, y, paths, _load_lr, 512).influence((xt, yt)))
-            record(f"CNN matrix IP {k}×{n}", ours, t, f"captum {version('captum')}", -as_np(theirs), tp, True)
-        if kron:
-            theirs, tp = timed(lambda: kronfluence_scores(model, x, y, "identity", xt, yt, folder=folder))
-            record(f"CNN matrix IP {k}×{n}", ours, t, f"kronfluence {version('kronfluence')}", -as_np(theirs), tp, True)
+        ip_rows("CNN", "all", model, x, y, names, xt, yt, mask, folder, 512)
+
+
+def ip_rows(label, scope, model, x, y, names, xt, yt, mask, folder, batch, layers=None) -> None:
+    """IP self-influence and the k × n IP matrix of the project against captum and kronfluence, each pair timed side
+    by side (:func:`side_by_side`). ``layers``: the modules captum takes the parameters of (None: all)."""
+    captum, kron = peer("captum"), peer("kronfluence")
+    n, k = len(x), len(xt)
+
+    def ours_self():
+        return project_self("ip", model, x, y, names)
+
+    def ours_matrix():
+        return project_matrix("ip", model, x, y, names, xt, yt)
+
+    if captum:
+        paths = _final_only(model, folder)
+        ours, t, theirs, tp = side_by_side(
+            ours_self, lambda: captum_tracin(model, x, y, paths, _load_lr, batch, layers=layers).self_influence()
+        )
+        record(f"{label} self IP ({scope})", as_np(ours), t, f"captum {version('captum')}", as_np(theirs), tp, True, mask)
+    if kron:
+        ours, t, theirs, tp = side_by_side(ours_self, lambda: kronfluence_scores(model, x, y, "identity", batch=batch, folder=folder))
+        record(f"{label} self IP ({scope})", as_np(ours), t, f"kronfluence {version('kronfluence')}", as_np(theirs), tp, True, mask)
+    if captum:
+        paths = _final_only(model, folder)
+        ours, t, theirs, tp = side_by_side(
+            ours_matrix, lambda: captum_tracin(model, x, y, paths, _load_lr, batch, layers=layers).influence((xt, yt))
+        )
+        record(f"{label} matrix IP {k}×{n}", as_np(ours), t, f"captum {version('captum')}", -as_np(theirs), tp, True)
+    if kron:
+        ours, t, theirs, tp = side_by_side(
+            ours_matrix, lambda: kronfluence_scores(model, x, y, "identity", xt, yt, batch=batch, folder=folder)
+        )
+        record(f"{label} matrix IP {k}×{n}", as_np(ours), t, f"kronfluence {version('kronfluence')}", -as_np(theirs), tp, True)
+
+
+def resnet_rows(n: int, k: int, seed: int, folder: str, batch: int) -> None:
+    """ResNet18 (torchvision, ImageNet stem) on random 3×32×32 images, untrained, eval mode: speed and agreement of
+    the IP self-influence and the k × n matrix over every Conv2d and Linear parameter (11.2 M; BatchNorms frozen)."""
+    from influence_core.models import resnet18
+
+    torch.manual_seed(seed)
+    model = resnet18(3, 10).eval()
+    layers = [name for name, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
+    names = [f"{layer}.{p}" for layer in layers for p, _ in model.get_submodule(layer).named_parameters(recurse=False)]
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+    xt, yt = torch.randn(k, 3, 32, 32, generator=g), torch.randint(0, 10, (k,), generator=g)
+    p = sum(model.get_parameter(name).numel() for name in names)
+    log(f"ResNet18 on random 3×32×32 images: {n} train, {k} queries, {p:,} parameters (every Conv2d and Linear)")
+    log_conv_paths(model, (3, 32, 32), names)
+    ip_rows("ResNet18", "conv + linear", model, x, y, names, xt, yt, None, folder, batch, layers)
 
 
 def print_table(gflops: float) -> None:
@@ -428,37 +521,54 @@ def print_table(gflops: float) -> None:
     print(f"\nfloat32 GEMM (2048³, best of 5): {gflops:.0f} GFLOP/s; load average now {os.getloadavg()[0]:.1f} (a shared machine)")
 
 
-GROUPS = ("mlp-ip", "mlp-diag", "mlp-matrix", "mlp-kfac", "mlp-ekfac", "tracin", "cnn-diag", "cnn-ip")
+GROUPS = ("mlp-ip", "mlp-diag", "mlp-matrix", "mlp-kfac", "mlp-ekfac", "tracin", "cnn-diag", "cnn-ip", "resnet-ip")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 600 train, 100 queries, short training")
-    parser.add_argument("--n-train", type=int, default=None)
-    parser.add_argument("--n-test", type=int, default=None)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="mnist", help="the MLP and CNN rows' data (10 classes)")
+    parser.add_argument("--n-train", type=int, default=None, help="training rows (default 6,000; 600 with --quick)")
+    parser.add_argument("--n-test", type=int, default=None, help="test queries (default 1,000; 100 with --quick)")
+    parser.add_argument("--resnet-n-train", type=int, default=None, help="ResNet18 rows' training images (default 500; 64 with --quick)")
+    parser.add_argument("--resnet-n-test", type=int, default=None, help="ResNet18 rows' queries (default 50; 8 with --quick)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own; 1 on a loaded machine, where threads wait)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is reported (default 1)")
     parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated row groups out of {', '.join(GROUPS)}")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     n_train = args.n_train or (600 if args.quick else 6000)
     n_test = args.n_test or (100 if args.quick else 1000)
     groups = set(args.only.split(","))
+    unknown = groups - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown row group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    global REPEAT
+    REPEAT = max(1, args.repeat)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     warnings.filterwarnings("ignore")  # the peers' deprecation and autograd-hook warnings
 
     log(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
-        f"captum {version('captum')}, kronfluence {version('kronfluence')}, dattri {version('dattri')}"
+        f"captum {version('captum')}, kronfluence {version('kronfluence')}, dattri {version('dattri')}; "
+        f"median of {REPEAT} run(s) per cell"
     )
     log(f"load average {os.getloadavg()[0]:.1f} (above the core count: other jobs share the machine, and the seconds vary)")
     gflops = gemm_gflops()
     log(f"float32 GEMM: {gflops:.0f} GFLOP/s")
-    x, y, xt, yt, mask = load(n_train, n_test, args.seed)
-    log(
-        f"MNIST 10 classes: {len(x)} train ({int(mask.sum())} labels flipped), {len(xt)} queries; weight decay {WEIGHT_DECAY}, damping {DAMPING}"
-    )
     epochs = 3 if args.quick else 8
     with tempfile.TemporaryDirectory() as folder:
+        if groups - {"resnet-ip"}:
+            x, y, xt, yt, mask = load(n_train, n_test, args.seed, args.dataset)
+            log(
+                f"{DATASETS[args.dataset][0]} 10 classes: {len(x)} train ({int(mask.sum())} labels flipped), {len(xt)} queries; "
+                f"weight decay {WEIGHT_DECAY}, damping {DAMPING}"
+            )
         if groups & {"mlp-ip", "mlp-diag", "mlp-matrix", "mlp-kfac", "mlp-ekfac", "tracin"}:
             log("training the MLP 784-128-10")
             model, ckpts = train("mlp", x, y, epochs, args.seed)
@@ -467,6 +577,10 @@ def main() -> None:
             log("training the SmallCNN")
             model, _ = train("cnn", x, y, max(2, epochs // 2), args.seed)
             cnn_rows(model, x, y, xt, yt, mask, groups, folder)
+        if "resnet-ip" in groups:
+            n_res = args.resnet_n_train or (64 if args.quick else 500)
+            k_res = args.resnet_n_test or (8 if args.quick else 50)
+            resnet_rows(n_res, k_res, args.seed, folder, batch=32)
     if "dattri" in sys.modules or peer("dattri"):
         print(
             "dattri: its explicit IF (IFAttributorExplicit) forms the p × p Hessian, 101,770² float32 = 41 GB for this MLP, "

@@ -11,7 +11,8 @@ Backends (``backend=``):
   layer (the ``head``, whose output is the logits) is selected, no backward is run at all: the
   head input comes from a no-grad forward and ``g = softmax(logits) − onehot(y)``.
   Only parameters of ``nn.Linear`` and ``nn.Conv2d`` (groups=1, zero padding) are supported;
-  see :func:`layers_unsupported_reason`.
+  see :func:`layers_unsupported_reason`. On CPU a chunk runs in passes whose activations fit the
+  caches (``PASS_BYTES_BY_DEVICE``).
 - ``auto``: ``layers`` when it supports the model and the selected parameters, else ``vmap``
   (per device, see ``AUTO_BACKEND_BY_DEVICE``; ``benchmarks/engine_speed.py`` measures both).
 
@@ -23,6 +24,14 @@ Rows are samples; columns are the flattened parameters in the order of ``param_n
 
 ``per_sample_grad_sq_norms`` gives Σ_j w_j g_ij² per sample (e.g. self-influence under a diagonal
 curvature, w = 1/diag H) without forming the gradient rows of Linear layers.
+
+Convolutions (issue 35): a Conv2d weight's per-sample gradient is Σ_p g_p a_pᵀ over its P output
+positions. Where only squared norms or inner products between two sets of rows are needed, each
+layer takes the cheaper of two exact paths by a cost model per layer and device (:func:`conv_path`,
+``CONV_MEMORY_COST_BY_DEVICE``): forming it (grouped convolution or unfold + bmm) where positions
+are many, or the pairwise "ghost" form Σ_{p,q} (g_p·g′_q)(a_p·a′_q) (‖·‖² likewise with g′ = g)
+where they are few next to the weight (Li et al. 2021; Bu et al. 2022). :func:`conv_paths` lists
+the choice for every layer of a model.
 """
 
 from __future__ import annotations
@@ -46,10 +55,37 @@ BACKENDS = ("auto", "vmap", "layers")
 # work as large batched matmuls, so it is the default there too until a GPU run says otherwise.
 AUTO_BACKEND_BY_DEVICE = {"cpu": "layers", "cuda": "layers"}
 
-# How the layers backend forms per-sample Conv2d weight gradients, per device type: "grouped"
-# (the weight-gradient convolution with the batch folded into groups) is ~1.7x faster than
-# "unfold" (im2col + batched matmul, as Opacus) on CPU; CUDA: see benchmarks/engine_speed.py.
-CONV_WEIGHT_GRAD_BY_DEVICE = {"cpu": "grouped", "cuda": "grouped"}
+# How the layers backend forms per-sample Conv2d weight gradients, per device type: "grouped" (the
+# weight-gradient convolution with the batch folded into groups), "unfold" (im2col + batched matmul,
+# as Opacus) or "auto": per layer, "unfold" where the layer has fewer output positions P than output
+# channels (the im2col copy, P·C_in·k², is then smaller than the gradient it forms; on CPU it is 2-3x
+# faster there), else "grouped" (up to 3x faster on CPU where positions are many: the first layers).
+# benchmarks/conv_paths.py measures both per layer.
+CONV_WEIGHT_GRAD_BY_DEVICE = {"cpu": "auto", "cuda": "grouped"}
+
+# The per-layer cost model that picks, for each Conv2d weight, between forming its per-sample gradient
+# G = Σ_p g_p a_pᵀ (d_out × d_in, d_in = C_in·kh·kw, summed over the P output positions) and the
+# pairwise "ghost" form that never forms it (Li et al. 2021; Bu et al. 2022, mixed ghost clipping):
+#     ⟨G, G′⟩ = Σ_{p,q} (g_p·g′_q)(a_p·a′_q)        ‖G‖² = Σ_{p,q} (g_p·g_q)(a_p·a_q)
+# In multiply-adds, plus ``memory`` multiply-adds per float the step writes (per device type: on this
+# project's 2-core CPU an element written costs about as much as 40 multiply-adds of a batched matmul,
+# benchmarks/conv_paths.py):
+#     squared norm, per sample:  formed P·d_out·d_in + memory·d_out·d_in
+#                                ghost  P²·(d_out + d_in) + memory·(P·d_in + P²)
+#     inner product, per pair:   formed d_out·d_in (one GEMM over formed rows)
+#                                ghost  P²·(d_out + d_in) + memory·P²
+# The ghost form wins where positions are few next to the weight (after pooling / striding: ResNet18's
+# last two stages on 32×32 inputs, P = 4 and 1); the formed one where they are many (the SmallCNN's
+# three layers, P = 784, 196, 49). ``CONV_PATH_OVERRIDE`` ("formed" / "ghost") forces one (tests).
+CONV_MEMORY_COST_BY_DEVICE = {"cpu": 40.0, "cuda": 32.0}
+CONV_PATH_OVERRIDE: Optional[str] = None
+
+# Bytes of activations (every leaf module's output, for the rows of one pass) the layers backend holds
+# at once, per device type: on CPU a chunk runs in passes of at most this size, as a forward + backward
+# over 2,000 MNIST rows of the SmallCNN takes 1.9x as long as four passes over 500 (the activations
+# no longer fit the caches). None / absent: the whole chunk in one pass (GPUs want large batches).
+PASS_BYTES_BY_DEVICE: dict[str, Optional[int]] = {"cpu": 32 * 2**20}
+MIN_PASS_ROWS = 32
 
 _LAYER_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -271,8 +307,104 @@ def _conv_weight_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, meth
     return torch.bmm(g2, patches.transpose(1, 2))
 
 
-def _conv_method(device: torch.device) -> str:
-    return CONV_WEIGHT_GRAD_BY_DEVICE.get(device.type, "unfold")
+def _conv_method(device: torch.device, module: nn.Conv2d, positions: int) -> str:
+    method = CONV_WEIGHT_GRAD_BY_DEVICE.get(device.type, "unfold")
+    if method == "auto":
+        return "unfold" if positions < module.out_channels else "grouped"
+    return method
+
+
+def _conv_sides(module: nn.Conv2d) -> tuple[int, int]:
+    """(d_out, d_in) of a Conv2d weight as a matrix: C_out × C_in·kh·kw."""
+    kh, kw = module.kernel_size
+    return module.out_channels, module.in_channels * kh * kw
+
+
+def conv_path(module: nn.Conv2d, positions: int, use: str, device: torch.device) -> str:
+    """``"formed"`` or ``"ghost"``: how one Conv2d weight with ``positions`` output positions enters a squared norm
+    (``use="norm"``) or inner products between two sets of rows (``use="pair"``) on ``device``, by the cost model of
+    ``CONV_MEMORY_COST_BY_DEVICE`` (or ``CONV_PATH_OVERRIDE`` when set)."""
+    if CONV_PATH_OVERRIDE is not None:
+        return CONV_PATH_OVERRIDE
+    d_out, d_in = _conv_sides(module)
+    memory = CONV_MEMORY_COST_BY_DEVICE.get(torch.device(device).type, 32.0)
+    p = positions
+    if use == "norm":
+        formed = p * d_out * d_in + memory * d_out * d_in
+        ghost = p * p * (d_out + d_in) + memory * (p * d_in + p * p)
+    elif use == "pair":
+        formed = d_out * d_in
+        ghost = p * p * (d_out + d_in) + memory * p * p
+    else:
+        raise ValueError(f"use must be 'norm' or 'pair', got {use!r}")
+    return "ghost" if ghost < formed else "formed"
+
+
+def _conv_patches(module: nn.Conv2d, a: torch.Tensor, positions: int) -> torch.Tensor:
+    """The Conv2d input's im2col patches, (B, P, C_in·kh·kw): a_p for every output position p."""
+    a, padding = _explicit_padding(module, a)
+    patches = F.unfold(a, module.kernel_size, dilation=module.dilation, padding=padding, stride=module.stride)
+    if patches.shape[2] != positions:
+        raise _LayersUnsupported("Conv2d output positions do not match its unfolded input")
+    return patches.transpose(1, 2)
+
+
+def _conv_ghost_sq_norms(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """‖Σ_p g_p a_pᵀ‖² per sample without forming it: Σ_{p,q} (g_p·g_q)(a_p·a_q), two (P × P) Gram matrices."""
+    batch = len(g)
+    gp = g.reshape(batch, module.out_channels, -1)  # (B, d_out, P)
+    patches = _conv_patches(module, a, gp.shape[2])  # (B, P, d_in)
+    return (torch.bmm(patches, patches.transpose(1, 2)) * torch.bmm(gp.transpose(1, 2), gp)).sum((1, 2))
+
+
+def _conv_ghost_factors(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor):
+    """The per-sample weight gradient kept as its P outer products g_p a_pᵀ (an ``Outer`` of rank P): two such rows
+    meet in :func:`~influence_core.factored.pairwise_scores` as Σ_{p,q} (g_p·g′_q)(a_p·a′_q)."""
+    from influence_core.factored import Outer
+
+    batch = len(g)
+    gp = g.reshape(batch, module.out_channels, -1)
+    return Outer(gp.transpose(1, 2), _conv_patches(module, a, gp.shape[2]), gp.shape[2])
+
+
+def _positions(g: torch.Tensor) -> int:
+    return g[0, 0].numel() if len(g) else 0
+
+
+def conv_paths(model: nn.Module, sample_shape: Sequence[int], param_names: Optional[Sequence[str]] = None) -> dict[str, dict]:
+    """For each selected Conv2d weight: its output positions P, (d_out, d_in), and what the layers backend does with it
+    on the model's device: ``form`` (grouped / unfold), ``norm`` and ``pair`` (formed / ghost, :func:`conv_path`)."""
+    names = _selected_names(model, param_names)
+    convs = {
+        id(m): (m, n) for n, holders in _owners(model, names).items() for m, attr in holders if type(m) is nn.Conv2d and attr == "weight"
+    }
+    positions: dict[int, int] = {}
+
+    def hook(module, inputs, output):
+        positions[id(module)] = output[0, 0].numel()
+
+    p0 = next(model.parameters())
+    handles = [m.register_forward_hook(hook) for m, _ in convs.values()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *sample_shape), dtype=p0.dtype, device=p0.device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    out = {}
+    for key, (module, name) in convs.items():
+        p = positions.get(key, 0)
+        out[name] = dict(
+            positions=p,
+            sides=_conv_sides(module),
+            form=_conv_method(p0.device, module, p),
+            norm=conv_path(module, p, "norm", p0.device),
+            pair=conv_path(module, p, "pair", p0.device),
+        )
+    return out
 
 
 def _write(dest: torch.Tensor, value: torch.Tensor, first: bool) -> None:
@@ -314,7 +446,7 @@ def _layer_grads_into(out: torch.Tensor, cols: dict[str, slice], params_of: dict
         else:  # nn.Conv2d, groups=1
             if w_name is not None:
                 dest = out[:, cols[w_name]].view(batch, module.out_channels, -1)
-                _write(dest, _conv_weight_grads(module, a, g, _conv_method(out.device)), w_name not in written)
+                _write(dest, _conv_weight_grads(module, a, g, _conv_method(out.device, module, _positions(g))), w_name not in written)
             if b_name is not None:
                 _write(out[:, cols[b_name]], g.reshape(batch, module.out_channels, -1).sum(2), b_name not in written)
         written.update(n for n in (w_name, b_name) if n is not None)
@@ -392,13 +524,15 @@ class _LayersEngine:
 
     def factors(self, x: torch.Tensor, y: torch.Tensor):
         """The chunk's rows as :class:`~influence_core.factored.FactoredRows`: a Linear layer on (B, features) called
-        once keeps its weight gradient as g aᵀ and its bias gradient as g · 1 (rank one, never formed); every other
-        block is formed as :meth:`chunk` forms it."""
+        once keeps its weight gradient as g aᵀ and its bias gradient as g · 1 (rank one, never formed); a Conv2d
+        called once keeps its weight gradient as its P outer products g_p a_pᵀ where the cost model prefers pairing
+        them (:func:`conv_path`, ``use="pair"``), else formed on its own; every other block is formed as
+        :meth:`chunk` forms it."""
         from influence_core.factored import FactoredRows, Outer
 
         calls, grads = self._calls(x, y)
         batch = len(x)
-        once = not self.tied and len({id(c.module) for c in calls}) == len(calls)
+        once = self._once(calls)
         blocks, formed_calls, formed_grads = {}, [], []
         for call, g in zip(calls, grads):
             which = self.params_of[id(call.module)]
@@ -407,6 +541,14 @@ class _LayersEngine:
                     blocks[which["weight"]] = Outer(g.unsqueeze(1), call.a.unsqueeze(1))
                 if "bias" in which:
                     blocks[which["bias"]] = Outer(g.unsqueeze(1), g.new_ones(batch, 1, 1))
+            elif once and type(call.module) is nn.Conv2d:
+                w_name = which.get("weight")
+                if w_name is not None and conv_path(call.module, _positions(g), "pair", g.device) == "ghost":
+                    blocks[w_name] = _conv_ghost_factors(call.module, call.a, g)
+                    if "bias" in which:
+                        blocks[which["bias"]] = g.reshape(batch, call.module.out_channels, -1).sum(2)
+                else:
+                    blocks.update(self._conv_formed(call, g))
             else:
                 formed_calls.append(call)
                 formed_grads.append(g)
@@ -421,13 +563,55 @@ class _LayersEngine:
             blocks.update({n: rows[:, cs] for n, cs in sub_cols.items()})
         return FactoredRows({n: blocks[n] for n in self.names})
 
+    def _once(self, calls) -> bool:
+        """No tied weights and every module called once: each call's closed form is its parameters' whole gradient."""
+        return not self.tied and len({id(c.module) for c in calls}) == len(calls)
+
+    def _conv_formed(self, call: _Call, g: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One Conv2d call's selected blocks formed, each its own (B, size) tensor (no copy into a shared row)."""
+        module, which = call.module, self.params_of[id(call.module)]
+        batch, blocks = len(g), {}
+        if "weight" in which:
+            method = _conv_method(g.device, module, _positions(g))
+            blocks[which["weight"]] = _conv_weight_grads(module, call.a, g, method).reshape(batch, -1)
+        if "bias" in which:
+            blocks[which["bias"]] = g.reshape(batch, module.out_channels, -1).sum(2)
+        return blocks
+
+    def _block_sq(self, name: str, rows: torch.Tensor, weights: Optional[torch.Tensor], rotations: dict) -> torch.Tensor:
+        """Σ_j w_j (R rows)_ij² of one parameter's formed rows (overwritten)."""
+        if name in rotations:
+            rows = rotate_rows(rows, {name: slice(0, rows.shape[1])}, {name: rotations[name]})
+        return _weighted_sq(rows, None if weights is None else weights[self.cols[name]])
+
+    def _conv_sq_norms(self, call: _Call, g: torch.Tensor, weights: Optional[torch.Tensor], rotations: dict) -> torch.Tensor:
+        """One Conv2d call's Σ_j w_j (Rg)_ij²: the weight's plain squared norm in the ghost form where the cost model
+        prefers it (:func:`conv_path`, ``use="norm"``), else each block formed on its own and reduced."""
+        module, which = call.module, self.params_of[id(call.module)]
+        w_name = which.get("weight")
+        if (
+            w_name is not None
+            and weights is None
+            and w_name not in rotations
+            and conv_path(module, _positions(g), "norm", g.device) == "ghost"
+        ):
+            total = _conv_ghost_sq_norms(module, call.a, g)
+            b_name = which.get("bias")
+            if b_name is not None:
+                total = total + self._block_sq(b_name, g.reshape(len(g), module.out_channels, -1).sum(2), None, rotations)
+            return total
+        total = torch.zeros(len(g), dtype=self.dtype, device=self.device)
+        for name, rows in self._conv_formed(call, g).items():
+            total += self._block_sq(name, rows, weights, rotations)
+        return total
+
     def sq_norms(self, x: torch.Tensor, y: torch.Tensor, weights: Optional[torch.Tensor], rotations: Optional[dict] = None) -> torch.Tensor:
         """Σ_j w_j (Rg)_ij² per sample (R: the per-parameter ``rotations``, identity when None); Linear layers on
         (B, features) never form their gradient rows: the rotation of g aᵀ is (g Q_out)(a Q_in)ᵀ."""
         calls, grads = self._calls(x, y)
         batch = len(x)
         rotations = rotations or {}
-        if self.tied or len({id(c.module) for c in calls}) != len(calls):
+        if not self._once(calls):
             # a module called more than once (or tied weights): contributions add before squaring
             rows = torch.empty(batch, self.total, dtype=self.dtype, device=self.device)
             _layer_grads_into(rows, self.cols, self.params_of, calls, grads)
@@ -450,6 +634,9 @@ class _LayersEngine:
                     g2 = (g if q_out is None else g @ q_out.to(g.dtype)).square()
                     total += g2.sum(1) if weights is None else g2 @ weights[self.cols[which["bias"]]]
                 continue
+            if type(module) is nn.Conv2d:
+                total += self._conv_sq_norms(call, g, weights, rotations)
+                continue
             # anything else: this module's gradient rows, materialised one module at a time
             names, rows, sub_cols = self._module_rows(call, g)
             rows = rotate_rows(rows, sub_cols, rotations)
@@ -471,7 +658,7 @@ class _LayersEngine:
     def sq_column_sums(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Σ_i g_ij² over the chunk's samples, per column; a Linear layer's as (g²)ᵀ (a²), its rows never formed."""
         calls, grads = self._calls(x, y)
-        if self.tied or len({id(c.module) for c in calls}) != len(calls):
+        if not self._once(calls):
             rows = torch.empty(len(x), self.total, dtype=self.dtype, device=self.device)
             _layer_grads_into(rows, self.cols, self.params_of, calls, grads)
             return rows.square_().sum(0)
@@ -484,6 +671,10 @@ class _LayersEngine:
                     total[self.cols[which["weight"]]] += (g2.T @ call.a.square()).reshape(-1)
                 if "bias" in which:
                     total[self.cols[which["bias"]]] += g2.sum(0)
+                continue
+            if type(call.module) is nn.Conv2d:  # each block formed on its own, no copy into a shared row
+                for name, rows in self._conv_formed(call, g).items():
+                    total[self.cols[name]] += rows.square_().sum(0)
                 continue
             names, rows, sub_cols = self._module_rows(call, g)
             sums = rows.square_().sum(0)
@@ -622,6 +813,33 @@ def per_sample_grad_sq_sums(
     return total
 
 
+def pass_rows(model: nn.Module, sample_shape: tuple[int, ...]) -> Optional[int]:
+    """Rows of one forward + backward of the layers backend on the model's device: as many as keep the activations
+    (every leaf module's output) within ``PASS_BYTES_BY_DEVICE``, at least ``MIN_PASS_ROWS``; None: no limit."""
+    p0 = next(model.parameters())
+    budget = PASS_BYTES_BY_DEVICE.get(p0.device.type)
+    if not budget:
+        return None
+    activations = 0
+
+    def hook(module, inputs, output):
+        nonlocal activations
+        if isinstance(output, torch.Tensor):
+            activations += output[0].numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *sample_shape), dtype=p0.dtype, device=p0.device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return max(MIN_PASS_ROWS, budget // max(1, activations * p0.element_size()))
+
+
 def _iter_chunks(
     model, x, y, param_names, chunk_size, backend, progress, output: str, sq_weights, task: Task = CROSS_ENTROPY, rotations=None
 ):
@@ -636,6 +854,8 @@ def _iter_chunks(
     engine = _LayersEngine(model, names, task) if chosen_backend == "layers" else None
     columns = param_columns(model, names)
     n = len(x)
+    if engine is not None and n > MIN_PASS_ROWS:
+        chunk_size = min(chunk_size, pass_rows(model, tuple(x.shape[1:])) or chunk_size)
     for start in range(0, n, chunk_size):
         xb, yb = x[start : start + chunk_size], y[start : start + chunk_size]
         result = None

@@ -298,3 +298,25 @@ def test_chunk_size_follows_the_memory_budget_and_the_models_activations(monkeyp
     with_activations = method_base.model_chunk_rows(cnn, names, (1, 28, 28))
     assert with_activations < method_base.chunk_rows(params)
     assert with_activations >= 32
+
+
+@pytest.mark.parametrize("path", ["formed", "ghost"])
+def test_ip_on_a_cnn_is_the_same_whichever_conv_path_is_taken(path, monkeypatch):
+    """Issue 35: the IP self-influence and test × train matrix on the SmallCNN equal the formed vmap gradients' to
+    float32 rounding whether every Conv2d is formed or taken in the ghost form (Σ_{p,q} (g_p·g′_q)(a_p·a′_q))."""
+    from influence_core import gradients
+
+    monkeypatch.setattr(gradients, "CONV_PATH_OVERRIDE", path)
+    model = build_model(ModelConfig(kind="cnn"), (1, 12, 12), 3, 0).eval()
+    names = parameter_names(model, "all")
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(40, 1, 12, 12, generator=g), torch.randint(0, 3, (40,), generator=g)
+    xq, yq = torch.randn(6, 1, 12, 12, generator=g), torch.randint(0, 3, (6,), generator=g)
+    method = fit_attributor("ip", AttributionContext(model, x, y, names, WD, "identity", 0.0))
+    rows = gradients.per_sample_grads(model, x, y, names, backend="vmap").double()
+    rows_q = gradients.per_sample_grads(model, xq, yq, names, backend="vmap").double()
+    for got, expected in (
+        (torch.as_tensor(method.self_scores()).double(), (rows**2).sum(1)),
+        (torch.as_tensor(method.scores(PerSampleLoss(xq, yq))).double(), -(rows_q @ rows.T)),
+    ):
+        assert ((got - expected).abs().max() / expected.abs().max()) < 2e-5

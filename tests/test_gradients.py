@@ -282,3 +282,131 @@ def test_weighted_sq_norms_shared_module_and_fallback():
     x, y = _data((1, 6, 6), 4)
     rows = loop_grads(bn, x, y)
     torch.testing.assert_close(per_sample_grad_sq_norms(bn, x, y), (rows**2).sum(1), rtol=1e-10, atol=1e-14)
+
+
+# --------------------------------------------------------------------------------------------
+# Conv2d paths (issue 35): formed (grouped / unfold) or ghost, chosen per layer by a cost model; every path must agree
+# with torch.func's vmap of grad to float32 rounding, for squared norms (self-influence) and for inner products
+# between two sets of rows (test × train)
+
+
+class _Convs(nn.Module):
+    """Convolutions of every kind the closed forms handle: stride, dilation, asymmetric 'same' padding, no bias, 1×1,
+    few positions after striding (where the ghost form is the cheaper one) and a Linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2))
+        self.c2 = nn.Conv2d(3, 4, 4, padding="same", bias=False)
+        self.c3 = nn.Conv2d(4, 6, 3, stride=2, padding="valid")
+        self.c4 = nn.Conv2d(6, 5, 1)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.c3(torch.relu(self.c2(torch.tanh(self.c1(x))))))
+        return self.head(torch.tanh(self.c4(h)).mean((2, 3)))
+
+
+def _f32_close(got: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal to float32 rounding: every entry within a few ulps of the largest one."""
+    scale = expected.abs().max().clamp_min(1e-30)
+    assert ((got - expected).abs().max() / scale) < 2e-5, float((got - expected).abs().max() / scale)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("path", ["formed", "ghost"])
+@pytest.mark.parametrize("conv_method", ["grouped", "unfold", "auto"])
+def test_every_conv_path_agrees_with_vmap_for_norms_and_pairs(path, conv_method, monkeypatch):
+    from influence_core.factored import Outer, pairwise_scores
+    from influence_core.gradients import iter_factored_grads
+
+    monkeypatch.setattr(gradients, "CONV_PATH_OVERRIDE", path)
+    monkeypatch.setitem(gradients.CONV_WEIGHT_GRAD_BY_DEVICE, "cpu", conv_method)
+    torch.manual_seed(11)
+    model = _Convs().eval()
+    x, y = _data((2, 11, 9), 7, dtype=torch.float32)
+    xq, yq = _data((2, 11, 9), 4, seed=3, dtype=torch.float32)
+    rows = per_sample_grads(model, x, y, backend="vmap")
+    rows_q = per_sample_grads(model, xq, yq, backend="vmap")
+
+    _f32_close(per_sample_grad_sq_norms(model, x, y, backend="layers", chunk_size=3), (rows.double() ** 2).sum(1).float())
+    _f32_close(per_sample_grads(model, x, y, backend="layers", chunk_size=3), rows)
+
+    queries = next(iter_factored_grads(model, xq, yq, backend="layers"))[1]
+    train = next(iter_factored_grads(model, x, y, backend="layers"))[1]
+    conv_blocks = [f"c{i}.weight" for i in range(1, 5)]
+    assert all(isinstance(queries.blocks[n], Outer) == (path == "ghost") for n in conv_blocks)
+    _f32_close(queries.dense(), rows_q)
+    _f32_close(pairwise_scores(queries, train), (rows_q.double() @ rows.double().T).float())
+
+
+def test_the_cost_model_forms_where_positions_are_many_and_pairs_where_few():
+    """SmallCNN on 28×28 (P = 784, 196, 49): every layer formed; ResNet18 on 32×32: the stages after striding take the
+    ghost form for squared norms from P = 16 and for pairs from P = 4 (P² (d_out + d_in) far below d_out · d_in)."""
+    from influence_core.gradients import conv_path, conv_paths
+
+    cnn = SmallCNN(1, 10, 28)
+    plan = conv_paths(cnn, (1, 28, 28))
+    assert [v["positions"] for v in plan.values()] == [784, 196, 49]
+    assert all(v["norm"] == v["pair"] == "formed" for v in plan.values())
+
+    net = resnet18(3, 10)
+    names = [n for n, p in net.named_parameters() if "bn" not in n and "downsample.1" not in n]
+    plan = conv_paths(net, (3, 32, 32), names)
+    by_positions = {}
+    for v in plan.values():
+        by_positions.setdefault(v["positions"], set()).add((v["norm"], v["pair"]))
+    assert by_positions == {
+        256: {("formed", "formed")},
+        64: {("formed", "formed")},
+        16: {("ghost", "formed")},
+        4: {("ghost", "ghost")},
+        1: {("ghost", "ghost")},
+    }
+    # fewer positions never switch a layer back to forming
+    conv = nn.Conv2d(256, 256, 3)
+    cpu = torch.device("cpu")
+    for use in ("norm", "pair"):
+        paths = [conv_path(conv, p, use, cpu) for p in (1, 2, 4, 8, 16, 32, 64, 128)]
+        assert paths == sorted(paths, key=lambda s: s == "formed")
+    with pytest.raises(ValueError, match="use must be"):
+        conv_path(conv, 4, "nope", cpu)
+
+
+def test_resnet18_convolutions_mixed_paths_match_vmap():
+    """ResNet18 with its convolutions and head selected (BatchNorm frozen, eval mode): the layers backend runs, mixing
+    formed and ghost layers as the cost model picks, and agrees with vmap for self-influence and test × train."""
+    from influence_core.factored import Outer, pairwise_scores
+    from influence_core.gradients import iter_factored_grads
+
+    torch.manual_seed(12)
+    net = resnet18(3, 4).eval()
+    names = [n for n, p in net.named_parameters() if "bn" not in n and "downsample.1" not in n]
+    assert resolve_backend(net, names, "auto") == "layers"
+    x, y = _data((3, 32, 32), 3, n_classes=4, dtype=torch.float32)
+    xq, yq = _data((3, 32, 32), 2, n_classes=4, seed=5, dtype=torch.float32)
+    rows = per_sample_grads(net, x, y, names, backend="vmap").double()
+    rows_q = per_sample_grads(net, xq, yq, names, backend="vmap").double()
+    _f32_close(per_sample_grad_sq_norms(net, x, y, names, backend="layers"), (rows**2).sum(1).float())
+    queries = next(iter_factored_grads(net, xq, yq, names, backend="layers"))[1]
+    train = next(iter_factored_grads(net, x, y, names, backend="layers"))[1]
+    assert isinstance(train.blocks["body.layer4.1.conv2.weight"], Outer)
+    assert isinstance(train.blocks["body.layer1.0.conv1.weight"], torch.Tensor)
+    _f32_close(pairwise_scores(queries, train), (rows_q @ rows.T).float())
+
+
+def test_passes_split_a_chunk_on_cpu_without_changing_results(monkeypatch):
+    """On CPU a chunk runs in passes whose activations fit PASS_BYTES_BY_DEVICE (at least MIN_PASS_ROWS rows)."""
+    from influence_core.gradients import pass_rows
+
+    model, shape = MODELS["cnn_28"]
+    x, y = _data(shape, 70, seed=13)
+    whole = per_sample_grads(model, x, y, backend="layers", chunk_size=70)
+    monkeypatch.setitem(gradients.PASS_BYTES_BY_DEVICE, "cpu", 1)
+    assert pass_rows(model, shape) == gradients.MIN_PASS_ROWS
+    starts = [s for s, _ in iter_per_sample_grads(model, x, y, chunk_size=70, backend="layers")]
+    assert starts == [0, 32, 64]
+    torch.testing.assert_close(per_sample_grads(model, x, y, backend="layers", chunk_size=70), whole, rtol=1e-12, atol=1e-14)
+    monkeypatch.setitem(gradients.PASS_BYTES_BY_DEVICE, "cpu", None)
+    assert pass_rows(model, shape) is None
+    assert [s for s, _ in iter_per_sample_grads(model, x, y, chunk_size=70, backend="layers")] == [0]
