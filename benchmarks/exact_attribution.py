@@ -32,10 +32,10 @@ import torch
 
 from influence_core.config import SMOOTH_ACTIVATION, CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, smooth_training
 from influence_core.lds import linear_datamodeling_score
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.models import build_model, parameter_names
 from influence_core.replay import Replay
-from influence_core.tasks import PerSampleLoss
 from influence_core.training import TrainingRecipe, train_model
 
 METHODS = ["metagradient", "trak", "influence@ekfac", "influence@kron", "tracin", "ip"]
@@ -127,7 +127,7 @@ import copy, json, resource, sys, torch
 from influence_core.config import ModelConfig, TrainConfig
 from influence_core.models import build_model
 from influence_core.replay import Replay
-from influence_core.tasks import PerSampleLoss
+from influence_core.measurements import PerSampleLoss
 from influence_core.training import TrainingRecipe, train_model
 torch.set_num_threads(1)
 g = torch.Generator().manual_seed(0)

@@ -18,10 +18,10 @@ import torch
 from sklearn.datasets import load_digits
 
 from influence_core.config import ModelConfig
-from influence_core.curvatures import CurvatureRequest, trainable_names
+from influence_core.curvatures import CurvatureRequest
 from influence_core.curvatures.dense import dense_bytes
 from influence_core.curvatures.exact import _loss_of_flat_parameters, exact_chunk_size, exact_hessian
-from influence_core.models import build_model
+from influence_core.models import build_model, trainable_names
 from influence_core.tasks import CROSS_ENTROPY
 
 

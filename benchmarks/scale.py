@@ -35,9 +35,9 @@ import torch
 
 from influence_core import distributed, score_store
 from influence_core.config import ModelConfig
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.models import build_model, parameter_names
-from influence_core.tasks import PerSampleLoss
 
 
 def load() -> str:

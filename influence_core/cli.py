@@ -27,15 +27,13 @@ from influence_core.config import (
     ModelConfig,
     RunConfig,
     TrainConfig,
-    curvature_choices,
     default_damping,
     default_training,
-    method_choices,
     smooth_training,
 )
-from influence_core.costs import duration_text
 from influence_core.data.preprocessing import check_channels, parse_numbers
 from influence_core.errors import CurvatureError, InputError
+from influence_core.timing import duration_text
 
 # the name the README has always used for the Hessian-based method; every other name is the method registry's
 METHOD_ALIASES = {"self-influence": "influence"}
@@ -226,6 +224,9 @@ def _cost_announcer(config: RunConfig, args: argparse.Namespace):
 
 def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_help: str) -> None:
     """The data, model and influence settings both commands share (the app's config fields)."""
+    from influence_core.curvatures import curvature_names
+    from influence_core.methods import method_names
+
     p.add_argument("--data", required=True, help="CSV file (numeric features + a label column) or image folder (one subfolder per class)")
     p.add_argument("--label-column", help="CSV column with the labels")
     p.add_argument("--id-column", help="CSV column with row ids (default: the row number)")
@@ -250,13 +251,13 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
     p.add_argument(
         "--method",
         default="self-influence",
-        choices=[*METHOD_ALIASES, *method_choices()],
+        choices=[*METHOD_ALIASES, *method_names()],
         help="attribution method (self-influence = influence: H⁻¹ under --curvature)",
     )
     p.add_argument(
         "--curvature",
         default="auto",
-        choices=list(curvature_choices()),
+        choices=list(curvature_names()),
         help="H⁻¹ backend for the influence method (auto: the most accurate that fits this model in memory and time)",
     )
     p.add_argument(

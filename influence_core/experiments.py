@@ -21,10 +21,10 @@ from influence_core.data.base import Dataset
 from influence_core.device import default_device
 from influence_core.errors import InputError
 from influence_core.gradients import n_params
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, Attributor, fit_attributor
 from influence_core.models import build_model, parameter_names
 from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.tasks import PerSampleLoss
 from influence_core.training import Checkpoint, TrainingDynamics, TrainingRecipe, TrainResult, evaluate, model_at, train_model
 
 # datasets decoded from the user's files at load time (the others load in a moment)
@@ -289,7 +289,7 @@ def fit_method(
 def pairwise_plan(n_test: int, n_train: int, pairwise: Optional[bool]) -> str:
     """Where the (test × train) matrix goes: "memory", "disk" (out of core) or "none". ``pairwise`` None decides by
     size; True always computes it (on disk when it does not fit in memory); False never."""
-    from influence_core.curvatures import memory_budget
+    from influence_core.resources import memory_budget
 
     entries = n_test * n_train
     if pairwise is False or entries == 0:
@@ -301,7 +301,7 @@ def pairwise_plan(n_test: int, n_train: int, pairwise: Optional[bool]) -> str:
 
 def check_query_memory(attributor: Attributor, n_queries: int, device: torch.device) -> None:
     """Refuse, before scoring, queries whose preconditioned gradients (k × p floats) do not fit the memory budget."""
-    from influence_core.curvatures import format_bytes, memory_budget
+    from influence_core.resources import format_bytes, memory_budget
 
     params = dict(attributor.context.model.named_parameters())
     need = 4 * n_queries * sum(params[n].numel() for n in attributor.param_names if n in params)
@@ -330,7 +330,7 @@ def _scores(
         out["pairwise"] = attributor.scores(measurement, progress=scaled(progress, 0.6, 1.0))
     else:
         from influence_core import score_store
-        from influence_core.curvatures import memory_budget
+        from influence_core.resources import memory_budget
 
         path, key = store
         row_bytes = 4 * int(np.prod(trained.dataset.input_shape))

@@ -47,9 +47,10 @@ from influence_core import cache
 from influence_core.config import DataConfig, RunConfig
 from influence_core.data.base import Dataset, split_indices
 from influence_core.errors import InputError
+from influence_core.measurements import margin_measurement
 from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.progress import ProgressFn, scaled, silent, track
-from influence_core.tasks import MARGIN, margin_measurement
+from influence_core.tasks import MARGIN
 
 MODES = ("relabel", "remove")
 OUTPUTS = ("probability", "margin")

@@ -25,10 +25,10 @@ from torch import nn
 from influence_core.config import RunConfig
 from influence_core.data.base import Dataset, split_indices
 from influence_core.errors import CurvatureError, InputError
+from influence_core.measurements import ScalarObjective
 from influence_core.methods import AttributionContext, fit_attributor, method_label, method_names, names_where
 from influence_core.methods import get as get_method
 from influence_core.progress import ProgressFn, scaled, silent, track
-from influence_core.tasks import ScalarObjective
 from influence_core.training import Checkpoint, TrainingRecipe
 
 IMPACTS = ("utility", "fairness", "robustness")
@@ -461,6 +461,37 @@ class TrimResult:
         return (
             False,
             "No method raised held-out accuracy beyond two standard errors of its paired change: this measurement does not support trimming.",
+        )
+
+    def _trimming_methods(self) -> list[str]:
+        return [m for m in self.accuracy if m != "none" and m in self.removed]
+
+    def same_removed_groups(self) -> list[list[str]]:
+        """Methods that removed exactly the same rows (first seed), in groups of two or more: their retrained models
+        are the same, so their rows in the table are equal by construction, not by coincidence."""
+        groups: list[list[str]] = []
+        for m in self._trimming_methods():
+            rows = set(np.asarray(self.removed[m]).tolist())
+            for group in groups:
+                if set(np.asarray(self.removed[group[0]]).tolist()) == rows:
+                    group.append(m)
+                    break
+            else:
+                groups.append([m])
+        return [g for g in groups if len(g) > 1]
+
+    def removed_overlap(self) -> "Any":
+        """A pandas table: the share of the row method's removed rows that the column method removed too (first seed),
+        titled by method; empty with fewer than two trimming methods."""
+        import pandas as pd
+
+        methods = self._trimming_methods()
+        if len(methods) < 2:
+            return pd.DataFrame()
+        sets = {m: set(np.asarray(self.removed[m]).tolist()) for m in methods}
+        titles = [method_title(m) for m in methods]
+        return pd.DataFrame(
+            [[len(sets[a] & sets[b]) / max(len(sets[a]), 1) for b in methods] for a in methods], index=titles, columns=titles
         )
 
     def table(self) -> "Any":

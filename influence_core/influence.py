@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from influence_core.curvatures import Curvature
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, stream_scores
 from influence_core.methods.base import preconditioned_queries
 from influence_core.methods.inner_product import TracIn
 from influence_core.progress import ProgressFn, silent
-from influence_core.tasks import PerSampleLoss
 from influence_core.training import Checkpoint
 
 

@@ -52,10 +52,10 @@ from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunC
 from influence_core.data.base import Dataset, likeliest_other_labels
 from influence_core.data.registry import peek_own_data
 from influence_core.errors import InputError
+from influence_core.measurements import GroupMeanLoss, PerSampleLoss, Stacked
 from influence_core.methods import Attributor
 from influence_core.metrics import detection_at_threshold, detection_summary, tpr_at_fpr
 from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.tasks import GroupMeanLoss, PerSampleLoss, Stacked
 
 # bump when the meaning of the cached label-bias scores changes
 LABEL_BIAS_VERSION = "1"

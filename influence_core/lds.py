@@ -20,9 +20,10 @@ import torch
 from influence_core.config import RunConfig, TrainConfig
 from influence_core.data.base import Dataset
 from influence_core.errors import CurvatureError, InputError
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import get as get_method
 from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.tasks import CORRECT_CLASS_MARGIN, CROSS_ENTROPY, PerSampleLoss
+from influence_core.tasks import CORRECT_CLASS_MARGIN, CROSS_ENTROPY
 
 MEASURES = ("loss", "margin")
 # what "retrained without these rows" means: the same run with their weights zeroed (same initial weights, same

@@ -26,7 +26,6 @@ import torch
 
 from influence_core import cache
 from influence_core.config import DataConfig, ModelConfig, TrainConfig
-from influence_core.costs import Cost
 from influence_core.curvatures import build_curvature
 from influence_core.data.base import Dataset
 from influence_core.device import default_device
@@ -35,6 +34,7 @@ from influence_core.experiments import dataset_fingerprint, tensors
 from influence_core.influence import self_influence
 from influence_core.models import build_model, parameter_names
 from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.timing import Cost, seconds_text
 from influence_core.training import train_model
 
 FPR_GRID = np.linspace(0.0, 1.0, 201)
@@ -373,7 +373,7 @@ def estimate_study(
             head = parameter_names(model, "last_layer")
             request = CurvatureRequest(model, x, y, head, arm.weight_decay + arm.head_l2, damping, batch_size=CURVATURE_BATCH)
             gradients = costs.gradient_pass_seconds(model, head, x, y)
-            scoring = estimate_cost("last_layer", request) + Cost(gradients, f"Cook's distances: {costs.seconds_text(gradients)}")
+            scoring = estimate_cost("last_layer", request) + Cost(gradients, f"Cook's distances: {seconds_text(gradients)}")
             per_arm[arm.name] = (training, scoring)
         runs.append(per_arm[arm.name])
     return StudyEstimate(runs)

@@ -361,7 +361,7 @@ def load_user_model(
         # checked like the model, as the architecture its weights were read as
         load_weights(architecture.build(input_shape, n_classes, hidden, depth, activation), state, extra)
         checkpoints.append(Checkpoint(k + 1, 1.0, {n: t.clone() for n, t in state.items()}))
-    from influence_core.curvatures.base import head_names
+    from influence_core.models import head_names
 
     names = parameter_names(model, "all")
     description = {

@@ -131,3 +131,15 @@ def parameter_names(model: nn.Module, scope: str) -> list[str]:
         prefix = head_module(model)[0] + "."
         return [n for n in names if n.startswith(prefix)]
     return names
+
+
+def head_names(model: nn.Module) -> list[str]:
+    """The trainable parameters of the last linear layer (empty when the model has none)."""
+    try:
+        return parameter_names(model, "last_layer")
+    except InputError:
+        return []
+
+
+def trainable_names(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]

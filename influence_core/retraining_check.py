@@ -55,7 +55,7 @@ NULL_RUNS = 3  # retrainings without a removal, from a displaced start: the nois
 MIN_ABOVE_NOISE = 3  # removals above the floor needed for a correlation to mean anything
 
 if TYPE_CHECKING:
-    from influence_core.costs import Cost
+    from influence_core.timing import Cost
 
 
 @dataclass
@@ -277,7 +277,7 @@ def check_with_fixed_randomness(
     """Retrain the run once per removed point with its weight zeroed (cached per point) and score the same removals
     with each of ``method_names`` (the run's own settings): which approximation follows this run, and which fails where."""
     from influence_core import experiments
-    from influence_core.tasks import PerSampleLoss
+    from influence_core.measurements import PerSampleLoss
 
     if result.config.model.kind == "file":
         raise InputError("this check retrains the run that trained the model: a model file brings no run to retrain")
@@ -313,8 +313,8 @@ def retraining_check_cost(result, n_removals: int) -> "Cost":
     """The retraining check (:func:`~influence_core.retraining_check.check_by_retraining`) before it starts: polishing
     the trained model, then one warm-started L-BFGS retraining per removal and per null run; the polish and one removal
     timed here on the run's own model and data."""
-    from influence_core.costs import Cost, seconds_text
     from influence_core.experiments import tensors
+    from influence_core.timing import Cost, seconds_text
 
     x, y, _, _ = tensors(result.dataset, next(result.model.parameters()).device)
     x = x.double()

@@ -26,7 +26,7 @@ STORE_FORMAT = 1
 
 
 def _format_bytes(n: float) -> str:
-    from influence_core.curvatures.base import format_bytes
+    from influence_core.resources import format_bytes
 
     return format_bytes(n)
 

@@ -64,10 +64,10 @@ from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunC
 from influence_core.data.base import Dataset
 from influence_core.data.glitches import ANOMALY_KINDS, GLITCH_KINDS, MISLABEL_KINDS, GlitchTruth, inject_glitches
 from influence_core.errors import InputError
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import Attributor
 from influence_core.metrics import auroc, average_precision
 from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.tasks import PerSampleLoss
 from influence_core.training import Checkpoint, model_at
 
 # the label-noise detectors shown beside the signals: all but the training loss and cleanlab, which are here already

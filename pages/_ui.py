@@ -18,9 +18,9 @@ import streamlit as st
 # light imports only: app.py imports this module before st.navigation, and torch (~1.5 s, far more on a busy
 # machine) would hold back the navigation and leave Streamlit's raw file list over a blank page meanwhile
 from influence_core import SIGN_CONVENTION
-from influence_core.costs import Cost, duration_text
 from influence_core.errors import CurvatureError, DataWarning, InputError
 from influence_core.processes import start_process_pools_fresh
+from influence_core.timing import Cost, duration_text
 
 log = logging.getLogger("influence_lab")
 
@@ -97,7 +97,7 @@ def estimated(estimate: Callable[[], Any]) -> Optional[Any]:
 
 
 def confirm_start(cost: Optional[Cost], key: str, action: str) -> bool:
-    """Whether work estimated at ``cost`` may start: at once when it is under ``costs.CONFIRM_SECONDS`` (or not
+    """Whether work estimated at ``cost`` may start: at once when it is under ``timing.CONFIRM_SECONDS`` (or not
     estimated), else once the person clicks the button that states the estimate (remembered for ``key`` in this
     session). Until then the page shows the estimate and that button; the caller stops the run."""
     confirmed = st.session_state.setdefault("_confirmed_starts", set())
@@ -324,7 +324,7 @@ def gated_result(
     clicked: bool, store_key: str, action: str, estimate: Callable[[], Optional[Cost]], compute: Callable[[Optional[Cost]], Any]
 ) -> Optional[Any]:
     """:func:`kept_result` with the cost said first: a click has the work estimated (``estimate``, measured on this
-    machine, kept for the session) and starts it at once when it is under ``costs.CONFIRM_SECONDS``, else after a
+    machine, kept for the session) and starts it at once when it is under ``timing.CONFIRM_SECONDS``, else after a
     second click on a button that states the estimate; ``compute(cost)`` shows it in its progress box."""
     asked = st.session_state.setdefault("_asked_starts", set())
     if clicked:

@@ -2,15 +2,20 @@
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.experiments import content_key
-from influence_core.figures import CLASS_COLOURS, legend_below, readable_axes, sign_note
-from influence_core.figures.what_if import method_scatter_figure, removal_check_figure
+from influence_core.figures import sign_note
+from influence_core.figures.what_if import (
+    flip_set_map_figure,
+    method_scatter_figure,
+    removal_check_figure,
+    set_size_histogram_figure,
+    set_size_vs_distance_figure,
+    trim_figure,
+)
 from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
 from influence_core.metrics import auroc
@@ -195,76 +200,18 @@ with right:
         )
 
 with left:
-    x2, xt2, axes = fs.project_2d(ds)
-    in_set = np.zeros(len(ds.y_train), dtype=bool)
-    in_set[chosen] = True
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=x2[:, 0],
-            y=x2[:, 1],
-            mode="markers",
-            name="train (× = flipped label)",
-            marker=dict(
-                color=[CLASS_COLOURS[c % 10] for c in ds.y_train], size=7, opacity=0.55, symbol=np.where(ds.flipped, "x", "circle")
-            ),
-            hoverinfo="text",
-            text=[f"train #{i} label {c}" for i, c in enumerate(ds.y_train)],
-        )
+    fig = flip_set_map_figure(
+        fs.project_2d(ds),
+        ds.y_train,
+        ds.flipped,
+        result.predicted,
+        result.test_probs,
+        search.k,
+        chosen,
+        mode,
+        t,
+        added=None if grown is None else np.setdiff1d(grown.indices, chosen),
     )
-    fig.add_trace(
-        go.Scatter(
-            x=xt2[:, 0],
-            y=xt2[:, 1],
-            mode="markers",
-            name="test (click to pick)",
-            marker=dict(
-                color=[CLASS_COLOURS[c % 10] for c in result.predicted], size=9, symbol="diamond", line=dict(width=1, color="white")
-            ),
-            hoverinfo="text",
-            text=[f"test #{i} p={p:.2f} k={k}" for i, (p, k) in enumerate(zip(result.test_probs, search.k))],
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=x2[in_set, 0],
-            y=x2[in_set, 1],
-            mode="markers",
-            name=f"flip set ({mode}, {len(chosen)})",
-            marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="black")),
-            hoverinfo="skip",
-        )
-    )
-    if grown is not None:
-        added = np.setdiff1d(grown.indices, chosen)
-        fig.add_trace(
-            go.Scatter(
-                x=x2[added, 0],
-                y=x2[added, 1],
-                mode="markers",
-                name=f"added by refinement ({len(added)})",
-                marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color="crimson")),
-                hoverinfo="skip",
-            )
-        )
-    fig.add_trace(
-        go.Scatter(
-            x=[xt2[t, 0]],
-            y=[xt2[t, 1]],
-            mode="markers",
-            name=f"test #{t}",
-            marker=dict(size=22, symbol="star", color="gold", line=dict(width=1.5, color="black")),
-            hoverinfo="skip",
-        )
-    )
-    fig.update_layout(
-        height=520,
-        xaxis_title=axes[0],
-        yaxis_title=axes[1],
-        margin=dict(l=10, r=10, t=30),
-        title="Colour = class (test: predicted); ringed = the flip set",
-    )
-    legend_below(fig)
     st.plotly_chart(fig, on_select=_on_click, selection_mode=("points",), key="whatif_plot", width="stretch")
 
 tab_k, tab_cmp, tab_trim = st.tabs(["Distribution of k", "IF vs IP vs leave-one-out", "Trim and retrain"])
@@ -309,23 +256,9 @@ with tab_k:
             "(the paper reports 39–99 % depending on the dataset). 'Grow the set' above fixes single ones.",
         )
     a, b = st.columns(2)
-    ks = pd.DataFrame({"k": search.k[found_rows], "|p − τ|": result.confidence_distance()[found_rows], "retraining": status[found_rows]})
-    a.plotly_chart(
-        readable_axes(px.histogram(ks, x="k", nbins=40, title=f"k = |S_t| over {len(found_rows)} test points with a set")),
-        width="stretch",
-        key="whatif_hist",
-    )
+    a.plotly_chart(set_size_histogram_figure(search.k[found_rows]), width="stretch", key="whatif_hist")
     b.plotly_chart(
-        readable_axes(
-            px.scatter(
-                ks,
-                x="|p − τ|",
-                y="k",
-                color="retraining",
-                title="k vs distance of p from the threshold",
-                color_discrete_map={"not checked": "#9aa5b1", "flipped": "#2a9d8f", "did not flip": "#d62828"},
-            )
-        ),
+        set_size_vs_distance_figure(search.k[found_rows], result.confidence_distance()[found_rows], status[found_rows]),
         width="stretch",
         key="whatif_kp",
     )
@@ -445,63 +378,22 @@ def _show_trim(trimmed, n_seeds: int) -> None:
     )
 
     # methods that remove the same rows give the same retrained model: say so rather than show identical rows unexplained
-    methods = [k for k in frame["key"] if k != "none" and k in trimmed.removed]
-    sets = {k: set(np.asarray(trimmed.removed[k]).tolist()) for k in methods}
-    titles = dict(zip(frame["key"], frame["method"]))
-    groups: list[list[str]] = []
-    for k in methods:
-        for g in groups:
-            if sets[g[0]] == sets[k]:
-                g.append(k)
-                break
-        else:
-            groups.append([k])
-    for g in groups:
-        if len(g) > 1:
-            st.info(
-                f"{', '.join(titles[k] for k in g)} remove the same {len(sets[g[0]])} training rows (first seed), "
-                "so their rows in the table are the same retrained models."
-            )
-    if len(methods) > 1:
-        overlap = pd.DataFrame(
-            [[len(sets[a] & sets[b]) / max(len(sets[a]), 1) for b in methods] for a in methods],
-            index=[titles[k] for k in methods],
-            columns=[titles[k] for k in methods],
+    for group in trimmed.same_removed_groups():
+        st.info(
+            f"{', '.join(hf.method_title(k) for k in group)} remove the same {len(trimmed.removed[group[0]])} training rows "
+            "(first seed), so their rows in the table are the same retrained models."
         )
+    overlap = trimmed.removed_overlap()
+    if not overlap.empty:
         with st.expander("Overlap of the removed rows between methods"):
             st.dataframe(overlap.map(_percent), key="whatif_trim_overlap")
 
     helped, said = trimmed.recommendation()
     (st.success if helped else st.warning)(said)
 
-    y = "dp_gap_mean" if frame["dp_gap_mean"].notna().any() else "flipped_share_removed"
-    plot = frame[frame["key"] != "none"] if y == "flipped_share_removed" else frame
-    if y == "flipped_share_removed" and not ds.flipped.any():
-        return  # nothing to plot against: no flipped labels are known
-    fig = px.scatter(
-        plot,
-        x="accuracy_mean",
-        y=y,
-        color="method",
-        error_x="accuracy_std" if n_seeds > 1 else None,
-        color_discrete_sequence=CLASS_COLOURS,
-        labels={
-            "accuracy_mean": "held-out accuracy after trimming",
-            "method": "method",
-            "dp_gap_mean": "demographic-parity gap",
-            "flipped_share_removed": "share of the removed rows with a flipped label",
-        },
-        title="Accuracy vs fairness after trimming (untrimmed included)"
-        if y == "dp_gap_mean"
-        else "Accuracy after trimming vs the share of flipped labels it removed",
-    )
-    fig.update_traces(marker=dict(size=12))
-    # the gap is a fraction the table shows in percent; the legend under the axis title, never on it
-    fig.update_layout(xaxis_tickformat=".1%", yaxis_tickformat=".1%", margin=dict(t=50))
-    if y == "flipped_share_removed":
-        fig.update_layout(yaxis=dict(range=[0, 1], tickformat=".0%"))
-    legend_below(fig)
-    st.plotly_chart(fig, width="stretch", key="whatif_trim_plot")
+    fig = trim_figure(frame, n_seeds, flipped_known=bool(ds.flipped.any()))
+    if fig is not None:
+        st.plotly_chart(fig, width="stretch", key="whatif_trim_plot")
 
 
 with tab_trim:

@@ -25,10 +25,10 @@ from influence_core.curvatures import CurvatureRequest, build_curvature
 from influence_core.curvatures.exact import exact_hessian
 from influence_core.data.synthetic import make_synthetic
 from influence_core.errors import InputError
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.methods import base as method_base
 from influence_core.models import build_model, parameter_names
-from influence_core.tasks import PerSampleLoss
 from influence_core.training import TrainingRecipe, train_model
 
 CURVATURE_NAMES = curvatures.curvature_names(include_auto=False)
@@ -248,6 +248,74 @@ def test_the_core_never_imports_streamlit_and_its_computing_modules_build_no_fig
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", f"the core loaded {loaded}"
+
+
+def test_influence_core_has_no_import_cycle():
+    """The layers import-linter keeps (.importlinter) need an order: no module of the core may reach itself through
+    its imports (config once imported the method and curvature registries to check names, tying 15 modules into one
+    cycle). Counts function-level imports too."""
+    import grimp
+
+    graph = grimp.build_graph("influence_core", cache_dir=None)
+    cycles = [sorted(c) for c in _strongly_connected(graph) if len(c) > 1]
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def _strongly_connected(graph) -> list[set[str]]:
+    """Tarjan's components of the import graph (iterative: the core has hundreds of modules)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[set[str]] = []
+    for root in sorted(graph.modules):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                out.append(component)
+    return out
+
+
+def test_a_config_naming_an_unregistered_method_or_curvature_is_refused_by_the_registries():
+    """config.py is a leaf; the registries check names and options in every config's validation."""
+    import influence_core.experiments  # noqa: F401  (where runs are made: it loads both registries)
+    from influence_core.config import CurvatureConfig, RunConfig
+
+    with pytest.raises(InputError, match="method must be one of"):
+        RunConfig(method="no-such-method")
+    with pytest.raises(InputError, match="curvature must be one of"):
+        RunConfig(curvature=CurvatureConfig(kind="no-such-curvature"))
+    with pytest.raises(InputError, match="has no option"):
+        RunConfig(curvature=CurvatureConfig(kind="arnoldi", options=(("no_such_knob", 1),)))
+    code = "import influence_core.config, sys; print(sorted(m for m in sys.modules if m.startswith('influence_core.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "['influence_core.config', 'influence_core.errors']", loaded
 
 
 def test_every_study_setting_is_inside_the_one_hashed_config():

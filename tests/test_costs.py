@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from influence_core import costs, curvatures
+from influence_core import costs, curvatures, timing
 from influence_core.config import DataConfig, ModelConfig, TrainConfig
-from influence_core.costs import Cost
 from influence_core.curvatures import CurvatureRequest
 from influence_core.gradients import per_sample_grads
 from influence_core.models import build_model
+from influence_core.timing import Cost
 from influence_core.training import train_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -237,7 +237,7 @@ def test_progress_text_says_the_estimate_until_there_is_a_pace(monkeypatch):
 def test_cost_text(monkeypatch):
     assert Cost(0.3).text() == "under a second" and Cost(61).text() == "about 1 min 01 s"
     assert (Cost(2, "a") + Cost(3, "b")).line() == "estimated about 5 s (a; b)"
-    monkeypatch.setattr(costs, "CONFIRM_SECONDS", 30.0)  # the app's threshold (the suite raises it: conftest)
+    monkeypatch.setattr(timing, "CONFIRM_SECONDS", 30.0)  # the app's threshold (the suite raises it: conftest)
     assert Cost(31).needs_confirmation and not Cost(29).needs_confirmation
 
 
@@ -245,7 +245,7 @@ def test_the_explorer_asks_before_a_start_estimated_past_the_threshold(monkeypat
     """Past ``CONFIRM_SECONDS`` nothing trains or scores until the button that states the estimate is clicked."""
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setattr(costs, "CONFIRM_SECONDS", 0.0)  # every start asks
+    monkeypatch.setattr(timing, "CONFIRM_SECONDS", 0.0)  # every start asks
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.run()
     assert not at.exception, at.exception

@@ -15,9 +15,9 @@ import torch
 from influence_core import distributed
 from influence_core.config import ModelConfig
 from influence_core.errors import InputError
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.models import build_model, parameter_names
-from influence_core.tasks import PerSampleLoss
 
 SHAPE = (1, 8, 8)
 

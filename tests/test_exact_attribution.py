@@ -12,10 +12,10 @@ import torch
 
 from influence_core.config import ModelConfig, TrainConfig
 from influence_core.errors import InputError
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.models import build_model, parameter_names
 from influence_core.replay import Replay
-from influence_core.tasks import PerSampleLoss
 from influence_core.training import TrainingRecipe, train_model
 
 

@@ -15,10 +15,10 @@ from influence_core import gradients
 from influence_core.config import ModelConfig
 from influence_core.factored import InBasis, Outer
 from influence_core.gradients import per_sample_grads
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.methods.base import preconditioned_queries
 from influence_core.models import build_model, parameter_names
-from influence_core.tasks import PerSampleLoss
 
 SHAPE = (1, 8, 8)
 

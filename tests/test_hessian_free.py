@@ -175,3 +175,25 @@ def test_the_trim_recommendation_is_computed_from_the_paired_changes_it_sits_abo
     assert flat.recommendation()[0] is False and "does not support" in flat.recommendation()[1]
     one = TrimResult(0.05, [0], {"none": [0.9], "ip": [0.95]}, {"none": [0.0], "ip": [0.0]}, {"ip": [1]}, {})
     assert one.recommendation() == (False, one.recommendation()[1]) and "One seed" in one.recommendation()[1]
+
+
+def test_the_trim_result_names_methods_that_removed_the_same_rows_and_their_overlap():
+    """Equal rows in the trim table are equal because the same rows were removed: the result says which, and how much
+    every pair of removed sets overlaps (the page once worked this out itself)."""
+    from influence_core.hessian_free import TrimResult
+
+    runs = {m: [0.9, 0.91] for m in ("none", "ip", "tracin", "influence")}
+    trimmed = TrimResult(
+        fraction=0.05,
+        seeds=[0, 1],
+        accuracy=runs,
+        fairness={m: [0.0, 0.0] for m in runs},
+        removed={"ip": np.array([1, 2, 3, 4]), "tracin": np.array([4, 3, 2, 1]), "influence": np.array([1, 2, 7, 8])},
+        flipped_share_removed={},
+    )
+    assert trimmed.same_removed_groups() == [["ip", "tracin"]]
+    overlap = trimmed.removed_overlap()
+    assert overlap.shape == (3, 3) and np.allclose(np.diag(overlap.to_numpy()), 1.0)
+    assert overlap.to_numpy()[0, 2] == 0.5 and overlap.to_numpy()[2, 1] == 0.5
+    alone = TrimResult(0.05, [0], {"none": [0.9], "ip": [0.9]}, {"none": [0.0], "ip": [0.0]}, {"ip": np.array([1])}, {})
+    assert alone.same_removed_groups() == [] and alone.removed_overlap().empty

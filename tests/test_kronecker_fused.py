@@ -12,9 +12,9 @@ import torch
 
 from influence_core.curvatures import build_curvature
 from influence_core.gradients import per_sample_grads
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.models import parameter_names
-from influence_core.tasks import PerSampleLoss
 
 
 @pytest.mark.parametrize("kind", ["kron", "ekfac"])

@@ -384,6 +384,21 @@ def _cut_fakes():
     return study, cut
 
 
+def _trim_table(fairness: bool):
+    from influence_core.hessian_free import TrimResult
+
+    seeds = [0, 1, 2, 3, 4]
+    runs = {m: [0.9 + 0.01 * k + 0.002 * s for s in seeds] for k, m in enumerate(("none", "ip", "tracin", "influence", "trak"))}
+    return TrimResult(
+        fraction=0.05,
+        seeds=seeds,
+        accuracy=runs,
+        fairness={m: [0.1 if fairness else float("nan")] * 5 for m in runs},
+        removed={m: np.arange(4) for m in runs if m != "none"},
+        flipped_share_removed={m: 0.25 for m in runs if m != "none"},
+    ).table()
+
+
 def all_figures():
     """(name, figure, widths it is drawn at) for every figure module, on inputs that crowd their text: identical and
     near-identical points, long method and arm names, scores of 1e-4."""
@@ -445,6 +460,32 @@ def all_figures():
         ),
         ("retraining check", common.retraining_check_figure(check), WIDE_THREE_QUARTERS),
         (
+            "what-if flip-set map",
+            what_if.flip_set_map_figure(
+                (x2, x2[:10], ("PC 1 (42% of the variance)", "PC 2 (17% of the variance)")),
+                (x2[:, 0] > 0).astype(int),
+                rng.random(60) < 0.1,
+                np.zeros(10, int),
+                rng.random(10),
+                np.arange(10),
+                np.arange(5),
+                "relabel",
+                3,
+                added=np.arange(5, 8),
+            ),
+            FULL,
+        ),
+        ("what-if k histogram", what_if.set_size_histogram_figure(rng.integers(1, 40, 200)), (490, 408)),
+        (
+            "what-if k vs distance",
+            what_if.set_size_vs_distance_figure(
+                rng.integers(1, 40, 200), rng.random(200) * 0.5, rng.choice(["not checked", "flipped", "did not flip"], 200)
+            ),
+            (490, 408),
+        ),
+        ("what-if trim, flipped share", what_if.trim_figure(_trim_table(fairness=False), 5, flipped_known=True), FULL),
+        ("what-if trim, fairness", what_if.trim_figure(_trim_table(fairness=True), 1, flipped_known=False), FULL),
+        (
             "epochs",
             common.epochs_figure([1, 2, 3], np.array([1e-4, 2e-4, 3e-4]), "flipped points' share of self-influence"),
             RIGHT_TWO_FIFTHS,
@@ -495,13 +536,13 @@ def test_the_checker_sees_labels_drawn_over_each_other():
     assert not layout_problems(apart.update_layout(title="t", margin=dict(t=60)), 320)
 
 
-@pytest.mark.parametrize("index", range(22))
+@pytest.mark.parametrize("index", range(27))
 def test_no_text_is_drawn_over_other_text_or_leaves_the_figure(index):
     """Every figure at both widths it is drawn at: no two of its texts overlap, none leaves the figure (the Trust
     cost scatter's labels sat on each other where IP and TracIn score alike; the mislabel ROC study's title sat on its
     subplot titles)."""
     figures = _figures()
-    assert len(figures) == 22
+    assert len(figures) == 27
     name, fig, widths = figures[index]
     problems = {width: layout_problems(fig, width) for width in widths}
     assert not any(problems.values()), f"{name}: {problems}"

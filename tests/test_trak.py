@@ -8,10 +8,11 @@ from influence_core.config import ModelConfig, RunConfig, TrainConfig
 from influence_core.data.synthetic import make_synthetic
 from influence_core.errors import InputError
 from influence_core.gradients import per_sample_grads
+from influence_core.measurements import PerSampleLoss
 from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.methods.trak import RandomProjection
 from influence_core.models import build_model, parameter_names
-from influence_core.tasks import CORRECT_CLASS_MARGIN, PerSampleLoss
+from influence_core.tasks import CORRECT_CLASS_MARGIN
 from influence_core.training import train_model
 
 

@@ -12,16 +12,22 @@ import dataclasses
 import importlib
 import os
 import pkgutil
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 from torch import nn
 
-from influence_core.costs import Cost
-from influence_core.curvatures.base import REGISTRY, Curvature, CurvatureRequest, format_bytes, head_names, memory_budget, trainable_names
+from influence_core.config import add_registry_check
+from influence_core.curvatures.base import REGISTRY, Curvature, CurvatureRequest
 from influence_core.errors import CurvatureError, InputError
+from influence_core.models import head_names
 from influence_core.progress import ProgressFn, silent
+from influence_core.resources import format_bytes
 from influence_core.tasks import CROSS_ENTROPY, Task
+from influence_core.timing import Cost
+
+if TYPE_CHECKING:  # pragma: no cover
+    from influence_core.config import RunConfig
 
 # every module of this package registers its backends on import: a new file is all a new curvature needs
 for _module in pkgutil.iter_modules(__path__):
@@ -93,6 +99,16 @@ def check_options(kind: str, options: dict) -> None:
     if unknown:
         offer = ", ".join(f"{k} ({v})" for k, v in known.items()) or "none"
         raise InputError(f"the {kind} curvature has no option {', '.join(unknown)}; its options: {offer}")
+
+
+def check_config(config: "RunConfig") -> None:
+    """A run's curvature is registered (or ``auto``) and has the knobs it is given (run in every config's validation)."""
+    if config.curvature.kind not in curvature_names():
+        raise InputError(f"curvature must be one of {curvature_names()}, got {config.curvature.kind!r}")
+    check_options(config.curvature.kind, dict(config.curvature.options))
+
+
+add_registry_check(check_config)
 
 
 def fit_curvature(kind: str, request: CurvatureRequest) -> Curvature:
@@ -209,10 +225,6 @@ __all__ = [
     "curvature_names",
     "estimate_cost",
     "fit_curvature",
-    "format_bytes",
     "get",
-    "head_names",
-    "memory_budget",
-    "trainable_names",
     "why_not",
 ]

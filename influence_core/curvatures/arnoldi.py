@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from influence_core.costs import Cost, dense_seconds, product_model, seconds_text
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.operators import ggn_operator, operator_bytes
+from influence_core.timing import Cost, dense_seconds, product_model, seconds_text
 
 ARNOLDI_RANK = 50
 

@@ -5,13 +5,12 @@ parameters, plus ``damping·I``. Each backend is a subclass of :class:`Curvature
 the class registers it (``REGISTRY``), so the config, the CLI and every page's picker see it with no other
 edit. A backend says what it cannot do (:meth:`unsupported_reason`), what it would allocate
 (:meth:`estimate_bytes`) and how long it takes (:meth:`estimate_cost`: its own count of units, each timed on this
-machine, :mod:`influence_core.costs`) before anything is fitted; ``auto`` (:func:`influence_core.curvatures.fit_curvature`)
+machine, :mod:`influence_core.timing`) before anything is fitted; ``auto`` (:func:`influence_core.curvatures.fit_curvature`)
 reads those to pick the most accurate one that fits, and the app and the CLI say the cost before a fit starts.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,9 +19,10 @@ from typing import ClassVar, Optional, Sequence
 import torch
 from torch import nn
 
-from influence_core.costs import Cost, seconds_text
 from influence_core.progress import ProgressFn, silent
+from influence_core.resources import ModelProfile, memory_budget
 from influence_core.tasks import CROSS_ENTROPY, Task
+from influence_core.timing import Cost, seconds_text
 
 
 @dataclass
@@ -59,102 +59,6 @@ class CurvatureRequest:
     @property
     def budget(self) -> int:
         return self.memory_budget if self.memory_budget is not None else memory_budget(self.x.device)
-
-
-@dataclass
-class ModelProfile:
-    """What the estimates need to know about a model: sizes, activations and forward cost per sample."""
-
-    n_selected: int
-    n_all: int
-    n_head: int
-    n_outputs: int
-    activations_per_sample: int  # elements of every leaf module's output for one input
-    forward_flops_per_sample: float
-    factor_sides: list[tuple[int, int]] = field(default_factory=list)  # (input side, output side) per Linear/Conv2d with selected weights
-    selected_module_types: set[str] = field(default_factory=set)
-
-    @classmethod
-    def of(cls, model: nn.Module, sample_shape: tuple[int, ...], names: list[str]) -> "ModelProfile":
-        params = dict(model.named_parameters())
-        owner = {}
-        for module_name, module in model.named_modules():
-            for attr, _ in module.named_parameters(recurse=False):
-                owner[f"{module_name}.{attr}" if module_name else attr] = module
-        activations, flops, outputs = 0, 0.0, 0
-        handles = []
-
-        def hook(module, inputs, output):
-            nonlocal activations, flops
-            if isinstance(output, torch.Tensor):
-                activations += output.numel()
-                if isinstance(module, nn.Linear):
-                    flops += 2.0 * output.numel() * module.in_features
-                elif isinstance(module, nn.Conv2d):
-                    flops += 2.0 * output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-
-        for module in model.modules():
-            if not list(module.children()):
-                handles.append(module.register_forward_hook(hook))
-        p0 = next(model.parameters())
-        was_training = model.training
-        try:
-            model.eval()
-            with torch.no_grad():
-                out = model(torch.zeros((1, *sample_shape), dtype=p0.dtype, device=p0.device))
-            outputs = int(out.shape[-1]) if out.dim() > 1 else 1
-        finally:
-            for h in handles:
-                h.remove()
-            model.train(was_training)
-        sides, types = [], set()
-        for name in names:
-            module = owner.get(name)
-            if module is None:
-                continue
-            types.add(type(module).__name__)
-            if name.endswith("weight") and isinstance(module, nn.Linear):
-                sides.append((module.in_features + (module.bias is not None), module.out_features))
-            elif name.endswith("weight") and isinstance(module, nn.Conv2d):
-                kh, kw = module.kernel_size
-                sides.append((module.in_channels * kh * kw + (module.bias is not None), module.out_channels))
-        return cls(
-            n_selected=sum(params[n].numel() for n in names),
-            n_all=sum(p.numel() for p in params.values() if p.requires_grad),
-            n_head=sum(params[n].numel() for n in head_names(model)),
-            n_outputs=outputs,
-            activations_per_sample=activations,
-            forward_flops_per_sample=flops,
-            factor_sides=sides,
-            selected_module_types=types,
-        )
-
-
-def memory_budget(device: Optional[torch.device] = None) -> int:
-    """Bytes a curvature may allocate: ``INFLUENCE_LAB_MEMORY_GB`` if set, else half the memory available
-    now (RAM, or the free memory of the GPU), so the machine's other work keeps running."""
-    override = os.environ.get("INFLUENCE_LAB_MEMORY_GB")
-    if override:
-        return int(float(override) * 2**30)
-    if device is not None and torch.device(device).type == "cuda":
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return int(0.8 * free)
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        available = int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        import psutil  # noqa: F401  (not a dependency: only where /proc is missing)
-
-        available = psutil.virtual_memory().available
-    return int(0.5 * available)
-
-
-def format_bytes(n: float) -> str:
-    for unit, size in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 REGISTRY: dict[str, type["Curvature"]] = {}
@@ -212,7 +116,7 @@ class Curvature(ABC):
     @classmethod
     def estimate_cost(cls, request: CurvatureRequest) -> Cost:
         """Wall time of fitting on the request and applying the inverse to its ``rows_to_solve`` gradient rows, measured
-        here (:mod:`influence_core.costs`). By default: the fit itself timed on one and on four mini-batches of the rows,
+        here (:mod:`influence_core.timing`). By default: the fit itself timed on one and on four mini-batches of the rows,
         extrapolated to all of them (a pass over the data, plus what does not grow with it: factor decompositions,
         a library's set-up), as the one- and two-pass backends take; a backend whose cost lies elsewhere (an iterative
         inverse, p tangents per sample) counts its own units."""
@@ -264,7 +168,7 @@ class Curvature(ABC):
 
 def subset_fit_seconds(cls: type["Curvature"], request: CurvatureRequest) -> float:
     """``cls.fit`` timed on the first mini-batch of rows and on the first four, extrapolated (affine) to every row."""
-    from influence_core.costs import affine, on_rows, remember, time_call
+    from influence_core.timing import affine, on_rows, remember, time_call
 
     n = request.n_train
     batch = max(1, min(request.batch_size, n))
@@ -277,18 +181,3 @@ def subset_fit_seconds(cls: type["Curvature"], request: CurvatureRequest) -> flo
 
     t_small, t_large = remember(request, ("fit", cls.name), measure)
     return affine(small, t_small, large, t_large)(n)
-
-
-def head_names(model: nn.Module) -> list[str]:
-    """The trainable parameters of the last linear layer (empty when the model has none)."""
-    from influence_core.errors import InputError
-    from influence_core.models import parameter_names
-
-    try:
-        return parameter_names(model, "last_layer")
-    except InputError:
-        return []
-
-
-def trainable_names(model: nn.Module) -> list[str]:
-    return [n for n, p in model.named_parameters() if p.requires_grad]

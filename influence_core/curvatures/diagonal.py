@@ -6,10 +6,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from influence_core.curvatures.base import Curvature, CurvatureRequest, head_names
+from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.laplace_fit import as_sequential, fit_laplace, prior_precision, subset_for, subset_reason
 from influence_core.errors import CurvatureError
 from influence_core.gradients import per_sample_grad_sq_sums
+from influence_core.models import head_names
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, CrossEntropyTask, SampledLabelCrossEntropy, Task
 

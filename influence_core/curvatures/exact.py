@@ -9,12 +9,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from influence_core.costs import Cost, dense_seconds, product_seconds, remember, seconds_text, time_call
-from influence_core.curvatures.base import Curvature, CurvatureRequest, format_bytes
+from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.dense import DenseInverse, dense_bytes
 from influence_core.errors import CurvatureError, InputError
 from influence_core.progress import ProgressFn, silent
+from influence_core.resources import format_bytes
 from influence_core.tasks import CROSS_ENTROPY, CrossEntropyTask, Task
+from influence_core.timing import Cost, dense_seconds, product_seconds, remember, seconds_text, time_call
 
 # The one limit on the exact Hessian's size: past it the p² matrix and p Hessian-vector passes per sample are
 # minutes to hours on a CPU; auto moves on to a factored curvature.

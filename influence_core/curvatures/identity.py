@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from influence_core.costs import Cost
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, Task
+from influence_core.timing import Cost
 
 
 class IdentityCurvature(Curvature):

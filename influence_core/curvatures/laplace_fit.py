@@ -71,7 +71,7 @@ def subset_reason(request, kind: str) -> Optional[str]:
 
 def subset_for(request, kind: str) -> str:
     """laplace-torch's ``subset_of_weights`` for the requested parameters: all of them or the head's."""
-    from influence_core.curvatures.base import head_names, trainable_names
+    from influence_core.models import head_names, trainable_names
 
     names = list(request.param_names)
     if names == head_names(request.model):

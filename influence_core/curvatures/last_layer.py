@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from influence_core.costs import Cost, dense_seconds, seconds_text
-from influence_core.curvatures.base import Curvature, CurvatureRequest, head_names
+from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.dense import DenseInverse, dense_bytes
 from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision
+from influence_core.models import head_names
 from influence_core.tasks import CrossEntropyTask
+from influence_core.timing import Cost, dense_seconds, seconds_text
 
 
 class LastLayerCurvature(Curvature):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from influence_core.costs import Cost, product_model, seconds_text
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.operators import SOLVE_COLUMNS, apply_in_chunks, damped_ggn, operator_bytes, solve_cost_blocks
+from influence_core.timing import Cost, product_model, seconds_text
 
 LISSA_DEPTH = 1000
 POWER_ITERATIONS = 30

@@ -96,7 +96,7 @@ def apply_in_chunks(operator, grads: Tensor, chunk: int = SOLVE_COLUMNS) -> Tens
 
 def solve_cost_blocks(request: CurvatureRequest) -> list[int]:
     """The column widths the request's rows are solved in."""
-    from influence_core.costs import column_blocks
+    from influence_core.timing import column_blocks
 
     return column_blocks(request.rows_to_solve, SOLVE_COLUMNS)
 

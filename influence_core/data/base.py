@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -126,3 +126,45 @@ def likeliest_other_labels(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     others = np.array(probs, dtype=np.float64, copy=True)
     others[np.arange(len(labels)), labels] = -np.inf
     return others.argmax(1)
+
+
+# ---------------------------------------------------------------- helpers shared by the loaders
+
+
+def select_classes(y: np.ndarray, classes: Optional[Sequence[int]], all_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Keep the rows whose label is in ``classes`` (original label values) and map them to 0..K-1.
+
+    The order of ``classes`` gives the new label order: ``classes=(4, 9)`` maps 4 → 0, 9 → 1.
+    Returns ``(row_mask, mapped_labels_of_kept_rows, class_names)``; ``None`` keeps everything.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if classes is None or len(classes) == 0:
+        return np.ones(len(y), dtype=bool), y.copy(), list(all_names)
+    wanted = [int(c) for c in classes]
+    available = list(range(len(all_names)))
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        raise InputError(f"classes {unknown} do not occur in this dataset; choose from {available[0]}..{available[-1]}")
+    if len(set(wanted)) != len(wanted):
+        raise InputError(f"classes {wanted} list a class twice; list each class once")
+    if len(wanted) < 2:
+        raise InputError(f"keep at least two classes to train a classifier (got {wanted})")
+    lookup = np.full(max(available) + 1, -1, dtype=np.int64)
+    lookup[wanted] = np.arange(len(wanted))
+    mask = lookup[y] >= 0
+    return mask, lookup[y[mask]], [str(all_names[c]) for c in wanted]
+
+
+def stratified_subset(y: np.ndarray, n: Optional[int], seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subsample of ``n`` rows, stratified by label (0 / None / n ≥ len = all)."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y)
+    if n is None or n <= 0 or n >= len(y):
+        return np.arange(len(y))
+    idx = np.arange(len(y))
+    try:
+        keep, _ = train_test_split(idx, train_size=int(n), random_state=seed, stratify=y)
+    except ValueError:  # too few rows of some class to stratify
+        keep, _ = train_test_split(idx, train_size=int(n), random_state=seed)
+    return np.sort(keep)

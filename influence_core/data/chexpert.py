@@ -14,16 +14,26 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from influence_core.data.base import Dataset, split_indices
+from influence_core.data.base import Dataset, split_indices, stratified_subset
 from influence_core.data.image_folder import decode_files, warn_skipped
-from influence_core.data.registry import stratified_subset
 from influence_core.errors import InputError
 from influence_core.progress import ProgressFn, scaled
 
 OBSERVATIONS = [
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
-    "Fracture", "Support Devices",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
 ]
 REQUIRED_COLUMNS = ["Path", "Sex", "Age", "Frontal/Lateral"]
 
@@ -168,7 +178,9 @@ def load_chexpert(
         if max_samples:
             table = table.iloc[stratified_subset(table["label"].to_numpy(), max_samples, seed)]
         if table["label"].nunique() < 2 or len(table) < 4:
-            raise InputError(f"{train_csv} has {len(table)} usable frontal scans with a definite {target!r} label and needs both classes and at least 4; check the CSV")
+            raise InputError(
+                f"{train_csv} has {len(table)} usable frontal scans with a definite {target!r} label and needs both classes and at least 4; check the CSV"
+            )
         # one scan per patient, so a row split is a patient split
         tr, te = split_indices(len(table), test_fraction, seed, stratify=table["label"].to_numpy())
         train_table, test_table = table.iloc[tr], table.iloc[te]
@@ -190,7 +202,13 @@ def load_chexpert(
         files = [res(p) for p in tab["Path"]]
         exists = np.array([f.is_file() for f in files], dtype=bool)
         missing = [(str(f), "file not found") for f, ok in zip(files, exists) if not ok]
-        x, bad = decode_files([f for f, ok in zip(files, exists) if ok], image_size, True, scaled(progress, i * 0.8, 0.8 + i * 0.2), f"decoding CheXpert {name} images")
+        x, bad = decode_files(
+            [f for f, ok in zip(files, exists) if ok],
+            image_size,
+            True,
+            scaled(progress, i * 0.8, 0.8 + i * 0.2),
+            f"decoding CheXpert {name} images",
+        )
         bad_set = {p for p, _ in bad}
         used = exists & np.array([str(f) not in bad_set for f in files], dtype=bool)
         warn_skipped(missing + bad, folder)

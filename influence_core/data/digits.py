@@ -7,8 +7,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from influence_core.data.base import Dataset, split_indices
-from influence_core.data.registry import select_classes
+from influence_core.data.base import Dataset, select_classes, split_indices
 
 
 @lru_cache(maxsize=1)

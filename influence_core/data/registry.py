@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from influence_core.config import DataConfig
-from influence_core.data.base import Dataset
+from influence_core.data.base import Dataset, select_classes, stratified_subset
 from influence_core.data.synthetic import DESCRIPTIONS as SYNTHETIC_DESCRIPTIONS
 from influence_core.data.synthetic import GENERATORS, make_synthetic
 from influence_core.errors import InputError
@@ -32,50 +32,6 @@ REAL_DATASETS: dict[str, str] = {
 
 DATASETS: dict[str, str] = {**SYNTHETIC_DESCRIPTIONS, **REAL_DATASETS}
 """Every dataset name ``load_dataset`` accepts → a one-line description for the UI."""
-
-
-# ---------------------------------------------------------------- helpers shared by the loaders
-
-
-def select_classes(
-    y: np.ndarray, classes: Optional[Sequence[int]], all_names: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Keep the rows whose label is in ``classes`` (original label values) and map them to 0..K-1.
-
-    The order of ``classes`` gives the new label order: ``classes=(4, 9)`` maps 4 → 0, 9 → 1.
-    Returns ``(row_mask, mapped_labels_of_kept_rows, class_names)``; ``None`` keeps everything.
-    """
-    y = np.asarray(y, dtype=np.int64)
-    if classes is None or len(classes) == 0:
-        return np.ones(len(y), dtype=bool), y.copy(), list(all_names)
-    wanted = [int(c) for c in classes]
-    available = list(range(len(all_names)))
-    unknown = [c for c in wanted if c not in available]
-    if unknown:
-        raise InputError(f"classes {unknown} do not occur in this dataset; choose from {available[0]}..{available[-1]}")
-    if len(set(wanted)) != len(wanted):
-        raise InputError(f"classes {wanted} list a class twice; list each class once")
-    if len(wanted) < 2:
-        raise InputError(f"keep at least two classes to train a classifier (got {wanted})")
-    lookup = np.full(max(available) + 1, -1, dtype=np.int64)
-    lookup[wanted] = np.arange(len(wanted))
-    mask = lookup[y] >= 0
-    return mask, lookup[y[mask]], [str(all_names[c]) for c in wanted]
-
-
-def stratified_subset(y: np.ndarray, n: Optional[int], seed: int) -> np.ndarray:
-    """Sorted indices of a seeded subsample of ``n`` rows, stratified by label (0 / None / n ≥ len = all)."""
-    from sklearn.model_selection import train_test_split
-
-    y = np.asarray(y)
-    if n is None or n <= 0 or n >= len(y):
-        return np.arange(len(y))
-    idx = np.arange(len(y))
-    try:
-        keep, _ = train_test_split(idx, train_size=int(n), random_state=seed, stratify=y)
-    except ValueError:  # too few rows of some class to stratify
-        keep, _ = train_test_split(idx, train_size=int(n), random_state=seed)
-    return np.sort(keep)
 
 
 def subsample(ds: Dataset, n_train: Optional[int], n_test: Optional[int], seed: int) -> Dataset:
@@ -328,7 +284,14 @@ def load_dataset(cfg: DataConfig, seed: int, progress: Optional[ProgressFn] = No
 
         if not cfg.path:
             raise InputError("CheXpert needs a path: set the dataset path to the CheXpert-v1.0-small folder (see data/README.md)")
-        ds = load_chexpert(cfg.path, image_size=64 if cfg.image_size is None else cfg.image_size, seed=seed, n_train=n_train, n_test=n_test, progress=progress)
+        ds = load_chexpert(
+            cfg.path,
+            image_size=64 if cfg.image_size is None else cfg.image_size,
+            seed=seed,
+            n_train=n_train,
+            n_test=n_test,
+            progress=progress,
+        )
         n_train = n_test = None
     elif name == "csv":
         from influence_core.data.tabular import load_csv

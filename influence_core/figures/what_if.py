@@ -53,3 +53,133 @@ def removal_check_figure(actual: np.ndarray, predicted: Mapping[str, np.ndarray]
         yaxis_title="retrained change (leave-one-out)",
     )
     return readable_axes(legend_below(fig))
+
+
+def flip_set_map_figure(
+    projection: tuple[np.ndarray, np.ndarray, tuple[str, str]],
+    train_labels: np.ndarray,
+    flipped: np.ndarray,
+    predicted: np.ndarray,
+    test_probs: np.ndarray,
+    set_sizes: np.ndarray,
+    chosen: np.ndarray,
+    mode: str,
+    test_point: int,
+    added: np.ndarray | None = None,
+) -> go.Figure:
+    """The training and test points in 2D, the chosen flip set ringed in black, rows that growing the set added ringed
+    in red and the picked test point as a star. Colour = class (test points: predicted class); × = a flipped label.
+    ``projection`` is ``flipset.project_2d``'s (train xy, test xy, axis titles)."""
+    x2, xt2, axes = projection
+    in_set = np.zeros(len(train_labels), dtype=bool)
+    in_set[np.asarray(chosen, int)] = True
+    fig = go.Figure()
+    fig.add_scatter(
+        x=x2[:, 0],
+        y=x2[:, 1],
+        mode="markers",
+        name="train (× = flipped label)",
+        marker=dict(color=[CLASS_COLOURS[c % 10] for c in train_labels], size=7, opacity=0.55, symbol=np.where(flipped, "x", "circle")),
+        hoverinfo="text",
+        text=[f"train #{i} label {c}" for i, c in enumerate(train_labels)],
+    )
+    fig.add_scatter(
+        x=xt2[:, 0],
+        y=xt2[:, 1],
+        mode="markers",
+        name="test (click to pick)",
+        marker=dict(color=[CLASS_COLOURS[c % 10] for c in predicted], size=9, symbol="diamond", line=dict(width=1, color="white")),
+        hoverinfo="text",
+        text=[f"test #{i} p={p:.2f} k={k}" for i, (p, k) in enumerate(zip(test_probs, set_sizes))],
+    )
+    ring = dict(size=15, color="rgba(0,0,0,0)")
+    fig.add_scatter(
+        x=x2[in_set, 0],
+        y=x2[in_set, 1],
+        mode="markers",
+        name=f"flip set ({mode}, {int(in_set.sum())})",
+        marker=dict(**ring, line=dict(width=2.5, color="black")),
+        hoverinfo="skip",
+    )
+    if added is not None:
+        fig.add_scatter(
+            x=x2[added, 0],
+            y=x2[added, 1],
+            mode="markers",
+            name=f"added by refinement ({len(added)})",
+            marker=dict(**ring, line=dict(width=2.5, color="crimson")),
+            hoverinfo="skip",
+        )
+    fig.add_scatter(
+        x=[xt2[test_point, 0]],
+        y=[xt2[test_point, 1]],
+        mode="markers",
+        name=f"test #{test_point}",
+        marker=dict(size=22, symbol="star", color="gold", line=dict(width=1.5, color="black")),
+        hoverinfo="skip",
+    )
+    fig.update_layout(
+        height=520,
+        xaxis_title=axes[0],
+        yaxis_title=axes[1],
+        margin=dict(l=10, r=10, t=30),
+        title="Colour = class (test: predicted); ringed = the flip set",
+    )
+    return readable_axes(legend_below(fig))
+
+
+RETRAINING_COLOURS = {"not checked": "#9aa5b1", "flipped": "#2a9d8f", "did not flip": "#d62828"}
+
+
+def set_size_histogram_figure(set_sizes: np.ndarray) -> go.Figure:
+    """How many relabels each test point with a set needs (k = |S_t|)."""
+    fig = go.Figure(go.Histogram(x=np.asarray(set_sizes), nbinsx=40, name="k"))
+    fig.update_layout(title=f"k = |S_t| over {len(set_sizes)} test points with a set", xaxis_title="k", yaxis_title="count")
+    return readable_axes(fig)
+
+
+def set_size_vs_distance_figure(set_sizes: np.ndarray, distance: np.ndarray, retraining: np.ndarray) -> go.Figure:
+    """k against the distance of the test point's probability from the threshold, coloured by what retraining said."""
+    fig = go.Figure()
+    retraining = np.asarray(retraining, dtype=object)
+    for outcome, colour in RETRAINING_COLOURS.items():
+        rows = retraining == outcome
+        if rows.any():
+            fig.add_scatter(
+                x=np.asarray(distance)[rows], y=np.asarray(set_sizes)[rows], mode="markers", name=outcome, marker=dict(color=colour)
+            )
+    fig.update_layout(title="k vs distance of p from the threshold", xaxis_title="|p − τ|", yaxis_title="k")
+    return readable_axes(legend_below(fig))
+
+
+def trim_figure(table, n_seeds: int, flipped_known: bool) -> go.Figure | None:
+    """Accuracy after trimming against the DP gap (data with groups, untrimmed included) or against the share of the
+    removed rows that carry a flipped label (untrimmed left out: it removed nothing). None when there is nothing to put
+    on the y axis (no groups and no known flips). ``table`` is ``TrimResult.table()``."""
+    fairness = bool(table["dp_gap_mean"].notna().any())
+    if not fairness and not flipped_known:
+        return None
+    y = "dp_gap_mean" if fairness else "flipped_share_removed"
+    plot = table if fairness else table[table["key"] != "none"]
+    fig = go.Figure()
+    for k, (_, row) in enumerate(plot.iterrows()):
+        fig.add_scatter(
+            x=[row["accuracy_mean"]],
+            y=[row[y]],
+            mode="markers",
+            name=row["method"],
+            marker=dict(size=12, color=CLASS_COLOURS[k % len(CLASS_COLOURS)]),
+            error_x=dict(type="data", array=[row["accuracy_std"]]) if n_seeds > 1 else None,
+        )
+    fig.update_layout(
+        title="Accuracy vs fairness after trimming (untrimmed included)"
+        if fairness
+        else "Accuracy after trimming vs the share of flipped labels it removed",
+        xaxis_title="held-out accuracy after trimming",
+        yaxis_title="demographic-parity gap" if fairness else "flipped share of the removed rows",
+        # the gap is a fraction the table shows in percent
+        xaxis_tickformat=".1%",
+        yaxis=dict(tickformat=".1%") if fairness else dict(range=[0, 1], tickformat=".0%"),
+        margin=dict(t=80),  # room for the title above the long y-axis title
+    )
+    return legend_below(fig)

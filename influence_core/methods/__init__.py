@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import TYPE_CHECKING
 
+from influence_core.config import add_registry_check
 from influence_core.errors import InputError
 from influence_core.methods.base import REGISTRY, AttributionContext, Attributor, stream_scores
+
+if TYPE_CHECKING:  # pragma: no cover
+    from influence_core.config import RunConfig
 
 for _module in pkgutil.iter_modules(__path__):  # every file registers its methods: a new one needs no other edit
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -44,6 +49,16 @@ def check_method_options(name: str, options: dict) -> None:
     if unknown:
         offer = ", ".join(f"{k} ({v})" for k, v in known.items()) or "none"
         raise InputError(f"the {name} method has no option {', '.join(unknown)}; its options: {offer}")
+
+
+def check_config(config: "RunConfig") -> None:
+    """A run's method is registered and has the knobs it is given (run in every config's validation)."""
+    if config.method not in method_names():
+        raise InputError(f"method must be one of {method_names()}, got {config.method!r}")
+    check_method_options(config.method, dict(config.method_options))
+
+
+add_registry_check(check_config)
 
 
 def fit_attributor(name: str, context: AttributionContext, progress=None) -> Attributor:

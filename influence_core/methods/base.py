@@ -1,7 +1,7 @@
 """The method seam: one registered attributor class per method (fit once, then score measurements).
 
 An attributor is fitted on a trained model (its curvature, its checkpoints, its dropout copies) and then
-scores any :class:`~influence_core.tasks.Measurement` against every training sample: a (k, n_train) array,
+scores any :class:`~influence_core.measurements.Measurement` against every training sample: a (k, n_train) array,
 **positive = harmful** (removing the sample would lower the measured quantity), and itself (self-scores,
 higher = more suspicious). Defining a subclass with a ``name`` registers it, so the config, the CLI, every
 page's picker and the contract test see it with no other edit.
@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from influence_core.measurements import Measurement
 from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.tasks import CROSS_ENTROPY, Measurement, Task
+from influence_core.tasks import CROSS_ENTROPY, Task
 from influence_core.training import Checkpoint, TrainingRecipe
 
 REGISTRY: dict[str, type["Attributor"]] = {}
@@ -33,7 +34,7 @@ def chunk_budget(device: Union[str, torch.device, None] = None) -> int:
     """Bytes one streamed chunk of gradient rows may hold: an eighth of the memory budget (half the free RAM, or of
     the GPU's free memory; ``INFLUENCE_LAB_MEMORY_GB``), so the curvature, the queries and the machine's other work
     keep the rest; within 64 MiB..1 GiB on a CPU (larger chunks stop paying there) and up to 4 GiB on a GPU."""
-    from influence_core.curvatures.base import memory_budget
+    from influence_core.resources import memory_budget
 
     device = torch.device(device or "cpu")
     high = 4 * 2**30 if device.type == "cuda" else 2**30
@@ -57,7 +58,7 @@ def chunk_rows(
 
 
 def _profile(model: nn.Module, names: Sequence[str], sample_shape: tuple[int, ...]):
-    from influence_core.curvatures.base import ModelProfile
+    from influence_core.resources import ModelProfile
 
     return ModelProfile.of(model, tuple(sample_shape), list(names))
 

@@ -19,9 +19,10 @@ import torch
 
 from influence_core import replay
 from influence_core.errors import InputError
+from influence_core.measurements import Measurement, PerSampleLoss
 from influence_core.methods.base import AttributionContext, Attributor
 from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.tasks import Measurement, PerSampleLoss, Task
+from influence_core.tasks import Task
 
 # self-scores take one reverse pass per batch of training rows: past this many rows they are refused, with the reason
 MAX_SELF_ROWS = 4096
@@ -80,7 +81,7 @@ class ExactAttribution(Attributor):
 
     def queries_per_pass(self, n_queries: int) -> int:
         """Measurements per reverse pass: the knob, else as many as the memory budget allows (at least one)."""
-        from influence_core.curvatures.base import format_bytes, memory_budget
+        from influence_core.resources import format_bytes, memory_budget
 
         fixed = self.context.options.get("queries_per_pass")
         if fixed:

@@ -8,9 +8,10 @@ import numpy as np
 
 from influence_core.curvatures import CurvatureRequest, fit_curvature
 from influence_core.distributed import over_rows
+from influence_core.measurements import Measurement
 from influence_core.methods.base import Attributor, preconditioned_queries, stream_scores
 from influence_core.progress import ProgressFn, silent
-from influence_core.tasks import Measurement, Task
+from influence_core.tasks import Task
 
 
 class InfluenceFunction(Attributor):

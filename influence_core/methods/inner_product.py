@@ -14,9 +14,10 @@ from torch import nn
 from influence_core.curvatures.identity import IdentityCurvature
 from influence_core.distributed import over_rows
 from influence_core.errors import InputError
+from influence_core.measurements import Measurement
 from influence_core.methods.base import Attributor, preconditioned_queries, stream_scores
 from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.tasks import Measurement, Task
+from influence_core.tasks import Task
 from influence_core.training import model_at
 
 

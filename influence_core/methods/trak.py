@@ -21,9 +21,10 @@ import torch
 from influence_core.distributed import over_rows
 from influence_core.errors import InputError
 from influence_core.gradients import iter_per_sample_grads
+from influence_core.measurements import Measurement
 from influence_core.methods.base import Attributor, model_chunk_rows
 from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.tasks import CORRECT_CLASS_MARGIN, Measurement, Task
+from influence_core.tasks import CORRECT_CLASS_MARGIN, Task
 from influence_core.training import model_at
 
 PROJECTION_DIM, PROJECTION_BLOCK = 512, 4096

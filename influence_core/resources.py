@@ -1,0 +1,110 @@
+"""What a model and the machine have: a model's sizes and forward cost (:class:`ModelProfile`), the memory a
+computation may allocate (:func:`memory_budget`) and bytes in words. Engine utilities: the curvatures, the methods and
+the run layer read them, and nothing here knows of any of those."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from influence_core.models import head_names
+
+
+@dataclass
+class ModelProfile:
+    """What the estimates need to know about a model: sizes, activations and forward cost per sample."""
+
+    n_selected: int
+    n_all: int
+    n_head: int
+    n_outputs: int
+    activations_per_sample: int  # elements of every leaf module's output for one input
+    forward_flops_per_sample: float
+    factor_sides: list[tuple[int, int]] = field(default_factory=list)  # (input side, output side) per Linear/Conv2d with selected weights
+    selected_module_types: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, model: nn.Module, sample_shape: tuple[int, ...], names: list[str]) -> "ModelProfile":
+        params = dict(model.named_parameters())
+        owner = {}
+        for module_name, module in model.named_modules():
+            for attr, _ in module.named_parameters(recurse=False):
+                owner[f"{module_name}.{attr}" if module_name else attr] = module
+        activations, flops, outputs = 0, 0.0, 0
+        handles = []
+
+        def hook(module, inputs, output):
+            nonlocal activations, flops
+            if isinstance(output, torch.Tensor):
+                activations += output.numel()
+                if isinstance(module, nn.Linear):
+                    flops += 2.0 * output.numel() * module.in_features
+                elif isinstance(module, nn.Conv2d):
+                    flops += 2.0 * output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+
+        for module in model.modules():
+            if not list(module.children()):
+                handles.append(module.register_forward_hook(hook))
+        p0 = next(model.parameters())
+        was_training = model.training
+        try:
+            model.eval()
+            with torch.no_grad():
+                out = model(torch.zeros((1, *sample_shape), dtype=p0.dtype, device=p0.device))
+            outputs = int(out.shape[-1]) if out.dim() > 1 else 1
+        finally:
+            for h in handles:
+                h.remove()
+            model.train(was_training)
+        sides, types = [], set()
+        for name in names:
+            module = owner.get(name)
+            if module is None:
+                continue
+            types.add(type(module).__name__)
+            if name.endswith("weight") and isinstance(module, nn.Linear):
+                sides.append((module.in_features + (module.bias is not None), module.out_features))
+            elif name.endswith("weight") and isinstance(module, nn.Conv2d):
+                kh, kw = module.kernel_size
+                sides.append((module.in_channels * kh * kw + (module.bias is not None), module.out_channels))
+        return cls(
+            n_selected=sum(params[n].numel() for n in names),
+            n_all=sum(p.numel() for p in params.values() if p.requires_grad),
+            n_head=sum(params[n].numel() for n in head_names(model)),
+            n_outputs=outputs,
+            activations_per_sample=activations,
+            forward_flops_per_sample=flops,
+            factor_sides=sides,
+            selected_module_types=types,
+        )
+
+
+def memory_budget(device: Optional[torch.device] = None) -> int:
+    """Bytes a curvature may allocate: ``INFLUENCE_LAB_MEMORY_GB`` if set, else half the memory available
+    now (RAM, or the free memory of the GPU), so the machine's other work keeps running."""
+    override = os.environ.get("INFLUENCE_LAB_MEMORY_GB")
+    if override:
+        return int(float(override) * 2**30)
+    if device is not None and torch.device(device).type == "cuda":
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(0.8 * free)
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        import psutil  # noqa: F401  (not a dependency: only where /proc is missing)
+
+        available = psutil.virtual_memory().available
+    return int(0.5 * available)
+
+
+def format_bytes(n: float) -> str:
+    for unit, size in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
