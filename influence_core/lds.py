@@ -168,17 +168,16 @@ def retraining_config(config: RunConfig, train: Optional[TrainConfig] = None) ->
     unasked) its architecture from the zoo, trained from scratch by ``train`` (the zoo's default for it when None).
     LDS then asks how well the scores of the user's weights predict what that training does without each row."""
     from influence_core.config import MODEL_KINDS, ModelConfig, default_training
+    from influence_core.model_files import retrainable_zoo_kind
 
     m = config.model
     if m.kind != "file":
         return config
-    if m.arch not in MODEL_KINDS:
-        raise InputError(
-            f"retraining your model needs an architecture this project can train ({', '.join(MODEL_KINDS)}); "
-            + ("a .pt2 program has none to retrain" if m.arch is None else f"{m.arch!r} is a torchvision name")
-        )
-    model = ModelConfig(kind=m.arch, hidden=m.hidden, depth=m.depth, activation=m.activation)
-    return config.replace(model=model, train=train or default_training(m.arch))
+    kind, why_not = retrainable_zoo_kind(m)
+    if kind is None:
+        raise InputError(f"retraining your model needs an architecture this project can train ({', '.join(MODEL_KINDS)}): {why_not}")
+    model = ModelConfig(kind=kind, hidden=m.hidden, depth=m.depth, activation=m.activation)
+    return config.replace(model=model, train=train or default_training(kind))
 
 
 def _retrain_subset(

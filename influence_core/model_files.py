@@ -234,6 +234,18 @@ def resolve_architecture(
     raise InputError(f"{path} does not fit this architecture ({candidates[0].label}): {problems[0]}{fix}")
 
 
+def retrainable_zoo_kind(model: ModelConfig) -> tuple[Optional[str], str]:
+    """(the zoo model a user's weights are, why not): the architecture this project can train from scratch for a
+    model the user brings: ``mlp``, ``zoo:resnet18``, or a bare ``resnet18`` whose file has the zoo's layout. A
+    program (.pt2) or a torchvision architecture has none, and the reason says so."""
+    if model.arch is None:
+        return None, "a .pt2 program has no architecture to retrain"
+    zoo = [c for c in parse_arch(model.arch) if c.source == "zoo"]
+    if zoo and (len(parse_arch(model.arch)) == 1 or _zoo_like(read_state_dict(model.file))):
+        return zoo[0].name, ""
+    return None, f"{model.arch!r} is a torchvision architecture (this project retrains only its zoo's)"
+
+
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors only: safetensors, or torch.load(weights_only=True), which refuses a pickle that carries code."""
     if path.endswith(".safetensors"):

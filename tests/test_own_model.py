@@ -180,7 +180,7 @@ def test_lds_of_your_model_with_retraining_allowed_equals_the_same_model_trained
     np.testing.assert_allclose(yours["lds"], zoo["lds"], rtol=1e-6, atol=1e-9)
     assert zoo["lds"].notna().all()
     # a program has no architecture to retrain: refused, saying so
-    with pytest.raises(InputError, match="a .pt2 program has none"):
+    with pytest.raises(InputError, match="a .pt2 program has no architecture to retrain"):
         from influence_core.lds import retraining_config
 
         retraining_config(zoo_config.replace(model=ModelConfig(kind="file", file="m.pt2")))

@@ -127,3 +127,28 @@ def test_architecture_names_are_checked_when_the_model_is_named(tmp_path):
         own_model_config(weights, "tv:resnet18")
     with pytest.raises(InputError, match="unknown architecture 'fasterrcnn_resnet50_fpn'"):  # a detector: not a classifier
         own_model_config(weights, "fasterrcnn_resnet50_fpn")
+
+
+@pytest.mark.parametrize(
+    "holds, arch, retrains",
+    [
+        ("zoo", "resnet18", "resnet18"),
+        ("zoo", "zoo:resnet18", "resnet18"),
+        ("torchvision", "resnet18", None),
+        ("torchvision", "torchvision:resnet18", None),
+    ],
+)
+def test_lds_retrains_the_zoo_architecture_the_weights_are_and_refuses_torchvision_ones(tmp_path, holds, arch, retrains):
+    """`lds --retrain` on your ResNet18: the zoo's layout (named bare or zoo:) retrains the zoo's ResNet18 (it was
+    refused as 'a torchvision name'); torchvision's own weights are refused, saying why."""
+    from influence_core.config import DataConfig, RunConfig
+    from influence_core.lds import retraining_config
+    from influence_core.model_files import own_model_config
+
+    (_torchvision_resnet18 if holds == "torchvision" else _zoo_resnet18)(tmp_path / "w.pt")
+    config = RunConfig(data=DataConfig(name="digits"), model=own_model_config(str(tmp_path / "w.pt"), arch))
+    if retrains is None:
+        with pytest.raises(InputError, match="is a torchvision architecture"):
+            retraining_config(config)
+    else:
+        assert retraining_config(config).model.kind == retrains
