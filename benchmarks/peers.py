@@ -46,10 +46,10 @@ from influence_core.config import ModelConfig, TrainConfig  # noqa: E402
 from influence_core.data.mnist import load_fashion_mnist, load_mnist  # noqa: E402
 from influence_core.data.noise import uniform_noise  # noqa: E402
 from influence_core.gradients import conv_paths  # noqa: E402
+from influence_core.measurements import PerSampleLoss  # noqa: E402
 from influence_core.methods import AttributionContext, fit_attributor  # noqa: E402
 from influence_core.metrics import auroc  # noqa: E402
 from influence_core.models import build_model, parameter_names  # noqa: E402
-from influence_core.tasks import PerSampleLoss  # noqa: E402
 from influence_core.training import train_model  # noqa: E402
 
 HINT = "not installed: pip install -e .[peers]"
