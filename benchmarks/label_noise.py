@@ -21,8 +21,9 @@ method's self-score (the comparison of issue 15). Reported per case: AUROC, aver
 default ≥ the best baseline (training loss, out-of-fold loss, AUM, both cleanlabs) minus one seed-std, on AUROC and
 AP, and its mean AUROC over all cases ≥ the best baseline's mean + 0.01.
 
-``--develop`` is how the combined ranking's components were chosen: on development seeds (100+, never an evaluation
-seed), every rank average of 2–4 detectors is scored, and the one with the best mean AUROC over the cases is printed.
+``--develop`` is how the combined ranking was chosen: on development seeds (100+, never an evaluation seed), the runs
+are split by the default's gate (the model fits ≥ FITS_ITS_LABELS of its training labels, or not), and on each side
+every single detector and every rank average of 2–4 detectors is scored by its mean AUROC over that side's runs.
 
     python benchmarks/label_noise.py --seeds 0,1,2 --json eval.json      # the evaluation (2-core CPU: ~40 min)
     python benchmarks/label_noise.py --develop --seeds 100 --json dev.json
@@ -52,7 +53,7 @@ from influence_core import detectors, methods
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_damping, default_training
 from influence_core.data import noise
 from influence_core.data.registry import load_dataset, peek_own_data
-from influence_core.detectors.combined import rank_average
+from influence_core.detectors.combined import FITS_ITS_LABELS, combine, rank_average
 from influence_core.device import default_device
 from influence_core.errors import CurvatureError, InputError
 from influence_core.experiments import fit_method, predict_proba, train
@@ -223,10 +224,10 @@ def run_seed(case: Case, seed: int, args: argparse.Namespace, folder: Path, key:
 
 
 def rescored(folder: str, seeds: list[int], cases: list[str]) -> dict[str, list[dict]]:
-    """Per-seed results from scores saved with --save-scores, the default ranking recomputed from its components as
-    the registry's combined detector computes it (``rank_average`` of the same scores): a new choice of components
-    measured on the saved runs without training them again."""
-    default = detectors.get(detectors.DEFAULT_DETECTOR)
+    """Per-seed results from scores saved with --save-scores, the default ranking recomputed from its components by
+    the very function the registry's combined detector uses (``combine``, gated on the run's training accuracy): a
+    new choice measured on the saved runs without training them again."""
+    default = detectors.DEFAULT_DETECTOR
     out = {}
     for key in cases:
         runs = []
@@ -235,8 +236,8 @@ def rescored(folder: str, seeds: list[int], cases: list[str]) -> dict[str, list[
             if not path.exists():
                 break
             run = _load_run(path, seed)
-            run["scores"][default.name] = rank_average([run["scores"][c] for c in default.components])
-            run["rows"][default.name] = measures(run["scores"][default.name], run["mask"])
+            run["scores"][default] = combine(run["scores"], run["info"]["train_accuracy"])
+            run["rows"][default] = measures(run["scores"][default], run["mask"])
             runs.append(run)
         else:
             out[key] = runs
@@ -309,20 +310,34 @@ def print_summary(results: dict[str, dict], default: str) -> None:
     print(f"cases where the default is below the best baseline − 1 std: {', '.join(missed) if missed else 'none'}")
 
 
-def develop(per_case: dict[str, list[dict]], max_size: int = 4) -> list[tuple[float, tuple[str, ...]]]:
-    """Mean AUROC over the cases of every rank average of 2..max_size single detectors (development seeds only)."""
-    singles = [d for d in next(iter(per_case.values()))[0]["scores"] if d != detectors.DEFAULT_DETECTOR and not d.startswith("self:")]
-    ranking = []
-    for size in range(2, max_size + 1):
-        for combo in itertools.combinations(singles, size):
-            per = []
-            for runs in per_case.values():
-                if not all(all(c in r["scores"] for c in combo) for r in runs):
-                    break
-                per.append(np.mean([auroc(rank_average([r["scores"][c] for c in combo]), r["mask"]) for r in runs]))
-            else:
-                ranking.append((float(np.mean(per)), combo))
-    return sorted(ranking, reverse=True)
+def develop(per_case: dict[str, list[dict]], max_size: int = 4) -> dict[str, list[tuple[float, tuple[str, ...]]]]:
+    """On each side of the default's gate (runs whose model fits ≥ FITS_ITS_LABELS of its labels: "memorised"; the
+    others: "unfitted"), every single detector and every rank average of 2..max_size of them, by mean AUROC over
+    that side's runs (development seeds only)."""
+    runs = [r for rs in per_case.values() for r in rs]
+    singles = [d for d in runs[0]["scores"] if d != detectors.DEFAULT_DETECTOR and not d.startswith("self:")]
+    out = {}
+    for side, on_side in (
+        ("memorised", lambda r: r["info"]["train_accuracy"] >= FITS_ITS_LABELS),
+        ("unfitted", lambda r: r["info"]["train_accuracy"] < FITS_ITS_LABELS),
+    ):
+        chosen = [r for r in runs if on_side(r)]
+        ranking = []
+        for size in range(1, max_size + 1):
+            for combo in itertools.combinations(singles, size):
+                if all(all(c in r["scores"] for c in combo) for r in chosen) and chosen:
+                    ranking.append(
+                        (float(np.mean([auroc(rank_average([r["scores"][c] for c in combo]), r["mask"]) for r in chosen])), combo)
+                    )
+        out[f"{side} ({len(chosen)} runs)"] = sorted(ranking, reverse=True)
+    return out
+
+
+def print_development(per_case: dict[str, list[dict]]) -> None:
+    for side, ranking in develop(per_case).items():
+        print(f"\n=== development, {side}: rank averages by mean AUROC (top 10)")
+        for score, combo in ranking[:10]:
+            print(f"{score:.4f}  {' + '.join(combo)}")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -355,14 +370,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
         wanted = [c.strip() for c in (args.cases or ",".join(CASES)).split(",") if c.strip()]
         per_case = rescored(args.rescore, seeds, wanted)
-        print(f"rescored {args.rescore}: seeds {seeds}; default {default} = rank average of {', '.join(detectors.get(default).components)}")
+        print(f"rescored {args.rescore}: seeds {seeds}; default {default}: {detectors.get(default).description}")
         results = {key: summarise(runs) for key, runs in per_case.items()}
         for key, result in results.items():
             print_case(key, result, default)
         print_summary(results, default)
         if args.develop:
-            for score, combo in develop(per_case)[:10]:
-                print(f"{score:.4f}  {' + '.join(combo)}")
+            print_development(per_case)
         return None
     if args.show:
         saved = json.loads(Path(args.show).read_text())
@@ -385,7 +399,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     settings = (
         f"device {default_device()} (torch threads {torch.get_num_threads()}); seeds {seeds}; {args.folds}-fold; MNIST-family "
         f"SGD {args.epochs} epochs ({args.memorise_epochs} memorised), at most {args.n_train} rows; detectors "
-        f"{', '.join(detectors.detector_names())}; default {default} = rank average of {', '.join(detectors.get(default).components)}"
+        f"{', '.join(detectors.detector_names())}; default {default}: {detectors.get(default).description}"
     )
     print(settings, flush=True)
     total = time.perf_counter()
@@ -399,10 +413,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     print_summary(results, default)
     print(f"total {time.perf_counter() - total:.0f} s")
     if args.develop:
-        ranking = develop(per_case)
-        print("\n=== development: rank averages by mean AUROC over the cases (top 10)")
-        for score, combo in ranking[:10]:
-            print(f"{score:.4f}  {' + '.join(combo)}")
+        print_development(per_case)
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": settings, "default": default, "results": results}, indent=2))
 

@@ -184,7 +184,10 @@ def _detection(result, args: argparse.Namespace, progress):
         estimate = detectors.estimate_seconds(context, [args.detector, *names])
         about = f", about {estimate:.0f} s from this run's training time" if estimate else ""
         print(f"detectors: the out-of-fold ones train the model {trainings} more times{about}", file=sys.stderr)
-    return detectors.detect(result, names, args.detector, progress, context=context)
+    detection = detectors.detect(result, names, args.detector, progress, context=context)
+    if detection.basis:
+        print(f"suspicion: {detectors.label(detection.default)}, because {detection.basis}", file=sys.stderr)
+    return detection
 
 
 # estimates under this are not worth a line of their own

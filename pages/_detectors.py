@@ -31,7 +31,7 @@ def detectors_panel(
     detectors that train on folds, offered with its estimate when they have not run."""
     lead = detectors.get(detection.default)
     made_of = f" of {', '.join(detectors.label(c) for c in detection.components)}" if detection.components else ""
-    st.markdown(f"**Ranked by {lead.label}**{made_of}: {lead.description}.")
+    st.markdown(f"**Ranked by {lead.label}**{made_of}" + (f": {detection.basis}." if detection.basis else f": {lead.description}."))
     waiting = detection.waiting
     for name, why in detection.skipped.items():
         if name not in waiting:

@@ -65,7 +65,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, default_damping, explorer_config  # noqa: E402
-from influence_core.costs import estimate_run, influence_is_cached
+from influence_core.costs import estimate_run, influence_is_cached  # noqa: E402
 from influence_core.data.synthetic import DESCRIPTIONS, SHORT_NAMES  # noqa: E402
 from influence_core.experiments import (  # noqa: E402
     EDITS,

@@ -4,6 +4,7 @@ misled, and registration reaching the CLI with no other edit."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 
 import numpy as np
@@ -120,6 +121,33 @@ def test_a_flagged_row_is_explained_from_what_the_run_holds(memorised):
     if why.suggested != why.given:
         assert (ds.y_train[why.nearest_suggested] == why.suggested).all() and len(why.nearest_suggested) == 5
     assert why.summary(ds.class_names, "r7").startswith("Row r7: ") and "detectors flag it" in why.summary(ds.class_names, "r7")
+
+
+def test_the_default_gates_on_whether_the_model_fits_its_labels():
+    """Memorised (≥ FITS_ITS_LABELS of the labels fitted): the mean rank of the memorised set; otherwise AUM alone;
+    where the gate's set cannot run (no dynamics), the other set's detectors that can."""
+    from influence_core.detectors.combined import FITS_ITS_LABELS, MEMORISED_COMPONENTS, UNFITTED_COMPONENTS, combine, components_for
+
+    everything = ["loss", "aum", "loss_trajectory", "cleanlab_logreg", "oof_loss"]
+    assert components_for(1.0, everything) == MEMORISED_COMPONENTS
+    assert components_for(FITS_ITS_LABELS - 0.01, everything) == UNFITTED_COMPONENTS == ("aum",)
+    assert components_for(0.8, ["cleanlab_logreg"]) == ("cleanlab_logreg",)  # a loaded model: no AUM to read
+    rng = np.random.default_rng(0)
+    scores = {name: rng.normal(size=50) for name in everything}
+    assert np.array_equal(np.argsort(combine(scores, 0.8)), np.argsort(scores["aum"]))
+
+
+def test_on_a_model_that_leaves_its_flips_unfitted_the_default_is_aum_and_says_why(one_torch_thread):
+    """Strong weight decay keeps the MLP from fitting its flips: the default ranks by AUM, the detection says the
+    model's training accuracy and why, and it still beats the final loss."""
+    config, ds = _memorised_digits()
+    config = config.replace(train=dataclasses.replace(config.train, weight_decay=0.05, epochs=30))
+    trained = train(config, dataset=ds, use_cache=False)
+    found = detectors.detect(trained, ["loss", "aum"], context=DetectionContext(trained, use_cache=False))
+    assert trained.metrics["train"]["accuracy"] < 0.95
+    assert found.components == ("aum",) and np.array_equal(found.suspicion.argsort(), found.scores["aum"].argsort())
+    assert f"fits {trained.metrics['train']['accuracy']:.1%} of its training labels (< 95%)" in found.basis, found.basis
+    assert auroc(found.suspicion, ds.flipped) > auroc(found.scores["loss"], ds.flipped)
 
 
 class _Fake:

@@ -51,6 +51,7 @@ class Detection:
     suggested: dict[str, np.ndarray] = field(default_factory=dict)
     components: tuple[str, ...] = ()  # what the default averaged, where it is the combined ranking
     waiting: tuple[str, ...] = ()  # skipped only because out-of-fold trainings were not asked for yet
+    basis: str = ""  # why the default ranks by what it does on this run (the combined ranking's gate)
 
     @property
     def suspicion(self) -> np.ndarray:
@@ -152,7 +153,8 @@ def detect(
         raise InputError("no detector can run on this model: " + "; ".join(skipped.values()))
     lead = default if default in scores else next(iter(scores))
     waiting = tuple(n for n in skipped if get(n).out_of_fold and context.trained_here and not context.allow_out_of_fold)
-    return Detection(scores, lead, skipped, seconds, suggested, get(lead).used_components(context), waiting)
+    lead_cls = get(lead)
+    return Detection(scores, lead, skipped, seconds, suggested, lead_cls.used_components(context), waiting, lead_cls.basis(context))
 
 
 __all__ = [

@@ -104,6 +104,12 @@ class Detector:
         """The detectors this one is made of on this run (a combined ranking's; none for a single detector)."""
         return ()
 
+    @classmethod
+    def basis(cls, context: DetectionContext) -> str:
+        """Why this ranking, on this run, rests on what it does (a view prints it beside the ranking; "" = nothing
+        beyond its description)."""
+        return ""
+
     def scores(self, progress: ProgressFn = silent) -> np.ndarray:
         raise NotImplementedError
 
