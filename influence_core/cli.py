@@ -169,7 +169,11 @@ def _detection(result, args: argparse.Namespace, progress):
     from influence_core import detectors
 
     if args.detectors in ("all", "untrained"):  # untrained: every detector that does not train the model again
-        names = [n for n in detectors.detector_names() if args.detectors == "all" or not detectors.get(n).out_of_fold]
+        names = [
+            n
+            for n in detectors.detector_names(on_request=args.detectors == "all")
+            if args.detectors == "all" or not detectors.get(n).out_of_fold
+        ]
     else:
         names = [n.strip() for n in args.detectors.split(",") if n.strip()]
     for name in names:
@@ -336,7 +340,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--detector",
         default=detectors.DEFAULT_DETECTOR,
-        choices=list(detectors.detector_names()),
+        choices=list(detectors.detector_names(on_request=True)),
         help=f"the ranking in the suspicion column (default {detectors.DEFAULT_DETECTOR}: "
         f"{detectors.get(detectors.DEFAULT_DETECTOR).description})",
     )
@@ -344,8 +348,11 @@ def _parser() -> argparse.ArgumentParser:
         "--detectors",
         default="untrained",
         help="detectors whose scores get a column each, comma-separated; 'untrained' (default): every one that does not "
-        "train the model again; 'all' adds the out-of-fold ones (the model trained 5 more times). The detectors: "
-        + ", ".join(f"{n} ({detectors.label(n)})" for n in detectors.detector_names()),
+        "train the model again and is not costly; 'all' adds the out-of-fold ones (the model trained 5 more times) and the "
+        "costly ones ("
+        + ", ".join(n for n in detectors.detector_names(on_request=True) if detectors.get(n).on_request)
+        + "). The detectors: "
+        + ", ".join(f"{n} ({detectors.label(n)})" for n in detectors.detector_names(on_request=True)),
     )
     c = sub.add_parser("check", help="does the influence predict retraining on your data? (leave-one-out for the strongest rows)")
     _add_run_arguments(c, 0.2, "held-out share the test rows come from (default 0.2)")

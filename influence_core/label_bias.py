@@ -441,6 +441,14 @@ def kept_influence(result: LabelBiasResult) -> tuple[np.ndarray, np.ndarray]:
     return ids, matrix
 
 
+def influence_on_loss_scale(result: LabelBiasResult) -> bool:
+    """Whether the run's influence rows predict a loss change (the method declares it): a flagged row's removal is then
+    predicted, and checked by retraining, on the loss scale."""
+    from influence_core.methods import get as get_method
+
+    return get_method(result.config.method).predicts_loss_change
+
+
 def add_out_of_fold_detectors(result: LabelBiasResult, progress: ProgressFn = silent) -> LabelBiasResult:
     """Run the detectors that retrain on folds (the page's click after their estimate), and put their scores and the
     combined ranking that now includes them in the result."""

@@ -9,9 +9,10 @@ import numpy as np
 import streamlit as st
 
 from influence_core import detectors
-from influence_core.detectors.explain import explain_row
+from influence_core.detectors.explain import check_row_edits, edit_checks_table, explain_row
 from influence_core.figures import detectors as figures
-from pages._ui import settle_widget
+from influence_core.timing import duration_text
+from pages._ui import progress_status, run_or_explain, settle_widget
 
 
 def detectors_panel(
@@ -25,10 +26,12 @@ def detectors_panel(
     picture: Optional[Callable[[np.ndarray], Any]] = None,
     run_out_of_fold: Optional[Callable[[], None]] = None,
     out_of_fold_seconds: Optional[float] = None,
+    influence_on_loss_scale: bool = False,
 ) -> None:
     """``k``: the rows the view flags (each detector's top ``k`` counts as its flags); ``mask``: planted flips, when
     there are any; ``picture``: a training row's image, for image data; ``run_out_of_fold``: the view's way to run the
-    detectors that train on folds, offered with its estimate when they have not run."""
+    detectors that train on folds, offered with its estimate when they have not run; ``influence_on_loss_scale``: the
+    influence rows predict a loss change (the method says so), so a removal's predicted effect is shown and checked."""
     lead = detectors.get(detection.default)
     made_of = f" of {', '.join(detectors.label(c) for c in detection.components)}" if detection.components else ""
     st.markdown(f"**Ranked by {lead.label}**{made_of}" + (f": {detection.basis}." if detection.basis else f": {lead.description}."))
@@ -59,11 +62,11 @@ def detectors_panel(
     )
     st.plotly_chart(figures.agreement_figure(detection, k), width="stretch", key=f"{key}_agreement")
 
-    _explanation(detection, context, k, key, influence_rows, test_ids, picture)
+    _explanation(detection, context, k, key, influence_rows, test_ids, picture, influence_on_loss_scale)
 
 
 @st.fragment
-def _explanation(detection, context, k, key, influence_rows, test_ids, picture) -> None:
+def _explanation(detection, context, k, key, influence_rows, test_ids, picture, influence_on_loss_scale) -> None:
     """One flagged row's explanation; a fragment, so picking another row reruns only this (not the view's charts)."""
     ds = context.dataset
     names = np.asarray(ds.class_names)
@@ -108,3 +111,29 @@ def _explanation(detection, context, k, key, influence_rows, test_ids, picture) 
                 col.image(picture(ds.x_train[int(r)]), width=64, caption=str(ds.ids_train[int(r)]))
         else:
             st.write(", ".join(str(ds.ids_train[int(r)]) for r in found))
+    _retraining_check(context, why, key, influence_rows, test_ids, influence_on_loss_scale)
+
+
+def _retraining_check(context, why, key, influence_rows, test_ids, on_loss_scale) -> None:
+    """Remove the row and relabel it to the suggestion, each the same run trained again, on request."""
+    if not context.trained_here:
+        st.caption("Checking by retraining trains the model again: a model loaded from your file is not retrained here.")
+        return
+    names = np.asarray(context.dataset.class_names)
+    relabel = why.suggested is not None and why.suggested != why.given
+    seconds = (context.trained.metrics.get("train_seconds") or 0.0) * (2 if relabel else 1)
+    about = f" (about {duration_text(seconds)})" if seconds else ""
+    what = f"without it and relabelled {names[why.suggested]}" if relabel else "without it"
+    store = st.session_state.setdefault(f"{key}_checks", {})
+    if st.button(f"Check by retraining {what}{about}", key=f"{key}_check"):
+        with progress_status(f"Retraining {what}") as report:
+            checks = run_or_explain(check_row_edits, context, why.row, why.suggested, influence_rows, test_ids, on_loss_scale, report)
+        if checks is not None:
+            store[why.row] = checks
+    if why.row in store:
+        st.dataframe(edit_checks_table(store[why.row], names), hide_index=True, width="stretch", key=f"{key}_check_table")
+        st.caption(
+            "Same seed, same initial weights and batch order as the run: each change is the edit's own effect, not a "
+            "new draw of training noise. Predicted Δ loss: the influence on the held-out rows this run kept, −influence / n "
+            "(first order), against the retrained change of the same rows' mean loss."
+        )

@@ -385,6 +385,7 @@ def threshold_and_what_it_flags() -> None:
                 picture=None if ds.x_train.ndim == 2 else lb.image_of,
                 run_out_of_fold=None if yours else _out_of_fold,
                 out_of_fold_seconds=m.get("out_of_fold_estimate"),
+                influence_on_loss_scale=lb.influence_on_loss_scale(result),
             )
 
     st.subheader("Sample level: the training samples behind one held-out prediction")

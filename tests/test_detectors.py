@@ -219,3 +219,54 @@ def test_label_bias_shows_the_detectors_side_by_side_and_explains_a_flagged_row(
     picker.select_index(1).run()
     assert not at.exception, at.exception
     assert explained().startswith(f"Row {at.selectbox(key='label_bias_detectors_row').options[1].split(' ')[1]}:")
+    # checked by retraining on request: the row removed (and relabelled where the evidence suggests another label)
+    at.button(key="label_bias_detectors_check").click().run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "edit" in d.value.columns)
+    assert table["edit"].iloc[0] == "remove" and "→" in table["held-out loss"].iloc[0]
+    assert table["predicted Δ loss (kept rows)"].iloc[0] != "—"  # Label bias's influence is on the loss scale
+
+
+def test_a_flagged_row_is_checked_by_retraining_the_same_run_without_it(memorised):
+    """Remove the row (weight zeroed: the same initial weights and batches) and relabel it: the predicted change is
+    −influence / n over the kept held-out rows, set beside the retrained change of the same rows; an unedited replay
+    gives back the run's own model, so a change is the edit's, not training noise."""
+    from influence_core.detectors.explain import check_row_edits, edit_checks_table, held_out_losses
+
+    trained, context, found = memorised
+    ds = trained.dataset
+    row = int(np.argmax(found.suspicion))
+    replay = train(trained.config, dataset=ds, use_cache=False, sample_weights=np.ones(len(ds.y_train)))
+    np.testing.assert_array_equal(held_out_losses(replay.model, ds)[0], held_out_losses(trained.model, ds)[0])
+    influence = np.random.default_rng(1).normal(size=(4, len(ds.y_train)))
+    other = (int(ds.y_train[row]) + 1) % ds.n_classes
+    checks = check_row_edits(context, row, other, influence, test_ids=np.array([0, 2, 4, 6]), on_loss_scale=True)
+    assert [c.edit for c in checks] == ["remove", f"relabel to {other}"]
+    removed = checks[0]
+    assert removed.predicted_change == pytest.approx(np.mean(-influence[:, row] / len(ds.y_train)))
+    without = train(trained.config, dataset=ds, use_cache=False, sample_weights=np.where(np.arange(len(ds.y_train)) == row, 0.0, 1.0))
+    after, before = held_out_losses(without.model, ds)[0], held_out_losses(trained.model, ds)[0]
+    assert removed.retrained_change == pytest.approx(np.mean(after[[0, 2, 4, 6]] - before[[0, 2, 4, 6]]))
+    assert removed.loss_after == pytest.approx(after.mean()) and removed.loss_change != 0.0
+    assert checks[1].predicted_change is None  # a relabel's effect is not predicted from the kept influence
+    table = edit_checks_table(checks, ds.class_names)
+    assert table["edit"].tolist() == ["remove", f"relabel to {ds.class_names[other]}"]
+    not_on_scale = check_row_edits(context, row, None, influence, on_loss_scale=False)
+    assert len(not_on_scale) == 1 and not_on_scale[0].predicted_change is None
+
+
+def test_the_exact_self_influence_runs_only_where_named_and_refuses_what_it_cannot_afford(memorised, monkeypatch):
+    """The metagradient's self-scores are a detector on request: absent from the default set and from 'untrained',
+    run where named; past its row limit it is left out with the reason instead of failing the detection."""
+    from influence_core.methods import exact_attribution
+
+    trained, context, _ = memorised
+    assert "metagradient_self" not in detectors.detector_names() and "metagradient_self" in detectors.detector_names(on_request=True)
+    assert "metagradient_self" not in detectors.detect(trained, context=context).scores
+    found = detectors.detect(trained, ["metagradient_self", "tracin"], context=context)
+    exact = found.scores["metagradient_self"]
+    assert np.isfinite(exact).all() and exact.std() > 0
+    assert auroc(exact, trained.dataset.flipped) > 0.6, auroc(exact, trained.dataset.flipped)
+    monkeypatch.setattr(exact_attribution, "MAX_SELF_ROWS", 100)
+    skipped = detectors.detect(trained, ["metagradient_self"], context=DetectionContext(trained, use_cache=False))
+    assert "metagradient_self" not in skipped.scores and "more than 100" in skipped.skipped["metagradient_self"]

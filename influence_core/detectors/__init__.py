@@ -26,8 +26,9 @@ for _module in pkgutil.iter_modules(__path__):  # every file registers its detec
 DEFAULT_DETECTOR = "combined"
 
 
-def detector_names() -> tuple[str, ...]:
-    return tuple(REGISTRY)
+def detector_names(on_request: bool = False) -> tuple[str, ...]:
+    """The registered detectors that run by default (with ``on_request``: every one, the costly ones too)."""
+    return tuple(n for n, cls in REGISTRY.items() if on_request or not cls.on_request)
 
 
 def get(name: str) -> type[Detector]:

@@ -1,5 +1,6 @@
 """Self-influence as a detector: TracIn's from the checkpoints the run saved (it sees the training run, not only its
-end, which is where it wins over the final model's scores)."""
+end, which is where it wins over the final model's scores), and on request the exact one, differentiated through the
+recorded training (one reverse pass per batch of training rows: costly, so never run by default)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,20 @@ class TracInSelfInfluence(Detector):
 
         attributor = fit_method(self._config(self.context), self.context.trained, scaled(progress, 0.0, 0.3))
         return np.asarray(attributor.self_scores(scaled(progress, 0.3, 1.0)), dtype=np.float64)
+
+
+@register
+class ExactSelfInfluence(TracInSelfInfluence):
+    name = "metagradient_self"
+    label = "exact self-influence (metagradient)"
+    description = "−n ∂ℓᵢ(θ_T)/∂wᵢ through the recorded training: how much a row's own weight in training lowers its own final loss"
+    method = "metagradient"
+    on_request = True
+
+    @classmethod
+    def unavailable_reason(cls, context: DetectionContext) -> Optional[str]:
+        from influence_core.methods.exact_attribution import MAX_SELF_ROWS
+
+        if len(context.labels) > MAX_SELF_ROWS:
+            return f"{cls.label} takes a reverse pass through training per batch of rows: {len(context.labels):,} rows is more than {MAX_SELF_ROWS:,}"
+        return super().unavailable_reason(context)

@@ -80,6 +80,7 @@ class Detector:
     description: ClassVar[str]  # one sentence: what it measures
     uses_dynamics: ClassVar[bool] = False  # reads the margins and losses recorded while the model trained
     out_of_fold: ClassVar[bool] = False  # trains the model again once per fold (its cost: n_folds trainings)
+    on_request: ClassVar[bool] = False  # costly: runs only where named (CLI --detectors NAME / all), never by default
 
     def __init__(self, context: DetectionContext):
         self.context = context
