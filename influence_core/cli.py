@@ -229,9 +229,17 @@ def _cost_announcer(config: RunConfig, args: argparse.Namespace):
     return announce
 
 
+def _knobs_help(names, get) -> str:
+    """'trak projection_dim / ensemble, cg max_iter / tolerance, ...': every registered backend's knobs, from the
+    registry (a new method's or curvature's knobs appear here with no other edit)."""
+    return ", ".join(f"{n} {' / '.join(get(n).knobs)}" for n in names if get(n).knobs) or "none"
+
+
 def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_help: str) -> None:
     """The data, model and influence settings both commands share (the app's config fields)."""
     from influence_core.curvatures import curvature_names
+    from influence_core.curvatures import get as get_curvature
+    from influence_core.methods import get as get_method
     from influence_core.methods import method_names
 
     p.add_argument("--data", required=True, help="CSV file (numeric features + a label column) or image folder (one subfolder per class)")
@@ -272,7 +280,7 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a knob of the method, repeatable: trak projection_dim / ensemble, ip_ensemble ensemble_size / dropout_rate",
+        help="a knob of the method, repeatable: " + _knobs_help(method_names(), get_method),
     )
     p.add_argument("--projection-dim", type=int, help="TRAK: the projected dimension k (same as --method-option projection_dim=K)")
     p.add_argument("--ensemble", type=int, help="TRAK: models averaged, the run's last checkpoints (--method-option ensemble=M)")
@@ -281,7 +289,7 @@ def _add_run_arguments(p: argparse.ArgumentParser, test_fraction: float, test_he
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a knob of the curvature, repeatable: cg max_iter / tolerance, lissa depth / scale, arnoldi rank",
+        help="a knob of the curvature, repeatable: " + _knobs_help(curvature_names(include_auto=False), get_curvature),
     )
     p.add_argument("--params", default="all", choices=["all", "last_layer"], help="parameters influence is taken over")
     p.add_argument(
@@ -342,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
         default=detectors.DEFAULT_DETECTOR,
         choices=list(detectors.detector_names(on_request=True)),
         help=f"the ranking in the suspicion column (default {detectors.DEFAULT_DETECTOR}: "
-        f"{detectors.get(detectors.DEFAULT_DETECTOR).description})",
+        f"{detectors.get(detectors.DEFAULT_DETECTOR).description})".replace("%", "%%"),  # argparse formats help with %
     )
     s.add_argument(
         "--detectors",
