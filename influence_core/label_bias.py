@@ -87,6 +87,13 @@ OWN_DATA = ("csv", "image_folder")
 # ------------------------------------------------------------------------------------- configs
 
 
+def default_curvature(model: str) -> str:
+    """The curvature a model starts with in this view: the exact Hessian for logistic regression (small and convex),
+    the last layer's full GGN for ResNet18 and a model the user brings (their all-weights diagonal is large and weak),
+    the paper's diagonal for the zoo's MLP and CNN."""
+    return {"logreg": "exact", "resnet18": "last_layer", "file": "last_layer"}.get(model, "diag")
+
+
 def preset_config(
     dataset: str = "digits",
     noise_fraction: Optional[float] = None,
@@ -152,14 +159,14 @@ def preset_config(
             **(inputs or {}),
         )  # None: the loader's default size
         if own_model is not None:  # not trained here: the training config only fills the hashed config
-            model_cfg, train, default_curvature = own_model, TrainConfig(), "last_layer"
+            model_cfg, train = own_model, TrainConfig()
         else:
             kind = model or ("logreg" if dataset == "csv" else "cnn")
-            model_cfg, default_curvature = ModelConfig(kind=kind), ("exact" if kind == "logreg" else "diag")
+            model_cfg = ModelConfig(kind=kind)
             train = default_training(kind, peek_own_data(data).n_train(data))
             if epochs:
                 train = replace(train, epochs=epochs)
-        curv = CurvatureConfig(kind=curvature or default_curvature, damping=damping)
+        curv = CurvatureConfig(kind=curvature or default_curvature(model_cfg.kind), damping=damping)
         return RunConfig(data=data, model=model_cfg, train=train, curvature=curv, method=method, seed=seed)
     if dataset == "chexpert":
         data = DataConfig(
@@ -175,7 +182,7 @@ def preset_config(
         )
         model_cfg = ModelConfig(kind=model or "resnet18", pretrained_weights=pretrained_weights)
         train = TrainConfig(epochs=epochs or 6, lr=1e-3, batch_size=64, optimizer="adam", weight_decay=1e-4, n_checkpoints=1)
-        curv = CurvatureConfig(kind=curvature or "last_layer", damping=damping)
+        curv = CurvatureConfig(kind=curvature or default_curvature(model_cfg.kind), damping=damping)
     else:
         # classes (4, 9) map 4 → 0 and 9 → 1: noise_source=1 flips 9s, noise_target=0 makes them 4s
         data = DataConfig(
@@ -199,7 +206,7 @@ def preset_config(
             train = TrainConfig(
                 epochs=epochs or default_epochs, lr=3e-3, batch_size=256, optimizer="adam", weight_decay=1e-4, n_checkpoints=1
             )
-        curv = CurvatureConfig(kind=curvature or "diag", damping=damping)
+        curv = CurvatureConfig(kind=curvature or default_curvature(model_cfg.kind), damping=damping)
     return RunConfig(data=data, model=model_cfg, train=train, curvature=curv, method=method, seed=seed)
 
 

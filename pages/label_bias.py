@@ -121,12 +121,11 @@ with st.container(border=True):
     weights = None
     if model == "resnet18":
         weights = c3.text_input("ImageNet weights file (optional)", "", key="label_bias_weights") or None
-    default_curvature = {"resnet18": "last_layer", "logreg": "exact", OWN_MODEL: "last_layer"}.get(model, "diag")
     method = method_picker(c4, "label_bias_method")
     curvature = curvature_picker(
         c4,
         f"label_bias_curvature_{model}",
-        default_curvature,
+        lb.default_curvature(model),
         method,
         help="The paper uses the diagonal. On all of MNIST 4/9 the last-layer full GGN separates the flips "
         "better: 98.7 % vs 82.6 % caught at 0.5 % of clean flagged (benchmarks/README.md).",
