@@ -9,8 +9,9 @@ an optimum); neural networks with SGD or Adam in seeded mini-batches.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -254,6 +255,38 @@ def _optimiser(cfg: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Opti
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
+# A CPU training step below this many floating-point operations (forward and backward, one mini-batch) runs on one
+# torch thread. Its ops take microseconds, and on two threads each op waits for the other: with another job on the
+# second core the Label bias CNN on 252 digits took 23-116 s on two threads and 4.3 s on one, the Region cuts surrogate
+# 113 s against 4.2 s (benchmarks/README.md, ui_latency). Idle, one thread costs these models little; the same
+# training then also sums in the same order on any core count, so a retrain reproduces the cold view's model.
+ONE_THREAD_STEP_FLOPS = 4e8
+
+
+def step_flops(model: nn.Module, x: torch.Tensor, batch: int) -> float:
+    """Floating-point operations of one training step: 3 × the forward pass (forward, and a backward of about twice
+    it) of ``batch`` rows, counted on the model's Linear and Conv2d layers (``resources.ModelProfile``)."""
+    from influence_core.resources import ModelProfile
+
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    return 3.0 * batch * ModelProfile.of(model, tuple(x.shape[1:]), names).forward_flops_per_sample
+
+
+@contextmanager
+def threads_for_training(model: nn.Module, x: torch.Tensor, batch: int) -> Iterator[None]:
+    """One torch thread for a small model's training on the CPU (``ONE_THREAD_STEP_FLOPS``); the count is given back
+    after. Large steps, and any GPU, keep torch's own setting."""
+    before = torch.get_num_threads()
+    if x.device.type != "cpu" or before == 1 or step_flops(model, x, batch) > ONE_THREAD_STEP_FLOPS:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_model(
     model: nn.Module,
     x: torch.Tensor,
@@ -268,7 +301,23 @@ def train_model(
 
     ``sample_weights`` (one per row, default all 1) weight each row's loss; every random choice (initial weights,
     batch order) depends on the seed alone, so zeroing a set of rows replays the same run without them: the same
-    batches, in which those rows contribute nothing (the single-model counterfactual of exact attribution)."""
+    batches, in which those rows contribute nothing (the single-model counterfactual of exact attribution). A small
+    model trains on one CPU thread (:func:`threads_for_training`)."""
+    batch = cfg.batch_size if 0 < cfg.batch_size < len(x) else len(x)
+    with threads_for_training(model, x, batch):
+        return _train_model(model, x, y, cfg, seed, progress, sample_weights, record_dynamics)
+
+
+def _train_model(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    seed: int,
+    progress: ProgressFn,
+    sample_weights: Optional[torch.Tensor],
+    record_dynamics: bool,
+) -> TrainResult:
     torch.manual_seed(seed)
     result = TrainResult(model=model)
     recorder = _DynamicsRecorder(cfg.epochs, len(x)) if record_dynamics else None
