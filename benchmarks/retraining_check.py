@@ -28,8 +28,7 @@ import torch
 from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, explorer_config
 from influence_core.device import default_device
 from influence_core.experiments import compute_influence
-from influence_core.influence import predicted_loss_change_on_removal
-from influence_core.retraining_check import RetrainingCheck, check_by_retraining, strongest_for_test_point
+from influence_core.retraining_check import RetrainingCheck, check_by_retraining, predicted_loss_change_on_removal, strongest_for_test_point
 
 METHODS = {  # label → (method, curvature)
     "exact Hessian": ("influence", "exact"),

@@ -31,7 +31,6 @@ from influence_core.data.base import Dataset
 from influence_core.device import default_device
 from influence_core.errors import InputError
 from influence_core.experiments import dataset_fingerprint, tensors
-from influence_core.influence import self_influence
 from influence_core.models import build_model, parameter_names
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.timing import Cost, seconds_text
@@ -283,7 +282,7 @@ def run_once(
             batch_size=CURVATURE_BATCH,
             progress=scaled(progress, split, middle),
         )
-        cook = self_influence(model, curvature, x, y, progress=scaled(progress, middle, 1.0))
+        cook = curvature.self_influence(model, x, y, progress=scaled(progress, middle, 1.0)).detach().cpu().numpy()
         with torch.no_grad():
             acc = float(
                 sum((model(xt[i : i + 1024]).argmax(1) == yt[i : i + 1024]).sum().item() for i in range(0, len(xt), 1024)) / max(len(xt), 1)

@@ -45,17 +45,18 @@ class MLP(nn.Module):
 class SmallCNN(nn.Module):
     """Three 3×3 conv layers (stride 2 after the first) and a linear head; ~15k parameters on MNIST."""
 
-    def __init__(self, in_channels: int, n_classes: int, image_size: int, width: int = 16):
+    def __init__(self, in_channels: int, n_classes: int, image_size: int, width: int = 16, activation: str = "relu"):
         super().__init__()
+        act = ACTIVATIONS[activation]  # a smooth one (tanh) for exact attribution's smooth training
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
-            nn.ReLU(),
+            act(),
             nn.MaxPool2d(2),
             nn.Conv2d(width, 2 * width, 3, padding=1),
-            nn.ReLU(),
+            act(),
             nn.MaxPool2d(2),
             nn.Conv2d(2 * width, 2 * width, 3, padding=1),
-            nn.ReLU(),
+            act(),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
@@ -107,7 +108,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int, 
         if len(input_shape) != 3:
             raise InputError(f"a {cfg.kind} needs image input (C, H, W); this dataset has shape {input_shape}: pick logreg or mlp")
         if cfg.kind == "cnn":
-            return SmallCNN(input_shape[0], n_classes, input_shape[1])
+            return SmallCNN(input_shape[0], n_classes, input_shape[1], activation=cfg.activation)
         return resnet18(input_shape[0], n_classes, cfg.pretrained_weights)
     raise InputError(f"unknown model kind {cfg.kind!r}")
 

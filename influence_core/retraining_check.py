@@ -44,7 +44,6 @@ from torch import nn
 from influence_core import methods
 from influence_core.errors import InputError
 from influence_core.gradients import per_sample_grads
-from influence_core.influence import predicted_loss_change_on_removal
 from influence_core.metrics import pearson
 from influence_core.progress import ProgressFn, scaled, silent, track
 
@@ -127,6 +126,11 @@ class RetrainingCheck:
         """Least-squares slope of retrained on predicted through the origin (1 = right size)."""
         p, a = self._pairs()
         return float(p @ a / (p @ p)) if len(p) and p @ p > 0 else float("nan")
+
+
+def predicted_loss_change_on_removal(scores: np.ndarray, n_train: int) -> np.ndarray:
+    """First-order change of the test loss when a training point is removed: −score / n."""
+    return -scores / n_train
 
 
 def strongest_for_test_point(pairwise: np.ndarray, test_index: int, n: int) -> np.ndarray:

@@ -8,12 +8,13 @@ import torch
 
 from influence_core import cache
 from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-from influence_core.curvature import IdentityCurvature
+from influence_core.curvatures.identity import IdentityCurvature
 from influence_core.data import noise
 from influence_core.data.synthetic import GENERATORS, make_synthetic
 from influence_core.errors import InputError
 from influence_core.experiments import compute_influence, influence_over_epochs, tensors, train
-from influence_core.influence import pairwise_influence, self_influence, tracin, tracin_self
+from influence_core.measurements import PerSampleLoss
+from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.training import model_at
 
 SMALL = RunConfig(
@@ -130,12 +131,20 @@ def test_tracin_is_the_learning_rate_weighted_sum_over_checkpoints():
     trained = train(SMALL)
     x, y, xt, yt = tensors(trained.dataset, next(trained.model.parameters()).device)
     names = [n for n, _ in trained.model.named_parameters()]
-    expected = sum(
-        c.lr * pairwise_influence(model_at(trained.model, c), IdentityCurvature(names), xt, yt, x, y) for c in trained.checkpoints
+
+    def ip_at(checkpoint):  # the inner product (H = I) at one checkpoint's weights, through the method registry
+        return fit_attributor("ip", AttributionContext(model_at(trained.model, checkpoint), x, y, names, 0.0))
+
+    tracin = fit_attributor("tracin", AttributionContext(trained.model, x, y, names, 0.0, checkpoints=list(trained.checkpoints)))
+    expected = sum(c.lr * ip_at(c).scores(PerSampleLoss(xt, yt)) for c in trained.checkpoints)
+    np.testing.assert_allclose(tracin.scores(PerSampleLoss(xt, yt)), expected, rtol=1e-5, atol=1e-7)
+    self_expected = sum(c.lr * ip_at(c).self_scores() for c in trained.checkpoints)
+    np.testing.assert_allclose(tracin.self_scores(), self_expected, rtol=1e-5)
+    # the same as the identity curvature's quadratic form at each checkpoint
+    by_curvature = sum(
+        c.lr * IdentityCurvature(names).self_influence(model_at(trained.model, c), x, y).detach().cpu().numpy() for c in trained.checkpoints
     )
-    np.testing.assert_allclose(tracin(trained.model, trained.checkpoints, xt, yt, x, y, names), expected, rtol=1e-5, atol=1e-7)
-    self_expected = sum(c.lr * self_influence(model_at(trained.model, c), IdentityCurvature(names), x, y) for c in trained.checkpoints)
-    np.testing.assert_allclose(tracin_self(trained.model, trained.checkpoints, x, y, names), self_expected, rtol=1e-5)
+    np.testing.assert_allclose(tracin.self_scores(), by_curvature, rtol=1e-5)
 
 
 def test_influence_concentrates_on_the_flipped_point_as_training_goes_on():

@@ -4,11 +4,14 @@ import numpy as np
 import torch
 
 from influence_core.config import ModelConfig, TrainConfig
-from influence_core.curvature import build_curvature, exact_hessian
+from influence_core.curvatures import build_curvature
+from influence_core.curvatures.exact import exact_hessian
 from influence_core.data.synthetic import make_synthetic
 from influence_core.errors import CurvatureError
-from influence_core.influence import pairwise_influence, predicted_loss_change_on_removal, self_influence
+from influence_core.measurements import PerSampleLoss
+from influence_core.methods import AttributionContext, fit_attributor
 from influence_core.models import build_model, parameter_names
+from influence_core.retraining_check import predicted_loss_change_on_removal
 from influence_core.training import fit_lbfgs, train_model
 
 WD = 1e-2
@@ -23,6 +26,12 @@ def _fitted_logreg(n_train=200, n_test=60, seed=0, dataset="blobs"):
     return model, x, y, xt, yt
 
 
+def _influence(model, x, y, kind, damping, backend="auto"):
+    """The influence method through the method registry, its curvature ``kind`` fitted on (x, y) over every weight."""
+    context = AttributionContext(model, x, y, parameter_names(model, "all"), WD, kind, damping, backend=backend)
+    return fit_attributor("influence", context)
+
+
 def _per_sample_test_loss(model, xt, yt):
     with torch.no_grad():
         return torch.nn.functional.cross_entropy(model(xt), yt, reduction="none").numpy()
@@ -30,9 +39,7 @@ def _per_sample_test_loss(model, xt, yt):
 
 def test_removal_prediction_matches_leave_one_out_retraining():
     model, x, y, xt, yt = _fitted_logreg()
-    names = parameter_names(model, "all")
-    curvature = build_curvature("exact", model, x, y, names, WD, damping=0.0)
-    scores = pairwise_influence(model, curvature, xt, yt, x, y)
+    scores = _influence(model, x, y, "exact", 0.0).scores(PerSampleLoss(xt, yt))
     predicted = predicted_loss_change_on_removal(scores, len(x))
 
     base_loss = _per_sample_test_loss(model, xt, yt)
@@ -83,20 +90,19 @@ def test_exact_hessian_and_scores_equal_closed_form_on_linear_model():
     grads_te, _ = _closed_form_logreg(model, xt, yt)
     np.testing.assert_allclose(exact_hessian(model, x, y, names, WD).numpy(), hess, rtol=1e-8, atol=1e-10)
     expected = -grads_te @ np.linalg.solve(hess, grads_tr.T)
-    curvature = build_curvature("exact", model, x, y, names, WD, damping=0.0)
-    np.testing.assert_allclose(pairwise_influence(model, curvature, xt, yt, x, y), expected, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(
-        self_influence(model, curvature, x, y), np.einsum("nd,nd->n", grads_tr, np.linalg.solve(hess, grads_tr.T).T), rtol=1e-6
-    )
+    influence = _influence(model, x, y, "exact", 0.0)
+    np.testing.assert_allclose(influence.scores(PerSampleLoss(xt, yt)), expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(influence.self_scores(), np.einsum("nd,nd->n", grads_tr, np.linalg.solve(hess, grads_tr.T).T), rtol=1e-6)
 
 
 def test_last_layer_full_equals_exact_on_linear_model():
     model, x, y, xt, yt = _fitted_logreg(n_train=120, n_test=30)
-    names = parameter_names(model, "all")
-    exact = build_curvature("exact", model, x, y, names, WD, damping=0.05)
-    last = build_curvature("last_layer", model, x, y, names, WD, damping=0.05)
+    queries = PerSampleLoss(xt, yt)
     np.testing.assert_allclose(
-        pairwise_influence(model, last, xt, yt, x, y), pairwise_influence(model, exact, xt, yt, x, y), rtol=1e-4, atol=1e-6
+        _influence(model, x, y, "last_layer", 0.05).scores(queries),
+        _influence(model, x, y, "exact", 0.05).scores(queries),
+        rtol=1e-4,
+        atol=1e-6,
     )
 
 
@@ -118,21 +124,20 @@ def test_diag_and_kron_match_exact_where_they_must():
     # and on a strongly damped problem every backend approaches (H≈damping·I) the scaled identity
     ranks = []
     for kind in ("exact", "diag", "kron", "last_layer"):
-        cur = build_curvature(kind, model, x, y, names, WD, damping=1e3)
-        ranks.append(self_influence(model, cur, x, y))
+        ranks.append(_influence(model, x, y, kind, 1e3).self_scores())
     for other in ranks[1:]:
         assert np.corrcoef(ranks[0], other)[0, 1] > 0.999
 
 
-def test_scores_do_not_depend_on_chunk_size():
+def test_scores_do_not_depend_on_chunk_size_or_gradient_backend():
     model, x, y, xt, yt = _fitted_logreg(n_train=150, n_test=40)
     names = parameter_names(model, "all")
-    cur = build_curvature("exact", model, x, y, names, WD, damping=0.0)
-    a = pairwise_influence(model, cur, xt, yt, x, y, chunk_size=7)
-    b = pairwise_influence(model, cur, xt, yt, x, y, chunk_size=1000)
+    a = _influence(model, x, y, "exact", 0.0, backend="vmap").scores(PerSampleLoss(xt, yt))
+    b = _influence(model, x, y, "exact", 0.0, backend="layers").scores(PerSampleLoss(xt, yt))
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    cur = build_curvature("exact", model, x, y, names, WD, damping=0.0)
     np.testing.assert_allclose(
-        self_influence(model, cur, x, y, chunk_size=13), self_influence(model, cur, x, y, chunk_size=512), rtol=1e-10
+        cur.self_influence(model, x, y, chunk_size=13).numpy(), cur.self_influence(model, x, y, chunk_size=512).numpy(), rtol=1e-10
     )
 
 
@@ -162,6 +167,6 @@ def test_fused_diagonal_self_influence_equals_explicit_gradient_rows():
     names = parameter_names(model, "all")
     grads = per_sample_grads(model, x, y, names)
     diag = build_curvature("diag", model, x, y, names, 1e-3, damping=0.01)
-    np.testing.assert_allclose(self_influence(model, diag, x, y), ((grads**2) / diag.diagonal).sum(1).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(diag.self_influence(model, x, y).detach().numpy(), ((grads**2) / diag.diagonal).sum(1).numpy(), rtol=1e-4)
     ident = build_curvature("identity", model, x, y, names, 1e-3, damping=0.0)
-    np.testing.assert_allclose(self_influence(model, ident, x, y), (grads**2).sum(1).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(ident.self_influence(model, x, y).detach().numpy(), (grads**2).sum(1).numpy(), rtol=1e-4)
