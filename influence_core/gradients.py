@@ -46,6 +46,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from influence_core.progress import ProgressFn, silent
+from influence_core.resources import leaf_modules, probe_forward
 from influence_core.tasks import CROSS_ENTROPY, Task
 
 BACKENDS = ("auto", "vmap", "layers")
@@ -383,17 +384,8 @@ def conv_paths(model: nn.Module, sample_shape: Sequence[int], param_names: Optio
     def hook(module, inputs, output):
         positions[id(module)] = output[0, 0].numel()
 
+    probe_forward(model, sample_shape, hook, [m for m, _ in convs.values()])
     p0 = next(model.parameters())
-    handles = [m.register_forward_hook(hook) for m, _ in convs.values()]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros((1, *sample_shape), dtype=p0.dtype, device=p0.device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     out = {}
     for key, (module, name) in convs.items():
         p = positions.get(key, 0)
@@ -827,16 +819,7 @@ def pass_rows(model: nn.Module, sample_shape: tuple[int, ...]) -> Optional[int]:
         if isinstance(output, torch.Tensor):
             activations += output[0].numel()
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros((1, *sample_shape), dtype=p0.dtype, device=p0.device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    probe_forward(model, sample_shape, hook, leaf_modules(model))
     return max(MIN_PASS_ROWS, budget // max(1, activations * p0.element_size()))
 
 

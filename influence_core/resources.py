@@ -14,6 +14,26 @@ from torch import nn
 from influence_core.models import head_names
 
 
+def leaf_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if not list(m.children())]
+
+
+def probe_forward(model: nn.Module, sample_shape: tuple[int, ...], hook, modules) -> torch.Tensor:
+    """One zero input through ``model`` in eval mode and without gradients, ``hook`` (a forward hook) on ``modules``
+    for that pass only; the model's mode is given back. How the engine reads a model's shapes and sizes."""
+    p0 = next(model.parameters())
+    handles = [m.register_forward_hook(hook) for m in modules]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            return model(torch.zeros((1, *sample_shape), dtype=p0.dtype, device=p0.device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+
 @dataclass
 class ModelProfile:
     """What the estimates need to know about a model: sizes, activations and forward cost per sample."""
@@ -34,8 +54,7 @@ class ModelProfile:
         for module_name, module in model.named_modules():
             for attr, _ in module.named_parameters(recurse=False):
                 owner[f"{module_name}.{attr}" if module_name else attr] = module
-        activations, flops, outputs = 0, 0.0, 0
-        handles = []
+        activations, flops = 0, 0.0
 
         def hook(module, inputs, output):
             nonlocal activations, flops
@@ -46,20 +65,8 @@ class ModelProfile:
                 elif isinstance(module, nn.Conv2d):
                     flops += 2.0 * output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
 
-        for module in model.modules():
-            if not list(module.children()):
-                handles.append(module.register_forward_hook(hook))
-        p0 = next(model.parameters())
-        was_training = model.training
-        try:
-            model.eval()
-            with torch.no_grad():
-                out = model(torch.zeros((1, *sample_shape), dtype=p0.dtype, device=p0.device))
-            outputs = int(out.shape[-1]) if out.dim() > 1 else 1
-        finally:
-            for h in handles:
-                h.remove()
-            model.train(was_training)
+        out = probe_forward(model, sample_shape, hook, leaf_modules(model))
+        outputs = int(out.shape[-1]) if out.dim() > 1 else 1
         sides, types = [], set()
         for name in names:
             module = owner.get(name)
