@@ -92,24 +92,16 @@ def flip_set_map_figure(
         hoverinfo="text",
         text=[f"test #{i} p={p:.2f} k={k}" for i, (p, k) in enumerate(zip(test_probs, set_sizes))],
     )
-    ring = dict(size=15, color="rgba(0,0,0,0)")
-    fig.add_scatter(
-        x=x2[in_set, 0],
-        y=x2[in_set, 1],
-        mode="markers",
-        name=f"flip set ({mode}, {int(in_set.sum())})",
-        marker=dict(**ring, line=dict(width=2.5, color="black")),
-        hoverinfo="skip",
-    )
-    if added is not None:
+
+    def ring(rows: np.ndarray, name: str, colour: str) -> None:  # training rows circled, not filled
         fig.add_scatter(
-            x=x2[added, 0],
-            y=x2[added, 1],
-            mode="markers",
-            name=f"added by refinement ({len(added)})",
-            marker=dict(**ring, line=dict(width=2.5, color="crimson")),
-            hoverinfo="skip",
-        )
+            x=x2[rows, 0], y=x2[rows, 1], mode="markers", name=name, hoverinfo="skip",
+            marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color=colour)),
+        )  # fmt: skip
+
+    ring(in_set, f"flip set ({mode}, {int(in_set.sum())})", "black")
+    if added is not None:
+        ring(added, f"added by refinement ({len(added)})", "crimson")
     fig.add_scatter(
         x=[xt2[test_point, 0]],
         y=[xt2[test_point, 1]],
