@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -877,6 +878,39 @@ def retrain_with_repairs(
         n_removed_glitches=int(report.truth.glitched[removed].sum()) if len(removed) else 0,
         n_train_after=len(repaired.y_train),
     )
+
+
+def default_repair_count(report: GlitchReport, truth: bool) -> int:
+    """Rows to repair before the user says: with a ground truth, the injected share; without one, as many rows as
+    cleanlab flags, else as many as the model predicts another label for (at least one)."""
+    n = len(report.dataset.y_train)
+    if truth:
+        count = report.ratio * n
+    elif "cleanlab" in report.baselines:
+        count = report.baselines["cleanlab"]["issues"].sum()
+    else:
+        count = (1 - report.metrics["train"]["accuracy"]) * n
+    return max(1, int(round(count)))
+
+
+def doubted_relabels(report: GlitchReport, relabel: dict[int, int]) -> tuple[pd.DataFrame, int]:
+    """The relabels that go to another class than the out-of-fold probabilities cleanlab reads favour: a table (id,
+    label now, repair to, the model favours) and how many of them cleanlab's own filter flags. Empty without cleanlab."""
+    if not relabel or "cleanlab" not in report.baselines:
+        return pd.DataFrame(), 0
+    names, ds = report.dataset.class_names, report.dataset
+    favoured = report.baselines["cleanlab"]["suggested"]
+    doubted = [r for r, c in relabel.items() if int(favoured[r]) != int(c)]
+    flagged = int(np.asarray(report.baselines["cleanlab"]["issues"])[doubted].sum()) if doubted else 0
+    table = pd.DataFrame(
+        {
+            "id": [str(ds.ids_train[r]) for r in doubted],
+            "label now": [names[ds.y_train[r]] for r in doubted],
+            "repair to": [names[relabel[r]] for r in doubted],
+            "the model favours": [names[int(favoured[r])] for r in doubted],
+        }
+    )
+    return table, flagged
 
 
 def suggested_repairs(report: GlitchReport, signal: str, top: int) -> tuple[dict[int, int], list[int]]:

@@ -1,6 +1,5 @@
 """Glitch signals: inject mislabels / anomalies, rank training data by influence signals, repair."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -12,8 +11,10 @@ from influence_core.metrics import accuracy_change, accuracy_noise
 from influence_core.signals import (
     SIGNALS,
     GlitchConfig,
+    default_repair_count,
     default_signal,
     detect_glitches,
+    doubted_relabels,
     flagged_frame,
     retrain_with_repairs,
     signal_run_config,
@@ -322,14 +323,7 @@ st.caption(
     "label-noise detector, relabel to the label it suggests. Then retrain the same configuration and compare test accuracy."
 )
 r1, r2 = st.columns([1, 2])
-# without a ground truth, start from as many rows as cleanlab flags (else as the model disagrees with)
-if truth:
-    n_default = report.ratio * len(frame)
-elif "cleanlab" in report.baselines:
-    n_default = report.baselines["cleanlab"]["issues"].sum()
-else:
-    n_default = (1 - m["train"]["accuracy"]) * len(frame)
-n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), max(1, int(round(n_default))), key=f"glitch_n_repair_{run_key}")
+n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), default_repair_count(report, truth), key=f"glitch_n_repair_{run_key}")
 if signal in SIGNALS or signal in ranked_by_detector:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
     r2.write(f"Suggested: relabel {len(relabel)} rows, remove {len(remove)}.")
@@ -340,29 +334,14 @@ if signal in SIGNALS or signal in ranked_by_detector:
         f"Test accuracy is read on {n_test:,} rows ({acc:.1%} now): a change within ±{noise:.1%} (two standard "
         "errors) is not a measured gain. The expected gain itself is only known by retraining."
     )
-    if relabel and "cleanlab" in report.baselines:
-        names = report.dataset.class_names
-        cleanlab_says = report.baselines["cleanlab"]["suggested"]
-        doubted = [r for r, c in relabel.items() if int(cleanlab_says[r]) != int(c)]
-        if doubted:
-            flagged = int(np.asarray(report.baselines["cleanlab"]["issues"])[doubted].sum())
-            r2.warning(
-                f"**{len(doubted)} of {len(relabel)} relabels go to a class the out-of-fold models do not favour**: the "
-                f"likeliest class of the probabilities cleanlab reads is another label (cleanlab's own filter flags {flagged} "
-                f"of these {len(doubted)} rows). Review these before accepting."
-            )
-            r2.dataframe(
-                pd.DataFrame(
-                    {
-                        "id": [str(report.dataset.ids_train[r]) for r in doubted],
-                        "label now": [names[report.dataset.y_train[r]] for r in doubted],
-                        "repair to": [names[relabel[r]] for r in doubted],
-                        "the model favours": [names[int(cleanlab_says[r])] for r in doubted],
-                    }
-                ),
-                hide_index=True,
-                key="glitch_doubted",
-            )
+    doubted, flagged = doubted_relabels(report, relabel)
+    if len(doubted):
+        r2.warning(
+            f"**{len(doubted)} of {len(relabel)} relabels go to a class the out-of-fold models do not favour**: the "
+            f"likeliest class of the probabilities cleanlab reads is another label (cleanlab's own filter flags {flagged} "
+            f"of these {len(doubted)} rows). Review these before accepting."
+        )
+        r2.dataframe(doubted, hide_index=True, key="glitch_doubted")
 
     if yours:
         st.info(

@@ -406,3 +406,20 @@ def test_glitch_signals_under_an_influence_function_find_the_planted_mislabels()
     report = detect_glitches(run, GlitchConfig(kind="uniform", ratio=0.1, cleanlab_folds=0, isolation_forest=False))
     table = {row["method"]: row for row in report.table}
     assert table["CNCI"]["AUROC"] > 0.9, table["CNCI"]
+
+
+def test_the_repair_count_and_the_doubted_relabels_are_decided_in_the_core():
+    """Glitch signals' page once worked these out itself: the default number of rows to repair (the injected share;
+    else cleanlab's flags; else the rows the model gets wrong) and the relabels the out-of-fold models do not favour."""
+    from types import SimpleNamespace
+
+    from influence_core.signals import default_repair_count, doubted_relabels
+
+    ds = SimpleNamespace(y_train=np.array([0, 1, 1, 0, 2]), ids_train=np.array(["a", "b", "c", "d", "e"]), class_names=["x", "y", "z"])
+    cleanlab = {"issues": np.array([True, False, True, False, False]), "suggested": np.array([1, 1, 2, 0, 2])}
+    report = SimpleNamespace(dataset=ds, ratio=0.4, baselines={"cleanlab": cleanlab}, metrics={"train": {"accuracy": 0.6}})
+    assert default_repair_count(report, truth=True) == 2 and default_repair_count(report, truth=False) == 2
+    assert default_repair_count(SimpleNamespace(**{**vars(report), "baselines": {}}), truth=False) == 2  # 40 % wrong of 5
+    table, flagged = doubted_relabels(report, {0: 1, 2: 0, 3: 2})
+    assert table["id"].tolist() == ["c", "d"] and table["the model favours"].tolist() == ["z", "x"] and flagged == 1
+    assert doubted_relabels(SimpleNamespace(**{**vars(report), "baselines": {}}), {0: 1})[0].empty
