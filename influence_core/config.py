@@ -183,6 +183,16 @@ class RunConfig:
             raise InputError(f"this run config holds {name or 'no'} study settings, not {kind.__name__}")
         return kind(**values)
 
+    def with_knobs(self, method_options: tuple = (), curvature_options: tuple = ()) -> "RunConfig":
+        """This run with a view's knob settings as (name, value) pairs; none set leaves the config, and its cache key,
+        as it is (the views pass only the knobs moved away from their defaults)."""
+        out = self
+        if method_options:
+            out = dataclasses.replace(out, method_options=tuple(sorted(method_options)))
+        if curvature_options:
+            out = dataclasses.replace(out, curvature=dataclasses.replace(out.curvature, options=tuple(sorted(curvature_options))))
+        return out
+
     def replace(self, **changes: Any) -> "RunConfig":
         """A copy with top-level fields or nested ones (``data__noise="uniform"``) changed."""
         top: dict[str, Any] = {}

@@ -281,7 +281,17 @@ def margin_kernel(fitted: FittedBinary, progress: ProgressFn = silent) -> tuple[
     else:
         names, kind, damping = influence_params(cfg, fitted.model), cfg.curvature.kind, cfg.curvature.damping
     context = AttributionContext(
-        fitted.model, fitted.x_train, fitted.y_train, names, cfg.train.weight_decay, kind, damping, fitted.checkpoints, seed=cfg.seed
+        fitted.model,
+        fitted.x_train,
+        fitted.y_train,
+        names,
+        cfg.train.weight_decay,
+        kind,
+        damping,
+        fitted.checkpoints,
+        seed=cfg.seed,
+        options=dict(cfg.method_options),  # the view's knob settings reach the method
+        curvature_options=dict(cfg.curvature.options),
     )
     method = fit_attributor(cfg.method, context, scaled(progress, 0.0, 0.2))
     # scores are −∇fᵀH⁻¹∇ℓ: with the margin on both sides that is −K

@@ -90,7 +90,7 @@ from influence_core.retraining_check import (  # noqa: E402
     strongest_for_test_point,
 )
 from influence_core.timing import Cost  # noqa: E402
-from pages._pickers import curvature_picker, method_picker  # noqa: E402
+from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker  # noqa: E402
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
@@ -145,6 +145,7 @@ with st.container(border=True):
             )
     method = method_picker(c4, "explorer_method")
     curvature = curvature_picker(c4, "explorer_curvature", "last_layer", method)
+    method_knobs, curvature_knobs = method_and_curvature_knobs(c4, method, curvature, "explorer")
     with c4.expander("Damping and seed"):
         dampings = [0.0, 1e-3, 1e-2, 1e-1, 1.0]
         settle_widget(f"explorer_damping_{model_kind}", default_damping(model_kind), dampings)  # keyed by model: comes back
@@ -174,7 +175,7 @@ config = explorer_config(
     damping,
     int(seed),
     own_model=own_model,
-)
+).with_knobs(method_knobs, curvature_knobs)
 
 
 def _estimate():

@@ -22,7 +22,7 @@ from influence_core.signals import (
     thumbnail,
 )
 from pages._detectors import detectors_panel
-from pages._pickers import method_has, method_picker
+from pages._pickers import method_and_curvature_knobs, method_has, method_picker
 from pages._ui import (
     OWN_DATA,
     OWN_MODEL,
@@ -97,6 +97,7 @@ with st.container(border=True):
         label="Influence matrix (last layer)",
         help="TracIn is the paper's (closed form, fastest; it needs training checkpoints); every other method runs through the engine",
     )
+    method_knobs, _ = method_and_curvature_knobs(c3, method, "auto", "glitch")
     with c4:
         seed = st.number_input("Seed", 0, 10_000, 0, key="glitch_seed")
         val_fraction = st.slider("Validation share of the test split", 0.1, 0.9, 0.5, step=0.1, key="glitch_val")
@@ -137,6 +138,7 @@ run = run_or_explain(
 )
 if run is None:
     st.stop()
+run = run_or_explain(run.with_knobs, method_knobs) or st.stop()
 run_key = f"glitch:{content_key(run)}"  # the glitch settings are inside the run config's hash
 
 

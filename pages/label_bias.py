@@ -13,7 +13,7 @@ from influence_core.figures import column_widths, sign_note
 from influence_core.figures import label_bias as lb_figures
 from influence_core.metrics import detection_at_threshold
 from pages._detectors import detectors_panel
-from pages._pickers import curvature_picker, method_picker
+from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker
 from pages._ui import (
     OWN_DATA,
     OWN_MODEL,
@@ -130,6 +130,7 @@ with st.container(border=True):
         help="The paper uses the diagonal. On all of MNIST 4/9 the last-layer full GGN separates the flips "
         "better: 98.7 % vs 82.6 % caught at 0.5 % of clean flagged (benchmarks/README.md).",
     )
+    method_knobs, curvature_knobs = method_and_curvature_knobs(c4, method, curvature, "label_bias")
     with c4.expander("Damping and seed"):
         damping = st.select_slider("Damping", [1e-4, 1e-3, 1e-2, 1e-1], 1e-2, key="label_bias_damping")
         seed = int(st.number_input("Seed", 0, 10_000, 0, key="label_bias_seed"))
@@ -161,6 +162,7 @@ config = run_or_explain(
 )
 if config is None:
     st.stop()
+config = run_or_explain(config.with_knobs, method_knobs, curvature_knobs) or st.stop()
 
 
 def _estimate():

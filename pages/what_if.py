@@ -19,7 +19,7 @@ from influence_core.figures.what_if import (
 from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
 from influence_core.metrics import auroc
-from pages._pickers import method_picker
+from pages._pickers import method_and_curvature_knobs, method_picker
 from pages._ui import csv_inputs, described_select, kept_result, memoised, page_header, progress_status, run_or_explain, settle_widget
 
 page_header("What-if")
@@ -69,12 +69,14 @@ with st.container(border=True):
         help="what predicts each relabel's effect on the margin (the paper: the "
         "influence function; the Hessian-free ones are cheaper and rougher)",
     )
+    method_knobs, _ = method_and_curvature_knobs(c4, method, "auto", "whatif")
 
 if name == "csv" and not label_column:
     if not csv_path:
         st.info("Name your CSV above: numeric feature columns and a label column with two classes.")
     st.stop()
 config = fs.what_if_config(model_kind, weight_decay, seed, method, fs.what_if_data(name, classes, noise, csv_path, label_column, id_column))
+config = config.with_knobs(method_knobs)
 run_key = f"whatif:{tau}:{output}:{content_key(config)}"  # the config names the data (and keys a CSV's content)
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from influence_core.config import add_registry_check
 from influence_core.curvatures.base import REGISTRY, Curvature, CurvatureRequest
 from influence_core.errors import CurvatureError, InputError
+from influence_core.knobs import check_knobs
 from influence_core.models import head_names
 from influence_core.progress import ProgressFn, silent
 from influence_core.resources import format_bytes
@@ -93,12 +94,8 @@ def _fits_now(request: CurvatureRequest) -> list[str]:
 
 
 def check_options(kind: str, options: dict) -> None:
-    """Refuse knobs the backend does not have, naming those it has."""
-    known = {} if kind == AUTO else get(kind).knobs
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        offer = ", ".join(f"{k} ({v})" for k, v in known.items()) or "none"
-        raise InputError(f"the {kind} curvature has no option {', '.join(unknown)}; its options: {offer}")
+    """Refuse knobs the backend does not have (naming those it has) and values of the wrong type or range."""
+    check_knobs(f"{kind} curvature", {} if kind == AUTO else get(kind).knobs, options)
 
 
 def check_config(config: "RunConfig") -> None:

@@ -8,6 +8,7 @@ import torch
 
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.operators import ggn_operator, operator_bytes
+from influence_core.knobs import Knob
 from influence_core.timing import Cost, dense_seconds, product_model, seconds_text
 
 ARNOLDI_RANK = 50
@@ -17,7 +18,7 @@ class ArnoldiCurvature(Curvature):
     name = "arnoldi"
     label = "Arnoldi: top eigenvectors of the GGN (curvlinops + scipy)"
     short_label = "Arnoldi"
-    knobs = {"rank": f"eigenpairs kept (default {ARNOLDI_RANK}; the parameter count = exact)"}
+    knobs = {"rank": Knob("eigenpairs kept (the parameter count = exact)", ARNOLDI_RANK, int, 1)}
 
     def __init__(self, vectors: torch.Tensor, values: torch.Tensor, shift: float, param_names):
         self.param_names = list(param_names)

@@ -19,6 +19,7 @@ from typing import ClassVar, Optional, Sequence
 import torch
 from torch import nn
 
+from influence_core.knobs import Knob
 from influence_core.progress import ProgressFn, silent
 from influence_core.resources import ModelProfile, memory_budget
 from influence_core.tasks import CROSS_ENTROPY, Task
@@ -77,15 +78,18 @@ class Curvature(ABC):
     tasks: ClassVar[tuple[type[Task], ...]] = (Task,)
     applies_damping: ClassVar[bool] = True  # (H + λI)⁻¹ with the request's λ (the identity is H⁻¹ = I, undamped)
 
-    knobs: ClassVar[dict[str, str]] = {}  # option name → what it sets (the CLI's --curvature-option, the config's options)
+    knobs: ClassVar[dict[str, Knob]] = {}  # option name → its typed setting (the CLI's --curvature-option, the config's options)
 
     param_names: list[str]
     note: str = ""  # why ``auto`` chose it, shown beside the result
     report: str = ""  # how well an iterative backend converged, in words
 
     @classmethod
-    def option(cls, request: CurvatureRequest, name: str, default):
-        return type(default)(request.options.get(name, default))
+    def option(cls, request: CurvatureRequest, name: str, default=None):
+        """The request's value of knob ``name`` (parsed to its type), else its declared default."""
+        knob = cls.knobs[name]
+        value = request.options.get(name)
+        return knob.parse(name, value) if value is not None else (knob.default if default is None else default)
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

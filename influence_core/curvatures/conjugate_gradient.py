@@ -9,6 +9,7 @@ import torch
 
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.operators import SOLVE_COLUMNS, apply_in_chunks, damped_ggn, operator_bytes, solve_cost_blocks
+from influence_core.knobs import Knob
 from influence_core.timing import PROBE_SECONDS, Cost, gradient_rows, on_rows, product_model, remember, seconds_text
 
 CG_MAX_ITER, CG_TOLERANCE = 200, 1e-6
@@ -22,8 +23,8 @@ class ConjugateGradientCurvature(Curvature):
     short_label = "CG"
     # not chosen by auto: it converges to what exact / kron already give, at one pass over the data per iteration
     knobs = {
-        "max_iter": f"most CG iterations (default {CG_MAX_ITER})",
-        "tolerance": f"relative residual to stop at (default {CG_TOLERANCE:g})",
+        "max_iter": Knob("most CG iterations", CG_MAX_ITER, int, 1, 100_000),
+        "tolerance": Knob("relative residual to stop at", CG_TOLERANCE, float, 0.0, 1.0),
     }
 
     def __init__(self, operator, inverse, param_names, max_iter: int, tolerance: float):

@@ -10,6 +10,7 @@ from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.laplace_fit import as_sequential, fit_laplace, prior_precision, subset_for, subset_reason
 from influence_core.errors import CurvatureError
 from influence_core.gradients import per_sample_grad_sq_sums
+from influence_core.knobs import Knob
 from influence_core.models import head_names
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, CrossEntropyTask, SampledLabelCrossEntropy, Task
@@ -22,8 +23,12 @@ class DiagonalCurvature(Curvature):
     short_label = "diagonal GGN"
     auto_rank = 20
     knobs = {
-        "sampled": "1: a Monte-Carlo GGN from one label sampled from the model per row, as kronfluence's Fisher "
-        "(one backward per batch instead of one per class); 0: the exact expectation (default)",
+        "sampled": Knob(
+            "1: a Monte-Carlo GGN from one label sampled from the model per row, as kronfluence's Fisher (one backward "
+            "per batch instead of one per class); 0: the exact expectation",
+            0,
+            bool,
+        ),
     }
 
     def __init__(self, diagonal: torch.Tensor, param_names):

@@ -7,6 +7,7 @@ import torch
 
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.operators import SOLVE_COLUMNS, apply_in_chunks, damped_ggn, operator_bytes, solve_cost_blocks
+from influence_core.knobs import Knob
 from influence_core.timing import Cost, product_model, seconds_text
 
 LISSA_DEPTH = 1000
@@ -30,8 +31,8 @@ class LissaCurvature(Curvature):
     label = "LiSSA / Neumann series on the GGN (curvlinops)"
     short_label = "LiSSA"
     knobs = {
-        "depth": f"terms of the series (default {LISSA_DEPTH})",
-        "scale": "α, below 2 / λ_max (default: 1 / (1.05 λ_max), by power iteration)",
+        "depth": Knob("terms of the series", LISSA_DEPTH, int, 1, 100_000),
+        "scale": Knob("α, below 2 / λ_max (at run time: 1 / (1.05 λ_max), by power iteration)", None, float, 0.0),
     }
 
     def __init__(self, operator, inverse, param_names, depth: int, scale: float, lambda_max: float, shift: float):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from influence_core.config import add_registry_check
 from influence_core.errors import InputError
+from influence_core.knobs import check_knobs
 from influence_core.methods.base import REGISTRY, AttributionContext, Attributor, stream_scores
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,12 +44,8 @@ def get(name: str) -> type[Attributor]:
 
 
 def check_method_options(name: str, options: dict) -> None:
-    """Refuse knobs the method does not have, naming those it has."""
-    known = get(name).knobs
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        offer = ", ".join(f"{k} ({v})" for k, v in known.items()) or "none"
-        raise InputError(f"the {name} method has no option {', '.join(unknown)}; its options: {offer}")
+    """Refuse knobs the method does not have (naming those it has) and values of the wrong type or range."""
+    check_knobs(f"{name} method", get(name).knobs, options)
 
 
 def check_config(config: "RunConfig") -> None:

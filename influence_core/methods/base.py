@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from influence_core.knobs import Knob
 from influence_core.measurements import Measurement
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import CROSS_ENTROPY, Task
@@ -166,7 +167,7 @@ class Attributor(ABC):
     self_scores_nonnegative: ClassVar[bool] = True  # its self-score is a quadratic form gᵀMg with M ⪰ 0
     exact_for_the_run: ClassVar[bool] = False  # its scores are the recorded run's own derivatives (no approximation)
     head_closed_form: ClassVar[bool] = False  # over the head alone, the glitch signals have its closed form (TracIn)
-    knobs: ClassVar[dict[str, str]] = {}  # option name → what it sets (RunConfig.method_options, the CLI's --method-option)
+    knobs: ClassVar[dict[str, Knob]] = {}  # option name → its typed setting (RunConfig.method_options, the CLI's --method-option)
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

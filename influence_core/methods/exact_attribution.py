@@ -19,6 +19,7 @@ import torch
 
 from influence_core import replay
 from influence_core.errors import InputError
+from influence_core.knobs import Knob
 from influence_core.measurements import Measurement, PerSampleLoss
 from influence_core.methods.base import AttributionContext, Attributor
 from influence_core.progress import ProgressFn, scaled, silent
@@ -38,7 +39,9 @@ class ExactAttribution(Attributor):
     # negative (weighting a row up can raise its own final loss), where a quadratic form cannot be
     self_scores_nonnegative = False
     trim_by_default = False  # a reverse pass per measurement: not one of the Hessian-free paper's cheap scores
-    knobs = {"queries_per_pass": "measurements sharing one reverse pass (default: as many as the memory budget allows)"}
+    knobs = {
+        "queries_per_pass": Knob("measurements sharing one reverse pass (at run time: as many as the memory budget allows)", None, int, 1)
+    }
 
     @classmethod
     def unavailable_reason(cls, context: AttributionContext) -> Optional[str]:

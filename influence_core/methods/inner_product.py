@@ -14,6 +14,7 @@ from torch import nn
 from influence_core.curvatures.identity import IdentityCurvature
 from influence_core.distributed import over_rows
 from influence_core.errors import InputError
+from influence_core.knobs import Knob
 from influence_core.measurements import Measurement
 from influence_core.methods.base import Attributor, preconditioned_queries, stream_scores
 from influence_core.progress import ProgressFn, scaled, silent
@@ -108,7 +109,10 @@ class IPEnsemble(Attributor):
     name = "ip_ensemble"
     label = "IP Ensemble (dropout copies)"
     short_label = "IP Ensemble"
-    knobs = {"ensemble_size": "dropout copies averaged (default 20)", "dropout_rate": "share of weights zeroed per copy (default 0.05)"}
+    knobs = {
+        "ensemble_size": Knob("dropout copies averaged", 20, int, 1, 1000),
+        "dropout_rate": Knob("share of weights zeroed per copy", 0.05, float, 0.0, 0.9),
+    }
 
     def fit(self, progress: ProgressFn = silent) -> "IPEnsemble":
         size = int(self.context.options.get("ensemble_size", 20))

@@ -21,6 +21,7 @@ import torch
 from influence_core.distributed import over_rows
 from influence_core.errors import InputError
 from influence_core.gradients import iter_per_sample_grads
+from influence_core.knobs import Knob
 from influence_core.measurements import Measurement
 from influence_core.methods.base import Attributor, model_chunk_rows
 from influence_core.progress import ProgressFn, scaled, silent
@@ -63,8 +64,8 @@ class Trak(Attributor):
     predicts_loss_change = True  # the influence function with a projected GGN: its scores are on the loss scale
     trim_by_default = False  # not in the Hessian-free paper's trim study
     knobs = {
-        "projection_dim": f"k, the projected dimension (default {PROJECTION_DIM})",
-        "ensemble": "models averaged: the run's last checkpoints (default 1: the trained model)",
+        "projection_dim": Knob("k, the projected dimension", PROJECTION_DIM, int, 1, 1 << 16),
+        "ensemble": Knob("models averaged: the run's last checkpoints (1: the trained model)", 1, int, 1, 100),
     }
 
     def fit(self, progress: ProgressFn = silent) -> "Trak":
