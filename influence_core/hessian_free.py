@@ -243,6 +243,27 @@ class HessianFreeResult:
             "spearman": float(spearmanr(self.scores[a], self.scores[b])[0]),
         }
 
+    def flip_detection(self) -> "Any":
+        """A pandas table: each method's AUROC for the flipped labels (empty where no label is known to be flipped)."""
+        import pandas as pd
+
+        from influence_core.metrics import auroc
+
+        if not self.dataset.flipped.any():
+            return pd.DataFrame()
+        return pd.DataFrame(
+            {
+                "method": [method_title(m) for m in self.scores],
+                "AUROC for flipped labels": [auroc(s, self.dataset.flipped) for s in self.scores.values()],
+            }
+        )
+
+    def strongest(self, n: int = 20) -> tuple[str, np.ndarray]:
+        """(the method ranking them, the ``n`` training rows its scores are largest for in size): what the
+        leave-one-out check retrains without; the first of the compared pair, else the first method scored."""
+        ranked_by = self.compared[0] if self.compared is not None else next(iter(self.scores))
+        return ranked_by, np.argsort(-np.abs(self.scores[ranked_by]))[:n]
+
 
 def _val_tensors(model: nn.Module, ds: Dataset) -> tuple[torch.Tensor, ...]:
     p = next(model.parameters())

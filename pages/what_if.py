@@ -18,7 +18,6 @@ from influence_core.figures.what_if import (
 )
 from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
-from influence_core.metrics import auroc
 from pages._pickers import method_and_curvature_knobs, method_picker
 from pages._ui import csv_inputs, described_select, kept_result, memoised, page_header, progress_status, run_or_explain, settle_widget
 
@@ -306,19 +305,10 @@ with tab_cmp:
                     width="stretch",
                     key="whatif_ifip",
                 )
-            if scored.dataset.flipped.any():
-                st.dataframe(
-                    pd.DataFrame(
-                        {
-                            "method": [hf.method_title(m) for m in scored.scores],
-                            "AUROC for flipped labels": [auroc(s, scored.dataset.flipped) for s in scored.scores.values()],
-                        }
-                    ),
-                    hide_index=True,
-                    key="whatif_auroc",
-                )
-            ranked_by = pair[0] if pair is not None else next(iter(scored.scores))
-            top = np.argsort(-np.abs(scored.scores[ranked_by]))[:20]
+            detection = scored.flip_detection()
+            if not detection.empty:
+                st.dataframe(detection, hide_index=True, key="whatif_auroc")
+            ranked_by, top = scored.strongest(20)
 
             def _loo():
                 with progress_status("Retraining without each of the 20") as report:

@@ -197,3 +197,20 @@ def test_the_trim_result_names_methods_that_removed_the_same_rows_and_their_over
     assert overlap.to_numpy()[0, 2] == 0.5 and overlap.to_numpy()[2, 1] == 0.5
     alone = TrimResult(0.05, [0], {"none": [0.9], "ip": [0.9]}, {"none": [0.0], "ip": [0.0]}, {"ip": np.array([1])}, {})
     assert alone.same_removed_groups() == [] and alone.removed_overlap().empty
+
+
+def test_the_scored_result_names_the_leave_one_out_rows_and_each_methods_flip_detection():
+    """What-if's page once ranked rows and computed the AUROC table itself; the result does."""
+    from types import SimpleNamespace
+
+    from influence_core.hessian_free import HessianFreeResult
+
+    flipped = np.zeros(30, bool)
+    flipped[:5] = True
+    scores = {"influence": np.r_[np.full(5, 3.0), np.linspace(-1, 1, 25)], "ip": np.r_[np.full(5, -5.0), np.zeros(25)]}
+    result = HessianFreeResult(None, SimpleNamespace(flipped=flipped), None, "utility", scores)
+    table = result.flip_detection()
+    assert table.iloc[0, 1] == 1.0 and table.iloc[1, 1] == 0.0  # influence finds the flips, IP ranks them last
+    ranked_by, top = result.strongest(5)
+    assert ranked_by == result.compared[0] and sorted(top.tolist()) == [0, 1, 2, 3, 4]
+    assert HessianFreeResult(None, SimpleNamespace(flipped=np.zeros(3, bool)), None, "utility", {"ip": np.ones(3)}).flip_detection().empty
