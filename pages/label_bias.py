@@ -389,6 +389,12 @@ def threshold_and_what_it_flags() -> None:
                 influence_on_loss_scale=lb.influence_on_loss_scale(result),
             )
 
+    _sample_level()
+    _fix_and_retrain(threshold, at)
+
+
+def _sample_level() -> None:
+    """One held-out sample and the training samples that most harm and help its prediction (reads kept results)."""
     st.subheader("Sample level: the training samples behind one held-out prediction")
     order = result.test_order()
     pred = result.test_probs.argmax(1)
@@ -421,6 +427,9 @@ def threshold_and_what_it_flags() -> None:
                 images, captions = lb.gallery(result, table)
                 st.image(images, caption=captions, width=80)
 
+
+def _fix_and_retrain(threshold: float, at: dict) -> None:
+    """Relabel or remove the samples flagged at ``threshold`` and retrain the same run; before, after and clean."""
     st.subheader("What if: fix the flagged samples and retrain")
     if yours:
         st.info(
