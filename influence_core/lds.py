@@ -346,6 +346,19 @@ def method_specs() -> list[str]:
     return specs
 
 
+# what the Trust view measures before the user picks: exact attribution first, then one influence function per
+# curvature family that fits a small model, TRAK, and the Hessian-free pair (defaults, read by name from the registries)
+TRUST_DEFAULT_SPECS = ("influence@exact", "influence@ekfac", "influence@last_layer", "trak", "tracin", "ip")
+
+
+def default_specs() -> list[str]:
+    """The Trust view's preselected methods: every method exact for its run, then TRUST_DEFAULT_SPECS, those registered."""
+    from influence_core.methods import names_where
+
+    specs = method_specs()
+    return [s for s in dict.fromkeys((*names_where("exact_for_the_run"), *TRUST_DEFAULT_SPECS)) if s in specs]
+
+
 def leave_one_out_check(
     config: RunConfig, result: LDSResult, method: str, test_index: int, removals: int = 10, progress: ProgressFn = silent
 ):

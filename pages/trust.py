@@ -6,7 +6,6 @@ import streamlit as st
 from influence_core import lds
 from influence_core.figures import number_format, retraining_check_figure
 from influence_core.figures import trust as trust_figures
-from influence_core.methods import names_where
 from pages._ui import described_select, kept_result, page_header, progress_status, run_or_explain, settle_widget
 
 page_header("Trust")
@@ -56,13 +55,10 @@ with st.container(border=True):
         disabled=randomness == "fixed",
         help="retrain each subset under a second seed: doubles the retrains",
     )
-    specs = lds.method_specs()
-    preferred = (*names_where("exact_for_the_run"), "influence@exact", "influence@ekfac", "influence@last_layer", "trak", "tracin", "ip")
-    defaults = [s for s in preferred if s in specs]
     chosen = c3.multiselect(
         "Methods (method@curvature)",
-        specs,
-        defaults,
+        lds.method_specs(),
+        lds.default_specs(),
         key="trust_methods",
         help="each influence-function entry names its curvature; all run against the same retrains",
     )
