@@ -537,7 +537,8 @@ def _edit_and_retrain(idx: int) -> None:
                     class_names=ds.class_names,
                     highlight=("train", idx) if edit == "relabel" else None,
                     removed=ds.x_train[idx] if edit == "remove" else None,
-                ).update_layout(height=480),
+                    height=480,
+                ),
                 width="stretch",
                 key="explorer_edit_plot",
             )
@@ -602,7 +603,9 @@ def _over_training() -> None:
                     ds.flipped,
                     f"self-influence at epoch {epoch}",
                     class_names=ds.class_names,
-                ).update_layout(height=380, showlegend=False, margin=dict(b=10)),  # no legend: no room kept for one
+                    height=380,
+                    legend=False,  # no room kept for one
+                ),
             ),
             width="stretch",
             key="explorer_epoch_plot",

@@ -388,3 +388,17 @@ def test_ip_on_a_cnn_is_the_same_whichever_conv_path_is_taken(path, monkeypatch)
         (torch.as_tensor(method.scores(PerSampleLoss(xq, yq))).double(), -(rows_q @ rows.T)),
     ):
         assert ((got - expected).abs().max() / expected.abs().max()) < 2e-5
+
+
+def test_no_page_builds_or_restyles_a_figure():
+    """Pages lay out, figures draw (issue 33): plotly is out of pages by import-linter's contract, and this catches
+    the other road, a page changing a figure it was handed (the explorer set heights and hid a legend itself)."""
+    import re
+    from pathlib import Path
+
+    pages = Path(__file__).resolve().parents[1] / "pages"
+    drawing = re.compile(r"\.(update_layout|update_traces|update_xaxes|update_yaxes|add_trace|add_scatter|add_shape|add_annotation)\(")
+    found = [
+        f"{p.name}:{i}" for p in sorted(pages.glob("*.py")) for i, line in enumerate(p.read_text().splitlines(), 1) if drawing.search(line)
+    ]
+    assert not found, found

@@ -143,8 +143,11 @@ def decision_region_figure(
     highlight: Optional[tuple[str, int]] = None,
     class_names: Sequence[str] = ("0", "1"),
     removed: Optional[np.ndarray] = None,
+    height: int = 560,
+    legend: bool = True,
 ) -> go.Figure:
-    """Decision regions of a 2D binary classifier with training points sized by an influence value.
+    """Decision regions of a 2D binary classifier with training points sized by an influence value (``height`` px;
+    ``legend`` False for a small copy that keeps no room for one).
 
     Unsigned values (self-influence) colour points by label (the class palette); signed values (influence on or
     from a chosen point) colour them by sign (orange = harmful, purple = helpful); the legend names both. Trace 1 =
@@ -249,7 +252,7 @@ def decision_region_figure(
     if flipped.any():
         _legend_swatch(fig, "flipped label", "white", symbol="circle-x", group="flip")
     fig.update_layout(
-        height=560,
+        height=height,
         margin=dict(l=10, r=10, t=30, b=10),
         xaxis=dict(title="x1", constrain="domain"),
         yaxis=dict(title="x2", scaleanchor="x"),
@@ -264,6 +267,8 @@ def decision_region_figure(
         ),
         clickmode="event+select",
     )
+    if not legend:
+        return readable_axes(fig.update_layout(showlegend=False, margin=dict(b=10)))
     return readable_axes(legend_below(fig))
 
 
