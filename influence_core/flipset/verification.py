@@ -1,0 +1,151 @@
+"""Flip sets checked by retraining with the set relabelled or removed, and grown until retraining flips the prediction."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from influence_core import cache
+from influence_core.errors import InputError
+from influence_core.flipset.pipeline import FlipSetResult, compute_flip_sets, is_linear
+from influence_core.flipset.search import MODES, logit_margin
+from influence_core.progress import ProgressFn, silent, track
+
+# ------------------------------------------------------------------------------ verification
+
+
+def edited_labels(y_train: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """A *copy* of binary labels with the rows ``indices`` flipped (y → 1 − y); the input is untouched."""
+    y_new = np.array(y_train, dtype=np.int64, copy=True)
+    idx = np.asarray(indices, dtype=np.int64)
+    y_new[idx] = 1 - y_new[idx]
+    return y_new
+
+
+def retrained_margins(result: FlipSetResult, indices: np.ndarray, mode: str, x_eval: Optional[np.ndarray] = None) -> np.ndarray:
+    """Retrain with the training rows ``indices`` relabelled or removed; return m on ``x_eval`` (default: test set)."""
+    from influence_core.experiments import tensors, train
+    from influence_core.training import fit_lbfgs
+
+    ds, cfg = result.dataset, result.config
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "relabel":
+        y_new = edited_labels(ds.y_train, indices)
+        edited = ds.with_train_labels(y_new, y_new != ds.y_train_clean)
+    else:
+        keep = np.ones(len(ds.y_train), dtype=bool)
+        keep[np.asarray(indices, dtype=np.int64)] = False
+        edited = ds.subset_train(keep)
+    if len(np.unique(edited.y_train)) < 2:
+        return np.full(len(ds.y_test) if x_eval is None else len(x_eval), np.nan)
+    device = next(result.model.parameters()).device
+    if is_linear(cfg):
+        model = copy.deepcopy(result.model)  # warm start at the optimum: same convex minimum, fewer steps
+        x, y, _, _ = tensors(edited, device)
+        fit_lbfgs(model, x.double(), y, cfg.train.weight_decay, max_iter=2000, tol=1e-12)
+        dtype = torch.float64
+    else:
+        model = train(cfg, dataset=edited, use_cache=False).model  # same seed: same init and batch order
+        dtype = torch.float32
+    x_eval = ds.x_test if x_eval is None else x_eval
+    return logit_margin(model, torch.from_numpy(np.asarray(x_eval)).to(device=device, dtype=dtype))
+
+
+@dataclass
+class Verification:
+    """Retraining check of the flip sets of ``test_indices`` (all of them were found)."""
+
+    mode: str
+    test_indices: np.ndarray
+    k: np.ndarray
+    predicted_after: np.ndarray
+    retrained_margin: np.ndarray
+    flipped: np.ndarray  # retraining changed the predicted class
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.flipped.mean()) if len(self.flipped) else float("nan")
+
+
+def verify_flip_sets(
+    result: FlipSetResult,
+    test_indices: Optional[Sequence[int]] = None,
+    mode: str = "relabel",
+    progress: ProgressFn = silent,
+    use_cache: bool = True,
+) -> Verification:
+    """Relabel (or remove) each found flip set on a copy of the labels, retrain, and check the prediction flipped."""
+    from influence_core.experiments import dataset_fingerprint
+
+    s = result.search(mode)
+    idx = np.flatnonzero(s.found) if test_indices is None else np.asarray(test_indices, dtype=np.int64)
+    idx = idx[s.found[idx]]
+
+    def compute() -> cache.CacheEntry:
+        new = np.array(
+            [
+                retrained_margins(result, result.flip_set(int(t), mode), mode, result.dataset.x_test[int(t)][None])[0]
+                for t in track(idx, len(idx), f"retraining ({mode})", progress)
+            ]
+        )
+        return cache.CacheEntry({"margin": new.astype(np.float64)}, {}, {})
+
+    payload = {
+        "config": result.config.to_dict(),
+        "dataset": dataset_fingerprint(result.dataset),
+        "mode": mode,
+        "threshold": result.threshold,
+        "tests": idx.tolist(),
+        "k": s.k[idx].tolist(),
+    }
+    entry, _ = cache.cached("flipset_verify", payload, compute, use_cache)
+    new = entry.arrays["margin"] if len(idx) else np.zeros(0)
+    pred = result.margins[idx] > result.threshold
+    flipped = (new > result.threshold) != pred
+    return Verification(mode, idx, s.k[idx], s.predicted_after[idx], new, flipped & np.isfinite(new))
+
+
+# ------------------------------------------------------------------------------ iterative refinement
+
+
+@dataclass
+class RefinedFlip:
+    """Flip set of one test point grown by re-running Algorithm 1 at the retrained model (Yang et al. 2023's iterative variant)."""
+
+    test_index: int
+    indices: np.ndarray  # training rows relabelled in the end
+    rounds: int  # retrainings used
+    flipped: bool  # the last retraining flipped the prediction
+    one_shot_k: int  # |S_t| from Algorithm 1 alone (0 = not found)
+
+
+def refine_flip_set(
+    result: FlipSetResult, test_index: int, max_rounds: int = 4, progress: ProgressFn = silent, use_cache: bool = True
+) -> RefinedFlip:
+    """Relabel Algorithm 1's set, retrain; while the prediction has not flipped, re-run Algorithm 1 at the new
+    model (its labels edited on a copy) and add its set. Stops at the first confirmed flip or after ``max_rounds``."""
+    s = result.relabel
+    chosen = result.flip_set(test_index, "relabel")
+    original = result.margins[test_index] > result.threshold
+    tau = 1.0 / (1.0 + np.exp(-result.threshold))
+    current = result
+    for round_ in range(1, max_rounds + 1):
+        progress((round_ - 1) / max_rounds, f"refinement round {round_}")
+        if len(chosen) == 0:
+            break
+        y_new = edited_labels(result.dataset.y_train, chosen)
+        edited = result.dataset.with_train_labels(y_new, y_new != result.dataset.y_train_clean)
+        current = compute_flip_sets(result.config, edited, tau, use_cache=use_cache, output=result.output)
+        if (current.margins[test_index] > result.threshold) != original:
+            return RefinedFlip(test_index, np.sort(chosen), round_, True, int(s.k[test_index]))
+        extra = current.flip_set(test_index, "relabel")
+        extra = extra[~np.isin(extra, chosen)]
+        if len(extra) == 0:
+            break
+        chosen = np.concatenate([chosen, extra])
+    return RefinedFlip(test_index, np.sort(chosen), max_rounds, False, int(s.k[test_index]))
