@@ -169,6 +169,10 @@ def test_a_loaded_model_gets_the_detectors_that_can_run_and_reasons_for_the_rest
     assert set(found.skipped) == {"aum"} and found.default == detectors.DEFAULT_DETECTOR
     assert "aum" not in found.components and "oof_loss" not in found.components and found.components
     assert detectors.estimate_seconds(context, ["combined"]) == 0.0  # nothing retrained
+    # the gate wants AUM (3 epochs leave labels unfitted), which reads a training run this model never had: the basis
+    # names what the ranking rests on instead of claiming the margins over training
+    assert trained.metrics["train"]["accuracy"] < 0.95 and found.components == ("cleanlab_logreg",)
+    assert "cannot run on this model" in found.basis and "margins over training rank best" not in found.basis, found.basis
 
 
 def test_a_registered_detector_reaches_the_cli_with_no_other_edit(tmp_path, monkeypatch):

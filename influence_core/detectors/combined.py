@@ -75,6 +75,14 @@ class Combined(Detector):
     @classmethod
     def basis(cls, context: DetectionContext) -> str:
         accuracy = train_accuracy(context)
+        gated = MEMORISED_COMPONENTS if accuracy >= FITS_ITS_LABELS else UNFITTED_COMPONENTS
+        used = cls.used_components(context)
+        if not set(used) & set(gated):  # the gate's own set cannot run here: say what the ranking rests on instead
+            return (
+                f"the model fits {accuracy:.1%} of its training labels; the detectors for that case "
+                f"({', '.join(REGISTRY[c].label for c in gated)}) cannot run on this model, so the ranking is "
+                + ", ".join(REGISTRY[c].label for c in used)
+            )
         if accuracy >= FITS_ITS_LABELS:
             return (
                 f"the model fits {accuracy:.1%} of its training labels (≥ {FITS_ITS_LABELS:.0%}): it has memorised them, "
