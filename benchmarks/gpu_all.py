@@ -120,8 +120,10 @@ class _Tee(io.TextIOBase):
 
 
 def _main_of(script: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{Path(script).stem}", HERE / script)
+    name = f"bench_{Path(script).stem}"
+    spec = importlib.util.spec_from_file_location(name, HERE / script)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script defines them
     spec.loader.exec_module(module)
     return module.main
 
