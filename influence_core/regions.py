@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -215,22 +214,12 @@ def _surrogate_dataset(dataset: Dataset, info: TableInfo) -> Dataset:
     )
 
 
-@contextmanager
-def _torch_threads(n: Optional[int]) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` on a CPU for the block (None, or a GPU: unchanged), restored after."""
-    import torch
-
+def _torch_threads(n: Optional[int]):
+    """``resources.torch_threads`` on a CPU run (a GPU keeps its setting)."""
     from influence_core.device import default_device
+    from influence_core.resources import torch_threads
 
-    if n is None or default_device().type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(n if default_device().type == "cpu" else None)
 
 
 def run_region_study(config: RegionConfig, progress: ProgressFn = silent, use_cache: bool = True) -> RegionStudy:

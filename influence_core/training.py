@@ -9,9 +9,8 @@ an optimum); neural networks with SGD or Adam in seeded mini-batches.
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -272,19 +271,13 @@ def step_flops(model: nn.Module, x: torch.Tensor, batch: int) -> float:
     return 3.0 * batch * ModelProfile.of(model, tuple(x.shape[1:]), names).forward_flops_per_sample
 
 
-@contextmanager
-def threads_for_training(model: nn.Module, x: torch.Tensor, batch: int) -> Iterator[None]:
-    """One torch thread for a small model's training on the CPU (``ONE_THREAD_STEP_FLOPS``); the count is given back
-    after. Large steps, and any GPU, keep torch's own setting."""
-    before = torch.get_num_threads()
-    if x.device.type != "cpu" or before == 1 or step_flops(model, x, batch) > ONE_THREAD_STEP_FLOPS:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def threads_for_training(model: nn.Module, x: torch.Tensor, batch: int):
+    """One torch thread for a small model's training on the CPU (``ONE_THREAD_STEP_FLOPS``), given back after; large
+    steps and any GPU keep torch's own setting."""
+    from influence_core.resources import torch_threads
+
+    small = x.device.type == "cpu" and step_flops(model, x, batch) <= ONE_THREAD_STEP_FLOPS
+    return torch_threads(1 if small else None)
 
 
 def train_model(

@@ -253,19 +253,13 @@ def import_with_progress(
     show_device()
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
+def one_torch_thread():
     """Run small models' work (the explorer's 200-point toys) on one torch thread. On this 2-core machine with
     the other core busy, two OpenMP threads wait on each other at every tiny op: the landing view's training took
     6.1 s on two threads and 0.23 s on one (400 Adam steps of a 16-unit MLP). Large work keeps torch's default."""
-    import torch
+    from influence_core.resources import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(1)
 
 
 def run_or_explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Optional[Any]:

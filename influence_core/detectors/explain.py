@@ -137,18 +137,13 @@ class EditCheck:
 
 
 def held_out_losses(model, dataset) -> tuple[np.ndarray, float]:
-    """Each held-out row's loss under ``model`` and the held-out accuracy."""
-    import torch
-
-    from influence_core.experiments import tensors
-    from influence_core.tasks import CROSS_ENTROPY
+    """Each held-out row's loss under ``model`` (``lds.measured``, as LDS measures it) and the held-out accuracy."""
+    from influence_core.experiments import predict_proba, tensors
+    from influence_core.lds import measured
 
     _, _, xt, yt = tensors(dataset, next(model.parameters()).device)
-    model.eval()
-    with torch.no_grad():
-        logits = torch.cat([model(xt[i : i + 4096]) for i in range(0, len(xt), 4096)])
-    losses = CROSS_ENTROPY.sample_loss(logits, yt).double().cpu().numpy()
-    return losses, float((logits.argmax(1) == yt).double().mean())
+    accuracy = float(np.mean(predict_proba(model, dataset.x_test).argmax(1) == dataset.y_test))
+    return measured(model, xt, yt, "loss"), accuracy
 
 
 def check_row_edits(
