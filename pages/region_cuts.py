@@ -16,7 +16,7 @@ from pages._ui import (
 )
 
 # the title and a progress box first: on a fresh server the imports below take seconds
-page_header("Region cuts")
+page_header("Region cuts", device_after_imports=True)
 st.caption(
     "A collision-avoidance network plays the lookup table: its advisories label a sampled table, a ReLU "
     "surrogate learns them, and Cook's distance (last-layer self-influence, ≥ 0) ranks the training points. "
@@ -34,7 +34,7 @@ import pandas as pd  # noqa: E402
 from influence_core.data.acas import ACASXU_TAU_SECONDS, ADVISORIES, DEFAULT_ACASXU_FOLDER, HCAS_TAUS  # noqa: E402
 from influence_core.figures import column_widths  # noqa: E402
 from influence_core.figures.mislabel_roc import roc_figure  # noqa: E402
-from influence_core.figures.regions import cut_figure, cut_title  # noqa: E402
+from influence_core.figures.regions import GALLERY_POINTS, cut_figure, cut_title  # noqa: E402
 from influence_core.mislabel_roc import default_arms, estimate_study, load_study_data, run_mislabel_roc  # noqa: E402
 from influence_core.regions import (  # noqa: E402
     ACASXU_LARGE,
@@ -152,7 +152,7 @@ def mislabel_roc_section() -> None:
 def _cut_and_figure(study, position: int, resolution: int, tolerance: float):
     """A gallery cut through a training point and its figure."""
     cut = make_cut(study, study.x_train_raw[position], None, resolution, tolerance, position)
-    return cut, cut_figure(study, cut, height=330)
+    return cut, cut_figure(study, cut, height=330, max_points=GALLERY_POINTS)
 
 
 tab_cuts, tab_roc = st.tabs(["Region cuts", "Mislabel ROC study"])

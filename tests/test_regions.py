@@ -12,7 +12,7 @@ from influence_core.curvatures import build_curvature
 from influence_core.data.acas import read_nnet
 from influence_core.errors import InputError
 from influence_core.experiments import tensors
-from influence_core.figures.regions import cut_figure
+from influence_core.figures.regions import DRAWN_POINTS, cut_figure
 from influence_core.models import parameter_names
 from influence_core.regions import (
     RegionConfig,
@@ -91,7 +91,25 @@ def test_cut_generation(tiny_study) -> None:
     assert len(cut.point_positions) == len(study.dataset.y_train)
     assert cut.total_influence == pytest.approx(study.cook.sum())
     fig = cut_figure(study, cut)
-    assert len(fig.data) >= 4 and fig.data[1].customdata.shape[0] == len(cut.point_positions)
+    assert len(fig.data) >= 4 and fig.data[1].customdata.shape[0] == min(len(cut.point_positions), DRAWN_POINTS)
+
+
+def test_cut_figure_draws_the_most_influential_points(tiny_study) -> None:
+    """Past the limit a cut draws its largest Cook's distances, each at the size it has among all slice points, and
+    its legend says how many of how many it shows."""
+    study = tiny_study
+    top = int(study.ranking[0])
+    cut = make_cut(study, study.x_train_raw[top], axes=(0, 1), resolution=25, tolerance=0.05, seed_position=top)
+    limit = len(cut.point_positions) // 4
+    fig = cut_figure(study, cut, max_points=limit)
+    for trace in (fig.data[1], fig.data[3]):  # the surrogate's and the oracle's panel
+        drawn = trace.customdata[:, 0].astype(int)
+        assert len(drawn) == limit
+        np.testing.assert_array_equal(np.sort(drawn), np.sort(study.ranking[:limit]))
+    assert f"{limit:,} largest of {len(cut.point_positions):,}" in fig.data[1].name
+    full = cut_figure(study, cut)
+    order = {int(p): i for i, p in enumerate(full.data[1].customdata[:, 0])}
+    np.testing.assert_allclose(fig.data[1].marker.size, [full.data[1].marker.size[order[int(p)]] for p in drawn])
 
 
 def test_top_influence_near_boundary(tiny_study) -> None:
