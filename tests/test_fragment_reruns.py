@@ -129,7 +129,7 @@ def test_region_study_trains_a_small_surrogate_on_one_thread(monkeypatch):
     assert RegionConfig().one_thread and not RegionConfig(**ACASXU_LARGE).one_thread
 
 
-LABEL_BIAS_FUNCTIONS = ["run_label_bias", "preset_config", "retrain_after_fix"]
+LABEL_BIAS_FUNCTIONS = ["run_label_bias", "preset_config", "retrain_after_fix", "top_influencers"]
 
 
 def test_label_bias_threshold_slider_reruns_only_its_part(monkeypatch, tmp_path):
@@ -164,6 +164,7 @@ def test_label_bias_threshold_slider_reruns_only_its_part(monkeypatch, tmp_path)
     assert calls["influence_bar_figure"] == 1
     assert calls["run_label_bias"] == 0 and calls["preset_config"] == 0 and calls["model_comparison_figure"] == 0, dict(calls)
     assert not any(m.label == "Held-out accuracy" for m in at.metric)  # the page's top is not drawn again
+    assert calls["top_influencers"] == 0, dict(calls)  # the held-out sample's section is a fragment of its own
 
     calls.clear()
     at.button(key="label_bias_retrain").click()

@@ -54,6 +54,15 @@ class Detection:
     waiting: tuple[str, ...] = ()  # skipped only because out-of-fold trainings were not asked for yet
     basis: str = ""  # why the default ranks by what it does on this run (the combined ranking's gate)
 
+    def _keep(self, key: tuple, compute):
+        """What does not follow the view's k (rank correlations, AUROC / AP against a mask), kept per set of scores (a
+        detector added later makes a new one): a threshold slider redraws the side-by-side table on every move."""
+        kept = self.__dict__.setdefault("_kept", {})  # not a field: a Detection pickled before it unpickles without one
+        key = (tuple((n, id(s)) for n, s in self.scores.items()), *key)
+        if key not in kept:
+            kept[key] = compute()
+        return kept[key]
+
     @property
     def suspicion(self) -> np.ndarray:
         return self.scores[self.default]
@@ -64,7 +73,7 @@ class Detection:
 
     def agreement(self) -> pd.DataFrame:
         """Spearman correlation between every two detectors' rankings."""
-        return pd.DataFrame(self.scores).corr(method="spearman")
+        return self._keep(("agreement",), lambda: pd.DataFrame(self.scores).corr(method="spearman"))
 
     def flagged_by(self, k: int) -> pd.DataFrame:
         """Whether each detector puts each row in its top ``k``."""
@@ -95,8 +104,10 @@ class Detection:
                 "same ranking as": ", ".join(get(o).label for o in same) or "—",
             }
             if mask is not None and 0 < mask.sum() < len(mask):
-                row["AUROC"] = auroc(self.scores[name], mask)
-                row["AP"] = average_precision(self.scores[name], mask)
+                scores, truth = self.scores[name], np.asarray(mask, dtype=bool)
+                row["AUROC"], row["AP"] = self._keep(
+                    ("against", name, truth.tobytes()), lambda s=scores, t=truth: (auroc(s, t), average_precision(s, t))
+                )
             rows.append(row)
         return pd.DataFrame(rows)
 
