@@ -300,7 +300,9 @@ def fit_method(
     """The config's method (or ``method``) fitted on a trained run, through the method registry; its knobs are the
     config's ``method_options`` (for the config's own method) and ``options``."""
     own = dict(config.method_options) if method in (None, config.method) else {}
-    return fit_attributor(method or config.method, attribution_context(config, trained, **{**own, **options}), progress)
+    if method not in (None, config.method):  # the scope is the fitted method's: IP asked of an influence run is not narrowed
+        config = config.replace(method=method, method_options=())
+    return fit_attributor(config.method, attribution_context(config, trained, **{**own, **options}), progress)
 
 
 def pairwise_plan(n_test: int, n_train: int, pairwise: Optional[bool]) -> str:
