@@ -355,7 +355,7 @@ def run_view(view: str, viewport: dict, screenshot_dir: Path | None, launcher: s
         page.goto(url + path)
         times = {}
         # a run estimated past the app's confirmation threshold waits for a click on the button stating the estimate
-        # (pages/_ui.py confirm_start): click it at once, and say so beside the first result
+        # (pages/_costs.py confirm_start): click it at once, and say so beside the first result
         page.wait_for_selector(f"{selector}, {CONFIRM_BUTTON}", timeout=600_000, state="attached")
         if page.locator(selector).count() == 0 and page.locator(CONFIRM_BUTTON).count():
             asked = page.locator(CONFIRM_BUTTON).first.inner_text()

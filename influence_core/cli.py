@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -23,16 +24,15 @@ from influence_core.config import (
     MODEL_KINDS,
     SMOOTH_ACTIVATION,
     CurvatureConfig,
-    DataConfig,
     ModelConfig,
     RunConfig,
     TrainConfig,
     default_damping,
-    default_training,
     smooth_training,
 )
 from influence_core.data.preprocessing import check_channels, parse_numbers
 from influence_core.errors import CurvatureError, InputError
+from influence_core.sources import Source, own_data_training
 from influence_core.timing import duration_text
 
 # the name the README has always used for the Hessian-based method; every other name is the method registry's
@@ -46,35 +46,19 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if path.is_dir():
         if args.feature_columns:
             raise InputError("--feature-columns is for a CSV; an image folder's input is set by --image-size and --channels")
-        data = DataConfig(
-            name="image_folder",
-            path=str(path),
-            image_size=args.image_size,
-            channels=check_channels(args.channels),
-            test_fraction=args.test_fraction,
-            n_train=0,
-            n_test=0,
-            **_normalisation(args),
-        )
+        source = Source("image_folder", str(path), image_size=args.image_size, inputs={"channels": check_channels(args.channels)})
     else:
         if args.label_column is None:
             raise InputError("a CSV needs --label-column naming the column that holds the labels")
-        data = DataConfig(
-            name="csv",
-            path=str(path),
-            label_column=args.label_column,
-            id_column=args.id_column,
-            test_fraction=args.test_fraction,
-            n_train=0,
-            n_test=0,
-            feature_columns=tuple(c.strip() for c in args.feature_columns.split(",")) if args.feature_columns else None,
-            **_normalisation(args),
-        )
-    method = METHOD_ALIASES.get(args.method, args.method)
-    from influence_core.data.registry import peek_own_data
-    from influence_core.model_files import own_model_config
+        columns = tuple(c.strip() for c in args.feature_columns.split(",")) if args.feature_columns else None
+        source = Source("csv", str(path), args.label_column, args.id_column, inputs={"feature_columns": columns})
+    data = source.data(test_fraction=args.test_fraction, n_train=0, n_test=0, **_normalisation(args))
+    train = own_data_training(args.model, data)
+    if args.model_file:  # checked once the data is read, as it always was
+        from influence_core.model_files import own_model_config
 
-    train = default_training(args.model, peek_own_data(data).n_train(data))
+        own = own_model_config(args.model_file, args.arch, args.hidden, args.depth, args.checkpoint_file, args.activation)
+        source = replace(source, own_model=own)
     if args.epochs is not None:
         train = TrainConfig(**{**train.__dict__, "epochs": args.epochs})
     activation = args.activation
@@ -82,11 +66,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         train, activation = smooth_training(train), SMOOTH_ACTIVATION
     return RunConfig(
         data=data,
-        model=(
-            ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth, activation=activation)
-            if not args.model_file
-            else own_model_config(args.model_file, args.arch, args.hidden, args.depth, args.checkpoint_file, args.activation)
-        ),
+        model=source.model(ModelConfig(kind=args.model, hidden=args.hidden, depth=args.depth, activation=activation)),
         train=train,
         curvature=CurvatureConfig(
             kind=args.curvature,
@@ -95,7 +75,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             params=args.params,
             options=_options(args.curvature_option, "--curvature-option"),
         ),
-        method=method,
+        method=METHOD_ALIASES.get(args.method, args.method),
         method_options=_method_options(args),
         seed=args.seed,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -248,24 +248,41 @@ def influence_params(config: RunConfig, model: nn.Module) -> list[str]:
     return parameter_names(model, "last_layer" if last_only else config.curvature.params)
 
 
+def method_context(
+    config: RunConfig,
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    checkpoints: Sequence[Checkpoint] = (),
+    training: Optional[TrainingRecipe] = None,
+    params: Optional[Sequence[str]] = None,
+    **options: Any,
+) -> AttributionContext:
+    """What a method is fitted on: ``model`` and its training rows under the config's settings (weight decay, curvature
+    and its knobs, seed), ``options`` being the method's knobs. Every context is built here; the parameters are
+    :func:`influence_params`' unless a pipeline fixes them (``params``: the Hessian-free study takes every method over
+    all weights, so that its IF and IP compare on one scope)."""
+    return AttributionContext(
+        model,
+        x_train,
+        y_train,
+        list(params) if params is not None else influence_params(config, model),
+        config.train.weight_decay,
+        config.curvature.kind,
+        config.curvature.damping,
+        list(checkpoints),
+        seed=config.seed,
+        options=options,
+        curvature_options=dict(config.curvature.options),
+        training=training,
+    )
+
+
 def attribution_context(config: RunConfig, trained: "Trained", **options: Any) -> AttributionContext:
     """What the run's method is fitted on: the trained model and data, and the config's curvature settings."""
     model = trained.model
     x, y, _, _ = tensors(trained.dataset, next(model.parameters()).device)
-    return AttributionContext(
-        model,
-        x,
-        y,
-        influence_params(config, model),
-        config.train.weight_decay,
-        config.curvature.kind,
-        config.curvature.damping,
-        trained.checkpoints,
-        seed=config.seed,
-        options=options,
-        curvature_options=dict(config.curvature.options),
-        training=training_recipe(config, trained),
-    )
+    return method_context(config, model, x, y, trained.checkpoints, training_recipe(config, trained), **options)
 
 
 def training_recipe(config: RunConfig, trained: "Trained") -> Optional[TrainingRecipe]:
@@ -283,7 +300,9 @@ def fit_method(
     """The config's method (or ``method``) fitted on a trained run, through the method registry; its knobs are the
     config's ``method_options`` (for the config's own method) and ``options``."""
     own = dict(config.method_options) if method in (None, config.method) else {}
-    return fit_attributor(method or config.method, attribution_context(config, trained, **{**own, **options}), progress)
+    if method not in (None, config.method):  # the scope is the fitted method's: IP asked of an influence run is not narrowed
+        config = config.replace(method=method, method_options=())
+    return fit_attributor(config.method, attribution_context(config, trained, **{**own, **options}), progress)
 
 
 def pairwise_plan(n_test: int, n_train: int, pairwise: Optional[bool]) -> str:

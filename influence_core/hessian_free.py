@@ -26,7 +26,7 @@ from influence_core.config import RunConfig
 from influence_core.data.base import Dataset, split_indices
 from influence_core.errors import CurvatureError, InputError
 from influence_core.measurements import ScalarObjective
-from influence_core.methods import AttributionContext, fit_attributor, method_label, method_names, names_where
+from influence_core.methods import fit_attributor, method_label, method_names, names_where
 from influence_core.methods import get as get_method
 from influence_core.progress import ProgressFn, scaled, silent, track
 from influence_core.training import Checkpoint, TrainingRecipe
@@ -196,15 +196,38 @@ def impact_scores(
     """Any registered method's scores of every training point on the impact f (positive = harmful): IP, IP Ensemble
     (``ensemble_size``, ``dropout_rate``), TracIn over ``checkpoints``, influence under ``curvature``.
     An influence function whose curvature cannot be inverted falls back to ``auto`` (which says what it chose)."""
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    measurement = impact_measurement(impact, x_val, y_val, groups_val, gamma)
-    context = AttributionContext(
-        model, x_train, y_train, names, weight_decay, curvature, damping, list(checkpoints), seed=seed, options=options, training=training
+    from influence_core.config import CurvatureConfig, TrainConfig
+
+    # the settings as a run config holds them, so the method is fitted the one way a run's is
+    run = RunConfig(
+        train=TrainConfig(weight_decay=weight_decay), curvature=CurvatureConfig(kind=curvature, damping=damping), method=method, seed=seed
     )
+    measurement = impact_measurement(impact, x_val, y_val, groups_val, gamma)
+    return _method_scores(run, method, model, x_train, y_train, measurement, checkpoints, training, progress, **options)
+
+
+def _method_scores(
+    run: RunConfig,
+    method: str,
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    measurement: ScalarObjective,
+    checkpoints: Sequence[Checkpoint],
+    training: Optional[TrainingRecipe],
+    progress: ProgressFn,
+    **options: Any,
+) -> np.ndarray:
+    """``method`` fitted through :func:`experiments.method_context` under ``run``'s settings, over all weights whatever
+    the run's scope (the study compares its methods on one), and its scores on the impact ``measurement``."""
+    from influence_core.experiments import method_context
+    from influence_core.models import parameter_names
+
+    context = method_context(run, model, x_train, y_train, checkpoints, training, parameter_names(model, "all"), **options)
     try:
         attributor = fit_attributor(method, context, scaled(progress, 0.0, 0.5))
     except CurvatureError:
-        if curvature == "auto":
+        if run.curvature.kind == "auto":
             raise
         context.curvature = "auto"
         attributor = fit_attributor(method, context, scaled(progress, 0.0, 0.5))
@@ -300,30 +323,13 @@ def hessian_free_scores(
     scores: dict[str, np.ndarray] = {}
     n = len(methods)
     # weight decay alone keeps logistic regression's Hessian positive definite: no damping there
-    damping = 0.0 if (config.model.kind == "logreg" and config.train.weight_decay > 0) else config.curvature.damping
+    run = config.replace(curvature__damping=0.0) if (config.model.kind == "logreg" and config.train.weight_decay > 0) else config
+    measurement, recipe = impact_measurement(impact, xv, yv, gv, study.gamma), training_recipe(config, trained)
     for j, method in enumerate(methods):
         step = scaled(progress, 0.3 + 0.7 * j / n, 0.3 + 0.7 * (j + 1) / n)
         step(0.0, f"scoring: {method_title(method)}")
-        scores[method] = impact_scores(
-            method,
-            model,
-            x,
-            y,
-            xv,
-            yv,
-            impact,
-            gv,
-            trained.checkpoints,
-            config.train.weight_decay,
-            damping,
-            config.curvature.kind,
-            config.seed,
-            study.gamma,
-            step,
-            training=training_recipe(config, trained),
-            ensemble_size=study.ensemble_size,
-            dropout_rate=study.dropout_rate,
-        )
+        knobs = {"ensemble_size": study.ensemble_size, "dropout_rate": study.dropout_rate}
+        scores[method] = _method_scores(run, method, model, x, y, measurement, trained.checkpoints, recipe, step, **knobs)
     metrics = {"train": evaluate(model, x, y), "validation": evaluate(model, xv, yv)}
     progress(1.0, "scores ready")
     return HessianFreeResult(config, ds, model, impact, scores, metrics)

@@ -48,14 +48,14 @@ import torch
 from torch import nn
 
 from influence_core import cache, detectors, experiments
-from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, default_training
+from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from influence_core.data.base import Dataset, likeliest_other_labels
-from influence_core.data.registry import peek_own_data
 from influence_core.errors import InputError
 from influence_core.measurements import GroupMeanLoss, PerSampleLoss, Stacked
 from influence_core.methods import Attributor
 from influence_core.metrics import detection_at_threshold, detection_summary, tpr_at_fpr
 from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.sources import OWN_DATA, Source, own_data_training
 
 # bump when the meaning of the cached label-bias scores changes
 LABEL_BIAS_VERSION = "1"
@@ -81,7 +81,6 @@ DEFAULT_SCORE = "heldout"
 MAX_TEST_ROWS_ENTRIES = 5_000_000
 
 PRESETS = ("digits", "mnist", "chexpert", "csv", "image_folder")
-OWN_DATA = ("csv", "image_folder")
 
 
 # ------------------------------------------------------------------------------------- configs
@@ -134,36 +133,23 @@ def preset_config(
         raise InputError(f"label-bias preset must be one of {PRESETS}, got {dataset!r}")
     if noise_fraction is None:
         noise_fraction = 0.0 if dataset in OWN_DATA else 0.2
-    if own_model is not None and dataset not in OWN_DATA:
-        raise InputError(f"your model goes with your data: choose one of {OWN_DATA} for it, not {dataset!r}")
-    if own_model is not None and noise_fraction > 0:
-        raise InputError(
-            "flipping labels to measure detection needs a model trained on the flipped labels, and your model was "
-            "trained on your labels as they are: set the flipped share to 0, or choose an architecture to train here"
-        )
-    if dataset in OWN_DATA:
+    source = Source(dataset, path, label_column, id_column, image_size, inputs, own_model)  # image_size None: the loader's
+    source.check_model_file(
+        "flipping labels to measure detection needs a model trained on the flipped labels" if noise_fraction > 0 else "",
+        "set the flipped share to 0",
+    )
+    if source.own_data:
         noise = (
             dict(noise="flip_class", noise_fraction=noise_fraction, noise_source=int(flip[0]), noise_target=int(flip[1]))
             if noise_fraction > 0
             else {}
         )
-        data = DataConfig(
-            name=dataset,
-            path=path,
-            label_column=label_column,
-            id_column=id_column,
-            n_train=n_train,
-            n_test=n_test,
-            image_size=image_size,
-            **noise,
-            **(inputs or {}),
-        )  # None: the loader's default size
+        data = source.data(n_train=n_train, n_test=n_test, **noise)
         if own_model is not None:  # not trained here: the training config only fills the hashed config
             model_cfg, train = own_model, TrainConfig()
         else:
-            kind = model or ("logreg" if dataset == "csv" else "cnn")
-            model_cfg = ModelConfig(kind=kind)
-            train = default_training(kind, peek_own_data(data).n_train(data))
+            model_cfg = ModelConfig(kind=model or ("logreg" if dataset == "csv" else "cnn"))
+            train = own_data_training(model_cfg.kind, data)
             if epochs:
                 train = replace(train, epochs=epochs)
         curv = CurvatureConfig(kind=curvature or default_curvature(model_cfg.kind), damping=damping)

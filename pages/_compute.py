@@ -15,7 +15,7 @@ WHERE = {"one": "this process", "local": "local worker processes", "cluster": "a
 
 def compute_setting_panel() -> None:
     from influence_core import distributed
-    from pages._ui import run_or_explain
+    from pages._results import run_or_explain
 
     current = distributed.current()
     with st.expander(f"Compute: {current.describe()}", expanded=False):

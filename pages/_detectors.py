@@ -12,7 +12,9 @@ from influence_core import detectors
 from influence_core.detectors.explain import check_row_edits, edit_checks_table, explain_row
 from influence_core.figures import detectors as figures
 from influence_core.timing import duration_text
-from pages._ui import progress_status, run_or_explain, settle_widget
+from pages._progress import progress_status
+from pages._results import run_or_explain
+from pages._widgets import settle_widget
 
 
 def detectors_panel(

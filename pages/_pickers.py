@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from influence_core import curvatures, methods
-from pages._ui import described_select, settle_widget
+from pages._widgets import described_select, settle_widget
 
 
 def method_picker(container: Any, key: str, default: str = "influence", label: str = "Method", **kwargs: Any) -> str:

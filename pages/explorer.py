@@ -2,26 +2,13 @@
 
 import streamlit as st
 
-from pages._ui import (
-    OWN_MODEL,
-    compute_seconds_text,
-    confirm_start,
-    cost_note,
-    described_select,
-    estimated,
-    gated_result,
-    import_with_progress,
-    imports_pending,
-    memoised,
-    one_torch_thread,
-    own_model_card,
-    own_model_inputs,
-    page_header,
-    preload_plotly,
-    progress_status,
-    run_or_explain,
-    settle_widget,
-)
+from pages._costs import confirm_start, cost_note, estimated, gated_result
+from pages._frame import page_header
+from pages._loading import import_with_progress, imports_pending, preload_plotly
+from pages._own_inputs import OWN_MODEL, own_model_card, own_model_inputs
+from pages._progress import compute_seconds_text, progress_status
+from pages._results import memoised, one_torch_thread, run_or_explain
+from pages._widgets import described_select, settle_widget
 
 
 def show_training_data(slot) -> None:

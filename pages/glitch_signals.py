@@ -22,24 +22,12 @@ from influence_core.signals import (
     thumbnail,
 )
 from pages._detectors import detectors_panel
+from pages._frame import page_header
+from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
 from pages._pickers import method_and_curvature_knobs, method_has, method_picker
-from pages._ui import (
-    OWN_DATA,
-    OWN_MODEL,
-    OwnDataInputs,
-    ask_for_own_data,
-    compute_seconds_text,
-    described_select,
-    kept_result,
-    memoised,
-    own_data_inputs,
-    own_model_card,
-    own_model_inputs,
-    page_header,
-    progress_status,
-    run_or_explain,
-    settle_widget,
-)
+from pages._progress import compute_seconds_text, progress_status
+from pages._results import kept_result, memoised, run_or_explain
+from pages._widgets import described_select, settle_widget
 
 page_header("Glitch signals")
 st.caption(

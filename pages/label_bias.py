@@ -12,28 +12,14 @@ from influence_core.experiments import content_key
 from influence_core.figures import column_widths, sign_note
 from influence_core.figures import label_bias as lb_figures
 from influence_core.metrics import detection_at_threshold
+from pages._costs import confirm_start, cost_note, estimated
 from pages._detectors import detectors_panel
+from pages._frame import page_header
+from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker
-from pages._ui import (
-    OWN_DATA,
-    OWN_MODEL,
-    OwnDataInputs,
-    ask_for_own_data,
-    compute_seconds_text,
-    confirm_start,
-    cost_note,
-    described_select,
-    estimated,
-    kept_result,
-    memoised,
-    own_data_inputs,
-    own_model_card,
-    own_model_inputs,
-    page_header,
-    progress_status,
-    run_or_explain,
-    settle_widget,
-)
+from pages._progress import compute_seconds_text, progress_status
+from pages._results import kept_result, memoised, run_or_explain
+from pages._widgets import described_select, settle_widget
 
 page_header("Label bias")
 st.caption(

@@ -2,18 +2,12 @@
 
 import streamlit as st
 
-from pages._ui import (
-    confirm_start,
-    cost_note,
-    described_select,
-    estimated,
-    import_with_progress,
-    memoised,
-    page_header,
-    preload_plotly,
-    progress_status,
-    run_or_explain,
-)
+from pages._costs import confirm_start, cost_note, estimated
+from pages._frame import page_header
+from pages._loading import import_with_progress, preload_plotly
+from pages._progress import progress_status
+from pages._results import memoised, run_or_explain
+from pages._widgets import described_select
 
 # the title and a progress box first: on a fresh server the imports below take seconds
 page_header("Region cuts", device_after_imports=True)

@@ -6,7 +6,10 @@ import streamlit as st
 from influence_core import lds
 from influence_core.figures import number_format, retraining_check_figure
 from influence_core.figures import trust as trust_figures
-from pages._ui import described_select, kept_result, page_header, progress_status, run_or_explain, settle_widget
+from pages._frame import page_header
+from pages._progress import progress_status
+from pages._results import kept_result, run_or_explain
+from pages._widgets import described_select, settle_widget
 
 page_header("Trust")
 st.caption(

@@ -18,8 +18,12 @@ from influence_core.figures.what_if import (
 )
 from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
+from pages._frame import page_header
+from pages._own_inputs import csv_inputs
 from pages._pickers import method_and_curvature_knobs, method_picker
-from pages._ui import csv_inputs, described_select, kept_result, memoised, page_header, progress_status, run_or_explain, settle_widget
+from pages._progress import progress_status
+from pages._results import kept_result, memoised, run_or_explain
+from pages._widgets import described_select, settle_widget
 
 page_header("What-if")
 st.caption(

@@ -198,20 +198,21 @@ def test_a_typed_path_outside_the_data_root_is_refused_on_the_page(tmp_path, mon
 
 
 def test_app_frame_imports_no_torch_before_the_navigation():
-    """app.py imports pages._ui before st.navigation: with torch in that import (~1.5 s, far more on a busy machine)
+    """app.py imports pages._frame before st.navigation: with torch in that import (~1.5 s, far more on a busy machine)
     a first visit showed Streamlit's raw file list ("app … ui …") over a blank page until torch had loaded."""
     import subprocess
     import sys
 
     root = Path(APP).parent
-    code = "import sys, pages._ui; print(sorted(m for m in ('torch', 'sklearn', 'pandas') if m in sys.modules))"
+    code = "import sys, pages._frame; print(sorted(m for m in ('torch', 'sklearn', 'pandas') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_progress_says_share_done_and_time_left():
-    from pages._ui import duration_text, progress_text
+    from influence_core.timing import duration_text
+    from pages._progress import progress_text
 
     assert progress_text(0.0, 0.0, "training") == "0% done, estimating the time left: training"
     assert progress_text(0.25, 3.0, "training") == "25% done, about 9 s left: training"
@@ -220,7 +221,7 @@ def test_progress_says_share_done_and_time_left():
 
 
 def test_a_compute_time_of_milliseconds_does_not_read_as_nothing():
-    from pages._ui import compute_seconds_text
+    from pages._progress import compute_seconds_text
 
     assert compute_seconds_text(0.004) == "< 0.1 s"
     assert compute_seconds_text(0.26) == "0.3 s" and compute_seconds_text(42.4) == "42 s"
@@ -336,12 +337,12 @@ def test_a_fresh_server_shows_the_landing_data_before_torch_has_loaded(tmp_path,
     import sys
 
     import influence_core.figures
-    import pages._ui
+    import pages._loading
 
     (tmp_path / "lab_not_yet_imported.py").write_text("LOADED = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "lab_not_yet_imported", raising=False)
-    monkeypatch.setattr(pages._ui, "HEAVY_IMPORTS", (*pages._ui.HEAVY_IMPORTS, ("lab_not_yet_imported", 1.0)))
+    monkeypatch.setattr(pages._loading, "HEAVY_IMPORTS", (*pages._loading.HEAVY_IMPORTS, ("lab_not_yet_imported", 1.0)))
     drawn = []
     real = influence_core.figures.decision_region_figure
 

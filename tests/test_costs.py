@@ -227,7 +227,7 @@ def test_the_roc_study_estimate_is_within_2x_and_its_eta_is_the_measured_one():
 
 def test_progress_text_says_the_estimate_until_there_is_a_pace(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
-    from pages._ui import progress_text
+    from pages._progress import progress_text
 
     assert progress_text(0.0, 0.0, "fitting", estimate=130.0) == "0% done, about 2 min 10 s left (estimated): fitting"
     assert progress_text(0.5, 10.0, estimate=130.0) == "50% done, about 10 s left"  # then the measured pace

@@ -126,6 +126,22 @@ def test_ip_and_its_subclass_are_not_narrowed_by_the_curvature_box_they_ignore(p
     assert len(influence_params(_small_run("probe_influence", "last_layer", "mlp"), trained.model)) == 2
 
 
+def test_a_method_asked_of_another_run_takes_its_own_scope(probes):
+    """fit_method(config, trained, method=...) decided the scope by the run's method: IP asked of an influence run with a
+    last-layer curvature (the explorer's landing view, and the retraining checks that compare methods) was narrowed to
+    the head. It takes the scope it has as the run's own method."""
+    from influence_core.experiments import fit_method, train
+
+    run = _small_run("influence", "last_layer", "mlp")
+    trained = train(run, use_cache=False)
+    for method in ("ip", "probe_ip"):
+        asked = fit_method(run, trained, method=method)
+        own = fit_method(run.replace(method=method), trained)
+        assert asked.param_names == own.param_names == [n for n, p in trained.model.named_parameters() if p.requires_grad]
+        np.testing.assert_allclose(asked.self_scores(), own.self_scores(), rtol=1e-6)
+    assert len(fit_method(run, trained, method="probe_influence").param_names) == 2  # one that inverts it is narrowed
+
+
 def test_the_cli_check_reads_the_loss_scale_from_the_method(probes, tmp_path, capsys):
     from influence_core.cli import main
 

@@ -16,7 +16,7 @@ from influence_core.data.base import Dataset
 from influence_core.errors import InputError
 from influence_core.flipset.search import MODES, OUTPUTS, FlipSearch, check_binary, effects_from_kernel, find_flip_sets, logit_margin
 from influence_core.measurements import margin_measurement
-from influence_core.methods import AttributionContext, fit_attributor
+from influence_core.methods import fit_attributor
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import MARGIN
 
@@ -63,28 +63,15 @@ def margin_kernel(fitted: FittedBinary, progress: ProgressFn = silent) -> tuple[
     """K[t, i] = ∇m(x_t)ᵀ H⁻¹ ∇m(x_i), (n_test, n_train), by the config's method (H = I for the Hessian-free ones),
     and what the method chose. Logistic regression takes the exact Hessian over all parameters (intercept included),
     undamped where weight decay already makes it positive definite."""
-    from influence_core.experiments import influence_params
-    from influence_core.models import parameter_names
+    from influence_core.experiments import method_context
 
     cfg = fitted.config
-    if is_linear(cfg):
-        names, kind = parameter_names(fitted.model, "all"), "exact"
+    if is_linear(cfg):  # the model polished to its optimum: its exact Hessian, over the intercept too
         damping = 0.0 if cfg.train.weight_decay > 0 else cfg.curvature.damping
-    else:
-        names, kind, damping = influence_params(cfg, fitted.model), cfg.curvature.kind, cfg.curvature.damping
-    context = AttributionContext(
-        fitted.model,
-        fitted.x_train,
-        fitted.y_train,
-        names,
-        cfg.train.weight_decay,
-        kind,
-        damping,
-        fitted.checkpoints,
-        seed=cfg.seed,
-        options=dict(cfg.method_options),  # the view's knob settings reach the method
-        curvature_options=dict(cfg.curvature.options),
-    )
+        cfg = cfg.replace(curvature__kind="exact", curvature__params="all", curvature__damping=damping)
+    # the view's knob settings reach the method; no training recipe, as flip sets never had one (exact attribution
+    # stays refused: the polished linear model is not where its recorded run ends)
+    context = method_context(cfg, fitted.model, fitted.x_train, fitted.y_train, fitted.checkpoints, **dict(cfg.method_options))
     method = fit_attributor(cfg.method, context, scaled(progress, 0.0, 0.2))
     # scores are −∇fᵀH⁻¹∇ℓ: with the margin on both sides that is −K
     kernel = -method.scores(margin_measurement(fitted.x_test), train_task=MARGIN, progress=scaled(progress, 0.2, 1.0))

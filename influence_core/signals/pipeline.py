@@ -12,13 +12,14 @@ import torch
 
 from influence_core import cache, detectors, methods
 from influence_core.baselines import cleanlab_flags, isolation_forest_scores, out_of_fold_probabilities
-from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from influence_core.config import CurvatureConfig, ModelConfig, RunConfig, TrainConfig
 from influence_core.data.base import Dataset
 from influence_core.data.glitches import ANOMALY_KINDS, GLITCH_KINDS, MISLABEL_KINDS, GlitchTruth, inject_glitches
 from influence_core.errors import InputError
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.signals.compute import SIGNALS, SignalResult, compute_signals, compute_signals_by_method, uses_head_closed_form
 from influence_core.signals.scoring import score_methods
+from influence_core.sources import Source
 
 # the label-noise detectors shown beside the signals: all but the training loss and cleanlab, which are here already
 GLITCH_DETECTORS = tuple(n for n in detectors.detector_names() if n not in ("loss", "cleanlab"))
@@ -88,15 +89,12 @@ def signal_run_config(
     TracIn needs the model's earlier weight files as checkpoints (``own_model.checkpoint_files``, learning rate 1 each).
     """
     glitch = glitch or GlitchConfig()
-    if own_model is not None:
-        if dataset not in ("csv", "image_folder"):
-            raise InputError(f"your model goes with your data: choose your CSV file or image folder for it, not {dataset!r}")
-        if glitch.kind != "none" or glitch.cleanlab_folds >= 2:
-            raise InputError(
-                "your model was trained on your data as it is, and it is not retrained here: injected glitches and "
-                "cleanlab's out-of-fold probabilities both need a model to train; choose the glitch 'none' and skip "
-                "cleanlab, or choose an architecture to train here"
-            )
+    source = Source(dataset, path, label_column, id_column, image_size, inputs, own_model)  # image_size None: the loader's
+    retrains = glitch.kind != "none" or glitch.cleanlab_folds >= 2
+    source.check_model_file(
+        "injected glitches and cleanlab's out-of-fold probabilities both need a model to train" if retrains else "",
+        "choose the glitch 'none' and skip cleanlab",
+    )
     if model == "cnn":
         train_cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=epochs or 15, batch_size=64, weight_decay=1e-4, n_checkpoints=10)
         model_cfg = ModelConfig(kind="cnn")
@@ -107,17 +105,8 @@ def signal_run_config(
         train_cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=epochs or 30, batch_size=64, weight_decay=1e-4, n_checkpoints=10)
         model_cfg = ModelConfig(kind="mlp", hidden=128, depth=1)
     return RunConfig(
-        data=DataConfig(
-            name=dataset,
-            n_train=n_train,
-            n_test=n_test,
-            path=path,
-            label_column=label_column,
-            id_column=id_column,
-            image_size=image_size,
-            **(inputs or {}),
-        ),  # None: the loader's default size
-        model=own_model or model_cfg,
+        data=source.data(n_train=n_train, n_test=n_test),
+        model=source.model(model_cfg),
         train=train_cfg,
         curvature=CurvatureConfig(kind="auto", params="last_layer"),
         method=method,

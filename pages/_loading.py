@@ -1,0 +1,69 @@
+"""A fresh server's first visit: the heavy imports under a progress box, plotly.js fetched while they run."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Sequence
+
+import streamlit as st
+
+from pages._frame import show_device
+from pages._progress import progress_status
+
+# what a first visit to a view imports, with each module's rough share of the wait (measured with -X importtime)
+HEAVY_IMPORTS = (
+    ("torch", 1.5),
+    ("torch._dynamo", 1.4),
+    ("sklearn.datasets", 0.9),
+    ("laplace", 0.4),
+    ("pandas", 0.2),
+    ("plotly.graph_objects", 0.2),
+)
+
+
+def preload_plotly(key: str):
+    """An empty, invisible plotly chart sent before the page's imports: the browser fetches and compiles plotly.js
+    (about 1 s on a 2-core machine, measured) while the server still imports torch, instead of after the page's first
+    real figure arrives (the landing view's first plot came 1.3 s after its script ended; 0.4 s with this). Returns
+    its slot: call ``.empty()`` on it once the page's results are computed."""
+    slot = st.empty()
+    blank = {
+        "data": [{"type": "scatter", "x": [], "y": [], "hoverinfo": "skip"}],
+        "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "xaxis": {"visible": False}, "yaxis": {"visible": False}},
+    }
+    slot.plotly_chart(blank, config={"displayModeBar": False, "staticPlot": True}, key=key)
+    return slot
+
+
+def _not_imported(modules: Optional[Sequence[tuple[str, float]]] = None) -> list[tuple[str, float]]:
+    import sys
+
+    return [(name, weight) for name, weight in (HEAVY_IMPORTS if modules is None else modules) if name not in sys.modules]
+
+
+def imports_pending() -> bool:
+    """Whether :func:`import_with_progress` still has work (a fresh server's first run)."""
+    return bool(_not_imported())
+
+
+def import_with_progress(
+    modules: Optional[Sequence[tuple[str, float]]] = None, label: str = "Loading PyTorch and scikit-learn (once per server start)"
+) -> None:
+    """Import the modules not imported yet under a progress box: on a fresh server the first view's imports are
+    seconds of blank page otherwise (torch, and torch._dynamo that torch.optim pulls in on first use). Then the
+    sidebar's device line."""
+    import importlib
+
+    missing = _not_imported(modules)
+    if missing:
+        total = sum(weight for _, weight in missing)
+        with progress_status(label) as report:
+            done = 0.0
+            for name, weight in missing:
+                report(done / total, f"importing {name}")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation, raised on import
+                    importlib.import_module(name)
+                done += weight
+            report(1.0, "imported")
+    show_device()
