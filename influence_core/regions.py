@@ -89,6 +89,9 @@ class RegionConfig:
     method: str = "influence"  # any registered method; Cook's distance is its self-score
     curvature: str = "last_layer"  # the paper's: the full GGN of the surrogate's last layer
     seed: int = 0
+    # the method's and the curvature's knobs moved off their defaults, as (name, value) pairs (RunConfig.with_knobs)
+    method_options: tuple = ()
+    curvature_options: tuple = ()
 
     def validate(self) -> None:
         checks = [
@@ -140,7 +143,7 @@ class RegionConfig:
             curvature=CurvatureConfig(kind=self.curvature, damping=self.damping, params="last_layer"),
             method=self.method,
             seed=self.seed,
-        ).with_study(self)
+        ).with_knobs(self.method_options, self.curvature_options).with_study(self)
 
 
 def load_oracle(config: RegionConfig) -> OracleNet:

@@ -39,7 +39,7 @@ from influence_core.regions import (  # noqa: E402
     rank_cut_centres,
     run_region_study,
 )
-from pages._pickers import curvature_picker, method_picker  # noqa: E402
+from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker  # noqa: E402
 
 STUDY_DATASETS = {
     "digits": "scikit-learn digits (embedded)",
@@ -186,6 +186,7 @@ with tab_cuts:
         with c4.expander("Influence (last layer)"):
             method = method_picker(st, "rc_method", RegionConfig.method)
             curvature = curvature_picker(st, "rc_curvature", RegionConfig.curvature, method)
+        method_knobs, curvature_knobs = method_and_curvature_knobs(c4, method, curvature, "rc")
 
     WIDGET_KEYS = {
         "n_points": "rc_points",
@@ -225,6 +226,8 @@ with tab_cuts:
         method=method,
         curvature=curvature,
         seed=int(seed),
+        method_options=method_knobs,
+        curvature_options=curvature_knobs,
     )
 
     def _study():

@@ -59,3 +59,31 @@ def test_label_bias_shows_the_chosen_methods_knobs_and_computes_with_the_one_mov
     knob.set_value(64).run()
     assert not at.exception, at.exception
     assert any(c.method == "trak" and c.method_options == (("projection_dim", 64),) for c in computed())
+
+
+def test_region_cuts_shows_the_chosen_methods_knobs_and_computes_with_the_one_moved(tmp_path, monkeypatch):
+    """Region cuts had no knob inputs (its RegionConfig carried no method options): now the same widget as the other
+    views, and the study's engine config carries the moved knob."""
+    from streamlit.testing.v1 import AppTest
+
+    from influence_core.regions import RegionStudy
+
+    monkeypatch.setenv("INFLUENCE_LAB_CACHE", str(tmp_path / "cache"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.switch_page("pages/region_cuts.py")
+    for key, value in {"rc_points": 2000, "rc_epochs": 5, "rc_depth": 2, "rc_hidden": 16, "rc_n_cuts": 1, "rc_resolution": 40}.items():
+        at.session_state[key] = value
+    at.session_state["rc_method"] = "trak"
+    at.run()
+    assert not at.exception, at.exception
+    knob = at.number_input(key="rc_method_trak_projection_dim")
+    assert knob.value == methods.get("trak").knobs["projection_dim"].default
+
+    def studied() -> list:
+        return [r for r, _ in at.session_state["_results"].values() if isinstance(r, RegionStudy)]
+
+    assert any(s.config.method == "trak" and s.config.method_options == () for s in studied())
+    knob.set_value(32).run()
+    assert not at.exception, at.exception
+    moved = [s for s in studied() if s.config.method_options == (("projection_dim", 32),)]
+    assert moved and moved[0].config.run_config().method_options == (("projection_dim", 32),)
