@@ -127,23 +127,27 @@ class RegionConfig:
 
         Its data names the oracle's table (family and network), and its hashed
         ``study`` holds this whole region config, so the engine's key covers every setting of the study."""
-        return RunConfig(
-            # the n_points sampled from the oracle's input box, a stratified 20 % held out (build_table's split)
-            data=DataConfig(name=f"{self.family}_table", path=self.path, n_train=self.n_points, n_test=0, test_fraction=0.2),
-            model=ModelConfig(kind="mlp", hidden=self.hidden, depth=self.depth, activation="relu"),
-            train=TrainConfig(
-                epochs=self.epochs,
-                lr=self.lr,
-                batch_size=self.effective_batch_size,
-                optimizer="adam",
-                weight_decay=self.weight_decay,
-                n_checkpoints=2,
-                lr_schedule=self.lr_schedule,
-            ),
-            curvature=CurvatureConfig(kind=self.curvature, damping=self.damping, params="last_layer"),
-            method=self.method,
-            seed=self.seed,
-        ).with_knobs(self.method_options, self.curvature_options).with_study(self)
+        return (
+            RunConfig(
+                # the n_points sampled from the oracle's input box, a stratified 20 % held out (build_table's split)
+                data=DataConfig(name=f"{self.family}_table", path=self.path, n_train=self.n_points, n_test=0, test_fraction=0.2),
+                model=ModelConfig(kind="mlp", hidden=self.hidden, depth=self.depth, activation="relu"),
+                train=TrainConfig(
+                    epochs=self.epochs,
+                    lr=self.lr,
+                    batch_size=self.effective_batch_size,
+                    optimizer="adam",
+                    weight_decay=self.weight_decay,
+                    n_checkpoints=2,
+                    lr_schedule=self.lr_schedule,
+                ),
+                curvature=CurvatureConfig(kind=self.curvature, damping=self.damping, params="last_layer"),
+                method=self.method,
+                seed=self.seed,
+            )
+            .with_knobs(self.method_options, self.curvature_options)
+            .with_study(self)
+        )
 
 
 def load_oracle(config: RegionConfig) -> OracleNet:
