@@ -201,24 +201,35 @@ def estimate_run(
     model of the same architecture (the same throughput; an iterative solver's iteration count may differ).
     ``n_queries``: the held-out queries scored (default: every held-out row), or a function of the data giving it."""
     from influence_core import experiments
-    from influence_core.experiments import Trained
+    from influence_core.device import default_device
+    from influence_core.models import build_model
 
     data = dataset if dataset is not None else experiments.load_data(config)
+    if config.model.kind == "file":  # the user's model: loaded by the run (not trained), its scoring timed on its threads
+        return _estimate_run(config, data, dataset, None, n_queries, trainings, progress)
+    # every timing on the threads the run will use, set once: a small model's training and scoring run on one
+    # (experiments.threads_for_model), and switching the count around each timed call made those timings noisy
+    model = build_model(config.model, data.input_shape, data.n_classes, config.seed).to(default_device()).eval()
+    with experiments.threads_for_model(model, data, config.train):
+        return _estimate_run(config, data, dataset, model, n_queries, trainings, progress)
+
+
+def _estimate_run(config, data, dataset, model, n_queries, trainings, progress) -> Cost:
+    from influence_core import experiments
+    from influence_core.experiments import Trained
+
     parts = [training_cost(cfg, data) for cfg in trainings if not training_is_cached(cfg, dataset)]
     trained = None
     if not training_is_cached(config, dataset):
-        cost = training_cost(config, data)
+        cost = training_cost(config, data, model)
         if cost.seconds > TRAIN_FIRST_SECONDS:
             parts.append(cost)
-            from influence_core.device import default_device
-            from influence_core.models import build_model
-
-            model = build_model(config.model, data.input_shape, data.n_classes, config.seed).to(default_device()).eval()
             trained = Trained(config, data, model, [], {})
     if trained is None:
         trained = experiments.train(config, progress or silent, True, dataset)
     queries = n_queries(trained.dataset) if callable(n_queries) else n_queries
-    parts.append(estimate_influence(config, trained, queries))
+    with experiments.threads_for_run(trained):
+        parts.append(estimate_influence(config, trained, queries))
     return Cost.total(parts)
 
 

@@ -382,7 +382,8 @@ def run_label_bias(
     }
     if dataset is not None:
         payload["dataset"] = experiments.dataset_fingerprint(dataset)
-    entry, was_cached = cache.cached("label_bias", payload, compute, use_cache)
+    with experiments.threads_for_run(trained):
+        entry, was_cached = cache.cached("label_bias", payload, compute, use_cache)
     a = entry.arrays
     per_class = a["per_class"]
     predicted = train_probs.argmax(1)
@@ -399,7 +400,8 @@ def run_label_bias(
     estimate = out_of_fold_estimate(context)
     context.allow_out_of_fold = out_of_fold
     progress(0.95, "label-noise detectors" + ("" if not context.allow_out_of_fold else f" (out-of-fold trainings, about {estimate:.0f} s)"))
-    detection = detectors.detect(trained, DETECTOR_SCORES, progress=scaled(progress, 0.95, 1.0), context=context)
+    with experiments.threads_for_run(trained):
+        detection = detectors.detect(trained, DETECTOR_SCORES, progress=scaled(progress, 0.95, 1.0), context=context)
     scores.update({name: detection.scores[name] for name in DETECTOR_SCORES if name in detection.scores})
     metrics["out_of_fold_estimate"] = estimate
     metrics.update(entry.meta)

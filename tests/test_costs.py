@@ -255,3 +255,40 @@ def test_the_explorer_asks_before_a_start_estimated_past_the_threshold(monkeypat
     buttons[0].click().run()
     assert not at.exception, at.exception
     assert any(m.label == "Flip AUROC" for m in at.metric)
+
+
+def test_a_small_models_scoring_and_its_estimate_run_on_one_thread(tmp_path, monkeypatch):
+    """A small model's work after its training (curvature fit, scores, detectors) and the estimate's timings of it run
+    on one torch thread, as its training does (two threads spin against each other beside other jobs: a gradient pass
+    8 ms idle took 4.7-6.1 s); the process's setting comes back after, and a model past the step size keeps it."""
+    from influence_core import detectors, experiments, training
+    from influence_core import label_bias as lb
+
+    monkeypatch.setenv("INFLUENCE_LAB_CACHE", str(tmp_path / "cache"))
+    seen: dict[str, list[int]] = {}
+
+    def watch(module, name):
+        original = getattr(module, name)
+
+        def watched(*args, **kwargs):
+            seen.setdefault(name, []).append(torch.get_num_threads())
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, watched)
+
+    for module, name in ((experiments, "fit_method"), (detectors, "detect"), (costs, "estimate_influence")):
+        watch(module, name)
+    config = lb.preset_config("digits", noise_fraction=0.1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        costs.estimate_run(config)
+        lb.run_label_bias(config, train_clean=False)
+        assert set(seen) == {"estimate_influence", "fit_method", "detect"} and {n for calls in seen.values() for n in calls} == {1}, seen
+        assert torch.get_num_threads() == 2
+        seen.clear()
+        monkeypatch.setattr(training, "ONE_THREAD_STEP_FLOPS", 0.0)  # every model is "large": torch's own setting
+        costs.estimate_run(config.replace(seed=1))
+        assert seen == {"estimate_influence": [2]}, seen
+    finally:
+        torch.set_num_threads(before)

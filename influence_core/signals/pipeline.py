@@ -196,7 +196,7 @@ def detect_glitches(
 
     The glitch settings live in the run's hashed ``study`` (``run.with_study(GlitchConfig(...))``, as
     :func:`signal_run_config` does); ``glitch``, when given, is put there first."""
-    from influence_core.experiments import _training_payload, dataset_fingerprint, fit_method, train
+    from influence_core.experiments import _training_payload, dataset_fingerprint, fit_method, threads_for_run, train
 
     if glitch is not None:
         run = run.with_study(glitch)
@@ -235,7 +235,8 @@ def detect_glitches(
         arrays.update(ncf=result.ncf, pcf=result.pcf, cfrank_type=(result.cfrank_type == "mislabeled"))
         return cache.CacheEntry(arrays, {"seconds": result.seconds}, {})
 
-    entry, signals_cached = cache.cached("glitch_signals", payload, compute_signals_entry, use_cache)
+    with threads_for_run(trained):
+        entry, signals_cached = cache.cached("glitch_signals", payload, compute_signals_entry, use_cache)
     a = entry.arrays
     signals = SignalResult(
         scores={k: a[f"score:{k}"] for k in SIGNALS},
@@ -260,7 +261,8 @@ def detect_glitches(
     if "cleanlab" in baselines:
         context.memo("oof_probs", lambda: probs)
     progress(0.97, "label-noise detectors")
-    detection = detectors.detect(trained, GLITCH_DETECTORS, context=context)
+    with threads_for_run(trained):
+        detection = detectors.detect(trained, GLITCH_DETECTORS, context=context)
     baseline_seconds = time.perf_counter() - start
 
     table = score_methods(signals, truth, ds.y_train_clean, baselines, detection)
