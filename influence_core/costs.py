@@ -143,18 +143,19 @@ def curvature_cost(config: "RunConfig", trained: "Trained", rows: int) -> Cost:
     """The run's curvature (``auto`` resolved as it would choose) fitted on the trained model and applied to ``rows``
     gradient rows; nothing for a method that uses none."""
     from influence_core import curvatures, methods
-    from influence_core.experiments import influence_params, tensors
+    from influence_core.experiments import curvature_weight_decay, influence_params, tensors
 
     if not methods.get(config.method).uses_curvature:
         return Cost(0.0)
     model = trained.model
     x, y, _, _ = tensors(trained.dataset, next(model.parameters()).device)
+    names = influence_params(config, model)
     request = curvatures.CurvatureRequest(
         model,
         x,
         y,
-        influence_params(config, model),
-        config.train.weight_decay,
+        names,
+        curvature_weight_decay(config, model, names),
         config.curvature.damping,
         options=dict(config.curvature.options),
         rows=rows,

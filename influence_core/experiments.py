@@ -248,6 +248,16 @@ def influence_params(config: RunConfig, model: nn.Module) -> list[str]:
     return parameter_names(model, "last_layer" if last_only else config.curvature.params)
 
 
+def curvature_weight_decay(config: RunConfig, model: nn.Module, params: Sequence[str]) -> float:
+    """The L2 coefficient the training objective's Hessian carries over ``params``: the weight decay, plus the head's own
+    L2 (the mislabel ROC study's elastic net) where influence is over the head alone. A curvature takes one coefficient,
+    so the head's bias gets it too; over every weight it is left out (it would regularise the body as well)."""
+    from influence_core.models import head_names
+
+    head_only = bool(config.train.head_l2) and list(params) == head_names(model)
+    return config.train.weight_decay + (config.train.head_l2 if head_only else 0.0)
+
+
 def method_context(
     config: RunConfig,
     model: nn.Module,
@@ -262,12 +272,13 @@ def method_context(
     and its knobs, seed), ``options`` being the method's knobs. Every context is built here; the parameters are
     :func:`influence_params`' unless a pipeline fixes them (``params``: the Hessian-free study takes every method over
     all weights, so that its IF and IP compare on one scope)."""
+    names = list(params) if params is not None else influence_params(config, model)
     return AttributionContext(
         model,
         x_train,
         y_train,
-        list(params) if params is not None else influence_params(config, model),
-        config.train.weight_decay,
+        names,
+        curvature_weight_decay(config, model, names),
         config.curvature.kind,
         config.curvature.damping,
         list(checkpoints),

@@ -2,8 +2,9 @@
 
 For each *arm* (an architecture with a head regularisation and a training schedule) and each
 small-noise *regime*, train a set of models (one per seed: its own noise draw and init), rank the
-training points by Cook's distance over the last layer (``∇ℓ(z)ᵀ H⁻¹ ∇ℓ(z)``, full head Hessian
-from laplace-torch) and score that ranking against the flipped mask with a ROC curve. The figure
+training points by Cook's distance over the last layer (``∇ℓ(z)ᵀ H⁻¹ ∇ℓ(z)``, by default the full head
+GGN from laplace-torch: the arm's method's self-score, through :mod:`influence_core.experiments` like every
+run) and score that ranking against the flipped mask with a ROC curve. The figure
 draws each run's curve faintly, the mean ROC on top and the random baseline (the diagonal).
 
 Head regularisation is the paper's layer-wise elastic net (L1L2) on the classification head:
@@ -22,22 +23,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
 
 from influence_core import cache
-from influence_core.config import DataConfig, ModelConfig, TrainConfig
-from influence_core.curvatures import build_curvature
+from influence_core.config import CurvatureConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from influence_core.data.base import Dataset
-from influence_core.device import default_device
 from influence_core.errors import InputError
-from influence_core.experiments import dataset_fingerprint, tensors
-from influence_core.models import build_model, parameter_names
+from influence_core.experiments import config_payload, dataset_fingerprint, fit_method, influence_params, tensors, train
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.timing import Cost, seconds_text
-from influence_core.training import train_model
 
 FPR_GRID = np.linspace(0.0, 1.0, 201)
-CURVATURE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -73,6 +68,8 @@ class StudyArm:
     batch_size: int = 128
     weight_decay: float = 1e-4
     schedule: str = "cosine"
+    method: str = "influence"  # any registered method: Cook's distance is its self-score over the last layer
+    curvature: str = "last_layer"  # the paper's: the full GGN of the last layer (laplace-torch)
 
     def validate(self) -> None:
         if self.model not in ("mlp", "cnn", "resnet18"):
@@ -98,6 +95,19 @@ class StudyArm:
             head_l1=self.head_l1,
             head_l2=self.head_l2,
         )
+
+    def run_config(self, dataset: Dataset, seed: int, damping: float) -> RunConfig:
+        """One run of the arm as the engine's config: its model and training, the method's self-scores over the last
+        layer under the arm's curvature, on ``dataset`` (the noisy data, handed to the engine as it is: the config's
+        data names it only, the engine keys it by content)."""
+        return RunConfig(
+            data=DataConfig(name=dataset.name, n_train=len(dataset.y_train), n_test=len(dataset.y_test)),
+            model=self.model_config(),
+            train=self.train_config(),
+            curvature=CurvatureConfig(kind=self.curvature, damping=damping, params="last_layer"),
+            method=self.method,
+            seed=seed,
+        ).with_study(self)
 
     def longer_slower(self, factor: int = 3) -> "StudyArm":
         """The same arm trained ``factor``× longer with a ``factor``× smaller learning rate."""
@@ -228,18 +238,12 @@ def flip_labels(dataset: Dataset, n_flipped: int, seed: int) -> Dataset:
     return with_noise(dataset, flip_count(dataset.y_train, n_flipped, dataset.n_classes, seed))
 
 
-def _job(dataset: Dataset, arm: StudyArm, regime: NoiseRegime, seed: int, damping: float) -> tuple[Dataset, dict]:
-    """One run's noisy data and its cache key."""
+def _job(dataset: Dataset, arm: StudyArm, regime: NoiseRegime, seed: int, damping: float) -> tuple[Dataset, RunConfig, dict]:
+    """One run's noisy data, its engine config and its cache key."""
     noisy = flip_labels(dataset, regime.n_flipped(len(dataset.y_train)), seed)
-    payload = {
-        "model": asdict(arm.model_config()),
-        "train": asdict(arm.train_config()),
-        "regime": asdict(regime),
-        "seed": seed,
-        "damping": damping,
-        "dataset": dataset_fingerprint(noisy),
-    }
-    return noisy, payload
+    config = arm.run_config(noisy, seed, damping)
+    payload = {"config": config_payload(config), "regime": asdict(regime), "dataset": dataset_fingerprint(noisy)}
+    return noisy, config, payload
 
 
 # the share of a run's progress its training takes when the run was not estimated
@@ -259,34 +263,17 @@ def run_once(
     """Flip labels, train one model of ``arm``, return its Cook's distances (cached on disk). ``training_share``: the
     part of ``progress`` the training takes (its estimated share of the run)."""
     arm.validate()
-    noisy, payload = _job(dataset, arm, regime, seed, damping)
+    noisy, config, payload = _job(dataset, arm, regime, seed, damping)
 
     def compute() -> cache.CacheEntry:
         start = time.perf_counter()
-        device = default_device()
-        model = build_model(arm.model_config(), noisy.input_shape, noisy.n_classes, seed).to(device)
-        x, y, xt, yt = tensors(noisy, device)
         split = min(max(training_share, 0.0), 1.0)
-        train_model(model, x, y, arm.train_config(), seed, scaled(progress, 0.0, split))
-        model.eval()
-        head = parameter_names(model, "last_layer")
         middle = split + (1.0 - split) / 2
-        curvature = build_curvature(
-            "last_layer",
-            model,
-            x,
-            y,
-            head,
-            arm.weight_decay + arm.head_l2,
-            damping,
-            batch_size=CURVATURE_BATCH,
-            progress=scaled(progress, split, middle),
-        )
-        cook = curvature.self_influence(model, x, y, progress=scaled(progress, middle, 1.0)).detach().cpu().numpy()
-        with torch.no_grad():
-            acc = float(
-                sum((model(xt[i : i + 1024]).argmax(1) == yt[i : i + 1024]).sum().item() for i in range(0, len(xt), 1024)) / max(len(xt), 1)
-            )
+        # the study keeps its scores, not every run's weights (ResNet18's would fill the cache)
+        trained = train(config, scaled(progress, 0.0, split), use_cache=False, dataset=noisy)
+        method = fit_method(config, trained, scaled(progress, split, middle))
+        cook = np.asarray(method.self_scores(scaled(progress, middle, 1.0)))
+        acc = float(trained.metrics["test"]["accuracy"])
         return cache.CacheEntry(
             {"cook": cook, "flipped": noisy.flipped}, {"test_accuracy": acc, "seconds": time.perf_counter() - start}, {}
         )
@@ -353,26 +340,25 @@ def estimate_study(
     from a few of its own mini-batch steps, its Cook's distances from the head's curvature and one gradient pass
     (:mod:`influence_core.costs`); nothing for a run in the disk cache."""
     from influence_core import costs
-    from influence_core.curvatures import CurvatureRequest, estimate_cost
+    from influence_core.device import default_device
+    from influence_core.experiments import Trained
+    from influence_core.models import build_model
 
     per_arm: dict[str, tuple[Cost, Cost]] = {}
-    device = default_device()
     runs = []
     for arm, regime, run_seed in _jobs(arms, regimes, n_runs, seed):
         arm.validate()
-        noisy, payload = _job(dataset, arm, regime, run_seed, damping)
+        noisy, config, payload = _job(dataset, arm, regime, run_seed, damping)
         if use_cache and cache.load("mislabel_roc", payload) is not None:
             runs.append((Cost(0.0), Cost(0.0)))
             continue
         if arm.name not in per_arm:
-            model = build_model(arm.model_config(), noisy.input_shape, noisy.n_classes, run_seed).to(device)
-            x, y, _, _ = tensors(noisy, device)
-            training = costs.steps_cost(model, x, y, arm.train_config(), run_seed)
-            model.eval()
-            head = parameter_names(model, "last_layer")
-            request = CurvatureRequest(model, x, y, head, arm.weight_decay + arm.head_l2, damping, batch_size=CURVATURE_BATCH)
-            gradients = costs.gradient_pass_seconds(model, head, x, y)
-            scoring = estimate_cost("last_layer", request) + Cost(gradients, f"Cook's distances: {seconds_text(gradients)}")
+            model = build_model(config.model, noisy.input_shape, noisy.n_classes, run_seed).to(default_device())
+            training = costs.training_cost(config, noisy, model)
+            untrained = Trained(config, noisy, model.eval(), [], {})  # the trained model's throughput, before training
+            x, y, _, _ = tensors(noisy, default_device())
+            gradients = costs.gradient_pass_seconds(model, influence_params(config, model), x, y)
+            scoring = costs.curvature_cost(config, untrained, len(y)) + Cost(gradients, f"Cook's distances: {seconds_text(gradients)}")
             per_arm[arm.name] = (training, scoring)
         runs.append(per_arm[arm.name])
     return StudyEstimate(runs)
@@ -400,11 +386,12 @@ def run_mislabel_roc(
     shares = weights_of(estimate.seconds())
     study = MislabelROCStudy()
     done = 0.0
-    for (arm, regime, run_seed), share, (train, score) in zip(jobs, shares, estimate.runs):
+    for (arm, regime, run_seed), share, (training, score) in zip(jobs, shares, estimate.runs):
         step = scaled(progress, done, done + share)
         done += share
         step(0.0, f"{regime.name} · {arm.name} · run {run_seed - seed + 1}/{n_runs}")
-        split = train.seconds / (train.seconds + score.seconds) if train.seconds + score.seconds > 0 else TRAINING_SHARE
+        total = training.seconds + score.seconds
+        split = training.seconds / total if total > 0 else TRAINING_SHARE
         study.runs.append(run_once(dataset, arm, regime, run_seed, progress=step, use_cache=use_cache, training_share=split))
     progress(1.0, "mislabel ROC study done")
     return study

@@ -123,30 +123,36 @@ class Replay:
         """The flat θ as the model's named parameters (views)."""
         return {n: t.view(shape) for n, t, shape in zip(self.names, torch.split(flat, self.sizes), self.shapes)}
 
-    def _objective(self, params: list[torch.Tensor], rows: Optional[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    def _objective(
+        self, params: list[torch.Tensor], rows: Optional[torch.Tensor], weights: torch.Tensor, perturbation: Optional[Task] = None
+    ) -> torch.Tensor:
         cfg = self.recipe.config
         x, y, w = (self.x, self.y, weights) if rows is None else (self.x[rows], self.y[rows], weights[rows])
         named = self.unflatten(params[0])
         outputs = functional_call(self.model, {**named, **self.buffers}, (x,))
-        loss = (w * self.task.sample_loss(outputs, y)).sum() / len(y)
+        if perturbation is None:
+            loss = (w * self.task.sample_loss(outputs, y)).sum() / len(y)
+        else:  # the run's loss plus (wᵢ − 1)·gᵢ: the same run at w = 1, its derivative in wᵢ that of adding row i's gᵢ
+            loss = (self.task.sample_loss(outputs, y) + (w - 1) * perturbation.sample_loss(outputs, y)).sum() / len(y)
         if (cfg.head_l1 or cfg.head_l2) and self.head_name is not None:
             head = named[self.head_name]
             loss = loss + cfg.head_l1 * head.abs().sum() + 0.5 * cfg.head_l2 * (head**2).sum()
         return loss
 
-    def step(self, state: _State, index: int, weights: torch.Tensor, recorded: bool = True) -> _State:
+    def step(self, state: _State, index: int, weights: torch.Tensor, recorded: bool = True, perturbation: Optional[Task] = None) -> _State:
         """One optimiser step (``index`` counts from 0), as torch's SGD / Adam take it; a pure function of the state and
         the weights (torch.func.grad inside), so torch.func can differentiate and batch through it. ``recorded=False``
-        takes the gradient with plain autograd instead (the forward replay: the same numbers, a third of the overhead)."""
+        takes the gradient with plain autograd instead (the forward replay: the same numbers, a third of the overhead).
+        ``perturbation``: the weights weigh that per-row quantity added to the loss, not the loss (see :meth:`metagradient`)."""
         rows, lr = self.steps[index]
         cfg = self.recipe.config
         params = state.params
         if recorded:
-            grads = torch.func.grad(lambda p: self._objective(list(p), rows, weights))(tuple(params))
+            grads = torch.func.grad(lambda p: self._objective(list(p), rows, weights, perturbation))(tuple(params))
         else:
             with torch.enable_grad():
                 leaf = [params[0].detach().requires_grad_()]
-                grads = torch.autograd.grad(self._objective(leaf, rows, weights), leaf)
+                grads = torch.autograd.grad(self._objective(leaf, rows, weights, perturbation), leaf)
         grads = [g + cfg.weight_decay * p for g, p in zip(grads, params)]
         if cfg.optimizer == "sgd":
             return _State([p - lr * g for p, g in zip(params, grads)], [], [])
@@ -157,27 +163,30 @@ class Replay:
         new = [p - step_size * m / (_safe_sqrt(v) / root + ADAM_EPS) for p, m, v in zip(params, first, second)]
         return _State(new, first, second)
 
-    def segment_fn(self, first: int, last: int):
+    def segment_fn(self, first: int, last: int, perturbation: Optional[Task] = None):
         """Steps ``first``..``last``−1 as a function (state tensors, weights) → state tensors."""
         n = 1  # one flat θ
 
         def run(tensors: tuple[torch.Tensor, ...], weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
             state = _State.of(tensors, n)
             for index in range(first, last):
-                state = self.step(state, index, weights)
+                state = self.step(state, index, weights, perturbation=perturbation)
             return tuple(state.tensors())
 
         return run
 
-    def run(self, weights: Optional[torch.Tensor] = None, keep: bool = False) -> tuple[_State, list[_State]]:
-        """The run's final state under ``weights`` (default all 1), and with ``keep`` the state every segment."""
+    def run(
+        self, weights: Optional[torch.Tensor] = None, keep: bool = False, perturbation: Optional[Task] = None
+    ) -> tuple[_State, list[_State]]:
+        """The run's final state under ``weights`` (default all 1; of ``perturbation``'s term where given, see
+        :meth:`metagradient`), and with ``keep`` the state every segment."""
         weights = self._weights(weights)
         state, kept = self.initial_state(), []
         with torch.no_grad():
             for index in range(len(self.steps)):
                 if keep and index % self.segment == 0:
                     kept.append(state.detached())
-                state = self.step(state, index, weights, recorded=False)
+                state = self.step(state, index, weights, recorded=False, perturbation=perturbation)
         return state, kept
 
     def final_model(self, state: _State) -> nn.Module:
@@ -236,8 +245,13 @@ class Replay:
 
     # ---- the metagradient
 
-    def metagradient(self, cotangents: torch.Tensor, kept: list[_State], progress: ProgressFn = silent) -> torch.Tensor:
-        """(k, n) τ = ∂(cᵀθ_T)/∂w for each of the k cotangent rows c (flattened over ``names``): one reverse pass."""
+    def metagradient(
+        self, cotangents: torch.Tensor, kept: list[_State], progress: ProgressFn = silent, perturbation: Optional[Task] = None
+    ) -> torch.Tensor:
+        """(k, n) τ = ∂(cᵀθ_T)/∂w for each of the k cotangent rows c (flattened over ``names``): one reverse pass.
+        With a ``perturbation`` task g, wᵢ weighs gᵢ added to row i's loss wherever the run took it (the run itself is
+        unchanged at w = 1, so the kept states serve): ∂(cᵀθ_T)/∂εᵢ of training on ℓᵢ + εᵢgᵢ. For a binary model with g
+        the logit margin this is exact relabelling, as ℓ(x, 1 − y) − ℓ(x, y) = (2y − 1)·m(x)."""
         k = len(cotangents)
         lam = [cotangents]
         if self.recipe.config.optimizer == "adam":
@@ -247,7 +261,7 @@ class Replay:
         for segment in range(len(kept) - 1, -1, -1):
             first, last = segment * self.segment, min(n_steps, (segment + 1) * self.segment)
             # recompute this segment from its kept state, recording it once; pull every query's cotangent back at once
-            _, pullback = torch.func.vjp(self.segment_fn(first, last), tuple(kept[segment].tensors()), weights)
+            _, pullback = torch.func.vjp(self.segment_fn(first, last, perturbation), tuple(kept[segment].tensors()), weights)
             if k == 1:  # one measurement: no batching transform around the pullback
                 lam_state, lam_weights = pullback(tuple(t[0] for t in lam))
                 lam_state, lam_weights = tuple(t[None] for t in lam_state), lam_weights[None]

@@ -19,6 +19,7 @@ from influence_core.measurements import margin_measurement
 from influence_core.methods import fit_attributor
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import MARGIN
+from influence_core.training import TrainingRecipe
 
 # ------------------------------------------------------------------------------ pipeline
 
@@ -39,11 +40,12 @@ class FittedBinary:
     x_test: torch.Tensor
     metrics: dict[str, Any]
     checkpoints: list = field(default_factory=list)  # the training run's (TracIn)
+    training: Optional[TrainingRecipe] = None  # how it was trained (exact attribution replays it); None for a model file
 
 
 def fit_binary(config: RunConfig, dataset: Optional[Dataset] = None, progress: ProgressFn = silent, use_cache: bool = True) -> FittedBinary:
     """Train the configured model (engine cache); polish logistic regression to its optimum in float64."""
-    from influence_core.experiments import load_data, tensors, train
+    from influence_core.experiments import load_data, tensors, train, training_recipe
     from influence_core.training import evaluate, polished_convex
 
     ds = dataset if dataset is not None else load_data(config)
@@ -56,7 +58,7 @@ def fit_binary(config: RunConfig, dataset: Optional[Dataset] = None, progress: P
         model = polished_convex(model, x, y, config.train.weight_decay)
     metrics = {"train": evaluate(model, x, y), "test": evaluate(model, xt, yt), "device": str(x.device)}
     progress(1.0, "model ready")
-    return FittedBinary(config, trained.dataset, model, x, y, xt, metrics, trained.checkpoints)
+    return FittedBinary(config, trained.dataset, model, x, y, xt, metrics, trained.checkpoints, training_recipe(config, trained))
 
 
 def margin_kernel(fitted: FittedBinary, progress: ProgressFn = silent) -> tuple[np.ndarray, str]:
@@ -69,9 +71,11 @@ def margin_kernel(fitted: FittedBinary, progress: ProgressFn = silent) -> tuple[
     if is_linear(cfg):  # the model polished to its optimum: its exact Hessian, over the intercept too
         damping = 0.0 if cfg.train.weight_decay > 0 else cfg.curvature.damping
         cfg = cfg.replace(curvature__kind="exact", curvature__params="all", curvature__damping=damping)
-    # the view's knob settings reach the method; no training recipe, as flip sets never had one (exact attribution
-    # stays refused: the polished linear model is not where its recorded run ends)
-    context = method_context(cfg, fitted.model, fitted.x_train, fitted.y_train, fitted.checkpoints, **dict(cfg.method_options))
+    # the view's knob settings reach the method, and the training recipe exact attribution replays (an L-BFGS run,
+    # polished here, takes its implicit form at this optimum)
+    context = method_context(
+        cfg, fitted.model, fitted.x_train, fitted.y_train, fitted.checkpoints, fitted.training, **dict(cfg.method_options)
+    )
     method = fit_attributor(cfg.method, context, scaled(progress, 0.0, 0.2))
     # scores are −∇fᵀH⁻¹∇ℓ: with the margin on both sides that is −K
     kernel = -method.scores(margin_measurement(fitted.x_test), train_task=MARGIN, progress=scaled(progress, 0.2, 1.0))

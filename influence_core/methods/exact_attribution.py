@@ -111,10 +111,12 @@ class ExactAttribution(Attributor):
         return passes * len(self.replay.steps) * self.replay.time_step(per_pass, repeats)
 
     def scores(self, measurement: Measurement, train_task: Optional[Task] = None, progress: ProgressFn = silent) -> np.ndarray:
-        if train_task is not None and train_task is not self.context.task:
-            raise InputError("exact attribution differentiates the training run's own loss; it takes no other training-side task")
+        """N·∂f/∂wᵢ; with a ``train_task`` g other than the run's loss, N·∂f/∂εᵢ of the run trained with εᵢ·gᵢ added to
+        row i's loss (:meth:`Replay.metagradient`): what an influence function's −∇fᵀH⁻¹∇gᵢ approximates (flip sets'
+        margin kernel)."""
+        perturbation = None if train_task is None or train_task is self.context.task else train_task
         if self.implicit is not None:
-            return self.implicit.scores(measurement, progress=progress)
+            return self.implicit.scores(measurement, train_task=perturbation, progress=progress)
         cotangents = measurement.query_gradients(self.final_model, self.replay.names).detach()
         k, n = len(cotangents), len(self.context.y_train)
         per_pass = self.queries_per_pass(k)
@@ -126,7 +128,7 @@ class ExactAttribution(Attributor):
         for lo in range(0, k, per_pass):
             hi = min(k, lo + per_pass)
             step = scaled(progress, lo / k, hi / k)
-            out[lo:hi] = self.replay.metagradient(cotangents[lo:hi], self.kept, step).cpu().numpy()
+            out[lo:hi] = self.replay.metagradient(cotangents[lo:hi], self.kept, step, perturbation).cpu().numpy()
         return n * out
 
     def self_scores(self, progress: ProgressFn = silent) -> np.ndarray:
