@@ -57,7 +57,7 @@ RETRAIN_RATIO_TARGET = 2.0  # a retrain action's training against the same train
 # view → (url path, what its first result is: a CSS selector)
 VIEWS = {
     "explorer": ("", ".js-plotly-plot .scatterlayer .point"),  # its first plot: on a cold server, the data alone
-    "label_bias": ("/label_bias", ".js-plotly-plot .main-svg"),
+    "label_bias": ("/label_bias", ".st-key-label_bias_bars .js-plotly-plot .main-svg"),  # its bars: the preload has a .main-svg
     "glitch_signals": ("/glitch_signals", "[data-testid='stDataFrame']"),
     "what_if": ("/what_if", ".js-plotly-plot .main-svg"),
     "region_cuts": ("/region_cuts", ".js-plotly-plot .scatterlayer .point"),  # not .main-svg: the plotly preload has one

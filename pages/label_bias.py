@@ -15,6 +15,7 @@ from influence_core.metrics import detection_at_threshold
 from pages._costs import confirm_start, cost_note, estimated
 from pages._detectors import detectors_panel
 from pages._frame import page_header
+from pages._loading import preload_plotly
 from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker
 from pages._progress import compute_seconds_text, progress_status
@@ -28,6 +29,7 @@ st.caption(
     f"labels, score every training sample by its {lb.SCORE_DESCRIPTIONS[lb.DEFAULT_SCORE]} (the default score, "
     f"`{lb.DEFAULT_SCORE}`; the paper's own, `{lb.REFERENCE_SCORE}`, is among the other choices), and threshold."
 )
+plotly_slot = preload_plotly("label_bias_plotly_preload")  # the browser loads plotly.js while the run trains
 
 DATASETS = {
     "digits": "sklearn digits 4 vs 9 (bundled, seconds)",
@@ -174,6 +176,7 @@ def _compute():
 
 
 result = memoised(run_key, lambda: run_or_explain(_compute))
+plotly_slot.empty()
 if result is None:
     st.stop()
 
