@@ -29,7 +29,6 @@ st.caption(
     f"labels, score every training sample by its {lb.SCORE_DESCRIPTIONS[lb.DEFAULT_SCORE]} (the default score, "
     f"`{lb.DEFAULT_SCORE}`; the paper's own, `{lb.REFERENCE_SCORE}`, is among the other choices), and threshold."
 )
-plotly_slot = preload_plotly("label_bias_plotly_preload")  # the browser loads plotly.js while the run trains
 
 DATASETS = {
     "digits": "sklearn digits 4 vs 9 (bundled, seconds)",
@@ -161,11 +160,14 @@ def _estimate():
 
 
 run_key = "label_bias:" + content_key(config)
+# the browser loads plotly.js while the run is timed and trains, not after it (emptied once the result is in)
+plotly_slot = preload_plotly("label_bias_plotly_preload")
 cost = None
 if run_key not in st.session_state.get("_results", {}):
     cost = memoised("label_bias_cost:" + content_key(config), lambda: estimated(_estimate))
     cost_note(c4, cost)
     if not confirm_start(cost, run_key, "Training and scoring"):
+        plotly_slot.empty()
         st.stop()
 
 
