@@ -172,9 +172,10 @@ if run_key not in st.session_state.get("_results", {}):
 
 
 def _compute():
-    what = "Training clean and noisy models" if config.data.noise_fraction > 0 else "Loading your model" if yours else "Training the model"
+    what = "Training on the flipped labels" if config.data.noise_fraction > 0 else "Loading your model" if yours else "Training the model"
     with progress_status(f"{what}, scoring training samples", cost) as report:
-        return lb.run_label_bias(config, progress=report)
+        # the clean-label model for the comparison trains after the scores are shown (the end of this page)
+        return lb.run_label_bias(config, progress=report, train_clean=False)
 
 
 result = memoised(run_key, lambda: run_or_explain(_compute))
@@ -215,6 +216,8 @@ k[4].metric(  # the device in the label: "3.4 s on cpu" did not fit the value's 
     "cached" if m.get("scores_from_cache") and m.get("from_cache") else compute_seconds_text(m["total_seconds"]),
 )
 own_model_card(m)
+if result.needs_clean_model:
+    st.caption("The same model on the clean labels trains next, after the scores below: the comparison with it follows here.")
 if clean:
     with st.expander("Step 1: is the model hurt by the flipped labels?"):
         st.plotly_chart(lb_figures.model_comparison_figure(m), width="stretch", key="label_bias_models")
@@ -476,3 +479,13 @@ def _fix_and_retrain(threshold: float, at: dict) -> None:
 
 threshold_and_what_it_flags()
 sample_level()
+
+
+def _clean_model():
+    with progress_status("Training the same model on the clean labels, for the comparison at the top") as report:
+        return lb.add_clean_model(result, report)
+
+
+# the comparison model, once the scores are on the page (their first view does not wait for a second training)
+if result.needs_clean_model and memoised(f"label_bias_clean:{run_key}", lambda: run_or_explain(_clean_model)) is not None:
+    st.rerun()
