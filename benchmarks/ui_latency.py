@@ -133,6 +133,7 @@ class RunClock:
 
         self._back, self._forward = BackMsg, ForwardMsg
         self.requested: list[float] = []
+        self.started: list[float] = []  # the server began a run (its new_session message)
         self.finished: list[float] = []
         page.on("websocket", self._attach)
 
@@ -157,8 +158,11 @@ class RunClock:
                 msg.ParseFromString(bytes(payload))
             except Exception:  # noqa: BLE001
                 return
-            if msg.WhichOneof("type") == "script_finished":
+            kind = msg.WhichOneof("type")
+            if kind == "script_finished":
                 self.finished.append(time.perf_counter())
+            elif kind == "new_session":
+                self.started.append(time.perf_counter())
 
     def measure(self, page, action, timeout_s: float = 120.0) -> float:
         """Do ``action`` and return the server time of the run it causes (the last one, if it causes several)."""
@@ -182,7 +186,10 @@ class RunClock:
         while time.perf_counter() < deadline:
             page.wait_for_timeout(100)
             now = (len(self.requested), len(self.finished))
-            running = page.locator("[data-testid='stStatusWidget']").filter(has_text="Running").count() > 0
+            # a run the server started and has not finished (a page that trains more after its first result, then
+            # reruns) is not idle, whatever its status widget shows
+            in_flight = bool(self.started) and (not self.finished or self.started[-1] > self.finished[-1])
+            running = in_flight or page.locator("[data-testid='stStatusWidget']").filter(has_text="Running").count() > 0
             if now != last or running:
                 last, quiet_since = now, time.perf_counter()
             elif time.perf_counter() - quiet_since > quiet_ms / 1000:
