@@ -58,7 +58,10 @@ class Detection:
         """What does not follow the view's k (rank correlations, AUROC / AP against a mask), kept per set of scores (a
         detector added later makes a new one): a threshold slider redraws the side-by-side table on every move."""
         kept = self.__dict__.setdefault("_kept", {})  # not a field: a Detection pickled before it unpickles without one
-        key = (tuple((n, id(s)) for n, s in self.scores.items()), *key)
+        held = kept.get("scores")  # the arrays the kept values were computed from (held, so none is mistaken for another)
+        if held is None or held.keys() != self.scores.keys() or any(held[n] is not s for n, s in self.scores.items()):
+            kept.clear()
+            kept["scores"] = dict(self.scores)
         if key not in kept:
             kept[key] = compute()
         return kept[key]
