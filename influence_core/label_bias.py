@@ -510,13 +510,14 @@ def _mixture_crossing(values: np.ndarray, n_total: int, seed: int, max_component
     component's posterior first reaches 1/2 going up from the next component's mean. Fits whose top component holds
     more than ``MAX_FLAGGED_SHARE`` of ``n_total`` are passed over; None when one population wins or none qualifies."""
     from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
+
+    from influence_core.resources import compute_threads
 
     centre, scale = float(np.median(values)), float(np.std(values)) or 1.0
     z = ((values - centre) / scale)[:, None]
     # one OpenMP thread: the k-means inits of a few hundred 1-D values are microseconds of work, and waking a thread
     # team for each cost 14 ms (0.1 s a score, 1.3 s of Label bias's first view for six scores; 0.017 s on one)
-    with threadpool_limits(1, user_api="openmp"):
+    with compute_threads(1):
         fits = sorted(
             (GaussianMixture(k, random_state=seed, n_init=2).fit(z) for k in range(1, max_components + 1)), key=lambda g: g.bic(z)
         )

@@ -224,19 +224,19 @@ def _surrogate_dataset(dataset: Dataset, info: TableInfo) -> Dataset:
     )
 
 
-def _torch_threads(n: Optional[int]):
-    """``resources.torch_threads`` on a CPU run (a GPU keeps its setting)."""
+def _compute_threads(n: Optional[int]):
+    """``resources.compute_threads`` on a CPU run (a GPU keeps its setting)."""
     from influence_core.device import default_device
-    from influence_core.resources import torch_threads
+    from influence_core.resources import compute_threads
 
-    return torch_threads(n if default_device().type == "cpu" else None)
+    return compute_threads(n if default_device().type == "cpu" else None)
 
 
 def run_region_study(config: RegionConfig, progress: ProgressFn = silent, use_cache: bool = True) -> RegionStudy:
     """Sample and label the table, train the surrogate, compute Cook's distance (cached on disk). A small surrogate
     (:attr:`RegionConfig.one_thread`) runs on one torch thread."""
     config.validate()
-    with _torch_threads(1 if config.one_thread else None):
+    with _compute_threads(1 if config.one_thread else None):
         return _run_region_study(config, progress, use_cache)
 
 
@@ -320,7 +320,7 @@ def make_cut(
     start = time.perf_counter()
     axes = tuple(axes) if axes is not None else default_cut_axes(study.info)
     grid_raw, _, xx, yy = cut_grid(study.info, center_raw, axes, resolution)
-    with _torch_threads(1 if study.config.one_thread else None):  # a few thousand rows through small networks
+    with _compute_threads(1 if study.config.one_thread else None):  # a few thousand rows through small networks
         model_labels = study.surrogate_advisories(grid_raw).reshape(xx.shape)
         oracle_labels = study.oracle.advisories(grid_raw).reshape(xx.shape)
     pos = slice_positions(study, center_raw, axes, tolerance)

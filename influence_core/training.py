@@ -274,10 +274,10 @@ def step_flops(model: nn.Module, x: torch.Tensor, batch: int) -> float:
 def threads_for_training(model: nn.Module, x: torch.Tensor, batch: int):
     """One torch thread for a small model's training on the CPU (``ONE_THREAD_STEP_FLOPS``), given back after; large
     steps and any GPU keep torch's own setting."""
-    from influence_core.resources import torch_threads
+    from influence_core.resources import compute_threads
 
     small = x.device.type == "cpu" and step_flops(model, x, batch) <= ONE_THREAD_STEP_FLOPS
-    return torch_threads(1 if small else None)
+    return compute_threads(1 if small else None)
 
 
 def train_model(

@@ -67,10 +67,10 @@ def kept_result(clicked: bool, store_key: str, compute: Callable[[], Any]) -> Op
     return st.session_state.get(store_key)
 
 
-def one_torch_thread():
+def one_thread():
     """Run small models' work (the explorer's 200-point toys) on one torch thread. On this 2-core machine with
     the other core busy, two OpenMP threads wait on each other at every tiny op: the landing view's training took
     6.1 s on two threads and 0.23 s on one (400 Adam steps of a 16-unit MLP). Large work keeps torch's default."""
-    from influence_core.resources import torch_threads
+    from influence_core.resources import compute_threads
 
-    return torch_threads(1)
+    return compute_threads(1)

@@ -7,7 +7,7 @@ from pages._frame import page_header
 from pages._loading import import_with_progress, imports_pending, preload_plotly
 from pages._own_inputs import OWN_MODEL, own_model_card, own_model_inputs
 from pages._progress import compute_seconds_text, progress_status
-from pages._results import memoised, one_torch_thread, run_or_explain
+from pages._results import memoised, one_thread, run_or_explain
 from pages._widgets import described_select, settle_widget
 
 
@@ -167,7 +167,7 @@ config = explorer_config(
 
 
 def _estimate():
-    with one_torch_thread(), st.spinner("Timing this choice on this machine"):
+    with one_thread(), st.spinner("Timing this choice on this machine"):
         return estimate_run(config)
 
 
@@ -183,7 +183,7 @@ if run_key not in st.session_state.get("_results", {}) and run_or_explain(influe
 
 def _compute():
     what = ("Loading your model" if yours else "Training") + " and computing influence"
-    with one_torch_thread(), progress_status(what, cost) as report:
+    with one_thread(), progress_status(what, cost) as report:
         return compute_influence(config, progress=report)
 
 
@@ -323,11 +323,11 @@ def _show_check(train_indices, test_indices, store_key: str, button: str) -> Non
     """A button that retrains without the named points and plots predicted vs retrained loss changes."""
 
     def _estimate():
-        with one_torch_thread():
+        with one_thread():
             return retraining_check_cost(result, len(train_indices))
 
     def _check(cost):
-        with one_torch_thread(), progress_status("Retraining", cost) as report:
+        with one_thread(), progress_status("Retraining", cost) as report:
             return check_by_retraining(result, train_indices, test_indices, progress=report)
 
     check = gated_result(st.button(button, key="explorer_check_button"), store_key, "Retraining", _estimate, _check)
@@ -394,7 +394,7 @@ def _show_exact_check(train_indices, test_index: int) -> None:
     )
 
     def _exact(cost):
-        with one_torch_thread(), progress_status("Exact attribution and fixed-randomness retrains", cost) as report:
+        with one_thread(), progress_status("Exact attribution and fixed-randomness retrains", cost) as report:
             return check_with_fixed_randomness(result, train_indices, [test_index], compared, progress=report)
 
     retrains = Cost(seconds, f"{len(train_indices)} retrains of this run's {result.metrics.get('train_seconds', 0.0):.1f} s")
@@ -472,7 +472,7 @@ def _edit_and_retrain(idx: int) -> None:
         )
 
         def _retrain(cost):
-            with one_torch_thread(), progress_status("Retraining with the edit", cost) as report:
+            with one_thread(), progress_status("Retraining with the edit", cost) as report:
                 return retrain_with_edit(result, idx, edit, report)
 
         # the same run again on edited data: its own training and scoring, as timed when it ran
@@ -555,7 +555,7 @@ def _points_table(train_values, label: str, signed: bool) -> None:
 
 
 def _epochs():
-    with one_torch_thread():
+    with one_thread():
         return influence_over_epochs(config)
 
 

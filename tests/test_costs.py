@@ -260,9 +260,15 @@ def test_the_explorer_asks_before_a_start_estimated_past_the_threshold(monkeypat
 def test_a_small_models_scoring_and_its_estimate_run_on_one_thread(tmp_path, monkeypatch):
     """A small model's work after its training (curvature fit, scores, detectors) and the estimate's timings of it run
     on one torch thread, as its training does (two threads spin against each other beside other jobs: a gradient pass
-    8 ms idle took 4.7-6.1 s); the process's setting comes back after, and a model past the step size keeps it."""
+    8 ms idle took 4.7-6.1 s), and so does the BLAS under the detectors' scikit-learn fits; the process's setting comes
+    back after, and a model past the step size keeps it."""
+    from threadpoolctl import threadpool_info
+
     from influence_core import detectors, experiments, training
     from influence_core import label_bias as lb
+
+    def blas_threads() -> int:
+        return max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
 
     monkeypatch.setenv("INFLUENCE_LAB_CACHE", str(tmp_path / "cache"))
     seen: dict[str, list[int]] = {}
@@ -272,6 +278,8 @@ def test_a_small_models_scoring_and_its_estimate_run_on_one_thread(tmp_path, mon
 
         def watched(*args, **kwargs):
             seen.setdefault(name, []).append(torch.get_num_threads())
+            if name == "detect":
+                seen.setdefault("blas under detect", []).append(blas_threads())
             return original(*args, **kwargs)
 
         monkeypatch.setattr(module, name, watched)
@@ -281,14 +289,17 @@ def test_a_small_models_scoring_and_its_estimate_run_on_one_thread(tmp_path, mon
     config = lb.preset_config("digits", noise_fraction=0.1)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
+    blas_before = blas_threads()
     try:
         costs.estimate_run(config)
         lb.run_label_bias(config, train_clean=False)
-        assert set(seen) == {"estimate_influence", "fit_method", "detect"} and {n for calls in seen.values() for n in calls} == {1}, seen
-        assert torch.get_num_threads() == 2
+        watched = {"estimate_influence", "fit_method", "detect", "blas under detect"}
+        assert set(seen) == watched and {n for calls in seen.values() for n in calls} == {1}, seen
+        assert torch.get_num_threads() == 2 and blas_threads() == blas_before
         seen.clear()
         monkeypatch.setattr(training, "ONE_THREAD_STEP_FLOPS", 0.0)  # every model is "large": torch's own setting
         costs.estimate_run(config.replace(seed=1))
         assert seen == {"estimate_influence": [2]}, seen
     finally:
         torch.set_num_threads(before)
+
