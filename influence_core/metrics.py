@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from sklearn import config_context
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, roc_curve
 
 
@@ -23,10 +24,14 @@ def average_precision(scores: np.ndarray, mask: np.ndarray) -> Optional[float]:
 
 def tpr_at_fpr(scores: np.ndarray, mask: np.ndarray, fpr: float) -> Optional[float]:
     """Share of positives caught when at most ``fpr`` of negatives are flagged."""
+    return _tprs_at(scores, mask, [fpr])[0]
+
+
+def _tprs_at(scores: np.ndarray, mask: np.ndarray, fprs_wanted: list[float]) -> list[Optional[float]]:
     if not _has_both(mask):
-        return None
+        return [None] * len(fprs_wanted)
     fprs, tprs, _ = roc_curve(mask, scores)
-    return float(tprs[np.searchsorted(fprs, fpr, side="right") - 1])
+    return [float(tprs[np.searchsorted(fprs, fpr, side="right") - 1]) for fpr in fprs_wanted]
 
 
 def f1_at_ratio(scores: np.ndarray, mask: np.ndarray, ratio: Optional[float] = None) -> float:
@@ -64,15 +69,18 @@ def detection_at_threshold(scores: np.ndarray, mask: np.ndarray, threshold: floa
 
 
 def detection_summary(scores: np.ndarray, mask: np.ndarray) -> dict[str, Optional[float]]:
-    """AUROC, AP, F1 at the true ratio, and TPR at 0.5% / 1% / 5% FPR."""
-    return {
-        "auroc": auroc(scores, mask),
-        "average_precision": average_precision(scores, mask),
-        "f1_at_true_ratio": f1_at_ratio(scores, mask) if _has_both(mask) else None,
-        "tpr_at_0.5%_fpr": tpr_at_fpr(scores, mask, 0.005),
-        "tpr_at_1%_fpr": tpr_at_fpr(scores, mask, 0.01),
-        "tpr_at_5%_fpr": tpr_at_fpr(scores, mask, 0.05),
-    }
+    """AUROC, AP, F1 at the true ratio, and TPR at 0.5% / 1% / 5% FPR. scikit-learn's argument checks are skipped
+    here (the arrays are the engine's own): they were most of the 13 ms a score took, 0.17 s of Label bias's first view."""
+    with config_context(skip_parameter_validation=True, assume_finite=True):
+        tprs = _tprs_at(scores, mask, [0.005, 0.01, 0.05])
+        return {
+            "auroc": auroc(scores, mask),
+            "average_precision": average_precision(scores, mask),
+            "f1_at_true_ratio": f1_at_ratio(scores, mask) if _has_both(mask) else None,
+            "tpr_at_0.5%_fpr": tprs[0],
+            "tpr_at_1%_fpr": tprs[1],
+            "tpr_at_5%_fpr": tprs[2],
+        }
 
 
 def accuracy_noise(accuracy: float, n_rows: int) -> float:
