@@ -15,7 +15,7 @@ HEAVY_IMPORTS = (
     ("torch", 1.5),
     ("torch._dynamo", 1.4),
     ("sklearn.datasets", 0.9),
-    ("laplace", 0.4),
+    ("backpack", 0.05),  # the GGN fits (laplace-torch, 1-2 s to import, only for models beyond the zoo)
     ("pandas", 0.2),
     ("plotly.graph_objects", 0.2),
 )

@@ -126,6 +126,21 @@ def test_last_layer_ggn_equals_exact_hessian_on_a_linear_model():
     torch.testing.assert_close(last.inverse_hvp(g), exact.inverse_hvp(g), rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind, shape", [("mlp", (2,)), ("cnn", (1, 8, 8))])
+def test_last_layer_ggn_of_the_zoo_equals_laplace_torchs(kind, shape):
+    """The zoo's models take BackPACK's road to the last layer's GGN, others laplace-torch's: both give one matrix."""
+    from influence_core.curvatures.laplace_fit import fit_laplace
+
+    model = build_model(ModelConfig(kind=kind), shape, 3, 0).double().eval()
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(70, *shape, generator=gen, dtype=torch.float64), torch.randint(0, 3, (70,), generator=gen)
+    names = parameter_names(model, "last_layer")
+    fitted = build_curvature("last_layer", model, x, y, names, WD, 0.01, batch_size=32)
+    prior = len(x) * (WD + 0.01)
+    reference = fit_laplace(model, x, y, "last_layer", "full", prior, 32).posterior_precision.detach() / len(x)
+    torch.testing.assert_close(fitted.hessian, reference.to(fitted.hessian.dtype), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("curvature", CURVATURE_NAMES)
 def test_every_curvature_estimates_and_labels_itself(trained_mlp, curvature):
     model, _, x, y, _, _ = trained_mlp
