@@ -1,7 +1,7 @@
 """Start the dashboard with the heavy imports already under way: `python serve.py [streamlit options]`.
 
 `streamlit run app.py` imports nothing of the app until the first browser session runs it, so the first visit waits
-for torch, torch._dynamo (pulled in by the first optimiser step), scikit-learn and laplace-torch: about 4 s of the
+for torch, torch._dynamo (pulled in by the first optimiser step), scikit-learn, BackPACK and cleanlab: about 4 s of the
 landing view's first plot on an idle 2-core machine (benchmarks/README.md, ui_latency.py). Here a background thread
 imports them and trains a toy model once while Streamlit's server starts and the person opens the page; the app
 itself is unchanged, and a session that arrives before the warm-up ends simply waits on the same imports.
@@ -17,22 +17,33 @@ APP = Path(__file__).resolve().parent / "app.py"
 
 
 def warm_up() -> None:
-    """What the landing view's first run would import and warm up (a failure here only costs the head start)."""
+    """What the landing view's first run would import and warm up (a failure here only costs the head start). The
+    app's cost estimates wait for its end before they time anything (influence_core.timing.warming_up)."""
+    from influence_core.timing import warming_up
+
     try:
-        import sklearn.datasets  # noqa: F401
-        import torch
-
-        import influence_core.experiments  # noqa: F401  (laplace-torch, the curvatures, the data registry)
-
-        model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-        optimiser = torch.optim.Adam(model.parameters())  # its first step imports torch._dynamo
-        loss = torch.nn.functional.cross_entropy(model(torch.zeros(3, 2)), torch.tensor([0, 1, 0]))
-        loss.backward()
-        optimiser.step()
+        with warming_up():
+            _import_and_train()
     except Exception as err:  # noqa: BLE001 — the app imports again, and reports its own errors, when it runs
         print(
             f"influence-lab: the background warm-up stopped ({type(err).__name__}: {err}); the first view imports instead", file=sys.stderr
         )
+
+
+def _import_and_train() -> None:
+    import sklearn.datasets  # noqa: F401
+    import torch
+
+    import influence_core.experiments  # noqa: F401  (the curvatures, the methods, the data registry)
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    optimiser = torch.optim.Adam(model.parameters())  # its first step imports torch._dynamo
+    loss = torch.nn.functional.cross_entropy(model(torch.zeros(3, 2)), torch.tensor([0, 1, 0]))
+    loss.backward()
+    optimiser.step()
+    # what the other views' first runs import next: BackPACK (the GGN fits) and cleanlab (the label-noise detectors)
+    import backpack  # noqa: F401
+    import cleanlab.filter  # noqa: F401
 
 
 def main(argv: list[str]) -> None:

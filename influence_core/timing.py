@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -27,6 +29,28 @@ if TYPE_CHECKING:  # pragma: no cover
 CONFIRM_SECONDS = float(os.environ.get("INFLUENCE_LAB_CONFIRM_SECONDS", "30"))
 # the wall time one probe may spend repeating its unit (after a warm-up call) for a steadier median
 PROBE_SECONDS = 0.1  # 0.25 made the cold Label bias view spend 2 s timing units of milliseconds
+
+
+# set while a process's start-up imports run in a background thread (serve.py's warm-up): a unit timed beside them
+# shares the GIL with the imports and reads slow (Label bias's first estimate asked to confirm 6 min for 2 s of work)
+_WARMING_UP = threading.Event()
+WARM_UP_WAIT_SECONDS = 30.0  # the longest a timing waits for them (they take seconds)
+
+
+@contextmanager
+def warming_up():
+    """Mark the block as start-up imports running beside the app's work (:func:`time_call` waits for its end)."""
+    _WARMING_UP.set()
+    try:
+        yield
+    finally:
+        _WARMING_UP.clear()
+
+
+def wait_for_warm_up(timeout: float = WARM_UP_WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while _WARMING_UP.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def duration_text(seconds: float) -> str:
@@ -97,6 +121,7 @@ def time_call(
     """Median seconds of ``fn()`` over repeats (until ``budget`` seconds or ``max_repeats``) after one warm-up call, which
     pays the one-time set-up that a long run pays once (torch.func's first transform takes seconds); ``warm``: a
     smaller call that pays it instead, where one call of ``fn`` is itself a sizeable share of the run."""
+    wait_for_warm_up()
     _synchronise(device)
     (warm or fn)()
     _synchronise(device)

@@ -303,3 +303,25 @@ def test_a_small_models_scoring_and_its_estimate_run_on_one_thread(tmp_path, mon
     finally:
         torch.set_num_threads(before)
 
+
+def test_a_timing_waits_for_the_servers_warm_up_imports():
+    """A unit timed while serve.py's warm-up thread imports modules shares the GIL with them and reads slow: time_call
+    starts only once the warm-up is over."""
+    import threading
+
+    released = []
+
+    def warm_up():
+        with timing.warming_up():
+            started.set()
+            time.sleep(0.3)
+            released.append(time.perf_counter())
+
+    started = threading.Event()
+    thread = threading.Thread(target=warm_up)
+    thread.start()
+    started.wait()
+    calls = []
+    timing.time_call(lambda: calls.append(time.perf_counter()), max_repeats=1)
+    thread.join()
+    assert released and calls and min(calls) >= released[0], (released, calls)
