@@ -287,6 +287,26 @@ def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
         browser.close()
 
 
+def test_label_bias_shows_its_scores_first_and_the_clean_model_comparison_after(served_app):
+    """The first view does not wait for the clean-label model: the scores come first with a note that the comparison
+    follows, then the page trains it and reruns by itself; the browser ends with the comparison and without the note."""
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(served_app + "/label_bias")
+        page.wait_for_selector("text=Sample level", timeout=240_000)
+        # the comparison's delta ("vs clean") arrives with the rerun the page starts itself, with no click
+        page.wait_for_selector("text=vs clean", timeout=120_000)
+        page.wait_for_timeout(1500)
+        assert page.get_by_text("The same model on the clean labels trains next").count() == 0
+        assert page.get_by_text("Step 1: is the model hurt by the flipped labels?").count() == 1
+        assert page.locator("[data-testid='stException']").count() == 0
+        browser.close()
+
+
 def test_what_if_test_point_box_shows_the_point_the_text_describes_after_the_data_changes(served_app):
     """Issue 34: pick test #3, choose "Your CSV" (the page stops until a file is named), then the half moons. The box
     read 0 while the text described test #3: the server kept the point, the browser drew the box anew at its minimum."""
