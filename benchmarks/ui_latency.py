@@ -3,9 +3,10 @@ Debian Chromium (Playwright, executable /usr/bin/chromium), viewport 1440×900.
 
 Prints, per view, the time from opening the page on a cold server (a fresh `streamlit run`, an empty
 result cache, no script run yet) to its first result, and for the interactions after it the *server time*
-of the rerun they cause: from the browser sending the rerun request to Streamlit's "script finished"
-message (read off the websocket; the page reports a frame as it handles it, so when it is busy drawing a large
-chart the "script finished" frame can be seen late: up to 0.8 s after the chart's own frame in Region cuts at load ~2).
+of the rerun they cause: from the rerun request's arrival at the server to the end of the run it starts, as the
+server's own clock logs them (benchmarks/server_clock.py, which starts the server). Beside each, shown and not judged,
+the same run as the browser saw it on the websocket (request sent → "script finished" frame handled): a browser busy
+drawing a large chart handles that frame late (up to 0.8 s after the chart's own frame in Region cuts at load ~2).
 
     .venv/bin/python benchmarks/ui_latency.py                  # every view, each on its own cold server
     .venv/bin/python benchmarks/ui_latency.py --views explorer # the landing view and its interactions only
@@ -82,15 +83,18 @@ def _free_port() -> int:
 def cold_server(launcher: str = "serve"):
     """A fresh server with an empty result cache, started as `make run` does (``serve``: serve.py, which warms the
     heavy imports while the server starts) or bare (``streamlit``: `streamlit run app.py`); yields (url, seconds to
-    healthy, its result cache folder)."""
+    healthy, its result cache folder, the server clock's log)."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="ui_latency_cache_") as cache_dir:
         env = dict(os.environ, INFLUENCE_LAB_CACHE=cache_dir)
+        server_log = Path(cache_dir) / "server_clock.log"  # benchmarks/server_clock.py: the server's own run times
         start = time.perf_counter()
         proc = subprocess.Popen(
             [
                 sys.executable,
-                *((str(ROOT / "serve.py"),) if launcher == "serve" else ("-m", "streamlit", "run", str(ROOT / "app.py"))),
+                str(ROOT / "benchmarks" / "server_clock.py"),
+                str(server_log),
+                launcher,
                 "--server.headless",
                 "true",
                 "--server.port",
@@ -115,7 +119,7 @@ def cold_server(launcher: str = "serve"):
                     if time.perf_counter() - start > 60:
                         raise SystemExit("streamlit did not start within 60 s") from None
                     time.sleep(0.1)
-            yield url, time.perf_counter() - start, Path(cache_dir)
+            yield url, time.perf_counter() - start, Path(cache_dir), server_log
         finally:
             proc.terminate()
             try:
@@ -125,9 +129,12 @@ def cold_server(launcher: str = "serve"):
 
 
 class RunClock:
-    """Server time of each script run, read off the app's websocket: rerun request sent → script finished."""
+    """Server time of each script run: from the rerun request's arrival to the run's end, as the server's own clock logs
+    them (benchmarks/server_clock.py); and the same run as the browser sees it on the app's websocket (rerun request
+    sent → "script finished" frame handled), which includes the browser's delay in handling frames."""
 
-    def __init__(self, page):
+    def __init__(self, page, server_log: Path):
+        self.server_log = server_log
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
@@ -164,9 +171,15 @@ class RunClock:
             elif kind == "new_session":
                 self.started.append(time.perf_counter())
 
-    def measure(self, page, action, timeout_s: float = 120.0) -> float:
-        """Do ``action`` and return the server time of the run it causes (the last one, if it causes several)."""
-        n_req, n_fin = len(self.requested), len(self.finished)
+    def _server_events(self) -> list[tuple[float, str]]:
+        if not self.server_log.exists():
+            return []
+        return [(float(t), what) for t, what in (line.split() for line in self.server_log.read_text().splitlines() if line.strip())]
+
+    def measure(self, page, action, timeout_s: float = 120.0) -> tuple[float, float]:
+        """Do ``action``; (server seconds, seconds as the browser saw it) of the run it causes (the last one, if it
+        causes several)."""
+        n_req, n_fin, n_server = len(self.requested), len(self.finished), len(self._server_events())
         action()
         _log(f"  {getattr(action, '__name__', 'action')} sent")
         deadline = time.perf_counter() + timeout_s
@@ -175,8 +188,25 @@ class RunClock:
             if len(self.requested) > n_req and len(self.finished) > n_fin and self.finished[-1] > self.requested[-1]:
                 page.wait_for_timeout(400)  # a callback may queue a second run
                 if self.finished[-1] > self.requested[-1]:
-                    return self.finished[-1] - self.requested[-1]
+                    return self._server_seconds(n_server), self.finished[-1] - self.requested[-1]
         raise TimeoutError("the app did not finish the run within the time allowed")
+
+    def _server_seconds(self, n_before: int) -> float:
+        events = self._server_events()[n_before:]
+        requests = [t for t, what in events if what == "rerun"]
+        if not requests:
+            raise RuntimeError(f"the server clock ({self.server_log}) logged no rerun request for this action")
+        ends = [t for t, what in events if what == "finished" and t > requests[-1]]
+        if not ends:
+            raise RuntimeError(f"the server clock ({self.server_log}) logged no end of the run this action caused")
+        return ends[0] - requests[-1]
+
+    def record(self, times: dict, name: str, page, action, timeout_s: float = 120.0) -> None:
+        """``times[name]``: the server time of ``action``'s run (judged against its target); beside it, shown and
+        not judged, the same run as the browser saw it."""
+        server, browser = self.measure(page, action, timeout_s)
+        times[name] = server
+        times[f"{name} (as the browser saw it)"] = (browser, None)
 
     def idle(self, page, quiet_ms: int = 1500, timeout_s: float = 300.0) -> None:
         """Wait until no run has finished or started for ``quiet_ms`` (the page has drawn all it will)."""
@@ -220,9 +250,9 @@ def explorer_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str, f
         return action
 
     _log("  explorer drawn")
-    times["explorer: click a training point"] = clock.measure(page, click_point(10))
+    clock.record(times, "explorer: click a training point", page, click_point(10))
     clock.idle(page)
-    times["explorer: click another training point"] = clock.measure(page, click_point(40))
+    clock.record(times, "explorer: click another training point", page, click_point(40))
     clock.idle(page)
 
     def epoch(key: str):
@@ -234,9 +264,9 @@ def explorer_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str, f
 
         return action
 
-    times["explorer: epoch slider"] = clock.measure(page, epoch("ArrowLeft"))
+    clock.record(times, "explorer: epoch slider", page, epoch("ArrowLeft"))
     clock.idle(page)
-    times["explorer: epoch slider (again)"] = clock.measure(page, epoch("ArrowLeft"))
+    clock.record(times, "explorer: epoch slider (again)", page, epoch("ArrowLeft"))
     clock.idle(page)
 
     def size_by(option: str):
@@ -247,9 +277,9 @@ def explorer_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str, f
 
         return action
 
-    times["explorer: size points by self-influence"] = clock.measure(page, size_by("self-influence (how hard"))
+    clock.record(times, "explorer: size points by self-influence", page, size_by("self-influence (how hard"))
     clock.idle(page)
-    times["explorer: size points by one test point"] = clock.measure(page, size_by("influence on one test point"))
+    clock.record(times, "explorer: size points by one test point", page, size_by("influence on one test point"))
     clock.idle(page)
     return times
 
@@ -277,9 +307,9 @@ def label_bias_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str,
 
         return action
 
-    times["label bias: threshold slider"] = clock.measure(page, nudge("ArrowRight"))
+    clock.record(times, "label bias: threshold slider", page, nudge("ArrowRight"))
     clock.idle(page)
-    times["label bias: threshold slider (again)"] = clock.measure(page, nudge("ArrowRight"))
+    clock.record(times, "label bias: threshold slider (again)", page, nudge("ArrowRight"))
     clock.idle(page)
 
     # "Relabel N and retrain" at the default threshold (nudged twice): one training of the model the cold view trained
@@ -291,7 +321,8 @@ def label_bias_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str,
         button.scroll_into_view_if_needed()
         button.click()
 
-    times["label bias: relabel and retrain (server time, one training)"] = (clock.measure(page, retrain, timeout_s=900), None)
+    server, _ = clock.measure(page, retrain, timeout_s=900)
+    times["label bias: relabel and retrain (server time, one training)"] = (server, None)
     new = [seconds for folder, seconds in _trainings(cache_dir) if folder not in {f for f, _ in before}]
     if before and new:
         cold = before[0][1]
@@ -327,9 +358,9 @@ def region_cuts_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str
 
         return action
 
-    times["region cuts: psi slider"] = clock.measure(page, psi("ArrowRight"))
+    clock.record(times, "region cuts: psi slider", page, psi("ArrowRight"))
     clock.idle(page)
-    times["region cuts: psi slider (again)"] = clock.measure(page, psi("ArrowRight"))
+    clock.record(times, "region cuts: psi slider (again)", page, psi("ArrowRight"))
     clock.idle(page)
 
     def click_point():
@@ -338,7 +369,7 @@ def region_cuts_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str
         box = points.nth(min(2, points.count() - 1)).bounding_box()
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 
-    times["region cuts: click a training point of the focus cut"] = clock.measure(page, click_point)
+    clock.record(times, "region cuts: click a training point of the focus cut", page, click_point)
     return times
 
 
@@ -354,10 +385,10 @@ def run_view(view: str, viewport: dict, screenshot_dir: Path | None, launcher: s
     from playwright.sync_api import sync_playwright
 
     path, selector = VIEWS[view]
-    with cold_server(launcher) as (url, server_s, cache_dir), sync_playwright() as p:
+    with cold_server(launcher) as (url, server_s, cache_dir, server_log), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=viewport)
-        clock = RunClock(page)
+        clock = RunClock(page, server_log)
         start = time.perf_counter()
         page.goto(url + path)
         times = {}
