@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,20 @@ def _require_chromium() -> None:
         if os.environ.get("CI"):
             pytest.fail("CI must install Debian's chromium (apt-get install chromium) for the browser test")
         pytest.skip("Debian chromium is not installed here (apt-get install chromium); CI installs it")
+
+
+@contextmanager
+def chromium_page(width: int, height: int):
+    """A fresh page of Debian's Chromium (never a downloaded browser) at width × height; skips where it is missing."""
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
 
 
 @pytest.fixture
@@ -81,12 +96,7 @@ def served_app():
 
 
 def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    with chromium_page(1400, 1100) as page:
         finished = _script_runs(page)
         # nothing the page needs comes from outside this machine (the favicon came from a font server: offline it failed)
         outside = []
@@ -145,7 +155,6 @@ def test_dashboard_renders_its_plot_in_chromium(served_app, tmp_path):
         page.wait_for_function("n => window.__runs > n", arg=runs, timeout=60_000)
         assert finished[runs:] == ["FINISHED_FRAGMENT_RUN_SUCCESSFULLY"], finished[runs:]
         assert page.locator("[data-testid='stException']").count() == 0
-        browser.close()
 
 
 VIEW_TITLES = ["2D explorer", "Label bias", "Glitch signals", "What-if", "Region cuts", "Trust"]
@@ -194,12 +203,7 @@ def _script_runs(page) -> list[str]:
 
 
 def test_region_cuts_click_centres_a_new_cut(served_app):
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    with chromium_page(1400, 1500) as page:
         # a deep link as the fresh server's first visit: Streamlit's legacy pages/ mode would run the page
         # file alone (no shared sidebar, a navigation listing "app" and "ui") unless the page leaves it
         page.goto(served_app + "/region_cuts")
@@ -223,7 +227,6 @@ def test_region_cuts_click_centres_a_new_cut(served_app):
             timeout=60_000,
         )
         assert page.locator("[data-testid='stException']").count() == 0
-        browser.close()
 
 
 def _choose(page, combobox: str, option: str | int, attempts: int = 6) -> None:
@@ -245,9 +248,8 @@ def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
     """The own-data flow as a person does it: pick a held-out digit, switch to "Your CSV file", type the path.
     The columns are guessed from the file, and the held-out picker starts on the CSV's most confidently
     misclassified row (it once kept the digit's index, showing one row and tabulating another)."""
-    _require_chromium()
+    _require_chromium()  # before the reference run below: a machine without Chromium skips at once
     import numpy as np
-    from playwright.sync_api import sync_playwright
     from sklearn.datasets import load_breast_cancer
 
     from influence_core import label_bias as lb
@@ -260,9 +262,7 @@ def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
     expected = lb.run_label_bias(lb.preset_config("csv", path=str(csv), label_column="target", id_column="patient"), use_cache=False)
     first = int(expected.test_order()[0])
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    with chromium_page(1400, 1100) as page:
         page.goto(served_app + "/label_bias")
         page.wait_for_selector("text=Sample level", timeout=240_000)
         _choose(page, "Held-out sample (misclassified first)", 3)
@@ -284,18 +284,12 @@ def test_label_bias_takes_a_csv_typed_into_the_browser(served_app, tmp_path):
         shown = chosen("Held-out sample (misclassified first)")
         assert shown.startswith(f"#{first} ({expected.dataset.ids_test[first]})"), shown
         assert (chosen("Label column"), chosen("Id column")) == ("target", "patient")
-        browser.close()
 
 
 def test_label_bias_shows_its_scores_first_and_the_clean_model_comparison_after(served_app):
     """The first view does not wait for the clean-label model: the scores come first with a note that the comparison
     follows, then the page trains it and reruns by itself; the browser ends with the comparison and without the note."""
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
+    with chromium_page(1440, 900) as page:
         page.goto(served_app + "/label_bias")
         page.wait_for_selector("text=Sample level", timeout=240_000)
         # the comparison's delta ("vs clean") arrives with the rerun the page starts itself, with no click
@@ -304,20 +298,14 @@ def test_label_bias_shows_its_scores_first_and_the_clean_model_comparison_after(
         assert page.get_by_text("The same model on the clean labels trains next").count() == 0
         assert page.get_by_text("Step 1: is the model hurt by the flipped labels?").count() == 1
         assert page.locator("[data-testid='stException']").count() == 0
-        browser.close()
 
 
 def test_what_if_test_point_box_shows_the_point_the_text_describes_after_the_data_changes(served_app):
     """Issue 34: pick test #3, choose "Your CSV" (the page stops until a file is named), then the half moons. The box
     read 0 while the text described test #3: the server kept the point, the browser drew the box anew at its minimum."""
-    _require_chromium()
     import re
 
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    with chromium_page(1400, 1100) as page:
         page.goto(served_app + "/what_if")
         page.wait_for_selector("text=Test points", timeout=240_000)
         box = page.get_by_label("Test point (click one in the plot or the table)")
@@ -337,7 +325,6 @@ def test_what_if_test_point_box_shows_the_point_the_text_describes_after_the_dat
         page.wait_for_selector("text=Test points", timeout=240_000)
         t = described()
         assert box.input_value() == t, f"the test-point box shows {box.input_value()}; the text describes test #{t}"
-        browser.close()
 
 
 # Text the layout cut off or drew over other text, as a person would see it: an element that clips its text (an ellipsis
@@ -389,14 +376,9 @@ def test_no_text_is_cut_off_or_drawn_over_at_1440_and_1280(served_app, tmp_path)
     """Every view's default screen at 1440×900 and at 1280×800 (issue 20): select boxes showed "sklearn digits 4 vs 9
     (bundled,", metric labels ended in "…", legends sat on axis titles and figure titles. Screenshots of each view at
     each size are left in the test's tmp_path."""
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
     sizes = [(1440, 900), (1280, 800)]
     problems = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": sizes[0][0], "height": sizes[0][1]})
+    with chromium_page(*sizes[0]) as page:
         finished = _script_runs(page)
         for path in ["", "/label_bias", "/glitch_signals", "/what_if", "/region_cuts", "/trust"]:
             del finished[:]
@@ -411,5 +393,4 @@ def test_no_text_is_cut_off_or_drawn_over_at_1440_and_1280(served_app, tmp_path)
                 if found:
                     problems[f"{path or '/'} at {width}×{height}"] = sorted(set(found))
             page.set_viewport_size({"width": sizes[0][0], "height": sizes[0][1]})
-        browser.close()
     assert not problems, problems
