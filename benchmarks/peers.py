@@ -14,7 +14,8 @@ ratio peer ÷ project (above 1: the project is faster), the agreement of the sco
 for finding the flipped training labels. Agreement is ``max rel`` = max|project − peer| / max|project| where both
 compute the same quantity (signs aligned: the project's scores are + = harmful, −gᵀH⁻¹g; the peers' are
 + = helpful), and Spearman's ρ where they approximate the same thing differently (kronfluence's KFAC / EK-FAC /
-diagonal use a Fisher with labels sampled from the model; the project's use the exact GGN expectation).
+diagonal use a Fisher with labels sampled from the model; the project's use the exact GGN expectation, except in the
+CNN's KFAC / EK-FAC rows and the sampled diagonal row, where its factors too come from sampled labels, like for like).
 Any peer that is not installed is skipped with the install hint.
 
 The CNN rows print the path the gradient engine takes for each convolution (issue 35: formed per-sample weight
