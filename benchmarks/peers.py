@@ -4,6 +4,7 @@
     python benchmarks/peers.py --quick      # smoke run: N = 600 train, 100 queries, short training
     python benchmarks/peers.py              # N = 6,000 train, 1,000 queries (MNIST, 10 classes, 10 % labels flipped)
     python benchmarks/peers.py --only mlp-ip,tracin   # a subset of the row groups
+    python benchmarks/peers.py --only cnn-kfac,cnn-ekfac,cnn-tracin   # the SmallCNN's KFAC, EK-FAC and TracIn rows
     python benchmarks/peers.py --dataset fashion --n-train 10000 --n-test 500 --only cnn-ip   # Fashion-MNIST (Debian's
                                             # dataset-fashion-mnist, /usr/share/datasets/fashion-mnist)
     python benchmarks/peers.py --only resnet-ip   # ResNet18 (torchvision) on random 3×32×32 images: speed only
@@ -13,7 +14,8 @@ ratio peer ÷ project (above 1: the project is faster), the agreement of the sco
 for finding the flipped training labels. Agreement is ``max rel`` = max|project − peer| / max|project| where both
 compute the same quantity (signs aligned: the project's scores are + = harmful, −gᵀH⁻¹g; the peers' are
 + = helpful), and Spearman's ρ where they approximate the same thing differently (kronfluence's KFAC / EK-FAC /
-diagonal use a Fisher with labels sampled from the model; the project's use the exact GGN expectation).
+diagonal use a Fisher with labels sampled from the model; the project's use the exact GGN expectation, except in the
+CNN's KFAC / EK-FAC rows and the sampled diagonal row, where its factors too come from sampled labels, like for like).
 Any peer that is not installed is skipped with the install hint.
 
 The CNN rows print the path the gradient engine takes for each convolution (issue 35: formed per-sample weight
@@ -188,8 +190,8 @@ def project_self(method, model, x, y, names, curvature="identity", checkpoints=(
     return as_np(project(method, model, x, y, names, curvature, checkpoints, curvature_options).self_scores())
 
 
-def project_matrix(method, model, x, y, names, xt, yt, curvature="identity", checkpoints=()):
-    return as_np(project(method, model, x, y, names, curvature, checkpoints).scores(PerSampleLoss(xt, yt)))
+def project_matrix(method, model, x, y, names, xt, yt, curvature="identity", checkpoints=(), curvature_options=None):
+    return as_np(project(method, model, x, y, names, curvature, checkpoints, curvature_options).scores(PerSampleLoss(xt, yt)))
 
 
 # ----------------------------------------------------------------------------------------------------------- captum
@@ -315,7 +317,7 @@ def dattri_tracin(model, checkpoints, x, y, xt, yt, batch: int):
 def mlp_rows(model, ckpts, x, y, xt, yt, mask, groups, gflops, folder):
     names = parameter_names(model, "all")
     p = sum(model.get_parameter(n).numel() for n in names)
-    captum, kron, dattri = peer("captum"), peer("kronfluence"), peer("dattri")
+    captum, kron = peer("captum"), peer("kronfluence")
     n, k = len(x), len(xt)
 
     if "mlp-ip" in groups:
@@ -370,51 +372,72 @@ def mlp_rows(model, ckpts, x, y, xt, yt, mask, groups, gflops, folder):
             theirs, tp = timed(lambda: kronfluence_scores(model, x, y, "identity", xt, yt, folder=folder))
             record(f"MLP matrix IP {k}×{n}", ours, t, f"kronfluence {version('kronfluence')}", -as_np(theirs), tp, True, note=note)
 
-    for curvature, strategy in (("kron", "kfac"), ("ekfac", "ekfac")):
-        if f"mlp-{strategy}" not in groups:
-            continue
-        label = "KFAC" if strategy == "kfac" else "EK-FAC"
-        log(f"MLP {label}: fit + {k} × {n} scores")
-        ours, t = timed(lambda: project_matrix("influence", model, x, y, names, xt, yt, curvature))
-        theirs, tp = timed(lambda: kronfluence_scores(model, x, y, strategy, xt, yt, folder=folder)) if kron else (None, None)
-        record(
-            f"MLP {label} matrix {k}×{n}",
-            ours,
-            t,
-            f"kronfluence {version('kronfluence')}",
-            None if theirs is None else -as_np(theirs),
-            tp,
-            False,
-        )
-        log(f"MLP {label}: fit + self-influence")
-        ours, t = timed(lambda: project_self("influence", model, x, y, names, curvature))
-        theirs, tp = timed(lambda: kronfluence_scores(model, x, y, strategy, folder=folder)) if kron else (None, None)
-        record(
-            f"MLP {label} self",
-            ours,
-            t,
-            f"kronfluence {version('kronfluence')}",
-            None if theirs is None else as_np(theirs),
-            tp,
-            False,
-            mask,
-        )
+    for strategy in ("kfac", "ekfac"):
+        if f"mlp-{strategy}" in groups:
+            kron_rows("MLP", strategy, model, x, y, names, xt, yt, mask, folder)
 
     if "tracin" in groups:
-        log(f"TracIn over {len(ckpts)} checkpoints: self-influence and the {k} × {n} matrix")
-        ours, t = timed(lambda: project_self("tracin", model, x, y, names, checkpoints=ckpts))
-        if captum:
-            paths, load_fn = _captum_checkpoints(model, ckpts, folder)
-            theirs, tp = timed(lambda: captum_tracin(model, x, y, paths, load_fn, 512).self_influence())
-            record(f"TracIn self ({len(ckpts)} ckpts)", ours, t, f"captum {version('captum')}", as_np(theirs), tp, True, mask)
-        ours, t = timed(lambda: project_matrix("tracin", model, x, y, names, xt, yt, checkpoints=ckpts))
-        if captum:
-            paths, load_fn = _captum_checkpoints(model, ckpts, folder)
-            theirs, tp = timed(lambda: captum_tracin(model, x, y, paths, load_fn, 512).influence((xt, yt)))
-            record(f"TracIn matrix {k}×{n}", ours, t, f"captum {version('captum')}", -as_np(theirs), tp, True)
-        if dattri:
-            theirs, tp = timed(lambda: dattri_tracin(model, ckpts, x, y, xt, yt, 1000))
-            record(f"TracIn matrix {k}×{n}", ours, t, f"dattri {version('dattri')}", -as_np(theirs), tp, True)
+        tracin_rows("TracIn", model, ckpts, x, y, names, xt, yt, mask, folder)
+
+
+def kron_rows(label, strategy, model, x, y, names, xt, yt, mask, folder, batch: int = 512, sampled: bool = False) -> None:
+    """KFAC (``strategy`` "kfac") or EK-FAC ("ekfac"): the project's fit + k × n matrix and fit + self-influence against
+    kronfluence's, each pair timed side by side; agreement by Spearman's ρ (kronfluence samples its Fisher's labels and
+    joins a Linear bias to its weight; the project takes the exact GGN expectation, biases apart, unless ``sampled``:
+    then its factors too come from one label sampled per row, like for like)."""
+    kron = peer("kronfluence")
+    curvature = {"kfac": "kron", "ekfac": "ekfac"}[strategy]
+    name = {"kfac": "KFAC", "ekfac": "EK-FAC"}[strategy] + (", sampled labels" if sampled else "")
+    options = {"sampled": 1} if sampled else None
+    n, k = len(x), len(xt)
+    log(f"{label} {name}: fit + {k} × {n} scores")
+
+    def ours_matrix():
+        return project_matrix("influence", model, x, y, names, xt, yt, curvature, curvature_options=options)
+
+    def ours_self():
+        return project_self("influence", model, x, y, names, curvature, curvature_options=options)
+
+    peer_label = f"kronfluence {version('kronfluence')}"
+    if kron:
+        ours, t, theirs, tp = side_by_side(
+            ours_matrix, lambda: kronfluence_scores(model, x, y, strategy, xt, yt, batch=batch, folder=folder)
+        )
+        record(f"{label} {name} matrix {k}×{n}", as_np(ours), t, peer_label, -as_np(theirs), tp, False)
+    else:
+        ours, t = timed(ours_matrix)
+        record(f"{label} {name} matrix {k}×{n}", as_np(ours), t, peer_label, None, None, False)
+    log(f"{label} {name}: fit + self-influence")
+    if kron:
+        ours, t, theirs, tp = side_by_side(ours_self, lambda: kronfluence_scores(model, x, y, strategy, batch=batch, folder=folder))
+        record(f"{label} {name} self", as_np(ours), t, peer_label, as_np(theirs), tp, False, mask)
+    else:
+        ours, t = timed(ours_self)
+        record(f"{label} {name} self", as_np(ours), t, peer_label, None, None, False, mask)
+
+
+def tracin_rows(label, model, ckpts, x, y, names, xt, yt, mask, folder, batch: int = 512) -> None:
+    """TracIn over the training checkpoints: self-influence against captum's TracInCP, the k × n matrix against captum's
+    and dattri's (projection off), each pair timed side by side; the same quantity, so agreement by max rel."""
+    captum, dattri = peer("captum"), peer("dattri")
+    n, k = len(x), len(xt)
+    log(f"{label} over {len(ckpts)} checkpoints: self-influence and the {k} × {n} matrix")
+
+    def ours_self():
+        return project_self("tracin", model, x, y, names, checkpoints=ckpts)
+
+    def ours_matrix():
+        return project_matrix("tracin", model, x, y, names, xt, yt, checkpoints=ckpts)
+
+    if captum:
+        paths, load_fn = _captum_checkpoints(model, ckpts, folder)
+        ours, t, theirs, tp = side_by_side(ours_self, lambda: captum_tracin(model, x, y, paths, load_fn, batch).self_influence())
+        record(f"{label} self ({len(ckpts)} ckpts)", as_np(ours), t, f"captum {version('captum')}", as_np(theirs), tp, True, mask)
+        ours, t, theirs, tp = side_by_side(ours_matrix, lambda: captum_tracin(model, x, y, paths, load_fn, batch).influence((xt, yt)))
+        record(f"{label} matrix {k}×{n}", as_np(ours), t, f"captum {version('captum')}", -as_np(theirs), tp, True)
+    if dattri:
+        ours, t, theirs, tp = side_by_side(ours_matrix, lambda: dattri_tracin(model, ckpts, x, y, xt, yt, 1000))
+        record(f"{label} matrix {k}×{n}", as_np(ours), t, f"dattri {version('dattri')}", -as_np(theirs), tp, True)
 
 
 def _load_lr(m, path):
@@ -433,7 +456,7 @@ def log_conv_paths(model, sample_shape, names) -> None:
         )
 
 
-def cnn_rows(model, x, y, xt, yt, mask, groups, folder):
+def cnn_rows(model, ckpts, x, y, xt, yt, mask, groups, folder):
     names = parameter_names(model, "all")
     kron = peer("kronfluence")
     log_conv_paths(model, tuple(x.shape[1:]), names)
@@ -456,6 +479,11 @@ def cnn_rows(model, x, y, xt, yt, mask, groups, folder):
     if "cnn-ip" in groups:
         log("CNN self-influence and matrix, identity (IP)")
         ip_rows("CNN", "all", model, x, y, names, xt, yt, mask, folder, 512)
+    for strategy in ("kfac", "ekfac"):
+        if f"cnn-{strategy}" in groups:  # like for like: the project's factors from sampled labels too (as cnn-diag)
+            kron_rows("CNN", strategy, model, x, y, names, xt, yt, mask, folder, sampled=True)
+    if "cnn-tracin" in groups:
+        tracin_rows("CNN TracIn", model, ckpts, x, y, names, xt, yt, mask, folder)
 
 
 def ip_rows(label, scope, model, x, y, names, xt, yt, mask, folder, batch, layers=None) -> None:
@@ -521,7 +549,21 @@ def print_table(gflops: float) -> None:
     print(f"\nfloat32 GEMM (2048³, best of 5): {gflops:.0f} GFLOP/s; load average now {os.getloadavg()[0]:.1f} (a shared machine)")
 
 
-GROUPS = ("mlp-ip", "mlp-diag", "mlp-matrix", "mlp-kfac", "mlp-ekfac", "tracin", "cnn-diag", "cnn-ip", "resnet-ip")
+CNN_GROUPS = {"cnn-diag", "cnn-ip", "cnn-kfac", "cnn-ekfac", "cnn-tracin"}
+GROUPS = (
+    "mlp-ip",
+    "mlp-diag",
+    "mlp-matrix",
+    "mlp-kfac",
+    "mlp-ekfac",
+    "tracin",
+    "cnn-diag",
+    "cnn-ip",
+    "cnn-kfac",
+    "cnn-ekfac",
+    "cnn-tracin",
+    "resnet-ip",
+)
 
 
 def main() -> None:
@@ -573,10 +615,10 @@ def main() -> None:
             log("training the MLP 784-128-10")
             model, ckpts = train("mlp", x, y, epochs, args.seed)
             mlp_rows(model, ckpts, x, y, xt, yt, mask, groups, gflops, folder)
-        if groups & {"cnn-diag", "cnn-ip"}:
+        if groups & CNN_GROUPS:
             log("training the SmallCNN")
-            model, _ = train("cnn", x, y, max(2, epochs // 2), args.seed)
-            cnn_rows(model, x, y, xt, yt, mask, groups, folder)
+            model, ckpts = train("cnn", x, y, max(2, epochs // 2), args.seed)
+            cnn_rows(model, ckpts, x, y, xt, yt, mask, groups, folder)
         if "resnet-ip" in groups:
             n_res = args.resnet_n_train or (64 if args.quick else 500)
             k_res = args.resnet_n_test or (8 if args.quick else 50)

@@ -157,6 +157,27 @@ def test_the_sampled_diagonal_estimates_the_exact_one_from_one_backward_per_batc
     assert abs(sampled.sum() / exact.sum() - 1) < 0.05
 
 
+@pytest.mark.parametrize("kind", ["kron", "ekfac"])
+def test_sampled_kronecker_factors_estimate_the_exact_ones(kind):
+    """KFAC's and EK-FAC's ``sampled`` knob (factors from one label drawn from the model per row, kronfluence's Fisher;
+    the CNN's like-for-like peer rows): an estimate, not the exact expectation's computation, close to it on many rows
+    and seeded, so the same rows give the same curvature."""
+    from influence_core.models import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(1, 4, 8).eval()
+    x, y = torch.randn(1500, 1, 8, 8), torch.randint(0, 4, (1500,))
+    names = parameter_names(model, "all")
+    g = torch.randn(40, sum(model.get_parameter(n).numel() for n in names), generator=torch.Generator().manual_seed(1))
+    exact = build_curvature(kind, model, x, y, names, WD, 0.0).inverse_hvp(g)
+    sampled = build_curvature(kind, model, x, y, names, WD, 0.0, options={"sampled": 1}).inverse_hvp(g)
+    again = build_curvature(kind, model, x, y, names, WD, 0.0, options={"sampled": 1}).inverse_hvp(g)
+    assert torch.equal(sampled, again)
+    assert not torch.allclose(sampled, exact, rtol=1e-4)  # it is an estimate, not the same computation
+    assert _relative_error(sampled, exact) < 0.2
+    assert torch.corrcoef(torch.stack([(g * sampled).sum(1), (g * exact).sum(1)]))[0, 1] > 0.97
+
+
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_summed_squared_gradients_equal_the_formed_rows_and_sampled_labels_are_drawn_from_the_model(kind):
     """The sampled diagonal's engine: Σ_i g_ij² per column, a Linear layer's as (g²)ᵀ(a²), equals the formed rows'; with

@@ -8,7 +8,7 @@ from torch import nn
 
 from influence_core.curvatures.base import CurvatureRequest
 from influence_core.curvatures.eigenbasis import EigenbasisCurvature, KroneckerEigenbasis, curvlinops_eigenbasis
-from influence_core.curvatures.kronecker import KroneckerCurvature
+from influence_core.curvatures.kronecker import SAMPLED_KNOB, KroneckerCurvature
 from influence_core.curvatures.operators import apply_in_chunks, batches, selected_parameters
 from influence_core.tasks import CrossEntropyTask
 
@@ -19,6 +19,7 @@ class EkfacCurvature(EigenbasisCurvature):
     label = "EK-FAC: eigenvalue-corrected KFAC (curvlinops)"
     short_label = "EK-FAC"
     auto_rank = 5  # at least as close to exact as KFAC, at a second pass over the data
+    knobs = {"sampled": SAMPLED_KNOB}
 
     def __init__(self, inverse, param_names, param_sizes: dict[str, int]):
         self.param_names = list(param_names)
@@ -48,7 +49,8 @@ class EkfacCurvature(EigenbasisCurvature):
             nn.CrossEntropyLoss(reduction="mean"),
             selected_parameters(request.model, request.param_names),
             batches(request),
-            fisher_type="type-2",
+            fisher_type="mc" if cls.option(request, "sampled", 0) else "type-2",
+            mc_samples=1,
             check_deterministic=False,
             num_data=request.n_train,
         )

@@ -7,9 +7,19 @@ import torch
 from influence_core.curvatures.base import CurvatureRequest
 from influence_core.curvatures.eigenbasis import EigenbasisCurvature, KroneckerEigenbasis, laplace_eigenbasis
 from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision, subset_for, subset_reason
+from influence_core.knobs import Knob
 from influence_core.tasks import CrossEntropyTask
 
 KRON_LAYER_TYPES = {"Linear", "Conv2d"}
+
+# The Kronecker factors from one label sampled from the model per row (a Monte-Carlo Fisher, as kronfluence fits
+# them: one backward per batch) instead of the exact GGN expectation (one backward per class).
+SAMPLED_KNOB = Knob(
+    "1: Kronecker factors from one label sampled from the model per row, as kronfluence's Fisher (one backward per "
+    "batch instead of one per class); 0: the exact GGN expectation",
+    0,
+    bool,
+)
 
 
 class KroneckerCurvature(EigenbasisCurvature):
@@ -18,6 +28,7 @@ class KroneckerCurvature(EigenbasisCurvature):
     label = "Kronecker-factored GGN, KFAC (laplace-torch)"
     short_label = "KFAC"
     auto_rank = 10
+    knobs = {"sampled": SAMPLED_KNOB}
 
     def __init__(self, precision, n_train: int, param_names, param_sizes: dict[str, int]):
         self.param_names = list(param_names)
@@ -47,7 +58,8 @@ class KroneckerCurvature(EigenbasisCurvature):
     def fit(cls, request: CurvatureRequest) -> "KroneckerCurvature":
         prior = prior_precision(request, cls.name)
         request.progress(0.0, "fitting the Kronecker-factored GGN (laplace-torch)")
-        la = fit_laplace(request.model, request.x, request.y, subset_for(request, cls.name), "kron", prior, request.batch_size)
+        sampled = {"stochastic": True} if cls.option(request, "sampled", 0) else None  # laplace-torch: curvlinops' MC Fisher
+        la = fit_laplace(request.model, request.x, request.y, subset_for(request, cls.name), "kron", prior, request.batch_size, sampled)
         request.progress(1.0, "fitted the Kronecker-factored GGN")
         sizes = {n: p.numel() for n, p in request.model.named_parameters() if n in set(request.param_names)}
         return cls(la.posterior_precision, request.n_train, request.param_names, sizes)

@@ -27,7 +27,7 @@ def prior_precision(request, kind: str) -> float:
     return prior
 
 
-def fit_laplace(model, x, y, subset: str, structure: str, prior: float, batch_size: int):
+def fit_laplace(model, x, y, subset: str, structure: str, prior: float, batch_size: int, backend_kwargs: Optional[dict] = None):
     from laplace import Laplace
     from laplace.curvature import BackPackGGN
 
@@ -38,6 +38,8 @@ def fit_laplace(model, x, y, subset: str, structure: str, prior: float, batch_si
         # laplace-torch 0.3's default (curvlinops) full GGN multiplies by a CPU identity and fails on
         # CUDA; the BackPACK backend builds the same GGN from Jacobians on the model's device
         kwargs["backend"] = BackPackGGN
+    if backend_kwargs:
+        kwargs["backend_kwargs"] = backend_kwargs
     la = Laplace(model, "classification", subset_of_weights=subset, hessian_structure=structure, prior_precision=prior, **kwargs)
     la.fit(DataLoader(TensorDataset(x, y), batch_size=batch_size), progress_bar=False)
     return la
