@@ -73,12 +73,6 @@ class _State:
         return _State.of([t.detach().clone() for t in self.tensors()], len(self.params))
 
 
-def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
-    """√v whose derivative at v = 0 is 0 rather than ∞·0 = NaN (a weight that has had no gradient yet)."""
-    positive = v > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, v, torch.ones_like(v))), torch.zeros_like(v))
-
-
 @dataclass
 class _Recorded:
     """One step's gradient as the reverse pass takes it: θ and the batch's weights as leaves, the gradient with its
@@ -127,6 +121,27 @@ class Replay:
         self.segment = segment or max(1, math.ceil(math.sqrt(len(self.steps))))
         head = model.head.weight if isinstance(getattr(model, "head", None), nn.Linear) else None
         self.head_name = next((n for n, p in model.named_parameters() if p is head), None)
+        self._stateless = self._stateless_copy()
+
+    def _stateless_copy(self) -> Optional[tuple[nn.Module, list[tuple[nn.Module, str]]]]:
+        """A copy of the model without its trained weights, and where each one goes: a step sets them as plain
+        attributes, a dozen dictionary writes where functional_call swaps them in and out (a sixth of a small model's
+        step). None where that would be wrong: tied weights (one value, several places) or parametrized modules."""
+        import copy
+
+        from torch.nn.utils import parametrize
+
+        every = list(self.model.named_parameters(remove_duplicate=False))
+        if len(every) != len(dict(self.model.named_parameters())) or any(parametrize.is_parametrized(m) for m in self.model.modules()):
+            return None
+        clone = copy.deepcopy(self.model)
+        slots = []
+        for name in self.names:
+            owner, _, attribute = name.rpartition(".")
+            module = clone.get_submodule(owner)
+            del module._parameters[attribute]
+            slots.append((module, attribute))
+        return clone, slots
 
     # ---- the run
 
@@ -147,7 +162,13 @@ class Replay:
         cfg = self.recipe.config
         x, y = (self.x, self.y) if rows is None else (self.x[rows], self.y[rows])
         named = self.unflatten(params)
-        outputs = functional_call(self.model, {**named, **self.buffers}, (x,))
+        if self._stateless is None:
+            outputs = functional_call(self.model, {**named, **self.buffers}, (x,))
+        else:
+            clone, slots = self._stateless
+            for (module, attribute), value in zip(slots, named.values()):
+                module.__dict__[attribute] = value
+            outputs = clone(x)
         if perturbation is None:
             loss = (weights * self.task.sample_loss(outputs, y)).sum() / len(y)
         else:  # the run's loss plus (wᵢ − 1)·gᵢ: the same run at w = 1, its derivative in wᵢ that of adding row i's gᵢ
@@ -181,24 +202,25 @@ class Replay:
         lr = self.steps[index][1]
         cfg = self.recipe.config
         params = state.params[0]
-        grad = recorded.gradient.detach() + cfg.weight_decay * params
+        # few flat ops, fused where torch has them (a step's cost on a small model is its number of ops)
+        grad = recorded.gradient.detach().add(params, alpha=cfg.weight_decay)
         if cfg.optimizer == "sgd":
-            return _State([params - lr * grad], [], [])
+            return _State([params.add(grad, alpha=-lr)], [], [])
         (b1, b2), t = ADAM_BETAS, index + 1
-        first = b1 * state.first[0] + (1 - b1) * grad
-        second = b2 * state.second[0] + (1 - b2) * grad * grad
+        first = state.first[0].mul(b1).add_(grad, alpha=1 - b1)
+        second = state.second[0].mul(b2).addcmul_(grad, grad, value=1 - b2)
         step_size, root = lr / (1 - b1**t), math.sqrt(1 - b2**t)
-        root_second = _safe_sqrt(second)
-        denominator = root_second / root + ADAM_EPS
-        new = params - step_size * first / denominator
+        root_second = second.sqrt()
+        denominator = (root_second / root).add_(ADAM_EPS)
+        new = params.addcdiv(first, denominator, value=-step_size)
         if recorded.gradient.requires_grad:
-            # θ' = θ − s·m'/(√v'/r + ε): ∂θ'/∂m' = −s/d, ∂θ'/∂v' = s·m'/(d²·2r√v') (0 where v' = 0, as _safe_sqrt's
-            # derivative), ∂v'/∂g = 2(1 − β₂)g
-            recorded.d_first = -step_size / denominator
+            # θ' = θ − s·m'/(√v'/r + ε): ∂θ'/∂m' = −s/d, ∂θ'/∂v' = s·m'/(d²·2r√v') (0 where v' = 0: a weight with no
+            # gradient yet, whose √ has no derivative there), ∂v'/∂g = 2(1 − β₂)g
+            recorded.d_first = denominator.reciprocal().mul_(-step_size)
             positive = root_second > 0
-            safe = torch.where(positive, root_second, torch.ones_like(root_second))
-            recorded.d_second = torch.where(positive, step_size * first / (denominator * denominator * 2 * root * safe), 0.0)
-            recorded.d_gradient = 2 * (1 - b2) * grad
+            scale = step_size / (2 * root)
+            recorded.d_second = torch.where(positive, first / (denominator * denominator * root_second), 0.0).mul_(scale)
+            recorded.d_gradient = grad * (2 * (1 - b2))
         return _State([new], [first], [second])
 
     def run(
