@@ -28,6 +28,7 @@ import platform
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import numpy as np
 import torch
@@ -214,11 +215,14 @@ def lds_figures(
     model: str = "mlp",
     subsets: int = 0,
     methods: list[str] = METHODS,
+    pooling: str = "max",
+    recipe: Optional[TrainConfig] = None,
 ) -> None:
+    """``recipe``: the "custom" setting's training (tanh; see ``--recipe``); ``pooling``: the CNN's."""
     subsets = subsets or (10 if quick else 30)
     data = DataConfig(name=dataset, n_train=n_train, n_test=n_test or (100 if quick else 200))
-    shape = dict(kind="cnn") if model == "cnn" else dict(kind="mlp", hidden=128 if dataset == "mnist" else 64, depth=1)
-    described = "the zoo CNN" if model == "cnn" else f"MLP 1 × {shape.get('hidden')}"
+    shape = dict(kind="cnn", pooling=pooling) if model == "cnn" else dict(kind="mlp", hidden=128 if dataset == "mnist" else 64, depth=1)
+    described = f"the zoo CNN ({pooling} pooling)" if model == "cnn" else f"MLP 1 × {shape.get('hidden')}"
     default = TrainConfig(optimizer="adam", lr=1e-3, epochs=30, batch_size=64, weight_decay=1e-3, n_checkpoints=10)
     runs = {
         "default": RunConfig(
@@ -253,15 +257,27 @@ def lds_figures(
             seed=seed,
         ),
     }
+    if recipe is not None:
+        runs["custom"] = RunConfig(
+            data=data,
+            model=ModelConfig(**shape, activation=SMOOTH_ACTIVATION),
+            train=recipe,
+            curvature=CurvatureConfig(kind="auto", damping=1e-2),
+            seed=seed,
+        )
     titles = {
         "default": "zoo default (ReLU, Adam, constant rate)",
         "smooth": "smooth (tanh, Adam, cosine to 0, weight decay 1e-2: config.smooth_training)",
         "sgd": "smooth SGD (tanh, plain SGD at {lr}, cosine to 0, weight decay {wd:g}, {epochs} epochs)",
+        "custom": "custom (tanh, {optimizer} at {lr}, {schedule} schedule, weight decay {wd:g}, {epochs} epochs, batch {batch})",
     }
     for name, config in runs.items():
         if name not in settings:
             continue
-        title = titles[name].format(lr=config.train.lr, wd=config.train.weight_decay, epochs=config.train.epochs)
+        t = config.train
+        title = titles[name].format(
+            lr=t.lr, wd=t.weight_decay, epochs=t.epochs, optimizer=t.optimizer, schedule=t.lr_schedule, batch=t.batch_size
+        )
         from influence_core.experiments import train
 
         accuracy = train(config).metrics["test"]["accuracy"]
@@ -288,6 +304,19 @@ def lds_figures(
         print(f"  {'seed-noise ceiling':<18}{'':>48}{resampled.ceiling:>15.3f}")
 
 
+def _recipe(text: str) -> TrainConfig:
+    optimizer, lr, epochs, weight_decay = text.split(",")
+    return TrainConfig(
+        optimizer=optimizer,
+        lr=float(lr),
+        epochs=int(epochs),
+        batch_size=64,
+        weight_decay=float(weight_decay),
+        lr_schedule="cosine",
+        n_checkpoints=10,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -302,6 +331,12 @@ def main() -> None:
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="the LDS part's model")
     parser.add_argument("--subsets", type=int, default=0, help="subsets per drop fraction (default 30; 10 with --quick)")
     parser.add_argument("--methods", default=",".join(METHODS), help="the LDS part's methods")
+    parser.add_argument("--pooling", default="max", choices=["max", "avg"], help="the CNN's pooling (LDS part)")
+    parser.add_argument(
+        "--recipe",
+        default="",
+        help="the 'custom' setting's training as OPTIMIZER,LR,EPOCHS,WEIGHT_DECAY (tanh, cosine, batch 64), e.g. adam,1e-2,60,1e-3",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(
@@ -328,6 +363,8 @@ def main() -> None:
             args.model,
             args.subsets,
             [m.strip() for m in args.methods.split(",") if m.strip()],
+            args.pooling,
+            _recipe(args.recipe) if args.recipe else None,
         )
 
 
