@@ -8,7 +8,8 @@ retraining? Every figure is measured in this run and printed with how.
    cosine schedule), and against the exact-Hessian influence function at a gradient-descent-trained logistic
    regression's optimum (relative errors).
 2. Cost on this machine, in one process: one training run (torch's fused Adam), the forward replay, and one reverse
-   pass for 1 and for 64 measurements, as multiples of the training run; the explorer's default MLP toy.
+   pass for 1 and for 64 measurements, as multiples of the training run (CPU time, median of ``--rounds``); the
+   explorer's default MLP toy. ``--compare-with OLD/replay.py`` times another version beside it in the same rounds.
 3. Memory: peak RSS growth of one reverse pass with a state kept every ⌈√T⌉ steps against one graph of the whole run
    (every step held), each in a fresh process, beside the estimate the method checks before it starts.
 4. LDS under fixed randomness (the same run with the dropped rows' weights zeroed) at 1 %, 5 %, 10 % and 50 % dropped,
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import numpy as np
 import torch
@@ -83,8 +86,29 @@ def correctness() -> None:
     )
 
 
-def cost() -> None:
-    torch.set_num_threads(1)  # one thread: the ratios are of work, not of how a shared machine schedules two
+def _load_replay(path: str):
+    """Another version of replay.py (e.g. ``git show REV:influence_core/replay.py > /tmp/replay_before.py``) as a module,
+    to time beside this one in the same process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_compared", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def cost(rounds: int = 5, compare_with: str = "") -> None:
+    """Each round times one training run, then the forward replay and a reverse pass for 1 and for 64 measurements (and
+    those of ``compare_with``'s replay.py), each as a multiple of the mean of the trainings before and after it; the
+    median over rounds is printed with its range. Process CPU time, one thread: the ratios are of work, not of how a
+    shared machine schedules its jobs."""
+    import statistics
+
+    torch.set_num_threads(1)
+    versions = {"": Replay}
+    if compare_with:
+        versions[" (compared)"] = _load_replay(compare_with).Replay
     for name, n, cfg, hidden in (
         (
             "explorer MLP toy (200 rows, Adam, 400 full-batch steps)",
@@ -105,21 +129,40 @@ def cost() -> None:
         recipe = TrainingRecipe(copy.deepcopy(model.state_dict()), cfg, 0)
         warm = copy.deepcopy(model)
         train_model(warm, x, y, TrainConfig(optimizer="adam", epochs=2), 0)  # torch.optim's first step imports its compiler
-        start = time.perf_counter()
-        train_model(model, x, y, cfg, 0)
-        trained = time.perf_counter() - start
-        replay = Replay(model, recipe, x, y)
-        start = time.perf_counter()
-        final, kept = replay.run(keep=True)
-        forward = time.perf_counter() - start
-        at = replay.final_model(final)
-        row = [f"  {name}: training {trained:.2f} s; forward replay {forward / trained:.1f}×"]
-        for k in (1, 64):
-            cotangents = PerSampleLoss(xt[:k], yt[:k]).query_gradients(at, replay.names)
-            start = time.perf_counter()
-            replay.metagradient(cotangents, kept)
-            row.append(f"reverse pass for {k} measurement{'s' * (k > 1)} {(time.perf_counter() - start) / trained:.1f}×")
-        print("; ".join(row) + " (of the training run)")
+
+        def train_once() -> float:
+            fresh = copy.deepcopy(model)
+            start = time.process_time()
+            train_model(fresh, x, y, cfg, 0)
+            return time.process_time() - start
+
+        train_once()
+        jobs = {}
+        for suffix, replay_class in versions.items():
+            replay = replay_class(model, recipe, x, y)
+            final, kept = replay.run(keep=True)
+            at = replay.final_model(final)
+            jobs[f"forward replay{suffix}"] = functools.partial(replay.run, keep=True)
+            for k in (1, 64):
+                cotangents = PerSampleLoss(xt[:k], yt[:k]).query_gradients(at, replay.names)
+                job = functools.partial(replay.metagradient, cotangents, kept)
+                job()  # the first call of a process pays set-up once
+                jobs[f"reverse pass for {k} measurement{'s' * (k > 1)}{suffix}"] = job
+        ratios: dict[str, list[float]] = {label: [] for label in jobs}
+        trainings = [train_once()]
+        for _ in range(rounds):
+            seconds = {}
+            for label, job in jobs.items():
+                start = time.process_time()
+                job()
+                seconds[label] = time.process_time() - start
+            trainings.append(train_once())
+            for label in jobs:
+                ratios[label].append(seconds[label] / ((trainings[-2] + trainings[-1]) / 2))
+        row = [f"  {name}: training {statistics.median(trainings):.2f} s CPU"]
+        for label, values in ratios.items():
+            row.append(f"{label} {statistics.median(values):.2f}× [{min(values):.2f}–{max(values):.2f}]")
+        print("; ".join(row) + f" (of the training run; median [range] of {rounds} rounds)")
 
 
 PEAK = """
@@ -172,11 +215,14 @@ def lds_figures(
     model: str = "mlp",
     subsets: int = 0,
     methods: list[str] = METHODS,
+    pooling: str = "max",
+    recipe: Optional[TrainConfig] = None,
 ) -> None:
+    """``recipe``: the "custom" setting's training (tanh; see ``--recipe``); ``pooling``: the CNN's."""
     subsets = subsets or (10 if quick else 30)
     data = DataConfig(name=dataset, n_train=n_train, n_test=n_test or (100 if quick else 200))
-    shape = dict(kind="cnn") if model == "cnn" else dict(kind="mlp", hidden=128 if dataset == "mnist" else 64, depth=1)
-    described = "the zoo CNN" if model == "cnn" else f"MLP 1 × {shape.get('hidden')}"
+    shape = dict(kind="cnn", pooling=pooling) if model == "cnn" else dict(kind="mlp", hidden=128 if dataset == "mnist" else 64, depth=1)
+    described = f"the zoo CNN ({pooling} pooling)" if model == "cnn" else f"MLP 1 × {shape.get('hidden')}"
     default = TrainConfig(optimizer="adam", lr=1e-3, epochs=30, batch_size=64, weight_decay=1e-3, n_checkpoints=10)
     runs = {
         "default": RunConfig(
@@ -211,15 +257,27 @@ def lds_figures(
             seed=seed,
         ),
     }
+    if recipe is not None:
+        runs["custom"] = RunConfig(
+            data=data,
+            model=ModelConfig(**shape, activation=SMOOTH_ACTIVATION),
+            train=recipe,
+            curvature=CurvatureConfig(kind="auto", damping=1e-2),
+            seed=seed,
+        )
     titles = {
         "default": "zoo default (ReLU, Adam, constant rate)",
         "smooth": "smooth (tanh, Adam, cosine to 0, weight decay 1e-2: config.smooth_training)",
         "sgd": "smooth SGD (tanh, plain SGD at {lr}, cosine to 0, weight decay {wd:g}, {epochs} epochs)",
+        "custom": "custom (tanh, {optimizer} at {lr}, {schedule} schedule, weight decay {wd:g}, {epochs} epochs, batch {batch})",
     }
     for name, config in runs.items():
         if name not in settings:
             continue
-        title = titles[name].format(lr=config.train.lr, wd=config.train.weight_decay, epochs=config.train.epochs)
+        t = config.train
+        title = titles[name].format(
+            lr=t.lr, wd=t.weight_decay, epochs=t.epochs, optimizer=t.optimizer, schedule=t.lr_schedule, batch=t.batch_size
+        )
         from influence_core.experiments import train
 
         accuracy = train(config).metrics["test"]["accuracy"]
@@ -246,11 +304,26 @@ def lds_figures(
         print(f"  {'seed-noise ceiling':<18}{'':>48}{resampled.ceiling:>15.3f}")
 
 
+def _recipe(text: str) -> TrainConfig:
+    optimizer, lr, epochs, weight_decay = text.split(",")
+    return TrainConfig(
+        optimizer=optimizer,
+        lr=float(lr),
+        epochs=int(epochs),
+        batch_size=64,
+        weight_decay=float(weight_decay),
+        lr_schedule="cosine",
+        n_checkpoints=10,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", default="correctness,cost,memory,lds")
+    parser.add_argument("--rounds", type=int, default=5, help="the cost part's timing rounds")
+    parser.add_argument("--compare-with", default="", help="another replay.py to time beside this one in the cost part")
     parser.add_argument("--settings", default="default,smooth,sgd", help="the training settings the LDS table compares")
     parser.add_argument("--dataset", default="digits", choices=["digits", "mnist"], help="the LDS part's data")
     parser.add_argument("--n-train", type=int, default=600, help="the LDS part's training rows (the issue's MNIST setting: 5000)")
@@ -258,6 +331,12 @@ def main() -> None:
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="the LDS part's model")
     parser.add_argument("--subsets", type=int, default=0, help="subsets per drop fraction (default 30; 10 with --quick)")
     parser.add_argument("--methods", default=",".join(METHODS), help="the LDS part's methods")
+    parser.add_argument("--pooling", default="max", choices=["max", "avg"], help="the CNN's pooling (LDS part)")
+    parser.add_argument(
+        "--recipe",
+        default="",
+        help="the 'custom' setting's training as OPTIMIZER,LR,EPOCHS,WEIGHT_DECAY (tanh, cosine, batch 64), e.g. adam,1e-2,60,1e-3",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(
@@ -268,7 +347,7 @@ def main() -> None:
         correctness()
     if "cost" in parts:
         print("2. cost, as multiples of one training run of the same model in this process")
-        cost()
+        cost(args.rounds, args.compare_with)
     if "memory" in parts:
         print("3. memory of a reverse pass")
         memory()
@@ -284,6 +363,8 @@ def main() -> None:
             args.model,
             args.subsets,
             [m.strip() for m in args.methods.split(",") if m.strip()],
+            args.pooling,
+            _recipe(args.recipe) if args.recipe else None,
         )
 
 

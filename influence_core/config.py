@@ -14,6 +14,9 @@ NOISE_KINDS = ("none", "flip_class", "singular_class", "uniform")
 MODEL_KINDS = ("logreg", "mlp", "cnn", "resnet18")  # the zoo trained here; "file" is a model the user brings (model_files)
 LR_SCHEDULES = ("constant", "cosine", "cosine_per_step")
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
+POOLINGS = ("max", "avg")
+# (section, field, default) of fields added after results were cached: left out of the hashed dict at their default
+ADDED_AT_DEFAULT = (("model", "pooling", "max"),)
 PARAM_SCOPES = ("all", "last_layer")
 
 
@@ -69,6 +72,7 @@ class ModelConfig:
     file: Optional[str] = None  # kind "file": the user's trained model (weights + ``arch``, or a torch.export .pt2)
     arch: Optional[str] = None  # the weights' architecture: a zoo kind or a torchvision classifier name
     checkpoint_files: tuple[str, ...] = ()  # more weight files of the same model, as TracIn's checkpoints
+    pooling: str = "max"  # the CNN's downsampling: "max", or "avg" (smooth in the weights, for exact attribution)
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ class RunConfig:
                 self.model.activation in ("relu", "sigmoid", "tanh"),
                 f"activation must be relu, sigmoid or tanh, got {self.model.activation!r}",
             ),
+            (self.model.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.model.pooling!r}"),
             (self.train.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.train.optimizer!r}"),
             (self.train.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.train.lr_schedule!r}"),
             (self.train.epochs >= 1, f"epochs must be ≥ 1, got {self.train.epochs}"),
@@ -140,7 +145,11 @@ class RunConfig:
             check(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for section, name, default in ADDED_AT_DEFAULT:  # absent at their default: every earlier run keeps its cache key
+            if d[section][name] == default:
+                del d[section][name]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, default=list)

@@ -45,16 +45,18 @@ class MLP(nn.Module):
 class SmallCNN(nn.Module):
     """Three 3×3 conv layers (stride 2 after the first) and a linear head; ~15k parameters on MNIST."""
 
-    def __init__(self, in_channels: int, n_classes: int, image_size: int, width: int = 16, activation: str = "relu"):
+    def __init__(self, in_channels: int, n_classes: int, image_size: int, width: int = 16, activation: str = "relu", pooling: str = "max"):
         super().__init__()
         act = ACTIVATIONS[activation]  # a smooth one (tanh) for exact attribution's smooth training
+        # average pooling is smooth in the weights; max pooling switches which input passes as they move
+        pool = nn.AvgPool2d if pooling == "avg" else nn.MaxPool2d
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
             act(),
-            nn.MaxPool2d(2),
+            pool(2),
             nn.Conv2d(width, 2 * width, 3, padding=1),
             act(),
-            nn.MaxPool2d(2),
+            pool(2),
             nn.Conv2d(2 * width, 2 * width, 3, padding=1),
             act(),
             nn.AdaptiveAvgPool2d(1),
@@ -108,7 +110,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int, 
         if len(input_shape) != 3:
             raise InputError(f"a {cfg.kind} needs image input (C, H, W); this dataset has shape {input_shape}: pick logreg or mlp")
         if cfg.kind == "cnn":
-            return SmallCNN(input_shape[0], n_classes, input_shape[1], activation=cfg.activation)
+            return SmallCNN(input_shape[0], n_classes, input_shape[1], activation=cfg.activation, pooling=cfg.pooling)
         return resnet18(input_shape[0], n_classes, cfg.pretrained_weights)
     raise InputError(f"unknown model kind {cfg.kind!r}")
 

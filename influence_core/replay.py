@@ -9,8 +9,10 @@ schedule and the head's elastic net), so that the metagradient
 
 of a measurement f is exact reverse-mode differentiation through every step (MAGIC, Ilyas & Engstrom 2025). Memory
 grows with √T, not T: the forward pass keeps the optimiser state every ⌈√T⌉ steps, and the reverse pass recomputes
-one segment at a time with its graph (REPLAY's checkpointing, one level). Several measurements share each reverse
-pass as a batch of cotangents (``is_grads_batched``).
+one segment at a time with its gradients' graphs (REPLAY's checkpointing, one level). Each step is pulled back by
+hand through the optimiser's update and by one double backward through its gradient (a Hessian-vector product and
+the rows' weight cotangents together), about two training steps' work for one measurement. Several measurements
+share each reverse pass as a batch of cotangents (``torch.func.vmap``).
 
 L-BFGS runs (logistic regression to its optimum) are not replayed here: at an optimum the metagradient is the
 implicit-function derivative, which the exact-Hessian influence function computes (the method says so).
@@ -71,10 +73,19 @@ class _State:
         return _State.of([t.detach().clone() for t in self.tensors()], len(self.params))
 
 
-def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
-    """√v whose derivative at v = 0 is 0 rather than ∞·0 = NaN (a weight that has had no gradient yet)."""
-    positive = v > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, v, torch.ones_like(v))), torch.zeros_like(v))
+@dataclass
+class _Recorded:
+    """One step's gradient as the reverse pass takes it: θ and the batch's weights as leaves, the gradient with its
+    graph in both (its double backward is the step's Hessian-vector product and the rows' weight cotangents at once),
+    and the optimiser update's elementwise partial derivatives (Adam)."""
+
+    leaf: torch.Tensor
+    weights: torch.Tensor
+    rows: Optional[torch.Tensor]
+    gradient: torch.Tensor
+    d_first: Optional[torch.Tensor] = None
+    d_second: Optional[torch.Tensor] = None
+    d_gradient: Optional[torch.Tensor] = None
 
 
 class Replay:
@@ -110,6 +121,27 @@ class Replay:
         self.segment = segment or max(1, math.ceil(math.sqrt(len(self.steps))))
         head = model.head.weight if isinstance(getattr(model, "head", None), nn.Linear) else None
         self.head_name = next((n for n, p in model.named_parameters() if p is head), None)
+        self._stateless = self._stateless_copy()
+
+    def _stateless_copy(self) -> Optional[tuple[nn.Module, list[tuple[nn.Module, str]]]]:
+        """A copy of the model without its trained weights, and where each one goes: a step sets them as plain
+        attributes, a dozen dictionary writes where functional_call swaps them in and out (a sixth of a small model's
+        step). None where that would be wrong: tied weights (one value, several places) or parametrized modules."""
+        import copy
+
+        from torch.nn.utils import parametrize
+
+        every = list(self.model.named_parameters(remove_duplicate=False))
+        if len(every) != len(dict(self.model.named_parameters())) or any(parametrize.is_parametrized(m) for m in self.model.modules()):
+            return None
+        clone = copy.deepcopy(self.model)
+        slots = []
+        for name in self.names:
+            owner, _, attribute = name.rpartition(".")
+            module = clone.get_submodule(owner)
+            del module._parameters[attribute]
+            slots.append((module, attribute))
+        return clone, slots
 
     # ---- the run
 
@@ -124,56 +156,72 @@ class Replay:
         return {n: t.view(shape) for n, t, shape in zip(self.names, torch.split(flat, self.sizes), self.shapes)}
 
     def _objective(
-        self, params: list[torch.Tensor], rows: Optional[torch.Tensor], weights: torch.Tensor, perturbation: Optional[Task] = None
+        self, params: torch.Tensor, rows: Optional[torch.Tensor], weights: torch.Tensor, perturbation: Optional[Task] = None
     ) -> torch.Tensor:
+        """The step's loss at the flat θ ``params``; ``weights`` are the batch's rows' own."""
         cfg = self.recipe.config
-        x, y, w = (self.x, self.y, weights) if rows is None else (self.x[rows], self.y[rows], weights[rows])
-        named = self.unflatten(params[0])
-        outputs = functional_call(self.model, {**named, **self.buffers}, (x,))
+        x, y = (self.x, self.y) if rows is None else (self.x[rows], self.y[rows])
+        named = self.unflatten(params)
+        if self._stateless is None:
+            outputs = functional_call(self.model, {**named, **self.buffers}, (x,))
+        else:
+            clone, slots = self._stateless
+            for (module, attribute), value in zip(slots, named.values()):
+                module.__dict__[attribute] = value
+            outputs = clone(x)
         if perturbation is None:
-            loss = (w * self.task.sample_loss(outputs, y)).sum() / len(y)
+            loss = (weights * self.task.sample_loss(outputs, y)).sum() / len(y)
         else:  # the run's loss plus (wᵢ − 1)·gᵢ: the same run at w = 1, its derivative in wᵢ that of adding row i's gᵢ
-            loss = (self.task.sample_loss(outputs, y) + (w - 1) * perturbation.sample_loss(outputs, y)).sum() / len(y)
+            loss = (self.task.sample_loss(outputs, y) + (weights - 1) * perturbation.sample_loss(outputs, y)).sum() / len(y)
         if (cfg.head_l1 or cfg.head_l2) and self.head_name is not None:
             head = named[self.head_name]
             loss = loss + cfg.head_l1 * head.abs().sum() + 0.5 * cfg.head_l2 * (head**2).sum()
         return loss
 
-    def step(self, state: _State, index: int, weights: torch.Tensor, recorded: bool = True, perturbation: Optional[Task] = None) -> _State:
-        """One optimiser step (``index`` counts from 0), as torch's SGD / Adam take it; a pure function of the state and
-        the weights (torch.func.grad inside), so torch.func can differentiate and batch through it. ``recorded=False``
-        takes the gradient with plain autograd instead (the forward replay: the same numbers, a third of the overhead).
-        ``perturbation``: the weights weigh that per-row quantity added to the loss, not the loss (see :meth:`metagradient`)."""
-        rows, lr = self.steps[index]
+    def _gradient(
+        self, params: torch.Tensor, index: int, weights: torch.Tensor, perturbation: Optional[Task], graph: bool = False
+    ) -> _Recorded:
+        """The loss's gradient at step ``index`` (without weight decay); with ``graph``, recorded with its graph in θ and
+        in the batch's weights, for the reverse pass's double backward."""
+        rows, _ = self.steps[index]
+        leaf = params.detach().requires_grad_()
+        batch_weights = (weights if rows is None else weights[rows]).detach().requires_grad_(graph)
+        with torch.enable_grad():
+            loss = self._objective(leaf, rows, batch_weights, perturbation)
+            (gradient,) = torch.autograd.grad(loss, leaf, create_graph=graph)
+        return _Recorded(leaf, batch_weights, rows, gradient)
+
+    def step(self, state: _State, index: int, weights: torch.Tensor, perturbation: Optional[Task] = None) -> _State:
+        """One optimiser step (``index`` counts from 0), as torch's SGD / Adam take it. ``perturbation``: the weights
+        weigh that per-row quantity added to the loss, not the loss (see :meth:`metagradient`)."""
+        return self._update(state, self._gradient(state.params[0], index, weights, perturbation), index)
+
+    def _update(self, state: _State, recorded: _Recorded, index: int) -> _State:
+        """The optimiser's update from the recorded gradient; where the gradient has its graph, also the update's
+        partial derivatives the reverse pass needs (stored on ``recorded``: cheaper than differentiating the update)."""
+        lr = self.steps[index][1]
         cfg = self.recipe.config
-        params = state.params
-        if recorded:
-            grads = torch.func.grad(lambda p: self._objective(list(p), rows, weights, perturbation))(tuple(params))
-        else:
-            with torch.enable_grad():
-                leaf = [params[0].detach().requires_grad_()]
-                grads = torch.autograd.grad(self._objective(leaf, rows, weights, perturbation), leaf)
-        grads = [g + cfg.weight_decay * p for g, p in zip(grads, params)]
+        params = state.params[0]
+        # few flat ops, fused where torch has them (a step's cost on a small model is its number of ops)
+        grad = recorded.gradient.detach().add(params, alpha=cfg.weight_decay)
         if cfg.optimizer == "sgd":
-            return _State([p - lr * g for p, g in zip(params, grads)], [], [])
+            return _State([params.add(grad, alpha=-lr)], [], [])
         (b1, b2), t = ADAM_BETAS, index + 1
-        first = [b1 * m + (1 - b1) * g for m, g in zip(state.first, grads)]
-        second = [b2 * v + (1 - b2) * g * g for v, g in zip(state.second, grads)]
+        first = state.first[0].mul(b1).add_(grad, alpha=1 - b1)
+        second = state.second[0].mul(b2).addcmul_(grad, grad, value=1 - b2)
         step_size, root = lr / (1 - b1**t), math.sqrt(1 - b2**t)
-        new = [p - step_size * m / (_safe_sqrt(v) / root + ADAM_EPS) for p, m, v in zip(params, first, second)]
-        return _State(new, first, second)
-
-    def segment_fn(self, first: int, last: int, perturbation: Optional[Task] = None):
-        """Steps ``first``..``last``−1 as a function (state tensors, weights) → state tensors."""
-        n = 1  # one flat θ
-
-        def run(tensors: tuple[torch.Tensor, ...], weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            state = _State.of(tensors, n)
-            for index in range(first, last):
-                state = self.step(state, index, weights, perturbation=perturbation)
-            return tuple(state.tensors())
-
-        return run
+        root_second = second.sqrt()
+        denominator = (root_second / root).add_(ADAM_EPS)
+        new = params.addcdiv(first, denominator, value=-step_size)
+        if recorded.gradient.requires_grad:
+            # θ' = θ − s·m'/(√v'/r + ε): ∂θ'/∂m' = −s/d, ∂θ'/∂v' = s·m'/(d²·2r√v') (0 where v' = 0: a weight with no
+            # gradient yet, whose √ has no derivative there), ∂v'/∂g = 2(1 − β₂)g
+            recorded.d_first = denominator.reciprocal().mul_(-step_size)
+            positive = root_second > 0
+            scale = step_size / (2 * root)
+            recorded.d_second = torch.where(positive, first / (denominator * denominator * root_second), 0.0).mul_(scale)
+            recorded.d_gradient = grad * (2 * (1 - b2))
+        return _State([new], [first], [second])
 
     def run(
         self, weights: Optional[torch.Tensor] = None, keep: bool = False, perturbation: Optional[Task] = None
@@ -186,7 +234,7 @@ class Replay:
             for index in range(len(self.steps)):
                 if keep and index % self.segment == 0:
                     kept.append(state.detached())
-                state = self.step(state, index, weights, recorded=False, perturbation=perturbation)
+                state = self.step(state, index, weights, perturbation)
         return state, kept
 
     def final_model(self, state: _State) -> nn.Module:
@@ -227,19 +275,15 @@ class Replay:
 
     def time_step(self, n_queries: int = 1, repeats: int = 3) -> float:
         """Seconds per training step of a reverse pass over ``n_queries`` measurements, measured here on one segment as
-        the pass runs it (recomputed from a kept state, its pullback batched over the queries); the median of
+        the pass runs it (recomputed from the initial state, then pulled back with the queries batched); the median of
         ``repeats`` timings, so one interrupted timing does not set the estimate."""
         steps = min(self.segment, len(self.steps))
-        state = tuple(self.initial_state().tensors())
-        cotangents = tuple(torch.zeros(n_queries, *t.shape, dtype=t.dtype, device=t.device) for t in state)
+        state, weights = self.initial_state(), self._weights(None)
+        adjoint = self._zero_adjoint(n_queries)
         timings = []
         for _ in range(repeats):
             start = time.perf_counter()
-            _, pullback = torch.func.vjp(self.segment_fn(0, steps), state, self._weights(None))
-            if n_queries == 1:
-                pullback(tuple(c[0] for c in cotangents))
-            else:
-                torch.func.vmap(pullback)(cotangents)
+            self._reverse_segment(adjoint, state, 0, steps, weights, None)
             timings.append((time.perf_counter() - start) / max(steps, 1))
         return float(np.median(timings))
 
@@ -252,24 +296,57 @@ class Replay:
         With a ``perturbation`` task g, wᵢ weighs gᵢ added to row i's loss wherever the run took it (the run itself is
         unchanged at w = 1, so the kept states serve): ∂(cᵀθ_T)/∂εᵢ of training on ℓᵢ + εᵢgᵢ. For a binary model with g
         the logit margin this is exact relabelling, as ℓ(x, 1 − y) − ℓ(x, y) = (2y − 1)·m(x)."""
-        k = len(cotangents)
-        lam = [cotangents]
-        if self.recipe.config.optimizer == "adam":
-            lam += [torch.zeros_like(t) for t in lam] * 2
-        total = torch.zeros(k, len(self.y), dtype=cotangents.dtype, device=cotangents.device)
+        adjoint = self._zero_adjoint(len(cotangents), cotangents)
         n_steps, started, weights = len(self.steps), time.perf_counter(), self._weights(None)
         for segment in range(len(kept) - 1, -1, -1):
             first, last = segment * self.segment, min(n_steps, (segment + 1) * self.segment)
-            # recompute this segment from its kept state, recording it once; pull every query's cotangent back at once
-            _, pullback = torch.func.vjp(self.segment_fn(first, last, perturbation), tuple(kept[segment].tensors()), weights)
-            if k == 1:  # one measurement: no batching transform around the pullback
-                lam_state, lam_weights = pullback(tuple(t[0] for t in lam))
-                lam_state, lam_weights = tuple(t[None] for t in lam_state), lam_weights[None]
-            else:
-                lam_state, lam_weights = torch.func.vmap(pullback)(tuple(lam))
-            lam = list(lam_state)
-            total += lam_weights
+            adjoint = self._reverse_segment(adjoint, kept[segment], first, last, weights, perturbation)
             done = (n_steps - first) / n_steps
             spent = time.perf_counter() - started
             progress(done, f"replaying training backwards: step {first}/{n_steps}, about {spent / done * (1 - done):.0f} s left")
-        return total
+        return adjoint[-1]
+
+    def _zero_adjoint(self, k: int, cotangents: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]:
+        """The reverse pass's (k, ·) adjoints at the end of the run: θ's (the measurements' cotangents), Adam's moments'
+        (0), the rows' weights' (0)."""
+        p = next(self.model.parameters())
+        theta = cotangents if cotangents is not None else torch.zeros(k, sum(self.sizes), dtype=p.dtype, device=p.device)
+        moments = [torch.zeros_like(theta), torch.zeros_like(theta)] if self.recipe.config.optimizer == "adam" else []
+        return (theta, *moments, torch.zeros(k, len(self.y), dtype=theta.dtype, device=theta.device))
+
+    def _reverse_segment(
+        self, adjoint: tuple[torch.Tensor, ...], start: _State, first: int, last: int, weights: torch.Tensor, perturbation: Optional[Task]
+    ) -> tuple[torch.Tensor, ...]:
+        """Steps ``last``−1 down to ``first``: recompute them from ``start`` recording each gradient's graph, then pull
+        the (k, ·) adjoints (θ's, Adam's moments', then the rows' weights' running total) back through each. The update
+        is differentiated by hand (a few flat ops); the gradient by one double backward, which gives the Hessian-vector
+        product Hλ and each row's (1/B)∇ℓᵢ·λ together (no per-row gradient is formed)."""
+        recorded, state = [], start
+        for index in range(first, last):
+            step = self._gradient(state.params[0], index, weights, perturbation, graph=True)
+            state = self._update(state, step, index)
+            recorded.append(step)
+        cfg = self.recipe.config
+        (b1, b2), adam = ADAM_BETAS, cfg.optimizer == "adam"
+
+        def pull_back(*adjoint: torch.Tensor) -> tuple[torch.Tensor, ...]:  # one query's adjoints
+            lam, *moments, total = adjoint
+            for index in range(last - 1, first - 1, -1):
+                step = recorded[index - first]
+                if adam:  # back through m' = β₁m + (1−β₁)g, v' = β₂v + (1−β₂)g², θ' = θ − s·m'/d
+                    lam_first = torch.addcmul(moments[0], lam, step.d_first)
+                    lam_second = torch.addcmul(moments[1], lam, step.d_second)
+                    lam_gradient = torch.addcmul(lam_first * (1 - b1), lam_second, step.d_gradient)
+                    moments = [lam_first * b1, lam_second * b2]
+                else:
+                    lam_gradient = -self.steps[index][1] * lam
+                hvp, lam_weights = torch.autograd.grad(step.gradient, (step.leaf, step.weights), lam_gradient, allow_unused=True)
+                # g = ∇L + wd·θ: λθ gains (H + wd·I)λg
+                lam = lam + cfg.weight_decay * lam_gradient if hvp is None else lam + hvp + cfg.weight_decay * lam_gradient
+                if lam_weights is not None:
+                    total = total + lam_weights if step.rows is None else total.index_add(0, step.rows, lam_weights)
+            return (lam, *moments, total)
+
+        if len(adjoint[0]) == 1:  # one measurement: no batching transform
+            return tuple(t[None] for t in pull_back(*(t[0] for t in adjoint)))
+        return torch.func.vmap(pull_back)(*adjoint)

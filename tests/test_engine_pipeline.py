@@ -35,6 +35,23 @@ def test_config_is_frozen_hashable_and_round_trips():
     assert RunConfig.from_dict(c.to_dict()) == c
 
 
+def test_the_cnns_pooling_is_a_config_choice_that_keeps_earlier_cache_keys():
+    """Average pooling (smooth in the weights, for exact attribution) is hashed when chosen; at the default (max) the
+    config hashes as it did before the option existed (keys computed with the code before it)."""
+    assert RunConfig().key() == "3348280332a347ef819b"
+    cnn = RunConfig(model=ModelConfig(kind="cnn"))
+    assert cnn.key() == "0623bd3d3428e05b1828" and "pooling" not in cnn.to_dict()["model"]
+    avg = cnn.replace(model__pooling="avg")
+    assert avg.key() != cnn.key() and RunConfig.from_dict(avg.to_dict()) == avg
+    from influence_core.models import build_model
+
+    layers = [type(m).__name__ for m in build_model(avg.model, (1, 8, 8), 10, 0).modules()]
+    assert layers.count("AvgPool2d") == 2 and "MaxPool2d" not in layers
+    assert "MaxPool2d" in [type(m).__name__ for m in build_model(cnn.model, (1, 8, 8), 10, 0).modules()]
+    with pytest.raises(InputError, match="pooling must be"):
+        cnn.replace(model__pooling="min")
+
+
 @pytest.mark.parametrize(
     "bad",
     [

@@ -59,6 +59,26 @@ def test_the_replay_is_the_training_run():
     assert replay.segment == math.ceil(math.sqrt(len(replay.steps))) and len(kept) == math.ceil(len(replay.steps) / replay.segment)
 
 
+def test_the_stateless_copy_and_functional_call_replay_the_same_run():
+    """A step sets the weights on a stateless copy of the model (cheaper than functional_call); where it cannot (here
+    forced off, as for tied weights) functional_call gives the same metagradient."""
+    model, recipe, x, y = _trained(ADAM)
+    xt, yt = _data(3, seed=7)
+    fast, plain = Replay(model, recipe, x, y), Replay(model, recipe, x, y)
+    plain._stateless = None
+    assert fast._stateless is not None
+    scores = []
+    for replay in (fast, plain):
+        final, kept = replay.run(keep=True)
+        cotangents = PerSampleLoss(xt, yt).query_gradients(replay.final_model(final), replay.names)
+        scores.append(replay.metagradient(cotangents, kept))
+    torch.testing.assert_close(scores[0], scores[1], rtol=1e-12, atol=1e-15)
+    assert dict(model.named_parameters()).keys() == set(fast.names)  # the trained model keeps its own weights
+    tied = copy.deepcopy(model)
+    tied.alias = tied.head  # one weight in two places: setting it on one would leave the other stale
+    assert Replay(tied, recipe, x, y)._stateless is None
+
+
 def test_zeroed_rows_contribute_nothing_and_change_no_random_choice():
     """Weight 0 is the run without the row: whatever the row holds, the same batches train the same model."""
     x, y = _data()
