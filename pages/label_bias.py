@@ -323,8 +323,15 @@ def threshold_and_what_it_flags() -> None:
             st.markdown("**How the scores spread** (log count)")
             st.plotly_chart(lb_figures.score_histogram_figure(scores, threshold), width="stretch", key="label_bias_histogram")
 
-    if truth:
-        with st.expander("Detection curves and every score against the ground truth", expanded=False):
+    # the collapsed expanders below compute their content only when open (Streamlit's lazy expanders): closed, they cost
+    # a slider move nothing (the detectors' panel was the largest part of a move's server time: 0.06-0.12 s, py-spy)
+    curves_box = (
+        st.expander("Detection curves and every score against the ground truth", key="label_bias_curves_open", on_change="rerun")
+        if truth
+        else None
+    )
+    if curves_box is not None and curves_box.open:
+        with curves_box:
             # kept: it does not follow the threshold, and the fragment draws it again on every move (new scores: a new one)
             curves = memoised(
                 f"label_bias_curves:{content_key(config)}:{','.join(result.scores)}",
@@ -362,8 +369,15 @@ def threshold_and_what_it_flags() -> None:
         key="label_bias_export",
     )
 
-    if result.detection is not None:
-        with st.expander("Label-noise detectors side by side, and why each flagged sample is flagged", expanded=False):
+    detectors_box = (
+        st.expander(
+            "Label-noise detectors side by side, and why each flagged sample is flagged", key="label_bias_detectors_open", on_change="rerun"
+        )
+        if result.detection is not None
+        else None
+    )
+    if detectors_box is not None and detectors_box.open:
+        with detectors_box:
 
             def _out_of_fold():
                 with progress_status("Out-of-fold detectors: training the model on 5 folds") as report:

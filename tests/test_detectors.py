@@ -210,6 +210,10 @@ def test_label_bias_shows_the_detectors_side_by_side_and_explains_a_flagged_row(
     at.switch_page("pages/label_bias.py")
     at.run()
     assert not at.exception, at.exception
+    # the panel's expander computes its content only when open: closed, a slider move does not pay for it
+    assert not any("detector" in d.value.columns for d in at.dataframe)
+    at.session_state["label_bias_detectors_open"] = True
+    at.run()
     side = next(d.value for d in at.dataframe if "detector" in d.value.columns)
     assert any(name.endswith("(default)") for name in side["detector"]) and "AUROC" in side.columns
     assert side["AUROC"].notna().all() and len(side) >= 5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -132,7 +134,9 @@ def _backpack_diagonal(x: torch.Tensor, y: torch.Tensor, progress: ProgressFn, m
     starts = list(range(0, n, batch_size))
     for k, start in enumerate(starts):
         loss = loss_fn(seq(x[start : start + batch_size]), y[start : start + batch_size])
-        with backpack(DiagGGNExact()):
+        with backpack(DiagGGNExact()), warnings.catch_warnings():
+            # torch warns that the hooks BackPACK sets fire with no input requiring a gradient: the inputs are data
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
             loss.backward()
         total += torch.cat([p.diag_ggn_exact.detach().reshape(-1) for p in params])
         progress((k + 1) / len(starts), "diagonal GGN (BackPACK)")

@@ -3,6 +3,8 @@ any other model (ResNet18, a user's own)."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from influence_core.curvatures.base import Curvature, CurvatureRequest
@@ -85,7 +87,9 @@ def _backpack_head_ggn(seq: torch.nn.Sequential, x: torch.Tensor, y: torch.Tenso
     total = torch.zeros(size, size, device=x.device, dtype=params[0].dtype)
     for start in range(0, len(x), max(1, batch_size)):
         loss = loss_fn(seq(x[start : start + batch_size]), y[start : start + batch_size])
-        with backpack(SqrtGGNExact()):
+        with backpack(SqrtGGNExact()), warnings.catch_warnings():
+            # torch warns that the hooks BackPACK sets fire with no input requiring a gradient: the inputs are data
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
             loss.backward()
         # sqrt_ggn_exact: (C, rows, *shape) per parameter, joined along the flattened parameters
         v = torch.cat([p.sqrt_ggn_exact.detach().flatten(start_dim=2) for p in params], dim=2)
