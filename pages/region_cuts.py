@@ -181,7 +181,9 @@ with tab_cuts:
         with c4.expander("Training"):
             epochs = st.number_input("Epochs", 1, 1000, RegionConfig.epochs, key="rc_epochs")
             batch_size = st.select_slider("Batch size", [256, 512, 1024, 2048, 4096], RegionConfig.batch_size, key="rc_batch")
-            lr = st.select_slider("Learning rate (Adam, cosine decay)", [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2], RegionConfig.lr, key="rc_lr")
+            lr = st.select_slider(
+                "Learning rate (Adam, cosine decay)", [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2], RegionConfig.lr, key="rc_lr"
+            )
             seed = st.number_input("Seed", 0, 10_000, 0, key="rc_seed")
         with c4.expander("Influence (last layer)"):
             method = method_picker(st, "rc_method", RegionConfig.method)
