@@ -31,26 +31,25 @@ CONFIRM_SECONDS = float(os.environ.get("INFLUENCE_LAB_CONFIRM_SECONDS", "30"))
 PROBE_SECONDS = 0.1  # 0.25 made the cold Label bias view spend 2 s timing units of milliseconds
 
 
-# set while a process's start-up imports run in a background thread (serve.py's warm-up): a unit timed beside them
-# shares the GIL with the imports and reads slow (Label bias's first estimate asked to confirm 6 min for 2 s of work)
-_WARMING_UP = threading.Event()
+# cleared while a process's start-up imports run in a background thread (serve.py's warm-up): a unit timed beside them
+# shares the GIL with the imports and reads slow (the likeliest cause of a Label bias start asking to confirm 6 min for 2 s)
+_WARM_UP_OVER = threading.Event()
+_WARM_UP_OVER.set()  # nothing to wait for unless a warm-up runs
 WARM_UP_WAIT_SECONDS = 30.0  # the longest a timing waits for them (they take seconds)
 
 
 @contextmanager
 def warming_up():
     """Mark the block as start-up imports running beside the app's work (:func:`time_call` waits for its end)."""
-    _WARMING_UP.set()
+    _WARM_UP_OVER.clear()
     try:
         yield
     finally:
-        _WARMING_UP.clear()
+        _WARM_UP_OVER.set()
 
 
 def wait_for_warm_up(timeout: float = WARM_UP_WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while _WARMING_UP.is_set() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _WARM_UP_OVER.wait(timeout)
 
 
 def duration_text(seconds: float) -> str:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
 from influence_core.curvatures.base import Curvature, CurvatureRequest
-from influence_core.curvatures.laplace_fit import as_sequential, fit_laplace, prior_precision, subset_for, subset_reason
+from influence_core.curvatures.laplace_fit import as_sequential, backpack_batches, fit_laplace, prior_precision, subset_for, subset_reason
 from influence_core.errors import CurvatureError
 from influence_core.gradients import per_sample_grad_sq_sums
 from influence_core.knobs import Knob
@@ -122,22 +120,12 @@ def _backpack_diagonal(x: torch.Tensor, y: torch.Tensor, progress: ProgressFn, m
     laplace-torch (torchmetrics, torchvision) took 1-3.5 s of Label bias's first view, BackPACK 0.04 s; the numbers
     are the same (tests/test_label_bias.py checks them against laplace-torch's own fit).
     """
-    from backpack import backpack, extend
     from backpack.extensions import DiagGGNExact
 
-    seq = extend(as_sequential(model))
-    seq.eval()
-    loss_fn = extend(nn.CrossEntropyLoss(reduction="sum"))
+    seq = as_sequential(model)
     params = [p for p in seq.parameters() if p.requires_grad]
     total = torch.zeros(sum(p.numel() for p in params), device=x.device, dtype=params[0].dtype)
-    n = len(x)
-    starts = list(range(0, n, batch_size))
-    for k, start in enumerate(starts):
-        loss = loss_fn(seq(x[start : start + batch_size]), y[start : start + batch_size])
-        with backpack(DiagGGNExact()), warnings.catch_warnings():
-            # torch warns that the hooks BackPACK sets fire with no input requiring a gradient: the inputs are data
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            loss.backward()
+    for start in backpack_batches(seq, x, y, batch_size, DiagGGNExact()):
         total += torch.cat([p.diag_ggn_exact.detach().reshape(-1) for p in params])
-        progress((k + 1) / len(starts), "diagonal GGN (BackPACK)")
+        progress(min(start + batch_size, len(x)) / len(x), "diagonal GGN (BackPACK)")
     return total

@@ -1,4 +1,5 @@
-"""Fitting GGN curvatures with laplace-torch, shared by the diagonal, Kronecker and last-layer backends.
+"""Fitting GGN curvatures with laplace-torch (or BackPACK directly, for the zoo's plain chains of layers), shared by
+the diagonal, Kronecker and last-layer backends.
 
 laplace-torch accumulates the GGN as a *sum* over samples and adds a prior precision; the prior is set to
 N·(λ + damping) and the result divided by N, which gives exactly the mean-objective curvature plus damping.
@@ -9,7 +10,8 @@ logistic regression.
 from __future__ import annotations
 
 import copy
-from typing import Optional
+import warnings
+from typing import Iterator, Optional
 
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -43,6 +45,23 @@ def fit_laplace(model, x, y, subset: str, structure: str, prior: float, batch_si
     la = Laplace(model, "classification", subset_of_weights=subset, hessian_structure=structure, prior_precision=prior, **kwargs)
     la.fit(DataLoader(TensorDataset(x, y), batch_size=batch_size), progress_bar=False)
     return la
+
+
+def backpack_batches(seq: nn.Sequential, x, y, batch_size: int, extension) -> Iterator[int]:
+    """One backward of each mini-batch's summed cross-entropy through ``seq`` (extended in place) under a BackPACK
+    ``extension``; yields each batch's first row once the parameters hold that batch's quantities."""
+    from backpack import backpack, extend
+
+    seq = extend(seq)
+    seq.eval()
+    loss_fn = extend(nn.CrossEntropyLoss(reduction="sum"))
+    for start in range(0, len(x), max(1, batch_size)):
+        loss = loss_fn(seq(x[start : start + batch_size]), y[start : start + batch_size])
+        with backpack(extension), warnings.catch_warnings():
+            # torch warns that the hooks BackPACK sets fire with no input requiring a gradient: the inputs are data
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            loss.backward()
+        yield start
 
 
 def as_sequential(model: nn.Module) -> Optional[nn.Sequential]:

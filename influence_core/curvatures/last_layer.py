@@ -3,13 +3,11 @@ any other model (ResNet18, a user's own)."""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.dense import DenseInverse, dense_bytes
-from influence_core.curvatures.laplace_fit import as_sequential, fit_laplace, prior_precision
+from influence_core.curvatures.laplace_fit import as_sequential, backpack_batches, fit_laplace, prior_precision
 from influence_core.models import head_names
 from influence_core.tasks import CrossEntropyTask
 from influence_core.timing import Cost, dense_seconds, seconds_text
@@ -72,25 +70,16 @@ def _backpack_head_ggn(seq: torch.nn.Sequential, x: torch.Tensor, y: torch.Tenso
     """Σᵢ GGNᵢ of the last layer's weight and bias (in that order, as laplace-torch flattens them), from BackPACK's
     square root of the GGN: one backward of the summed cross-entropy per batch, Σ Vᵀ V over its C columns. The zoo's
     models take this road rather than laplace-torch's, whose import (torchmetrics, torchvision) took 1-2 s of the
-    landing view's and Region cuts' first result; tests/test_curvatures.py checks it against laplace-torch's fit."""
-    from backpack import backpack, extend
+    landing view's and Region cuts' first result; tests/test_contract.py checks it against laplace-torch's fit."""
     from backpack.extensions import SqrtGGNExact
 
-    seq = extend(seq)
-    seq.eval()
     params = [p for p in list(seq.children())[-1].parameters() if p.requires_grad]
     chosen = {id(p) for p in params}
     for p in seq.parameters():
         p.requires_grad_(id(p) in chosen)  # the body needs no gradient: BackPACK then extends only the head
-    loss_fn = extend(torch.nn.CrossEntropyLoss(reduction="sum"))
     size = sum(p.numel() for p in params)
     total = torch.zeros(size, size, device=x.device, dtype=params[0].dtype)
-    for start in range(0, len(x), max(1, batch_size)):
-        loss = loss_fn(seq(x[start : start + batch_size]), y[start : start + batch_size])
-        with backpack(SqrtGGNExact()), warnings.catch_warnings():
-            # torch warns that the hooks BackPACK sets fire with no input requiring a gradient: the inputs are data
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            loss.backward()
+    for _ in backpack_batches(seq, x, y, batch_size, SqrtGGNExact()):
         # sqrt_ggn_exact: (C, rows, *shape) per parameter, joined along the flattened parameters
         v = torch.cat([p.sqrt_ggn_exact.detach().flatten(start_dim=2) for p in params], dim=2)
         total += torch.einsum("crp,crq->pq", v, v)
