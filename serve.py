@@ -3,8 +3,9 @@
 `streamlit run app.py` imports nothing of the app until the first browser session runs it, so the first visit waits
 for torch, torch._dynamo (pulled in by the first optimiser step), scikit-learn, BackPACK and cleanlab: about 4 s of the
 landing view's first plot on an idle 2-core machine (benchmarks/README.md, ui_latency.py). Here a background thread
-imports them and trains a toy model once while Streamlit's server starts and the person opens the page; the app
-itself is unchanged, and a session that arrives before the warm-up ends simply waits on the same imports.
+imports what a first figure needs while Streamlit's server starts, then torch and the rest (and trains a toy model
+once) as soon as a page asks for them, or after a few seconds without a visitor; the app itself is unchanged, and a
+session that arrives before the warm-up ends simply waits on the same imports.
 """
 
 from __future__ import annotations
@@ -30,8 +31,22 @@ def warm_up() -> None:
         )
 
 
+# how long the warm-up holds torch back for a first visitor's page (when none asks for it sooner)
+HOLD_HEAVY_IMPORTS_SECONDS = 5.0
+
+
 def _import_and_train() -> None:
+    # what a page's first figure needs (the landing view draws its data before torch), then torch once a page asks for
+    # it or no visitor came: torch imported beside the first visit's page load and plotly.js compile took the CPU
+    # they need (first plot 3.3-3.9 s with it, 2.8 s without; ui_latency.py)
+    import plotly.graph_objects  # noqa: F401
     import sklearn.datasets  # noqa: F401
+
+    import influence_core.data.registry  # noqa: F401
+    import influence_core.figures  # noqa: F401
+    from influence_core.timing import heavy_imports_wanted
+
+    heavy_imports_wanted(HOLD_HEAVY_IMPORTS_SECONDS)
     import torch
 
     import influence_core.experiments  # noqa: F401  (the curvatures, the methods, the data registry)

@@ -49,7 +49,23 @@ def warming_up():
 
 
 def wait_for_warm_up(timeout: float = WARM_UP_WAIT_SECONDS) -> None:
+    want_heavy_imports()  # a warm-up holding its heavy imports back would otherwise keep this waiting
     _WARM_UP_OVER.wait(timeout)
+
+
+# set once a page needs torch (or times work): until then a warm-up imports only what a page's first figure needs,
+# leaving the CPU to the browser, which compiles plotly.js (about 1 s) for that figure meanwhile
+_HEAVY_IMPORTS_WANTED = threading.Event()
+
+
+def want_heavy_imports() -> None:
+    """A page is about to import torch itself: a held-back warm-up goes on with it now."""
+    _HEAVY_IMPORTS_WANTED.set()
+
+
+def heavy_imports_wanted(timeout: float) -> bool:
+    """Wait until a page wants the heavy imports, at most ``timeout`` seconds; whether one did."""
+    return _HEAVY_IMPORTS_WANTED.wait(timeout)
 
 
 def duration_text(seconds: float) -> str:

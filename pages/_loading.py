@@ -54,6 +54,9 @@ def import_with_progress(
     sidebar's device line."""
     import importlib
 
+    from influence_core.timing import want_heavy_imports
+
+    want_heavy_imports()  # serve.py's warm-up holds torch back until a page needs it
     missing = _not_imported(modules)
     if missing:
         total = sum(weight for _, weight in missing)
