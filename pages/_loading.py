@@ -5,8 +5,6 @@ from __future__ import annotations
 import warnings
 from typing import Optional, Sequence
 
-import streamlit as st
-
 from pages._frame import show_device
 from pages._progress import progress_status
 
@@ -19,20 +17,6 @@ HEAVY_IMPORTS = (
     ("pandas", 0.2),
     ("plotly.graph_objects", 0.2),
 )
-
-
-def preload_plotly(key: str):
-    """An empty, invisible plotly chart sent before the page's imports: the browser fetches and compiles plotly.js
-    (about 1 s on a 2-core machine, measured) while the server still imports torch, instead of after the page's first
-    real figure arrives (the landing view's first plot came 1.3 s after its script ended; 0.4 s with this). Returns
-    its slot: call ``.empty()`` on it once the page's results are computed."""
-    slot = st.empty()
-    blank = {
-        "data": [{"type": "scatter", "x": [], "y": [], "hoverinfo": "skip"}],
-        "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "xaxis": {"visible": False}, "yaxis": {"visible": False}},
-    }
-    slot.plotly_chart(blank, config={"displayModeBar": False, "staticPlot": True}, key=key)
-    return slot
 
 
 def _not_imported(modules: Optional[Sequence[tuple[str, float]]] = None) -> list[tuple[str, float]]:

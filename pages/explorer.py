@@ -3,8 +3,8 @@
 import streamlit as st
 
 from pages._costs import confirm_start, cost_note, estimated, gated_result
-from pages._frame import page_header
-from pages._loading import import_with_progress, imports_pending, preload_plotly
+from pages._frame import page_header, preload_plotly
+from pages._loading import import_with_progress, imports_pending
 from pages._own_inputs import OWN_MODEL, own_model_card, own_model_inputs
 from pages._progress import compute_seconds_text, progress_status
 from pages._results import memoised, one_thread, run_or_explain

@@ -14,8 +14,7 @@ from influence_core.figures import label_bias as lb_figures
 from influence_core.metrics import detection_at_threshold
 from pages._costs import confirm_start, cost_note, estimated
 from pages._detectors import detectors_panel
-from pages._frame import page_header
-from pages._loading import preload_plotly
+from pages._frame import page_header, preload_plotly
 from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker
 from pages._progress import compute_seconds_text, progress_status

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from pages._costs import confirm_start, cost_note, estimated
-from pages._frame import page_header
-from pages._loading import import_with_progress, preload_plotly
+from pages._frame import page_header, preload_plotly
+from pages._loading import import_with_progress
 from pages._progress import progress_status
 from pages._results import memoised, run_or_explain
 from pages._widgets import described_select
