@@ -397,3 +397,49 @@ def test_select_boxes_show_short_names_and_the_choice_in_full(explorer):
     assert all(DESCRIPTIONS[name] in dataset.help for name in DESCRIPTIONS)
     for box in explorer.selectbox:
         assert all(len(option) <= 21 for option in box.options), (box.label, box.options)
+
+
+FRESH_SERVER_SIDEBAR = """
+import sys
+from streamlit.testing.v1 import AppTest
+from influence_core import timing
+
+
+SCRIPT = \"\"\"
+import streamlit as st
+
+from pages._frame import shared_sidebar, show_device
+
+shared_sidebar()
+if st.session_state.get("device_line"):
+    show_device()
+\"\"\"
+
+
+def kinds(at):
+    return [getattr(e, "type", "") for e in at.sidebar][1:3]
+
+
+at = AppTest.from_string(SCRIPT, default_timeout=120)
+at.run()
+before = kinds(at), "torch" in sys.modules, timing._HEAVY_IMPORTS_WANTED.is_set()
+at.session_state["device_line"] = True
+at.run()
+print(repr((before, (kinds(at), timing._HEAVY_IMPORTS_WANTED.is_set()))))
+"""
+
+
+def test_a_fresh_servers_sidebar_preloads_plotly_until_the_device_line_releases_the_warm_up():
+    """On a fresh server (torch not imported) the sidebar's first element is an invisible plotly chart, so the browser
+    starts on plotly.js before the page's own first chart; the device line replaces it, and as the page then needs
+    torch it releases serve.py's held warm-up."""
+    import ast
+    import subprocess
+    import sys
+
+    root = Path(APP).parent
+    done = subprocess.run([sys.executable, "-c", FRESH_SERVER_SIDEBAR], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert before == (["plotly_chart", "caption"], False, False), before  # the preload, then the sign caption
+    assert after == (["caption", "caption"], True), after  # the device line in its place, the warm-up released
