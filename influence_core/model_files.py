@@ -398,6 +398,9 @@ def own_model_config(
 ) -> ModelConfig:
     """The model config of a model the user brings, checked for what can be told without loading it: the file's form,
     and an architecture named for weights (the app and the CLI build it here, so both refuse the same things)."""
+    for path in (file, *checkpoint_files):
+        if not Path(path).is_file():  # a typo: said here, before the result cache reads the file to key it
+            raise InputError(f"no file at {path}: check the path (it is read on the machine that runs the app)")
     suffix = Path(file).suffix
     if suffix not in (*WEIGHT_SUFFIXES, *PROGRAM_SUFFIXES):
         raise InputError(f"{Path(file).name}: give a state_dict (.pt, .pth, .bin), .safetensors or a torch.export program (.pt2)")

@@ -76,7 +76,9 @@ def _as_json(config, csv: str, folder: str, weights: str) -> dict:
 @pytest.fixture()
 def sources(animals, tmp_path):
     csv, _ = animals
-    return str(csv), str(FIXTURES / "xray_folder"), str(tmp_path / "mine.pt")
+    weights = tmp_path / "mine.pt"
+    weights.write_bytes(b"")  # named, not read: a missing file is refused before any config is built
+    return str(csv), str(FIXTURES / "xray_folder"), str(weights)
 
 
 def test_every_factory_builds_the_config_it_built_before(sources):

@@ -58,6 +58,12 @@ def test_glitch_signals_rank_your_data_under_your_model_as_under_the_same_model_
 def test_what_needs_retraining_or_cannot_be_loaded_is_refused_before_any_work(animals, tmp_path):
     csv, _ = animals
     weights = str(tmp_path / "mine.safetensors")
+    with pytest.raises(InputError, match="no file at .*mine.safetensors: check the path"):
+        own_model_config(weights, "mlp")
+    for name in ("mine.safetensors", "mine.onnx", "mine.pt2"):  # refused for their form, not for being missing
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(InputError, match="no file at .*old.pt"):
+        own_model_config(weights, "mlp", checkpoint_files=[str(tmp_path / "old.pt")])
     with pytest.raises(InputError, match="name their architecture"):
         own_model_config(weights)
     with pytest.raises(InputError, match=r"\.pt2"):
@@ -148,6 +154,10 @@ def test_the_explorer_scores_your_model_of_its_toy_data_as_the_same_model_traine
     at = _page("explorer")
     at.selectbox(key="explorer_model").set_value("file").run()
     assert not at.exception and any("Name your trained model" in i.value for i in at.info)
+    # a mistyped path: a message that says what to fix, no traceback (the result cache used to read the file first)
+    at.text_input(key="explorer_model_file").set_value(str(tmp_path / "tyop.pt")).run()
+    assert not at.exception, at.exception
+    assert any("no file at" in e.value and "tyop.pt" in e.value for e in at.error), [e.value for e in at.error]
     at.text_input(key="explorer_model_file").set_value(weights).run()
     at.number_input(key="explorer_model_hidden").set_value(16).run()
     at.number_input(key="explorer_model_depth").set_value(1).run()

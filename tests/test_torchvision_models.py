@@ -118,6 +118,7 @@ def test_any_torchvision_classifier_is_reachable_and_built_for_the_files_class_c
 
 def test_architecture_names_are_checked_when_the_model_is_named(tmp_path):
     weights = str(tmp_path / "w.pt")
+    (tmp_path / "w.pt").write_bytes(b"")  # named, not loaded: the names are checked before the weights
     assert own_model_config(weights, "zoo:mlp").arch == "mlp"  # one model, one cache key
     assert own_model_config(weights, "torchvision:resnet18").arch == "torchvision:resnet18"
     assert own_model_config(weights, "resnet18").arch == "resnet18"
