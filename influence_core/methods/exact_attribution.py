@@ -35,6 +35,7 @@ class ExactAttribution(Attributor):
     short_label = "exact (replay)"
     predicts_loss_change = True
     exact_for_the_run = True
+    replays_training = True
     # the self-score is a measured effect, −N ∂ℓᵢ(θ_T)/∂wᵢ: Adam's normalisation and a non-convex loss can make it
     # negative (weighting a row up can raise its own final loss), where a quadratic form cannot be
     self_scores_nonnegative = False
@@ -65,16 +66,19 @@ class ExactAttribution(Attributor):
             return self
         start = time.perf_counter()
         self.replay = replay.Replay(c.model, c.training, c.x_train, c.y_train, c.task)
-        progress(0.0, f"replaying the training run forwards ({len(self.replay.steps)} steps)")
-        self.final_state, self.kept = self.replay.run(keep=True)
+        steps = len(self.replay.steps)
+        recorded = self.replay.recorded_run()  # the states training kept: no forward replay
+        if recorded is None:
+            progress(0.0, f"replaying the training run forwards ({steps} steps)")
+            self.final_state, self.kept = self.replay.run(keep=True)
+            how = f"replayed {steps} steps ({time.perf_counter() - start:.1f} s)"
+        else:
+            self.final_state, self.kept = recorded
+            how = f"{steps} steps, from the states training kept"
         self.final_model = self.replay.final_model(self.final_state)
-        self.forward_seconds = time.perf_counter() - start
         final = self.replay.unflatten(self.final_state.params[0])
         drift = max(float((final[n] - c.model.get_parameter(n).detach()).abs().max()) for n in self.replay.names)
-        self.note = (
-            f"replayed {len(self.replay.steps)} steps ({self.forward_seconds:.1f} s), checkpoints every {self.replay.segment}; "
-            f"largest weight difference from the trained model {drift:.1e}"
-        )
+        self.note = f"{how}, checkpoints every {self.replay.segment}; largest weight difference from the trained model {drift:.1e}"
         progress(1.0, "replayed")
         return self
 
