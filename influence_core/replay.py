@@ -287,11 +287,11 @@ class Replay:
         kept = math.ceil(len(self.steps) / self.segment)
         return int(self.state_bytes() * (kept + 8 * self.segment + 4 * n_queries) + self.segment * activations * (1 + n_queries))
 
-    def time_step(self, n_queries: int = 1, repeats: int = 3) -> float:
+    def time_step(self, n_queries: int = 1, repeats: int = 3, steps: Optional[int] = None) -> float:
         """Seconds per training step of a reverse pass over ``n_queries`` measurements, measured here on one segment as
-        the pass runs it (recomputed from the initial state, then pulled back with the queries batched); the median of
-        ``repeats`` timings, so one interrupted timing does not set the estimate."""
-        steps = min(self.segment, len(self.steps))
+        the pass runs it (recomputed from the initial state, then pulled back with the queries batched), or on its first
+        ``steps``; the median of ``repeats`` timings, so one interrupted timing does not set the estimate."""
+        steps = min(steps or self.segment, self.segment, len(self.steps))
         state, weights = self.initial_state(), self._weights(None)
         adjoint = self._zero_adjoint(n_queries)
         timings = []
