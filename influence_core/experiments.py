@@ -22,10 +22,19 @@ from influence_core.device import default_device
 from influence_core.errors import InputError
 from influence_core.gradients import n_params
 from influence_core.measurements import PerSampleLoss
-from influence_core.methods import AttributionContext, Attributor, fit_attributor
+from influence_core.methods import REGISTRY, AttributionContext, Attributor, fit_attributor
 from influence_core.models import build_model, parameter_names
 from influence_core.progress import ProgressFn, scaled, silent
-from influence_core.training import Checkpoint, TrainingDynamics, TrainingRecipe, TrainResult, evaluate, model_at, train_model
+from influence_core.training import (
+    Checkpoint,
+    SegmentStates,
+    TrainingDynamics,
+    TrainingRecipe,
+    TrainResult,
+    evaluate,
+    model_at,
+    train_model,
+)
 
 # datasets decoded from the user's files at load time (the others load in a moment)
 FILE_DATASETS = ("image_folder", "chexpert")
@@ -63,6 +72,7 @@ class Trained:
     checkpoints: list[Checkpoint]
     metrics: dict[str, Any]
     dynamics: Optional[TrainingDynamics] = None  # per-row margins and losses while it trained (None: not trained here)
+    kept_states: Optional[SegmentStates] = None  # the run's states every ⌈√T⌉ steps, kept for a method that replays it
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -130,13 +140,18 @@ def train(
     device = default_device()
     model = build_model(config.model, dataset.input_shape, dataset.n_classes, config.seed).to(device)
     x, y, xt, yt = tensors(dataset, device)
+    keep_states = sample_weights is None and _replays_training(config, model)
+    if keep_states:  # its own entry: one trained for another method has no states, and stays as it was
+        payload["kept"] = "segment states"
 
     def compute() -> cache.CacheEntry:
         start = time.perf_counter()
         weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=x.dtype, device=device)
         if weights is not None and len(weights) != len(y):
             raise InputError(f"{len(weights)} sample weights for {len(y)} training rows")
-        result: TrainResult = train_model(model, x, y, config.train, config.seed, progress, sample_weights=weights)
+        result: TrainResult = train_model(
+            model, x, y, config.train, config.seed, progress, sample_weights=weights, keep_segment_states=keep_states
+        )
         meta = {
             "train_seconds": time.perf_counter() - start,
             "history": result.history,
@@ -146,6 +161,12 @@ def train(
         tensors_out = {"final": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
         tensors_out.update({f"ckpt{i}": c.state for i, c in enumerate(result.checkpoints)})
         arrays = {"dynamics_margins": result.dynamics.margins, "dynamics_losses": result.dynamics.losses}
+        if result.kept_states is not None:
+            kept = result.kept_states
+            meta["segment_state_every"] = kept.every
+            tensors_out["segment_states"] = {
+                k: v.cpu() for k, v in (("params", kept.params), ("first", kept.first), ("second", kept.second)) if v is not None
+            }
         return cache.CacheEntry(arrays, meta, tensors_out)
 
     entry, was_cached = cache.cached("train", payload, compute, use_cache)
@@ -166,7 +187,21 @@ def train(
     }
     progress(1.0, "trained")
     dynamics = TrainingDynamics(entry.arrays["dynamics_margins"], entry.arrays["dynamics_losses"])
-    return Trained(config, dataset, model, checkpoints, metrics, dynamics)
+    kept = None
+    if "segment_states" in entry.tensors:
+        kept = SegmentStates(entry.meta["segment_state_every"], **entry.tensors["segment_states"]).to(device)
+    return Trained(config, dataset, model, checkpoints, metrics, dynamics, kept)
+
+
+def _replays_training(config: RunConfig, model: nn.Module) -> bool:
+    """Whether the config's method runs back through this training (exact attribution) and the run can be replayed:
+    then training keeps the states its reverse pass starts from (:class:`SegmentStates`)."""
+    from influence_core import replay
+
+    method = REGISTRY.get(config.method)
+    if method is None or not method.replays_training:
+        return False
+    return replay.unsupported_reason(model, TrainingRecipe({}, config.train, config.seed)) is None
 
 
 RETRAIN_OWN_MODEL = (
@@ -302,7 +337,8 @@ def training_recipe(config: RunConfig, trained: "Trained") -> Optional[TrainingR
     if config.model.kind == "file":
         return None
     initial = build_model(config.model, trained.dataset.input_shape, trained.dataset.n_classes, config.seed)
-    return TrainingRecipe({k: v.detach().clone() for k, v in initial.state_dict().items()}, config.train, config.seed)
+    kept = getattr(trained, "kept_states", None)  # an InfluenceResult stands in for a Trained too, without them
+    return TrainingRecipe({k: v.detach().clone() for k, v in initial.state_dict().items()}, config.train, config.seed, kept)
 
 
 def fit_method(

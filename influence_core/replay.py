@@ -33,7 +33,7 @@ from torch.func import functional_call
 from influence_core.errors import InputError
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, Task
-from influence_core.training import TrainingRecipe, batch_orders, step_learning_rates
+from influence_core.training import TrainingRecipe, batch_orders, replay_segment, step_learning_rates
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as training.py builds it
 
@@ -116,9 +116,9 @@ class Replay:
             for batches, epoch_rates in zip(batch_orders(n, batch, cfg.epochs, recipe.seed, x.device), rates)
             for rows, lr in zip(batches, epoch_rates)
         ]
-        # steps per recomputed segment: ⌈√T⌉ keeps √T states and one √T-step graph (``segment=T``: one graph of the
-        # whole run, every step's state held, as plain backpropagation through training would)
-        self.segment = segment or max(1, math.ceil(math.sqrt(len(self.steps))))
+        # steps per recomputed segment: ⌈√T⌉ (``segment=T``: one graph of the whole run, every step's state held, as
+        # plain backpropagation through training would)
+        self.segment = segment or replay_segment(len(self.steps))
         head = model.head.weight if isinstance(getattr(model, "head", None), nn.Linear) else None
         self.head_name = next((n for n, p in model.named_parameters() if p is head), None)
         self._stateless = self._stateless_copy()
@@ -237,6 +237,20 @@ class Replay:
                 state = self.step(state, index, weights, perturbation)
         return state, kept
 
+    def recorded_run(self) -> Optional[tuple[_State, list[_State]]]:
+        """:meth:`run`'s ``(final state, kept states)`` as training itself kept them (the recipe's ``kept_states``),
+        without replaying the run forwards; None where training kept none, or kept them at another spacing."""
+        kept, adam = self.recipe.kept_states, self.recipe.config.optimizer == "adam"
+        n_kept = -(-len(self.steps) // self.segment)
+        if kept is None or kept.every != self.segment or (kept.first is not None) != adam:
+            return None
+        if tuple(kept.params.shape) != (n_kept + 1, sum(self.sizes)):
+            return None
+        p = next(self.model.parameters())
+        columns = [t.to(dtype=p.dtype, device=p.device) for t in (kept.params, kept.first, kept.second) if t is not None]
+        states = [_State.of([column[i] for column in columns], 1) for i in range(n_kept + 1)]
+        return states[-1], states[:-1]
+
     def final_model(self, state: _State) -> nn.Module:
         """A copy of the model at a state's weights (the measurement's gradients are taken there)."""
         import copy
@@ -273,11 +287,11 @@ class Replay:
         kept = math.ceil(len(self.steps) / self.segment)
         return int(self.state_bytes() * (kept + 8 * self.segment + 4 * n_queries) + self.segment * activations * (1 + n_queries))
 
-    def time_step(self, n_queries: int = 1, repeats: int = 3) -> float:
+    def time_step(self, n_queries: int = 1, repeats: int = 3, steps: Optional[int] = None) -> float:
         """Seconds per training step of a reverse pass over ``n_queries`` measurements, measured here on one segment as
-        the pass runs it (recomputed from the initial state, then pulled back with the queries batched); the median of
-        ``repeats`` timings, so one interrupted timing does not set the estimate."""
-        steps = min(self.segment, len(self.steps))
+        the pass runs it (recomputed from the initial state, then pulled back with the queries batched), or on its first
+        ``steps``; the median of ``repeats`` timings, so one interrupted timing does not set the estimate."""
+        steps = min(steps or self.segment, self.segment, len(self.steps))
         state, weights = self.initial_state(), self._weights(None)
         adjoint = self._zero_adjoint(n_queries)
         timings = []

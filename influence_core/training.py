@@ -9,6 +9,7 @@ an optimum); neural networks with SGD or Adam in seeded mini-batches.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -27,14 +28,34 @@ class Checkpoint:
     state: dict[str, torch.Tensor]
 
 
+@dataclass
+class SegmentStates:
+    """A run's optimiser state before every ``every``-th step, and after its last: θ (and Adam's two moments), one
+    flat row per state over the trained parameters in ``named_parameters`` order. What exact attribution's reverse
+    pass starts each recomputed segment from (:mod:`influence_core.replay`), kept by training itself so that the run
+    need not be replayed forwards to find them."""
+
+    every: int
+    params: torch.Tensor  # (states, n_weights); the last row is the trained model
+    first: Optional[torch.Tensor] = None  # Adam's first and second moments, the same shape (None for SGD)
+    second: Optional[torch.Tensor] = None
+
+    def to(self, device: torch.device) -> "SegmentStates":
+        moved = [None if t is None else t.to(device) for t in (self.first, self.second)]
+        return SegmentStates(self.every, self.params.to(device), *moved)
+
+
 @dataclass(frozen=True)
 class TrainingRecipe:
     """What fixes a training run besides its data: the initial weights, the settings and the seed. With the same
-    data and per-row weights, :func:`train_model` (and :mod:`influence_core.replay`) run it again step for step."""
+    data and per-row weights, :func:`train_model` (and :mod:`influence_core.replay`) run it again step for step.
+    ``kept_states``: where training kept them, the run's own states every ⌈√T⌉ steps (a record of the run at weights
+    1, not part of its recipe: the replay starts its reverse pass from them instead of replaying the run forwards)."""
 
     initial_state: dict[str, torch.Tensor]
     config: TrainConfig
     seed: int
+    kept_states: Optional[SegmentStates] = None
 
 
 @dataclass
@@ -96,6 +117,7 @@ class TrainResult:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
     dynamics: Optional[TrainingDynamics] = None
+    kept_states: Optional[SegmentStates] = None
 
 
 def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor:
@@ -243,6 +265,45 @@ def batch_orders(n: int, batch: int, epochs: int, seed: int, device=None):
         yield [order[start : start + batch] if order is not None else None for start in range(0, n, batch)]
 
 
+def replay_segment(n_steps: int) -> int:
+    """Steps between the states a replay's reverse pass starts from: ⌈√T⌉ keeps √T states and one √T-step graph in
+    memory (REPLAY's checkpointing, one level)."""
+    return max(1, math.ceil(math.sqrt(n_steps)))
+
+
+# training keeps those states only while they are small (a large model's run would write gigabytes into the cache for
+# a method that may never be asked; exact attribution then replays the run forwards to find them)
+MAX_KEPT_STATE_BYTES = 64 * 2**20
+
+
+class _SegmentStateKeeper:
+    """Copies θ, and Adam's moments from the optimiser's own state, before every ``every``-th step and after the last
+    (between steps: the run itself is untouched)."""
+
+    def __init__(self, params: list[torch.Tensor], opt: torch.optim.Optimizer, every: int, adam: bool):
+        self.params, self.opt, self.every, self.adam = params, opt, every, adam
+        self.rows: list[list[torch.Tensor]] = []
+
+    @staticmethod
+    def fits(params: list[torch.Tensor], n_steps: int, adam: bool) -> bool:
+        states = -(-n_steps // replay_segment(n_steps)) + 1
+        return states * sum(p.numel() * p.element_size() for p in params) * (3 if adam else 1) <= MAX_KEPT_STATE_BYTES
+
+    @torch.no_grad()
+    def keep(self) -> None:
+        row = [torch.cat([p.detach().reshape(-1) for p in self.params])]
+        for key in ("exp_avg", "exp_avg_sq") if self.adam else ():
+            row.append(torch.cat([self._moment(p, key).reshape(-1) for p in self.params]))
+        self.rows.append(row)
+
+    def _moment(self, p: torch.Tensor, key: str) -> torch.Tensor:
+        state = self.opt.state.get(p)  # empty before Adam's first step: the moments start at 0
+        return state[key] if state else torch.zeros_like(p)
+
+    def result(self) -> SegmentStates:
+        return SegmentStates(self.every, *(torch.stack(column) for column in zip(*self.rows)))
+
+
 def _optimiser(cfg: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
     """SGD or Adam over ``params``, with the objective's L2 term as the optimiser's (coupled) weight decay: it adds
     wd·θ to each gradient, exactly the gradient of (wd/2)‖θ‖², without the penalty's dozens of small nodes in every
@@ -289,16 +350,18 @@ def train_model(
     progress: ProgressFn = silent,
     sample_weights: Optional[torch.Tensor] = None,
     record_dynamics: bool = True,
+    keep_segment_states: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on (x, y) and return it with checkpoints and a loss history.
 
     ``sample_weights`` (one per row, default all 1) weight each row's loss; every random choice (initial weights,
     batch order) depends on the seed alone, so zeroing a set of rows replays the same run without them: the same
     batches, in which those rows contribute nothing (the single-model counterfactual of exact attribution). A small
-    model trains on one CPU thread (:func:`threads_for_training`)."""
+    model trains on one CPU thread (:func:`threads_for_training`). ``keep_segment_states``: also keep the states exact
+    attribution's reverse pass starts from (:class:`SegmentStates`; SGD and Adam runs, up to ``MAX_KEPT_STATE_BYTES``)."""
     batch = cfg.batch_size if 0 < cfg.batch_size < len(x) else len(x)
     with threads_for_training(model, x, batch):
-        return _train_model(model, x, y, cfg, seed, progress, sample_weights, record_dynamics)
+        return _train_model(model, x, y, cfg, seed, progress, sample_weights, record_dynamics, keep_segment_states)
 
 
 def _train_model(
@@ -310,6 +373,7 @@ def _train_model(
     progress: ProgressFn,
     sample_weights: Optional[torch.Tensor],
     record_dynamics: bool,
+    keep_segment_states: bool,
 ) -> TrainResult:
     torch.manual_seed(seed)
     result = TrainResult(model=model)
@@ -337,10 +401,18 @@ def _train_model(
     keep = checkpoint_epochs(cfg.epochs, cfg.n_checkpoints, cfg.checkpoint_spacing)
     steps = -(-n // batch)
     schedule, per_step = _schedule(cfg, opt, steps)
+    adam, n_steps = cfg.optimizer == "adam", cfg.epochs * steps
+    keeper = None
+    if keep_segment_states and _SegmentStateKeeper.fits(params, n_steps, adam):
+        keeper = _SegmentStateKeeper(params, opt, replay_segment(n_steps), adam)
+    index = 0
     for epoch, batches in enumerate(batch_orders(n, batch, cfg.epochs, seed, x.device), start=1):
         epoch_lr = opt.param_groups[0]["lr"]  # the rate this epoch's steps used (TracIn weights by it)
         model.train()
         for rows in batches:
+            if keeper is not None and index % keeper.every == 0:
+                keeper.keep()
+            index += 1
             idx = rows if rows is not None else slice(None)
             opt.zero_grad()
             weights = sample_weights[idx] if sample_weights is not None else None
@@ -362,6 +434,9 @@ def _train_model(
         progress(epoch / cfg.epochs, f"training epoch {epoch}/{cfg.epochs}")
     model.eval()
     result.dynamics = recorder.result() if recorder is not None else None
+    if keeper is not None:
+        keeper.keep()  # the trained model: the measurement's gradient is taken there
+        result.kept_states = keeper.result()
     return result
 
 

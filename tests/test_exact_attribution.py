@@ -253,3 +253,60 @@ def test_the_estimate_said_before_a_reverse_pass_is_within_twice_its_time(k):
         if 0.5 <= pairs[-1][1] / pairs[-1][0] <= 2.0:
             break
     assert 0.5 <= pairs[-1][1] / pairs[-1][0] <= 2.0, pairs
+
+
+SGD = TrainConfig(optimizer="sgd", lr=0.2, epochs=10, batch_size=20, weight_decay=1e-2, lr_schedule="cosine_per_step")
+
+
+@pytest.mark.parametrize("config", [ADAM, SGD], ids=["adam", "sgd"])
+def test_the_states_training_keeps_give_the_forward_replays_scores_and_leave_training_unchanged(config):
+    """Training can keep the reverse pass's states itself (θ, and Adam's moments from the optimiser's own state, every
+    ⌈√T⌉ steps): the run is bit for bit the one trained without keeping them, the states are the forward replay's to
+    rounding, and the scores taken from them are the forward replay's."""
+    x, y = _data()
+    model = build_model(ModelConfig(kind="mlp", hidden=8, depth=1, activation="tanh"), (2,), 2, 0).double()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    plain, keeping = copy.deepcopy(model), copy.deepcopy(model)
+    assert train_model(plain, x, y, config, 0).kept_states is None
+    kept = train_model(keeping, x, y, config, 0, keep_segment_states=True).kept_states
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, keeping.state_dict()[name]), name
+    recorded, replayed = TrainingRecipe(initial, config, 0, kept), TrainingRecipe(initial, config, 0)
+    from_training = fit_attributor("metagradient", _context(keeping, recorded, x, y))
+    from_replay = fit_attributor("metagradient", _context(plain, replayed, x, y))
+    assert "states training kept" in from_training.note and "replayed" in from_replay.note
+    assert len(from_training.kept) == len(from_replay.kept)
+    for a, b in zip([from_training.final_state, *from_training.kept], [from_replay.final_state, *from_replay.kept]):
+        for s, t in zip(a.tensors(), b.tensors(), strict=True):
+            torch.testing.assert_close(s, t, rtol=1e-10, atol=1e-12)
+    xt, yt = _data(5, seed=8)
+    with_states, after_replay = (m.scores(PerSampleLoss(xt, yt)) for m in (from_training, from_replay))
+    np.testing.assert_allclose(with_states, after_replay, rtol=1e-9, atol=1e-12 * np.abs(after_replay).max())
+    # states kept at another spacing than the pass's segments are not taken: the run is replayed forwards
+    assert Replay(keeping, recorded, x, y, segment=kept.every + 1).recorded_run() is None
+
+
+def test_a_run_trained_for_exact_attribution_keeps_its_states_through_the_cache():
+    """experiments.train keeps the states when the config's method replays training: in the cache entry (its own, the
+    same run trained for another method keeps none and trains the same weights), and back from it to the method, whose
+    scores are those of a forward replay to float32 rounding."""
+    from influence_core import experiments
+    from influence_core import label_bias as lb
+    from influence_core.measurements import GroupMeanLoss
+
+    config = lb.preset_config("digits", noise_fraction=0.2, model="cnn", epochs=6).replace(method="metagradient")
+    first = experiments.train(config)
+    again = experiments.train(config)
+    other = experiments.train(config.replace(method="influence"))
+    assert not first.metrics["from_cache"] and again.metrics["from_cache"] and not other.metrics["from_cache"]
+    assert other.kept_states is None and first.kept_states is not None
+    torch.testing.assert_close(again.kept_states.params, first.kept_states.params, rtol=0, atol=0)
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(value, other.model.state_dict()[name]), name
+    _, _, xt, yt = experiments.tensors(again.dataset, torch.device("cpu"))
+    heldout_mean = GroupMeanLoss(xt, yt, [torch.arange(len(yt))])
+    from_states = experiments.fit_method(config, again)
+    from_replay = experiments.fit_method(config, other)
+    assert "states training kept" in from_states.note and "replayed" in from_replay.note
+    with_states, after_replay = from_states.scores(heldout_mean), from_replay.scores(heldout_mean)
+    np.testing.assert_allclose(with_states, after_replay, rtol=1e-3, atol=1e-4 * np.abs(after_replay).max())

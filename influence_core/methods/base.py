@@ -166,6 +166,7 @@ class Attributor(ABC):
     trim_by_default: ClassVar[bool] = True  # offered by default in the Hessian-free trim-and-retrain study
     self_scores_nonnegative: ClassVar[bool] = True  # its self-score is a quadratic form gᵀMg with M ⪰ 0
     exact_for_the_run: ClassVar[bool] = False  # its scores are the recorded run's own derivatives (no approximation)
+    replays_training: ClassVar[bool] = False  # it runs back through the recorded run: training keeps the states it starts from
     head_closed_form: ClassVar[bool] = False  # over the head alone, the glitch signals have its closed form (TracIn)
     knobs: ClassVar[dict[str, Knob]] = {}  # option name → its typed setting (RunConfig.method_options, the CLI's --method-option)
 

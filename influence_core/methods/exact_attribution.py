@@ -27,6 +27,9 @@ from influence_core.tasks import Task
 
 # self-scores take one reverse pass per batch of training rows: past this many rows they are refused, with the reason
 MAX_SELF_ROWS = 4096
+# steps timed for the estimate said as scoring starts: a whole segment was a tenth of a training run on Label bias's
+# CNN (a twelfth of its one-measurement pass), for a message
+ESTIMATE_STEPS = 4
 
 
 class ExactAttribution(Attributor):
@@ -35,6 +38,7 @@ class ExactAttribution(Attributor):
     short_label = "exact (replay)"
     predicts_loss_change = True
     exact_for_the_run = True
+    replays_training = True
     # the self-score is a measured effect, −N ∂ℓᵢ(θ_T)/∂wᵢ: Adam's normalisation and a non-convex loss can make it
     # negative (weighting a row up can raise its own final loss), where a quadratic form cannot be
     self_scores_nonnegative = False
@@ -65,16 +69,19 @@ class ExactAttribution(Attributor):
             return self
         start = time.perf_counter()
         self.replay = replay.Replay(c.model, c.training, c.x_train, c.y_train, c.task)
-        progress(0.0, f"replaying the training run forwards ({len(self.replay.steps)} steps)")
-        self.final_state, self.kept = self.replay.run(keep=True)
+        steps = len(self.replay.steps)
+        recorded = self.replay.recorded_run()  # the states training kept: no forward replay
+        if recorded is None:
+            progress(0.0, f"replaying the training run forwards ({steps} steps)")
+            self.final_state, self.kept = self.replay.run(keep=True)
+            how = f"replayed {steps} steps ({time.perf_counter() - start:.1f} s)"
+        else:
+            self.final_state, self.kept = recorded
+            how = f"{steps} steps, from the states training kept"
         self.final_model = self.replay.final_model(self.final_state)
-        self.forward_seconds = time.perf_counter() - start
         final = self.replay.unflatten(self.final_state.params[0])
         drift = max(float((final[n] - c.model.get_parameter(n).detach()).abs().max()) for n in self.replay.names)
-        self.note = (
-            f"replayed {len(self.replay.steps)} steps ({self.forward_seconds:.1f} s), checkpoints every {self.replay.segment}; "
-            f"largest weight difference from the trained model {drift:.1e}"
-        )
+        self.note = f"{how}, checkpoints every {self.replay.segment}; largest weight difference from the trained model {drift:.1e}"
         progress(1.0, "replayed")
         return self
 
@@ -101,14 +108,14 @@ class ExactAttribution(Attributor):
             k //= 2
         return k
 
-    def estimate_seconds(self, n_queries: int, repeats: int = 3) -> float:
+    def estimate_seconds(self, n_queries: int, repeats: int = 3, steps: Optional[int] = None) -> float:
         """Wall time of scoring ``n_queries`` measurements: reverse passes × steps × one step timed here (a short
-        segment recomputed and pulled back with as many queries as a pass takes)."""
+        segment, or its first ``steps``, recomputed and pulled back with as many queries as a pass takes)."""
         if self.implicit is not None:
             return 0.0
         per_pass = self.queries_per_pass(n_queries)
         passes = -(-n_queries // per_pass)
-        return passes * len(self.replay.steps) * self.replay.time_step(per_pass, repeats)
+        return passes * len(self.replay.steps) * self.replay.time_step(per_pass, repeats, steps)
 
     def scores(self, measurement: Measurement, train_task: Optional[Task] = None, progress: ProgressFn = silent) -> np.ndarray:
         """N·∂f/∂wᵢ; with a ``train_task`` g other than the run's loss, N·∂f/∂εᵢ of the run trained with εᵢ·gᵢ added to
@@ -120,7 +127,7 @@ class ExactAttribution(Attributor):
         cotangents = measurement.query_gradients(self.final_model, self.replay.names).detach()
         k, n = len(cotangents), len(self.context.y_train)
         per_pass = self.queries_per_pass(k)
-        estimate = self.estimate_seconds(k, repeats=1)  # one segment timed: a few per cent of the pass
+        estimate = self.estimate_seconds(k, repeats=1, steps=ESTIMATE_STEPS)
         progress(
             0.0, f"exact attribution: {-(-k // per_pass)} reverse pass(es) through {len(self.replay.steps)} steps, about {estimate:.0f} s"
         )
