@@ -11,7 +11,7 @@ from influence_core.data.registry import peek_own_data
 from influence_core.experiments import content_key
 from influence_core.figures import column_widths, sign_note
 from influence_core.figures import label_bias as lb_figures
-from influence_core.metrics import detection_at_threshold
+from influence_core.metrics import accuracy_change, detection_at_threshold
 from pages._costs import confirm_start, cost_note, estimated
 from pages._detectors import detectors_panel
 from pages._frame import page_header, preload_plotly
@@ -196,11 +196,13 @@ else:
         help="No label was flipped on purpose: there is no ground truth to score the flags against.",
     )
 trained_on = f"of the model trained on the {labels_were}" + (", against the one trained on the clean labels" if clean else "")
+against_clean, measured = accuracy_change(clean["accuracy"], noisy["accuracy"], len(ds.y_test)) if clean else (None, False)
 k[1].metric(
     "Held-out accuracy",
     f"{noisy['accuracy']:.1%}",
-    delta=f"{noisy['accuracy'] - clean['accuracy']:+.1%} vs clean" if clean else None,
-    help=trained_on,
+    delta=f"{against_clean} vs clean" if clean else None,
+    delta_color="normal" if measured else "off",  # a change within two standard errors is not one: no green or red
+    help=trained_on + "; a change within two binomial standard errors of the held-out accuracy is not a measured one",
 )
 k[2].metric(
     "Held-out loss",
@@ -480,7 +482,10 @@ def _fix_and_retrain(threshold: float, at: dict) -> None:
                 "held-out loss": st.column_config.NumberColumn(format="%.3f"),
             },
         )
-        caption = f"{fix['n_flagged']} flagged at threshold {fixed_at:.3g} ({fixed_by})"
+        change, _ = accuracy_change(fix["before"]["accuracy"], fix["after"]["accuracy"], len(ds.y_test))
+        caption = (
+            f"Held-out accuracy {change} on {len(ds.y_test):,} rows. {fix['n_flagged']} flagged at threshold {fixed_at:.3g} ({fixed_by})"
+        )
         if truth:
             caption += f", {fix['flagged_truly_flipped']} of them truly flipped; {fix['flipped_left']} flipped labels left in training."
         else:

@@ -99,7 +99,12 @@ m1, m2, m3, m4, m5 = st.columns(5)
 m1.metric("Test accuracy", f"{result.metrics['test']['accuracy']:.1%}")
 m2.metric("Flip set found", f"{search.found.mean():.0%}")
 m3.metric("Median k (found)", f"{np.median(search.k[search.found]):.0f}" if search.found.any() else "—")
-m4.metric("Flipped labels in training", int(ds.flipped.sum()))
+m4.metric(
+    "Labels flipped here",
+    int(ds.flipped.sum()),
+    help="Training labels this page flipped (the extra label noise above). Labels as they came are taken as given: "
+    "which of them are wrong is not known here.",
+)
 m5.metric("Removal variant found", f"{result.remove.found.mean():.0%}")
 
 

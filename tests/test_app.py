@@ -283,7 +283,7 @@ def test_what_if_trim_tab_reads_plainly_and_recommends_only_from_its_measurement
     at.switch_page("pages/what_if.py").run()
     at.selectbox(key="whatif_dataset").set_value("breast_cancer").run()
     assert not at.exception, at.exception
-    assert int(_metrics(at)["Flipped labels in training"]) == 0  # breast cancer as it is: no noise added
+    assert int(_metrics(at)["Labels flipped here"]) == 0  # breast cancer as it is: no noise added
     # no recommendation before a measurement (a fixed "do not trim" once sat above a measured +2.8 % gain): context only
     assert not any("do not trim" in m.value.lower() for m in [*at.info, *at.warning, *at.caption])
     assert any("removes good points" in c.value for c in at.caption), [c.value for c in at.caption]

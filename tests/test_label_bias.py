@@ -18,7 +18,7 @@ from influence_core.curvatures import build_curvature
 from influence_core.curvatures.diagonal import DiagonalCurvature, _backpack_diagonal
 from influence_core.curvatures.laplace_fit import fit_laplace
 from influence_core.errors import InputError
-from influence_core.metrics import detection_at_threshold
+from influence_core.metrics import accuracy_change, detection_at_threshold
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -229,6 +229,11 @@ def test_page_renders_and_threshold_changes_the_detection(digits_result, shared_
     assert not at.exception, at.exception
     table = [d.value for d in at.dataframe if "held-out accuracy" in d.value.columns]
     assert table and list(table[0].index)[:2] == ["noisy labels (before)", "after relabel"]
+    # the change in words beside it, said to be within noise where it is (a walk found "95.6% → 98.2%" with no caveat)
+    before_after = table[0]["held-out accuracy"].iloc[:2].to_numpy() / 100
+    change, measured = accuracy_change(before_after[0], before_after[1], len(digits_result.dataset.y_test))
+    assert any(f"Held-out accuracy {change} on" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert measured or "no measured change" in change
     slider.set_value(slider.max - 1).run()
     assert [d.value for d in at.dataframe if "held-out accuracy" in d.value.columns], "the retrain result went away"
 
@@ -537,4 +542,8 @@ def test_the_first_view_shows_the_scores_before_training_the_clean_model(digits_
     assert order == ["scores (train_clean=False)", f"clean model after {len(digits_result.scores)} scores"], order
     accuracy = next(m for m in at.metric if m.label == "Held-out accuracy")
     assert "vs clean" in accuracy.proto.delta  # the rerun after the clean model shows the comparison
+    # green or red only for a change beyond two standard errors (a walk found "+0.0% vs clean" with a green arrow)
+    within_noise = "no measured change" in accuracy.proto.delta
+    grey = accuracy.proto.color == accuracy.proto.MetricColor.GRAY
+    assert grey == within_noise, (accuracy.proto.delta, accuracy.proto.color)
     assert any(e.label.startswith("Step 1") for e in at.expander)

@@ -78,7 +78,7 @@ def flip_set_map_figure(
         x=x2[:, 0],
         y=x2[:, 1],
         mode="markers",
-        name="train (× = flipped label)",
+        name="train (× = label flipped here)",
         marker=dict(color=[CLASS_COLOURS[c % 10] for c in train_labels], size=7, opacity=0.55, symbol=np.where(flipped, "x", "circle")),
         hoverinfo="text",
         text=[f"train #{i} label {c}" for i, c in enumerate(train_labels)],

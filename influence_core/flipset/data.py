@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -152,6 +153,12 @@ def what_if_dataset(
         if not csv_path or not label_column:
             raise InputError("a CSV dataset needs a file path and the name of its label column")
         ds = load_dataset(DataConfig(name="csv", path=csv_path, label_column=label_column, id_column=id_column), seed)
+        if ds.n_classes != 2:  # no class picker for a CSV: say what to do with the file
+            names = ", ".join(str(c) for c in ds.class_names)
+            raise InputError(
+                f"flip sets need two classes; column {label_column!r} of {Path(csv_path).name} has {ds.n_classes} ({names}): "
+                "save a copy with the rows of two of them and load that"
+            )
     else:
         raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(WHAT_IF_DATASETS)}")
     check_binary(ds)
