@@ -24,6 +24,7 @@ from influence_core.measurements import PerSampleLoss
 from influence_core.methods import get as get_method
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import CORRECT_CLASS_MARGIN, CROSS_ENTROPY
+from influence_core.timing import Cost, seconds_text
 
 MEASURES = ("loss", "margin")
 # what "retrained without these rows" means: the same run with their weights zeroed (same initial weights, same
@@ -193,6 +194,69 @@ def _retrain_subset(
         trained = experiments.train(config, silent, use_cache, dataset.subset_train(mask))
     _, _, xt, yt = experiments.tensors(dataset, next(trained.model.parameters()).device)
     return measured(trained.model, xt, yt, measure), bool(trained.metrics["from_cache"])
+
+
+def estimate_lds(
+    config: RunConfig,
+    methods: Sequence[str],
+    n_subsets: int = 100,
+    fraction: float = 0.5,
+    seed: int = 0,
+    dataset: Optional[Dataset] = None,
+    retrain: Optional[RunConfig] = None,
+    randomness: str = "resampled",
+    ceiling: bool = False,
+) -> Cost:
+    """What :func:`linear_datamodeling_score` with these settings will cost, before it starts, timed on this machine:
+    each method's scoring of every held-out point (an influence function's curvature and gradient passes, a method's
+    own estimate where it has one, e.g. exact attribution's reverse passes) on the full run, and the retrains (one
+    training of a subset each, twice with the seed-noise ceiling; retrains found in the cache cost less). The full run
+    is trained here when its training is estimated under ``costs.TRAIN_FIRST_SECONDS`` (the measurement trains it first
+    anyway); else its training is an estimate too, and the scoring is not timed before it."""
+    from influence_core import costs, experiments
+    from influence_core.methods import method_short_label
+
+    retrain = retrain or config
+    runs = {spec: method_run(config, spec) for spec in methods}
+    ds = dataset if dataset is not None else experiments.load_data(config)
+    subsets = random_subsets(len(ds.y_train), n_subsets, fraction, seed) if 0 < fraction < 1 and n_subsets >= 1 else np.zeros((0, 0), bool)
+    check_settings(ds, n_subsets, fraction, subsets)
+    parts: list[Cost] = []
+    full = None
+    if costs.training_is_cached(config, ds):
+        full = experiments.train(config, silent, True, ds)
+    else:
+        training = costs.training_cost(config, ds)
+        if training.seconds > costs.TRAIN_FIRST_SECONDS:
+            parts.append(training)
+        else:
+            full = experiments.train(config, silent, True, ds)
+    unestimated = []
+    if full is not None:
+        n_test = len(ds.y_test)
+        with experiments.threads_for_run(full):
+            for spec, (run, name) in runs.items():
+                if get_method(name).uses_curvature:
+                    scoring = costs.estimate_influence(run, full, n_test, self_scores=False)
+                    parts.append(Cost(scoring.seconds, f"{spec}: {scoring.what}"))
+                    continue
+                try:
+                    seconds = experiments.fit_method(run, full, method=name).estimate_seconds(n_test, repeats=1)
+                except (CurvatureError, InputError):
+                    seconds = None  # refused: the measurement says why, and leaves it out
+                if seconds is None:
+                    unestimated.append(method_short_label(name))
+                else:
+                    parts.append(Cost(seconds, f"{spec}: {n_test} held-out points"))
+    if len(subsets):
+        rows = ds if randomness == "fixed" else ds.subset_train(subsets[0])  # a fixed-randomness retrain takes every step
+        retraining = costs.training_cost(retrain, rows)
+        count = len(subsets) * (2 if ceiling and randomness == "resampled" else 1)
+        parts.append(Cost.of(count, retraining.seconds, f"{count} retrains × {seconds_text(retraining.seconds)}, unless cached"))
+    total = Cost.total(parts)
+    if unestimated:
+        total = Cost(total.seconds, total.what + f"; {', '.join(unestimated)} not timed ahead")
+    return total
 
 
 def linear_datamodeling_score(

@@ -6,9 +6,10 @@ import streamlit as st
 from influence_core import lds
 from influence_core.figures import number_format, retraining_check_figure
 from influence_core.figures import trust as trust_figures
+from pages._costs import gated_result
 from pages._frame import page_header
 from pages._progress import progress_status
-from pages._results import kept_result, run_or_explain
+from pages._results import kept_result, one_thread, run_or_explain
 from pages._widgets import described_select, settle_widget
 
 page_header("Trust")
@@ -73,18 +74,23 @@ if config is None:
 store = f"trust:{config.key()}:{subsets}:{fraction}:{','.join(chosen)}:{randomness}:{ceiling}"
 
 
-def _measure():
-    with progress_status(f"Scoring with {len(chosen)} methods and retraining {subsets} subsets") as report:
+def _estimate():
+    with one_thread(), st.spinner("Timing this choice on this machine"):
+        return lds.estimate_lds(config, chosen, subsets, fraction, seed, randomness=randomness, ceiling=ceiling)
+
+
+def _measure(cost):
+    with progress_status(f"Scoring with {len(chosen)} methods and retraining {subsets} subsets", cost) as report:
         return lds.linear_datamodeling_score(
             config, chosen, subsets, fraction, seed, progress=report, randomness=randomness, ceiling=ceiling
         )
 
 
-result = kept_result(clicked, store, _measure)
+result = gated_result(clicked, store, "Scoring and retraining", _estimate, _measure)
 if result is None:
     st.info(
-        "Pick the methods and press **Measure LDS**. The retrains take seconds on these sets and are cached, so adding a "
-        "method later only scores it."
+        "Pick the methods and press **Measure LDS**: the work is timed on this machine first, and a start estimated past "
+        "half a minute asks before it begins. Retrains are cached, so adding a method later only scores it."
     )
     st.stop()
 

@@ -358,3 +358,22 @@ def test_the_servers_warm_up_leaves_torch_to_the_first_page_that_needs_it():
     held, imported, finished, seconds = done.stdout.split()
     assert (held, imported, finished) == ("True", "True", "True"), done.stdout
     assert float(seconds) < 60, done.stdout  # far less than the 120 s hold
+
+
+def test_an_lds_measurement_is_estimated_within_2x(tmp_path, monkeypatch):
+    """Trust's estimate (each method's scoring of the held-out points, exact attribution's reverse passes, the retrains
+    with the seed-noise ceiling's second set) against the measurement it announces, on the moons MLP."""
+    from influence_core import lds
+    from influence_core.resources import compute_threads
+
+    specs = ["metagradient", "influence@exact", "ip"]
+    config = lds.trust_config("moons", "mlp", 0, False)
+    tries = iter(range(2))
+
+    def estimate():
+        monkeypatch.setenv("INFLUENCE_LAB_CACHE", str(tmp_path / f"try{next(tries)}"))  # each try retrains everything
+        return lds.estimate_lds(config, specs, 10, 0.5, 0, ceiling=True)
+
+    with compute_threads(1):
+        ratio, estimated, actual = _ratio(estimate, lambda: lds.linear_datamodeling_score(config, specs, 10, 0.5, 0, ceiling=True))
+    assert WITHIN[0] <= ratio <= WITHIN[1], (estimated, actual)

@@ -55,3 +55,24 @@ def test_trust_asks_this_run_with_rows_zeroed_and_exact_attribution_leads_on_smo
     assert not at.exception, at.exception
     assert at.checkbox(key="trust_smooth").value is False and at.checkbox(key="trust_smooth").disabled
     assert at.checkbox(key="trust_ceiling").value is False and at.checkbox(key="trust_ceiling").disabled
+
+
+def test_trust_says_the_cost_and_asks_before_a_long_measurement(monkeypatch):
+    """Measure LDS is timed first; past the confirmation threshold nothing is scored or retrained until the button that
+    states the estimate is clicked (a walk found an 8-minute measurement on digits started with no word of its cost)."""
+    from influence_core import timing
+
+    monkeypatch.setattr(timing, "CONFIRM_SECONDS", 0.0)  # every start asks
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/trust.py").run()
+    at.multiselect(key="trust_methods").set_value(["influence@exact", "ip"])
+    at.slider(key="trust_subsets").set_value(5)
+    at.button(key="trust_go").click().run()
+    assert not at.exception, at.exception
+    confirm = [b for b in at.button if b.label.startswith("Scoring and retraining: ")]
+    assert len(confirm) == 1 and not at.get("plotly_chart"), [b.label for b in at.button]
+    assert any("5 retrains" in c.value for c in [*at.caption, *at.info, *at.markdown]), "the estimate names the retrains"
+    confirm[0].click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert set(at.dataframe[0].value["method"]) == {"influence@exact", "ip"}

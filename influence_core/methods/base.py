@@ -207,6 +207,11 @@ class Attributor(ABC):
         clone.context = dataclasses.replace(self.context, x_train=x, y_train=y)
         return clone
 
+    def estimate_seconds(self, n_queries: int, repeats: int = 3, steps: Optional[int] = None) -> Optional[float]:
+        """Seconds :meth:`scores` will take for ``n_queries`` measurements, timed here on the fitted method; None where
+        the method has no estimate of its own (an influence function's is the curvature's: ``costs.estimate_influence``)."""
+        return None
+
     @abstractmethod
     def scores(self, measurement: Measurement, train_task: Optional[Task] = None, progress: ProgressFn = silent) -> np.ndarray:
         """(k, n_train) scores of every training sample on each of the measurement's k queries; + = harmful.
