@@ -334,6 +334,8 @@ def _show_check(train_indices, test_indices, store_key: str, button: str) -> Non
     if check is None:
         return
     n_pairs = int(np.isfinite(check.actual).sum())
+    # what each dot is: one removal seen at many test points, many removals at one, or both
+    dots = "test points" if len(train_indices) == 1 else "removals" if len(test_indices) == 1 else "(removal, test point) pairs"
     if not check.can_tell:
         st.warning(
             f"**The check cannot tell here.** Retraining with nothing removed moves the test loss by up to "
@@ -345,13 +347,13 @@ def _show_check(train_indices, test_indices, store_key: str, button: str) -> Non
         st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
         return
     st.caption(
-        f"Over the {check.n_above_noise} of {n_pairs} removals above the retraining noise floor "
+        f"Over the {check.n_above_noise} of {n_pairs} {dots} above the retraining noise floor "
         f"(±{check.noise_floor:.1e}: retraining with nothing removed); the grey band marks the floor."
     )
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Pearson", f"{check.pearson:.3f}", help="of predicted and retrained loss changes, over the dots")
     c2.metric("Spearman", f"{check.spearman:.3f}", help="rank agreement: does the score order the removals right?")
-    c3.metric("Same sign", f"{check.sign_agreement:.0%}", help="removals whose predicted and retrained changes agree in sign (a coin: 50%)")
+    c3.metric("Same sign", f"{check.sign_agreement:.0%}", help=f"{dots} whose predicted and retrained changes agree in sign (a coin: 50%)")
     c4.metric(
         "Retrained / predicted",
         f"{check.slope:.2f}" if check.on_loss_scale else "—",
@@ -359,7 +361,7 @@ def _show_check(train_indices, test_indices, store_key: str, button: str) -> Non
     )
     if not check.signs_beyond_chance:
         st.caption(
-            f"Same sign {check.sign_agreement:.0%} over {check.n_above_noise} removals is within two standard errors of a coin's "
+            f"Same sign {check.sign_agreement:.0%} over {check.n_above_noise} {dots} is within two standard errors of a coin's "
             "50%: here the scores do not tell which way a removal moves this loss."
         )
     if not check.settled:

@@ -88,6 +88,11 @@ def test_explorer_checks_influence_against_retraining(explorer):
     assert float(metrics["Pearson"]) >= 0.98, metrics
     assert 0.8 <= float(metrics["Retrained / predicted"]) <= 1.25, metrics
     assert float(metrics["Same sign"].rstrip("%")) >= 90, metrics
+    # one point removed, seen at each test point: the dots are test points, not "removals" (a walk read "143 of 200
+    # removals" after removing one point)
+    assert any(" of 200 test points above the retraining noise floor" in c.value for c in explorer.caption), [
+        c.value for c in explorer.caption
+    ]
     assert any("after retraining" in m.value for m in explorer.markdown)
     assert any(c.key == "explorer_check_plot" for c in explorer.get("plotly_chart"))
 
