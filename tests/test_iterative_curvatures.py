@@ -239,3 +239,13 @@ def test_an_indefinite_exact_hessian_is_found_by_lanczos_before_the_matrix_is_fo
     assert exact.smallest_ritz_value(exact.CurvatureRequest(model, x, y, names, WD, 0.0)) > 0
     torch.testing.assert_close(build_curvature("exact", model, x, y, names, WD, 0.0).inverse_hvp(g), reference)
     assert formed == [1]
+
+
+def test_a_refused_dense_curvature_names_the_others_as_the_app_shows_them():
+    """The refusal named 'kron' and 'diag', which the app's curvature box shows as KFAC and diagonal GGN."""
+    from influence_core.curvatures import curvature_short_label
+    from influence_core.curvatures.dense import cheaper_curvatures
+
+    text = cheaper_curvatures()
+    assert text.startswith("auto, ") and all(f"{curvature_short_label(n)} ({n})" in text for n in ("kron", "diag", "last_layer")), text
+    assert "KFAC (kron)" in text

@@ -55,6 +55,14 @@ def curvature_short_label(name: str) -> str:
     return "auto" if name == AUTO else REGISTRY[name].short_label or REGISTRY[name].label
 
 
+def cheaper_curvatures_text(names: Sequence[str] = (AUTO, "kron", "diag", "last_layer")) -> str:
+    """Curvatures to name in a refusal, as the app's curvature box shows them, with the CLI's name where it differs:
+    'auto, KFAC (kron), diagonal GGN (diag) or last-layer GGN (last_layer)'."""
+    shown = [(curvature_short_label(n), n) for n in names if n == AUTO or n in REGISTRY]
+    words = [label if label == name else f"{label} ({name})" for label, name in shown]
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
+
+
 def get(name: str) -> type[Curvature]:
     if name not in REGISTRY:
         raise InputError(f"unknown curvature {name!r}; choose one of {curvature_names()}")

@@ -30,10 +30,17 @@ class DenseInverse:
             advice = needed + max(0.1 * abs(needed), 1e-3)
             raise CurvatureError(
                 f"the {name} Hessian is not positive definite (smallest eigenvalue {min_eig:.3g} at damping {damping:g}); "
-                f"raise the damping to {advice:.3g} or more, or use the auto, kron, diag or last-layer curvature"
+                f"raise the damping to {advice:.3g} or more, or use another curvature: " + cheaper_curvatures()
             )
         self._chol = chol
 
     def apply(self, grads: torch.Tensor) -> torch.Tensor:
         solved = torch.cholesky_solve(grads.T.double(), self._chol.to(grads.device))
         return solved.T.to(grads.dtype)
+
+
+def cheaper_curvatures() -> str:
+    """What a refusal of a dense curvature suggests instead (the registry's own words for it)."""
+    from influence_core.curvatures import cheaper_curvatures_text  # the registry imports this module
+
+    return cheaper_curvatures_text()

@@ -10,7 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from influence_core.curvatures.base import Curvature, CurvatureRequest
-from influence_core.curvatures.dense import DenseInverse, dense_bytes
+from influence_core.curvatures.dense import DenseInverse, cheaper_curvatures, dense_bytes
 from influence_core.errors import CurvatureError, InputError
 from influence_core.progress import ProgressFn, silent
 from influence_core.resources import format_bytes
@@ -93,7 +93,7 @@ def exact_hessian(
     if flat.numel() > MAX_EXACT_PARAMS:
         raise InputError(
             f"the exact Hessian over {flat.numel():,} parameters is too large (limit {MAX_EXACT_PARAMS:,}); "
-            "use the auto, kron, diag or last-layer curvature"
+            "use another curvature: " + cheaper_curvatures()
         )
     model.eval()
     p, n = flat.numel(), len(x)
@@ -226,7 +226,7 @@ class ExactCurvature(Curvature):
         if need > request.budget:
             raise InputError(
                 f"the exact Hessian over {request.profile.n_selected:,} parameters needs {format_bytes(need)} "
-                f"(budget {format_bytes(request.budget)}); use the auto, kron, diag or last-layer curvature"
+                f"(budget {format_bytes(request.budget)}); use another curvature: " + cheaper_curvatures()
             )
         if cls.checks_definiteness(request):
             request.progress(0.0, "Lanczos: is the Hessian positive definite?")
@@ -235,7 +235,7 @@ class ExactCurvature(Curvature):
                 raise CurvatureError(
                     f"the exact Hessian is not positive definite (an eigenvalue of {ritz:.3g} or less at damping "
                     f"{request.damping:g}, found by Lanczos before forming the {request.profile.n_selected:,}² matrix); raise "
-                    f"the damping above {request.damping - ritz:.3g}, or use the auto, kron, diag or last-layer curvature"
+                    f"the damping above {request.damping - ritz:.3g}, or use another curvature: " + cheaper_curvatures()
                 )
         h = exact_hessian(
             request.model, request.x, request.y, names, request.weight_decay, exact_chunk_size(request), request.progress, request.task
