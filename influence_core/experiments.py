@@ -527,6 +527,11 @@ def influence_over_epochs(config: RunConfig, progress: ProgressFn = silent, use_
     return entry.meta["epochs"], entry.arrays["self"]
 
 
+def epochs_are_cached(config: RunConfig) -> bool:
+    """Whether :func:`influence_over_epochs` finds its result in the disk cache (then it costs nothing to speak of)."""
+    return cache.load("epochs", {"config": config_payload(config)}) is not None
+
+
 def decision_grid(model: nn.Module, x: np.ndarray, resolution: int = 120, margin: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Class probabilities of a 2D model over a grid covering x: (xs, ys, probs (res, res, k))."""
     lo, hi = x.min(0) - margin, x.max(0) + margin

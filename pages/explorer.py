@@ -59,6 +59,7 @@ from influence_core.experiments import (  # noqa: E402
     compute_influence,
     content_key,
     decision_grid,
+    epochs_are_cached,
     influence_over_epochs,
     retrain_with_edit,
 )
@@ -77,7 +78,7 @@ from influence_core.retraining_check import (  # noqa: E402
     retraining_check_cost,  # noqa: E402
     strongest_for_test_point,
 )
-from influence_core.timing import Cost  # noqa: E402
+from influence_core.timing import Cost, seconds_text  # noqa: E402
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker  # noqa: E402
 
 with st.container(border=True):
@@ -556,9 +557,19 @@ def _points_table(train_values, label: str, signed: bool) -> None:
         )
 
 
-def _epochs():
-    with one_thread():
-        return influence_over_epochs(config)
+def _epochs_cost() -> Cost:
+    """The scores above once per checkpoint (self-influence only, so at most their time each): a slow curvature
+    (LiSSA: minutes over ten checkpoints) is said, and asked about, before it starts."""
+    if epochs_are_cached(config):
+        return None
+    per = float(m["influence_seconds"])  # as measured when computed, also when the scores came from the cache
+    n = max(len(result.checkpoints), 1)
+    return Cost.of(n, per, f"{n} checkpoints × {seconds_text(per)}, the scores above once each") if per else None
+
+
+def _epochs(cost):
+    with one_thread(), progress_status("Self-influence at each checkpoint", cost) as report:
+        return influence_over_epochs(config, progress=report)
 
 
 @st.fragment
@@ -567,7 +578,11 @@ def _over_training() -> None:
     if yours and not config.model.checkpoint_files:
         st.info("Your model came without its training checkpoints: give its earlier weight files (TracIn checkpoints, above) to see this.")
         return
-    epochs_result = memoised("epochs:" + content_key(config), lambda: run_or_explain(_epochs))
+    epochs_key = "epochs:" + content_key(config)
+    cost = None if epochs_key in st.session_state.get("_results", {}) else _epochs_cost()
+    if not confirm_start(cost, epochs_key, "Self-influence over training"):
+        return
+    epochs_result = memoised(epochs_key, lambda: run_or_explain(_epochs, cost))
     if epochs_result is not None:
         epochs, per_epoch = epochs_result
         over, at_epoch = st.columns([2, 3])

@@ -377,3 +377,23 @@ def test_an_lds_measurement_is_estimated_within_2x(tmp_path, monkeypatch):
     with compute_threads(1):
         ratio, estimated, actual = _ratio(estimate, lambda: lds.linear_datamodeling_score(config, specs, 10, 0.5, 0, ceiling=True))
     assert WITHIN[0] <= ratio <= WITHIN[1], (estimated, actual)
+
+
+def test_the_explorers_influence_over_training_says_its_cost_first(monkeypatch, tmp_path):
+    """Self-influence at every checkpoint is the scores' work once per checkpoint: with a slow curvature (LiSSA) it ran
+    minutes after the page said "done", with no progress and no estimate. It now states its estimate, and past the
+    threshold waits for the button that says it."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INFLUENCE_LAB_CACHE", str(tmp_path / "cache"))  # nothing cached: every part is estimated
+    monkeypatch.setattr(timing, "CONFIRM_SECONDS", 0.0)  # every start asks
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    next(b for b in at.button if b.label.startswith("Training and computing influence: ")).click().run()
+    assert not at.exception, at.exception
+    asks = [b for b in at.button if b.label.startswith("Self-influence over training: ")]
+    assert len(asks) == 1 and not [s for s in at.select_slider if s.label == "Epoch"], [b.label for b in at.button]
+    assert any("checkpoints ×" in i.value and "the scores above once each" in i.value for i in at.info), [i.value for i in at.info]
+    asks[0].click().run()
+    assert not at.exception, at.exception
+    assert [s for s in at.select_slider if s.label == "Epoch"], "the epochs section after its confirmation"
