@@ -302,6 +302,13 @@ with tab_cmp:
             pair = scored.compared
             if pair is not None:
                 a, b = pair
+                correlation = scored.correlation()
+                if correlation["pearson"] >= 0.9995:  # "1.000": one result, and below one series hides the other
+                    st.info(
+                        f"{hf.method_title(a)} and {hf.method_title(b)} give the same scores here (Pearson "
+                        f"{correlation['pearson']:.3f}): one result, not two. In the leave-one-out check below one "
+                        "series lies over the other."
+                    )
                 st.plotly_chart(
                     method_scatter_figure(
                         scored.scores[a],
@@ -309,7 +316,8 @@ with tab_cmp:
                         scored.dataset.flipped,
                         hf.method_title(a),
                         hf.method_title(b),
-                        scored.correlation(),
+                        correlation,
+                        same_scale=all(get_method(m).predicts_loss_change for m in pair),
                     ),
                     width="stretch",
                     key="whatif_ifip",

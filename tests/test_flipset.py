@@ -196,6 +196,11 @@ def test_what_if_page_shows_a_flip_set_and_verifies_it(tmp_path):
     assert charts
     pearson = float(charts[0].proto.spec.split("Pearson ")[1][:5])
     assert pearson > 0.95
+    # exact attribution and the influence function on L2 logistic regression at its optimum: the same scores, named as
+    # one result (a walk saw "Pearson 1.000" and one series hidden under the other with no word), with y = x
+    assert pearson == 1.0  # blobs, L2 logistic regression by L-BFGS: exact attribution is the influence function
+    assert any("one result, not two" in i.value for i in at.info), [i.value for i in at.info]
+    assert "y = x" in charts[0].proto.spec
     at.button(key="whatif_loo").click().run()
     assert not at.exception, at.exception
     loo_plot = lambda: [c for c in at.get("plotly_chart") if "Predicted vs retrained" in c.proto.spec]  # noqa: E731

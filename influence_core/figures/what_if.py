@@ -11,13 +11,19 @@ from influence_core.figures.common import CLASS_COLOURS, legend_below, readable_
 from influence_core.metrics import pearson
 
 
-def method_scatter_figure(x: np.ndarray, y: np.ndarray, flipped: np.ndarray, x_title: str, y_title: str, correlation: Mapping) -> go.Figure:
-    """Two methods' scores of every training row, the flipped rows marked; the title carries both correlations."""
+def method_scatter_figure(
+    x: np.ndarray, y: np.ndarray, flipped: np.ndarray, x_title: str, y_title: str, correlation: Mapping, same_scale: bool = False
+) -> go.Figure:
+    """Two methods' scores of every training row, the flipped rows marked; the title carries both correlations. With
+    ``same_scale`` (both predict the same quantity, e.g. a loss change) the line y = x shows where they agree in size."""
     fig = go.Figure()
     for is_flipped, name, colour in ((False, "label as given", CLASS_COLOURS[0]), (True, "flipped", CLASS_COLOURS[1])):
         rows = np.asarray(flipped, bool) == is_flipped
         if rows.any():
             fig.add_scatter(x=x[rows], y=y[rows], mode="markers", name=name, marker=dict(color=colour, size=6, opacity=0.7))
+    if same_scale and len(x):
+        lo, hi = float(min(np.min(x), np.min(y))), float(max(np.max(x), np.max(y)))
+        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line=dict(color="grey", dash="dash"))
     fig.update_layout(
         title=f"{x_title} vs {y_title}: Pearson {correlation['pearson']:.3f}, Spearman {correlation['spearman']:.3f}",
         xaxis_title=x_title,
