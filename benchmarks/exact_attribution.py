@@ -307,7 +307,9 @@ def lds_figures(
         print(
             f"\n  {dataset} {described}, {n_train} train / {data.n_test} held-out, {title}: test accuracy {accuracy:.1%} "
             f"({every.metrics['test']['accuracy']:.1%} on all {len(every.dataset.y_test)} held-out rows; training rows "
-            f"{fit:.1%}; trained in {train_seconds:.1f} s)" + ("" if accuracy_only else f"; {subsets} subsets per fraction")
+            f"{fit:.1%}; "
+            + ("from the cache)" if trained.metrics["from_cache"] else f"trained in {train_seconds:.1f} s)")
+            + ("" if accuracy_only else f"; {subsets} subsets per fraction")
         )
         if accuracy_only:
             continue
