@@ -14,7 +14,12 @@ retraining? Every figure is measured in this run and printed with how.
    (every step held), each in a fresh process, beside the estimate the method checks before it starts.
 4. LDS under fixed randomness (the same run with the dropped rows' weights zeroed) at 1 %, 5 %, 10 % and 50 % dropped,
    for the zoo's default training and the smooth one (``config.smooth_training``), every method side by side; and
-   LDS under resampled randomness (a new run per subset) at 50 % with the seed-noise ceiling.
+   LDS under resampled randomness (a new run per subset) at 50 % with the seed-noise ceiling. Each method scores the
+   held-out points once per setting; every fraction's subsets are retrained against those scores.
+   ``--parts accuracy`` prints each setting's test accuracy only (no LDS): a quick screen of training recipes.
+
+    python benchmarks/exact_attribution.py --parts lds --model cnn --pooling avg --settings custom \
+        --recipe sgd,0.5,150,1e-3,64,cosine --subsets 10 --n-test 100     # a CNN recipe of your own
 """
 
 from __future__ import annotations
@@ -217,8 +222,14 @@ def lds_figures(
     methods: list[str] = METHODS,
     pooling: str = "max",
     recipe: Optional[TrainConfig] = None,
+    activation: str = SMOOTH_ACTIVATION,
+    fractions: tuple[float, ...] = (0.01, 0.05, 0.1, 0.5),
+    resampled_fraction: float = 0.5,
+    accuracy_only: bool = False,
 ) -> None:
-    """``recipe``: the "custom" setting's training (tanh; see ``--recipe``); ``pooling``: the CNN's."""
+    """``recipe``: the "custom" setting's training (see ``--recipe``), with ``activation``; ``pooling``: the CNN's.
+    ``fractions``: the dropped shares under fixed randomness; ``resampled_fraction``: the kept share under resampled
+    randomness (0: not measured). ``accuracy_only``: each setting's test accuracy, no LDS."""
     subsets = subsets or (10 if quick else 30)
     data = DataConfig(name=dataset, n_train=n_train, n_test=n_test or (100 if quick else 200))
     shape = dict(kind="cnn", pooling=pooling) if model == "cnn" else dict(kind="mlp", hidden=128 if dataset == "mnist" else 64, depth=1)
@@ -260,7 +271,7 @@ def lds_figures(
     if recipe is not None:
         runs["custom"] = RunConfig(
             data=data,
-            model=ModelConfig(**shape, activation=SMOOTH_ACTIVATION),
+            model=ModelConfig(**shape, activation=activation),
             train=recipe,
             curvature=CurvatureConfig(kind="auto", damping=1e-2),
             seed=seed,
@@ -269,50 +280,71 @@ def lds_figures(
         "default": "zoo default (ReLU, Adam, constant rate)",
         "smooth": "smooth (tanh, Adam, cosine to 0, weight decay 1e-2: config.smooth_training)",
         "sgd": "smooth SGD (tanh, plain SGD at {lr}, cosine to 0, weight decay {wd:g}, {epochs} epochs)",
-        "custom": "custom (tanh, {optimizer} at {lr}, {schedule} schedule, weight decay {wd:g}, {epochs} epochs, batch {batch})",
+        "custom": "custom ({activation}, {optimizer} at {lr}, {schedule} schedule, weight decay {wd:g}, {epochs} epochs, batch {batch})",
     }
     for name, config in runs.items():
         if name not in settings:
             continue
         t = config.train
         title = titles[name].format(
-            lr=t.lr, wd=t.weight_decay, epochs=t.epochs, optimizer=t.optimizer, schedule=t.lr_schedule, batch=t.batch_size
+            lr=t.lr,
+            wd=t.weight_decay,
+            epochs=t.epochs,
+            optimizer=t.optimizer,
+            schedule=t.lr_schedule,
+            batch=t.batch_size,
+            activation=config.model.activation,
         )
         from influence_core.experiments import train
 
-        accuracy = train(config).metrics["test"]["accuracy"]
+        start = time.perf_counter()
+        trained = train(config)
+        train_seconds = time.perf_counter() - start
+        accuracy, fit = trained.metrics["test"]["accuracy"], trained.metrics["train"]["accuracy"]
+        # the same training rows and run (the split draws training rows apart from held-out ones): every held-out row
+        # of the dataset, for an accuracy the LDS's few held-out points measure only to a few points
+        every = train(config.replace(data__n_test=0))
         print(
-            f"\n  {dataset} {described}, {n_train} train / {data.n_test} held-out, {title}: test accuracy {accuracy:.1%}; "
-            f"{subsets} subsets per fraction"
+            f"\n  {dataset} {described}, {n_train} train / {data.n_test} held-out, {title}: test accuracy {accuracy:.1%} "
+            f"({every.metrics['test']['accuracy']:.1%} on all {len(every.dataset.y_test)} held-out rows; training rows "
+            f"{fit:.1%}; "
+            + ("from the cache)" if trained.metrics["from_cache"] else f"trained in {train_seconds:.1f} s)")
+            + ("" if accuracy_only else f"; {subsets} subsets per fraction")
         )
-        header = (
-            f"  {'method':<18}"
-            + "".join(f"{f'fixed {d:.0%}':>12}" for d in (0.01, 0.05, 0.1, 0.5))
-            + f"{'resampled 50%':>15}{'seconds':>9}"
-        )
-        print(header)
+        if accuracy_only:
+            continue
+        header = f"  {'method':<18}" + "".join(f"{f'fixed {d:.0%}':>12}" for d in fractions)
+        header += f"{f'resampled {resampled_fraction:.0%}':>15}" if resampled_fraction else ""
+        print(header + f"{'seconds':>9}")
         rows: dict[str, list[str]] = {m: [] for m in methods}
-        seconds: dict[str, float] = {}
-        for drop in (0.01, 0.05, 0.1, 0.5):
-            result = linear_datamodeling_score(config, methods, subsets, 1 - drop, seed, randomness="fixed")
+        scored = None  # each method scores once; every fraction reuses its scores
+        for drop in fractions:
+            scored = linear_datamodeling_score(config, methods, subsets, 1 - drop, seed, randomness="fixed", scored=scored)
             for m in methods:
-                rows[m].append(f"{result.lds[m]:>12.3f}")
-                seconds[m] = result.seconds[m]
-        resampled = linear_datamodeling_score(config, methods, subsets, 0.5, seed, randomness="resampled", ceiling=True)
+                rows[m].append(f"{scored.lds[m]:>12.3f}")
+        resampled = None
+        if resampled_fraction:
+            resampled = linear_datamodeling_score(
+                config, methods, subsets, resampled_fraction, seed, randomness="resampled", ceiling=True, scored=scored
+            )
+            scored = scored or resampled
         for m in methods:
-            print(f"  {m:<18}" + "".join(rows[m]) + f"{resampled.lds[m]:>15.3f}{seconds[m]:>9.1f}")
-        print(f"  {'seed-noise ceiling':<18}{'':>48}{resampled.ceiling:>15.3f}")
+            tail = f"{resampled.lds[m]:>15.3f}" if resampled else ""
+            print(f"  {m:<18}" + "".join(rows[m]) + tail + f"{scored.seconds[m]:>9.1f}")
+        if resampled:
+            print(f"  {'seed-noise ceiling':<18}{'':>{12 * len(fractions)}}{resampled.ceiling:>15.3f}")
 
 
 def _recipe(text: str) -> TrainConfig:
-    optimizer, lr, epochs, weight_decay = text.split(",")
+    """OPTIMIZER,LR,EPOCHS,WEIGHT_DECAY[,BATCH[,SCHEDULE]] (batch 64 and a cosine schedule unless given)."""
+    optimizer, lr, epochs, weight_decay, *rest = text.split(",")
     return TrainConfig(
         optimizer=optimizer,
         lr=float(lr),
         epochs=int(epochs),
-        batch_size=64,
+        batch_size=int(rest[0]) if rest else 64,
         weight_decay=float(weight_decay),
-        lr_schedule="cosine",
+        lr_schedule=rest[1] if len(rest) > 1 else "cosine",
         n_checkpoints=10,
     )
 
@@ -335,7 +367,13 @@ def main() -> None:
     parser.add_argument(
         "--recipe",
         default="",
-        help="the 'custom' setting's training as OPTIMIZER,LR,EPOCHS,WEIGHT_DECAY (tanh, cosine, batch 64), e.g. adam,1e-2,60,1e-3",
+        help="the 'custom' setting's training as OPTIMIZER,LR,EPOCHS,WEIGHT_DECAY[,BATCH[,SCHEDULE]] (batch 64 and "
+        "cosine unless given), e.g. adam,1e-2,60,1e-3 or sgd,0.5,150,1e-3,64,cosine_per_step",
+    )
+    parser.add_argument("--activation", default=SMOOTH_ACTIVATION, choices=["tanh", "sigmoid", "relu"], help="the 'custom' setting's")
+    parser.add_argument("--fractions", default="0.01,0.05,0.1,0.5", help="dropped shares under fixed randomness (LDS part)")
+    parser.add_argument(
+        "--resampled", type=float, default=0.5, help="the kept share of the resampled-randomness LDS with its ceiling (0: not measured)"
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -351,8 +389,10 @@ def main() -> None:
     if "memory" in parts:
         print("3. memory of a reverse pass")
         memory()
-    if "lds" in parts:
-        print("4. linear datamodeling score")
+    for part in ("accuracy", "lds"):
+        if part not in parts:
+            continue
+        print("4. linear datamodeling score" if part == "lds" else "test accuracy of each setting")
         lds_figures(
             args.quick,
             args.seed,
@@ -365,6 +405,10 @@ def main() -> None:
             [m.strip() for m in args.methods.split(",") if m.strip()],
             args.pooling,
             _recipe(args.recipe) if args.recipe else None,
+            args.activation,
+            tuple(float(f) for f in args.fractions.split(",")),
+            args.resampled,
+            accuracy_only=part == "accuracy",
         )
 
 

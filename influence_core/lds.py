@@ -273,11 +273,15 @@ def linear_datamodeling_score(
     retrain: Optional[RunConfig] = None,
     randomness: str = "resampled",
     ceiling: bool = False,
+    scored: Optional[LDSResult] = None,
 ) -> LDSResult:
     """LDS of every method in ``methods`` for the run ``config`` (its curvature, damping and knobs), over one shared
     set of retrained subsets. ``max_test`` scores the first that many held-out points only. A model the user brings
     (``config.model.kind == "file"``) is scored as it is, and the subsets retrain ``retrain``
-    (:func:`retraining_config`), which the user must allow: without it such a run is refused."""
+    (:func:`retraining_config`), which the user must allow: without it such a run is refused. ``scored``: an earlier
+    result of the same run and held-out points whose methods' scores (and their seconds and notes) are taken as they
+    are instead of scored again, e.g. one scoring for several subset fractions (exact attribution's reverse passes
+    cost minutes where the retrains cost seconds)."""
     from influence_core import experiments
 
     if measure not in MEASURES:
@@ -310,6 +314,11 @@ def linear_datamodeling_score(
 
     scores, seconds, notes, skipped = {}, {}, {}, {}
     for j, name in enumerate(methods):
+        if scored is not None and name in scored.scores:
+            if scored.scores[name].shape != (len(ds.y_test), len(ds.y_train)):
+                raise InputError(f"the earlier scores of {name} are for another run's held-out or training points")
+            scores[name], seconds[name], notes[name] = scored.scores[name], scored.seconds[name], scored.notes.get(name, "")
+            continue
         step = scaled(progress, 0.05 + 0.25 * j / len(methods), 0.05 + 0.25 * (j + 1) / len(methods))
         step(0.0, f"scoring with {name}")
         start = time.perf_counter()

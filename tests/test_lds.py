@@ -47,6 +47,16 @@ def test_retrains_are_deterministic_and_a_cached_retrain_is_reused(convex_lds):
     np.testing.assert_array_equal(random_subsets(50, 4, 0.5, 3), random_subsets(50, 4, 0.5, 3))
 
 
+def test_an_earlier_results_scores_are_reused_for_another_fraction(convex_lds, monkeypatch):
+    """One scoring serves several subset fractions: the earlier scores are taken, not recomputed."""
+    from influence_core.methods.influence_functions import InfluenceFunction
+
+    monkeypatch.setattr(InfluenceFunction, "scores", lambda *a, **k: pytest.fail("scored again"))
+    other = linear_datamodeling_score(CONVEX, ["influence"], n_subsets=10, fraction=0.9, seed=0, scored=convex_lds)
+    np.testing.assert_array_equal(other.scores["influence"], convex_lds.scores["influence"])
+    assert other.seconds["influence"] == convex_lds.seconds["influence"] and other.subsets.shape == (10, 120)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
