@@ -8,7 +8,9 @@ Sections (each a benchmark of this folder, called in this process with the argum
 - ``lds_published``: LDS in the published setting, logistic regression and the MLP (MNIST 5k / 500);
 - ``lds_iterative``: CG and LiSSA on the MLP (about 50 min on the 2-core CPU);
 - ``peers_cnn``: the peers' CNN rows (needs captum, kronfluence and dattri on that machine; reported as not run
-  otherwise).
+  otherwise);
+- ``exact_attribution_mnist``: exact attribution's LDS on the MNIST MLP with 500 queries, beside EK-FAC, TRAK and
+  TracIn (issue 31's GPU figure).
 
 A section that fails is reported with its error and the next one starts; a section whose estimate would pass
 ``--budget`` is not started, and the table says so. Each section's wall time is measured around its call.
@@ -101,6 +103,28 @@ SECTIONS = (
         150,
     ),
     Section("peers_cnn", "peers.py", (), ("--quick",), "captum / kronfluence / dattri side by side (MLP and CNN rows)", 120),
+    Section(
+        "exact_attribution_mnist",
+        "exact_attribution.py",
+        ("--parts", "lds", "--dataset", "mnist", "--n-train", "5000", "--n-test", "500", "--settings", "sgd"),
+        (
+            "--parts",
+            "lds",
+            "--quick",
+            "--n-test",
+            "5",
+            "--subsets",
+            "3",
+            "--fractions",
+            "0.05",
+            "--settings",
+            "sgd",
+            "--methods",
+            "metagradient",
+        ),
+        "exact attribution's LDS, MNIST MLP 5k / 500 queries (issue 31; 100 queries were estimated at 12 min on the CPU)",
+        240,
+    ),
 )
 
 

@@ -66,6 +66,12 @@ VIEWS = {
 }
 
 
+# the page's plots, not the invisible plotly.js preloads (keys *_plotly_preload) in the sidebar and above its results
+PAGE_PLOTS_AT_LEAST = (
+    "n => [...document.querySelectorAll('.js-plotly-plot')].filter(p => !p.closest(\"[class*='plotly_preload']\")).length >= n"
+)
+
+
 CONFIRM_BUTTON = "[class*='st-key-confirm_'] button"  # the app's "start work estimated at …" button
 
 # view → (what, CSS selector) of a later result also timed from opening the page: the landing view's first plot is the
@@ -237,7 +243,7 @@ def _slider(page, label: str):
 def explorer_interactions(page, clock: RunClock, cache_dir: Path) -> dict[str, float]:
     """Click a training point, move the epoch slider, switch what the points are sized by."""
     times: dict[str, float] = {}
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=120_000)
+    page.wait_for_function(PAGE_PLOTS_AT_LEAST, arg=3, timeout=120_000)
     clock.idle(page)
 
     def click_point(k: int):
