@@ -196,6 +196,28 @@ def _retrain_subset(
     return measured(trained.model, xt, yt, measure), bool(trained.metrics["from_cache"])
 
 
+def _measurement(
+    config: RunConfig,
+    methods: Sequence[str],
+    n_subsets: int,
+    fraction: float,
+    seed: int,
+    dataset: Optional[Dataset],
+    max_test: Optional[int] = None,
+) -> tuple[dict[str, tuple[RunConfig, str]], Dataset, np.ndarray]:
+    """What an LDS measurement and its estimate both start from: each method's run (unknown names refused before
+    anything runs), the data (the first ``max_test`` held-out points where given) and the checked subsets."""
+    from influence_core import experiments
+
+    runs = {spec: method_run(config, spec) for spec in methods}
+    ds = dataset if dataset is not None else experiments.load_data(config)
+    if max_test is not None:
+        ds = ds.subset_test(np.arange(min(max_test, len(ds.y_test))))
+    subsets = random_subsets(len(ds.y_train), n_subsets, fraction, seed) if 0 < fraction < 1 and n_subsets >= 1 else np.zeros((0, 0), bool)
+    check_settings(ds, n_subsets, fraction, subsets)
+    return runs, ds, subsets
+
+
 def estimate_lds(
     config: RunConfig,
     methods: Sequence[str],
@@ -217,20 +239,14 @@ def estimate_lds(
     from influence_core.methods import method_short_label
 
     retrain = retrain or config
-    runs = {spec: method_run(config, spec) for spec in methods}
-    ds = dataset if dataset is not None else experiments.load_data(config)
-    subsets = random_subsets(len(ds.y_train), n_subsets, fraction, seed) if 0 < fraction < 1 and n_subsets >= 1 else np.zeros((0, 0), bool)
-    check_settings(ds, n_subsets, fraction, subsets)
+    runs, ds, subsets = _measurement(config, methods, n_subsets, fraction, seed, dataset)
     parts: list[Cost] = []
     full = None
-    if costs.training_is_cached(config, ds):
-        full = experiments.train(config, silent, True, ds)
+    training = None if costs.training_is_cached(config, ds) else costs.training_cost(config, ds)
+    if training is not None and training.seconds > costs.TRAIN_FIRST_SECONDS:
+        parts.append(training)
     else:
-        training = costs.training_cost(config, ds)
-        if training.seconds > costs.TRAIN_FIRST_SECONDS:
-            parts.append(training)
-        else:
-            full = experiments.train(config, silent, True, ds)
+        full = experiments.train(config, silent, True, ds)
     unestimated = []
     if full is not None:
         n_test = len(ds.y_test)
@@ -300,12 +316,7 @@ def linear_datamodeling_score(
             "architecture from scratch on each subset (--retrain)"
         )
     retrain = retrain or config
-    runs = {spec: method_run(config, spec) for spec in methods}  # unknown names are refused before anything runs
-    ds = dataset if dataset is not None else experiments.load_data(config)
-    if max_test is not None:
-        ds = ds.subset_test(np.arange(min(max_test, len(ds.y_test))))
-    subsets = random_subsets(len(ds.y_train), n_subsets, fraction, seed) if 0 < fraction < 1 and n_subsets >= 1 else np.zeros((0, 0), bool)
-    check_settings(ds, n_subsets, fraction, subsets)
+    runs, ds, subsets = _measurement(config, methods, n_subsets, fraction, seed, dataset, max_test)
 
     full = experiments.train(config, scaled(progress, 0.0, 0.05), use_cache, ds)
     device = next(full.model.parameters()).device
