@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -312,12 +312,18 @@ class Replay:
         the logit margin this is exact relabelling, as ℓ(x, 1 − y) − ℓ(x, y) = (2y − 1)·m(x)."""
         adjoint = self._zero_adjoint(len(cotangents), cotangents)
         n_steps, started, weights = len(self.steps), time.perf_counter(), self._weights(None)
+
+        def reached(work_done: float, step: int) -> None:
+            # after every step, not every segment: a segment of a long run's batched pass can take half a minute, and
+            # the progress call is where the app's Stop takes effect
+            done = work_done / n_steps
+            spent = time.perf_counter() - started
+            left = f", about {spent / done * (1 - done):.0f} s left" if done > 0 else ""
+            progress(done, f"replaying training backwards: step {step}/{n_steps}{left}")
+
         for segment in range(len(kept) - 1, -1, -1):
             first, last = segment * self.segment, min(n_steps, (segment + 1) * self.segment)
-            adjoint = self._reverse_segment(adjoint, kept[segment], first, last, weights, perturbation)
-            done = (n_steps - first) / n_steps
-            spent = time.perf_counter() - started
-            progress(done, f"replaying training backwards: step {first}/{n_steps}, about {spent / done * (1 - done):.0f} s left")
+            adjoint = self._reverse_segment(adjoint, kept[segment], first, last, weights, perturbation, reached)
         return adjoint[-1]
 
     def _zero_adjoint(self, k: int, cotangents: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]:
@@ -329,17 +335,26 @@ class Replay:
         return (theta, *moments, torch.zeros(k, len(self.y), dtype=theta.dtype, device=theta.device))
 
     def _reverse_segment(
-        self, adjoint: tuple[torch.Tensor, ...], start: _State, first: int, last: int, weights: torch.Tensor, perturbation: Optional[Task]
+        self,
+        adjoint: tuple[torch.Tensor, ...],
+        start: _State,
+        first: int,
+        last: int,
+        weights: torch.Tensor,
+        perturbation: Optional[Task],
+        reached: Callable[[float, int], None] = lambda _work_done, _step: None,
     ) -> tuple[torch.Tensor, ...]:
         """Steps ``last``−1 down to ``first``: recompute them from ``start`` recording each gradient's graph, then pull
         the (k, ·) adjoints (θ's, Adam's moments', then the rows' weights' running total) back through each. The update
         is differentiated by hand (a few flat ops); the gradient by one double backward, which gives the Hessian-vector
         product Hλ and each row's (1/B)∇ℓᵢ·λ together (no per-row gradient is formed)."""
-        recorded, state = [], start
+        recorded, state, done_before = [], start, len(self.steps) - last
         for index in range(first, last):
             step = self._gradient(state.params[0], index, weights, perturbation, graph=True)
             state = self._update(state, step, index)
             recorded.append(step)
+            # the recompute costs about a third of a step's work; the pull-back below the other two thirds
+            reached(done_before + (index + 1 - first) / 3, index)
         cfg = self.recipe.config
         (b1, b2), adam = ADAM_BETAS, cfg.optimizer == "adam"
 
@@ -359,6 +374,7 @@ class Replay:
                 lam = lam + cfg.weight_decay * lam_gradient if hvp is None else lam + hvp + cfg.weight_decay * lam_gradient
                 if lam_weights is not None:
                     total = total + lam_weights if step.rows is None else total.index_add(0, step.rows, lam_weights)
+                reached(done_before + (last - first) / 3 + (last - index) * 2 / 3, index)
             return (lam, *moments, total)
 
         if len(adjoint[0]) == 1:  # one measurement: no batching transform

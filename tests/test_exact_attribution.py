@@ -310,3 +310,34 @@ def test_a_run_trained_for_exact_attribution_keeps_its_states_through_the_cache(
     assert "states training kept" in from_states.note and "replayed" in from_replay.note
     with_states, after_replay = from_states.scores(heldout_mean), from_replay.scores(heldout_mean)
     np.testing.assert_allclose(with_states, after_replay, rtol=1e-3, atol=1e-4 * np.abs(after_replay).max())
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_the_reverse_pass_reports_after_every_step_so_a_stop_takes_effect_within_one(k):
+    """The app's Stop takes effect at the next progress call; per segment (⌈√T⌉ steps of a batched pass) that was
+    half a minute on Trust's digits MLP. A progress function that raises (as Stop does) must end the pass within
+    one step, not one segment, and the fractions must rise to 1."""
+    model, recipe, x, y = _trained(ADAM)
+    replay = Replay(model, recipe, x, y)
+    final, kept = replay.run(keep=True)
+    cotangents = torch.randn(k, sum(replay.sizes), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    fractions = []
+    replay.metagradient(cotangents, kept, lambda f, _m: fractions.append(f))
+    steps = len(replay.steps)
+    assert len(fractions) >= 2 * steps and fractions[-1] == pytest.approx(1.0)
+    assert all(b >= a - 1e-12 for a, b in zip(fractions, fractions[1:]))
+    assert max(np.diff([0.0, *fractions])) <= 1.0 / steps + 1e-12  # no jump of more than one step's share
+
+    class Stopped(Exception):
+        pass
+
+    calls = []
+
+    def stop_at_once(fraction, _message):
+        calls.append(fraction)
+        if fraction > 0:
+            raise Stopped
+
+    with pytest.raises(Stopped):
+        replay.metagradient(cotangents, kept, stop_at_once)
+    assert replay.segment >= 3 and calls[-1] <= 1.0 / steps + 1e-12  # stopped within the first step, not after a segment
