@@ -12,7 +12,7 @@ from influence_core import detectors
 from influence_core.detectors.explain import check_row_edits, edit_checks_table, explain_row
 from influence_core.figures import detectors as figures
 from influence_core.timing import duration_text
-from pages._progress import progress_status
+from pages._progress import page_fragment, progress_status
 from pages._results import run_or_explain
 from pages._widgets import settle_widget
 
@@ -67,7 +67,7 @@ def detectors_panel(
     _explanation(detection, context, k, key, influence_rows, test_ids, picture, influence_on_loss_scale)
 
 
-@st.fragment
+@page_fragment
 def _explanation(detection, context, k, key, influence_rows, test_ids, picture, influence_on_loss_scale) -> None:
     """One flagged row's explanation; a fragment, so picking another row reruns only this (not the view's charts)."""
     ds = context.dataset

@@ -11,6 +11,7 @@ import streamlit as st
 # machine) would hold back the navigation and leave Streamlit's raw file list over a blank page meanwhile
 from influence_core import SIGN_CONVENTION
 from influence_core.processes import start_process_pools_fresh
+from pages._progress import take_stop_request
 
 # (file, title, icon), relative to app.py; the first is the landing page on the embedded default dataset
 PAGE_ICON = Path(__file__).resolve().parents[1] / "docs" / "icon.png"
@@ -65,6 +66,7 @@ def page_header(title: str, device_after_imports: bool = False) -> None:
             # get new ids (and lose their values) on the next, normal run
             with ctx.run_with_active_hash(ctx.pages_manager.current_page_script_hash):
                 app_frame()
+    take_stop_request()
     st.title(title)
     if not device_after_imports:
         show_device()

@@ -44,7 +44,7 @@ def import_with_progress(
     missing = _not_imported(modules)
     if missing:
         total = sum(weight for _, weight in missing)
-        with progress_status(label) as report:
+        with progress_status(label, stoppable=False) as report:  # an import cannot end early, and every view needs it
             done = 0.0
             for name, weight in missing:
                 report(done / total, f"importing {name}")

@@ -1,10 +1,12 @@
-"""Progress boxes for a page's long work: the share done and the time left, and how long it took."""
+"""Progress boxes for a page's long work: the share done and the time left, how long it took, and a Stop button."""
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import streamlit as st
 
@@ -34,17 +36,82 @@ def progress_text(fraction: float, elapsed: float, message: str = "", estimate: 
     return f"{fraction:.0%} done, {left}" + (f": {message}" if message else "")
 
 
+_IN_FRAGMENT: contextvars.ContextVar[bool] = contextvars.ContextVar("in_page_fragment", default=False)
+_STOP_ASKED = "_progress_stop_asked"  # set by a Stop button's callback: {label: "42 % done after 12 s"}
+_STOPPED_THIS_RUN = "_progress_stopped_this_run"  # the stop that the current run answers (taken by page_header)
+_REACHED = "_progress_reached"  # each running box's last "42 % done after 12 s", for the Stop button's message
+
+
+def page_fragment(func: Optional[Callable] = None, **kwargs: Any) -> Any:
+    """``st.fragment`` for a page's interactive part, marking its runs: Streamlit queues a fragment's rerun behind
+    the run in progress instead of interrupting it, so a Stop button drawn inside a fragment could not stop its work;
+    progress boxes there leave stopping to the toolbar's Stop."""
+
+    def decorate(body: Callable) -> Any:
+        @functools.wraps(body)
+        def marked(*args: Any, **kw: Any) -> Any:
+            token = _IN_FRAGMENT.set(True)
+            try:
+                return body(*args, **kw)
+            finally:
+                _IN_FRAGMENT.reset(token)
+
+        return st.fragment(marked, **kwargs)
+
+    return decorate(func) if func is not None else decorate
+
+
+def take_stop_request() -> None:
+    """At the top of every page run (page_header): the Stop pressed in the run before is answered by this run only,
+    so a later Compute starts its work again."""
+    st.session_state[_STOPPED_THIS_RUN] = st.session_state.pop(_STOP_ASKED, None)
+
+
+def _ask_to_stop(label: str) -> None:
+    # a button's callback runs before the rerun that its click starts; the click itself interrupts the running work at
+    # its next progress report (Streamlit's rerun request), where the toolbar's Stop leaves the box spinning
+    reached = st.session_state.get(_REACHED, {}).get(label, "before it started")
+    st.session_state[_STOP_ASKED] = {label: reached}
+    st.toast(f"Stopped: {label}, {reached}. Nothing from it was kept.", icon=":material/stop_circle:")
+
+
+def _stopped_here() -> None:
+    """In the run right after a Stop, at its first progress box outside a fragment: say what was stopped and where,
+    and stop the page here instead of starting work again (work that starts by itself, like the landing view's
+    training, would restart at once; a later stage of the same page would start in its place)."""
+    if _IN_FRAGMENT.get():
+        return
+    asked = st.session_state.pop(_STOPPED_THIS_RUN, None)
+    if not asked:
+        return
+    label, reached = next(iter(asked.items()))
+    st.info(f"**{label}**: stopped, {reached}, as you asked. Nothing from it was kept.", icon=":material/stop_circle:")
+    st.button("Start again", key="progress_start_again", type="primary")  # its click is a new run, which starts it
+    st.stop()
+
+
 @contextmanager
-def progress_status(label: str, estimate: Optional[Cost] = None) -> Iterator[Callable[[float, str], None]]:
-    """An st.status box with a progress bar; yields a ProgressFn for influence_core. The box's label (seen while
-    collapsed) and the bar say the share done and the time left (from ``estimate`` until there is a pace); when done,
-    the label says how long it took."""
+def progress_status(label: str, estimate: Optional[Cost] = None, stoppable: bool = True) -> Iterator[Callable[[float, str], None]]:
+    """An st.status box with a progress bar and a Stop button; yields a ProgressFn for influence_core. The box's label
+    (seen while collapsed) and the bar say the share done and the time left (from ``estimate`` until there is a pace);
+    when done, the label says how long it took. Stop ends the work at its next progress report and the page says
+    where it stopped (inside a :func:`page_fragment`, the toolbar's Stop does it). ``stoppable=False`` for work that
+    the page cannot go on without and that cannot end early (imports)."""
+    _stopped_here()
     start = time.perf_counter()
     shown = [0.0]  # when the box was last redrawn: at most ~10 redraws a second, every one is a message to the browser
     expected = estimate.seconds if estimate is not None else None
-    with st.status(
-        label + (f": starting, {estimate.text()} estimated" if estimate is not None else ": starting"), expanded=False
-    ) as status:
+    reached = st.session_state.setdefault(_REACHED, {})
+    reached[label] = "before it started"
+    box, button = st.columns([8, 1], vertical_alignment="top")
+    with button:
+        stop = st.empty()  # emptied when the work ends: a Stop beside a finished box would stop nothing
+        if stoppable and not _IN_FRAGMENT.get():
+            stop.button("Stop", key=f"stop::{label}", on_click=_ask_to_stop, args=(label,), icon=":material/stop:")
+    with (
+        box,
+        st.status(label + (f": starting, {estimate.text()} estimated" if estimate is not None else ": starting"), expanded=False) as status,
+    ):
         bar = st.progress(0.0)
 
         def report(fraction: float, message: str) -> None:
@@ -53,12 +120,17 @@ def progress_status(label: str, estimate: Optional[Cost] = None) -> Iterator[Cal
                 return
             shown[0] = now
             text = progress_text(fraction, now - start, message, expected)
+            # kept after the work ends: the Stop button's callback runs after the stopped run has unwound
+            share = min(max(float(fraction), 0.0), 1.0)
+            reached[label] = f"{'as it was finishing' if share >= 1 else f'at {share:.0%}'} after {duration_text(now - start)}"
             bar.progress(min(max(float(fraction), 0.0), 1.0), text=text)
             status.update(label=f"{label}: {text.split(': ')[0]}")
 
         try:
             yield report
-        except BaseException:  # a refusal (shown below by run_or_explain) must not leave the box reading "starting"
+        except Exception:  # a refusal (shown below by run_or_explain) must not leave the box reading "starting"
+            stop.empty()
             status.update(label=f"{label}: stopped (see the message below)", state="error")
             raise
+        stop.empty()
         status.update(label=f"{label}: done in {duration_text(time.perf_counter() - start)}", state="complete")

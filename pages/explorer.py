@@ -6,7 +6,7 @@ from pages._costs import confirm_start, cost_note, estimated, gated_result
 from pages._frame import page_header, preload_plotly
 from pages._loading import import_with_progress, imports_pending
 from pages._own_inputs import OWN_MODEL, own_model_card, own_model_inputs
-from pages._progress import compute_seconds_text, progress_status
+from pages._progress import compute_seconds_text, page_fragment, progress_status
 from pages._results import memoised, one_thread, run_or_explain
 from pages._widgets import described_select, settle_widget
 
@@ -243,7 +243,7 @@ def _kept_figure(name: str, build):
 
 # the interactive parts are fragments: a click, a radio or the epoch slider reruns its own part, not the page's
 # training, metrics and the other part (issue 20: ≤ 300 ms server time per interaction)
-@st.fragment
+@page_fragment
 def _points_view() -> None:
     # without the pairwise matrix (too large for this data) only self-influence can be shown: the radio offers only it,
     # so it reads what the plot shows (it read "influence on one test point" over a self-influence plot, issue 34)
@@ -572,7 +572,7 @@ def _epochs(cost):
         return influence_over_epochs(config, progress=report)
 
 
-@st.fragment
+@page_fragment
 def _over_training() -> None:
     st.subheader("Influence over training")
     if yours and not config.model.checkpoint_files:

@@ -17,7 +17,7 @@ from pages._detectors import detectors_panel
 from pages._frame import page_header, preload_plotly
 from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker
-from pages._progress import compute_seconds_text, progress_status
+from pages._progress import compute_seconds_text, page_fragment, progress_status
 from pages._results import kept_result, memoised, run_or_explain
 from pages._widgets import described_select, settle_widget
 
@@ -234,7 +234,7 @@ if not hi > lo:
     st.stop()
 
 
-@st.fragment(key="label_bias_threshold")
+@page_fragment(key="label_bias_threshold")
 def threshold_and_what_it_flags() -> None:
     """The threshold slider and everything that follows it (the metrics, charts, flagged table and export, the
     detectors' panel, the retrain button's count): a fragment, so a move of the slider reruns this part alone, not the
@@ -403,7 +403,7 @@ def threshold_and_what_it_flags() -> None:
     _fix_and_retrain(threshold, at)
 
 
-@st.fragment(key="label_bias_sample_level")
+@page_fragment(key="label_bias_sample_level")
 def sample_level() -> None:
     """One held-out sample and the training samples that most harm and help its prediction. It reads only kept results,
     so it is a fragment of its own, after the threshold's: a move of the slider does not redraw it (0.05 s of each

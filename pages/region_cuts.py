@@ -5,7 +5,7 @@ import streamlit as st
 from pages._costs import confirm_start, cost_note, estimated
 from pages._frame import page_header, preload_plotly
 from pages._loading import import_with_progress
-from pages._progress import progress_status
+from pages._progress import page_fragment, progress_status
 from pages._results import memoised, run_or_explain
 from pages._widgets import described_select
 
@@ -279,7 +279,7 @@ with tab_cuts:
                 st.session_state[state_key] = int(cut.point_positions[nearest])
                 return
 
-    @st.fragment(key="rc_focus_cut")
+    @page_fragment(key="rc_focus_cut")
     def focus_cut(study, state_key: str, resolution: int, tolerance: float) -> None:
         """The cut through the chosen point and its fixed-input sliders: a fragment, so moving a slider or clicking a
         point reruns this alone (not the surrogate, the metrics or the gallery)."""

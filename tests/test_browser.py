@@ -1,6 +1,7 @@
 """One real browser: `streamlit run` on localhost, opened in headless Debian Chromium via Playwright."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -400,3 +401,33 @@ def test_no_text_is_cut_off_or_drawn_over_at_1440_and_1280(served_app, tmp_path)
                     problems[f"{path or '/'} at {width}×{height}"] = sorted(set(found))
             page.set_viewport_size({"width": sizes[0][0], "height": sizes[0][1]})
     assert not problems, problems
+
+
+def test_stop_ends_the_running_work_at_once_and_the_page_says_where_it_stopped(served_app, tmp_path):
+    """Issue 34: after the toolbar's Stop the box kept spinning at "80 % done, about 8 s left" and work went on for
+    half a minute. Label bias's first view starts its work by itself; its box's Stop must end the run within seconds
+    (the next run can only finish once the stopped one has unwound), leave no spinning box, say where it stopped, and
+    not start the same work again until asked."""
+    with chromium_page(1440, 900) as page:
+        page.goto(served_app + "/label_bias")
+        stop = page.locator("[class*='st-key-stop'] button")  # the box's own, not the toolbar's Stop
+        stop.first.wait_for(timeout=240_000)
+        page.wait_for_timeout(1000)
+        clicked = time.time()
+        stop.first.click()
+        try:  # shown by the next run, which starts only once the stopped one has unwound
+            page.get_by_text("as you asked. Nothing from it was kept.").wait_for(timeout=30_000)
+        finally:
+            page.screenshot(path=str(tmp_path / "after_stop.png"), full_page=True)
+        took = time.time() - clicked
+        assert took < 10, f"the work went on {took:.1f} s after Stop"
+        said = page.locator("[data-testid='stAlertContentInfo']").filter(has_text="as you asked").inner_text()
+        # which box was running depends on the machine's speed: the scoring or the clean-label model after it
+        assert re.search(r"(scoring training samples|on the clean labels[^:]*): stopped, (at \d+%|as it was finishing) after ", said), said
+        assert page.get_by_role("button", name="Start again").count() == 1
+        page.wait_for_timeout(3000)  # nothing starts again by itself
+        assert page.locator("[data-testid='stExpanderIconSpinner']").count() == 0
+        assert stop.count() == 0
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.get_by_role("button", name="Start again").click()
+        stop.first.wait_for(timeout=60_000)

@@ -1,0 +1,88 @@
+"""Stop (issue 34): a progress box's own Stop button ends the work at its next progress report and the page says
+where it stopped; work that starts on its own does not start again in the run the click causes; inside a fragment,
+where Streamlit would queue the click behind the running work, the box leaves stopping to the toolbar's Stop.
+
+AppTest runs a script to its end, so these tests press Stop between runs; the browser test
+(tests/test_browser.py) presses it while the work runs."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+
+def _page():
+    """A page whose work starts on its own (as the landing view's training does), counting the work's runs."""
+    import streamlit as st
+
+    from pages._progress import page_fragment, progress_status, take_stop_request
+
+    take_stop_request()
+    st.session_state.setdefault("work_runs", 0)
+    with progress_status("Training the model") as report:
+        st.session_state["work_runs"] += 1
+        for step in range(3):
+            report(step / 3, f"step {step}")
+        if st.session_state.get("halt_in") == "page":
+            st.stop()  # the run ends mid-work, as at a Stop: the box is left as it was
+    st.write("trained")
+
+    @page_fragment(key="inner")
+    def inner() -> None:
+        with progress_status("Checking one point") as report:
+            report(0.5, "half")
+            if st.session_state.get("halt_in") == "fragment":
+                st.stop()
+
+    inner()
+
+
+def _stop_buttons(at: AppTest) -> list:
+    return [b for b in at.button if b.key and b.key.startswith("stop::")]
+
+
+def test_a_box_has_a_stop_while_its_work_runs_and_none_once_it_ended_or_inside_a_fragment():
+    at = AppTest.from_function(_page)
+    at.session_state["halt_in"] = "page"
+    at.run()
+    assert [b.key for b in _stop_buttons(at)] == ["stop::Training the model"]
+    at.session_state["halt_in"] = "fragment"
+    at.run()
+    # the page's box has ended (its Stop removed: one beside finished work would stop nothing); the fragment's box is
+    # running but has none, as a click there would wait for the work to end
+    assert [b.key for b in _stop_buttons(at)] == []
+    assert [m.value for m in at.markdown if m.value == "trained"]
+
+
+def test_the_run_after_stop_says_where_it_stopped_and_start_again_starts_it():
+    at = AppTest.from_function(_page)
+    at.run()
+    # press Stop as the browser would while the work ran: its callback, then the rerun the click starts
+    from pages import _progress
+
+    at.session_state[_progress._REACHED] = {"Training the model": "at 42 % after 12 s"}
+    _progress_stop = _progress._STOP_ASKED
+    at.session_state[_progress_stop] = {"Training the model": "at 42 % after 12 s"}
+    at.run()
+    assert not at.exception
+    assert at.session_state["work_runs"] == 1, "the work started again in the run the Stop caused"
+    said = " ".join(i.value for i in at.info)
+    assert "Training the model" in said and "stopped, at 42 % after 12 s" in said
+    assert not [m for m in at.markdown if m.value == "trained"]
+    # Start again: a new run, which starts the work
+    next(b for b in at.button if b.key == "progress_start_again").click().run()
+    assert at.session_state["work_runs"] == 2 and not at.info
+    # and any later run starts it too: a Stop is answered by the run right after it only
+    at.run()
+    assert at.session_state["work_runs"] == 3
+
+
+def test_the_stop_callback_records_how_far_the_work_got(monkeypatch):
+    from pages import _progress
+
+    toasts = []
+    state: dict = {_progress._REACHED: {"Training the model": "at 42 % after 12 s"}}
+    monkeypatch.setattr(_progress.st, "session_state", state)
+    monkeypatch.setattr(_progress.st, "toast", lambda text, **_: toasts.append(text))
+    _progress._ask_to_stop("Training the model")
+    assert state[_progress._STOP_ASKED] == {"Training the model": "at 42 % after 12 s"}
+    assert toasts and "at 42 % after 12 s" in toasts[0] and "Nothing from it was kept" in toasts[0]
