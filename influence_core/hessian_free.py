@@ -16,7 +16,7 @@ Trim-and-retrain removes the most harmful share of the training set and retrains
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from influence_core.methods import fit_attributor, method_label, method_names, n
 from influence_core.methods import get as get_method
 from influence_core.progress import ProgressFn, scaled, silent, track
 from influence_core.training import Checkpoint, TrainingRecipe
+
+if TYPE_CHECKING:
+    from influence_core.timing import Cost
 
 IMPACTS = ("utility", "fairness", "robustness")
 METHODS = method_names()  # the registry's, in its order
@@ -570,6 +573,30 @@ def trim_selection(scores: np.ndarray, labels: np.ndarray, n_remove: int, balanc
         rows = np.flatnonzero(labels == c)
         picks.append(rows[np.argsort(-scores[rows], kind="stable")[:q]])
     return np.sort(np.concatenate(picks))
+
+
+def trim_cost(config: RunConfig, dataset: Dataset) -> "Cost":
+    """What :func:`trim_and_retrain` will take, per seed: its scoring (the first seed's, timed here; its training goes to
+    the engine cache, which the run then reads) and one training per method and one untrimmed (the configured training
+    timed on a few steps), two more per method where ``balance="auto"`` compares its choices."""
+    import time
+
+    from influence_core.costs import training_cost
+    from influence_core.timing import Cost, seconds_text
+
+    study = study_of(config)
+    seeds, methods = list(study.trim_seeds), study.trim_methods
+    first = config.with_study(replace(study, methods=methods)).replace(seed=int(seeds[0]))  # as the run builds it
+    as_val, as_test = validation_split(dataset, int(seeds[0]))
+    start = time.perf_counter()
+    hessian_free_scores(first, as_val)
+    scoring = time.perf_counter() - start
+    trainings = 1 + len(methods) * (3 if study.trim_balance == "auto" else 1)
+    training = training_cost(first, as_test).seconds
+    per_seed = scoring + trainings * training
+    return Cost.of(
+        len(seeds), per_seed, f"{len(seeds)} seeds × (scoring {seconds_text(scoring)} + {trainings} trainings × {seconds_text(training)})"
+    )
 
 
 def trim_and_retrain(config: RunConfig, dataset: Dataset, progress: ProgressFn = silent, use_cache: bool = True) -> TrimResult:

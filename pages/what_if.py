@@ -18,6 +18,7 @@ from influence_core.figures.what_if import (
 )
 from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
+from pages._costs import gated_result
 from pages._frame import page_header
 from pages._own_inputs import csv_inputs
 from pages._pickers import method_and_curvature_knobs, method_picker
@@ -244,18 +245,21 @@ with tab_k:
     settle_widget("whatif_n_check", min(100, max(1, len(found_rows))), bounds=(1, max(1, len(found_rows))))
     n_check = int(v1.number_input("Sets to verify", 1, max(1, len(found_rows)), key="whatif_n_check", disabled=not len(found_rows)))
 
-    def _check_sample():
-        sample = np.random.default_rng(seed).permutation(found_rows)[:n_check]
-        with progress_status(f"Retraining {len(sample)} times, one set relabelled each time") as report:
+    sample = np.random.default_rng(seed).permutation(found_rows)[:n_check]
+
+    def _check_sample(cost):
+        with progress_status(f"Retraining {len(sample)} times, one set relabelled each time", cost) as report:
             return fs.verify_flip_sets(result, sample, "relabel", report)
 
     clicked = v1.button(
         "Check a random sample",
         key="whatif_verify_all",
-        help="Relabel each sampled set on a copy of the labels and retrain",
+        help="Relabel each sampled set on a copy of the labels and retrain; the time it will take is said first",
         disabled=not len(found_rows),
     )
-    checked = kept_result(clicked, run_key + ":verify_sample", _check_sample)
+    checked = gated_result(
+        clicked, f"{run_key}:verify_sample:{n_check}", "Retraining", lambda: fs.verification_cost(result, sample), _check_sample
+    )
     status = np.full(len(search.k), "not checked", dtype=object)
     if checked is not None:
         status[checked.test_indices] = np.where(checked.flipped, "flipped", "did not flip")
@@ -424,15 +428,16 @@ with tab_trim:
         help="Each seed is a new validation / held-out split and training. Below ~10 seeds a change of "
         "half a point is mostly the split's noise (measured on breast cancer: benchmarks/README.md).",
     )
-    if st.button("Trim and retrain", key="whatif_trim_go"):
-        st.session_state["whatif_trim_on"] = True
-    if st.session_state.get("whatif_trim_on"):
-        data = _with_sensitive_attribute(ds, trim_impact)
+    clicked = st.button("Trim and retrain", key="whatif_trim_go", help="The time it will take is said first")
+    data = _with_sensitive_attribute(ds, trim_impact)
+    trim_study = hf.impact_study(config, impact=trim_impact, trim_seeds=range(n_seeds))
 
-        def _trim():
-            with progress_status("Trimming and retraining") as report:
-                return hf.trim_and_retrain(hf.impact_study(config, impact=trim_impact, trim_seeds=range(n_seeds)), data, progress=report)
+    def _trim(cost):
+        with progress_status("Trimming and retraining", cost) as report:
+            return hf.trim_and_retrain(trim_study, data, progress=report)
 
-        trimmed = memoised(run_key + f":trim:{trim_impact}:{n_seeds}", lambda: run_or_explain(_trim))
-        if trimmed is not None:
-            _show_trim(trimmed, n_seeds)
+    trimmed = gated_result(
+        clicked, f"{run_key}:trim:{trim_impact}:{n_seeds}", "Trimming and retraining", lambda: hf.trim_cost(trim_study, data), _trim
+    )
+    if trimmed is not None:
+        _show_trim(trimmed, n_seeds)

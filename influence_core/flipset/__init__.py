@@ -79,6 +79,7 @@ from influence_core.flipset.verification import (  # noqa: F401
     edited_labels,
     refine_flip_set,
     retrained_margins,
+    verification_cost,
     verify_flip_sets,
 )
 
@@ -114,6 +115,7 @@ __all__ = [
     "refine_flip_set",
     "retrained_margins",
     "two_group_comparison",
+    "verification_cost",
     "verify_flip_sets",
     "what_if_config",
     "what_if_data",
