@@ -193,7 +193,7 @@ def _cost_announcer(config: RunConfig, args: argparse.Namespace):
     from influence_core.curvatures import AUTO_SECONDS
 
     def announce(trained, n_queries: int) -> None:
-        cost = costs.estimate_influence(config, trained, n_queries)
+        cost = costs.estimate_influence(config, trained, n_queries, check=True)  # a refusal found cheaply comes first
         if cost.seconds < SAY_COSTS_FROM:
             return
         _say(cost.line(f"influence ({config.curvature.kind} curvature): estimated"))

@@ -141,9 +141,10 @@ def influence_is_cached(config: "RunConfig", dataset: Optional["Dataset"] = None
 # ------------------------------------------------------------------------------------------------ pipelines
 
 
-def curvature_cost(config: "RunConfig", trained: "Trained", rows: int) -> Cost:
+def curvature_cost(config: "RunConfig", trained: "Trained", rows: int, check: bool = False) -> Cost:
     """The run's curvature (``auto`` resolved as it would choose) fitted on the trained model and applied to ``rows``
-    gradient rows; nothing for a method that uses none."""
+    gradient rows; nothing for a method that uses none. ``check`` (the model is the trained one): first raise what the
+    fit would refuse where a cheap check finds it (:func:`curvatures.check_before_fit`)."""
     from influence_core import curvatures, methods
     from influence_core.experiments import curvature_weight_decay, influence_params, tensors
 
@@ -162,10 +163,14 @@ def curvature_cost(config: "RunConfig", trained: "Trained", rows: int) -> Cost:
         options=dict(config.curvature.options),
         rows=rows,
     )
+    if check:
+        curvatures.check_before_fit(config.curvature.kind, request)
     return curvatures.estimate_cost(config.curvature.kind, request)
 
 
-def estimate_influence(config: "RunConfig", trained: "Trained", n_queries: Optional[int] = None, self_scores: bool = True) -> Cost:
+def estimate_influence(
+    config: "RunConfig", trained: "Trained", n_queries: Optional[int] = None, self_scores: bool = True, check: bool = False
+) -> Cost:
     """Scoring a trained run with a method that inverts a curvature: the curvature fitted and applied to the
     self-influence rows and the ``n_queries`` held-out queries (default: every held-out row), and the passes of
     per-sample training gradients that stream the scores. (A method that uses no curvature is not estimated here.)"""
@@ -177,7 +182,7 @@ def estimate_influence(config: "RunConfig", trained: "Trained", n_queries: Optio
     ds = trained.dataset
     n_queries = len(ds.y_test) if n_queries is None else n_queries
     rows = (len(ds.y_train) if self_scores else 0) + n_queries
-    parts = [curvature_cost(config, trained, rows)]
+    parts = [curvature_cost(config, trained, rows, check)]
     model = trained.model
     x, y, _, _ = tensors(ds, next(model.parameters()).device)
     passes = (1 if self_scores else 0) + (1 if n_queries else 0)
@@ -228,11 +233,12 @@ def _estimate_run(config, data, dataset, model, n_queries, trainings, progress) 
         if cost.seconds > TRAIN_FIRST_SECONDS:
             parts.append(cost)
             trained = Trained(config, data, model, [], {})
+    check = trained is None  # the trained model, not its untrained stand-in: what the fit will refuse shows now
     if trained is None:
         trained = experiments.train(config, progress or silent, True, dataset)
     queries = n_queries(trained.dataset) if callable(n_queries) else n_queries
     with experiments.threads_for_run(trained):
-        parts.append(estimate_influence(config, trained, queries))
+        parts.append(estimate_influence(config, trained, queries, check=check))
     return Cost.total(parts)
 
 

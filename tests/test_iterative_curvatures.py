@@ -241,6 +241,31 @@ def test_an_indefinite_exact_hessian_is_found_by_lanczos_before_the_matrix_is_fo
     assert formed == [1]
 
 
+def test_the_estimate_refuses_an_indefinite_exact_hessian_before_asking_to_confirm_its_forming(monkeypatch):
+    """Label bias's CNN with the exact Hessian asked to confirm 9 minutes of forming, then stopped on Lanczos' check
+    within a second (issue 34). The estimate, made on the trained model, now raises the refusal itself (the page then
+    starts nothing long); the run's own fit gives the same refusal without running Lanczos again."""
+    from influence_core import costs, experiments
+    from influence_core.config import explorer_config
+    from influence_core.curvatures import exact
+    from influence_core.errors import CurvatureError
+
+    monkeypatch.setattr(exact, "INDEFINITE_CHECK_SECONDS", 0.0)  # check even this small model
+    checks, check = [], exact.smallest_ritz_value
+    monkeypatch.setattr(exact, "smallest_ritz_value", lambda request, **k: checks.append(1) or check(request, **k))
+    monkeypatch.setattr(exact.ExactCurvature, "forming_seconds", classmethod(lambda cls, request: 600.0))  # "minutes"
+    config = explorer_config().replace(curvature__kind="exact", curvature__damping=0.0)
+    with pytest.raises(CurvatureError, match="not positive definite .* found by Lanczos"):
+        costs.estimate_run(config)
+    assert checks == [1]
+    with pytest.raises(CurvatureError, match="not positive definite .* found by Lanczos"):
+        experiments.compute_influence(config)
+    assert checks == [1], "the run's fit ran Lanczos again on the same trained weights"
+    # with enough damping the check passes and the estimate counts the forming, as before
+    damped = config.replace(curvature__damping=1.0)
+    assert costs.estimate_run(damped).seconds >= 600
+
+
 def test_a_refused_dense_curvature_names_the_others_as_the_app_shows_them():
     """The refusal named 'kron' and 'diag', which the app's curvature box shows as KFAC and diagonal GGN."""
     from influence_core.curvatures import curvature_short_label

@@ -176,6 +176,14 @@ def estimate_cost(kind: str, request: CurvatureRequest) -> Cost:
     return cls.estimate_cost(req)
 
 
+def check_before_fit(kind: str, request: CurvatureRequest) -> None:
+    """The fit's refusals that a cheap check on the trained model finds (:meth:`Curvature.check_before_fit`), for an
+    explicit ``kind``; ``auto`` moves past a refused backend by itself."""
+    if kind != AUTO:
+        cls, req = _explicit(kind, request)
+        cls.check_before_fit(req)
+
+
 def _fit_auto(request: CurvatureRequest) -> Curvature:
     skipped: list[str] = []
     for name, cls, req, reason in _auto_candidates(request):

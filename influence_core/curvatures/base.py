@@ -112,6 +112,12 @@ class Curvature(ABC):
         return None
 
     @classmethod
+    def check_before_fit(cls, request: CurvatureRequest) -> None:
+        """Raise the fit's own refusal where a check much cheaper than the fit finds it (on the trained model), so that
+        a person is not asked to confirm minutes of work that would then stop in a second. By default: none."""
+        return None
+
+    @classmethod
     def estimate_bytes(cls, request: CurvatureRequest) -> int:
         """Peak memory the fit and the inverse need, beyond the model and the data: at least the (k, p) rows it is
         applied to and one p-vector of its own, unless a backend says better (the identity stores nothing)."""

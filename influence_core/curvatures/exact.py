@@ -146,6 +146,25 @@ def smallest_ritz_value(request: CurvatureRequest, steps: int = 40) -> Optional[
     return smallest
 
 
+# smallest_ritz_value's answers in this process, by what they depend on: the check before the estimate and the fit's
+# own see the same trained weights (the same cached training), and 40 passes over the data are not repeated
+_RITZ_VALUES: dict[tuple, Optional[float]] = {}
+
+
+def _checked_ritz_value(request: CurvatureRequest) -> Optional[float]:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in request.param_names:
+        digest.update(request.model.get_parameter(name).detach().cpu().numpy().tobytes())
+    for tensor in (request.x, request.y):
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    key = (digest.hexdigest(), tuple(request.param_names), request.weight_decay, request.damping, type(request.task).__name__)
+    if key not in _RITZ_VALUES:
+        _RITZ_VALUES[key] = smallest_ritz_value(request)
+    return _RITZ_VALUES[key]
+
+
 class ExactCurvature(Curvature):
     name = "exact"
     label = "exact Hessian (torch.func)"
@@ -194,6 +213,22 @@ class ExactCurvature(Curvature):
         return cls.forming_seconds(request) > INDEFINITE_CHECK_SECONDS and request.profile.n_selected > 2
 
     @classmethod
+    def check_before_fit(cls, request: CurvatureRequest) -> None:
+        """Lanczos' definiteness check where forming takes longer than ``INDEFINITE_CHECK_SECONDS`` (a second, against
+        minutes of forming: Label bias's CNN asked to confirm 9 minutes, then stopped here in a second). Its answer is
+        kept for the same trained weights, data and damping, so the fit after the estimate does not repeat it."""
+        if not cls.checks_definiteness(request):
+            return
+        request.progress(0.0, "Lanczos: is the Hessian positive definite?")
+        ritz = _checked_ritz_value(request)
+        if ritz is not None and ritz <= 0:
+            raise CurvatureError(
+                f"the exact Hessian is not positive definite (an eigenvalue of {ritz:.3g} or less at damping "
+                f"{request.damping:g}, found by Lanczos before forming the {request.profile.n_selected:,}² matrix); raise "
+                f"the damping above {request.damping - ritz:.3g}, or use another curvature: " + cheaper_curvatures()
+            )
+
+    @classmethod
     def estimate_cost(cls, request: CurvatureRequest) -> Cost:
         """Lanczos' check (up to 40 Hessian-vector products over the data) where forming takes longer than
         ``INDEFINITE_CHECK_SECONDS``; forming (p tangents per sample, in blocks); the Cholesky factor (p³/3); the solves of
@@ -228,15 +263,7 @@ class ExactCurvature(Curvature):
                 f"the exact Hessian over {request.profile.n_selected:,} parameters needs {format_bytes(need)} "
                 f"(budget {format_bytes(request.budget)}); use another curvature: " + cheaper_curvatures()
             )
-        if cls.checks_definiteness(request):
-            request.progress(0.0, "Lanczos: is the Hessian positive definite?")
-            ritz = smallest_ritz_value(request)
-            if ritz is not None and ritz <= 0:
-                raise CurvatureError(
-                    f"the exact Hessian is not positive definite (an eigenvalue of {ritz:.3g} or less at damping "
-                    f"{request.damping:g}, found by Lanczos before forming the {request.profile.n_selected:,}² matrix); raise "
-                    f"the damping above {request.damping - ritz:.3g}, or use another curvature: " + cheaper_curvatures()
-                )
+        cls.check_before_fit(request)
         h = exact_hessian(
             request.model, request.x, request.y, names, request.weight_decay, exact_chunk_size(request), request.progress, request.task
         )
