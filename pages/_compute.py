@@ -19,11 +19,17 @@ def compute_setting_panel() -> None:
 
     current = distributed.current()
     with st.expander(f"Compute: {current.describe()}", expanded=False):
-        where = st.radio("Where the long work runs", list(WHERE), format_func=WHERE.get, key="compute_where")
+        where = st.radio("Where the long work runs", list(WHERE), format_func=WHERE.get, key="compute_where", persist_state="session")
         workers = (
-            int(st.number_input("Worker processes", 1, 4 * (os.cpu_count() or 1), 2, key="compute_workers")) if where == "local" else 0
+            int(st.number_input("Worker processes", 1, 4 * (os.cpu_count() or 1), 2, key="compute_workers", persist_state="session"))
+            if where == "local"
+            else 0
         )
-        address = st.text_input("Scheduler address", placeholder="tcp://HOST:8786", key="compute_address") if where == "cluster" else None
+        address = (
+            st.text_input("Scheduler address", placeholder="tcp://HOST:8786", key="compute_address", persist_state="session")
+            if where == "cluster"
+            else None
+        )
         if st.button("Apply", key="compute_apply"):
             setting = run_or_explain(distributed.ComputeSetting, workers=workers, scheduler=(address or "").strip() or None)
             if setting is not None and (where != "cluster" or setting.scheduler):

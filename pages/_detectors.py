@@ -84,7 +84,7 @@ def _explanation(detection, context, k, key, influence_rows, test_ids, picture, 
         to = f" → {names[suggestion[r]]}" if suggestion is not None and suggestion[r] != ds.y_train[r] else ""
         return f"#{rank}: {ds.ids_train[r]} ({names[ds.y_train[r]]}{to})"
 
-    row = st.selectbox("Why is this row flagged?", rows, format_func=describe, key=f"{key}_row")
+    row = st.selectbox("Why is this row flagged?", rows, format_func=describe, key=f"{key}_row", persist_state="session")
     why = explain_row(detection, context, row, k, influence_rows, test_ids)
     st.markdown(why.summary(names, ds.ids_train[row]))
     left, right = st.columns([3, 2])

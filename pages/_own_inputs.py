@@ -41,7 +41,7 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
             st.session_state.pop(widget, None)
         st.session_state[f"{key_prefix}_csv_fitted"] = fitted
     settle_widget(f"{key_prefix}_label_column", guess_label_column(columns), columns)
-    label = container.selectbox("Label column", columns, key=f"{key_prefix}_label_column")
+    label = container.selectbox("Label column", columns, key=f"{key_prefix}_label_column", persist_state="session")
     ids = [NO_ID_COLUMN] + [c for c in columns if c != label]
     with container:
         guessed = run_or_explain(guess_id_column, path, columns, label)
@@ -50,6 +50,7 @@ def csv_inputs(container: Any, key_prefix: str) -> tuple[Optional[str], Optional
         "Id column",
         ids,
         key=f"{key_prefix}_id_column",
+        persist_state="session",
         help="Names each row in tables and exports; every other column is a feature.",
     )
     return path, label, None if id_column == NO_ID_COLUMN else id_column
@@ -61,7 +62,7 @@ def data_path(container: Any, label: str, key: str, placeholder: str, help: str,
     (the message is shown)."""
     from influence_core.data_access import check_server_path, save_upload
 
-    typed = container.text_input(label, key=key, placeholder=placeholder, help=help).strip()
+    typed = container.text_input(label, key=key, persist_state="session", placeholder=placeholder, help=help).strip()
     upload = container.file_uploader(
         f"… or upload it ({', '.join('.' + t for t in upload_types)})",
         type=upload_types,
@@ -104,7 +105,7 @@ def own_data_inputs(container: Any, dataset: str, key_prefix: str) -> OwnDataInp
         "One subfolder per class; the subfolder names are the class names.",
         ["zip"],
     )
-    size = container.select_slider("Image size (pixels)", [16, 28, 32, 64], 28, key=f"{key_prefix}_image_size")
+    size = container.select_slider("Image size (pixels)", [16, 28, 32, 64], 28, key=f"{key_prefix}_image_size", persist_state="session")
     return OwnDataInputs(path=path, image_size=int(size))
 
 
@@ -162,25 +163,28 @@ def own_model_inputs(container: Any, key_prefix: str, dataset: str) -> tuple[Opt
         index=names.index("cnn" if dataset == "image_folder" else "mlp"),
         format_func=ZOO_ARCHITECTURES.get,
         key=f"{key_prefix}_model_arch",
+        persist_state="session",
         disabled=program,
         help="A .pt2 program carries its own architecture.",
     )
     hidden, depth, activation = 32, 2, "relu"
     if arch == "torchvision":
-        arch = container.text_input("torchvision name", "mobilenet_v3_small", key=f"{key_prefix}_model_tv").strip()
+        arch = container.text_input("torchvision name", "mobilenet_v3_small", key=f"{key_prefix}_model_tv", persist_state="session").strip()
     elif arch == "mlp" and not program:
         w, d = container.columns(2)
-        hidden = int(w.number_input("Width", 1, 4096, 32, key=f"{key_prefix}_model_hidden"))
-        depth = int(d.number_input("Layers", 1, 16, 2, key=f"{key_prefix}_model_depth", help="hidden layers"))
+        hidden = int(w.number_input("Width", 1, 4096, 32, key=f"{key_prefix}_model_hidden", persist_state="session"))
+        depth = int(d.number_input("Layers", 1, 16, 2, key=f"{key_prefix}_model_depth", persist_state="session", help="hidden layers"))
         activation = container.selectbox(
             "Activation",
             ["relu", "tanh", "sigmoid"],
             key=f"{key_prefix}_model_activation",
+            persist_state="session",
             help="the one it was trained with: the weights do not say, and another one scores another model",
         )
     typed = container.text_area(
         "TracIn checkpoints (optional)",
         key=f"{key_prefix}_model_checkpoints",
+        persist_state="session",
         placeholder="earlier weight files, one path per line",
         help="TracIn sums over training checkpoints; without them it is not available for your model.",
         disabled=program,
@@ -210,19 +214,30 @@ def model_input_settings(container: Any, key_prefix: str, dataset: str) -> Optio
         columns, channels = "", None
         if tabular:
             columns = st.text_input(
-                "Feature columns, in the model's order", key=f"{key_prefix}_model_columns", placeholder="a, b, c (empty: the file's order)"
+                "Feature columns, in the model's order",
+                key=f"{key_prefix}_model_columns",
+                persist_state="session",
+                placeholder="a, b, c (empty: the file's order)",
             )
         else:
             channels = st.radio(
-                "Channels", [1, 3], horizontal=True, key=f"{key_prefix}_model_channels", format_func={1: "grayscale", 3: "RGB"}.get
+                "Channels",
+                [1, 3],
+                horizontal=True,
+                key=f"{key_prefix}_model_channels",
+                persist_state="session",
+                format_func={1: "grayscale", 3: "RGB"}.get,
             )
         mean = st.text_input(
             "Mean",
             key=f"{key_prefix}_model_mean",
+            persist_state="session",
             placeholder="empty: " + ("standardised on the training split" if tabular else "pixels in [0, 1]"),
             help="one number, or one per " + ("feature" if tabular else "channel"),
         )
-        std = st.text_input("Std", key=f"{key_prefix}_model_std", placeholder="e.g. 1 (raw features: mean 0, std 1)")
+        std = st.text_input(
+            "Std", key=f"{key_prefix}_model_std", persist_state="session", placeholder="e.g. 1 (raw features: mean 0, std 1)"
+        )
         return run_or_explain(input_settings, dataset, columns, channels, mean, std)
 
 

@@ -13,7 +13,9 @@ from pages._widgets import described_select, settle_widget
 def method_picker(container: Any, key: str, default: str = "influence", label: str = "Method", **kwargs: Any) -> str:
     names = list(methods.method_names())
     settle_widget(key, default, names)
-    return described_select(container, label, names, methods.method_label, methods.method_short_label, key=key, **kwargs)
+    return described_select(
+        container, label, names, methods.method_label, methods.method_short_label, key=key, persist_state="session", **kwargs
+    )
 
 
 def method_has(method: str, capability: str) -> bool:
@@ -34,6 +36,7 @@ def curvature_picker(
         curvatures.curvature_label,
         curvatures.curvature_short_label,
         key=key,
+        persist_state="session",
         disabled=not methods.get(method).uses_curvature,
         **kwargs,
     )
@@ -50,7 +53,7 @@ def knob_inputs(container: Any, owner: Any, key: str) -> tuple[tuple[str, Any], 
         for name, knob in owner.knobs.items():
             widget_key = f"{key}_{owner.name}_{name}"
             if knob.kind is bool:
-                value = int(st.checkbox(name, value=bool(knob.default), key=widget_key, help=str(knob)))
+                value = int(st.checkbox(name, value=bool(knob.default), key=widget_key, persist_state="session", help=str(knob)))
             else:
                 cast = int if knob.kind is int else float
                 bounds = {k: cast(v) for k, v in (("min_value", knob.low), ("max_value", knob.high)) if v is not None}
@@ -61,6 +64,7 @@ def knob_inputs(container: Any, owner: Any, key: str) -> tuple[tuple[str, Any], 
                     format=None if knob.kind is int else "%g",
                     placeholder="at run time",
                     key=widget_key,
+                    persist_state="session",
                     help=str(knob),
                     **bounds,
                 )

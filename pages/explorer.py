@@ -91,22 +91,27 @@ with st.container(border=True):
         SHORT_NAMES.get,
         index=list(DESCRIPTIONS).index("single_flip"),
         key="explorer_dataset",
+        persist_state="session",
     )
-    n_train = c1.slider("Training points", 50, 1000, 200, step=50, key="explorer_n_train")
+    n_train = c1.slider("Training points", 50, 1000, 200, step=50, key="explorer_n_train", persist_state="session")
     noise = described_select(
         c2,
         "Label noise",
         ["none", "uniform", "flip_class"],
         {"none": "none", "uniform": "uniform (any class → other)", "flip_class": "class 1 → class 0"}.get,
         key="explorer_noise",
+        persist_state="session",
     )
-    fraction = c2.slider("Noise fraction", 0.0, 0.4, 0.1, step=0.01, disabled=noise == "none", key="explorer_fraction")
+    fraction = c2.slider(
+        "Noise fraction", 0.0, 0.4, 0.1, step=0.01, disabled=noise == "none", key="explorer_fraction", persist_state="session"
+    )
     model_kind = described_select(
         c3,
         "Model",
         ["mlp", "logreg", OWN_MODEL],
         {"mlp": "MLP", "logreg": "logistic regression (L2)", OWN_MODEL: "your trained model (a file)"}.get,
         key="explorer_model",
+        persist_state="session",
         help="Your model: one you trained on this toy data (export it below: the coordinates are in the CSV), with "
         "two inputs and one output per class. Keep the dataset, points, noise and seed it was trained on.",
     )
@@ -142,9 +147,10 @@ with st.container(border=True):
             "Damping",
             dampings,
             key=f"explorer_damping_{model_kind}",
+            persist_state="session",
             help="added to the Hessian's diagonal before inverting",
         )
-        seed = st.number_input("Seed", 0, 10_000, 0, key="explorer_seed")
+        seed = st.number_input("Seed", 0, 10_000, 0, key="explorer_seed", persist_state="session")
 
 if yours and own_model is None:
     st.info("Name your trained model above: its weights file and architecture, or a torch.export program (.pt2).")
@@ -254,6 +260,7 @@ def _points_view() -> None:
         views,
         horizontal=True,
         key="explorer_view",
+        persist_state="session",
         format_func={
             "self": "self-influence (how hard each point pulls the model)",
             "test": "influence on one test point",
@@ -270,11 +277,11 @@ def _points_view() -> None:
     # ~zero loss gradient, and nothing moves it)
     if view == "test":
         settle_widget("explorer_test_id", int(result.hardest_test_points(1)[0]), bounds=(0, len(ds.y_test) - 1))
-        idx = int(st.number_input("Test point id", 0, len(ds.y_test) - 1, key="explorer_test_id"))
+        idx = int(st.number_input("Test point id", 0, len(ds.y_test) - 1, key="explorer_test_id", persist_state="session"))
         train_values, label, signed, highlight = result.pairwise[idx], f"influence on test #{idx}", True, ("test", idx)
     elif view == "train":
         settle_widget("explorer_train_id", int(np.argmax(result.self_scores)), bounds=(0, len(ds.y_train) - 1))
-        idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, key="explorer_train_id"))
+        idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, key="explorer_train_id", persist_state="session"))
         test_values, highlight = result.pairwise[:, idx], ("train", idx)
 
     figure = _kept_figure(
@@ -451,7 +458,9 @@ def _retraining_checks(view: str, idx: int) -> None:
                 )
             elif view == "test":
                 settle_widget("explorer_check_n", 20, bounds=(5, 50))
-                n_check = st.slider("Strongest training points to remove, one at a time", 5, 50, step=5, key="explorer_check_n")
+                n_check = st.slider(
+                    "Strongest training points to remove, one at a time", 5, 50, step=5, key="explorer_check_n", persist_state="session"
+                )
                 top = strongest_for_test_point(result.pairwise, idx, n_check)
                 _show_check(top, [idx], f"explorer_check:{config.key()}:test{idx}:{n_check}", f"Retrain without each of the {n_check}")
                 _show_exact_check(top, idx)
@@ -471,7 +480,12 @@ def _edit_and_retrain(idx: int) -> None:
         )
         settle_widget("explorer_edit", EDITS[0], EDITS)
         edit = st.radio(
-            "Edit", EDITS, horizontal=True, key="explorer_edit", format_func={"remove": "remove it", "relabel": "change its label"}.get
+            "Edit",
+            EDITS,
+            horizontal=True,
+            key="explorer_edit",
+            persist_state="session",
+            format_func={"remove": "remove it", "relabel": "change its label"}.get,
         )
 
         def _retrain(cost):
@@ -590,7 +604,7 @@ def _over_training() -> None:
             share = per_epoch[:, ds.flipped].sum(1) / np.maximum(per_epoch.sum(1), 1e-30)
             over.plotly_chart(epochs_figure(epochs, share, "flipped points' share of self-influence"), width="stretch")
         settle_widget("explorer_epoch", epochs[-1], list(epochs))  # the run's checkpoints: another run saves others
-        epoch = over.select_slider("Epoch", options=list(epochs), key="explorer_epoch")
+        epoch = over.select_slider("Epoch", options=list(epochs), key="explorer_epoch", persist_state="session")
         k = list(epochs).index(epoch)
         top = np.argsort(-per_epoch[k])[:5]
         over.dataframe(pd.DataFrame({"id": top, "flipped": ds.flipped[top], "self-influence": per_epoch[k][top]}), hide_index=True)

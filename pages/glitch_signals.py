@@ -53,15 +53,22 @@ MODELS = {
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    dataset = described_select(c1, "Dataset", list(DATASETS), DATASETS.get, key="glitch_dataset")
+    dataset = described_select(c1, "Dataset", list(DATASETS), DATASETS.get, key="glitch_dataset", persist_state="session")
     own = dataset in OWN_DATA
     mine = own_data_inputs(c1, dataset, "glitch") if own else OwnDataInputs()
     if not own:
         n_train = c1.select_slider(
-            "Training rows (MNIST sets)", [1000, 2000, 4000, 6000], 2000, disabled=dataset == "digits", key="glitch_n_train"
+            "Training rows (MNIST sets)",
+            [1000, 2000, 4000, 6000],
+            2000,
+            disabled=dataset == "digits",
+            key="glitch_n_train",
+            persist_state="session",
         )
     models = [m for m in MODELS if not (dataset == "csv" and m == "cnn") and (own or m != OWN_MODEL)]
-    model = described_select(c3, "Model", models, MODELS.get, key=f"glitch_model_{dataset == 'csv'}" + ("_own" if own else ""))
+    model = described_select(
+        c3, "Model", models, MODELS.get, key=f"glitch_model_{dataset == 'csv'}" + ("_own" if own else ""), persist_state="session"
+    )
     yours = model == OWN_MODEL  # trained on the data as it is: nothing injected, nothing retrained
     own_model, inputs = own_model_inputs(c3, "glitch", dataset) if yours else (None, None)
     kinds = [k for k in GLITCH_KINDS if k != "none" and not (dataset == "csv" and k in ("brightness", "stripe"))]
@@ -74,10 +81,11 @@ with st.container(border=True):
         GLITCH_KINDS.get,
         GLITCH_SHORT_NAMES.get,
         key=f"glitch_kind_{'own' if own else 'builtin'}" + ("_yours" if yours else ""),
+        persist_state="session",
         help="Your model was trained on your data as it is: injecting glitches would need a model trained on them." if yours else None,
     )
-    ratio = c2.slider("Glitch ratio", 0.02, 0.3, 0.1, step=0.01, key="glitch_ratio", disabled=kind == "none")
-    epochs = c3.slider("Epochs (SGD, no momentum)", 5, 60, 15, step=5, key="glitch_epochs", disabled=yours)
+    ratio = c2.slider("Glitch ratio", 0.02, 0.3, 0.1, step=0.01, key="glitch_ratio", persist_state="session", disabled=kind == "none")
+    epochs = c3.slider("Epochs (SGD, no momentum)", 5, 60, 15, step=5, key="glitch_epochs", persist_state="session", disabled=yours)
     method = method_picker(
         c3,
         "glitch_method" + ("_yours" if yours else ""),
@@ -87,17 +95,24 @@ with st.container(border=True):
     )
     method_knobs, _ = method_and_curvature_knobs(c3, method, "auto", "glitch")
     with c4:
-        seed = st.number_input("Seed", 0, 10_000, 0, key="glitch_seed")
-        val_fraction = st.slider("Validation share of the test split", 0.1, 0.9, 0.5, step=0.1, key="glitch_val")
+        seed = st.number_input("Seed", 0, 10_000, 0, key="glitch_seed", persist_state="session")
+        val_fraction = st.slider("Validation share of the test split", 0.1, 0.9, 0.5, step=0.1, key="glitch_val", persist_state="session")
         folds = st.selectbox(
             "cleanlab folds",
             [0] if yours else [0, 2, 3, 5],
             index=0 if yours else 1,
             key="glitch_folds" + ("_yours" if yours else ""),
+            persist_state="session",
             format_func=lambda f: "skip cleanlab" if f == 0 else f"{f}-fold",
             help="cleanlab's out-of-fold probabilities retrain the model per fold: not for your model" if yours else None,
         )
-        include_bias = st.checkbox("Bias in the TracIn layer", True, key="glitch_bias", disabled=not method_has(method, "head_closed_form"))
+        include_bias = st.checkbox(
+            "Bias in the TracIn layer",
+            True,
+            key="glitch_bias",
+            persist_state="session",
+            disabled=not method_has(method, "head_closed_form"),
+        )
 
 if own and not mine.complete:
     ask_for_own_data(dataset, mine)
@@ -235,11 +250,12 @@ signal = f1.selectbox(
     "Rank by",
     choices,
     key=f"glitch_signal_{kind}",
+    persist_state="session",
     format_func=lambda s: (
         f"{s}: {SIGNALS[s]}" if s in SIGNALS else f"{detectors.label(s)}" if s in ranked_by_detector else f"{s}: baseline"
     ),
 )
-top = f2.slider("Show the top", 5, 100, 20, step=5, key="glitch_top")
+top = f2.slider("Show the top", 5, 100, 20, step=5, key="glitch_top", persist_state="session")
 frame = run_or_explain(flagged_frame, report, signal)
 if frame is None:
     st.stop()
@@ -313,7 +329,9 @@ st.caption(
     "label-noise detector, relabel to the label it suggests. Then retrain the same configuration and compare test accuracy."
 )
 r1, r2 = st.columns([1, 2])
-n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), default_repair_count(report, truth), key=f"glitch_n_repair_{run_key}")
+n_repair = r1.number_input(
+    "Rows to repair", 1, max(1, len(frame)), default_repair_count(report, truth), key=f"glitch_n_repair_{run_key}", persist_state="session"
+)
 if signal in SIGNALS or signal in ranked_by_detector:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
     r2.write(f"Suggested: relabel {len(relabel)} rows, remove {len(remove)}.")

@@ -46,12 +46,12 @@ MODEL_OPTIONS = {"chexpert": ["resnet18", "cnn"], "csv": ["logreg", "mlp"]}
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    dataset = described_select(c1, "Dataset", list(DATASETS), DATASETS.get, key="label_bias_dataset")
+    dataset = described_select(c1, "Dataset", list(DATASETS), DATASETS.get, key="label_bias_dataset", persist_state="session")
     own = dataset in lb.OWN_DATA
     mine = OwnDataInputs()
     class_names = peek = None
     if dataset == "chexpert":
-        mine.path = c1.text_input("CheXpert folder", "data/CheXpert-v1.0-small", key="label_bias_path") or None
+        mine.path = c1.text_input("CheXpert folder", "data/CheXpert-v1.0-small", key="label_bias_path", persist_state="session") or None
     elif own:
         mine = own_data_inputs(c1, dataset, "label_bias")
         if mine.complete:
@@ -71,10 +71,11 @@ with st.container(border=True):
             sizes,
             format_func=lambda n: "all" if n == 0 else f"{n:,}",
             key=sizes_key,
+            persist_state="session",
         )
     model_options = MODEL_OPTIONS.get(dataset, ["cnn", "mlp", "logreg"]) + ([OWN_MODEL] if own else [])
     settle_widget(f"label_bias_model_{dataset}", model_options[0], model_options)
-    model = described_select(c3, "Model", model_options, MODELS.get, key=f"label_bias_model_{dataset}")
+    model = described_select(c3, "Model", model_options, MODELS.get, key=f"label_bias_model_{dataset}", persist_state="session")
     yours = model == OWN_MODEL
     own_model, inputs = own_model_inputs(c3, "label_bias", dataset) if yours else (None, None)
     flip = (1, 0)
@@ -87,6 +88,7 @@ with st.container(border=True):
             0.5,
             step=0.05,
             key="label_bias_own_fraction",
+            persist_state="session",
             help="0 = your labels as they are: the page ranks and flags samples, but without a ground truth it "
             "cannot say how many it caught. Flip a share of one class to see the detection rates.",
             disabled=yours,
@@ -97,16 +99,18 @@ with st.container(border=True):
             f1, f2 = c2.columns(2)
             classes = range(len(class_names))  # the data's classes: another file has others
             settle_widget("label_bias_flip_source", min(1, len(class_names) - 1), classes)
-            source = f1.selectbox("Flip", classes, format_func=class_names.__getitem__, key="label_bias_flip_source")
+            source = f1.selectbox(
+                "Flip", classes, format_func=class_names.__getitem__, key="label_bias_flip_source", persist_state="session"
+            )
             settle_widget("label_bias_flip_target", 0, classes)
-            target = f2.selectbox("to", classes, format_func=class_names.__getitem__, key="label_bias_flip_target")
+            target = f2.selectbox("to", classes, format_func=class_names.__getitem__, key="label_bias_flip_target", persist_state="session")
             flip = (int(source), int(target))
     else:
-        fraction = c2.slider("Share of the class flipped", 0.0, 0.5, 0.2, step=0.05, key="label_bias_fraction")
+        fraction = c2.slider("Share of the class flipped", 0.0, 0.5, 0.2, step=0.05, key="label_bias_fraction", persist_state="session")
         c2.caption("9 → 4" if dataset != "chexpert" else "positive → negative")
     weights = None
     if model == "resnet18":
-        weights = c3.text_input("ImageNet weights file (optional)", "", key="label_bias_weights") or None
+        weights = c3.text_input("ImageNet weights file (optional)", "", key="label_bias_weights", persist_state="session") or None
     method = method_picker(c4, "label_bias_method")
     curvature = curvature_picker(
         c4,
@@ -118,8 +122,8 @@ with st.container(border=True):
     )
     method_knobs, curvature_knobs = method_and_curvature_knobs(c4, method, curvature, "label_bias")
     with c4.expander("Damping and seed"):
-        damping = st.select_slider("Damping", [1e-4, 1e-3, 1e-2, 1e-1], 1e-2, key="label_bias_damping")
-        seed = int(st.number_input("Seed", 0, 10_000, 0, key="label_bias_seed"))
+        damping = st.select_slider("Damping", [1e-4, 1e-3, 1e-2, 1e-1], 1e-2, key="label_bias_damping", persist_state="session")
+        seed = int(st.number_input("Seed", 0, 10_000, 0, key="label_bias_seed", persist_state="session"))
 
 if own and class_names is None:
     ask_for_own_data(dataset, mine)
@@ -226,7 +230,9 @@ if clean:
 st.subheader(f"Group level: training samples ranked by {lb.SCORE_DESCRIPTIONS[lb.DEFAULT_SCORE]} (default score) or another")
 names = list(result.scores)
 settle_widget("label_bias_score", lb.DEFAULT_SCORE, names)
-score_name = st.selectbox("Score", names, format_func=lambda s: f"{s}: {lb.SCORE_DESCRIPTIONS[s]}", key="label_bias_score")
+score_name = st.selectbox(
+    "Score", names, format_func=lambda s: f"{s}: {lb.SCORE_DESCRIPTIONS[s]}", key="label_bias_score", persist_state="session"
+)
 scores = result.scores[score_name]
 lo, hi = float(np.min(scores)), float(np.max(scores))
 if not hi > lo:
@@ -250,6 +256,7 @@ def threshold_and_what_it_flags() -> None:
         step=(hi - lo) / 400,
         format="%.3g",
         key=f"label_bias_threshold_{score_name}",
+        persist_state="session",
     )
     st.caption(
         ("" if threshold == default else f"The slider is at {threshold:.3g}, not the default. ")
@@ -422,7 +429,9 @@ def sample_level() -> None:
     held_out = [int(i) for i in order]
     test_key = f"label_bias_test_{config.key()}"
     settle_widget(test_key, held_out[0], held_out)
-    test_index = st.selectbox("Held-out sample (misclassified first)", held_out, format_func=_describe, key=test_key)
+    test_index = st.selectbox(
+        "Held-out sample (misclassified first)", held_out, format_func=_describe, key=test_key, persist_state="session"
+    )
     tables = run_or_explain(lb.top_influencers, result, int(test_index), 10)
     if tables is not None:
         if tabular:
@@ -457,6 +466,7 @@ def _fix_and_retrain(threshold: float, at: dict) -> None:
         "Action",
         ["relabel", "remove"],
         key="label_bias_action",
+        persist_state="session",
         format_func={"relabel": f"relabel to {relabel_to}", "remove": "remove from training"}.get,
     )
 

@@ -59,12 +59,13 @@ def mislabel_roc_section() -> None:
         "ROC per arm bold and the random baseline dashed. Runs are cached on disk."
     )
     m1, m2, m3, m4 = st.columns([1, 1, 2, 1])
-    study_data = described_select(m1, "Dataset", list(STUDY_DATASETS), STUDY_DATASETS.get, key="mr_dataset")
+    study_data = described_select(m1, "Dataset", list(STUDY_DATASETS), STUDY_DATASETS.get, key="mr_dataset", persist_state="session")
     study_n_train = m2.select_slider(
         "Training images",
         [1000, 2000, 4000],
         2000,
         key="mr_n_train",
+        persist_state="session",
         disabled=study_data == "digits",
         help="digits uses all of its 1,797 images",
     )
@@ -73,9 +74,10 @@ def mislabel_roc_section() -> None:
         list(ARMS),
         list(ARMS)[:2],
         key="mr_arms",
+        persist_state="session",
         help="ResNet18 and the 3× longer arm take minutes per run on a CPU",
     )
-    study_runs = m4.slider("Runs per arm", 1, 10, 3, key="mr_runs")
+    study_runs = m4.slider("Runs per arm", 1, 10, 3, key="mr_runs", persist_state="session")
     study_key = f"mislabel-roc:{study_data}:{study_n_train}:{arm_names}:{study_runs}"
 
     arms = [ARMS[name] for name in arm_names]
@@ -158,33 +160,51 @@ with tab_cuts:
 
     with st.container(border=True):
         c1, c2, c3, c4 = st.columns(4)
-        family = described_select(c1, "Network family", list(FAMILIES), FAMILIES.get, key="rc_family")
+        family = described_select(c1, "Network family", list(FAMILIES), FAMILIES.get, key="rc_family", persist_state="session")
         folder = DEFAULT_ACASXU_FOLDER
         if family == "acasxu":
-            folder = c1.text_input("ACAS Xu folder", DEFAULT_ACASXU_FOLDER + "/", key="rc_folder").strip() or DEFAULT_ACASXU_FOLDER
-        prev_adv = c2.selectbox("Previous advisory", list(range(5)), format_func=lambda i: ADVISORIES[i], key="rc_prev")
+            folder = (
+                c1.text_input("ACAS Xu folder", DEFAULT_ACASXU_FOLDER + "/", key="rc_folder", persist_state="session").strip()
+                or DEFAULT_ACASXU_FOLDER
+            )
+        prev_adv = c2.selectbox(
+            "Previous advisory", list(range(5)), format_func=lambda i: ADVISORIES[i], key="rc_prev", persist_state="session"
+        )
         if family == "hcas":
-            tau = c2.selectbox("τ (s)", HCAS_TAUS, key="rc_tau_hcas")
+            tau = c2.selectbox("τ (s)", HCAS_TAUS, key="rc_tau_hcas", persist_state="session")
         else:
-            tau = c2.selectbox("τ (s)", list(range(1, 10)), format_func=lambda i: f"{ACASXU_TAU_SECONDS[i - 1]:g}", key="rc_tau_acas")
+            tau = c2.selectbox(
+                "τ (s)",
+                list(range(1, 10)),
+                format_func=lambda i: f"{ACASXU_TAU_SECONDS[i - 1]:g}",
+                key="rc_tau_acas",
+                persist_state="session",
+            )
         n_points = c3.select_slider(
             "Table points (sampling density)",
             [2000, 5000, 10000, 20000, 40000, 100_000, 300_000, 1_000_000],
             20000,
             key="rc_points",
+            persist_state="session",
             format_func=lambda n: f"{n:,}",
             help="ACAS Xu's five inputs need far more points than HCAS's three: see the note below",
         )
-        sampling = c3.radio("Sampling", ["uniform", "grid"], horizontal=True, key="rc_sampling")
-        hidden = c4.select_slider("Surrogate width", [16, 32, 64, 128, 256], 64, key="rc_hidden")
-        depth = c4.slider("Surrogate hidden layers", 1, 6, 4, key="rc_depth")
+        sampling = c3.radio("Sampling", ["uniform", "grid"], horizontal=True, key="rc_sampling", persist_state="session")
+        hidden = c4.select_slider("Surrogate width", [16, 32, 64, 128, 256], 64, key="rc_hidden", persist_state="session")
+        depth = c4.slider("Surrogate hidden layers", 1, 6, 4, key="rc_depth", persist_state="session")
         with c4.expander("Training"):
-            epochs = st.number_input("Epochs", 1, 1000, RegionConfig.epochs, key="rc_epochs")
-            batch_size = st.select_slider("Batch size", [256, 512, 1024, 2048, 4096], RegionConfig.batch_size, key="rc_batch")
-            lr = st.select_slider(
-                "Learning rate (Adam, cosine decay)", [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2], RegionConfig.lr, key="rc_lr"
+            epochs = st.number_input("Epochs", 1, 1000, RegionConfig.epochs, key="rc_epochs", persist_state="session")
+            batch_size = st.select_slider(
+                "Batch size", [256, 512, 1024, 2048, 4096], RegionConfig.batch_size, key="rc_batch", persist_state="session"
             )
-            seed = st.number_input("Seed", 0, 10_000, 0, key="rc_seed")
+            lr = st.select_slider(
+                "Learning rate (Adam, cosine decay)",
+                [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2],
+                RegionConfig.lr,
+                key="rc_lr",
+                persist_state="session",
+            )
+            seed = st.number_input("Seed", 0, 10_000, 0, key="rc_seed", persist_state="session")
         with c4.expander("Influence (last layer)"):
             method = method_picker(st, "rc_method", RegionConfig.method)
             curvature = curvature_picker(st, "rc_curvature", RegionConfig.curvature, method)
@@ -253,9 +273,11 @@ with tab_cuts:
         st.dataframe(pd.DataFrame(summary["confusion"], index=[f"oracle {n}" for n in names], columns=[f"surrogate {n}" for n in names]))
 
     g1, g2, g3 = st.columns(3)
-    n_cuts = g1.slider("Cuts in the gallery", 1, 8, 4, key="rc_n_cuts")
-    resolution = g2.select_slider("Cut resolution", [40, 60, 80, 120, 160], 80, key="rc_resolution")
-    tolerance = g3.select_slider("Slice thickness (share of each fixed input's range)", [0.02, 0.05, 0.1, 0.2], 0.05, key="rc_tolerance")
+    n_cuts = g1.slider("Cuts in the gallery", 1, 8, 4, key="rc_n_cuts", persist_state="session")
+    resolution = g2.select_slider("Cut resolution", [40, 60, 80, 120, 160], 80, key="rc_resolution", persist_state="session")
+    tolerance = g3.select_slider(
+        "Slice thickness (share of each fixed input's range)", [0.02, 0.05, 0.1, 0.2], 0.05, key="rc_tolerance", persist_state="session"
+    )
 
     centres = memoised(f"regions-centres:{config}:{n_cuts}:{tolerance}", lambda: rank_cut_centres(study, n_cuts, tolerance=tolerance))
     state_key = f"rc_centre:{config}"
@@ -302,6 +324,7 @@ with tab_cuts:
                 hi,
                 float(np.clip(centre[i], lo, hi)),
                 key=f"rc_fix_{info.input_names[i]}_{position}",
+                persist_state="session",
             )
         start = time.perf_counter()
         focus = run_or_explain(make_cut, study, centre, None, resolution, tolerance, position)

@@ -22,8 +22,10 @@ st.caption(
 
 with st.container(border=True):
     c1, c2, c3 = st.columns([1, 1, 2])
-    dataset = described_select(c1, "Dataset", list(lds.TRUST_DATASETS), lds.TRUST_DATASETS.get, key="trust_dataset")
-    model = described_select(c1, "Model", list(lds.TRUST_MODELS), lds.TRUST_MODELS.get, key="trust_model")
+    dataset = described_select(
+        c1, "Dataset", list(lds.TRUST_DATASETS), lds.TRUST_DATASETS.get, key="trust_dataset", persist_state="session"
+    )
+    model = described_select(c1, "Model", list(lds.TRUST_MODELS), lds.TRUST_MODELS.get, key="trust_model", persist_state="session")
     subsets = c2.slider(
         "Retrained subsets",
         5,
@@ -31,14 +33,16 @@ with st.container(border=True):
         20,
         step=5,
         key="trust_subsets",
+        persist_state="session",
         help="more subsets narrow each point's correlation; every retrain is cached for later runs",
     )
-    fraction = c2.slider("Share of the training set in each", 0.1, 0.9, 0.5, step=0.1, key="trust_fraction")
-    seed = int(c2.number_input("Seed", 0, 10_000, 0, key="trust_seed"))
+    fraction = c2.slider("Share of the training set in each", 0.1, 0.9, 0.5, step=0.1, key="trust_fraction", persist_state="session")
+    seed = int(c2.number_input("Seed", 0, 10_000, 0, key="trust_seed", persist_state="session"))
     randomness = c1.radio(
         "Retraining without rows means",
         list(lds.RANDOMNESS),
         key="trust_randomness",
+        persist_state="session",
         format_func={"resampled": "a new run", "fixed": "this run, rows zeroed"}.get,
         help="a new run on each subset (training noise included: no method can predict it; the ceiling measures it), or "
         "the same run with the dropped rows' weights zeroed: same initial weights, same batches (what exact attribution answers)",
@@ -49,6 +53,7 @@ with st.container(border=True):
     smooth = c1.checkbox(
         "Smooth training",
         key="trust_smooth",
+        persist_state="session",
         disabled=model == "logreg",
         help="the MLP's learning rate annealed to 0 and weight decay 1e-2: training smooth in the rows' weights, where exact "
         "attribution follows retraining (it changes the answer: on moons at 5 % dropped, LDS 0.67 → 0.98)",
@@ -56,6 +61,7 @@ with st.container(border=True):
     ceiling = c1.checkbox(
         "Seed-noise ceiling",
         key="trust_ceiling",
+        persist_state="session",
         disabled=randomness == "fixed",
         help="retrain each subset under a second seed: doubles the retrains",
     )
@@ -64,6 +70,7 @@ with st.container(border=True):
         lds.method_specs(),
         lds.default_specs(),
         key="trust_methods",
+        persist_state="session",
         help="each influence-function entry names its curvature; all run against the same retrains",
     )
     clicked = c3.button("Measure LDS", type="primary", key="trust_go", disabled=not chosen)
@@ -142,10 +149,10 @@ p1, p2 = st.columns([1, 3])
 # the methods measured and their held-out points follow the run: the boxes show the ones the figures use (issue 34)
 methods = list(table["method"])
 settle_widget("trust_point_method", methods[0], methods)
-method = p1.selectbox("Method", methods, key="trust_point_method")
+method = p1.selectbox("Method", methods, key="trust_point_method", persist_state="session")
 worst_first = [int(i) for i in np.argsort(np.nan_to_num(result.per_test[method], nan=2.0))]
 settle_widget("trust_point", worst_first[0], worst_first)
-point = int(p1.selectbox("Held-out point (worst ordered first)", worst_first, key="trust_point"))
+point = int(p1.selectbox("Held-out point (worst ordered first)", worst_first, key="trust_point", persist_state="session"))
 predicted, retrained = lds.subset_scatter(result, method, point)
 title = f"{method} on held-out point {point}: Spearman {result.per_test[method][point]:+.2f} over {subsets} subsets"
 p2.plotly_chart(trust_figures.subset_figure(predicted, retrained, title), width="stretch", key="trust_scatter")
@@ -154,7 +161,7 @@ p1.caption("Each dot is one retrained subset. A method that is right puts them o
 st.markdown("**The same point, leave-one-out:** remove the method's strongest training points for it one at a time, retrain each time.")
 l1, l2 = st.columns([1, 3])
 settle_widget("trust_loo_removals", 10, bounds=(3, 30))
-removals = int(l1.slider("Points removed, one at a time", 3, 30, key="trust_loo_removals"))
+removals = int(l1.slider("Points removed, one at a time", 3, 30, key="trust_loo_removals", persist_state="session"))
 loo_clicked = l1.button("Check against leave-one-out", key="trust_loo_go")
 
 

@@ -35,7 +35,9 @@ st.caption(
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    name = described_select(c1, "Dataset", list(fs.WHAT_IF_DATASETS), fs.WHAT_IF_DATASETS.get, key="whatif_dataset")
+    name = described_select(
+        c1, "Dataset", list(fs.WHAT_IF_DATASETS), fs.WHAT_IF_DATASETS.get, key="whatif_dataset", persist_state="session"
+    )
     classes, csv_path, label_column, id_column = (3, 8), None, None, None
     if name in ("digits", "mnist"):
         a, b = c1.columns(2)
@@ -43,12 +45,12 @@ with st.container(border=True):
         settle_widget("whatif_class_a", 3, bounds=(0, 9))
         settle_widget("whatif_class_b", 8, bounds=(0, 9))
         classes = (
-            int(a.number_input("Class A", 0, 9, key="whatif_class_a")),
-            int(b.number_input("Class B", 0, 9, key="whatif_class_b")),
+            int(a.number_input("Class A", 0, 9, key="whatif_class_a", persist_state="session")),
+            int(b.number_input("Class B", 0, 9, key="whatif_class_b", persist_state="session")),
         )
     elif name == "csv":
         csv_path, label_column, id_column = csv_inputs(c1, "whatif")
-    noise = c2.slider("Extra label noise (uniform)", 0.0, 0.3, 0.0, step=0.05, key="whatif_noise")
+    noise = c2.slider("Extra label noise (uniform)", 0.0, 0.3, 0.0, step=0.05, key="whatif_noise", persist_state="session")
     model_kind = described_select(
         c2,
         "Model",
@@ -56,17 +58,19 @@ with st.container(border=True):
         {"logreg": "L2 logistic regression (exact Hessian)", "mlp": "MLP 2×32 (last-layer curvature)"}.get,
         index=1 if name == "moons" else 0,
         key="whatif_model",
+        persist_state="session",
     )
-    weight_decay = c3.select_slider("L2 weight decay λ", [1e-3, 1e-2, 1e-1, 1.0], 1e-2, key="whatif_wd")
-    tau = c3.slider("Threshold τ on p(class 1)", 0.05, 0.95, 0.5, step=0.05, key="whatif_tau")
+    weight_decay = c3.select_slider("L2 weight decay λ", [1e-3, 1e-2, 1e-1, 1.0], 1e-2, key="whatif_wd", persist_state="session")
+    tau = c3.slider("Threshold τ on p(class 1)", 0.05, 0.95, 0.5, step=0.05, key="whatif_tau", persist_state="session")
     output = c4.radio(
         "Algorithm 1 sums",
         ["probability", "margin"],
         horizontal=True,
         key="whatif_output",
+        persist_state="session",
         format_func={"probability": "Δ probability (paper)", "margin": "Δ logit margin"}.get,
     )
-    seed = int(c4.number_input("Seed", 0, 10_000, 0, key="whatif_seed"))
+    seed = int(c4.number_input("Seed", 0, 10_000, 0, key="whatif_seed", persist_state="session"))
     method = method_picker(
         c4,
         "whatif_method",
@@ -141,13 +145,16 @@ with right:
         st.session_state["whatif_test_id"] = int(rows[0])
     # a test point of this data (the smallest flip set first); the box shows the point the page describes (issue 34)
     settle_widget("whatif_test_id", int(np.argmin(np.where(search.found, search.k, 10**9))), bounds=(0, n_test - 1))
-    t = int(st.number_input("Test point (click one in the plot or the table)", 0, n_test - 1, key="whatif_test_id"))
+    t = int(
+        st.number_input("Test point (click one in the plot or the table)", 0, n_test - 1, key="whatif_test_id", persist_state="session")
+    )
     settle_widget("whatif_mode", "relabel", ["relabel", "remove"])
     mode = st.radio(
         "Set",
         ["relabel", "remove"],
         horizontal=True,
         key="whatif_mode",
+        persist_state="session",
         format_func={"relabel": "relabel (Algorithm 1)", "remove": "remove (Yang et al. 2023)"}.get,
     )
     chosen = result.flip_set(t, mode)
@@ -243,7 +250,11 @@ with tab_k:
     # How far to trust the one-shot sets on this data: the paper's "flip successful" share, by retraining a sample.
     v1, v2 = st.columns([1, 3])
     settle_widget("whatif_n_check", min(100, max(1, len(found_rows))), bounds=(1, max(1, len(found_rows))))
-    n_check = int(v1.number_input("Sets to verify", 1, max(1, len(found_rows)), key="whatif_n_check", disabled=not len(found_rows)))
+    n_check = int(
+        v1.number_input(
+            "Sets to verify", 1, max(1, len(found_rows)), key="whatif_n_check", persist_state="session", disabled=not len(found_rows)
+        )
+    )
 
     sample = np.random.default_rng(seed).permutation(found_rows)[:n_check]
 
@@ -284,6 +295,7 @@ with tab_cmp:
         list(hf.IMPACTS),
         horizontal=True,
         key="whatif_impact",
+        persist_state="session",
         format_func={
             "utility": "utility (test loss)",
             "fairness": "fairness (DP gap)",
@@ -418,13 +430,14 @@ with tab_trim:
             "does on yours."
         )
     settle_widget("whatif_trim_impact", "utility", ["utility", "fairness"])
-    trim_impact = st.radio("Rank by", ["utility", "fairness"], horizontal=True, key="whatif_trim_impact")
+    trim_impact = st.radio("Rank by", ["utility", "fairness"], horizontal=True, key="whatif_trim_impact", persist_state="session")
     settle_widget("whatif_trim_seeds", 5, bounds=(1, 20))
     n_seeds = st.slider(
         "Seeds",
         1,
         20,
         key="whatif_trim_seeds",
+        persist_state="session",
         help="Each seed is a new validation / held-out split and training. Below ~10 seeds a change of "
         "half a point is mostly the split's noise (measured on breast cancer: benchmarks/README.md).",
     )

@@ -213,3 +213,21 @@ def test_explorer_view_radio_reads_self_influence_when_the_data_is_too_large_for
     assert not [b for b in at.number_input if b.key in ("explorer_test_id", "explorer_train_id")], (
         "a point id box beside a plot no point chooses"
     )
+
+
+def test_a_views_choices_are_kept_when_the_person_leaves_it_and_comes_back():
+    """Streamlit drops the state of widgets not drawn in a run: leaving a view for another and coming back reset every
+    choice there (a walk's Trust recomputed from its defaults). The pages' keyed widgets keep their values for the
+    session (``persist_state="session"``), and the browser is sent the kept value."""
+    at = _open("pages/what_if.py")
+    at.selectbox(key="whatif_dataset").set_value("moons").run()
+    at.number_input(key="whatif_test_id").set_value(5).run()
+    _ran_clean(at)
+    at.switch_page("pages/trust.py").run()
+    assert not at.exception and "whatif_dataset" not in [s.key for s in at.selectbox]
+    at.switch_page("pages/what_if.py").run()
+    _ran_clean(at)
+    dataset, point = at.selectbox(key="whatif_dataset"), at.number_input(key="whatif_test_id")
+    assert (dataset.value, point.value) == ("moons", 5)
+    assert shown(dataset).startswith("2D half moons") and shown(point) == 5, (shown(dataset), shown(point))
+    assert any(m.value.startswith("Test #5:") for m in at.markdown)
