@@ -29,14 +29,32 @@ def detectors_panel(
     run_out_of_fold: Optional[Callable[[], None]] = None,
     out_of_fold_seconds: Optional[float] = None,
     influence_on_loss_scale: bool = False,
+    flags: Optional[tuple[str, np.ndarray]] = None,
 ) -> None:
     """``k``: the rows the view flags (each detector's top ``k`` counts as its flags); ``mask``: planted flips, when
     there are any; ``picture``: a training row's image, for image data; ``run_out_of_fold``: the view's way to run the
     detectors that train on folds, offered with its estimate when they have not run; ``influence_on_loss_scale``: the
-    influence rows predict a loss change (the method says so), so a removal's predicted effect is shown and checked."""
+    influence rows predict a loss change (the method says so), so a removal's predicted effect is shown and checked;
+    ``flags``: (score name, rows flagged) where the view flags by a score of its own, which the panel then names beside
+    its ranking (Label bias's panel read "Ranked by combined of AUM, ..." above flags its influence score had set)."""
     lead = detectors.get(detection.default)
     made_of = f" of {', '.join(detectors.label(c) for c in detection.components)}" if detection.components else ""
-    st.markdown(f"**Ranked by {lead.label}**{made_of}" + (f": {detection.basis}." if detection.basis else f": {lead.description}."))
+    why = f": {detection.basis}." if detection.basis else f": {lead.description}."
+    if flags is None:
+        st.markdown(f"**Ranked by {lead.label}**{made_of}" + why)
+    else:
+        score, flagged = flags
+        st.markdown(
+            f"The flags above come from the **{score}** score. The detectors here rank the same rows by themselves; their "
+            f"default ranking is **{lead.label}**{made_of}" + why
+        )
+        if mask is not None and mask.any():
+            by_score, by_detectors = int((np.asarray(flagged, bool) & mask).sum()), detection.caught(k, mask)
+            compared = "the same number" if by_score == by_detectors else "more" if by_detectors > by_score else "fewer"
+            st.markdown(
+                f"Of the {int(mask.sum())} planted flips, the {score} flags hold **{by_score}**; the top {k} of "
+                f"{lead.label} hold **{by_detectors}** ({compared})."
+            )
     waiting = detection.waiting
     for name, why in detection.skipped.items():
         if name not in waiting:

@@ -405,6 +405,7 @@ def threshold_and_what_it_flags() -> None:
                 run_out_of_fold=None if yours else _out_of_fold,
                 out_of_fold_seconds=m.get("out_of_fold_estimate"),
                 influence_on_loss_scale=lb.influence_on_loss_scale(result),
+                flags=(score_name, np.asarray(scores >= threshold)),
             )
 
     _fix_and_retrain(threshold, at)

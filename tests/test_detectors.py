@@ -216,6 +216,21 @@ def test_label_bias_shows_the_detectors_side_by_side_and_explains_a_flagged_row(
     at.run()
     side = next(d.value for d in at.dataframe if "detector" in d.value.columns)
     assert any(name.endswith("(default)") for name in side["detector"]) and "AUROC" in side.columns
+    # the flags come from the page's score, not from the panel's ranking: the panel says so, and counts the planted
+    # flips each holds (it read "Ranked by combined of AUM, ..." above flags its influence score had set)
+    import re
+
+    score = at.selectbox(key="label_bias_score").value
+    assert any(m.value.startswith(f"The flags above come from the **{score}** score.") for m in at.markdown)
+    planted = int(next(m.value for m in at.metric if m.label == "Flipped training labels").split(" / ")[0])
+    flagged = int(next(m.value for m in at.metric if m.label == "Flagged samples"))
+    counts = next(
+        re.match(r"Of the (\d+) planted flips, the \w+ flags hold \*\*(\d+)\*\*; the top (\d+) of .* hold \*\*(\d+)\*\*", m.value)
+        for m in at.markdown
+        if m.value.startswith("Of the ")
+    )
+    n, by_score, k, by_detectors = map(int, counts.groups())
+    assert n == planted and k == max(flagged, 1) and 0 <= by_score <= min(n, flagged) and 0 <= by_detectors <= min(n, k)
     assert side["AUROC"].notna().all() and len(side) >= 5
     picker = at.selectbox(key="label_bias_detectors_row")
     assert len(picker.options) >= 2

@@ -82,6 +82,10 @@ class Detection:
         """Whether each detector puts each row in its top ``k``."""
         return self.ranks() <= k
 
+    def caught(self, k: int, mask: np.ndarray, name: Optional[str] = None) -> int:
+        """How many rows of ``mask`` (planted flips) detector ``name`` (default: the default ranking) has in its top ``k``."""
+        return int((self.flagged_by(k)[name or self.default].to_numpy() & np.asarray(mask, bool)).sum())
+
     def overlap_at(self, k: int) -> pd.DataFrame:
         """Share of each detector's top ``k`` that each other detector's top ``k`` holds too."""
         flags = self.flagged_by(k)
