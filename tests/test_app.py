@@ -95,6 +95,8 @@ def test_explorer_checks_influence_against_retraining(explorer):
     ]
     assert any("after retraining" in m.value for m in explorer.markdown)
     assert any(c.key == "explorer_check_plot" for c in explorer.get("plotly_chart"))
+    # the check and "Remove ... and retrain" retrain differently: the check says how, and that the other differs
+    assert any("re-optimises from the trained weights" in c.value and "the two differ" in c.value for c in explorer.caption)
 
 
 @pytest.mark.parametrize("edit", ["remove", "relabel"])
@@ -110,6 +112,7 @@ def test_explorer_removes_or_relabels_the_point_and_retrains(explorer, edit):
     assert float(after["Mean test loss after"].delta) < -2e-3, "fixing the one wrong label lowers the test loss"
     assert any(c.key == "explorer_edit_plot" for c in explorer.get("plotly_chart"))
     assert _metrics(explorer)["Flipped labels"] == "1", "the stored data keeps its flip"
+    assert any("differs from the retraining check's for the same removal" in c.value for c in explorer.caption)
 
 
 # ------------------------------------------------------------------ the user's own data (issue 18)
