@@ -5,6 +5,8 @@ A progress callback receives ``(fraction_done in [0, 1], message)``.
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 ProgressFn = Callable[[float, str], None]
@@ -47,3 +49,25 @@ def tqdm_progress(description: str = "") -> ProgressFn:
 
     report.close = bar.close  # type: ignore[attr-defined]  # so a caller can end the bar's line before an error message
     return report
+
+
+_BEAT: contextvars.ContextVar[Optional[Callable[[str], None]]] = contextvars.ContextVar("progress_beat", default=None)
+
+
+@contextmanager
+def beating(report: Callable[[str], None]) -> Iterator[None]:
+    """Within it, :func:`beat` calls ``report(message)``: the app's progress box repeats its last share with the message."""
+    token = _BEAT.set(report)
+    try:
+        yield
+    finally:
+        _BEAT.reset(token)
+
+
+def beat(message: str) -> None:
+    """A step inside work that reports no share of its own (a library's solver loop: LiSSA's series, CG's iterations,
+    each a product with the curvature). The app's Stop takes effect at a progress report, and one block of a LiSSA
+    solve ran half a minute without one (issue 34); the box shows the work moving meanwhile."""
+    report = _BEAT.get()
+    if report is not None:
+        report(message)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import streamlit as st
 
+from influence_core.progress import beating
 from influence_core.timing import Cost, duration_text
 
 
@@ -114,7 +115,10 @@ def progress_status(label: str, estimate: Optional[Cost] = None, stoppable: bool
     ):
         bar = st.progress(0.0)
 
+        last = [0.0]  # the share last reported: a beat (influence_core.progress.beat) repeats it with its message
+
         def report(fraction: float, message: str) -> None:
+            last[0] = fraction
             now = time.perf_counter()
             if now - shown[0] < 0.1 and fraction < 1.0:
                 return
@@ -127,7 +131,8 @@ def progress_status(label: str, estimate: Optional[Cost] = None, stoppable: bool
             status.update(label=f"{label}: {text.split(': ')[0]}")
 
         try:
-            yield report
+            with beating(lambda message: report(last[0], message)):
+                yield report
         except Exception:  # a refusal (shown below by run_or_explain) must not leave the box reading "starting"
             stop.empty()
             status.update(label=f"{label}: stopped (see the message below)", state="error")

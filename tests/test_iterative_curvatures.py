@@ -274,3 +274,28 @@ def test_a_refused_dense_curvature_names_the_others_as_the_app_shows_them():
     text = cheaper_curvatures()
     assert text.startswith("auto, ") and all(f"{curvature_short_label(n)} ({n})" in text for n in ("kron", "diag", "last_layer")), text
     assert "KFAC (kron)" in text
+
+
+@pytest.mark.parametrize("kind", ["lissa", "cg"])
+def test_an_iterative_solve_beats_at_every_product_so_stop_ends_it_within_one(convex, kind):
+    """A LiSSA or CG solve runs inside curvlinops with no progress of its own: one block of the explorer's LiSSA ran
+    half a minute with the box unchanged and Stop unheard (issue 34). Each product with the curvature beats; a beat
+    that raises (as the app's Stop does) ends the solve at once."""
+    from influence_core.progress import beating
+
+    model, x, y, names, g, _ = convex
+    curvature = build_curvature(kind, model, x, y, names, WD, 0.0, options={"depth": 50} if kind == "lissa" else {})
+    beats = []
+    with beating(beats.append):
+        curvature.inverse_hvp(g)
+    assert len(beats) >= (50 if kind == "lissa" else 2) and beats[-1].endswith("products with the curvature")
+
+    class Stopped(Exception):
+        pass
+
+    def stop(_message):
+        raise Stopped
+
+    with beating(stop), pytest.raises(Stopped):
+        curvature.inverse_hvp(g)
+    curvature.inverse_hvp(g)  # outside, nothing beats: the same solve runs to its end

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from influence_core.curvatures.base import CurvatureRequest
 from influence_core.errors import InputError
+from influence_core.progress import beat
 from influence_core.tasks import CrossEntropyTask
 
 
@@ -39,8 +40,12 @@ class DampedOperator:
                 return operator.device
 
             def _matmat(self, X: List[Tensor]) -> List[Tensor]:
-                return [ax + shift * x for ax, x in zip(operator._matmat(X), X)]
+                out = [ax + shift * x for ax, x in zip(operator._matmat(X), X)]
+                products[0] += 1
+                beat(f"{products[0]} products with the curvature")  # an iterative solve's only sign of life
+                return out
 
+        products = [0]
         return _Damped()
 
 
