@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._costs import confirm_start, cost_note, estimated, gated_result
+from pages._costs import confirm_start, cost_note, estimated
 from pages._frame import page_header, preload_plotly
 from pages._loading import import_with_progress, imports_pending
 from pages._own_inputs import OWN_MODEL, own_model_card, own_model_inputs
@@ -55,30 +55,16 @@ from influence_core.config import EXPLORER_ACTIVATION, EXPLORER_WEIGHT_DECAY, de
 from influence_core.costs import estimate_run, influence_is_cached  # noqa: E402
 from influence_core.data.synthetic import DESCRIPTIONS, SHORT_NAMES  # noqa: E402
 from influence_core.experiments import (  # noqa: E402
-    EDITS,
     compute_influence,
     content_key,
     decision_grid,
     epochs_are_cached,
     influence_over_epochs,
-    retrain_with_edit,
 )
-from influence_core.figures import decision_region_figure, epochs_figure, number_format, retraining_check_figure, sign_note  # noqa: E402
-from influence_core.figures.what_if import removal_check_figure  # noqa: E402
-from influence_core.methods import (  # noqa: E402
-    method_label,  # noqa: E402
-    method_short_label,
-    names_where,
-)
-from influence_core.metrics import accuracy_change, detection_summary  # noqa: E402
-from influence_core.retraining_check import (  # noqa: E402
-    check_by_retraining,
-    check_with_fixed_randomness,
-    predicted_loss_change_on_removal,
-    retraining_check_cost,  # noqa: E402
-    strongest_for_test_point,
-)
+from influence_core.figures import decision_region_figure, epochs_figure, sign_note  # noqa: E402
+from influence_core.metrics import detection_summary  # noqa: E402
 from influence_core.timing import Cost, seconds_text  # noqa: E402
+from pages._explorer_checks import RetrainingChecks  # noqa: E402  (imports torch: after the progress box)
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker  # noqa: E402
 
 with st.container(border=True):
@@ -212,11 +198,6 @@ k4.metric(
 )
 k5.metric("Compute", "cached" if m["influence_from_cache"] else compute_seconds_text(m["train_seconds"] + m["influence_seconds"]))
 own_model_card(m)
-NOT_RETRAINED = (
-    "Your model is not retrained here. To check it, choose the MLP or logistic regression, which this page retrains; "
-    "or retrain yours on the exported points without the ones you pick, and compare."
-)
-
 POINT_TRACES = {1: "train", 2: "test"}  # trace order of figures.decision_region_figure
 
 
@@ -306,257 +287,9 @@ def _points_view() -> None:
     st.plotly_chart(figure, on_select=_on_point_click, selection_mode=("points",), key="explorer_plot", width="stretch")
     st.caption(sign_note() + ". Self-influence ∇Lᵀ H⁻¹ ∇L is ≥ 0: large = the model bends to fit that point.")
 
-    if view == "train":
-        _removal_prediction(highlight[1])
-    if view != "self":
-        _retraining_checks(view, highlight[1])
-    if view == "train" and not yours:  # yours: the check says why nothing retrains it
-        _edit_and_retrain(highlight[1])
+    if highlight is not None:
+        RetrainingChecks(result, config, method, yours).for_point(view, highlight[1])
     _points_table(train_values, label, signed)
-
-
-def _removal_prediction(idx: int) -> None:
-    """The first-order change of the mean test loss if training point ``idx`` were removed."""
-    change = float(predicted_loss_change_on_removal(result.pairwise[:, idx], len(ds.y_train)).mean())
-    if abs(change) < 1e-12:  # a point fitted with ~zero loss gradient moves nothing
-        st.write(f"Removing training point #{idx} would leave the mean test loss unchanged (its loss gradient is ~0).")
-    else:
-        st.write(
-            f"Removing training point #{idx} would change the mean test loss by about **{change:+.2e}** "
-            f"({'harmful' if change < 0 else 'helpful'} on average)."
-        )
-
-
-# the two retrainings give different numbers for the same removal (a walk read -3.2e-3 in one, -0.0080 in the
-# other, unexplained): each says how it retrains and why the other differs
-RETRAINING_WAYS = {
-    "check": "This check re-optimises from the trained weights without the point (L-BFGS in float64): the removal's own "
-    "effect, which influence predicts. 'Remove or relabel … and retrain' retrains from scratch with the run's own "
-    "optimiser, so its change also holds where that training ends: the two differ for the same removal.",
-    "edit": "Its loss change differs from the retraining check's for the same removal: the check re-optimises from "
-    "the trained weights and measures the removal alone; this run also moves where training ends.",
-}
-
-
-def _show_check(train_indices, test_indices, store_key: str, button: str) -> None:
-    """A button that retrains without the named points and plots predicted vs retrained loss changes."""
-
-    def _estimate():
-        with one_thread():
-            return retraining_check_cost(result, len(train_indices))
-
-    def _check(cost):
-        with one_thread(), progress_status("Retraining", cost) as report:
-            return check_by_retraining(result, train_indices, test_indices, progress=report)
-
-    check = gated_result(st.button(button, key="explorer_check_button"), store_key, "Retraining", _estimate, _check)
-    if check is None:
-        return
-    n_pairs = int(np.isfinite(check.actual).sum())
-    # what each dot is: one removal seen at many test points, many removals at one, or both
-    dots = "test points" if len(train_indices) == 1 else "removals" if len(test_indices) == 1 else "(removal, test point) pairs"
-    if not check.can_tell:
-        st.warning(
-            f"**The check cannot tell here.** Retraining with nothing removed moves the test loss by up to "
-            f"{check.noise_floor:.1e} (the noise floor); {n_pairs - check.n_above_noise} of {n_pairs} predicted or "
-            f"retrained changes are that small (the largest predicted: {np.abs(check.predicted).max():.1e}). "
-            "A correlation over them would measure the optimiser, not the influence. Check a point that pulls "
-            "harder: the flipped one, or one near the boundary (the largest points above)."
-        )
-        st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
-        return
-    st.caption(
-        f"Over the {check.n_above_noise} of {n_pairs} {dots} above the retraining noise floor "
-        f"(±{check.noise_floor:.1e}: retraining with nothing removed); the grey band marks the floor. " + RETRAINING_WAYS["check"]
-    )
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Pearson", f"{check.pearson:.3f}", help="of predicted and retrained loss changes, over the dots")
-    c2.metric("Spearman", f"{check.spearman:.3f}", help="rank agreement: does the score order the removals right?")
-    c3.metric("Same sign", f"{check.sign_agreement:.0%}", help=f"{dots} whose predicted and retrained changes agree in sign (a coin: 50%)")
-    c4.metric(
-        "Retrained / predicted",
-        f"{check.slope:.2f}" if check.on_loss_scale else "—",
-        help="least-squares slope through 0: 1 = the right size; > 1 = influence understates the change",
-    )
-    if not check.signs_beyond_chance:
-        st.caption(
-            f"Same sign {check.sign_agreement:.0%} over {check.n_above_noise} {dots} is within two standard errors of a coin's "
-            "50%: here the scores do not tell which way a removal moves this loss."
-        )
-    if not check.settled:
-        st.warning(
-            f"L-BFGS stopped short of an optimum: a gradient of {check.leftover_gradient:.1e} was left, "
-            f"{check.leftover_gradient / check.removal_push:.0f}× the push of one removal ({check.removal_push:.1e}). "
-            "Part of each retrained change is where the optimiser stopped, not the removal. ReLU kinks do this; "
-            "a tanh or sigmoid MLP (Model details) or logistic regression settles."
-        )
-    if check.actual.shape[1] > 1:
-        st.write(
-            f"Mean test-loss change: predicted **{check.predicted.mean():+.2e}**, after retraining **{np.nanmean(check.actual):+.2e}**."
-        )
-    st.plotly_chart(retraining_check_figure(check), width="stretch", key="explorer_check_plot")
-    if not check.on_loss_scale:
-        st.caption(
-            f"{method_label(method)} does not predict the size of a loss change (it declares no loss scale), so read the ranking and the signs."
-        )
-
-
-def _show_exact_check(train_indices, test_index: int) -> None:
-    """The same removals, asked of this very run: exact attribution and the chosen method against retraining with
-    the point's weight zeroed (same initial weights, same batches)."""
-    st.markdown("**This run without each point** (fixed randomness: the same initial weights and batches)")
-    exact = names_where("exact_for_the_run")[0]
-    compared = list(dict.fromkeys([exact, method]))
-    seconds = len(train_indices) * float(result.metrics.get("train_seconds", 0.0))
-    st.caption(
-        f"Exact attribution differentiates through the recorded training run; the retrains are that run with one weight "
-        f"zeroed. About {seconds:.0f} s of retraining ({len(train_indices)} runs of {result.metrics.get('train_seconds', 0.0):.1f} s) "
-        "plus one reverse pass through training."
-    )
-
-    def _exact(cost):
-        with one_thread(), progress_status("Exact attribution and fixed-randomness retrains", cost) as report:
-            return check_with_fixed_randomness(result, train_indices, [test_index], compared, progress=report)
-
-    retrains = Cost(seconds, f"{len(train_indices)} retrains of this run's {result.metrics.get('train_seconds', 0.0):.1f} s")
-    check = gated_result(
-        st.button(f"Compare with exact attribution ({len(train_indices)} retrains, {retrains.text()})", key="explorer_exact_button"),
-        f"explorer_exact:{config.key()}:test{test_index}:{len(train_indices)}",
-        "Exact attribution and the retrains",
-        lambda: retrains,
-        _exact,
-    )
-    if check is None:
-        return
-    columns = st.columns(len(compared))
-    for column, name in zip(columns, compared):
-        column.metric(
-            f"{method_short_label(name)}: Pearson", f"{check.pearson(name):.3f}", help=f"{check.method_seconds[name]:.1f} s to score"
-        )
-    st.plotly_chart(
-        removal_check_figure(
-            check.actual[:, 0],
-            {method_short_label(m): check.predicted[m][:, 0] for m in compared},
-            {method_short_label(m): check.on_loss_scale[m] for m in compared},
-        ),
-        width="stretch",
-        key="explorer_exact_plot",
-    )
-    if check.pearson(exact) < 0.9:
-        st.caption(
-            "Exact attribution is exact for small weight changes; removing a whole point is a large one where training "
-            "is not smooth in the weights (ReLU, Adam at a constant rate). A smooth activation, a decaying learning "
-            "rate and more weight decay make the run smooth, and the prediction follows."
-        )
-
-
-def _retraining_checks(view: str, idx: int) -> None:
-    """Is the influence right here? The removals retrained (and, for a test point, the same run with exact attribution)."""
-    if yours:
-        with st.expander("Is the influence right here? Check against retraining"):
-            st.info(NOT_RETRAINED)
-    else:
-        with st.expander("Is the influence right here? Check against retraining"):
-            st.caption(
-                "Removes training points one at a time and retrains (full-batch L-BFGS from the trained weights: exact "
-                "leave-one-out for logistic regression, the nearest optimum for an MLP), then compares the test-loss "
-                "change with the one the scores predict (−score / N). Try other curvatures and damping: the dots move."
-            )
-            if view == "test" and np.abs(result.pairwise[idx]).max() < 1e-12:
-                st.write(
-                    f"Test point #{idx} is fitted with ~zero loss gradient: no removal is predicted to move its loss. "
-                    "Pick a point near the boundary or a misclassified one."
-                )
-            elif view == "test":
-                settle_widget("explorer_check_n", 20, bounds=(5, 50))
-                n_check = st.slider(
-                    "Strongest training points to remove, one at a time", 5, 50, step=5, key="explorer_check_n", persist_state="session"
-                )
-                top = strongest_for_test_point(result.pairwise, idx, n_check)
-                _show_check(top, [idx], f"explorer_check:{config.key()}:test{idx}:{n_check}", f"Retrain without each of the {n_check}")
-                _show_exact_check(top, idx)
-            else:
-                _show_check(
-                    [idx], np.arange(len(ds.y_test)), f"explorer_check:{config.key()}:train{idx}", f"Retrain without training point #{idx}"
-                )
-
-
-def _edit_and_retrain(idx: int) -> None:
-    """Remove or relabel one training point and retrain the same run: the change the influence predicted."""
-    with st.expander(f"Remove or relabel training point #{idx} and retrain"):
-        st.caption(
-            "Retrains the same model from the same seed, from scratch, without the point or with its label changed "
-            "to the likeliest other class, and redraws the regions. The influence above predicted the change; "
-            "this is the change. " + RETRAINING_WAYS["edit"]
-        )
-        settle_widget("explorer_edit", EDITS[0], EDITS)
-        edit = st.radio(
-            "Edit",
-            EDITS,
-            horizontal=True,
-            key="explorer_edit",
-            persist_state="session",
-            format_func={"remove": "remove it", "relabel": "change its label"}.get,
-        )
-
-        def _retrain(cost):
-            with one_thread(), progress_status("Retraining with the edit", cost) as report:
-                return retrain_with_edit(result, idx, edit, report)
-
-        # the same run again on edited data: its own training and scoring, as timed when it ran
-        again = Cost(m["train_seconds"] + m["influence_seconds"], "this run's training and scoring, as timed")
-        edited = gated_result(
-            st.button(f"Retrain with this edit ({again.text()})", key="explorer_edit_button"),
-            f"explorer_edit:{config.key()}:{idx}:{edit}",
-            "Retraining with the edit",
-            lambda: again,
-            _retrain,
-        )
-        if edited is not None:
-            after, edited_ds = edited
-            before_test, after_test = m["test"], after.metrics["test"]
-            loss_spec = number_format([after_test["loss"], after_test["loss"] - before_test["loss"]])  # one format for both
-            e1, e2, e3 = st.columns(3)
-            delta, measured = accuracy_change(before_test["accuracy"], after_test["accuracy"], len(ds.y_test))
-            e1.metric(
-                "Test accuracy after",
-                f"{after_test['accuracy']:.1%}",
-                delta,
-                delta_color="normal" if measured else "off",
-                help="two binomial standard errors of the test accuracy: a change within them is not a measured one",
-            )
-            e2.metric(
-                "Mean test loss after",
-                f"{after_test['loss']:{loss_spec}}",
-                f"{after_test['loss'] - before_test['loss']:+{loss_spec}}",
-                delta_color="inverse",
-                help="the removal's first-order prediction is in the text above",
-            )
-            e3.metric(
-                "Flipped labels left",
-                int(edited_ds.flipped.sum()),
-                int(edited_ds.flipped.sum() - ds.flipped.sum()),
-                delta_color="inverse",
-            )
-            xs_after, ys_after, probs_after = decision_grid(after.model, np.r_[ds.x_train, ds.x_test])
-            st.plotly_chart(
-                decision_region_figure(
-                    xs_after,
-                    ys_after,
-                    probs_after,
-                    edited_ds.x_train,
-                    edited_ds.y_train,
-                    after.self_scores,
-                    edited_ds.flipped,
-                    "self-influence after the edit",
-                    class_names=ds.class_names,
-                    highlight=("train", idx) if edit == "relabel" else None,
-                    removed=ds.x_train[idx] if edit == "remove" else None,
-                    height=480,
-                ),
-                width="stretch",
-                key="explorer_edit_plot",
-            )
 
 
 def _points_table(train_values, label: str, signed: bool) -> None:
