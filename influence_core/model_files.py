@@ -17,6 +17,8 @@ output per class.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,15 +156,62 @@ def _file_classes(expected: dict[str, torch.Tensor], state: dict[str, torch.Tens
     return counts.pop() if len(counts) == 1 else None
 
 
-def _skeleton(arch: Architecture) -> Optional[dict[str, torch.Tensor]]:
-    """A torchvision classifier's tensors, shapes only (built on the meta device: nothing allocated); None for one
-    that cannot be built there (regnet computes its widths from tensors)."""
+def _skeleton(arch: Architecture) -> Optional[dict[str, tuple[int, ...]]]:
+    """A torchvision classifier's tensors' shapes (built on the meta device: nothing allocated); None for one that
+    cannot be built there (regnet computes its widths from tensors). The shapes are kept per torchvision version, in
+    this process and in the results cache: a file that fits no classifier was compared with all of them, built one by
+    one, and its refusal took 18 s (issue 34)."""
+    shapes = _skeleton_shapes().get(arch.name, _UNBUILT)
+    if shapes is _UNBUILT:
+        shapes = _SKELETONS[arch.name] = _build_skeleton(arch)
+        _UNSTORED.add(arch.name)
+    return shapes
+
+
+_UNBUILT = object()
+_SKELETONS: dict[str, Optional[dict[str, tuple[int, ...]]]] = {}
+_UNSTORED: set[str] = set()  # built in this process since the file was last written
+
+
+def _skeleton_file() -> Path:
+    import torchvision
+
+    from influence_core.cache import cache_root
+
+    return cache_root() / "torchvision_skeletons" / f"{torchvision.__version__}.json"
+
+
+def _skeleton_shapes() -> dict[str, Optional[dict[str, tuple[int, ...]]]]:
+    if not _SKELETONS:
+        try:
+            stored = json.loads(_skeleton_file().read_text())
+            _SKELETONS.update({name: None if s is None else {k: tuple(v) for k, v in s.items()} for name, s in stored.items()})
+        except (OSError, ValueError):  # not stored yet, or unreadable: built again
+            pass
+    return _SKELETONS
+
+
+def _store_skeletons() -> None:
+    if not _UNSTORED:
+        return
+    try:
+        path = _skeleton_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(_SKELETONS))
+        os.replace(temporary, path)  # whole or not at all: two servers may write it at once
+        _UNSTORED.clear()
+    except OSError:  # a read-only cache folder: kept in this process only
+        pass
+
+
+def _build_skeleton(arch: Architecture) -> Optional[dict[str, tuple[int, ...]]]:
     import warnings
 
     try:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return arch.build((3, 224, 224), 1000, 0, 0).state_dict()
+            return {name: tuple(t.shape) for name, t in arch.build((3, 224, 224), 1000, 0, 0).state_dict().items()}
     except Exception:  # noqa: BLE001 — any model's constructor may refuse the meta device
         return None
 
@@ -189,14 +238,18 @@ def identify(state: dict[str, torch.Tensor], near: str = "") -> Optional[Archite
     family = re.match(r"[a-z]*", near).group(0)
     names = sorted(torchvision_classifiers(), key=lambda n: (not (family and n.startswith(family)), n))
     same_names = None
-    for name in names:
-        expected = _skeleton(Architecture("torchvision", name))
-        if expected is None or set(expected) != set(state):
-            continue
-        if _misfit(expected, state) is None or _file_classes(expected, state, 1000) is not None:
-            return Architecture("torchvision", name)
-        same_names = same_names or Architecture("torchvision", name)  # resnet50 / resnext50 / wide_resnet50: shapes tell
-    return same_names
+    try:
+        for name in names:
+            shapes = _skeleton(Architecture("torchvision", name))
+            if shapes is None or set(shapes) != set(state):
+                continue
+            expected = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
+            if _misfit(expected, state) is None or _file_classes(expected, state, 1000) is not None:
+                return Architecture("torchvision", name)
+            same_names = same_names or Architecture("torchvision", name)  # resnet50 / resnext50 / wide_resnet50: shapes tell
+        return same_names
+    finally:
+        _store_skeletons()
 
 
 def resolve_architecture(

@@ -184,3 +184,26 @@ def test_lds_of_your_model_with_retraining_allowed_equals_the_same_model_trained
         from influence_core.lds import retraining_config
 
         retraining_config(zoo_config.replace(model=ModelConfig(kind="file", file="m.pt2")))
+
+
+def test_weights_that_fit_no_classifier_are_refused_at_once_after_the_first_time(monkeypatch):
+    """Telling which architecture a file holds compares it with every torchvision classifier, each built on the meta
+    device: a junk file's refusal took 18 s, every time (issue 34). The shapes are kept per torchvision version, in
+    the process and in the results cache, so the next refusal (and the next process's) builds nothing."""
+    from influence_core import model_files as mf
+
+    junk = {"a.weight": torch.zeros(3, 4), "b.bias": torch.zeros(3)}
+    builds = []
+    build = mf._build_skeleton
+    monkeypatch.setattr(mf, "_build_skeleton", lambda arch: builds.append(arch.name) or build(arch))
+    monkeypatch.setattr(mf, "_SKELETONS", {})
+    assert mf.identify(junk) is None
+    built = len(builds)
+    assert built >= 40 and mf._skeleton_file().exists()
+    assert mf.identify(junk) is None and len(builds) == built
+    monkeypatch.setattr(mf, "_SKELETONS", {})  # a new process: the shapes come from the cache folder
+    assert mf.identify(junk) is None and len(builds) == built
+    # and they still tell a real file's architecture, with the class count it was saved with
+    import torchvision
+
+    assert mf.identify(torchvision.models.resnet18(num_classes=3).state_dict()).name == "resnet18" and len(builds) == built
