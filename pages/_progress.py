@@ -38,9 +38,9 @@ def progress_text(fraction: float, elapsed: float, message: str = "", estimate: 
 
 
 _IN_FRAGMENT: contextvars.ContextVar[bool] = contextvars.ContextVar("in_page_fragment", default=False)
-_STOP_ASKED = "_progress_stop_asked"  # set by a Stop button's callback: {label: "42 % done after 12 s"}
+_STOP_ASKED = "_progress_stop_asked"  # set by a Stop button's callback: {label: "at 42% after 12 s"}
 _STOPPED_THIS_RUN = "_progress_stopped_this_run"  # the stop that the current run answers (taken by page_header)
-_REACHED = "_progress_reached"  # each running box's last "42 % done after 12 s", for the Stop button's message
+_REACHED = "_progress_reached"  # each running box's last "at 42% after 12 s", for the Stop button's message
 
 
 def page_fragment(func: Optional[Callable] = None, **kwargs: Any) -> Any:

@@ -86,3 +86,19 @@ def test_the_stop_callback_records_how_far_the_work_got(monkeypatch):
     _progress._ask_to_stop("Training the model")
     assert state[_progress._STOP_ASKED] == {"Training the model": "at 42 % after 12 s"}
     assert toasts and "at 42 % after 12 s" in toasts[0] and "Nothing from it was kept" in toasts[0]
+
+
+def test_every_fragment_of_the_pages_is_a_page_fragment():
+    """A box inside a plain ``st.fragment`` would draw a Stop button that Streamlit queues behind the work it should
+    stop: the pages mark their fragments with ``page_fragment`` (which leaves such boxes to the toolbar's Stop)."""
+    from pathlib import Path
+
+    pages = Path(__file__).resolve().parents[1] / "pages"
+    plain = [
+        f"{p.name}:{i}"
+        for p in pages.glob("*.py")
+        if p.name != "_progress.py"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if "st.fragment" in line
+    ]
+    assert not plain, plain
