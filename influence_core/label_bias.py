@@ -56,6 +56,7 @@ from influence_core.methods import Attributor
 from influence_core.metrics import detection_at_threshold, detection_summary, tpr_at_fpr
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.sources import OWN_DATA, Source, own_data_training
+from influence_core.text import plural
 
 # bump when the meaning of the cached label-bias scores changes
 LABEL_BIAS_VERSION = "1"
@@ -576,7 +577,7 @@ class ThresholdChoice:
         reason = (
             minimum_text
             if self.n_doubted is None
-            else f"max({self.n_doubted} samples the model predicts another label for, {minimum_text})"
+            else f"max({plural(self.n_doubted, 'sample')} the model predicts another label for, {minimum_text})"
         )
         floor = f"Floor: at least {self.floor} {'harmful samples' if self.signed else 'samples'}: {reason}"
         if self.floor < raw:

@@ -78,6 +78,11 @@ def duration_text(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def estimate_text(seconds: float) -> str:
+    """An estimated wait in words: 'under a second', 'about 27 s', 'about 1 min 05 s' (never 'about 0 s')."""
+    return "under a second" if seconds < 1.0 else f"about {duration_text(seconds)}"
+
+
 @dataclass(frozen=True)
 class Cost:
     """Estimated wall time of a computation and how it was counted, in words."""
@@ -104,7 +109,7 @@ class Cost:
 
     def text(self) -> str:
         """'about 4 min 03 s' (or 'under a second')."""
-        return "under a second" if self.seconds < 1.0 else f"about {duration_text(self.seconds)}"
+        return estimate_text(self.seconds)
 
     def line(self, subject: str = "estimated") -> str:
         """One line for a terminal or a caption: 'estimated about 4 min 03 s (200 CG iterations × ...)'."""

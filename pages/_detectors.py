@@ -11,7 +11,7 @@ import streamlit as st
 from influence_core import detectors
 from influence_core.detectors.explain import check_row_edits, edit_checks_table, explain_row
 from influence_core.figures import detectors as figures
-from influence_core.timing import duration_text
+from influence_core.timing import estimate_text
 from pages._progress import progress_status
 from pages._results import run_or_explain
 from pages._widgets import settle_widget
@@ -42,7 +42,7 @@ def detectors_panel(
         if name not in waiting:
             st.caption(f"{detectors.label(name)} left out: {why}.")
     if waiting and run_out_of_fold is not None:
-        about = f" (about {out_of_fold_seconds:.0f} s)" if out_of_fold_seconds else ""
+        about = f" ({estimate_text(out_of_fold_seconds)})" if out_of_fold_seconds else ""
         st.info(
             f"{', '.join(detectors.label(n) for n in waiting)} train the model {context.n_folds} more times{about}; "
             "the ranking above is made without them."
@@ -124,7 +124,7 @@ def _retraining_check(context, why, key, influence_rows, test_ids, on_loss_scale
     names = np.asarray(context.dataset.class_names)
     relabel = why.suggested is not None and why.suggested != why.given
     seconds = (context.trained.metrics.get("train_seconds") or 0.0) * (2 if relabel else 1)
-    about = f" (about {duration_text(seconds)})" if seconds else ""
+    about = f" ({estimate_text(seconds)})" if seconds else ""
     what = f"without it and relabelled {names[why.suggested]}" if relabel else "without it"
     store = st.session_state.setdefault(f"{key}_checks", {})
     if st.button(f"Check by retraining {what}{about}", key=f"{key}_check"):

@@ -21,6 +21,7 @@ from influence_core.signals import (
     suggested_repairs,
     thumbnail,
 )
+from influence_core.text import plural
 from pages._detectors import detectors_panel
 from pages._frame import page_header
 from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
@@ -316,7 +317,7 @@ r1, r2 = st.columns([1, 2])
 n_repair = r1.number_input("Rows to repair", 1, max(1, len(frame)), default_repair_count(report, truth), key=f"glitch_n_repair_{run_key}")
 if signal in SIGNALS or signal in ranked_by_detector:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
-    r2.write(f"Suggested: relabel {len(relabel)} rows, remove {len(remove)}.")
+    r2.write(f"Suggested: relabel {plural(len(relabel), 'row')}, remove {len(remove)}.")
     # before anyone accepts: how large a change the test split can show at all (two binomial standard errors)
     n_test, acc = len(report.dataset.y_test), float(m["test"]["accuracy"])
     noise = accuracy_noise(acc, n_test)

@@ -6,6 +6,7 @@ import streamlit as st
 from influence_core import lds
 from influence_core.figures import number_format, retraining_check_figure
 from influence_core.figures import trust as trust_figures
+from influence_core.text import plural
 from pages._costs import gated_result
 from pages._frame import page_header
 from pages._progress import progress_status
@@ -80,7 +81,7 @@ def _estimate():
 
 
 def _measure(cost):
-    with progress_status(f"Scoring with {len(chosen)} methods and retraining {subsets} subsets", cost) as report:
+    with progress_status(f"Scoring with {plural(len(chosen), 'method')} and retraining {subsets} subsets", cost) as report:
         return lds.linear_datamodeling_score(
             config, chosen, subsets, fraction, seed, progress=report, randomness=randomness, ceiling=ceiling
         )

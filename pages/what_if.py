@@ -18,6 +18,7 @@ from influence_core.figures.what_if import (
 )
 from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
+from influence_core.text import plural
 from pages._frame import page_header
 from pages._own_inputs import csv_inputs
 from pages._pickers import method_and_curvature_knobs, method_picker
@@ -204,7 +205,7 @@ with right:
         st.info("Growing the set works on relabel sets: choose **relabel** under Set to take the next step.")
     if grown is not None:
         st.write(
-            f"Iterative refinement: {grown.one_shot_k} → {len(grown.indices)} points in {grown.rounds} retraining(s); "
+            f"Iterative refinement: {grown.one_shot_k} → {len(grown.indices)} points in {plural(grown.rounds, 'retraining')}; "
             f"{'flipped' if grown.flipped else 'still not flipped'}"
             f"{' (the added points are ringed in red)' if len(grown.indices) > grown.one_shot_k else ''}."
         )
