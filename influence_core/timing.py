@@ -117,8 +117,12 @@ class Cost:
 
 
 def seconds_text(seconds: float) -> str:
-    """A unit's measured time: '12 ms', '1.3 s'."""
-    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+    """A measured time: '0.12 ms', '243 ms', '3.96 s', '27 s', '7 min 45 s' (never '2.73e+1 s' or '465 s')."""
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    if seconds < 10:
+        return f"{seconds:.3g} s"
+    return f"{seconds:.0f} s" if seconds < 59.5 else duration_text(seconds)
 
 
 # ------------------------------------------------------------------------------------------------ timing

@@ -35,3 +35,38 @@ def test_glitch_repairs_write_one_row_in_the_singular():
     assert not at.exception, at.exception
     suggested = [m.value for m in at.markdown if m.value.startswith("Suggested:")]
     assert suggested and "relabel 1 row," in suggested[0] and "1 rows" not in suggested[0], suggested
+
+
+# ------------------------------------------------------------------ seconds in words, never 2.73e+1
+
+
+def test_measured_seconds_read_in_their_own_unit():
+    """Trust's table wrote 2.73e+1, 4.65e+2 and 6.83e-1 seconds (one scientific format for the column)."""
+    from influence_core.timing import seconds_text
+    from pages._progress import compute_seconds_text
+
+    assert [seconds_text(s) for s in (1.2e-4, 0.243, 3.96, 27.3, 465.0, 4000.0)] == [
+        "0.12 ms",
+        "243 ms",
+        "3.96 s",
+        "27 s",
+        "7 min 45 s",
+        "1 h 06 min",
+    ]
+    assert compute_seconds_text(42.4) == "42 s" and compute_seconds_text(75.0) == "1 min 15 s"
+
+
+def test_trust_table_writes_each_methods_time_in_words():
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/trust.py").run()
+    at.multiselect(key="trust_methods").set_value(["influence@exact", "ip"])
+    at.slider(key="trust_subsets").set_value(5)
+    at.button(key="trust_go").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    table = at.dataframe[0].value
+    assert "seconds" not in table.columns, list(table.columns)
+    times = list(table["time"])
+    assert all(isinstance(t, str) and t.endswith((" s", " ms", " min")) and "e+" not in t and "e-" not in t for t in times), times
+    caption = next(c.value for c in at.caption if "subsets of" in c.value)
+    assert "e+" not in caption, caption
