@@ -70,3 +70,36 @@ def test_trust_table_writes_each_methods_time_in_words():
     assert all(isinstance(t, str) and t.endswith((" s", " ms", " min")) and "e+" not in t and "e-" not in t for t in times), times
     caption = next(c.value for c in at.caption if "subsets of" in c.value)
     assert "e+" not in caption, caption
+
+
+# ------------------------------------------------------------------ a refused model file: the whole reason and the fix
+
+
+def test_a_refused_model_file_says_why_in_full_and_what_to_fix(tmp_path):
+    """A file that is no PyTorch file showed torch's paragraph about PyTorch 2.6's defaults, cut at 160 characters
+    mid-word ("Re-running `torch.); ..."); one whose tensors fit no architecture named no fix."""
+    import torch
+
+    garbage, whole, empty, other = (tmp_path / n for n in ("garbage.pt", "whole.pt", "empty.pt", "junk.pt"))
+    garbage.write_bytes(b"not a torch file")
+    torch.save(torch.nn.Linear(2, 2), whole)
+    empty.write_bytes(b"")
+    torch.save({"w": torch.zeros(3)}, other)
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.selectbox(key="explorer_model").set_value("file").run()
+    said = {}
+    for path in (garbage, whole, empty, other):
+        at.text_input(key="explorer_model_file").set_value(str(path)).run()
+        assert not at.exception, at.exception
+        said[path.name] = [e.value for e in at.error]
+    for name, errors in said.items():
+        assert len(errors) == 1 and str(tmp_path / name) in errors[0], (name, errors)
+        message = errors[0]
+        assert "torch." in message or "architecture" in message, message
+        assert "PyTorch 2.6" not in message and "`torch.)" not in message and "Re-running" not in message, message
+        assert not message.rstrip().endswith((":", ",", "(")), message
+    assert "not a weights file that torch.save wrote" in said["garbage.pt"][0] and "model.state_dict()" in said["garbage.pt"][0]
+    assert "run code, which is never done" in said["whole.pt"][0] and "Linear" in said["whole.pt"][0]
+    assert "empty" in said["empty.pt"][0]
+    assert "pick the architecture" in said["junk.pt"][0], said["junk.pt"]
