@@ -103,3 +103,40 @@ def test_a_refused_model_file_says_why_in_full_and_what_to_fix(tmp_path):
     assert "run code, which is never done" in said["whole.pt"][0] and "Linear" in said["whole.pt"][0]
     assert "empty" in said["empty.pt"][0]
     assert "pick the architecture" in said["junk.pt"][0], said["junk.pt"]
+
+
+# ------------------------------------------------------------------ a file where a folder goes: name both
+
+
+def test_a_file_where_a_data_folder_goes_says_what_was_given_and_what_is_expected(tmp_path):
+    """A CSV path in Region cuts' ACAS Xu folder said 'ACAS Xu folder not found', as if the path did not exist."""
+    from influence_core.data.acas import acasxu_networks
+    from influence_core.data.chexpert import load_chexpert
+    from influence_core.errors import InputError
+
+    table, network, labels = tmp_path / "wine.csv", tmp_path / "ACASXU_run2a_1_1_batch_2000.nnet", tmp_path / "train.csv"
+    for f in (table, network, labels):
+        f.write_text("a,b\n1,2\n")
+    said = {}
+    for path in (table, network):
+        try:
+            acasxu_networks(path)
+        except InputError as err:
+            said[path.name] = str(err)
+    try:
+        load_chexpert(labels)
+    except InputError as err:
+        said["chexpert"] = str(err)
+    assert "not found" not in said["wine.csv"] and "is a CSV file, not a folder" in said["wine.csv"], said
+    assert "give the folder of the 45 ACAS Xu networks" in said["wine.csv"] and "Your CSV file" in said["wine.csv"]
+    assert f"give the folder that holds it and the other ACAS Xu networks ({tmp_path})" in said[network.name], said
+    assert "is a file, not the CheXpert folder: give the folder that holds it" in said["chexpert"], said
+
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/region_cuts.py").run()
+    at.selectbox(key="rc_family").set_value("acasxu").run()
+    at.text_input(key="rc_folder").set_value(str(table)).run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert any(str(table) in e and "is a CSV file, not a folder" in e for e in errors), errors

@@ -161,6 +161,12 @@ def load_chexpert(
     import pandas as pd
 
     folder = Path(root).expanduser()
+    if folder.is_file():  # a file where the folder goes (its train.csv, or a CSV of one's own): say which
+        inside = folder.name.lower() in ("train.csv", "valid.csv")
+        raise InputError(
+            f"{folder} is a file, not the CheXpert folder: "
+            + (f"give the folder that holds it ({folder.parent})" if inside else f"give the folder; {EXPECTED_LAYOUT}")
+        )
     if not folder.is_dir():
         raise InputError(f"CheXpert folder {folder} does not exist; {EXPECTED_LAYOUT}")
     train_csv = _find_csv(folder, "train")
