@@ -217,6 +217,7 @@ else:
         "given) are what the signals measure influence on."
     )
 
+GALLERY_IMAGES = 12  # two rows of six thumbnails under the table, for image data
 st.subheader("Flagged training samples")
 ranked_by_detector = list(report.detection.scores) if report.detection is not None else []
 choices = (
@@ -286,7 +287,13 @@ st.download_button(
 )
 
 if report.dataset.is_image:
-    n_images = min(top, 12)
+    n_rows = len(flagged_rows)
+    n_images = min(n_rows, GALLERY_IMAGES)
+    # the gallery stops at two rows of six; "Show the top 20" above 12 pictures said nothing of it
+    st.caption(
+        f"The top {plural(n_images, 'row')} as images"
+        + (f" (the gallery stops at {GALLERY_IMAGES}; the table above lists all {n_rows})." if n_images < n_rows else ".")
+    )
     cols = st.columns(6)
     for i, row in enumerate(frame.head(n_images).to_dict("records")):
         cols[i % 6].image(

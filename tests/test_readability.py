@@ -140,3 +140,24 @@ def test_a_file_where_a_data_folder_goes_says_what_was_given_and_what_is_expecte
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
     assert any(str(table) in e and "is a CSV file, not a folder" in e for e in errors), errors
+
+
+# ------------------------------------------------------------------ the gallery says how many of the top it shows
+
+
+def _gallery(at: AppTest) -> list[str]:
+    return [i.caption for image in at.get("image") for i in image.proto.imgs if i.caption.startswith("#")]
+
+
+def test_the_glitch_gallery_says_how_many_of_the_top_rows_it_shows():
+    """'Show the top 20' above a gallery of 12 images, with nothing to say the gallery stops at 12."""
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    at.switch_page("pages/glitch_signals.py").run()
+    assert not at.exception, at.exception
+    assert at.slider(key="glitch_top").value == 20 and len(_gallery(at)) == 12
+    said = [c.value for c in at.caption if "as images" in c.value]
+    assert said == ["The top 12 rows as images (the gallery stops at 12; the table above lists all 20)."], said
+    at.slider(key="glitch_top").set_value(5).run()
+    assert not at.exception, at.exception
+    assert len(_gallery(at)) == 5 and [c.value for c in at.caption if "as images" in c.value] == ["The top 5 rows as images."]
