@@ -161,3 +161,28 @@ def test_the_glitch_gallery_says_how_many_of_the_top_rows_it_shows():
     at.slider(key="glitch_top").set_value(5).run()
     assert not at.exception, at.exception
     assert len(_gallery(at)) == 5 and [c.value for c in at.caption if "as images" in c.value] == ["The top 5 rows as images."]
+
+
+# ------------------------------------------------------------------ the explorer's legend names what sizes the points
+
+
+def test_the_explorer_legend_names_what_sizes_the_points_in_every_view():
+    """With points sized by one point's influence the legend still read only 'train (size = |self-influence|)' and
+    'test', while the test points grew with the chosen training point's influence."""
+    import json
+
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    legends, chosen = {}, {}
+    for view in ("self", "test", "train"):
+        at.radio(key="explorer_view").set_value(view).run()
+        assert not at.exception, at.exception
+        spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+        legends[view] = [d.get("name") for d in spec["data"] if d.get("name")]
+        if view != "self":
+            chosen[view] = int(at.number_input(key=f"explorer_{view}_id").value)
+    sized = {view: [n for n in names if "size = " in n] for view, names in legends.items()}
+    assert sized["self"] == ["train (size = |self-influence|)"], legends["self"]
+    test_id, train_id = chosen["test"], chosen["train"]
+    assert sized["test"] == [f"train (size = |influence on test #{test_id}|)"], legends["test"]
+    assert sized["train"] == ["train (size = |self-influence|)", f"test (size = |influence of train #{train_id}|)"], legends["train"]

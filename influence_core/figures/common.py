@@ -145,9 +145,11 @@ def decision_region_figure(
     removed: Optional[np.ndarray] = None,
     height: int = 560,
     legend: bool = True,
+    test_value_label: str = "influence",
 ) -> go.Figure:
     """Decision regions of a 2D binary classifier with training points sized by an influence value (``height`` px;
-    ``legend`` False for a small copy that keeps no room for one).
+    ``legend`` False for a small copy that keeps no room for one). ``test_values``: what sizes the test points
+    (influence from a chosen training point), named ``test_value_label`` in the legend beside the training points'.
 
     Unsigned values (self-influence) colour points by label (the class palette); signed values (influence on or
     from a chosen point) colour them by sign (orange = harmful, purple = helpful); the legend names both. Trace 1 =
@@ -207,7 +209,9 @@ def decision_region_figure(
                 x=x_test[:, 0],
                 y=x_test[:, 1],
                 mode="markers",
-                name="test",
+                # the legend names what sizes each kind of point: the training points kept "size = |self-influence|"
+                # while the test points grew with the influence of the chosen training point, named nowhere
+                name="test (size = |" + test_value_label + "|)" if test_values is not None else "test",
                 marker=dict(
                     size=marker_sizes(tv, 4, 18) if test_values is not None else 5,
                     color=test_colour,
@@ -216,7 +220,9 @@ def decision_region_figure(
                     line=dict(width=0.5, color="white"),
                 ),
                 customdata=np.c_[np.arange(len(x_test)), y_test, tv],
-                hovertemplate="test #%{customdata[0]}<br>label %{customdata[1]}<br>value %{customdata[2]:.3g}<extra></extra>",
+                hovertemplate="test #%{customdata[0]}<br>label %{customdata[1]}"
+                + ("<br>" + test_value_label + " %{customdata[2]:.3g}" if test_values is not None else "")
+                + "<extra></extra>",
             )
         )
     if highlight is not None:
