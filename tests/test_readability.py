@@ -186,3 +186,64 @@ def test_the_explorer_legend_names_what_sizes_the_points_in_every_view():
     test_id, train_id = chosen["test"], chosen["train"]
     assert sized["test"] == [f"train (size = |influence on test #{test_id}|)"], legends["test"]
     assert sized["train"] == ["train (size = |self-influence|)", f"test (size = |influence of train #{train_id}|)"], legends["train"]
+
+
+# ------------------------------------------------------------------ tables that fit a 1440-px window, headers whole
+
+
+def _table_widths(frame) -> dict[str, tuple[str, int]]:
+    """{column: (header shown, configured width)} of an AppTest dataframe."""
+    import json
+
+    config = json.loads(frame.proto.columns) if frame.proto.columns else {}
+    return {c: ((config.get(c) or {}).get("label") or c, (config.get(c) or {}).get("width")) for c in frame.value.columns}
+
+
+def test_column_widths_fit_the_room_and_never_cut_a_header():
+    import pandas as pd
+
+    from influence_core.figures import TABLE_PX, column_widths
+
+    table = pd.DataFrame(
+        {
+            "method": ["cleanlab (own threshold)", "cleanlab (logistic regression, out of the box)"],
+            "family": ["baseline", "label-noise detector"],
+            "repair accuracy (detected)": [0.5, 1.0],
+            "notes": ["x" * 80, "y"],
+        }
+    )
+    loose = column_widths(table, {"repair accuracy (detected)": ".1f"})
+    assert sum(loose.values()) > 700
+    short = {"repair accuracy (detected)": "repair (flagged)"}
+    fitted = column_widths(table, {"repair accuracy (detected)": ".1f"}, labels=short, total=500, least={"method": 24})
+    assert sum(fitted.values()) <= 500, fitted
+    for column, width in fitted.items():
+        assert width >= 28 + 7 * len(short.get(column, column)), (column, width)  # the header whole
+    assert fitted["method"] >= 28 + 7 * 24  # "cleanlab (own threshold)" whole
+    assert fitted["notes"] < loose["notes"]  # the longest cells give way first
+    assert column_widths(table, total=10_000) == column_widths(table) and TABLE_PX < 980
+
+
+def test_glitch_tables_fit_a_1440_px_window_with_every_header_whole():
+    """'repair accuracy (detected)' and 'shares of the default's top 12' were cut at the window's edge."""
+    from influence_core.figures import TABLE_IN_BOX_PX, TABLE_PX
+
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    at.switch_page("pages/glitch_signals.py").run()
+    assert not at.exception, at.exception
+    tables = {d.proto.id: d for d in at.dataframe}
+    checked = 0
+    for frame in at.dataframe:
+        widths = _table_widths(frame)
+        columns = list(widths)
+        room = {"method": TABLE_PX, "rank": TABLE_PX, "detector": TABLE_IN_BOX_PX}.get(columns[0])
+        if room is None:  # a narrow side table: a few short columns
+            continue
+        checked += 1
+        assert all(w for _, w in widths.values()), widths
+        assert sum(w for _, w in widths.values()) <= room, (columns, widths)
+        for header, width in widths.values():
+            assert width >= 28 + 6.5 * len(header), (header, width)
+            assert len(header) <= 22, header  # the long ones are said in full on hover
+    assert checked == 3 and tables, [list(_table_widths(d)) for d in at.dataframe]

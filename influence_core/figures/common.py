@@ -107,16 +107,46 @@ def number_format(values, signed: bool = False, printf: bool = False) -> str:
     return "%" + spec if printf else spec
 
 
-def column_widths(frame, formats: Optional[dict] = None, px_per_char: float = 7.0, most: int = 360) -> dict[str, int]:
+# a table's room at 1440 × 900: Streamlit's wide main column (980 px) less its border and scrollbar; in an expander or a
+# bordered container, less their padding. Past it a table scrolls sideways and its last headers are cut at the edge.
+TABLE_PX, TABLE_IN_BOX_PX = 960, 920
+
+
+def column_widths(
+    frame,
+    formats: Optional[dict] = None,
+    px_per_char: float = 7.0,
+    most: int = 360,
+    labels: Optional[dict] = None,
+    total: Optional[int] = None,
+    least: Optional[dict] = None,
+) -> dict[str, int]:
     """Pixel widths for a table's columns that fit their header and their longest value as shown (``formats``: a
     Python format spec per numeric column), so nothing is cut to "cleanlab (own thres…": ~7 px a character of the
-    14-px table font (Source Sans measures 5.5–6.4) and room for the header's sort mark; at most ``most``."""
-    widths = {}
+    14-px table font (Source Sans measures 5.5–6.4) and room for the header's sort mark; at most ``most``.
+
+    ``labels``: the header a column shows where it is not the column's name. ``total``: the table's room (``TABLE_PX``):
+    where the columns need more, the widest give way first, each down to its header's width, so every header shows
+    whole ("repair accuracy (detected)" was cut at the window's edge) and only the longest values end in "…" (whole on
+    hover); ``least``: characters a column keeps however little room there is (a method's name)."""
+    widths, floors = {}, {}
     for name in frame.columns:
         spec = (formats or {}).get(name)
+        header = str((labels or {}).get(name, name))
         texts = [format(v, spec) if spec and isinstance(v, (int, float, np.number)) and np.isfinite(v) else str(v) for v in frame[name]]
-        chars = max([len(str(name)), *map(len, texts)])
-        widths[name] = int(min(most, max(56, 28 + px_per_char * chars)))
+        chars = max([len(header), *map(len, texts)])
+        widths[name] = int(min(most, max(56, np.ceil(28 + px_per_char * chars))))
+        kept = max(len(header), (least or {}).get(name, 0))
+        floors[name] = min(widths[name], int(max(56, np.ceil(28 + px_per_char * kept))))
+    if total is not None and sum(widths.values()) > total:
+        low, high = 0.0, float(max(widths.values()))  # the level the widest are cut to: bisected
+        for _ in range(30):
+            level = (low + high) / 2
+            if sum(max(floors[c], min(w, level)) for c, w in widths.items()) > total:
+                high = level
+            else:
+                low = level
+        widths = {c: int(max(floors[c], min(w, low))) for c, w in widths.items()}
     return widths
 
 
