@@ -66,15 +66,45 @@ def legend_below(fig: go.Figure, width_px: int = 600, axis_px: int = 70) -> go.F
     return fig
 
 
+# plotly's modebar (the toolbar a chart shows on hover, top right): 2 px from the figure's top, ~22 px tall
+MODEBAR_PX = 28
+TITLE_PX, TITLE_LINE_EM = 16, 1.3  # Streamlit's theme: 16-px titles
+
+
+def clear_of_modebar(fig: go.Figure) -> go.Figure:
+    """The title moved down under the modebar's band, the top margin grown by as much (and the height, where the
+    figure sets one), so the plot and whatever sits between it and the title keep their room: in plotly's default
+    place, the middle of the top margin, a title sat under the modebar (a long one in a narrow column behind it)."""
+    title = fig.layout.title
+    if not title.text:
+        return fig
+    margin_top = fig.layout.margin.t if fig.layout.margin.t is not None else 100
+    height = TITLE_LINE_EM * (title.font.size or TITLE_PX) * (str(title.text).count("<br>") + 1)
+    at_top = (title.yref or "container") == "container" and title.y == 1 and title.yanchor in ("top", None, "auto")
+    if at_top:
+        top = title.pad.t or 0
+    elif title.y is None or title.y == "auto":
+        top = margin_top / 2 - height / 2  # plotly: the title in the middle of the top margin
+    else:
+        return fig  # placed by the figure itself, somewhere else
+    if top >= MODEBAR_PX:
+        return fig
+    shift = int(np.ceil(MODEBAR_PX - top))
+    fig.update_layout(title=dict(yref="container", y=1, yanchor="top", pad=dict(t=MODEBAR_PX)), margin=dict(t=margin_top + shift))
+    if fig.layout.height is not None:
+        fig.update_layout(height=fig.layout.height + shift)
+    return fig
+
+
 def readable_axes(fig: go.Figure) -> go.Figure:
     """Tick labels a user reads on every axis: plotly's default exponent format ("B") writes small numbers with SI
     prefixes ("100µ" for 1e-4 s, "−200µ" for a score of −2e-4); "e" writes 1e−4 and −2e−4, and a log axis reads
     10⁻⁴, 10⁻³, … ("power": with "e" its decades mixed 1e−3 and 0.01). An axis that chose its own ``tickformat`` or
-    ``exponentformat`` keeps it."""
+    ``exponentformat`` keeps it. Every figure passes here last: its title is also moved clear of the modebar."""
     for axis in (*fig.select_xaxes(), *fig.select_yaxes()):
         if axis.tickformat is None and axis.exponentformat is None:
             axis.exponentformat = "power" if axis.type == "log" else "e"
-    return fig
+    return clear_of_modebar(fig)
 
 
 def wrap_text(text: str, max_chars: int) -> str:
