@@ -57,6 +57,7 @@ from influence_core.metrics import detection_at_threshold, detection_summary, tp
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.sources import OWN_DATA, Source, own_data_training
 from influence_core.text import plural
+from influence_core.timing import estimate_text
 
 # bump when the meaning of the cached label-bias scores changes
 LABEL_BIAS_VERSION = "1"
@@ -399,7 +400,9 @@ def run_label_bias(
     context = detectors.DetectionContext(trained, use_cache=use_cache)
     estimate = out_of_fold_estimate(context)
     context.allow_out_of_fold = out_of_fold
-    progress(0.95, "label-noise detectors" + ("" if not context.allow_out_of_fold else f" (out-of-fold trainings, about {estimate:.0f} s)"))
+    progress(
+        0.95, "label-noise detectors" + ("" if not context.allow_out_of_fold else f" (out-of-fold trainings, {estimate_text(estimate)})")
+    )
     with experiments.threads_for_run(trained):
         detection = detectors.detect(trained, DETECTOR_SCORES, progress=scaled(progress, 0.95, 1.0), context=context)
     scores.update({name: detection.scores[name] for name in DETECTOR_SCORES if name in detection.scores})

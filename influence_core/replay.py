@@ -33,6 +33,7 @@ from torch.func import functional_call
 from influence_core.errors import InputError
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, Task
+from influence_core.timing import estimate_text
 from influence_core.training import TrainingRecipe, batch_orders, replay_segment, step_learning_rates
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as training.py builds it
@@ -317,7 +318,7 @@ class Replay:
             adjoint = self._reverse_segment(adjoint, kept[segment], first, last, weights, perturbation)
             done = (n_steps - first) / n_steps
             spent = time.perf_counter() - started
-            progress(done, f"replaying training backwards: step {first}/{n_steps}, about {spent / done * (1 - done):.0f} s left")
+            progress(done, f"replaying training backwards: step {first}/{n_steps}, {estimate_text(spent / done * (1 - done))} left")
         return adjoint[-1]
 
     def _zero_adjoint(self, k: int, cotangents: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]:

@@ -78,7 +78,8 @@ from influence_core.retraining_check import (  # noqa: E402
     retraining_check_cost,  # noqa: E402
     strongest_for_test_point,
 )
-from influence_core.timing import Cost, seconds_text  # noqa: E402
+from influence_core.text import plural  # noqa: E402
+from influence_core.timing import Cost, estimate_text, seconds_text  # noqa: E402
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker  # noqa: E402
 
 with st.container(border=True):
@@ -393,7 +394,7 @@ def _show_exact_check(train_indices, test_index: int) -> None:
     seconds = len(train_indices) * float(result.metrics.get("train_seconds", 0.0))
     st.caption(
         f"Exact attribution differentiates through the recorded training run; the retrains are that run with one weight "
-        f"zeroed. About {seconds:.0f} s of retraining ({len(train_indices)} runs of {result.metrics.get('train_seconds', 0.0):.1f} s) "
+        f"zeroed. {estimate_text(seconds).capitalize()} of retraining ({plural(len(train_indices), 'run')} of {seconds_text(result.metrics.get('train_seconds', 0.0))}) "
         "plus one reverse pass through training."
     )
 

@@ -247,3 +247,21 @@ def test_glitch_tables_fit_a_1440_px_window_with_every_header_whole():
             assert width >= 28 + 6.5 * len(header), (header, width)
             assert len(header) <= 22, header  # the long ones are said in full on hover
     assert checked == 3 and tables, [list(_table_widths(d)) for d in at.dataframe]
+
+
+def test_no_message_writes_a_count_with_a_bracketed_plural_or_a_wait_of_0_s():
+    """'2 pass(es) of per-sample gradients', '1 model(s)', 'about 0 s': every count goes through plural() and every
+    estimated wait through estimate_text() (a guard over the source: a new message writes them the same way)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    bracketed = re.compile(r"\{[^{}]*\} [A-Za-z-]+(?: [A-Za-z-]+)?\((?:s|es)\)")
+    zero_wait = re.compile(r"about \{[^{}]*:\.0f\} s")
+    found = [
+        f"{path.relative_to(root)}:{n}: {line.strip()[:90]}"
+        for folder in ("pages", "influence_core")
+        for path in sorted((root / folder).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if bracketed.search(line) or zero_wait.search(line)
+    ]
+    assert not found, found

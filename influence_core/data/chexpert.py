@@ -17,6 +17,7 @@ import numpy as np
 from influence_core.data.base import Dataset, split_indices, stratified_subset
 from influence_core.data.image_folder import decode_files, warn_skipped
 from influence_core.errors import InputError
+from influence_core.text import plural
 from influence_core.progress import ProgressFn, scaled
 
 OBSERVATIONS = [
@@ -74,7 +75,7 @@ def parse_chexpert_labels(
     if unparsable.any():
         example = df.loc[unparsable, "Path"].iloc[0]
         raise InputError(
-            f"{int(unparsable.sum())} Path value(s) do not look like '.../patient00001/study1/view1_frontal.jpg' (e.g. {example!r}); {EXPECTED_LAYOUT}"
+            f"{plural(unparsable.sum(), 'Path value')} {'does' if unparsable.sum() == 1 else 'do'} not look like '.../patient00001/study1/view1_frontal.jpg' (e.g. {example!r}); {EXPECTED_LAYOUT}"
         )
     labels = pd.to_numeric(df[target], errors="coerce")
     if uncertain == "positive":
