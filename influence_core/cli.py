@@ -33,7 +33,7 @@ from influence_core.config import (
 from influence_core.data.preprocessing import check_channels, parse_numbers
 from influence_core.errors import CurvatureError, InputError
 from influence_core.sources import Source, own_data_training
-from influence_core.timing import duration_text
+from influence_core.timing import duration_text, estimate_text
 
 # the name the README has always used for the Hessian-based method; every other name is the method registry's
 METHOD_ALIASES = {"self-influence": "influence"}
@@ -166,7 +166,7 @@ def _detection(result, args: argparse.Namespace, progress):
     trainings = detectors.extra_trainings(context, [args.detector, *names])
     if trainings:
         estimate = detectors.estimate_seconds(context, [args.detector, *names])
-        about = f", about {estimate:.0f} s from this run's training time" if estimate else ""
+        about = f", {estimate_text(estimate)} from this run's training time" if estimate else ""
         print(f"detectors: the out-of-fold ones train the model {trainings} more times{about}", file=sys.stderr)
     detection = detectors.detect(result, names, args.detector, progress, context=context)
     if detection.basis:

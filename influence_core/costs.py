@@ -18,6 +18,7 @@ import math
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from influence_core.progress import silent
+from influence_core.text import plural
 from influence_core.timing import Cost, seconds_text, time_call, time_growing
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,7 +188,7 @@ def estimate_influence(
     x, y, _, _ = tensors(ds, next(model.parameters()).device)
     passes = (1 if self_scores else 0) + (1 if n_queries else 0)
     per_pass = gradient_pass_seconds(model, influence_params(config, model), x, y)
-    parts.append(Cost.of(passes, per_pass, f"{passes} pass(es) of per-sample gradients × {seconds_text(per_pass)}"))
+    parts.append(Cost.of(passes, per_pass, f"{plural(passes, 'pass', 'passes')} of per-sample gradients × {seconds_text(per_pass)}"))
     return Cost.total(parts)
 
 

@@ -56,6 +56,8 @@ from influence_core.methods import Attributor
 from influence_core.metrics import detection_at_threshold, detection_summary, tpr_at_fpr
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.sources import OWN_DATA, Source, own_data_training
+from influence_core.text import plural
+from influence_core.timing import estimate_text
 
 # bump when the meaning of the cached label-bias scores changes
 LABEL_BIAS_VERSION = "1"
@@ -398,7 +400,9 @@ def run_label_bias(
     context = detectors.DetectionContext(trained, use_cache=use_cache)
     estimate = out_of_fold_estimate(context)
     context.allow_out_of_fold = out_of_fold
-    progress(0.95, "label-noise detectors" + ("" if not context.allow_out_of_fold else f" (out-of-fold trainings, about {estimate:.0f} s)"))
+    progress(
+        0.95, "label-noise detectors" + ("" if not context.allow_out_of_fold else f" (out-of-fold trainings, {estimate_text(estimate)})")
+    )
     with experiments.threads_for_run(trained):
         detection = detectors.detect(trained, DETECTOR_SCORES, progress=scaled(progress, 0.95, 1.0), context=context)
     scores.update({name: detection.scores[name] for name in DETECTOR_SCORES if name in detection.scores})
@@ -576,7 +580,7 @@ class ThresholdChoice:
         reason = (
             minimum_text
             if self.n_doubted is None
-            else f"max({self.n_doubted} samples the model predicts another label for, {minimum_text})"
+            else f"max({plural(self.n_doubted, 'sample')} the model predicts another label for, {minimum_text})"
         )
         floor = f"Floor: at least {self.floor} {'harmful samples' if self.signed else 'samples'}: {reason}"
         if self.floor < raw:

@@ -30,6 +30,7 @@ from influence_core.data.base import Dataset
 from influence_core.errors import InputError
 from influence_core.experiments import config_payload, dataset_fingerprint, fit_method, influence_params, tensors, train
 from influence_core.progress import ProgressFn, scaled, silent
+from influence_core.text import plural
 from influence_core.timing import Cost, seconds_text
 
 FPR_GRID = np.linspace(0.0, 1.0, 201)
@@ -311,7 +312,7 @@ class StudyEstimate:
         cached = sum(1 for train, score in self.runs if train.seconds == 0 and score.seconds == 0)
         fresh = len(self.runs) - cached
         seconds = sum(p.seconds for p in parts)
-        what = f"{fresh} run(s) to train and score" + (f", {cached} from the cache" if cached else "")
+        what = f"{plural(fresh, 'run')} to train and score" + (f", {cached} from the cache" if cached else "")
         if fresh:
             slowest = max(self.runs, key=lambda run: run[0].seconds + run[1].seconds)
             what += f"; the longest: {slowest[0].what}; {slowest[1].what}"

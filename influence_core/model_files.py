@@ -284,6 +284,8 @@ def resolve_architecture(
     if held is not None and held not in candidates:
         spelled = held.spelled if len(parse_arch(held.name)) > 1 else held.name
         fix = f"; this file holds {held.label} weights: use --arch {spelled}"
+    elif held is None:
+        fix = "; pick the architecture (and its width and layers) the weights were saved from"
     raise InputError(f"{path} does not fit this architecture ({candidates[0].label}): {problems[0]}{fix}")
 
 
@@ -311,17 +313,35 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise InputError(
-            f"refused {path}: it is not a plain state_dict (the file asks to run code, which is never done: "
-            f"{str(err).splitlines()[0][:160]}); save model.state_dict() or use safetensors"
-        ) from None
-    except (RuntimeError, OSError, EOFError) as err:
+        raise InputError(_refused_pickle(path, str(err))) from None
+    except EOFError:
+        raise InputError(f"{path} is empty or cut short: save it again with torch.save(model.state_dict(), path)") from None
+    except (RuntimeError, OSError) as err:
         raise InputError(f"cannot read {path} as a PyTorch state_dict: {err}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # a checkpoint dict around the weights
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path} holds no state_dict of tensors: save model.state_dict()")
     return state
+
+
+def _refused_pickle(path: str, error: str) -> str:
+    """What torch.load(weights_only=True) refused, in one complete sentence and the fix: torch's own message is a
+    paragraph about PyTorch 2.6's defaults (the page showed its first 160 characters, cut mid-word); its one line that
+    says why follows "WeightsUnpickler error:"."""
+    why = error.partition("WeightsUnpickler error:")[2].strip().splitlines()
+    why = why[0].strip() if why else ""
+    if why.startswith("Unsupported global"):  # a pickled object: loading it would run the code it names
+        name = why.split("GLOBAL", 1)[-1].split()[0] if "GLOBAL" in why else "an object"
+        return (
+            f"refused {path}: it holds a pickled {name}, not a state_dict of tensors, and asks to run code, which is "
+            "never done: save torch.save(model.state_dict(), path) or use safetensors"
+        )
+    # anything else ("Unsupported operand 110": not a pickle, or one torch.save did not write) says nothing to act on
+    return (
+        f"refused {path}: it is not a weights file that torch.save wrote (any other pickle is never loaded: it could "
+        "run code): save the model with torch.save(model.state_dict(), path) or as .safetensors"
+    )
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:

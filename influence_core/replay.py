@@ -33,6 +33,7 @@ from torch.func import functional_call
 from influence_core.errors import InputError
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, Task
+from influence_core.timing import estimate_text
 from influence_core.training import TrainingRecipe, batch_orders, replay_segment, step_learning_rates
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as training.py builds it
@@ -318,7 +319,7 @@ class Replay:
             # the progress call is where the app's Stop takes effect
             done = work_done / n_steps
             spent = time.perf_counter() - started
-            left = f", about {spent / done * (1 - done):.0f} s left" if done > 0 else ""
+            left = f", {estimate_text(spent / done * (1 - done))} left" if done > 0 else ""
             progress(done, f"replaying training backwards: step {step}/{n_steps}{left}")
 
         for segment in range(len(kept) - 1, -1, -1):

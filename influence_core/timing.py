@@ -78,6 +78,11 @@ def duration_text(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def estimate_text(seconds: float) -> str:
+    """An estimated wait in words: 'under a second', 'about 27 s', 'about 1 min 05 s' (never 'about 0 s')."""
+    return "under a second" if seconds < 1.0 else f"about {duration_text(seconds)}"
+
+
 @dataclass(frozen=True)
 class Cost:
     """Estimated wall time of a computation and how it was counted, in words."""
@@ -104,7 +109,7 @@ class Cost:
 
     def text(self) -> str:
         """'about 4 min 03 s' (or 'under a second')."""
-        return "under a second" if self.seconds < 1.0 else f"about {duration_text(self.seconds)}"
+        return estimate_text(self.seconds)
 
     def line(self, subject: str = "estimated") -> str:
         """One line for a terminal or a caption: 'estimated about 4 min 03 s (200 CG iterations × ...)'."""
@@ -112,8 +117,12 @@ class Cost:
 
 
 def seconds_text(seconds: float) -> str:
-    """A unit's measured time: '12 ms', '1.3 s'."""
-    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+    """A measured time: '0.12 ms', '243 ms', '3.96 s', '27 s', '7 min 45 s' (never '2.73e+1 s' or '465 s')."""
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    if seconds < 10:
+        return f"{seconds:.3g} s"
+    return f"{seconds:.0f} s" if seconds < 59.5 else duration_text(seconds)
 
 
 # ------------------------------------------------------------------------------------------------ timing

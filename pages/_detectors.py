@@ -10,8 +10,9 @@ import streamlit as st
 
 from influence_core import detectors
 from influence_core.detectors.explain import check_row_edits, edit_checks_table, explain_row
+from influence_core.figures import TABLE_IN_BOX_PX, column_widths
 from influence_core.figures import detectors as figures
-from influence_core.timing import duration_text
+from influence_core.timing import estimate_text
 from pages._progress import page_fragment, progress_status
 from pages._results import run_or_explain
 from pages._widgets import settle_widget
@@ -60,7 +61,7 @@ def detectors_panel(
         if name not in waiting:
             st.caption(f"{detectors.label(name)} left out: {why}.")
     if waiting and run_out_of_fold is not None:
-        about = f" (about {out_of_fold_seconds:.0f} s)" if out_of_fold_seconds else ""
+        about = f" ({estimate_text(out_of_fold_seconds)})" if out_of_fold_seconds else ""
         st.info(
             f"{', '.join(detectors.label(n) for n in waiting)} train the model {context.n_folds} more times{about}; "
             "the ranking above is made without them."
@@ -69,11 +70,33 @@ def detectors_panel(
             run_out_of_fold()
     table = detection.side_by_side(k, mask)
     share = f"shares of the default's top {k}"
-    config = {share: st.column_config.ProgressColumn(share, format="percent", min_value=0.0, max_value=1.0)}
-    config["seconds"] = st.column_config.NumberColumn(format="%.2f s")
+    # a short header, said in full on hover, and widths that fit the expander: the share's header ran past a 1440-px
+    # window's edge behind the long descriptions
+    shown_share = f"top {k} shared"
+    widths = column_widths(
+        table,
+        {"seconds": ".2f", "AUROC": ".3f", "AP": ".3f"},
+        px_per_char=6.5,
+        labels={share: shown_share},
+        total=TABLE_IN_BOX_PX,
+        least={"detector": 27, share: 20},  # the bar beside its percentage
+    )
+    config = {
+        share: st.column_config.ProgressColumn(
+            shown_share,
+            help=f"share of this detector's top {k} rows that the default's top {k} holds too",
+            format="percent",
+            min_value=0.0,
+            max_value=1.0,
+            width=widths[share],
+        )
+    }
+    config["seconds"] = st.column_config.NumberColumn(format="%.2f s", width=widths["seconds"])
     for column in ("AUROC", "AP"):
         if column in table:
-            config[column] = st.column_config.NumberColumn(format="%.3f")
+            config[column] = st.column_config.NumberColumn(format="%.3f", width=widths[column])
+    for column in table.columns:
+        config.setdefault(column, st.column_config.Column(width=widths[column]))
     st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_side_by_side", column_config=config)
     st.caption(
         "Equal rankings are named in 'same ranking as' (cleanlab's label quality is the out-of-fold probability of the "
@@ -142,7 +165,7 @@ def _retraining_check(context, why, key, influence_rows, test_ids, on_loss_scale
     names = np.asarray(context.dataset.class_names)
     relabel = why.suggested is not None and why.suggested != why.given
     seconds = (context.trained.metrics.get("train_seconds") or 0.0) * (2 if relabel else 1)
-    about = f" (about {duration_text(seconds)})" if seconds else ""
+    about = f" ({estimate_text(seconds)})" if seconds else ""
     what = f"without it and relabelled {names[why.suggested]}" if relabel else "without it"
     store = st.session_state.setdefault(f"{key}_checks", {})
     if st.button(f"Check by retraining {what}{about}", key=f"{key}_check"):
@@ -151,7 +174,18 @@ def _retraining_check(context, why, key, influence_rows, test_ids, on_loss_scale
         if checks is not None:
             store[why.row] = checks
     if why.row in store:
-        st.dataframe(edit_checks_table(store[why.row], names), hide_index=True, width="stretch", key=f"{key}_check_table")
+        checks = edit_checks_table(store[why.row], names)
+        short = {c: c.replace(" (kept rows)", "") for c in checks.columns if c.endswith(" (kept rows)")}
+        widths = column_widths(checks, px_per_char=6.5, labels=short, total=TABLE_IN_BOX_PX)
+        st.dataframe(
+            checks,
+            hide_index=True,
+            width="stretch",
+            key=f"{key}_check_table",
+            column_config={
+                c: st.column_config.TextColumn(short.get(c, c), help=c if c in short else None, width=widths[c]) for c in checks.columns
+            },
+        )
         st.caption(
             "Same seed, same initial weights and batch order as the run: each change is the edit's own effect, not a "
             "new draw of training noise. Predicted Δ loss: the influence on the held-out rows this run kept, −influence / n "

@@ -22,7 +22,8 @@ from influence_core.retraining_check import (
     retraining_check_cost,
     strongest_for_test_point,
 )
-from influence_core.timing import Cost
+from influence_core.text import plural
+from influence_core.timing import Cost, estimate_text, seconds_text
 from pages._costs import gated_result
 from pages._progress import progress_status
 from pages._results import one_thread
@@ -155,7 +156,7 @@ class RetrainingChecks:
         seconds = len(train_indices) * float(self.result.metrics.get("train_seconds", 0.0))
         st.caption(
             f"Exact attribution differentiates through the recorded training run; the retrains are that run with one weight "
-            f"zeroed. About {seconds:.0f} s of retraining ({len(train_indices)} runs of {self.result.metrics.get('train_seconds', 0.0):.1f} s) "
+            f"zeroed. {estimate_text(seconds).capitalize()} of retraining ({plural(len(train_indices), 'run')} of {seconds_text(self.result.metrics.get('train_seconds', 0.0))}) "
             "plus one reverse pass through training."
         )
 

@@ -16,10 +16,10 @@ from influence_core.timing import Cost, duration_text
 
 def compute_seconds_text(seconds: float) -> str:
     """A measured compute time for a metric: '0.4 s', '12 s'; under 0.05 s '< 0.1 s' (a loaded model's scores take
-    milliseconds, and '0.0 s' reads as nothing done)."""
+    milliseconds, and '0.0 s' reads as nothing done); a minute or more '1 min 05 s'."""
     if seconds < 0.05:
         return "< 0.1 s"
-    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s" if seconds < 59.5 else duration_text(seconds)
 
 
 def progress_text(fraction: float, elapsed: float, message: str = "", estimate: Optional[float] = None) -> str:

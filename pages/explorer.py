@@ -251,7 +251,7 @@ def _points_view() -> None:
     if result.pairwise is None:
         st.warning("The pairwise matrix was too large to compute for this dataset size: only self-influence can be shown.")
 
-    test_values, highlight, signed = None, None, False
+    test_values, test_label, highlight, signed = None, "", None, False
     train_values, label = result.self_scores, "self-influence"
     # ids within this data (its size changes under the box), kept while valid; they start where there is something to
     # see: the test point with the largest loss, the training point that pulls hardest (test #0 is often fitted with
@@ -263,7 +263,7 @@ def _points_view() -> None:
     elif view == "train":
         settle_widget("explorer_train_id", int(np.argmax(result.self_scores)), bounds=(0, len(ds.y_train) - 1))
         idx = int(st.number_input("Training point id", 0, len(ds.y_train) - 1, key="explorer_train_id", persist_state="session"))
-        test_values, highlight = result.pairwise[:, idx], ("train", idx)
+        test_values, test_label, highlight = result.pairwise[:, idx], f"influence of train #{idx}", ("train", idx)
 
     figure = _kept_figure(
         f"points:{view}:{highlight}",
@@ -282,6 +282,7 @@ def _points_view() -> None:
             test_values,
             highlight,
             ds.class_names,
+            test_value_label=test_label,
         ),
     )
     st.plotly_chart(figure, on_select=_on_point_click, selection_mode=("points",), key="explorer_plot", width="stretch")

@@ -6,7 +6,7 @@ import streamlit as st
 from influence_core import detectors
 from influence_core.data.glitches import GLITCH_KINDS, GLITCH_SHORT_NAMES
 from influence_core.experiments import content_key
-from influence_core.figures import column_widths, number_format
+from influence_core.figures import TABLE_PX, column_widths, number_format
 from influence_core.metrics import accuracy_change, accuracy_noise
 from influence_core.signals import (
     SIGNALS,
@@ -21,6 +21,7 @@ from influence_core.signals import (
     suggested_repairs,
     thumbnail,
 )
+from influence_core.text import plural
 from pages._detectors import detectors_panel
 from pages._frame import page_header
 from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
@@ -210,17 +211,25 @@ if truth:
         table[c] = table[c].map(
             lambda v, c=c, w=width: "—" if pd.isna(v) else f"{v:{w}.{1 if c in shares else 3}f}" + ("%" if c in shares else "")
         )
-    widths = column_widths(table, formats)
+    # short headers, said in full on hover: the long ones ran past a 1440-px window's edge
+    short = {"repair accuracy (detected)": "repair (flagged)", "repair accuracy (all)": "repair (all)"}
+    explained = {
+        "repair accuracy (detected)": "repair accuracy among the mislabeled rows flagged at the true ratio",
+        "repair accuracy (all)": "repair accuracy over every mislabeled row",
+    }
+    # ~6.5 px a character (Source Sans measures 5.5–6.4) leaves the method's name room to read whole
+    widths = column_widths(table, formats, px_per_char=6.5, labels=short, total=TABLE_PX, least={"method": 27})
     config = {}
     for c in table.columns:
+        named = {"label": short[c], "help": explained[c]} if c in short else {}
         if c in ("method", "family"):
             config[c] = st.column_config.TextColumn(width=widths[c], pinned=c == "method")
         elif c in not_applicable:
-            config[c] = st.column_config.TextColumn(width=widths[c], alignment="right")
+            config[c] = st.column_config.TextColumn(width=widths[c], alignment="right", **named)
         elif c in formats:
-            config[c] = st.column_config.NumberColumn(format="%.1f%%" if c in shares else "%.3f", width=widths[c])
+            config[c] = st.column_config.NumberColumn(format="%.1f%%" if c in shares else "%.3f", width=widths[c], **named)
         else:
-            config[c] = st.column_config.NumberColumn(width=widths[c])
+            config[c] = st.column_config.NumberColumn(width=widths[c], **named)
     st.dataframe(table, hide_index=True, width="stretch", key="glitch_table", column_config=config)
 else:
     st.caption(
@@ -231,6 +240,7 @@ else:
         "given) are what the signals measure influence on."
     )
 
+GALLERY_IMAGES = 12  # two rows of six thumbnails under the table, for image data
 st.subheader("Flagged training samples")
 ranked_by_detector = list(report.detection.scores) if report.detection is not None else []
 choices = (
@@ -279,7 +289,7 @@ shown = list(dict.fromkeys(c for c in shown if c in frame.columns))
 score_columns = [c for c in shown if c in SIGNALS or c in ("cleanlab", "IsolationForest") or c in ranked_by_detector]
 flagged_rows = frame[shown].head(top)
 formats = {c: number_format(flagged_rows[c]) for c in score_columns}
-widths = column_widths(flagged_rows, formats)
+widths = column_widths(flagged_rows, formats, total=TABLE_PX)
 st.dataframe(
     flagged_rows,
     hide_index=True,
@@ -301,7 +311,13 @@ st.download_button(
 )
 
 if report.dataset.is_image:
-    n_images = min(top, 12)
+    n_rows = len(flagged_rows)
+    n_images = min(n_rows, GALLERY_IMAGES)
+    # the gallery stops at two rows of six; "Show the top 20" above 12 pictures said nothing of it
+    st.caption(
+        f"The top {plural(n_images, 'row')} as images"
+        + (f" (the gallery stops at {GALLERY_IMAGES}; the table above lists all {n_rows})." if n_images < n_rows else ".")
+    )
     cols = st.columns(6)
     for i, row in enumerate(frame.head(n_images).to_dict("records")):
         cols[i % 6].image(
@@ -334,7 +350,7 @@ n_repair = r1.number_input(
 )
 if signal in SIGNALS or signal in ranked_by_detector:
     relabel, remove = suggested_repairs(report, signal, int(n_repair))
-    r2.write(f"Suggested: relabel {len(relabel)} rows, remove {len(remove)}.")
+    r2.write(f"Suggested: relabel {plural(len(relabel), 'row')}, remove {len(remove)}.")
     # before anyone accepts: how large a change the test split can show at all (two binomial standard errors)
     n_test, acc = len(report.dataset.y_test), float(m["test"]["accuracy"])
     noise = accuracy_noise(acc, n_test)

@@ -9,7 +9,7 @@ from influence_core.config import DataConfig
 from influence_core.costs import estimate_run
 from influence_core.data.registry import peek_own_data
 from influence_core.experiments import content_key
-from influence_core.figures import column_widths, sign_note
+from influence_core.figures import TABLE_IN_BOX_PX, column_widths, sign_note
 from influence_core.figures import label_bias as lb_figures
 from influence_core.metrics import accuracy_change, detection_at_threshold
 from pages._costs import confirm_start, cost_note, estimated
@@ -352,14 +352,29 @@ def threshold_and_what_it_flags() -> None:
             ).copy()
             rates = [c for c in detection.columns if c.startswith(("TPR", "flipped detected", "clean flagged"))]
             detection[rates] = 100 * detection[rates]  # percent, as the metrics above read (0.9358 sat beside 93.6 %)
-            widths = column_widths(detection, {**{c: ".1f" for c in rates}, "AUROC": ".3f", "AP": ".3f"})
+            # short headers, said in full on hover, in widths that fit the expander: "flipped detected (default thr.)"
+            # and its neighbour ran past a 1440-px window's edge behind the scores' descriptions
+            short = {c: c.replace(" (default thr.)", "") for c in detection.columns if c.endswith(" (default thr.)")}
+            widths = column_widths(
+                detection,
+                {**{c: ".1f" for c in rates}, "AUROC": ".3f", "AP": ".3f"},
+                px_per_char=6.5,
+                labels=short,
+                total=TABLE_IN_BOX_PX - 8 * len(rates + ["AUROC", "AP"]),  # the numbers' 8 px added below
+                least={"score": 14},
+            )
             st.dataframe(
                 detection,
                 hide_index=True,
                 width="stretch",
                 key="label_bias_detection_table",
                 column_config={
-                    c: st.column_config.NumberColumn(format="%.1f%%" if c in rates else "%.3f", width=widths[c] + 8)
+                    c: st.column_config.NumberColumn(
+                        short.get(c, c),
+                        help=f"{c.replace('(default thr.)', 'at the score’s default threshold')}" if c in short else None,
+                        format="%.1f%%" if c in rates else "%.3f",
+                        width=widths[c] + 8,
+                    )
                     if c in rates or c in ("AUROC", "AP")
                     else st.column_config.TextColumn(width=widths[c])
                     for c in detection.columns

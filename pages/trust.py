@@ -4,8 +4,10 @@ import numpy as np
 import streamlit as st
 
 from influence_core import lds
-from influence_core.figures import number_format, retraining_check_figure
+from influence_core.figures import retraining_check_figure
 from influence_core.figures import trust as trust_figures
+from influence_core.text import plural
+from influence_core.timing import seconds_text
 from pages._costs import gated_result
 from pages._frame import page_header
 from pages._progress import progress_status
@@ -87,7 +89,7 @@ def _estimate():
 
 
 def _measure(cost):
-    with progress_status(f"Scoring with {len(chosen)} methods and retraining {subsets} subsets", cost) as report:
+    with progress_status(f"Scoring with {plural(len(chosen), 'method')} and retraining {subsets} subsets", cost) as report:
         return lds.linear_datamodeling_score(
             config, chosen, subsets, fraction, seed, progress=report, randomness=randomness, ceiling=ceiling
         )
@@ -125,20 +127,22 @@ with right:
 
 shown = table.assign(
     interval=[f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(table["lds_low"], table["lds_high"])],
+    # in words, each in its own unit: IP's 1.2e-4 s read 0.00 at two decimals, and one format for the column wrote
+    # 2.73e+1 beside 6.83e-1
+    time=[seconds_text(s) for s in table["seconds"]],
     note=[result.notes[m] or "—" for m in table["method"]],
 )
 st.dataframe(
-    shown[["method", "lds", "interval", "seconds", "note"]],
+    shown[["method", "lds", "interval", "time", "note"]],
     hide_index=True,
     key="trust_table",
     column_config={
         "lds": st.column_config.NumberColumn("LDS", format="%.3f"),
-        # IP's 1.2e-4 s read 0.00 at two decimals
-        "seconds": st.column_config.NumberColumn("seconds", format=number_format(table["seconds"], printf=True)),
+        "time": st.column_config.TextColumn("time to score", help="wall time each method took to score", alignment="right"),
     },
 )
 st.caption(
-    f"{subsets} subsets of {fraction:.0%} retrained ({result.retrains_from_cache} from the cache, {result.retrain_seconds:.1f} s), "
+    f"{subsets} subsets of {fraction:.0%} retrained ({result.retrains_from_cache} from the cache, {seconds_text(result.retrain_seconds)}), "
     f"{result.actual.shape[1]} held-out points. An interval that overlaps another's is not a measured difference."
 )
 

@@ -7,7 +7,7 @@ import streamlit as st
 from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.experiments import content_key
-from influence_core.figures import sign_note
+from influence_core.figures import TABLE_PX, column_widths, sign_note
 from influence_core.figures.what_if import (
     flip_set_map_figure,
     method_scatter_figure,
@@ -18,6 +18,7 @@ from influence_core.figures.what_if import (
 )
 from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
+from influence_core.text import plural
 from pages._costs import gated_result
 from pages._frame import page_header
 from pages._own_inputs import csv_inputs
@@ -212,7 +213,7 @@ with right:
         st.info("Growing the set works on relabel sets: choose **relabel** under Set to take the next step.")
     if grown is not None:
         st.write(
-            f"Iterative refinement: {grown.one_shot_k} → {len(grown.indices)} points in {grown.rounds} retraining(s); "
+            f"Iterative refinement: {grown.one_shot_k} → {len(grown.indices)} points in {plural(grown.rounds, 'retraining')}; "
             f"{'flipped' if grown.flipped else 'still not flipped'}"
             f"{' (the added points are ringed in red)' if len(grown.indices) > grown.one_shot_k else ''}."
         )
@@ -374,6 +375,16 @@ TRIM_COLUMNS = {  # the table's names, read as a person would say them; None = t
 }
 
 
+# the headers the table shows (the full names on hover)
+TRIM_HEADERS = {
+    "± std over seeds": "± std",
+    "± standard error": "± SE",
+    "Demographic-parity gap": "DP gap",
+    "Flipped labels among the removed": "Flipped removed",
+    "Seeds trimmed per class": "Per class",
+}
+
+
 def _percent(value: float, signed: bool = False) -> str:
     """One percent format for the page ('95.1%', '+0.4%'); '—' where there is nothing to show (it read 'None')."""
     return "—" if value is None or not np.isfinite(value) else (f"{value:+.1%}" if signed else f"{value:.1%}")
@@ -396,7 +407,18 @@ def _show_trim(trimmed, n_seeds: int) -> None:
         ]
     if (frame["per_class_seeds"] > 0).any():
         shown[TRIM_COLUMNS["per_class_seeds"]] = [f"{c} of {n_seeds}" for c in frame["per_class_seeds"]]
-    st.dataframe(shown, hide_index=True, key="whatif_trim_table")
+    # short headers, said in full on hover, in widths that fit the page: with fairness groups and per-class seeds its
+    # eight long headers ran past a 1440-px window's edge
+    short = {name: TRIM_HEADERS[name] for name in shown.columns if name in TRIM_HEADERS}
+    widths = column_widths(shown, px_per_char=6.5, labels=short, total=TABLE_PX, least={"Method": 27})
+    st.dataframe(
+        shown,
+        hide_index=True,
+        key="whatif_trim_table",
+        column_config={
+            c: st.column_config.TextColumn(short.get(c, c), help=c if c in short else None, width=widths[c]) for c in shown.columns
+        },
+    )
     st.caption(
         "Change vs untrimmed: held-out accuracy after trimming minus before, paired by seed, ± its standard error — "
         "a change within about two standard errors is not a measured change."

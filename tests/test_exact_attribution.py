@@ -249,7 +249,7 @@ def test_the_estimate_said_before_a_reverse_pass_is_within_twice_its_time(k):
         start = time.perf_counter()
         method.scores(PerSampleLoss(xt, yt), progress=lambda f, m, said=messages: said.append(m))
         pairs.append((estimate, time.perf_counter() - start))
-        assert "about" in messages[0] and "reverse pass" in messages[0]
+        assert ("about" in messages[0] or "under a second" in messages[0]) and "reverse pass" in messages[0]
         if 0.5 <= pairs[-1][1] / pairs[-1][0] <= 2.0:
             break
     assert 0.5 <= pairs[-1][1] / pairs[-1][0] <= 2.0, pairs

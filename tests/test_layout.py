@@ -601,3 +601,23 @@ def test_region_cut_captions_write_their_numbers_alike():
         cut.total_influence, cut.center_raw = total, np.array([rho, 0.5, 1.2])
         captions.append(cut_title(study, cut))
     assert captions == ["rho = 60000 · Σ Cook 1.23e+03 · 3.1% disagree", "rho = 852 · Σ Cook 8.52e+02 · 3.1% disagree"], captions
+
+
+def test_no_title_sits_under_the_modebar():
+    """Plotly's modebar (the toolbar on hover, top right, ~2–24 px from the top) covered titles placed in the middle
+    of a 30–50 px top margin, a long title in a narrow column all the way: every title starts below its band, and the
+    figure keeps its plot's room (the band is added to the top margin, not taken from the plot)."""
+    import plotly.graph_objects as go
+
+    from influence_core.figures.common import MODEBAR_PX, readable_axes
+
+    under = {}
+    for name, fig, widths in _figures():
+        for width in widths:
+            boxes, _ = text_boxes(fig, width)
+            tops = [box[1] for kind, _, box in boxes if kind == "title"]
+            if tops and tops[0] < MODEBAR_PX - 0.5:
+                under[f"{name} at {width} px"] = round(tops[0], 1)
+    assert not under, under
+    plain = readable_axes(go.Figure(layout=dict(title="t", height=300, margin=dict(t=40))))
+    assert plain.layout.margin.t - 40 == plain.layout.height - 300 > 0  # the plot keeps its height

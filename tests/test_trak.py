@@ -68,7 +68,7 @@ def test_an_ensemble_needs_that_many_checkpoints_and_bad_knobs_are_refused(train
     with pytest.raises(InputError, match="ensemble of 9 needs 9 saved checkpoints"):
         fit_attributor("trak", AttributionContext(model, x, y, names, 1e-3, checkpoints=ckpts, options={"ensemble": 9}))
     assert fit_attributor("trak", AttributionContext(model, x, y, names, 1e-3, checkpoints=ckpts, options={"ensemble": 3})).note.endswith(
-        "3 model(s)"
+        "3 models"
     )
     with pytest.raises(InputError, match="has no option rank; its options: projection_dim"):
         RunConfig(model=ModelConfig(kind="mlp"), method="trak", method_options=(("rank", 3),))

@@ -25,7 +25,7 @@ from influence_core.models import head_names
 from influence_core.progress import ProgressFn, silent
 from influence_core.resources import format_bytes
 from influence_core.tasks import CROSS_ENTROPY, Task
-from influence_core.timing import Cost
+from influence_core.timing import Cost, estimate_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from influence_core.config import RunConfig
@@ -158,7 +158,7 @@ def _auto_candidates(request: CurvatureRequest):
             else:
                 seconds = cls.estimate_seconds(req)
                 if seconds > AUTO_SECONDS:
-                    reason = f"would take about {seconds:.0f} s"
+                    reason = f"would take {estimate_text(seconds)}"
         yield name, cls, req, reason
 
 

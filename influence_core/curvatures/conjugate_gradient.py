@@ -10,6 +10,7 @@ import torch
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.operators import SOLVE_COLUMNS, apply_in_chunks, damped_ggn, operator_bytes, solve_cost_blocks
 from influence_core.knobs import Knob
+from influence_core.text import plural
 from influence_core.timing import Cost, gradient_rows, on_rows, product_model, remember, seconds_text
 
 CG_MAX_ITER, CG_TOLERANCE = 200, 1e-6
@@ -99,7 +100,7 @@ class ConjugateGradientCurvature(Curvature):
         calls = -(-request.rows_to_solve // 2048)  # self-influence solves chunk by chunk of the gradient stream
         check = calls * product(min(64, request.rows_to_solve))
         what = (
-            f"CG: {iterations} iterations{'' if counted else ' (its cap)'} × {len(blocks)} block(s) of up to "
+            f"CG: {iterations} iterations{'' if counted else ' (its cap)'} × {plural(len(blocks), 'block')} of up to "
             f"{SOLVE_COLUMNS} rows ({request.rows_to_solve:,} rows), {seconds_text(product(blocks[0]))} per product"
         )
         return Cost(iterations * sweep + check, what)

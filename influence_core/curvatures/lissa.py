@@ -8,6 +8,7 @@ import torch
 from influence_core.curvatures.base import Curvature, CurvatureRequest
 from influence_core.curvatures.operators import SOLVE_COLUMNS, apply_in_chunks, damped_ggn, operator_bytes, solve_cost_blocks
 from influence_core.knobs import Knob
+from influence_core.text import plural
 from influence_core.timing import Cost, product_model, seconds_text
 
 LISSA_DEPTH = 1000
@@ -59,7 +60,7 @@ class LissaCurvature(Curvature):
         power = 0.0 if request.options.get("scale") else POWER_ITERATIONS * product(1)
         series = depth * sum(product(b) for b in blocks)
         what = (
-            f"LiSSA: {depth} terms × {len(blocks)} block(s) of up to {SOLVE_COLUMNS} rows ({request.rows_to_solve:,} rows), "
+            f"LiSSA: {depth} terms × {plural(len(blocks), 'block')} of up to {SOLVE_COLUMNS} rows ({request.rows_to_solve:,} rows), "
             f"{seconds_text(product(blocks[0]) if blocks else 0.0)} per product"
         )
         return Cost(power + series, what)

@@ -312,6 +312,14 @@ def acasxu_networks(folder: PathLike = DEFAULT_ACASXU_FOLDER) -> dict[tuple[int,
     Raises InputError when the folder is missing or holds none of the expected files.
     """
     path = _find_repo_relative(folder)
+    if path.is_file():  # a file where the folder goes: name what was given and what is expected
+        given = f"{folder} is a {path.suffix.lstrip('.').upper() + ' ' if path.suffix else ''}file, not a folder"
+        if path.suffix.lower() == ".nnet":
+            raise InputError(f"{given}: give the folder that holds it and the other ACAS Xu networks ({path.parent})")
+        raise InputError(
+            f"{given}: give the folder of the 45 ACAS Xu networks named {ACASXU_FILE_PATTERN}"
+            + ("; a table of your own data is a CSV data source ('Your CSV file'), not networks" if path.suffix.lower() in (".csv", ".tsv", ".txt") else "")
+        )
     if not path.is_dir():
         raise InputError(
             f"ACAS Xu folder not found: {folder}. Put the 45 networks named {ACASXU_FILE_PATTERN} "

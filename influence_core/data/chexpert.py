@@ -17,6 +17,7 @@ import numpy as np
 from influence_core.data.base import Dataset, split_indices, stratified_subset
 from influence_core.data.image_folder import decode_files, warn_skipped
 from influence_core.errors import InputError
+from influence_core.text import plural
 from influence_core.progress import ProgressFn, scaled
 
 OBSERVATIONS = [
@@ -74,7 +75,7 @@ def parse_chexpert_labels(
     if unparsable.any():
         example = df.loc[unparsable, "Path"].iloc[0]
         raise InputError(
-            f"{int(unparsable.sum())} Path value(s) do not look like '.../patient00001/study1/view1_frontal.jpg' (e.g. {example!r}); {EXPECTED_LAYOUT}"
+            f"{plural(unparsable.sum(), 'Path value')} {'does' if unparsable.sum() == 1 else 'do'} not look like '.../patient00001/study1/view1_frontal.jpg' (e.g. {example!r}); {EXPECTED_LAYOUT}"
         )
     labels = pd.to_numeric(df[target], errors="coerce")
     if uncertain == "positive":
@@ -161,6 +162,12 @@ def load_chexpert(
     import pandas as pd
 
     folder = Path(root).expanduser()
+    if folder.is_file():  # a file where the folder goes (its train.csv, or a CSV of one's own): say which
+        inside = folder.name.lower() in ("train.csv", "valid.csv")
+        raise InputError(
+            f"{folder} is a file, not the CheXpert folder: "
+            + (f"give the folder that holds it ({folder.parent})" if inside else f"give the folder; {EXPECTED_LAYOUT}")
+        )
     if not folder.is_dir():
         raise InputError(f"CheXpert folder {folder} does not exist; {EXPECTED_LAYOUT}")
     train_csv = _find_csv(folder, "train")

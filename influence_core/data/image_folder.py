@@ -22,6 +22,7 @@ from influence_core.data.base import Dataset, split_indices
 from influence_core.data.preprocessing import normalisation, normalise_images
 from influence_core.errors import DataWarning, InputError
 from influence_core.progress import ProgressFn
+from influence_core.text import plural
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -156,7 +157,7 @@ def warn_skipped(bad: list[tuple[str, str]], root: str | os.PathLike | None = No
     shown = [f"{os.path.relpath(p, root) if root else p} ({reason})" for p, reason in bad[:5]]
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
     warnings.warn(
-        f"skipped {len(bad)} image file(s) that could not be decoded: {'; '.join(shown)}{more}. Replace or delete them.",
+        f"skipped {plural(len(bad), 'image file')} that could not be decoded: {'; '.join(shown)}{more}. Replace or delete them.",
         SkippedImagesWarning,
         stacklevel=3,
     )
@@ -179,7 +180,7 @@ def list_image_folder(path: str | os.PathLike) -> tuple[list[str], list[tuple[st
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
     if not class_dirs:
         loose = [f for f in os.listdir(root) if _is_image(f)]
-        hint = f"found {len(loose)} image(s) directly in the folder but no class subfolders; move them into one subfolder per class" if loose else "found no class subfolders"
+        hint = f"found {plural(len(loose), 'image')} directly in the folder but no class subfolders; move them into one subfolder per class" if loose else "found no class subfolders"
         raise InputError(f"{root}: {hint}; {EXPECTED_LAYOUT}")
     if len(class_dirs) < 2:
         raise InputError(f"{root} has only one class subfolder ({class_dirs[0].name}); a classifier needs at least two; {EXPECTED_LAYOUT}")
@@ -228,7 +229,7 @@ def load_image_folder(
     x, bad = decode_files([root / f for f in rel], image_size, grayscale, progress)
     if bad and not skip_bad:
         first, reason = bad[0]
-        more = f" ({len(bad) - 1} more undecodable file(s) after it)" if len(bad) > 1 else ""
+        more = f" ({plural(len(bad) - 1, 'more undecodable file')} after it)" if len(bad) > 1 else ""
         raise InputError(f"cannot decode image {os.path.relpath(first, root)}: {reason}{more} — replace or delete it, or skip bad files")
     bad_set = {p for p, _ in bad}
     keep = np.array([str(root / f) not in bad_set for f in rel], dtype=bool)

@@ -12,6 +12,7 @@ import numpy as np
 from influence_core.data.base import Dataset, split_indices
 from influence_core.data.preprocessing import normalisation, order_features
 from influence_core.errors import InputError
+from influence_core.text import plural
 
 MIN_ROWS = 4
 
@@ -181,7 +182,7 @@ def load_csv(
     if id_column == label_column:
         raise InputError("the id column and the label column must be different columns")
     if len(df) < MIN_ROWS:
-        raise InputError(f"{file.name} has {len(df)} data row(s); at least {MIN_ROWS} are needed (some to train, some to test)")
+        raise InputError(f"{file.name} has {plural(len(df), 'data row')}; at least {MIN_ROWS} are needed (some to train, some to test)")
 
     feature_cols = order_features(columns, feature_columns, (label_column, id_column), file.name)
     if not feature_cols:
@@ -201,7 +202,7 @@ def load_csv(
     labels = df[label_column]
     if labels.isna().any():
         rows = np.flatnonzero(labels.isna().to_numpy()).tolist()
-        raise InputError(f"label column {label_column!r} is empty in {len(rows)} row(s) (rows {_short_list(rows)}); fill or drop them")
+        raise InputError(f"label column {label_column!r} is empty in {plural(len(rows), 'row')} (rows {_short_list(rows)}); fill or drop them")
     uniques, y = _encode_labels(labels)
     if len(uniques) < 2:
         raise InputError(f"label column {label_column!r} has only one class ({_label_names(uniques)[0]}); a classifier needs at least two")

@@ -66,15 +66,45 @@ def legend_below(fig: go.Figure, width_px: int = 600, axis_px: int = 70) -> go.F
     return fig
 
 
+# plotly's modebar (the toolbar a chart shows on hover, top right): 2 px from the figure's top, ~22 px tall
+MODEBAR_PX = 28
+TITLE_PX, TITLE_LINE_EM = 16, 1.3  # Streamlit's theme: 16-px titles
+
+
+def clear_of_modebar(fig: go.Figure) -> go.Figure:
+    """The title moved down under the modebar's band, the top margin grown by as much (and the height, where the
+    figure sets one), so the plot and whatever sits between it and the title keep their room: in plotly's default
+    place, the middle of the top margin, a title sat under the modebar (a long one in a narrow column behind it)."""
+    title = fig.layout.title
+    if not title.text:
+        return fig
+    margin_top = fig.layout.margin.t if fig.layout.margin.t is not None else 100
+    height = TITLE_LINE_EM * (title.font.size or TITLE_PX) * (str(title.text).count("<br>") + 1)
+    at_top = (title.yref or "container") == "container" and title.y == 1 and title.yanchor in ("top", None, "auto")
+    if at_top:
+        top = title.pad.t or 0
+    elif title.y is None or title.y == "auto":
+        top = margin_top / 2 - height / 2  # plotly: the title in the middle of the top margin
+    else:
+        return fig  # placed by the figure itself, somewhere else
+    if top >= MODEBAR_PX:
+        return fig
+    shift = int(np.ceil(MODEBAR_PX - top))
+    fig.update_layout(title=dict(yref="container", y=1, yanchor="top", pad=dict(t=MODEBAR_PX)), margin=dict(t=margin_top + shift))
+    if fig.layout.height is not None:
+        fig.update_layout(height=fig.layout.height + shift)
+    return fig
+
+
 def readable_axes(fig: go.Figure) -> go.Figure:
     """Tick labels a user reads on every axis: plotly's default exponent format ("B") writes small numbers with SI
     prefixes ("100µ" for 1e-4 s, "−200µ" for a score of −2e-4); "e" writes 1e−4 and −2e−4, and a log axis reads
     10⁻⁴, 10⁻³, … ("power": with "e" its decades mixed 1e−3 and 0.01). An axis that chose its own ``tickformat`` or
-    ``exponentformat`` keeps it."""
+    ``exponentformat`` keeps it. Every figure passes here last: its title is also moved clear of the modebar."""
     for axis in (*fig.select_xaxes(), *fig.select_yaxes()):
         if axis.tickformat is None and axis.exponentformat is None:
             axis.exponentformat = "power" if axis.type == "log" else "e"
-    return fig
+    return clear_of_modebar(fig)
 
 
 def wrap_text(text: str, max_chars: int) -> str:
@@ -107,16 +137,46 @@ def number_format(values, signed: bool = False, printf: bool = False) -> str:
     return "%" + spec if printf else spec
 
 
-def column_widths(frame, formats: Optional[dict] = None, px_per_char: float = 7.0, most: int = 360) -> dict[str, int]:
+# a table's room at 1440 × 900: Streamlit's wide main column (980 px) less its border and scrollbar; in an expander or a
+# bordered container, less their padding. Past it a table scrolls sideways and its last headers are cut at the edge.
+TABLE_PX, TABLE_IN_BOX_PX = 960, 920
+
+
+def column_widths(
+    frame,
+    formats: Optional[dict] = None,
+    px_per_char: float = 7.0,
+    most: int = 360,
+    labels: Optional[dict] = None,
+    total: Optional[int] = None,
+    least: Optional[dict] = None,
+) -> dict[str, int]:
     """Pixel widths for a table's columns that fit their header and their longest value as shown (``formats``: a
     Python format spec per numeric column), so nothing is cut to "cleanlab (own thres…": ~7 px a character of the
-    14-px table font (Source Sans measures 5.5–6.4) and room for the header's sort mark; at most ``most``."""
-    widths = {}
+    14-px table font (Source Sans measures 5.5–6.4) and room for the header's sort mark; at most ``most``.
+
+    ``labels``: the header a column shows where it is not the column's name. ``total``: the table's room (``TABLE_PX``):
+    where the columns need more, the widest give way first, each down to its header's width, so every header shows
+    whole ("repair accuracy (detected)" was cut at the window's edge) and only the longest values end in "…" (whole on
+    hover); ``least``: characters a column keeps however little room there is (a method's name)."""
+    widths, floors = {}, {}
     for name in frame.columns:
         spec = (formats or {}).get(name)
+        header = str((labels or {}).get(name, name))
         texts = [format(v, spec) if spec and isinstance(v, (int, float, np.number)) and np.isfinite(v) else str(v) for v in frame[name]]
-        chars = max([len(str(name)), *map(len, texts)])
-        widths[name] = int(min(most, max(56, 28 + px_per_char * chars)))
+        chars = max([len(header), *map(len, texts)])
+        widths[name] = int(min(most, max(56, np.ceil(28 + px_per_char * chars))))
+        kept = max(len(header), (least or {}).get(name, 0))
+        floors[name] = min(widths[name], int(max(56, np.ceil(28 + px_per_char * kept))))
+    if total is not None and sum(widths.values()) > total:
+        low, high = 0.0, float(max(widths.values()))  # the level the widest are cut to: bisected
+        for _ in range(30):
+            level = (low + high) / 2
+            if sum(max(floors[c], min(w, level)) for c, w in widths.items()) > total:
+                high = level
+            else:
+                low = level
+        widths = {c: int(max(floors[c], min(w, low))) for c, w in widths.items()}
     return widths
 
 
@@ -145,9 +205,11 @@ def decision_region_figure(
     removed: Optional[np.ndarray] = None,
     height: int = 560,
     legend: bool = True,
+    test_value_label: str = "influence",
 ) -> go.Figure:
     """Decision regions of a 2D binary classifier with training points sized by an influence value (``height`` px;
-    ``legend`` False for a small copy that keeps no room for one).
+    ``legend`` False for a small copy that keeps no room for one). ``test_values``: what sizes the test points
+    (influence from a chosen training point), named ``test_value_label`` in the legend beside the training points'.
 
     Unsigned values (self-influence) colour points by label (the class palette); signed values (influence on or
     from a chosen point) colour them by sign (orange = harmful, purple = helpful); the legend names both. Trace 1 =
@@ -207,7 +269,9 @@ def decision_region_figure(
                 x=x_test[:, 0],
                 y=x_test[:, 1],
                 mode="markers",
-                name="test",
+                # the legend names what sizes each kind of point: the training points kept "size = |self-influence|"
+                # while the test points grew with the influence of the chosen training point, named nowhere
+                name="test (size = |" + test_value_label + "|)" if test_values is not None else "test",
                 marker=dict(
                     size=marker_sizes(tv, 4, 18) if test_values is not None else 5,
                     color=test_colour,
@@ -216,7 +280,9 @@ def decision_region_figure(
                     line=dict(width=0.5, color="white"),
                 ),
                 customdata=np.c_[np.arange(len(x_test)), y_test, tv],
-                hovertemplate="test #%{customdata[0]}<br>label %{customdata[1]}<br>value %{customdata[2]:.3g}<extra></extra>",
+                hovertemplate="test #%{customdata[0]}<br>label %{customdata[1]}"
+                + ("<br>" + test_value_label + " %{customdata[2]:.3g}" if test_values is not None else "")
+                + "<extra></extra>",
             )
         )
     if highlight is not None:

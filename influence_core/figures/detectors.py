@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from influence_core import detectors
-from influence_core.figures.common import HARMFUL, NEUTRAL
+from influence_core.figures.common import HARMFUL, NEUTRAL, clear_of_modebar
 
 
 def agreement_figure(detection: "detectors.Detection", k: int) -> go.Figure:
@@ -35,7 +35,7 @@ def agreement_figure(detection: "detectors.Detection", k: int) -> go.Figure:
         yaxis=dict(autorange="reversed"),
         xaxis=dict(tickangle=-30),
     )
-    return fig
+    return clear_of_modebar(fig)
 
 
 def verdicts_figure(verdicts: pd.DataFrame) -> go.Figure:
@@ -62,4 +62,4 @@ def verdicts_figure(verdicts: pd.DataFrame) -> go.Figure:
         yaxis=dict(autorange="reversed"),
         showlegend=False,
     )
-    return fig
+    return clear_of_modebar(fig)

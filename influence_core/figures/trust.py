@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 
 from influence_core.figures.common import CLASS_COLOURS, legend_below, readable_axes
 from influence_core.lds import LDSResult
+from influence_core.timing import seconds_text
 
 COLOURS = [c for c in CLASS_COLOURS if c != "#F0E442"]  # the palette without its yellow, faint as a small marker on white
 # one marker shape per method besides its colour: colours alone do not separate methods for every reader
@@ -90,7 +91,7 @@ def cost_figure(table: pd.DataFrame, width_px: int = 320) -> go.Figure:
                     symbol=SYMBOLS[i % len(SYMBOLS)],
                     line=dict(width=1.5, color="white"),
                 ),
-                hovertemplate=f"{method}<br>LDS %{{y:.3f}}<br>%{{x:.2g}} s to score<extra></extra>",
+                hovertemplate=f"{method}<br>LDS %{{y:.3f}}<br>{seconds_text(seconds[i])} to score<extra></extra>",
             )
         )
     cost.update_layout(

@@ -24,6 +24,8 @@ from influence_core.measurements import Measurement, PerSampleLoss
 from influence_core.methods.base import AttributionContext, Attributor
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import Task
+from influence_core.text import plural
+from influence_core.timing import estimate_text
 
 # self-scores take one reverse pass per batch of training rows: past this many rows they are refused, with the reason
 MAX_SELF_ROWS = 4096
@@ -129,7 +131,9 @@ class ExactAttribution(Attributor):
         per_pass = self.queries_per_pass(k)
         estimate = self.estimate_seconds(k, repeats=1, steps=ESTIMATE_STEPS)
         progress(
-            0.0, f"exact attribution: {-(-k // per_pass)} reverse pass(es) through {len(self.replay.steps)} steps, about {estimate:.0f} s"
+            0.0,
+            f"exact attribution: {plural(-(-k // per_pass), 'reverse pass', 'reverse passes')} through {len(self.replay.steps)} steps, "
+            f"{estimate_text(estimate)}",
         )
         out = np.zeros((k, n))
         for lo in range(0, k, per_pass):

@@ -26,6 +26,7 @@ from influence_core.measurements import Measurement
 from influence_core.methods.base import Attributor, model_chunk_rows
 from influence_core.progress import ProgressFn, scaled, silent
 from influence_core.tasks import CORRECT_CLASS_MARGIN, Task
+from influence_core.text import plural
 from influence_core.training import model_at
 
 PROJECTION_DIM, PROJECTION_BLOCK = 512, 4096
@@ -95,7 +96,7 @@ class Trak(Attributor):
                 else torch.linalg.inv(moment + shift * torch.eye(self.dim, dtype=torch.float64, device=moment.device))
             )
             self.members.append((model, projection, features, q, kernel.to(features.dtype)))
-        self.note = f"TRAK: k = {self.dim}, {len(self.members)} model(s)"
+        self.note = f"TRAK: k = {self.dim}, {plural(len(self.members), 'model')}"
         return self
 
     def _project(self, model, projection, x, y, task: Task, progress: ProgressFn) -> torch.Tensor:
