@@ -8,7 +8,7 @@ The GGN equals the Hessian for the cross-entropy of a linear model, so on logist
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -49,8 +49,9 @@ def selected_parameters(model: nn.Module, names) -> list[nn.Parameter]:
     return [params[n] for n in names]
 
 
-def batches(request: CurvatureRequest) -> list[tuple[Tensor, Tensor]]:
-    b = max(1, request.batch_size)
+def batches(request: CurvatureRequest, size: Optional[int] = None) -> list[tuple[Tensor, Tensor]]:
+    """The request's rows in mini-batches of ``size`` (default: its ``batch_size``)."""
+    b = max(1, size or request.batch_size)
     return [(request.x[i : i + b], request.y[i : i + b]) for i in range(0, len(request.x), b)]
 
 
