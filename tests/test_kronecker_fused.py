@@ -116,3 +116,21 @@ def test_sampled_kfac_is_the_kfc_fisher_of_every_row_whatever_the_batching():
     assert (curv.library_inverse_hvp(g).double() - expected).abs().max() <= 1e-5 * scale
     exact = build_curvature("kron", model, x, y, names, wd, damping).inverse_hvp(g).double()
     assert (exact - expected).abs().max() > 1e-2 * scale  # a Monte-Carlo estimate, not the expectation
+
+
+@pytest.mark.parametrize("kind", ["kron", "ekfac"])
+def test_sampled_kronecker_fits_do_not_depend_on_the_batching(kind):
+    """The sampled KFAC and EK-FAC fits run in the gradient engine's pass size, not the request's batch size: their
+    factors (and EK-FAC's corrected eigenvalues) are sums over rows at labels drawn row by row from one generator,
+    so batches of 16 and one batch of every row give the same inverse to float32 rounding."""
+    from influence_core.models import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(1, 3, 8, width=4).eval()
+    x, y = torch.randn(70, 1, 8, 8), torch.randint(0, 3, (70,))
+    names = parameter_names(model, "all")
+    g = torch.randn(5, sum(model.get_parameter(n).numel() for n in names), generator=torch.Generator().manual_seed(1))
+    small, whole = (
+        build_curvature(kind, model, x, y, names, 1e-2, 0.05, batch_size=b, options={"sampled": 1}).inverse_hvp(g) for b in (16, 512)
+    )
+    assert (small - whole).abs().max() <= 1e-5 * whole.abs().max()

@@ -11,7 +11,7 @@ from torch import nn
 from influence_core.curvatures.base import CurvatureRequest
 from influence_core.curvatures.eigenbasis import EigenbasisCurvature, KroneckerEigenbasis, curvlinops_eigenbasis, laplace_eigenbasis
 from influence_core.curvatures.laplace_fit import fit_laplace, prior_precision, subset_for, subset_reason
-from influence_core.curvatures.operators import apply_in_chunks, batches, selected_parameters
+from influence_core.curvatures.operators import apply_in_chunks, pass_batches, selected_parameters
 from influence_core.knobs import Knob
 from influence_core.tasks import CrossEntropyTask
 
@@ -81,20 +81,17 @@ class KroneckerCurvature(EigenbasisCurvature):
         the batches' factors factor by factor (Σ_b A_b ⊗ Σ_b G_b, which depends on how the rows are batched), where one
         operator over every batch sums Σ aaᵀ and Σ ggᵀ over all rows. The factors then do not depend on the mini-batch
         size (the labels are drawn row by row from one generator), so it is the gradient engine's pass size
-        (:func:`~influence_core.gradients.pass_rows`: the activations within the CPU's caches; on CPU the MNIST
-        SmallCNN's fit took 3.3 s at 128 rows against 5.7-6.0 s at 2,048, and laplace-torch's at 512 4.8-5.2 s)."""
+        (:func:`~influence_core.curvatures.operators.pass_batches`; on CPU the MNIST SmallCNN's fit took 3.3 s at 128
+        rows against 5.7-6.0 s at 2,048, and laplace-torch's at 512 4.8-5.2 s)."""
         from curvlinops import KFACInverseLinearOperator, KFACLinearOperator
-
-        from influence_core.gradients import pass_rows
 
         request.progress(0.0, "fitting the Kronecker-factored Fisher from sampled labels (curvlinops)")
         request.model.eval()
-        rows = min(request.batch_size, pass_rows(request.model, tuple(request.x.shape[1:])) or request.batch_size)
         operator = KFACLinearOperator(
             request.model,
             nn.CrossEntropyLoss(reduction="mean"),
             selected_parameters(request.model, request.param_names),
-            batches(request, rows),
+            pass_batches(request),
             fisher_type="mc",
             mc_samples=1,
             check_deterministic=False,

@@ -55,6 +55,18 @@ def batches(request: CurvatureRequest, size: Optional[int] = None) -> list[tuple
     return [(request.x[i : i + b], request.y[i : i + b]) for i in range(0, len(request.x), b)]
 
 
+def pass_batches(request: CurvatureRequest) -> list[tuple[Tensor, Tensor]]:
+    """The request's rows in the gradient engine's pass size (:func:`~influence_core.gradients.pass_rows`: on CPU as
+    many rows as keep the activations within the caches; unlimited on a GPU), at most its ``batch_size``: for a
+    library's fit whose result is a sum over rows, the same in any batching (curvlinops' KFAC and EK-FAC from sampled
+    labels, drawn row by row from one generator). On the MNIST SmallCNN (184 rows against 512, one CPU thread) the
+    sampled KFAC factors took 3.3-4.4 s against 4.1-4.5 s, the EK-FAC fit 6.6 s against 8.1 s."""
+    from influence_core.gradients import pass_rows
+
+    rows = pass_rows(request.model, tuple(request.x.shape[1:]))
+    return batches(request, min(request.batch_size, rows or request.batch_size))
+
+
 def ggn_operator(request: CurvatureRequest):
     """curvlinops' GGN of the mean cross-entropy over the request's parameters (undamped, no weight decay)."""
     from curvlinops import GGNLinearOperator
