@@ -75,7 +75,7 @@ class KroneckerCurvature(EigenbasisCurvature):
     @classmethod
     def _fit_sampled(cls, request: CurvatureRequest, sizes: dict[str, int]) -> "KroneckerCurvature":
         """curvlinops' KFAC of the mean cross-entropy's Monte-Carlo Fisher (``fisher_type="mc"``: one label drawn from
-        the model per row, seeded), inverted with exact damping, (A ⊗ G + (λ + damping)·I)⁻¹ in the factors' eigenbasis.
+        the model per row, seeded), inverted with exact damping, (G ⊗ A + (λ + damping)·I)⁻¹ in the factors' eigenbasis.
 
         Called directly, not through laplace-torch: laplace-torch builds one curvlinops operator per mini-batch and adds
         the batches' factors factor by factor (Σ_b A_b ⊗ Σ_b G_b, which depends on how the rows are batched), where one
@@ -96,7 +96,7 @@ class KroneckerCurvature(EigenbasisCurvature):
             mc_samples=1,
             check_deterministic=False,
             num_data=request.n_train,
-            separate_weight_and_bias=True,  # a bias is a block of its own, as laplace-torch's (and kronfluence's) KFAC
+            separate_weight_and_bias=True,  # a bias is a block of its own, as in laplace-torch's KFAC (kronfluence joins them)
         )
         inverse = KFACInverseLinearOperator(operator, damping=request.weight_decay + request.damping, use_exact_damping=True)
         basis = curvlinops_eigenbasis(inverse, request.param_names, sizes)

@@ -59,8 +59,9 @@ def pass_batches(request: CurvatureRequest) -> list[tuple[Tensor, Tensor]]:
     """The request's rows in the gradient engine's pass size (:func:`~influence_core.gradients.pass_rows`: on CPU as
     many rows as keep the activations within the caches; unlimited on a GPU), at most its ``batch_size``: for a
     library's fit whose result is a sum over rows, the same in any batching (curvlinops' KFAC and EK-FAC from sampled
-    labels, drawn row by row from one generator). On the MNIST SmallCNN (184 rows against 512, one CPU thread) the
-    sampled KFAC factors took 3.3-4.4 s against 4.1-4.5 s, the EK-FAC fit 6.6 s against 8.1 s."""
+    labels, drawn row by row from one generator). On the MNIST SmallCNN (one CPU thread) the sampled KFAC factors took
+    3.2-4.1 s at 128 rows, 4.1-4.5 s at 512 and 5.7-6.0 s at 2,048 (64 to 184 rows within the noise of each other), the
+    sampled EK-FAC fit 6.6 s at 184 rows (this size) against 8.1 s at 512."""
     from influence_core.gradients import pass_rows
 
     rows = pass_rows(request.model, tuple(request.x.shape[1:]))
