@@ -139,23 +139,25 @@ def laplace_eigenbasis(precision, n_train: int, names: Sequence[str], param_size
 
 
 def curvlinops_eigenbasis(inverse, names: Sequence[str], param_sizes: dict[str, int]) -> KroneckerEigenbasis:
-    """curvlinops' EK-FAC inverse (``KFACInverseLinearOperator`` over ``EKFACLinearOperator``, exact damping) as blocks."""
+    """curvlinops' KFAC or EK-FAC inverse (``KFACInverseLinearOperator`` over ``KFACLinearOperator`` or
+    ``EKFACLinearOperator``, exact damping, weight and bias apart) as blocks: the library's own eigendecompositions and
+    damped inverse eigenvalues (KFAC: 1 / (λ_G λ_Aᵀ + δ); EK-FAC: 1 / (e + δ)), computed once and shared with its product."""
+    from curvlinops import EKFACLinearOperator
+
     operator = inverse._A
-    state = operator.state_dict()
-    if not state["corrected_eigenvalues"]:
+    if isinstance(operator, EKFACLinearOperator):
+        if not operator.state_dict()["corrected_eigenvalues"]:
+            operator.compute_kronecker_factors()
+            operator.compute_eigenvalue_correction()
+    elif not (operator._input_covariances or operator._gradient_covariances):
         operator.compute_kronecker_factors()
-        operator.compute_eigenvalue_correction()
-        state = operator.state_dict()
-    damping = inverse._damping
     found: dict[int, EigenBlock] = {}
     for module_name, positions in operator._mapping.items():
-        q_in = state["input_covariances_eigenvectors"].get(module_name)
-        q_out = state["gradient_covariances_eigenvectors"][module_name]
-        eigenvalues = state["corrected_eigenvalues"][module_name]
-        if not isinstance(eigenvalues, dict):
-            raise ValueError("EK-FAC with weight and bias joined is not supported by the fused path")
+        q_in, q_out, inverse_eigenvalues = inverse._compute_or_get_cached_inverse(module_name)
+        if not isinstance(inverse_eigenvalues, dict):
+            raise ValueError("a Kronecker factorisation with weight and bias joined is not supported by the fused path")
         for attr, pos in positions.items():
-            found[pos] = EigenBlock(names[pos], q_out, q_in if attr == "weight" else None, 1.0 / (eigenvalues[pos] + damping))
+            found[pos] = EigenBlock(names[pos], q_out, q_in if attr == "weight" else None, inverse_eigenvalues[pos])
     blocks = [found[i] for i in range(len(names))]
     return KroneckerEigenbasis(blocks, {n: param_sizes[n] for n in names})
 

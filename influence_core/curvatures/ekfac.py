@@ -9,7 +9,7 @@ from torch import nn
 from influence_core.curvatures.base import CurvatureRequest
 from influence_core.curvatures.eigenbasis import EigenbasisCurvature, KroneckerEigenbasis, curvlinops_eigenbasis
 from influence_core.curvatures.kronecker import SAMPLED_KNOB, KroneckerCurvature
-from influence_core.curvatures.operators import apply_in_chunks, batches, selected_parameters
+from influence_core.curvatures.operators import apply_in_chunks, batches, pass_batches, selected_parameters
 from influence_core.tasks import CrossEntropyTask
 
 
@@ -44,12 +44,15 @@ class EkfacCurvature(EigenbasisCurvature):
 
         request.model.eval()
         request.progress(0.0, "EK-FAC: Kronecker factors and corrected eigenvalues (curvlinops)")
+        sampled = cls.option(request, "sampled", 0)
         operator = EKFACLinearOperator(
             request.model,
             nn.CrossEntropyLoss(reduction="mean"),
             selected_parameters(request.model, request.param_names),
-            batches(request),
-            fisher_type="mc" if cls.option(request, "sampled", 0) else "type-2",
+            # sums over rows, the same in any batching: the sampled fit in the engine's pass size, where it was measured
+            # faster (the exact one, a backward per class, keeps the request's batch size)
+            pass_batches(request) if sampled else batches(request),
+            fisher_type="mc" if sampled else "type-2",
             mc_samples=1,
             check_deterministic=False,
             num_data=request.n_train,

@@ -8,7 +8,7 @@ The GGN equals the Hessian for the cross-entropy of a linear model, so on logist
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -54,9 +54,23 @@ def selected_parameters(model: nn.Module, names) -> list[nn.Parameter]:
     return [params[n] for n in names]
 
 
-def batches(request: CurvatureRequest) -> list[tuple[Tensor, Tensor]]:
-    b = max(1, request.batch_size)
+def batches(request: CurvatureRequest, size: Optional[int] = None) -> list[tuple[Tensor, Tensor]]:
+    """The request's rows in mini-batches of ``size`` (default: its ``batch_size``)."""
+    b = max(1, size or request.batch_size)
     return [(request.x[i : i + b], request.y[i : i + b]) for i in range(0, len(request.x), b)]
+
+
+def pass_batches(request: CurvatureRequest) -> list[tuple[Tensor, Tensor]]:
+    """The request's rows in the gradient engine's pass size (:func:`~influence_core.gradients.pass_rows`: on CPU as
+    many rows as keep the activations within the caches; unlimited on a GPU), at most its ``batch_size``: for a
+    library's fit whose result is a sum over rows, the same in any batching (curvlinops' KFAC and EK-FAC from sampled
+    labels, drawn row by row from one generator). On the MNIST SmallCNN (one CPU thread) the sampled KFAC factors took
+    3.2-4.1 s at 128 rows, 4.1-4.5 s at 512 and 5.7-6.0 s at 2,048 (64 to 184 rows within the noise of each other), the
+    sampled EK-FAC fit 6.6 s at 184 rows (this size) against 8.1 s at 512."""
+    from influence_core.gradients import pass_rows
+
+    rows = pass_rows(request.model, tuple(request.x.shape[1:]))
+    return batches(request, min(request.batch_size, rows or request.batch_size))
 
 
 def ggn_operator(request: CurvatureRequest):
