@@ -15,6 +15,7 @@ from influence_core.metrics import accuracy_change, detection_at_threshold
 from pages._costs import confirm_start, cost_note, estimated
 from pages._detectors import detectors_panel
 from pages._frame import page_header, preload_plotly
+from pages._label_bias_parts import fix_and_retrain, sample_level
 from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker
 from pages._progress import compute_seconds_text, page_fragment, progress_status
@@ -423,106 +424,11 @@ def threshold_and_what_it_flags() -> None:
                 flags=(score_name, np.asarray(scores >= threshold)),
             )
 
-    _fix_and_retrain(threshold, at)
-
-
-@page_fragment(key="label_bias_sample_level")
-def sample_level() -> None:
-    """One held-out sample and the training samples that most harm and help its prediction. It reads only kept results,
-    so it is a fragment of its own, after the threshold's: a move of the slider does not redraw it (0.05 s of each
-    move's 0.3 s), and picking another held-out sample reruns this alone."""
-    st.subheader("Sample level: the training samples behind one held-out prediction")
-    order = result.test_order()
-    pred = result.test_probs.argmax(1)
-    class_names = np.asarray(ds.class_names)
-    tabular = ds.x_train.ndim == 2
-
-    def _describe(i: int) -> str:
-        wrong = "✗ misclassified" if pred[i] != ds.y_test[i] else "✓"
-        return f"#{i} ({ds.ids_test[i]}): true {class_names[ds.y_test[i]]}, predicted {class_names[pred[i]]} ({result.test_probs[i, pred[i]]:.0%}) {wrong}"
-
-    # keyed by the run: a held-out index picked on other data means nothing here
-    held_out = [int(i) for i in order]
-    test_key = f"label_bias_test_{config.key()}"
-    settle_widget(test_key, held_out[0], held_out)
-    test_index = st.selectbox(
-        "Held-out sample (misclassified first)", held_out, format_func=_describe, key=test_key, persist_state="session"
-    )
-    tables = run_or_explain(lb.top_influencers, result, int(test_index), 10)
-    if tables is not None:
-        if tabular:
-            st.caption("Feature values in training standard deviations (what the model sees).")
-            st.dataframe(lb.held_out_features(result, int(test_index)), width="stretch", key="label_bias_test_row")
-        else:
-            st.image(lb.image_of(ds.x_test[int(test_index)]), caption=_describe(int(test_index)), width=96)
-        for title, table in zip(("10 most harmful (positive)", "10 most helpful (negative)"), tables):
-            if tabular:
-                st.markdown(f"**{title}**" + (" — F = flipped" if truth else ""))
-                shown = lb.with_features(result, table)
-                st.dataframe(shown if truth else shown.drop(columns=["flipped"]), hide_index=True, width="stretch")
-            else:
-                st.markdown(f"**{title}** — caption: label used in training" + (", F = flipped" if truth else "") + ", influence")
-                images, captions = lb.gallery(result, table)
-                st.image(images, caption=captions, width=80)
-
-
-def _fix_and_retrain(threshold: float, at: dict) -> None:
-    """Relabel or remove the samples flagged at ``threshold`` and retrain the same run; before, after and clean."""
-    st.subheader("What if: fix the flagged samples and retrain")
-    if yours:
-        st.info(
-            "Your model is not retrained here. Export the flagged samples above, fix or drop them in your data, and "
-            "retrain your model on it; or choose an architecture to train here, and this section retrains it for you."
-        )
-        return
-    a1, a2 = st.columns([1, 3])
-    relabel_to = "the other class" if ds.n_classes == 2 else "the model's likeliest other class"
-    settle_widget("label_bias_action", "relabel", ["relabel", "remove"])  # off the page while your model is scored
-    action = a1.radio(
-        "Action",
-        ["relabel", "remove"],
-        key="label_bias_action",
-        persist_state="session",
-        format_func={"relabel": f"relabel to {relabel_to}", "remove": "remove from training"}.get,
-    )
-
-    def _fix():
-        with progress_status("Retraining on the edited training set") as report:
-            return score_name, threshold, lb.retrain_after_fix(result, scores >= threshold, action, report)
-
-    clicked = a1.button(f"{action.capitalize()} {at['flagged']} and retrain", key="label_bias_retrain", disabled=at["flagged"] == 0)
-    saved = kept_result(clicked, f"label_bias_fix:{content_key(config)}", _fix)
-    if saved:
-        fixed_by, fixed_at, fix = saved
-        rows = {f"{labels_were} (before)": fix["before"], f"after {fix['action']}": fix["after"]}
-        if fix["clean"]:
-            rows["clean labels (reference)"] = fix["clean"]
-        fixed = pd.DataFrame(rows).T.rename(columns={"accuracy": "held-out accuracy", "loss": "held-out loss"})
-        fixed["held-out accuracy"] *= 100
-        a2.dataframe(
-            fixed,
-            width="stretch",
-            key="label_bias_fix_table",
-            column_config={
-                "held-out accuracy": st.column_config.NumberColumn(format="%.1f%%"),
-                "held-out loss": st.column_config.NumberColumn(format="%.3f"),
-            },
-        )
-        change, _ = accuracy_change(fix["before"]["accuracy"], fix["after"]["accuracy"], len(ds.y_test))
-        caption = (
-            f"Held-out accuracy {change} on {len(ds.y_test):,} rows. {fix['n_flagged']} flagged at threshold {fixed_at:.3g} ({fixed_by})"
-        )
-        if truth:
-            caption += f", {fix['flagged_truly_flipped']} of them truly flipped; {fix['flipped_left']} flipped labels left in training."
-        else:
-            caption += (
-                ". Held-out labels are yours too: if they share the training set's errors, accuracy on them can fall when the fix is right."
-            )
-        a2.caption(caption)
+    fix_and_retrain(result, config, score_name, threshold, at, yours)
 
 
 threshold_and_what_it_flags()
-sample_level()
+sample_level(result, config.key())
 
 
 def _clean_model():
