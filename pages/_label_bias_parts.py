@@ -31,7 +31,8 @@ def sample_level(result: Any, config_key: str) -> None:
 
     def _describe(i: int) -> str:
         wrong = "✗ misclassified" if pred[i] != ds.y_test[i] else "✓"
-        return f"#{i} ({ds.ids_test[i]}): true {class_names[ds.y_test[i]]}, predicted {class_names[pred[i]]} ({result.test_probs[i, pred[i]]:.0%}) {wrong}"
+        # "true" only where the held-out labels are known clean (flips planted in training); yours are as given
+        return f"#{i} ({ds.ids_test[i]}): {'true' if truth else 'label'} {class_names[ds.y_test[i]]}, predicted {class_names[pred[i]]} ({result.test_probs[i, pred[i]]:.0%}) {wrong}"
 
     # keyed by the run: a held-out index picked on other data means nothing here
     held_out = [int(i) for i in order]
