@@ -63,18 +63,35 @@ def data_path(container: Any, label: str, key: str, placeholder: str, help: str,
     from influence_core.data_access import check_server_path, save_upload
 
     typed = container.text_input(label, key=key, persist_state="session", placeholder=placeholder, help=help).strip()
+    kept = f"_{key}_uploaded"  # (name, saved path) of this session's upload: a file uploader cannot keep its file
     upload = container.file_uploader(
         f"… or upload it ({', '.join('.' + t for t in upload_types)})",
         type=upload_types,
         key=f"{key}_upload",
         help="Kept under the app's cache folder by content; a zip of an image folder is unpacked there.",
+        on_change=_upload_changed,
+        args=(f"{key}_upload", kept),
     )
     with container:
         if upload is not None:
-            return run_or_explain(save_upload, upload.name, upload.getvalue())
+            path = run_or_explain(save_upload, upload.name, upload.getvalue())
+            if path is not None:
+                st.session_state[kept] = (upload.name, path)
+            return path
+        if not typed and kept in st.session_state:
+            # back from another view, the uploader is empty (Streamlit drops it) and the person had to upload again
+            name, path = st.session_state[kept]
+            st.caption(f"Using {name}, uploaded earlier in this session (upload another file, or remove it, to change).")
+            return path
         if not typed:
             return None
         return run_or_explain(check_server_path, typed, st.get_option("server.address"))
+
+
+def _upload_changed(uploader: str, kept: str) -> None:
+    # the person removed the file (x): the upload kept for later visits goes too; a new file replaces it when saved
+    if st.session_state.get(uploader) is None:
+        st.session_state.pop(kept, None)
 
 
 OWN_DATA = {"csv": "Your CSV file", "image_folder": "Your image folder (one subfolder per class)"}

@@ -231,3 +231,21 @@ def test_a_views_choices_are_kept_when_the_person_leaves_it_and_comes_back():
     assert (dataset.value, point.value) == ("moons", 5)
     assert shown(dataset).startswith("2D half moons") and shown(point) == 5, (shown(dataset), shown(point))
     assert any(m.value.startswith("Test #5:") for m in at.markdown)
+
+
+def test_an_uploaded_csv_is_still_used_when_the_person_comes_back_to_the_view(tmp_path):
+    """A file uploader cannot keep its file across views: Label bias came back asking "Name your data above" for a CSV
+    uploaded minutes before (a walk). The saved upload is kept for the session and used while no other is given, and
+    the page says so. (AppTest cannot upload: the kept upload is set as the uploader's save leaves it.)"""
+    from influence_core.data_access import save_upload
+
+    path = save_upload("pets.csv", _csv(tmp_path / "pets.csv", 0).read_bytes())
+    at = _open("pages/label_bias.py", label_bias_dataset="csv", _label_bias_csv_path_uploaded=("pets.csv", path))
+    _ran_clean(at)
+    assert any("Using pets.csv, uploaded earlier in this session" in c.value for c in at.caption)
+    assert at.get("plotly_chart"), "the page did not run on the kept upload"
+    # a typed path takes precedence over the kept upload
+    other = _csv(tmp_path / "other.csv", 1)
+    at.text_input(key="label_bias_csv_path").set_value(str(other)).run()
+    _ran_clean(at)
+    assert not any("uploaded earlier" in c.value for c in at.caption)
