@@ -228,6 +228,7 @@ def estimate_lds(
     retrain: Optional[RunConfig] = None,
     randomness: str = "resampled",
     ceiling: bool = False,
+    progress: ProgressFn = silent,
 ) -> Cost:
     """What :func:`linear_datamodeling_score` with these settings will cost, before it starts, timed on this machine:
     each method's scoring of every held-out point (an influence function's curvature and gradient passes, a method's
@@ -246,12 +247,14 @@ def estimate_lds(
     if training is not None and training.seconds > costs.TRAIN_FIRST_SECONDS:
         parts.append(training)
     else:
-        full = experiments.train(config, silent, True, ds)
+        # the estimate's longest part where it trains (47 s for Trust's digits MLP on a loaded machine): its progress
+        full = experiments.train(config, scaled(progress, 0.0, 0.7), True, ds)
     unestimated = []
     if full is not None:
         n_test = len(ds.y_test)
         with experiments.threads_for_run(full):
-            for spec, (run, name) in runs.items():
+            for i, (spec, (run, name)) in enumerate(runs.items()):
+                progress(0.7 + 0.3 * i / len(runs), f"timing {spec}")
                 if get_method(name).uses_curvature:
                     scoring = costs.estimate_influence(run, full, n_test, self_scores=False)
                     parts.append(Cost(scoring.seconds, f"{spec}: {scoring.what}"))

@@ -17,6 +17,17 @@ from pages._results import memoised, run_or_explain
 log = logging.getLogger("influence_lab")
 
 
+_CONFIRMED = "_confirmed_starts"  # starts a person confirmed (confirm_start), by key
+_ASKED = "_asked_starts"  # clicks waiting for their estimate or confirmation (gated_result), by key
+
+
+def forget_confirmed_starts() -> None:
+    """After a Stop: every long start is asked about again (a view came back to minutes of stopped work, restarted with
+    no question, because its start had been confirmed once), and no click waits to start."""
+    for key in (_CONFIRMED, _ASKED):
+        st.session_state.get(key, set()).clear()
+
+
 def cost_note(container: Any, cost: Optional[Cost], subject: str = "On this machine") -> None:
     """The estimate beside the choice it is for: '… about 4 min 03 s (CG: 200 iterations × …)'."""
     if cost is not None:
@@ -39,7 +50,7 @@ def confirm_start(cost: Optional[Cost], key: str, action: str) -> bool:
     """Whether work estimated at ``cost`` may start: at once when it is under ``timing.CONFIRM_SECONDS`` (or not
     estimated), else once the person clicks the button that states the estimate (remembered for ``key`` in this
     session). Until then the page shows the estimate and that button; the caller stops the run."""
-    confirmed = st.session_state.setdefault("_confirmed_starts", set())
+    confirmed = st.session_state.setdefault(_CONFIRMED, set())
     if cost is None or not cost.needs_confirmation or key in confirmed:
         return True
     st.info(f"{action} is estimated at {cost.text()} on this machine" + (f" ({cost.what})" if cost.what else "") + ".")
@@ -55,7 +66,7 @@ def gated_result(
     """:func:`kept_result` with the cost said first: a click has the work estimated (``estimate``, measured on this
     machine, kept for the session) and starts it at once when it is under ``timing.CONFIRM_SECONDS``, else after a
     second click on a button that states the estimate; ``compute(cost)`` shows it in its progress box."""
-    asked = st.session_state.setdefault("_asked_starts", set())
+    asked = st.session_state.setdefault(_ASKED, set())
     if clicked:
         asked.add(store_key)
     if store_key in asked:

@@ -6,7 +6,7 @@ from pages._costs import confirm_start, cost_note, estimated
 from pages._frame import page_header, preload_plotly
 from pages._loading import import_with_progress, imports_pending
 from pages._own_inputs import OWN_MODEL, own_model_card, own_model_inputs
-from pages._progress import compute_seconds_text, page_fragment, progress_status
+from pages._progress import TIMING, compute_seconds_text, page_fragment, progress_status
 from pages._results import memoised, one_thread, run_or_explain
 from pages._widgets import described_select, settle_widget
 
@@ -160,8 +160,8 @@ config = explorer_config(
 
 
 def _estimate():
-    with one_thread(), st.spinner("Timing this choice on this machine"):
-        return estimate_run(config)
+    with one_thread(), progress_status(TIMING, transient=True) as report:
+        return estimate_run(config, progress=report)
 
 
 run_key = "explorer:" + content_key(config)

@@ -18,7 +18,7 @@ from pages._frame import page_header, preload_plotly
 from pages._label_bias_parts import fix_and_retrain, sample_level
 from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker
-from pages._progress import compute_seconds_text, page_fragment, progress_status
+from pages._progress import TIMING, compute_seconds_text, page_fragment, progress_status
 from pages._results import kept_result, memoised, run_or_explain
 from pages._widgets import described_select, settle_widget
 
@@ -159,8 +159,8 @@ config = run_or_explain(config.with_knobs, method_knobs, curvature_knobs) or st.
 def _estimate():
     # the clean model too where labels are flipped; queries: each held-out row, the misclassified, all, each class
     clean = [lb.clean_config(config)] if config.data.noise_fraction > 0 else []
-    with st.spinner("Timing this choice on this machine"):
-        return estimate_run(config, n_queries=lambda data: len(data.y_test) + 2 + data.n_classes, trainings=clean)
+    with progress_status(TIMING, transient=True) as report:
+        return estimate_run(config, n_queries=lambda data: len(data.y_test) + 2 + data.n_classes, trainings=clean, progress=report)
 
 
 run_key = "label_bias:" + content_key(config)

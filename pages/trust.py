@@ -10,7 +10,7 @@ from influence_core.text import plural
 from influence_core.timing import seconds_text
 from pages._costs import gated_result
 from pages._frame import page_header
-from pages._progress import progress_status
+from pages._progress import TIMING, progress_status
 from pages._results import kept_result, one_thread, run_or_explain
 from pages._widgets import described_select, settle_widget
 
@@ -84,8 +84,8 @@ store = f"trust:{config.key()}:{subsets}:{fraction}:{','.join(chosen)}:{randomne
 
 
 def _estimate():
-    with one_thread(), st.spinner("Timing this choice on this machine"):
-        return lds.estimate_lds(config, chosen, subsets, fraction, seed, randomness=randomness, ceiling=ceiling)
+    with one_thread(), progress_status(TIMING, transient=True) as report:
+        return lds.estimate_lds(config, chosen, subsets, fraction, seed, randomness=randomness, ceiling=ceiling, progress=report)
 
 
 def _measure(cost):

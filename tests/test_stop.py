@@ -80,12 +80,40 @@ def test_the_stop_callback_records_how_far_the_work_got(monkeypatch):
     from pages import _progress
 
     toasts = []
-    state: dict = {_progress._REACHED: {"Training the model": "at 42 % after 12 s"}}
+    state: dict = {_progress._REACHED: {"Training the model": "at 42 % after 12 s"}, "_confirmed_starts": {"trust:lds"}}
     monkeypatch.setattr(_progress.st, "session_state", state)
     monkeypatch.setattr(_progress.st, "toast", lambda text, **_: toasts.append(text))
     _progress._ask_to_stop("Training the model")
     assert state[_progress._STOP_ASKED] == {"Training the model": "at 42 % after 12 s"}
     assert toasts and "at 42 % after 12 s" in toasts[0] and "Nothing from it was kept" in toasts[0]
+    # a long start confirmed before is asked about again: a view came back to minutes of stopped work and restarted it
+    assert state["_confirmed_starts"] == set()
+
+
+def _button_page():
+    """Work started by a button (Trust's Measure LDS): the run after a Stop enters no progress box."""
+    import streamlit as st
+
+    from pages._progress import progress_status, take_stop_request
+
+    take_stop_request()
+    if st.button("Measure", key="go"):
+        with progress_status("Scoring with 3 methods") as report:
+            report(0.5, "half")
+
+
+def test_work_started_by_a_button_says_where_it_stopped_too():
+    """Trust and What-if went back to their idle hint after Stop, with only a toast that fades (a walk)."""
+    from pages import _progress
+
+    at = AppTest.from_function(_button_page)
+    at.run()
+    at.session_state[_progress._STOP_ASKED] = {"Scoring with 3 methods": "at 5% after 2 s"}
+    at.run()
+    assert not at.exception
+    assert [i.value for i in at.info] == ["**Scoring with 3 methods**: stopped, at 5% after 2 s, as you asked. Nothing from it was kept."]
+    at.run()  # said once: the next run is a new one
+    assert not at.info
 
 
 def test_every_fragment_of_the_pages_is_a_page_fragment():
@@ -102,3 +130,33 @@ def test_every_fragment_of_the_pages_is_a_page_fragment():
         if "st.fragment" in line
     ]
     assert not plain, plain
+
+
+def test_the_time_left_counts_down_while_a_solver_beats_and_the_estimate_speaks_early():
+    """A LiSSA block beats at an unmoved share: the time left climbed (8 → 19 s at "50 %"); a first, cheap stage's
+    pace put Trust's 9-minute measurement at "5 % done, about 22 s left" (a walk)."""
+    from pages._progress import progress_text
+
+    assert progress_text(0.5, 12.0, moved_at=8.0) == "50% done, about 4 s left"  # counted down from the pace at 8 s
+    assert progress_text(0.5, 30.0, moved_at=8.0, message="340 products") == "50% done, taking longer than its pace said: 340 products"
+    assert progress_text(0.05, 2.0, estimate=540.0) == "5% done, about 8 min 33 s left (estimated)"
+    assert progress_text(0.25, 3.0, "training") == "25% done, about 9 s left: training"  # no estimate: the pace from 2 %
+
+
+def _transient_page():
+    import streamlit as st
+
+    from pages._progress import progress_status
+
+    with progress_status("Timing this choice", transient=True) as report:
+        report(0.5, "half")
+    with progress_status("Training") as report:
+        report(1.0, "done")
+    st.write("page")
+
+
+def test_a_transient_box_goes_when_its_work_is_done():
+    """The estimate's timing box (its result is the estimate beside the choice) does not stay on the page."""
+    at = AppTest.from_function(_transient_page).run()
+    labels = [s.label for s in at.status]
+    assert len(labels) == 1 and labels[0].startswith("Training: done in"), labels
