@@ -24,7 +24,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from influence_core.data.base import Dataset
 from influence_core.errors import InputError
 from influence_core.experiments import InfluenceResult, compute_influence, predict_proba
 from influence_core.progress import ProgressFn, scaled, silent
+
+if TYPE_CHECKING:
+    from influence_core.timing import Cost
 
 FAMILIES = ("hcas", "acasxu", "nnet")
 #: one colour per advisory (COC, weak left, weak right, strong left, strong right)
@@ -230,6 +233,60 @@ def _compute_threads(n: Optional[int]):
     from influence_core.resources import compute_threads
 
     return compute_threads(n if default_device().type == "cpu" else None)
+
+
+def larger_than_default(config: RegionConfig) -> bool:
+    """Whether a study's work (table points × epochs × the surrogate's size) passes the default's, which takes seconds:
+    only such a study is estimated before it starts (the estimate would cost the default's first result its 10 s)."""
+    default = RegionConfig()
+
+    def work(c: RegionConfig) -> float:
+        return c.n_points * c.epochs * c.hidden * c.hidden * c.depth
+
+    return work(config) > work(default)
+
+
+def estimate_region_study(config: RegionConfig) -> "Cost":
+    """What :func:`run_region_study` will take, timed here on a part of the work: labelling 4,096 points with the oracle
+    (scaled to the table), and the surrogate's training steps on a table of that size (scaled to the run's steps).
+    Cook's distance on the last layer adds little beside them. A million-point table ran over a minute unannounced."""
+    import math
+    import time
+
+    import torch
+
+    from influence_core.costs import gradient_pass_seconds, steps_cost
+    from influence_core.device import default_device
+    from influence_core.models import build_model, parameter_names
+    from influence_core.timing import Cost, seconds_text
+
+    oracle = load_oracle(config)
+    m = min(config.n_points, 4096)
+    build_table(oracle, 64, seed=config.seed, sampling="uniform")  # the first call's one-time set-up apart
+    start = time.perf_counter()
+    table, info = build_table(oracle, m, seed=config.seed, sampling="uniform")
+    labelling = (time.perf_counter() - start) * config.n_points / m
+    part = _surrogate_dataset(table, info)
+    run = config.run_config()
+    device = default_device()
+    model = build_model(run.model, part.input_shape, part.n_classes, config.seed).to(device)
+    x, y = torch.from_numpy(part.x_train).to(device), torch.from_numpy(part.y_train).to(device)
+    measured = steps_cost(model, x, y, run.train, config.seed)
+
+    def steps(rows: int) -> int:
+        batch = run.train.batch_size if 0 < run.train.batch_size < rows else rows
+        return math.ceil(rows / batch) * run.train.epochs
+
+    rows = len(part.y_train) * config.n_points / m  # the same train share of the whole table
+    per_step = measured.seconds / max(steps(len(part.y_train)), 1)
+    training = per_step * steps(int(rows))
+    # Cook's distance: the last layer's per-sample gradients over every training row, twice (the GGN, the scores)
+    scoring = 2 * gradient_pass_seconds(model, parameter_names(model, "last_layer"), x, y) * rows / len(x)
+    return Cost(
+        labelling + training + scoring,
+        f"labelling {config.n_points:,} points, {seconds_text(labelling)}; training {steps(int(rows)):,} steps × "
+        f"{seconds_text(per_step)}; Cook's distance {seconds_text(scoring)}",
+    )
 
 
 def run_region_study(config: RegionConfig, progress: ProgressFn = silent, use_cache: bool = True) -> RegionStudy:

@@ -35,6 +35,8 @@ from influence_core.regions import (  # noqa: E402
     RegionConfig,
     boundary_distance_ratio,
     disagreement_summary,
+    estimate_region_study,
+    larger_than_default,
     make_cut,
     rank_cut_centres,
     run_region_study,
@@ -252,8 +254,18 @@ with tab_cuts:
         curvature_options=curvature_knobs,
     )
 
+    # a study past the default's size says its cost first, and asks past 30 s (a million points ran over a minute
+    # unannounced); the default's, seconds, is not timed (that would cost its first result's 10 s)
+    cost = None
+    if f"regions:{config}" not in st.session_state.get("_results", {}) and larger_than_default(config):
+        cost = memoised(f"regions_cost:{config}", lambda: estimated(lambda: estimate_region_study(config)))
+        cost_note(st, cost)
+        if not confirm_start(cost, f"regions:{config}", "Sampling, training and Cook's distance"):
+            plotly_slot.empty()
+            st.stop()
+
     def _study():
-        with progress_status("Sampling the table, training the surrogate, computing Cook's distance") as report:
+        with progress_status("Sampling the table, training the surrogate, computing Cook's distance", cost) as report:
             return run_region_study(config, progress=report)
 
     study = memoised(f"regions:{config}", lambda: run_or_explain(_study))

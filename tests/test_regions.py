@@ -280,3 +280,22 @@ def test_mislabel_study_says_what_its_figure_hides():
     assert not any("A's mean AUROC" in n or "of C" in n or "and C" in n for n in notes), notes
     two = MislabelROCStudy(runs=[RunScores("A", regime, s, good + s, flipped, 0.9, 1.0) for s in (0, 1)])
     assert two.summary()[0]["auroc_std"] == 0.0  # two runs: a measured spread (here none)
+
+
+def test_a_study_past_the_defaults_size_says_its_cost_first_and_asks_past_30_s(monkeypatch) -> None:
+    """A million table points ran over a minute with no estimate (a walk). A study larger than the default's is timed
+    on a part of its work first, and asks past the threshold; the default's (seconds) starts at once, untimed."""
+    from influence_core import regions, timing
+
+    assert not regions.larger_than_default(regions.RegionConfig())
+    big = regions.RegionConfig(n_points=60_000)
+    assert regions.larger_than_default(big)
+    cost = regions.estimate_region_study(big)
+    assert cost.seconds > 0 and cost.what.startswith("labelling 60,000 points") and "Cook's distance" in cost.what
+    monkeypatch.setattr(timing, "CONFIRM_SECONDS", 0.0)  # every estimated start asks
+    at = _page()
+    at.session_state["rc_points"] = 1_000_000  # past the default's work with this test's small surrogate
+    at.run()
+    assert not at.exception, at.exception
+    assert any(b.label.startswith("Sampling, training and Cook's distance: ") for b in at.button), [b.label for b in at.button]
+    assert not at.get("plotly_chart") or all("rc_plotly_preload" in c.proto.id for c in at.get("plotly_chart"))
