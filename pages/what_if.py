@@ -161,7 +161,8 @@ with right:
     chosen = result.flip_set(t, mode)
     found = bool(result.search(mode).found[t])
     st.write(
-        f"Test #{t}: true **{ds.class_names[ds.y_test[t]]}**, p(class 1) = **{result.test_probs[t]:.3f}** → predicted "
+        # the class by its name, as the labels beside it are ("p(class 1)" sat beside digit names: "true 3 … predicted 3")
+        f"Test #{t}: true **{ds.class_names[ds.y_test[t]]}**, p({ds.class_names[1]}) = **{result.test_probs[t]:.3f}** → predicted "
         f"**{ds.class_names[result.predicted[t]]}**."
     )
     if found:
@@ -193,7 +194,7 @@ with right:
         p_new = 1 / (1 + np.exp(-verified.retrained_margin[0]))
         (st.success if verified.flipped[0] else st.warning)(
             f"Retrained with the set {'relabelled' if mode == 'relabel' else 'removed'} (same seed, labels edited on a copy): "
-            f"p(class 1) = {p_new:.3f} → {'flipped' if verified.flipped[0] else 'not flipped'}."
+            f"p({ds.class_names[1]}) = {p_new:.3f} → {'flipped' if verified.flipped[0] else 'not flipped'}."
             + (
                 " Algorithm 1 is first order: the retrained model moved less than predicted. **Next step:** grow the set "
                 "below — retrain, run Algorithm 1 again on the retrained model, add its points, until retraining flips "

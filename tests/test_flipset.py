@@ -170,6 +170,9 @@ def test_what_if_page_shows_a_flip_set_and_verifies_it(tmp_path):
     points = next(d.value for d in at.dataframe if "k (relabel)" in d.value.columns)
     assert len(review) == points["k (relabel)"].iloc[at.number_input(key="whatif_test_id").value] > 0
     at.number_input(key="whatif_test_id").set_value(3).run()
+    # the probability names its class as the labels beside it do (it read "p(class 1)" beside digit names)
+    second = fs.what_if_dataset("blobs", seed=0).class_names[1]
+    assert any(m.value.startswith("Test #3: true ") and f", p({second}) = **" in m.value for m in at.markdown)
     at.button(key="whatif_verify").click().run()
     assert not at.exception, at.exception
     texts = " ".join(m.value for m in at.success) + " ".join(m.value for m in at.warning)
