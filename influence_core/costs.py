@@ -83,6 +83,12 @@ def steps_cost(model: Any, x: "torch.Tensor", y: "torch.Tensor", cfg: Any, seed:
     return _STEP_COSTS[key]
 
 
+def training_steps(rows: int, cfg: Any) -> int:
+    """The optimiser steps of training ``rows`` rows under ``cfg`` (a TrainConfig): mini-batches per epoch × epochs."""
+    batch = cfg.batch_size if 0 < cfg.batch_size < rows else rows
+    return -(-rows // max(batch, 1)) * cfg.epochs
+
+
 def _measured_steps_cost(model: Any, x: "torch.Tensor", y: "torch.Tensor", cfg: Any, seed: int) -> Cost:
     """Training ``model`` (a copy) on (x, y) under ``cfg`` (a TrainConfig), from a few of its own steps timed here: the
     engine's trainer (as the run calls it) on up to 4 mini-batches for one and for two epochs, the difference (an epoch's
@@ -106,7 +112,7 @@ def _measured_steps_cost(model: Any, x: "torch.Tensor", y: "torch.Tensor", cfg: 
         per_epoch = max(two - one, one / 2) * n / rows
         return Cost.of(cfg.epochs, per_epoch, f"training: {cfg.epochs} L-BFGS epochs × {seconds_text(per_epoch)}")
     batch = cfg.batch_size if 0 < cfg.batch_size < n else n
-    steps_per_epoch = -(-n // batch)
+    steps_per_epoch = training_steps(n, cfg) // cfg.epochs
     few = min(4, steps_per_epoch)
     rows = min(n, few * batch)
     # an epoch's work, its set-up apart: one and three epochs on (up to) four of its mini-batches, the difference over

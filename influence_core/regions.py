@@ -250,12 +250,11 @@ def estimate_region_study(config: RegionConfig) -> "Cost":
     """What :func:`run_region_study` will take, timed here on a part of the work: labelling 4,096 points with the oracle
     (scaled to the table), and the surrogate's training steps on a table of that size (scaled to the run's steps).
     Cook's distance on the last layer adds little beside them. A million-point table ran over a minute unannounced."""
-    import math
     import time
 
     import torch
 
-    from influence_core.costs import gradient_pass_seconds, steps_cost
+    from influence_core.costs import gradient_pass_seconds, steps_cost, training_steps
     from influence_core.device import default_device
     from influence_core.models import build_model, parameter_names
     from influence_core.timing import Cost, seconds_text
@@ -274,8 +273,7 @@ def estimate_region_study(config: RegionConfig) -> "Cost":
     measured = steps_cost(model, x, y, run.train, config.seed)
 
     def steps(rows: int) -> int:
-        batch = run.train.batch_size if 0 < run.train.batch_size < rows else rows
-        return math.ceil(rows / batch) * run.train.epochs
+        return training_steps(rows, run.train)
 
     rows = len(part.y_train) * config.n_points / m  # the same train share of the whole table
     per_step = measured.seconds / max(steps(len(part.y_train)), 1)
