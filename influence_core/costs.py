@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from influence_core.progress import silent
 from influence_core.text import plural
-from influence_core.timing import Cost, seconds_text, time_call, time_growing
+from influence_core.timing import Cost, seconds_text, time_difference, time_growing
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -107,9 +107,8 @@ def _measured_steps_cost(model: Any, x: "torch.Tensor", y: "torch.Tensor", cfg: 
     device = x.device
     if cfg.optimizer == "lbfgs":  # full batch: an epoch is up to 20 L-BFGS iterations over every row
         rows = min(n, 512)
-        one = time_call(lambda: run(rows, 1), device)
-        two = time_call(lambda: run(rows, 2), device, warm=lambda: None)
-        per_epoch = max(two - one, one / 2) * n / rows
+        one, added = time_difference(lambda: run(rows, 1), lambda: run(rows, 2), device)
+        per_epoch = max(added, one / 2) * n / rows
         return Cost.of(cfg.epochs, per_epoch, f"training: {cfg.epochs} L-BFGS epochs × {seconds_text(per_epoch)}")
     batch = cfg.batch_size if 0 < cfg.batch_size < n else n
     steps_per_epoch = training_steps(n, cfg) // cfg.epochs
@@ -118,9 +117,8 @@ def _measured_steps_cost(model: Any, x: "torch.Tensor", y: "torch.Tensor", cfg: 
     # an epoch's work, its set-up apart: one and three epochs on (up to) four of its mini-batches, the difference over
     # the two epochs between (one and two epochs' difference, half the steps, put a loaded machine's estimates of Label
     # bias's CNN at 0.3-2.3x its training)
-    one_epoch = time_call(lambda: run(rows, 1), device)
-    three_epochs = time_call(lambda: run(rows, 3), device, warm=lambda: None)
-    per_step = (max(three_epochs - one_epoch, 0.0) / 2 or one_epoch) / few
+    one_epoch, two_more = time_difference(lambda: run(rows, 1), lambda: run(rows, 3), device)
+    per_step = (max(two_more, 0.0) / 2 or one_epoch) / few
     steps = steps_per_epoch * cfg.epochs
     return Cost.of(steps, per_step, f"training: {cfg.epochs} epochs × {steps_per_epoch} steps × {seconds_text(per_step)}")
 
