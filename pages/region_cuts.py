@@ -77,6 +77,7 @@ def mislabel_roc_section() -> None:
         list(ARMS)[:2],
         key="mr_arms",
         persist_state="session",
+        wrap=True,  # every chosen arm in sight, not scrolled sideways
         help="ResNet18 and the 3× longer arm take minutes per run on a CPU",
     )
     study_runs = m4.slider("Runs per arm", 1, 10, 3, key="mr_runs", persist_state="session")

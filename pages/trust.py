@@ -72,6 +72,7 @@ with st.container(border=True):
         lds.method_specs(),
         lds.default_specs(),
         key="trust_methods",
+        wrap=True,  # seven chips in a column scroll sideways otherwise, hiding what the run measures
         persist_state="session",
         help="each influence-function entry names its curvature; all run against the same retrains",
     )

@@ -335,7 +335,8 @@ def test_what_if_test_point_box_shows_the_point_the_text_describes_after_the_dat
 
 
 # Text the layout cut off or drew over other text, as a person would see it: an element that clips its text (an ellipsis
-# or hidden overflow) with more text than it shows, a select box or text field wider than its box, and in each plotly
+# or hidden overflow) with more text than it shows, a select box or text field wider than its box, a multiselect whose
+# chosen chips scroll out of sight (Trust's seven methods showed three and a half), and in each plotly
 # figure the title, legend, subplot titles, axis titles and colour-bar title overlapping each other or leaving the figure.
 LAYOUT_PROBLEMS_JS = """
 () => {
@@ -348,6 +349,11 @@ LAYOUT_PROBLEMS_JS = """
     const cs = getComputedStyle(el);
     const clips = cs.textOverflow === 'ellipsis' || ((cs.overflowX === 'hidden' || cs.overflowX === 'clip') && cs.whiteSpace === 'nowrap');
     if (clips && el.scrollWidth > el.clientWidth + 1) problems.push(`cut: '${text(el)}' (${el.scrollWidth}px in ${el.clientWidth}px)`);
+  }
+  // a multiselect whose chips scroll sideways (Streamlit's default in a column) hides choices the run uses
+  for (const box of main.querySelectorAll("[data-testid='stMultiSelect']")) for (const el of box.querySelectorAll('*')) {
+    if (el.offsetParent && getComputedStyle(el).overflowX !== 'visible' && el.scrollWidth > el.clientWidth + 1)
+      problems.push(`chips scroll out of sight: '${text(box)}' (${el.scrollWidth}px in ${el.clientWidth}px)`);
   }
   for (const el of main.querySelectorAll('input[type=text], input:not([type])')) {
     if (el.offsetParent && el.value && el.scrollWidth > el.clientWidth + 1) problems.push(`cut: '${el.value.slice(0, 70)}' (${el.scrollWidth}px in ${el.clientWidth}px)`);
