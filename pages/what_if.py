@@ -183,8 +183,8 @@ with right:
         with progress_status("Retraining with the set edited") as report:
             return fs.verify_flip_sets(result, [t], mode, report)
 
-    def _grow():
-        with progress_status("Growing the set: retrain, re-run Algorithm 1, add") as report:
+    def _grow(cost):
+        with progress_status("Growing the set: retrain, re-run Algorithm 1, add", cost) as report:
             return fs.refine_flip_set(result, t, progress=report)
 
     # retraining results stay on screen for this model, test point and set (until one of them changes)
@@ -205,9 +205,11 @@ with right:
         )
     grown = None
     if mode == "relabel":
-        grown = kept_result(
+        grown = gated_result(
             found and st.button("Grow the set until retraining flips it", key="whatif_refine", type="primary" if failed else "secondary"),
             f"{run_key}:grow:{t}",
+            "Growing the set",
+            lambda: fs.refinement_cost(result),
             _grow,
         )
     elif failed:

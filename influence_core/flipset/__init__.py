@@ -74,10 +74,12 @@ from influence_core.flipset.search import (  # noqa: F401
     logit_margin,
 )
 from influence_core.flipset.verification import (  # noqa: F401
+    REFINEMENT_ROUNDS,
     RefinedFlip,
     Verification,
     edited_labels,
     refine_flip_set,
+    refinement_cost,
     retrained_margins,
     verification_cost,
     verify_flip_sets,
@@ -94,6 +96,7 @@ __all__ = [
     "MODES",
     "NoiseSweep",
     "OUTPUTS",
+    "REFINEMENT_ROUNDS",
     "RefinedFlip",
     "Verification",
     "WHAT_IF_DATASETS",
@@ -113,6 +116,7 @@ __all__ = [
     "noise_sweep",
     "project_2d",
     "refine_flip_set",
+    "refinement_cost",
     "retrained_margins",
     "two_group_comparison",
     "verification_cost",

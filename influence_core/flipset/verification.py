@@ -153,8 +153,24 @@ class RefinedFlip:
     one_shot_k: int  # |S_t| from Algorithm 1 alone (0 = not found)
 
 
+REFINEMENT_ROUNDS = 4
+
+
+def refinement_cost(result: FlipSetResult, max_rounds: int = REFINEMENT_ROUNDS) -> "Cost":
+    """What :func:`refine_flip_set` will take at most: its rounds (it stops at the first flip) × one round, a training of
+    the run's model on edited labels (timed here) and Algorithm 1's kernel again (its time when this result computed
+    it). What-if's "Grow the set" took 11 s with nothing said before (a walk, issue 34)."""
+    from influence_core.costs import training_cost
+    from influence_core.timing import Cost, seconds_text
+
+    training = training_cost(result.config, result.dataset).seconds
+    per_round = training + float(result.metrics.get("flipset_seconds", 0.0))
+    what = f"up to {max_rounds} rounds (it stops at the first flip) × {seconds_text(per_round)}: a training and Algorithm 1"
+    return Cost.of(max_rounds, per_round, what)
+
+
 def refine_flip_set(
-    result: FlipSetResult, test_index: int, max_rounds: int = 4, progress: ProgressFn = silent, use_cache: bool = True
+    result: FlipSetResult, test_index: int, max_rounds: int = REFINEMENT_ROUNDS, progress: ProgressFn = silent, use_cache: bool = True
 ) -> RefinedFlip:
     """Relabel Algorithm 1's set, retrain; while the prediction has not flipped, re-run Algorithm 1 at the new
     model (its labels edited on a copy) and add its set. Stops at the first confirmed flip or after ``max_rounds``."""
