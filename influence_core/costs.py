@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from influence_core.progress import silent
 from influence_core.text import plural
-from influence_core.timing import Cost, seconds_text, time_difference, time_growing
+from influence_core.timing import Cost, seconds_text, time_call, time_difference, time_growing
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -106,10 +106,12 @@ def _measured_steps_cost(model: Any, x: "torch.Tensor", y: "torch.Tensor", cfg: 
 
     device = x.device
     if cfg.optimizer == "lbfgs":  # full batch: an epoch is up to 20 L-BFGS iterations over every row
+        # the whole training on up to 512 rows, scaled by the rows: an epoch past convergence stops at once, and when
+        # that comes no epoch or two can tell (timing two epochs put logistic regressions at 1-4x their training)
         rows = min(n, 512)
-        one, added = time_difference(lambda: run(rows, 1), lambda: run(rows, 2), device)
-        per_epoch = max(added, one / 2) * n / rows
-        return Cost.of(cfg.epochs, per_epoch, f"training: {cfg.epochs} L-BFGS epochs × {seconds_text(per_epoch)}")
+        seconds = time_call(lambda: run(rows, cfg.epochs), device) * n / rows
+        scaled_note = f" on {rows:,} of the {n:,} rows, scaled" if rows < n else ""
+        return Cost(seconds, f"training: {cfg.epochs} L-BFGS epochs timed{scaled_note}")
     batch = cfg.batch_size if 0 < cfg.batch_size < n else n
     steps_per_epoch = training_steps(n, cfg) // cfg.epochs
     few = min(4, steps_per_epoch)

@@ -93,6 +93,23 @@ def test_a_training_estimate_is_within_2x_of_the_training():
     assert WITHIN[0] <= ratio <= WITHIN[1], f"estimated {estimate:.2f} s, took {actual:.2f} s"
 
 
+def test_an_lbfgs_training_estimate_is_within_2x_of_the_training():
+    """Full-batch L-BFGS converges in a few of its 20-iteration epochs and the rest stop at once: timing one and two
+    epochs said 3.5x the training of What-if's logistic regression on breast cancer. The whole training is timed."""
+    from influence_core import experiments
+    from influence_core import flipset as fs
+
+    config = fs.what_if_config("logreg", 1e-3, 0)
+    data = fs.what_if_dataset("breast_cancer", seed=0)
+
+    def measure():
+        costs._STEP_COSTS.clear()
+        return costs.training_cost(config, data)
+
+    ratio, estimate, actual = _ratio(measure, lambda: experiments.train(config, use_cache=False, dataset=data))
+    assert WITHIN[0] <= ratio <= WITHIN[1], f"estimated {estimate:.3f} s, took {actual:.3f} s"
+
+
 def test_a_difference_timing_keeps_a_stall_out_of_the_work_it_measures():
     """The work ``long`` adds to ``short``, measured in turns: a stall in one call moves one pair, not the median."""
     calls = {"short": 0}
