@@ -80,10 +80,11 @@ class RegionConfig:
     sampling: str = "uniform"
     hidden: int = 64
     depth: int = 4
-    # 560 Adam steps at 2e-2 and cosine decay: held-out agreement 96.6 % (three seeds, 96.2-97.2) as for 800 steps at
-    # 1e-2 (96.4-96.8) and 1,600 at 5e-3 (96.7-96.9), boundary-distance ratios alike (0.29), in 0.81x the time of 800
-    # (issue 34: Region cuts' first result within 10 s with one core busy; it read 10.4 s with 800)
-    epochs: int = 35
+    # 400 Adam steps at 2e-2 and cosine decay: held-out agreement 96.45 % (five seeds, 96.2-96.8) against 96.65 %
+    # (96.2-97.2) for 560 steps, 96.6 % for 800 at 1e-2 and 96.7-96.9 % for 1,600 at 5e-3; boundary-distance ratio 0.288
+    # against 0.287; the study in 0.82x the time of 560 steps (issue 34: Region cuts' first result within 10 s with one
+    # core busy read 10.4 s with 800 steps, 9.5-10.4 s with 560)
+    epochs: int = 25
     batch_size: int = 1024
     lr: float = 2e-2
     lr_schedule: str = "cosine"  # annealing lets the surrogate settle on the oracle's thin advisory regions
