@@ -484,7 +484,7 @@ def _check(result, args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
         f"{len(removed)} strongest training rows removed one at a time, retrained in {check.seconds:.1f} s",
         f"  Pearson {check.pearson:.3f}   Spearman {check.spearman:.3f}   same sign {check.sign_agreement:.0%}"
         + (
-            f"   retrained / predicted {check.slope:.2f}"
+            f"   slope of retrained on predicted {check.slope:.2f}"
             if check.on_loss_scale
             else "   (not on the loss scale: read the ranking and signs)"
         ),

@@ -121,9 +121,10 @@ class RetrainingChecks:
             "Same sign", f"{check.sign_agreement:.0%}", help=f"{dots} whose predicted and retrained changes agree in sign (a coin: 50%)"
         )
         c4.metric(
-            "Retrained / predicted",
+            "Slope, retrained on predicted",
             f"{check.slope:.2f}" if check.on_loss_scale else "—",
-            help="least-squares slope through 0: 1 = the right size; > 1 = influence understates the change",
+            help="the least-squares line through 0 of the retrained changes on the predicted ones (not a ratio of means): 1 = the "
+            "right size; > 1 = influence understates the change",
         )
         if not check.signs_beyond_chance:
             st.caption(

@@ -86,7 +86,7 @@ def test_explorer_checks_influence_against_retraining(explorer):
     metrics = _metrics(explorer)
     # removing the flipped point from L2 logistic regression, exact Hessian: leave-one-out over all 200 test points
     assert float(metrics["Pearson"]) >= 0.98, metrics
-    assert 0.8 <= float(metrics["Retrained / predicted"]) <= 1.25, metrics
+    assert 0.8 <= float(metrics["Slope, retrained on predicted"]) <= 1.25, metrics
     assert float(metrics["Same sign"].rstrip("%")) >= 90, metrics
     # one point removed, seen at each test point: the dots are test points, not "removals" (a walk read "143 of 200
     # removals" after removing one point)

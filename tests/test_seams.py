@@ -155,7 +155,7 @@ def test_the_cli_check_reads_the_loss_scale_from_the_method(probes, tmp_path, ca
     for method in ("probe_influence", "probe_ip"):
         assert main([*common, "--method", method, "--curvature", "exact"]) == 0
         printed[method] = capsys.readouterr().out
-    assert "retrained / predicted" in printed["probe_influence"]
+    assert "slope of retrained on predicted" in printed["probe_influence"]
     assert "not on the loss scale" in printed["probe_ip"]
 
 
