@@ -7,14 +7,13 @@ import streamlit as st
 from influence_core import flipset as fs
 from influence_core import hessian_free as hf
 from influence_core.experiments import content_key
-from influence_core.figures import TABLE_PX, column_widths, sign_note
+from influence_core.figures import sign_note
 from influence_core.figures.what_if import (
     flip_set_map_figure,
     method_scatter_figure,
     removal_check_figure,
     set_size_histogram_figure,
     set_size_vs_distance_figure,
-    trim_figure,
 )
 from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
@@ -25,6 +24,7 @@ from pages._own_inputs import csv_inputs
 from pages._pickers import method_and_curvature_knobs, method_picker
 from pages._progress import progress_status
 from pages._results import kept_result, memoised, run_or_explain
+from pages._what_if_parts import show_trim
 from pages._widgets import described_select, settle_widget
 
 page_header("What-if")
@@ -365,87 +365,6 @@ with tab_cmp:
                     key="whatif_loo_plot",
                 )
 
-TRIM_COLUMNS = {  # the table's names, read as a person would say them; None = the column is left out
-    "method": "Method",
-    "accuracy_mean": "Held-out accuracy",
-    "accuracy_std": "± std over seeds",
-    "change_vs_untrimmed": "Change vs untrimmed",
-    "change_se": "± standard error",
-    "dp_gap_mean": "Demographic-parity gap",
-    "flipped_share_removed": "Flipped labels among the removed",
-    "per_class_seeds": "Seeds trimmed per class",
-    "key": None,
-}
-
-
-# the headers the table shows (the full names on hover)
-TRIM_HEADERS = {
-    "± std over seeds": "± std",
-    "± standard error": "± SE",
-    "Demographic-parity gap": "DP gap",
-    "Flipped labels among the removed": "Flipped removed",
-    "Seeds trimmed per class": "Per class",
-}
-
-
-def _percent(value: float, signed: bool = False) -> str:
-    """One percent format for the page ('95.1%', '+0.4%'); '—' where there is nothing to show (it read 'None')."""
-    return "—" if value is None or not np.isfinite(value) else (f"{value:+.1%}" if signed else f"{value:.1%}")
-
-
-def _show_trim(trimmed, n_seeds: int) -> None:
-    frame = trimmed.table()
-    shown = pd.DataFrame({"Method": frame["method"]})
-    for column in ("accuracy_mean", "accuracy_std", "change_vs_untrimmed", "change_se", "dp_gap_mean", "flipped_share_removed"):
-        if column == "accuracy_std" and n_seeds < 2:
-            continue  # a std over one run is 0 by construction, not a measurement
-        if column == "dp_gap_mean" and not frame[column].notna().any():
-            continue  # no groups on this data
-        if column == "flipped_share_removed" and not ds.flipped.any():
-            continue  # nothing is known to be flipped
-        signed = column == "change_vs_untrimmed"
-        paired = column in ("change_vs_untrimmed", "change_se")  # the baseline has no change against itself
-        shown[TRIM_COLUMNS[column]] = [
-            _percent(v, signed) if not (paired and k == "none") else "—" for v, k in zip(frame[column], frame["key"])
-        ]
-    if (frame["per_class_seeds"] > 0).any():
-        shown[TRIM_COLUMNS["per_class_seeds"]] = [f"{c} of {n_seeds}" for c in frame["per_class_seeds"]]
-    # short headers, said in full on hover, in widths that fit the page: with fairness groups and per-class seeds its
-    # eight long headers ran past a 1440-px window's edge
-    short = {name: TRIM_HEADERS[name] for name in shown.columns if name in TRIM_HEADERS}
-    widths = column_widths(shown, px_per_char=6.5, labels=short, total=TABLE_PX, least={"Method": 27})
-    st.dataframe(
-        shown,
-        hide_index=True,
-        key="whatif_trim_table",
-        column_config={
-            c: st.column_config.TextColumn(short.get(c, c), help=c if c in short else None, width=widths[c]) for c in shown.columns
-        },
-    )
-    st.caption(
-        "Change vs untrimmed: held-out accuracy after trimming minus before, paired by seed, ± its standard error — "
-        "a change within about two standard errors is not a measured change."
-    )
-
-    # methods that remove the same rows give the same retrained model: say so rather than show identical rows unexplained
-    for group in trimmed.same_removed_groups():
-        st.info(
-            f"{', '.join(hf.method_title(k) for k in group)} remove the same {len(trimmed.removed[group[0]])} training rows "
-            "(first seed), so their rows in the table are the same retrained models."
-        )
-    overlap = trimmed.removed_overlap()
-    if not overlap.empty:
-        with st.expander("Overlap of the removed rows between methods"):
-            st.dataframe(overlap.map(_percent), key="whatif_trim_overlap")
-
-    helped, said = trimmed.recommendation()
-    (st.success if helped else st.warning)(said)
-
-    fig = trim_figure(frame, n_seeds, flipped_known=bool(ds.flipped.any()))
-    if fig is not None:
-        st.plotly_chart(fig, width="stretch", key="whatif_trim_plot")
-
-
 with tab_trim:
     st.caption("Remove the 5% most harmful training points by each method and retrain; held-out half of the test set.")
     if not ds.flipped.any():
@@ -478,4 +397,4 @@ with tab_trim:
         clicked, f"{run_key}:trim:{trim_impact}:{n_seeds}", "Trimming and retraining", lambda: hf.trim_cost(trim_study, data), _trim
     )
     if trimmed is not None:
-        _show_trim(trimmed, n_seeds)
+        show_trim(trimmed, n_seeds, flipped_known=bool(ds.flipped.any()))
