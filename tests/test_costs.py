@@ -297,6 +297,31 @@ def test_the_explorer_asks_before_a_start_estimated_past_the_threshold(monkeypat
     assert any(m.label == "Flip AUROC" for m in at.metric)
 
 
+def test_label_bias_starts_its_landing_run_untimed_and_asks_before_any_other(monkeypatch):
+    """Timing the landing run (digits, every choice at its default) took 0.7 s of its 2 s first result: it starts at
+    once. Any other run is estimated first, and asks past the threshold (here every start would ask)."""
+    from streamlit.testing.v1 import AppTest
+
+    from influence_core import costs as costs_module
+    from influence_core import label_bias as lb
+
+    timed = []
+    real = costs_module.estimate_run
+    monkeypatch.setattr(costs_module, "estimate_run", lambda config, *a, **k: timed.append(config) or real(config, *a, **k))
+    monkeypatch.setattr(timing, "CONFIRM_SECONDS", 0.0)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.run()
+    del timed[:]  # the landing view's own estimate
+    at.switch_page("pages/label_bias.py").run()
+    assert not at.exception, at.exception
+    assert not timed and any(m.label == "Flipped detected" for m in at.metric)
+    assert lb.is_landing_run(lb.preset_config("digits", seed=3)) and not lb.is_landing_run(lb.preset_config("digits", noise_fraction=0.3))
+    at.slider(key="label_bias_fraction").set_value(0.3).run()
+    assert not at.exception, at.exception
+    assert len(timed) == 1 and timed[0].data.noise_fraction == 0.3
+    assert any(b.label.startswith("Training and scoring: ") for b in at.button)
+
+
 def test_a_small_models_scoring_and_its_estimate_run_on_one_thread(tmp_path, monkeypatch):
     """A small model's work after its training (curvature fit, scores, detectors) and the estimate's timings of it run
     on one torch thread, as its training does (two threads spin against each other beside other jobs: a gradient pass
