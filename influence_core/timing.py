@@ -135,6 +135,14 @@ def _synchronise(device: Any) -> None:
         torch.cuda.synchronize(torch.device(device))
 
 
+def _timed(fn: Callable[[], Any], device: Any) -> float:
+    """Seconds of one ``fn()``, its device work finished."""
+    start = time.perf_counter()
+    fn()
+    _synchronise(device)
+    return time.perf_counter() - start
+
+
 def time_call(
     fn: Callable[[], Any],
     device: Any = None,
@@ -151,10 +159,7 @@ def time_call(
     _synchronise(device)
     times: list[float] = []
     while True:
-        start = time.perf_counter()
-        fn()
-        _synchronise(device)
-        times.append(time.perf_counter() - start)
+        times.append(_timed(fn, device))
         if len(times) >= max_repeats or sum(times) >= budget:
             return statistics.median(times)  # a stall of the shared machine in one repeat is not the unit's cost
 
@@ -177,12 +182,7 @@ def time_difference(
     differences: list[float] = []
     spent = 0.0
     while len(differences) < max_pairs and (spent < budget or len(differences) < 3):
-        seconds = []
-        for fn in (short, long):
-            start = time.perf_counter()
-            fn()
-            _synchronise(device)
-            seconds.append(time.perf_counter() - start)
+        seconds = [_timed(short, device), _timed(long, device)]
         shorts.append(seconds[0])
         differences.append(seconds[1] - seconds[0])
         spent += sum(seconds)
