@@ -11,14 +11,14 @@ from influence_core.data.registry import peek_own_data
 from influence_core.experiments import content_key
 from influence_core.figures import TABLE_IN_BOX_PX, column_widths, sign_note
 from influence_core.figures import label_bias as lb_figures
-from influence_core.metrics import accuracy_change, detection_at_threshold
+from influence_core.metrics import detection_at_threshold
 from pages._costs import confirm_start, cost_note, estimated
 from pages._detectors import detectors_panel
 from pages._frame import page_header, preload_plotly
-from pages._label_bias_parts import fix_and_retrain, sample_level
-from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_card, own_model_inputs
+from pages._label_bias_parts import fix_and_retrain, run_summary, sample_level
+from pages._own_inputs import OWN_DATA, OWN_MODEL, OwnDataInputs, ask_for_own_data, own_data_inputs, own_model_inputs
 from pages._pickers import curvature_picker, method_and_curvature_knobs, method_picker
-from pages._progress import TIMING, compute_seconds_text, page_fragment, progress_status
+from pages._progress import TIMING, page_fragment, progress_status
 from pages._results import kept_result, memoised, run_or_explain
 from pages._widgets import described_select, settle_widget
 
@@ -188,46 +188,8 @@ plotly_slot.empty()
 if result is None:
     st.stop()
 
-ds, m = result.dataset, result.metrics
-truth = result.has_ground_truth
-labels_were = "noisy labels" if truth else "labels as given"
-noisy, clean = m["noisy"]["test"], m.get("clean", {}).get("test")
-k = st.columns(5)
-if truth:
-    k[0].metric("Flipped training labels", f"{int(ds.flipped.sum())} / {len(ds.y_train)}")
-else:
-    k[0].metric(
-        "Training samples",
-        f"{len(ds.y_train):,}",
-        help="No label was flipped on purpose: there is no ground truth to score the flags against.",
-    )
-trained_on = f"of the model trained on the {labels_were}" + (", against the one trained on the clean labels" if clean else "")
-against_clean, measured = accuracy_change(clean["accuracy"], noisy["accuracy"], len(ds.y_test)) if clean else (None, False)
-k[1].metric(
-    "Held-out accuracy",
-    f"{noisy['accuracy']:.1%}",
-    delta=f"{against_clean} vs clean" if clean else None,
-    delta_color="normal" if measured else "off",  # a change within two standard errors is not one: no green or red
-    help=trained_on + "; a change within two binomial standard errors of the held-out accuracy is not a measured one",
-)
-k[2].metric(
-    "Held-out loss",
-    f"{noisy['loss']:.3f}",
-    delta=f"{noisy['loss'] - clean['loss']:+.3f} vs clean" if clean else None,
-    delta_color="inverse",
-    help=trained_on,
-)
-k[3].metric("Misclassified held-out", m["n_misclassified"])
-k[4].metric(  # the device in the label: "3.4 s on cpu" did not fit the value's fifth of a 1280-px page
-    f"Compute on {m['device']}",
-    "cached" if m.get("scores_from_cache") and m.get("from_cache") else compute_seconds_text(m["total_seconds"]),
-)
-own_model_card(m)
-if result.needs_clean_model:
-    st.caption("The same model on the clean labels trains next, after the scores below: the comparison with it follows here.")
-if clean:
-    with st.expander("Step 1: is the model hurt by the flipped labels?"):
-        st.plotly_chart(lb_figures.model_comparison_figure(m), width="stretch", key="label_bias_models")
+ds, truth = result.dataset, result.has_ground_truth
+run_summary(result)
 
 st.subheader(f"Group level: training samples ranked by {lb.SCORE_DESCRIPTIONS[lb.DEFAULT_SCORE]} (default score) or another")
 names = list(result.scores)
@@ -420,7 +382,7 @@ def threshold_and_what_it_flags() -> None:
                 test_ids=test_ids,
                 picture=None if ds.x_train.ndim == 2 else lb.image_of,
                 run_out_of_fold=None if yours else _out_of_fold,
-                out_of_fold_seconds=m.get("out_of_fold_estimate"),
+                out_of_fold_seconds=result.metrics.get("out_of_fold_estimate"),
                 influence_on_loss_scale=lb.influence_on_loss_scale(result),
                 flags=(score_name, np.asarray(scores >= threshold)),
             )
