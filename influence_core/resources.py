@@ -118,17 +118,22 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-_THREAD_POOLS = None  # threadpoolctl's controller, built once: building one scans the loaded libraries (3 ms a call)
+# threadpoolctl's controller and the module count it was built at: building one scans the loaded libraries (3 ms), and
+# a library loaded later (scipy's OpenBLAS, on the first import of scikit-learn's solvers) is not in an older one, so
+# the one-thread limit missed it (a detector's BLAS ran on two threads after a training had built the controller)
+_THREAD_POOLS: Optional[tuple[int, object]] = None
 
 
 def _native_pools():
-    """The BLAS and OpenMP thread pools numpy, scipy and scikit-learn use (threadpoolctl), found once."""
+    """The BLAS and OpenMP thread pools numpy, scipy and scikit-learn use (threadpoolctl), found again after imports."""
+    import sys
+
     global _THREAD_POOLS
-    if _THREAD_POOLS is None:
+    if _THREAD_POOLS is None or _THREAD_POOLS[0] != len(sys.modules):
         from threadpoolctl import ThreadpoolController
 
-        _THREAD_POOLS = ThreadpoolController()
-    return _THREAD_POOLS
+        _THREAD_POOLS = (len(sys.modules), ThreadpoolController())
+    return _THREAD_POOLS[1]
 
 
 @contextmanager

@@ -44,3 +44,17 @@ def test_a_large_step_keeps_torchs_thread_count(two_threads, monkeypatch):
     monkeypatch.setattr(training, "ONE_THREAD_STEP_FLOPS", 1.0)  # every step counts as large
     assert _threads_seen_while_training("mlp", (8,), 32) == {2}
     assert torch.get_num_threads() == 2
+
+
+def test_the_one_thread_limit_finds_libraries_loaded_after_its_first_use(monkeypatch):
+    """threadpoolctl's controller lists the libraries loaded when it is built: one built before scipy's OpenBLAS loaded
+    left that pool on two threads (a detector after a training, test_costs' one-thread test in another order)."""
+    import sys
+    import types
+
+    from influence_core import resources
+
+    first = resources._native_pools()
+    assert resources._native_pools() is first  # no new import: the scan is not repeated (3 ms each)
+    monkeypatch.setitem(sys.modules, "influence_lab_test_newly_imported", types.ModuleType("influence_lab_test_newly_imported"))
+    assert resources._native_pools() is not first
