@@ -1,7 +1,7 @@
 """Start the dashboard with the heavy imports already under way: `python serve.py [streamlit options]`.
 
 `streamlit run app.py` imports nothing of the app until the first browser session runs it, so the first visit waits
-for torch, torch._dynamo (pulled in by the first optimiser step), scikit-learn, BackPACK and cleanlab: about 4 s of the
+for torch, scikit-learn, BackPACK and cleanlab: about 4 s of the
 landing view's first plot on an idle 2-core machine (benchmarks/README.md, ui_latency.py). Here a background thread
 imports what a first figure needs while Streamlit's server starts, then torch and the rest (and trains a toy model
 once) as soon as a page asks for them, or after a few seconds without a visitor; the app itself is unchanged, and a
@@ -50,12 +50,13 @@ def _import_and_train() -> None:
     import torch
 
     import influence_core.experiments  # noqa: F401  (the curvatures, the methods, the data registry)
+    from influence_core.config import TrainConfig
+    from influence_core.training import train_model
 
+    # a first training's one-off costs (its kernels' set-up), as the pages train; torch.optim's classes, which import
+    # torch._dynamo (1.5 s), are not used (influence_core.optimisers)
     model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-    optimiser = torch.optim.Adam(model.parameters())  # its first step imports torch._dynamo
-    loss = torch.nn.functional.cross_entropy(model(torch.zeros(3, 2)), torch.tensor([0, 1, 0]))
-    loss.backward()
-    optimiser.step()
+    train_model(model, torch.zeros(8, 2), torch.tensor([0, 1] * 4), TrainConfig(epochs=2, batch_size=4, n_checkpoints=1), seed=0)
     # what the other views' first runs import next: BackPACK (the GGN fits) and cleanlab (the label-noise detectors)
     import backpack  # noqa: F401
     import cleanlab.filter  # noqa: F401

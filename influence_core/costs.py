@@ -109,6 +109,8 @@ def _measured_steps_cost(model: Any, x: "torch.Tensor", y: "torch.Tensor", cfg: 
         # the whole training on up to 512 rows, scaled by the rows: an epoch past convergence stops at once, and when
         # that comes no epoch or two can tell (timing two epochs put logistic regressions at 1-4x their training)
         rows = min(n, 512)
+        import torch._dynamo  # noqa: F401  (torch.optim.LBFGS imports it when first built, 1.5 s once: no training's time)
+
         seconds = time_call(lambda: run(rows, cfg.epochs), device) * n / rows
         scaled_note = f" on {rows:,} of the {n:,} rows, scaled" if rows < n else ""
         return Cost(seconds, f"training: {cfg.epochs} L-BFGS epochs timed{scaled_note}")

@@ -31,12 +31,11 @@ from torch import nn
 from torch.func import functional_call
 
 from influence_core.errors import InputError
+from influence_core.optimisers import ADAM_BETAS, ADAM_EPS  # the training run's own (training.py builds it so)
 from influence_core.progress import ProgressFn, silent
 from influence_core.tasks import CROSS_ENTROPY, Task
 from influence_core.timing import estimate_text
 from influence_core.training import TrainingRecipe, batch_orders, replay_segment, step_learning_rates
-
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as training.py builds it
 
 
 def unsupported_reason(model: nn.Module, recipe: Optional[TrainingRecipe]) -> Optional[str]:

@@ -10,8 +10,7 @@ from pages._progress import progress_status
 
 # what a first visit to a view imports, with each module's rough share of the wait (measured with -X importtime)
 HEAVY_IMPORTS = (
-    ("torch", 1.5),
-    ("torch._dynamo", 1.4),
+    ("torch", 1.5),  # not torch._dynamo (1.5 s more): training steps without torch.optim's classes (optimisers.py)
     ("sklearn.datasets", 0.9),
     ("backpack", 0.05),  # the GGN fits (laplace-torch, 1-2 s to import, only for models beyond the zoo)
     ("pandas", 0.2),
@@ -34,8 +33,7 @@ def import_with_progress(
     modules: Optional[Sequence[tuple[str, float]]] = None, label: str = "Loading PyTorch and scikit-learn (once per server start)"
 ) -> None:
     """Import the modules not imported yet under a progress box: on a fresh server the first view's imports are
-    seconds of blank page otherwise (torch, and torch._dynamo that torch.optim pulls in on first use). Then the
-    sidebar's device line."""
+    seconds of blank page otherwise. Then the sidebar's device line."""
     import importlib
 
     from influence_core.timing import want_heavy_imports
