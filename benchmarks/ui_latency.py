@@ -22,6 +22,12 @@ its threshold slider, and "Relabel N and retrain": the click's server time, and 
 training in the cold view (each one's ``train_seconds`` as the server's result cache recorded it, so both are timed
 in the same server under the same load).
 
+A first result's time is the page's own: an init script watches the DOM, and the time is that of the first animation
+frame after the result's element appeared (the frame that paints it), on the browser's clock from the navigation's
+start. Playwright's wait, which gates the run, polls every 500 ms once it has waited 0.3 s, each poll a round trip
+through its driver: on a busy machine it saw results 0.5-1.4 s after the frame that painted them (Region cuts, one
+core busy). Its time is shown beside, not judged.
+
 Targets (printed PASS/MISS): landing view's first plot ≤ 3 s (≤ 4 s with the other core busy, issue 34), every other
 view's first result ≤ 10 s, every interaction ≤ 0.3 s, a retrain's training ≤ 2× the same training in the cold view.
 """
@@ -387,6 +393,31 @@ INTERACTIONS = {
 }
 
 
+# Installed before the page's own scripts: records, per selector, the time of the first animation frame after an element
+# matching it appeared (performance.now(), ms from the navigation's start)
+FRAME_CLOCK = """
+(selectors) => {
+  const painted = (window.__uiLatencyPainted = {});
+  const check = () => {
+    for (const selector of selectors) {
+      if (!(selector in painted) && document.querySelector(selector)) {
+        painted[selector] = null;
+        requestAnimationFrame(() => { painted[selector] = performance.now(); });
+      }
+    }
+  };
+  new MutationObserver(check).observe(document, { subtree: true, childList: true });
+}
+"""
+
+
+def _painted_at(page, selector: str, wall_start: float) -> float:
+    """Seconds from ``wall_start`` (time.time() before the navigation) to the frame that first painted ``selector``."""
+    page.wait_for_function(f"window.__uiLatencyPainted && window.__uiLatencyPainted[{selector!r}] != null", timeout=60_000)
+    frame_ms, origin_ms = page.evaluate(f"[window.__uiLatencyPainted[{selector!r}], performance.timeOrigin]")
+    return (origin_ms + frame_ms) / 1000.0 - wall_start
+
+
 def run_view(view: str, viewport: dict, screenshot_dir: Path | None, launcher: str = "serve") -> tuple[float, float, dict[str, float]]:
     from playwright.sync_api import sync_playwright
 
@@ -395,7 +426,9 @@ def run_view(view: str, viewport: dict, screenshot_dir: Path | None, launcher: s
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=viewport)
         clock = RunClock(page, server_log)
-        start = time.perf_counter()
+        watched = [selector] + ([LATER_RESULTS[view][1]] if view in LATER_RESULTS else [])
+        page.add_init_script(f"({FRAME_CLOCK})({watched!r})")
+        wall_start, start = time.time(), time.perf_counter()
         page.goto(url + path)
         times = {}
         # a run estimated past the app's confirmation threshold waits for a click on the button stating the estimate
@@ -407,12 +440,14 @@ def run_view(view: str, viewport: dict, screenshot_dir: Path | None, launcher: s
             page.locator(CONFIRM_BUTTON).first.click()
             times[f"{view}: (the first result needed a click on '{asked}')"] = (time.perf_counter() - start, None)
             page.wait_for_selector(selector, timeout=600_000, state="attached")
-        first = time.perf_counter() - start
-        _log(f"{view}: first result after {first:.1f} s")
+        polled = time.perf_counter() - start
+        first = _painted_at(page, selector, wall_start)
+        _log(f"{view}: first result painted after {first:.1f} s (Playwright's wait saw it after {polled:.1f} s)")
+        times[f"{view}: first result as Playwright's polling saw it"] = (polled, None)
         if view in LATER_RESULTS:
             what, later = LATER_RESULTS[view]
             page.wait_for_selector(later, timeout=600_000, state="attached")
-            times[what] = time.perf_counter() - start
+            times[what] = _painted_at(page, later, wall_start)
         times.update(INTERACTIONS[view](page, clock, cache_dir) if view in INTERACTIONS else {})
         if screenshot_dir is not None:
             clock.idle(page)
