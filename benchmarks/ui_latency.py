@@ -66,7 +66,7 @@ VIEWS = {
     "explorer": ("", ".js-plotly-plot .scatterlayer .point"),  # its first plot: on a cold server, the data alone
     "label_bias": ("/label_bias", ".st-key-label_bias_bars .js-plotly-plot .main-svg"),  # its bars: the preload has a .main-svg
     "glitch_signals": ("/glitch_signals", "[data-testid='stDataFrame']"),
-    "what_if": ("/what_if", ".js-plotly-plot .main-svg"),
+    "what_if": ("/what_if", ".st-key-whatif_plot .js-plotly-plot .main-svg"),  # scoped: the plotly.js preload has a .main-svg
     "region_cuts": ("/region_cuts", ".js-plotly-plot .scatterlayer .point"),  # not .main-svg: the plotly preload has one
     "trust": ("/trust", ".st-key-trust_go button"),  # it measures on request: first the page, ready for its button
 }

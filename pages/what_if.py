@@ -19,7 +19,7 @@ from influence_core.methods import get as get_method
 from influence_core.methods import method_short_label
 from influence_core.text import plural
 from pages._costs import gated_result
-from pages._frame import page_header
+from pages._frame import page_header, preload_plotly
 from pages._own_inputs import csv_inputs
 from pages._pickers import method_and_curvature_knobs, method_picker
 from pages._progress import progress_status
@@ -95,7 +95,11 @@ def _compute():
         return fs.compute_flip_sets(config, dataset, tau, progress=report, output=output)
 
 
+# the browser loads plotly.js while the model trains, not after its first figure arrives (1.5 s of a cold visit's first
+# result with one core busy; emptied once the result is in)
+plotly_slot = preload_plotly("whatif_plotly_preload")
 result = memoised(run_key, lambda: run_or_explain(_compute))
+plotly_slot.empty()
 if result is None:
     st.stop()
 ds, search = result.dataset, result.relabel
