@@ -4,7 +4,7 @@ import streamlit as st
 
 from pages._costs import confirm_start, cost_note, estimated
 from pages._frame import page_header, preload_plotly
-from pages._loading import import_with_progress, imports_pending
+from pages._loading import import_with_progress, imports_pending, let_the_browser_draw
 from pages._own_inputs import OWN_MODEL, own_model_card, own_model_inputs
 from pages._progress import TIMING, compute_seconds_text, page_fragment, progress_status
 from pages._results import memoised, one_thread, run_or_explain
@@ -46,6 +46,7 @@ st.caption(
 plotly_slot = preload_plotly("explorer_plotly_preload")  # the browser loads plotly.js while the server imports
 if imports_pending():
     run_or_explain(show_training_data, plotly_slot)
+    let_the_browser_draw()
 import_with_progress()
 
 import numpy as np  # noqa: E402
