@@ -97,7 +97,7 @@ def _measured_steps_cost(model: Any, x: "torch.Tensor", y: "torch.Tensor", cfg: 
     import copy
     import dataclasses
 
-    from influence_core.training import train_model
+    from influence_core.training import lbfgs_ready, train_model
 
     n = len(x)
 
@@ -109,8 +109,7 @@ def _measured_steps_cost(model: Any, x: "torch.Tensor", y: "torch.Tensor", cfg: 
         # the whole training on up to 512 rows, scaled by the rows: an epoch past convergence stops at once, and when
         # that comes no epoch or two can tell (timing two epochs put logistic regressions at 1-4x their training)
         rows = min(n, 512)
-        import torch._dynamo  # noqa: F401  (torch.optim.LBFGS imports it when first built, 1.5 s once: no training's time)
-
+        lbfgs_ready()
         seconds = time_call(lambda: run(rows, cfg.epochs), device) * n / rows
         scaled_note = f" on {rows:,} of the {n:,} rows, scaled" if rows < n else ""
         return Cost(seconds, f"training: {cfg.epochs} L-BFGS epochs timed{scaled_note}")

@@ -218,6 +218,12 @@ def fit_lbfgs(
     return model
 
 
+def lbfgs_ready() -> None:
+    """Import what ``torch.optim.LBFGS`` imports when first built (torch._dynamo, 1.5 s once per process), so that a
+    timing of :func:`fit_lbfgs` measures the fit, not that import."""
+    import torch._dynamo  # noqa: F401
+
+
 def polished_convex(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_decay: float, max_iter: int = 2000) -> nn.Module:
     """A float64 copy of a convex model (logistic regression) taken to its optimum by full-batch L-BFGS: influence
     functions assume an optimum, and float32 training stops where the gradient is still larger than one removal's push."""
@@ -228,8 +234,8 @@ def polished_convex(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight_d
 
 def step_learning_rates(cfg: TrainConfig, n: int) -> list[list[float]]:
     """The learning rate of every optimiser step, epoch by epoch, as :func:`train_model` runs them (its schedule
-    stepped the same way, on a stand-in parameter): what a replay of the run needs."""
-    opt = optimiser_for("sgd", [torch.zeros(1)], cfg.lr, 0.0)
+    stepped the same way, over no parameters): what a replay of the run needs."""
+    opt = Steps([], cfg.lr, 0.0)
     batch = cfg.batch_size if 0 < cfg.batch_size < n else n
     steps = -(-n // batch)
     schedule, per_step = _schedule(cfg, opt, steps)

@@ -1,4 +1,5 @@
-"""What-if's parts that only show a result: Trim and retrain's table, notes and figure (the page lays out and calls)."""
+"""What-if's parts that only show a result: the test points' table; Trim and retrain's table, notes and figure (the page
+lays out and calls)."""
 
 import numpy as np
 import pandas as pd
@@ -7,6 +8,23 @@ import streamlit as st
 from influence_core import hessian_free as hf
 from influence_core.figures import TABLE_PX, column_widths
 from influence_core.figures.what_if import trim_figure
+
+
+def table_of_test_points(result) -> pd.DataFrame:
+    """One row per test point of a flip-set run: its label, prediction and the relabel / remove set sizes (-1: none)."""
+    ds, search, names = result.dataset, result.relabel, np.asarray(result.dataset.class_names)
+    return pd.DataFrame(
+        {
+            "test #": np.arange(len(ds.y_test)),
+            "id": ds.ids_test,
+            "true": names[ds.y_test],
+            "p(class 1)": result.test_probs.round(3),
+            "predicted": names[result.predicted],
+            "k (relabel)": np.where(search.found, search.k, -1),
+            "k (remove)": np.where(result.remove.found, result.remove.k, -1),
+        }
+    )
+
 
 TRIM_COLUMNS = {  # the table's names, read as a person would say them; None = the column is left out
     "method": "Method",

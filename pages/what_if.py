@@ -1,7 +1,6 @@
 """What-if: the smallest set of training labels whose relabeling flips one test prediction, and Hessian-free influence."""
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from influence_core import flipset as fs
@@ -24,7 +23,7 @@ from pages._own_inputs import csv_inputs
 from pages._pickers import method_and_curvature_knobs, method_picker
 from pages._progress import progress_status
 from pages._results import kept_result, memoised, run_or_explain
-from pages._what_if_parts import show_trim
+from pages._what_if_parts import show_trim, table_of_test_points
 from pages._widgets import described_select, settle_widget
 
 page_header("What-if")
@@ -127,19 +126,9 @@ def _on_click() -> None:
 left, right = st.columns([3, 2])
 with right:
     st.subheader("Test points")
-    names = np.asarray(ds.class_names)
-    table = pd.DataFrame(
-        {
-            "test #": np.arange(n_test),
-            "id": ds.ids_test,
-            "true": names[ds.y_test],
-            "p(class 1)": result.test_probs.round(3),
-            "predicted": names[result.predicted],
-            "k (relabel)": np.where(search.found, search.k, -1),
-            "k (remove)": np.where(result.remove.found, result.remove.k, -1),
-        }
+    picked = st.dataframe(
+        table_of_test_points(result), hide_index=True, height=260, on_select="rerun", selection_mode="single-row", key="whatif_table"
     )
-    picked = st.dataframe(table, hide_index=True, height=260, on_select="rerun", selection_mode="single-row", key="whatif_table")
     rows = (
         (picked or {}).get("selection", {}).get("rows", [])
         if isinstance(picked, dict)
